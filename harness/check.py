@@ -1,0 +1,64 @@
+"""`harness check`: validate the suite and its data without calling a model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.data import Dataset, load_dataset
+from harness.suite import Suite, load_suite
+
+PASS, WARN, FAIL = "pass", "warn", "fail"
+MARKS = {PASS: "✓", WARN: "!", FAIL: "✗"}
+
+
+@dataclass
+class CheckLine:
+    status: str
+    name: str
+    detail: str
+
+
+@dataclass
+class CheckReport:
+    suite: Suite
+    dataset: Dataset
+    lines: list[CheckLine] = field(default_factory=list)
+
+    def add(self, status: str, name: str, detail: str) -> None:
+        self.lines.append(CheckLine(status, name, detail))
+
+    @property
+    def exit_code(self) -> int:
+        # Readiness findings advise; only a broken suite (raised as SuiteError) exits non-zero.
+        return 0
+
+    def render(self) -> str:
+        out = [f"{self.suite.name}: suite and data are valid ({self.suite.path})"]
+        out += [f"  {MARKS[line.status]} {line.name}: {line.detail}" for line in self.lines]
+        return "\n".join(out)
+
+    def to_dict(self) -> dict:
+        return {
+            "suite": self.suite.name,
+            "path": str(self.suite.path),
+            "valid": True,
+            "test_examples": len(self.dataset.test),
+            "train_examples": len(self.dataset.train),
+            "data_hashes": self.dataset.hashes,
+            "checks": [line.__dict__ for line in self.lines],
+        }
+
+
+def check_suite(path: str | Path) -> CheckReport:
+    suite = load_suite(path)
+    dataset = load_dataset(suite)
+    report = CheckReport(suite, dataset)
+    report.add(PASS, "variants", ", ".join(f"{v.name} ({v.kind}, {v.model})" for v in suite.variants))
+    report.add(PASS, "baseline", suite.baseline)
+    report.add(PASS, "test set", f"{len(dataset.test)} examples")
+    if suite.spec.data.train:
+        report.add(PASS, "train set", f"{len(dataset.train)} examples")
+    if dataset.labels is not None:
+        report.add(PASS, "labels", f"{len(dataset.labels)} classes")
+    return report
