@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.data import Dataset, load_dataset
+from harness.retrieval import validate_retrieval
 from harness.suite import Suite, load_suite
+from harness.templates import validate_templates
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
 MARKS = {PASS: "✓", WARN: "!", FAIL: "✗"}
@@ -24,6 +26,7 @@ class CheckReport:
     suite: Suite
     dataset: Dataset
     lines: list[CheckLine] = field(default_factory=list)
+    hygiene: dict | None = None  # overlap pairs and label counts (harness.hygiene), for --json
 
     def add(self, status: str, name: str, detail: str) -> None:
         self.lines.append(CheckLine(status, name, detail))
@@ -47,18 +50,49 @@ class CheckReport:
             "train_examples": len(self.dataset.train),
             "data_hashes": self.dataset.hashes,
             "checks": [line.__dict__ for line in self.lines],
+            "hygiene": self.hygiene,
         }
 
 
-def check_suite(path: str | Path) -> CheckReport:
+def check_suite(path: str | Path, *, near_dup_threshold: float | None = None) -> CheckReport:
     suite = load_suite(path)
-    dataset = load_dataset(suite)
+    dataset = load_dataset(
+        suite
+    )  # a wrong column name is reported as such, not as a template variable
+    validate_templates(suite)
+    retrieval = validate_retrieval(suite, dataset.test)  # corpora readable, retrievers importable
     report = CheckReport(suite, dataset)
-    report.add(PASS, "variants", ", ".join(f"{v.name} ({v.kind}, {v.model})" for v in suite.variants))
+    report.add(
+        PASS, "variants", ", ".join(f"{v.name} ({v.kind}, {v.model})" for v in suite.variants)
+    )
     report.add(PASS, "baseline", suite.baseline)
     report.add(PASS, "test set", f"{len(dataset.test)} examples")
     if suite.spec.data.train:
         report.add(PASS, "train set", f"{len(dataset.train)} examples")
     if dataset.labels is not None:
         report.add(PASS, "labels", f"{len(dataset.labels)} classes")
+    for status, name, detail in retrieval:
+        report.add(status, name, detail)
+    _add_readiness(report, near_dup_threshold)
     return report
+
+
+def _add_readiness(report: CheckReport, near_dup_threshold: float | None) -> None:
+    """Readiness checklist, power analysis and data hygiene (advisory lines; no model calls)."""
+    from harness.hygiene import DEFAULT_NEAR_DUP_THRESHOLD, check_hygiene
+    from harness.readiness import power_lines, readiness_lines
+
+    suite, dataset = report.suite, report.dataset
+    hygiene = check_hygiene(
+        dataset.test,
+        dataset.train,
+        task=suite.task,
+        threshold=DEFAULT_NEAR_DUP_THRESHOLD if near_dup_threshold is None else near_dup_threshold,
+    )
+    for status, name, detail in [
+        *readiness_lines(suite, dataset),
+        *power_lines(suite, len(dataset.test)),
+        *hygiene.lines(),
+    ]:
+        report.add(status, name, detail)
+    report.hygiene = hygiene.to_dict()

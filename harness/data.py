@@ -44,26 +44,42 @@ def file_hash(path: Path) -> str:
     return h.hexdigest()
 
 
-def read_records(path: Path, *, suite_file: str | None = None, key: str | None = None) -> list[dict[str, Any]]:
+def shown(path: Path) -> str:
+    """A path as a user would type it from here."""
+    import os
+
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return str(path)
+
+
+def read_records(
+    path: Path, *, suite_file: str | None = None, key: str | None = None
+) -> list[dict[str, Any]]:
     """Read a table as a list of dicts. Every failure names the file and how to fix it."""
 
     def fail(msg: str):
-        return SuiteError(f"{msg}", file=suite_file, key=key)
+        return SuiteError(msg, file=suite_file, key=key)
+
+    where = shown(path)
 
     if not path.exists():
-        raise fail(f"file not found: {path} — check the path (relative to the suite file)")
+        raise fail(f"file not found: {where} — check the path (relative to the suite file)")
     if path.is_dir():
-        raise fail(f"{path} is a directory — point at a data file ({', '.join(FORMATS)})")
+        raise fail(f"{where} is a directory — point at a data file ({', '.join(FORMATS)})")
     ext = path.suffix.lower()
     if ext not in FORMATS:
-        raise fail(f"{path}: unsupported format {ext or '(none)'} — use one of {', '.join(FORMATS)}")
+        raise fail(
+            f"{where}: unsupported format {ext or '(none)'} — use one of {', '.join(FORMATS)}"
+        )
     if ext == ".parquet":
         import pandas as pd
 
         try:
             df = pd.read_parquet(path)
         except Exception as e:  # pyarrow raises many types for a corrupt file
-            raise fail(f"{path}: cannot read parquet ({e}) — re-export the file") from None
+            raise fail(f"{where}: cannot read parquet ({e}) — re-export the file") from None
         rows = df.to_dict(orient="records")
     else:
         raw = path.read_bytes()
@@ -71,9 +87,11 @@ def read_records(path: Path, *, suite_file: str | None = None, key: str | None =
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError as e:
             line = raw[: e.start].count(b"\n") + 1
-            raise fail(f"{path}:{line}: not UTF-8 (byte {e.start}) — save the file as UTF-8") from None
+            raise fail(
+                f"{where}:{line}: not UTF-8 (byte {e.start}) — save the file as UTF-8"
+            ) from None
         if ext == ".csv":
-            rows = _read_csv(path, text, fail)
+            rows = _read_csv(where, text, fail)
         elif ext == ".jsonl":
             rows = []
             for i, line in enumerate(text.splitlines(), start=1):
@@ -82,38 +100,46 @@ def read_records(path: Path, *, suite_file: str | None = None, key: str | None =
                 try:
                     obj = json.loads(line)
                 except json.JSONDecodeError as e:
-                    raise fail(f"{path}:{i}:{e.colno}: invalid JSON ({e.msg}) — one JSON object per line") from None
+                    raise fail(
+                        f"{where}:{i}:{e.colno}: invalid JSON ({e.msg}) — one JSON object per line"
+                    ) from None
                 if not isinstance(obj, dict):
-                    raise fail(f"{path}:{i}: expected a JSON object per line, got {type(obj).__name__}")
+                    raise fail(
+                        f"{where}:{i}: expected a JSON object per line, got {type(obj).__name__}"
+                    )
                 rows.append(obj)
         else:
             try:
                 obj = json.loads(text)
             except json.JSONDecodeError as e:
-                raise fail(f"{path}:{e.lineno}:{e.colno}: invalid JSON ({e.msg})") from None
+                raise fail(f"{where}:{e.lineno}:{e.colno}: invalid JSON ({e.msg})") from None
             if not isinstance(obj, list) or not all(isinstance(r, dict) for r in obj):
-                raise fail(f"{path}: expected a JSON list of records ([{{...}}, ...]) — use .jsonl for one object per line")
+                raise fail(
+                    f"{where}: expected a JSON list of records ([{{...}}, ...]) — use .jsonl for one object per line"
+                )
             rows = obj
     if not rows:
-        raise fail(f"{path}: no records — the file is empty")
+        raise fail(f"{where}: no records — the file is empty")
     return rows
 
 
-def _read_csv(path: Path, text: str, fail) -> list[dict[str, Any]]:
+def _read_csv(where: str, text: str, fail) -> list[dict[str, Any]]:
     import io
 
     import pandas as pd
 
     if not text.strip():
-        raise fail(f"{path}: no records — the file is empty")
+        raise fail(f"{where}: no records — the file is empty")
     try:
         # Everything as text: "007" stays "007" and "NA" stays a label, not a missing value.
         df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
     except pd.errors.ParserError as e:
-        raise fail(f"{path}: cannot parse CSV ({str(e).strip()}) — quote fields that contain commas") from None
+        raise fail(
+            f"{where}: cannot parse CSV ({str(e).strip()}) — quote fields that contain commas"
+        ) from None
     dup = [c for c in df.columns if "." in c and c.rsplit(".", 1)[0] in df.columns]
     if dup:
-        raise fail(f"{path}: duplicate column header {dup[0].rsplit('.', 1)[0]!r} — rename one")
+        raise fail(f"{where}: duplicate column header {dup[0].rsplit('.', 1)[0]!r} — rename one")
     return df.to_dict(orient="records")
 
 
@@ -128,7 +154,9 @@ def _check_columns(rows, path: Path, needed: dict[str, str], suite: Suite):
 
 
 def _example_id(row: dict, fields: list[str]) -> str:
-    canonical = json.dumps({f: row.get(f) for f in fields}, sort_keys=True, default=str, ensure_ascii=False)
+    canonical = json.dumps(
+        {f: row.get(f) for f in fields}, sort_keys=True, default=str, ensure_ascii=False
+    )
     return hashlib.sha1(canonical.encode()).hexdigest()[:12]
 
 
@@ -141,7 +169,10 @@ def to_examples(rows: list[dict], suite: Suite, split: str) -> list[Example]:
         if spec.id:
             ex_id = str(row.get(spec.id))
             if ex_id in seen:
-                raise suite.fail(f"duplicate id {ex_id!r} in the {split} split (rows {seen[ex_id] + 1} and {i + 1}) — ids must be unique", ("data", "id"))
+                raise suite.fail(
+                    f"duplicate id {ex_id!r} in the {split} split (rows {seen[ex_id] + 1} and {i + 1}) — ids must be unique",
+                    ("data", "id"),
+                )
         else:
             ex_id = _example_id(row, id_fields)
             if ex_id in seen:
@@ -215,8 +246,12 @@ def load_dataset(suite: Suite, limit: int | None = None) -> Dataset:
         try:
             rows = read_records(path)
         except SuiteError as e:
-            raise SuiteError(e.message, file=str(suite.path), key=f"data.{split}", line=line, column=col) from None
-        needed = {f"data.input.{f}" if len(spec.inputs) > 1 else "data.input": f for f in spec.inputs}
+            raise SuiteError(
+                e.message, file=suite.display_path, key=f"data.{split}", line=line, column=col
+            ) from None
+        needed = {
+            f"data.input.{f}" if len(spec.inputs) > 1 else "data.input": f for f in spec.inputs
+        }
         if spec.target:
             needed["data.target"] = spec.target
         if spec.id:
@@ -236,7 +271,9 @@ def load_dataset(suite: Suite, limit: int | None = None) -> Dataset:
                 ("data", "target"),
             )
     if spec.sample:
-        test = sample(test, spec.sample.n, spec.sample.seed, spec.sample.stratify and spec.target is not None)
+        test = sample(
+            test, spec.sample.n, spec.sample.seed, spec.sample.stratify and spec.target is not None
+        )
     if limit is not None:
         test = test[:limit]
 

@@ -59,7 +59,9 @@ class SuiteErrors(SuiteError):
     def __init__(self, errors: list[SuiteError]):
         self.errors = errors
         first = errors[0]
-        super().__init__(first.message, file=first.file, key=first.key, line=first.line, column=first.column)
+        super().__init__(
+            first.message, file=first.file, key=first.key, line=first.line, column=first.column
+        )
 
     def render(self) -> str:
         return "\n".join(e.render() for e in self.errors)

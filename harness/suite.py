@@ -36,12 +36,24 @@ class Sample(Strict):
 
 
 class DataSpec(Strict):
-    test: str = Field(description="Test split (csv, jsonl, json list of records, parquet), relative to the suite file.")
-    train: str | None = Field(None, description="Train split: few-shot pool, readiness checks, fine-tune export. Never scored.")
+    test: str = Field(
+        description="Test split (csv, jsonl, json list of records, parquet), relative to the suite file."
+    )
+    train: str | None = Field(
+        None,
+        description="Train split: few-shot pool, readiness checks, fine-tune export. Never scored.",
+    )
     input: str | list[str] = Field(description="Field(s) of each record available to templates.")
-    target: str | None = Field(None, description="Field holding the expected answer (label, JSON record or reference text).")
-    id: str | None = Field(None, description="Field holding a stable example id (default: a hash of the record).")
-    gold: str | None = Field(None, description="Field naming the gold passage id(s) for retrieval metrics (RAG).")
+    target: str | None = Field(
+        None,
+        description="Field holding the expected answer (label, JSON record or reference text).",
+    )
+    id: str | None = Field(
+        None, description="Field holding a stable example id (default: a hash of the record)."
+    )
+    gold: str | None = Field(
+        None, description="Field naming the gold passage id(s) for retrieval metrics (RAG)."
+    )
     sample: Sample | None = None
 
     @property
@@ -52,7 +64,8 @@ class DataSpec(Strict):
 class FewShot(Strict):
     k: PositiveInt = Field(description="Number of examples shown in the prompt (as `examples`).")
     select: Literal["random", "stratified", "similar"] = Field(
-        "random", description="random; stratified (one per class in turn); similar (tf-idf nearest to the input)."
+        "random",
+        description="random; stratified (one per class in turn); similar (tf-idf nearest to the input).",
     )
     seed: int = 0
 
@@ -66,16 +79,28 @@ class Chunking(Strict):
 class CorpusColumn(Strict):
     path: str = Field(description="Data file (csv, jsonl, json, parquet) holding the passages.")
     text: str = Field(description="Column with the passage text.")
-    id: str | None = Field(None, description="Column with the passage id (matched against data.gold).")
+    id: str | None = Field(
+        None, description="Column with the passage id (matched against data.gold)."
+    )
 
 
 class Retrieval(Strict):
-    corpus: str | list[str] | CorpusColumn = Field(description="Files/globs (md, txt) or a data file column.")
+    corpus: str | list[str] | CorpusColumn | None = Field(
+        None,
+        description="Files/globs (md, txt) or a data file column. Not used with `retriever:` (your function searches).",
+    )
     chunk: Chunking = Field(default_factory=Chunking)
     method: Literal["bm25", "tfidf", "embedding"] = "bm25"
-    embedding_model: str | None = Field(None, description="litellm embedding model, for method: embedding.")
-    k: PositiveInt = 4
-    query: str | None = Field(None, description="Jinja2 template of the search query (default: the user template's input fields).")
+    embedding_model: str | None = Field(
+        None, description="litellm embedding model, for method: embedding."
+    )
+    k: PositiveInt = Field(
+        4, description="Chunks per query (also the k passed to your `retriever`)."
+    )
+    query: str | None = Field(
+        None,
+        description="Jinja2 template of the search query (default: the input fields, one per line).",
+    )
 
 
 class Training(Strict):
@@ -123,25 +148,43 @@ _INHERITED = (
 class Defaults(Strict):
     model: str | None = None
     system: str | None = Field(None, description="Jinja2 system template.")
-    user: str | None = Field(None, description="Jinja2 user template; example input fields are variables.")
-    params: dict[str, Any] | None = Field(None, description="litellm completion params (temperature, max_tokens, ...).")
+    user: str | None = Field(
+        None, description="Jinja2 user template; example input fields are variables."
+    )
+    params: dict[str, Any] | None = Field(
+        None, description="litellm completion params (temperature, max_tokens, ...)."
+    )
     api_base: str | None = None
     response_format: ResponseFormat | None = Field(
-        None, description="'output_schema' (structured output with the suite's output_schema), 'json_object', or an inline JSON Schema."
+        None,
+        description="'output_schema' (structured output with the suite's output_schema), 'json_object', or an inline JSON Schema.",
     )
-    repeats: PositiveInt | None = Field(None, description="Samples per example (>= 2 enables consistency).")
+    repeats: PositiveInt | None = Field(
+        None, description="Samples per example (>= 2 enables consistency)."
+    )
     rate_limit: RateLimit | None = None
     pricing: Pricing | None = None
     few_shot: FewShot | None = None
-    timeout: Annotated[float, Field(gt=0)] | None = Field(None, description="Seconds per call before it is retried.")
+    timeout: Annotated[float, Field(gt=0)] | None = Field(
+        None, description="Seconds per call before it is retried."
+    )
 
 
 class VariantSpec(Defaults):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$", description="Unique name (also the lineage in the ledger).")
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$",
+        description="Unique name (also the lineage in the ledger).",
+    )
     kind: Literal["prompt", "rag", "fine-tuned"] = "prompt"
-    extends: str | None = Field(None, description="Name of a variant whose settings this one starts from.")
+    extends: str | None = Field(
+        None, description="Name of a variant whose settings this one starts from."
+    )
     retrieval: Retrieval | None = None
-    retriever: str | None = Field(None, pattern=r"^[\w.]+:[\w]+$", description="'package.module:function' of your own retriever.")
+    retriever: str | None = Field(
+        None,
+        pattern=r"^[\w.]+:[\w]+$",
+        description="'package.module:function' of your own retriever.",
+    )
     base_model: str | None = None
     training: Training | None = None
 
@@ -149,9 +192,13 @@ class VariantSpec(Defaults):
 class Guard(Strict):
     metric: str
     test: Literal["superiority", "non-inferiority"] = "superiority"
-    margin: NonNegFloat = Field(description="Absolute, in metric units (0.05 = 5 points of a rate).")
+    margin: NonNegFloat = Field(
+        description="Absolute, in metric units (0.05 = 5 points of a rate)."
+    )
     confidence: float = Field(0.95, gt=0.5, lt=1)
-    applies_to: list[str] | None = Field(None, description="Guarded variants (default: every fine-tuned variant).")
+    applies_to: list[str] | None = Field(
+        None, description="Guarded variants (default: every fine-tuned variant)."
+    )
     max_iterations: PositiveInt | None = None
     budget_usd: NonNegFloat | None = None
     max_error_rate: float = Field(0.02, ge=0, le=1)
@@ -172,7 +219,9 @@ class SuiteFile(Strict):
     task: Literal["classification", "extraction", "generation"]
     data: DataSpec
     labels: Literal["from-data"] | list[str] | None = None
-    output_schema: str | None = Field(None, description="JSON Schema file; enables format_compliance.")
+    output_schema: str | None = Field(
+        None, description="JSON Schema file; enables format_compliance."
+    )
     metrics: list[MetricEntry] = Field(min_length=1)
     defaults: Defaults = Field(default_factory=Defaults)
     variants: list[VariantSpec] = Field(min_length=1)
@@ -224,6 +273,7 @@ class Suite(BaseModel):
     """A loaded, resolved suite: paths absolute, variants complete."""
 
     path: Path
+    display_path: str
     raw: dict[str, Any]
     spec: SuiteFile
     variants: list[Variant]
@@ -254,7 +304,9 @@ class Suite(BaseModel):
         for v in self.variants:
             if v.name == name:
                 return v
-        raise SuiteError(f"unknown variant {name!r} — choose one of {[v.name for v in self.variants]}")
+        raise SuiteError(
+            f"unknown variant {name!r} — choose one of {[v.name for v in self.variants]}"
+        )
 
     def guarded(self) -> list[str]:
         g = self.spec.guard
@@ -272,7 +324,9 @@ class Suite(BaseModel):
 
     def fail(self, message: str, key: tuple = ()) -> SuiteError:
         line, col = self.locate(key)
-        return SuiteError(message, file=str(self.path), key=format_key(key) or None, line=line, column=col)
+        return SuiteError(
+            message, file=self.display_path, key=format_key(key) or None, line=line, column=col
+        )
 
     def locate(self, key: tuple) -> tuple[int | None, int | None]:
         k = tuple(key)
@@ -348,7 +402,10 @@ def read_yaml(path: Path) -> tuple[Any, dict[tuple, tuple[int, int]]]:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
-        raise SuiteError(f"not UTF-8 (byte {e.start}) — save the file as UTF-8", file=str(path)) from None
+        line = path.read_bytes()[: e.start].count(b"\n") + 1
+        raise SuiteError(
+            f"not UTF-8 (byte {e.start}) — save the file as UTF-8", file=str(path), line=line
+        ) from None
     try:
         node = yaml.compose(text, Loader=_UniqueKeyLoader)
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
@@ -357,8 +414,13 @@ def read_yaml(path: Path) -> tuple[Any, dict[tuple, tuple[int, int]]]:
         problem = getattr(e, "problem", None) or str(e)
         context = getattr(e, "context", None)
         msg = f"invalid YAML: {problem}" + (f" ({context})" if context else "")
+        fix = (
+            " — keep one of them"
+            if problem.startswith("duplicate key")
+            else " — fix the syntax (indentation, quotes, colons)"
+        )
         raise SuiteError(
-            msg + " — fix the syntax (indentation, quotes, colons)",
+            msg + fix,
             file=str(path),
             line=mark.line + 1 if mark else None,
             column=mark.column + 1 if mark else None,
@@ -366,36 +428,74 @@ def read_yaml(path: Path) -> tuple[Any, dict[tuple, tuple[int, int]]]:
     if data is None:
         raise SuiteError("the suite is empty — start from suites/quickstart.yaml", file=str(path))
     if not isinstance(data, dict):
-        raise SuiteError("a suite is a YAML mapping (name:, task:, data:, ...)", file=str(path), line=1)
+        raise SuiteError(
+            "a suite is a YAML mapping (name:, task:, data:, ...)", file=str(path), line=1
+        )
     return data, _positions(node) if node is not None else {}
 
 
 # ---------------------------------------------------------------- validation errors
 
 
+_LITELLM_PARAMS = {
+    "temperature",
+    "max_tokens",
+    "top_p",
+    "seed",
+    "stop",
+    "n",
+    "presence_penalty",
+    "frequency_penalty",
+    "logprobs",
+}
+
+_FRIENDLY = {
+    "int_parsing": "expected an integer",
+    "int_type": "expected an integer",
+    "int_from_float": "expected a whole number",
+    "float_parsing": "expected a number",
+    "float_type": "expected a number",
+    "bool_parsing": "expected true or false",
+    "bool_type": "expected true or false",
+    "string_type": "expected text",
+    "list_type": "expected a list",
+    "dict_type": "expected a mapping (key: value)",
+    "model_type": "expected a mapping (key: value)",
+    "model_attributes_type": "expected a mapping (key: value)",
+    "string_pattern_mismatch": "use letters, digits, '-', '_' and '.' only (no spaces)",
+}
+
+
 def _describe(err: dict[str, Any], loc: tuple, raw: Any) -> str:
     etype = err["type"]
     if etype == "extra_forbidden":
         parent = loc[:-1]
-        field_name = loc[-1]
-        allowed = _allowed_keys(parent, raw)
-        hint = difflib.get_close_matches(str(field_name), allowed, n=1, cutoff=0.6)
-        fix = f"did you mean {hint[0]!r}?" if hint else f"allowed keys: {', '.join(sorted(allowed))}"
+        field_name = str(loc[-1])
+        allowed = _allowed_keys(parent)
+        known_params = difflib.get_close_matches(
+            field_name, sorted(_LITELLM_PARAMS), n=1, cutoff=0.75
+        )
+        if known_params and "params" in allowed:
+            return f"unknown key — model parameters go under params: {{{known_params[0]}: ...}}"
+        hint = difflib.get_close_matches(field_name, allowed, n=1, cutoff=0.6)
+        fix = (
+            f"did you mean {hint[0]!r}?" if hint else f"allowed keys: {', '.join(sorted(allowed))}"
+        )
         return f"unknown key — {fix}"
     if etype == "missing":
-        name = str(loc[-1])
-        example = EXAMPLES.get(name)
+        example = EXAMPLES.get(str(loc[-1]))
         return "required" + (f" — {example}" if example else "")
+    got = err.get("input")
+    shown = f" (got {got!r})" if not isinstance(got, (dict, list)) else ""
     if etype == "literal_error":
         expected = err.get("ctx", {}).get("expected", "")
-        return f"got {err.get('input')!r}; expected one of {expected}"
+        return f"expected one of {expected}{shown}"
+    if etype in _FRIENDLY:
+        return _FRIENDLY[etype] + shown
+    if etype in ("greater_than_equal", "greater_than", "less_than", "less_than_equal", "too_short"):
+        return err["msg"].replace("Input should", "must").replace("List should", "must") + shown
     msg = err["msg"]
-    if msg.startswith("Value error, "):
-        msg = msg[len("Value error, ") :]
-    return f"{msg} (got {err.get('input')!r})" if etype not in ("value_error",) and "input" in err and not isinstance(err.get("input"), (dict, list)) else msg
-
-
-_MODEL_AT: dict[str, type[BaseModel]] = {}
+    return msg[len("Value error, ") :] if msg.startswith("Value error, ") else msg + shown
 
 
 def _model_for(parent: tuple) -> type[BaseModel] | None:
@@ -423,7 +523,7 @@ def _first_model(annotation) -> type[BaseModel] | None:
     return None
 
 
-def _allowed_keys(parent: tuple, raw: Any) -> list[str]:
+def _allowed_keys(parent: tuple) -> list[str]:
     model = _model_for(parent)
     return list(model.model_fields) if model else []
 
@@ -456,8 +556,11 @@ def _validation_errors(exc: ValidationError, path: Path, raw: Any, locations) ->
         key_for_line = loc + ("__key__",) if err["type"] == "extra_forbidden" else loc
         line, col = _locate(locations, key_for_line)
         errors.append(
-            SuiteError(_describe(err, loc, raw), file=str(path), key=format_key(loc), line=line, column=col)
+            SuiteError(
+                _describe(err, loc, raw), file=str(path), key=format_key(loc), line=line, column=col
+            )
         )
+    errors.sort(key=lambda e: (e.line or 0, e.column or 0))
     return SuiteErrors(errors)
 
 
@@ -478,12 +581,18 @@ def load_suite(path: str | Path) -> Suite:
     for key, why in NOT_SUPPORTED_YET.items():
         if _has_key(raw, key):
             line, col = _locate(locations, key)
-            raise SuiteError(f"not supported yet ({why}) — remove it", file=str(path), key=".".join(key), line=line, column=col)
+            raise SuiteError(
+                f"not supported yet ({why}) — remove it",
+                file=str(path),
+                key=".".join(key),
+                line=line,
+                column=col,
+            )
     try:
         spec = SuiteFile.model_validate(raw)
     except ValidationError as e:
         raise _validation_errors(e, path, raw, locations) from None
-    return resolve(path.resolve() if not path.is_absolute() else path, raw, spec, locations)
+    return resolve(path, raw, spec, locations)
 
 
 def _has_key(raw: Any, key: tuple[str, ...]) -> bool:
@@ -497,6 +606,7 @@ def _has_key(raw: Any, key: tuple[str, ...]) -> bool:
 
 
 def resolve(path: Path, raw: dict, spec: SuiteFile, locations) -> Suite:
+    """Apply defaults/extends and whole-suite checks. `path` is shown in errors as the user gave it."""
     problems: list[SuiteError] = []
 
     def fail(msg: str, key: tuple):
@@ -506,7 +616,10 @@ def resolve(path: Path, raw: dict, spec: SuiteFile, locations) -> Suite:
     names: dict[str, int] = {}
     for i, v in enumerate(spec.variants):
         if v.name in names:
-            fail(f"duplicate variant name {v.name!r} (also variants[{names[v.name]}]) — names must be unique", ("variants", i, "name"))
+            fail(
+                f"duplicate variant name {v.name!r} (also variants[{names[v.name]}]) — names must be unique",
+                ("variants", i, "name"),
+            )
         else:
             names[v.name] = i
 
@@ -532,30 +645,70 @@ def resolve(path: Path, raw: dict, spec: SuiteFile, locations) -> Suite:
                 val = getattr(source, key)
                 if val is not None:
                     merged[key] = val
-        kind = v.kind if "kind" in v.model_fields_set else next(
-            (c.kind for c in chain if "kind" in c.model_fields_set), "prompt"
+        kind = (
+            v.kind
+            if "kind" in v.model_fields_set
+            else next((c.kind for c in chain if "kind" in c.model_fields_set), "prompt")
         )
         if not merged.get("model"):
-            fail("required — " + EXAMPLES["model"] + " (set it on the variant or in defaults)", ("variants", i, "model"))
+            fail(
+                "required — " + EXAMPLES["model"] + " (set it on the variant or in defaults)",
+                ("variants", i, "model"),
+            )
             continue
         if not merged.get("user"):
-            fail("required — " + EXAMPLES["user"] + " (set it on the variant or in defaults)", ("variants", i, "user"))
+            fail(
+                "required — " + EXAMPLES["user"] + " (set it on the variant or in defaults)",
+                ("variants", i, "user"),
+            )
             continue
         if kind == "rag" and not (merged.get("retrieval") or merged.get("retriever")):
-            fail("a rag variant needs `retrieval:` or `retriever: package.module:function`", ("variants", i))
+            fail(
+                "a rag variant needs `retrieval:` or `retriever: package.module:function`",
+                ("variants", i),
+            )
         if kind != "rag" and (merged.get("retrieval") or merged.get("retriever")):
             fail("retrieval settings need `kind: rag`", ("variants", i, "kind"))
-        if merged.get("retrieval") and merged.get("retriever"):
-            fail("set either `retrieval:` or `retriever:`, not both", ("variants", i, "retriever"))
+        # With `retriever:`, `retrieval:` may only tune k and query; the corpus is the function's.
+        rspec = merged.get("retrieval")
+        if merged.get("retriever") and rspec is not None and rspec.corpus is not None:
+            fail(
+                "`retrieval.corpus` is for built-in retrieval — with `retriever:` your function searches; "
+                "keep only k/query under `retrieval:`",
+                ("variants", i, "retrieval", "corpus"),
+            )
+        elif (
+            kind == "rag"
+            and not merged.get("retriever")
+            and rspec is not None
+            and rspec.corpus is None
+        ):
+            fail(
+                "required — files/globs (e.g. docs/*.md) or {path, text, id} of a data file; "
+                "or set `retriever: package.module:function`",
+                ("variants", i, "retrieval", "corpus"),
+            )
         if kind == "fine-tuned" and not merged.get("base_model"):
-            fail("required for a fine-tuned variant — the model it was tuned from, e.g. openai/gpt-4o-mini", ("variants", i, "base_model"))
+            fail(
+                "required for a fine-tuned variant — the model it was tuned from, e.g. openai/gpt-4o-mini",
+                ("variants", i, "base_model"),
+            )
         if kind != "fine-tuned" and (merged.get("training") or merged.get("base_model")):
-            fail("`training`/`base_model` belong to `kind: fine-tuned` variants", ("variants", i, "kind"))
+            fail(
+                "`training`/`base_model` belong to `kind: fine-tuned` variants",
+                ("variants", i, "kind"),
+            )
         if merged.get("few_shot") and not spec.data.train:
-            fail("few_shot draws from the train split — add `data.train:` (never from test)", ("variants", i, "few_shot"))
+            fail(
+                "few_shot draws from the train split — add `data.train:` (never from test)",
+                ("variants", i, "few_shot"),
+            )
         rf = merged.get("response_format")
         if rf == "output_schema" and not spec.output_schema:
-            fail("response_format: output_schema needs a top-level `output_schema:` file", ("variants", i, "response_format"))
+            fail(
+                "response_format: output_schema needs a top-level `output_schema:` file",
+                ("variants", i, "response_format"),
+            )
         resolved.append(
             Variant(
                 name=v.name,
@@ -584,13 +737,25 @@ def resolve(path: Path, raw: dict, spec: SuiteFile, locations) -> Suite:
     if spec.task == "classification" and spec.labels is None:
         fail("required for classification — `labels: from-data` or a list of labels", ("labels",))
     if spec.task != "generation" and not spec.data.target:
-        fail(f"required for task {spec.task} — the field holding the expected answer", ("data", "target"))
+        fail(
+            f"required for task {spec.task} — the field holding the expected answer",
+            ("data", "target"),
+        )
     if spec.guard:
         for j, name in enumerate(spec.guard.applies_to or []):
             if name not in names:
-                fail(f"unknown variant {name!r} — choose one of {list(names)}", ("guard", "applies_to", j))
+                fail(
+                    f"unknown variant {name!r} — choose one of {list(names)}",
+                    ("guard", "applies_to", j),
+                )
             elif name == (spec.baseline or spec.variants[0].name):
                 fail("the baseline cannot be guarded against itself", ("guard", "applies_to", j))
+
+    from harness.metrics import validate_metrics  # light: numpy only, no sklearn
+
+    validate_metrics(spec, fail)
+    if spec.guard is not None:
+        _validate_guard_metric(spec, fail)
 
     output_schema = None
     if spec.output_schema:
@@ -599,7 +764,8 @@ def resolve(path: Path, raw: dict, spec: SuiteFile, locations) -> Suite:
     if problems:
         raise SuiteErrors(problems)
     return Suite(
-        path=path,
+        path=path.resolve(),
+        display_path=str(path),
         raw=raw,
         spec=spec,
         variants=resolved,
@@ -608,7 +774,29 @@ def resolve(path: Path, raw: dict, spec: SuiteFile, locations) -> Suite:
     )
 
 
-def _extends_chain(v: VariantSpec, by_name: dict[str, VariantSpec], i: int, fail) -> list[VariantSpec] | None:
+def _validate_guard_metric(spec: SuiteFile, fail) -> None:
+    """The verdict needs a quality metric the run computes (declared in `metrics:`)."""
+    from harness.metrics import entry_name, lookup
+
+    g = spec.guard.metric
+    declared = [entry_name(e)[0] for e in spec.metrics]
+    if g not in declared:
+        fail(
+            f"{g!r} is not in `metrics:` — add it there so it is computed, or guard one of {declared}",
+            ("guard", "metric"),
+        )
+        return
+    m = lookup(g)
+    if m is not None and not m.quality:
+        fail(
+            f"{g!r} is not a quality metric — guard a quality metric (e.g. accuracy, macro_f1, field_f1); cost shows as the cost ratio and break-even",
+            ("guard", "metric"),
+        )
+
+
+def _extends_chain(
+    v: VariantSpec, by_name: dict[str, VariantSpec], i: int, fail
+) -> list[VariantSpec] | None:
     """The variant followed by its ancestors (nearest first)."""
     chain = [v]
     seen = {v.name}
@@ -616,10 +804,16 @@ def _extends_chain(v: VariantSpec, by_name: dict[str, VariantSpec], i: int, fail
     while cur.extends:
         parent = by_name.get(cur.extends)
         if parent is None:
-            fail(f"unknown variant {cur.extends!r} — choose one of {list(by_name)}", ("variants", i, "extends"))
+            fail(
+                f"unknown variant {cur.extends!r} — choose one of {list(by_name)}",
+                ("variants", i, "extends"),
+            )
             return None
         if parent.name in seen:
-            fail(f"`extends` cycle: {' -> '.join([*[c.name for c in chain], parent.name])}", ("variants", i, "extends"))
+            fail(
+                f"`extends` cycle: {' -> '.join([*[c.name for c in chain], parent.name])}",
+                ("variants", i, "extends"),
+            )
             return None
         chain.append(parent)
         seen.add(parent.name)
@@ -632,7 +826,9 @@ def _load_json_schema(path: Path, rel: str, locations, fail) -> dict | None:
 
     p = Path(rel) if Path(rel).is_absolute() else path.parent / rel
     if not p.exists():
-        fail(f"file not found: {p} — check the path (relative to the suite file)", ("output_schema",))
+        fail(
+            f"file not found: {p} — check the path (relative to the suite file)", ("output_schema",)
+        )
         return None
     try:
         schema = json.loads(p.read_text(encoding="utf-8"))

@@ -1,0 +1,741 @@
+"""`run_suite()`: the whole `harness run` pipeline, suite → examples → calls → records.
+
+The event loop only sends requests and hands finished answers on: cache hits are looked up in one
+batch before any call (a fully cached re-run never imports litellm), scoring is cheap and pure,
+records go to a writer thread that batches fsyncs, and cache writes are batched. Steps that later
+issues add (summary metrics, guard, tracking, report) receive the `RunOutcome`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.errors import HarnessError, ProviderError, SuiteError
+
+
+class RunInterrupted(HarnessError):
+    """Ctrl-C / SIGTERM: results so far are on disk; the message says how to resume."""
+
+    exit_code = 130
+
+
+@dataclass
+class Job:
+    variant: str
+    example: Any
+    repeat: int
+    spec: Any  # engine.CallSpec
+    retrieved: list[dict] | None = None
+    key: str | None = None
+
+
+@dataclass
+class RunOutcome:
+    run_dir: Path
+    run_id: str
+    suite: Any
+    dataset: Any
+    variants: list[str]
+    records: dict[str, list[dict]]
+    started_at: str
+    finished_at: str
+    wall_s: float
+    requests: int = 0  # requests sent in this invocation (retries included)
+    cache_hits: int = 0
+    notes: dict[str, list[str]] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)  # pass-through CLI options (tracking...)
+    exit_code: int = 0
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def run_suite(
+    suite_path: str | Path,
+    *,
+    variants: list[str] | tuple[str, ...] | None = None,
+    limit: int | None = None,
+    concurrency: int = 8,
+    no_cache: bool = False,
+    resume: str | None = None,
+    runs_dir: str | Path = "runs",
+    console=None,
+    show_progress: bool | None = None,
+    workers: int | None = None,
+    **later: Any,
+) -> RunOutcome:
+    """Run the selected variants of a suite; records land in runs/<suite>/<run-id>/results/.
+
+    resume: None for a new run, "latest" (or "") for the suite's latest run, or a run id.
+    workers: processes making the calls (None: up to one per core; 0: in this process).
+    Raises SuiteError (exit 2) before any call when the suite, data, options or credentials are
+    wrong; RunInterrupted (exit 130) on Ctrl-C with the resume command in its message.
+    """
+    from harness.suite import load_suite
+
+    t0 = time.perf_counter()
+    started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    if concurrency < 1:
+        raise SuiteError(f"--concurrency must be at least 1 (got {concurrency})")
+    if limit is not None and limit < 1:
+        raise SuiteError(f"--limit must be at least 1 (got {limit})")
+    suite = load_suite(suite_path)
+    from harness import results as res
+
+    run = None
+    if resume is not None:
+        run = res.open_run(runs_dir, suite, resume)
+        if not variants:
+            variants = run.meta.get("variants")
+        if limit is None:
+            limit = run.meta.get("limit")
+    selected = select_variants(suite, variants)
+    pool = _PoolSlot(workers)
+    try:
+        return _run(
+            suite_path,
+            suite,
+            selected,
+            run,
+            limit,
+            concurrency,
+            no_cache,
+            runs_dir,
+            console,
+            show_progress,
+            pool,
+            t0,
+            started_at,
+            later,
+        )
+    finally:
+        pool.close()
+
+
+# Below this many calls one process keeps up and worker start-up would not pay for itself.
+MIN_CALLS_FOR_WORKERS = 256
+
+
+class _PoolSlot:
+    """Holds the worker pool, if one is started, so it is always closed."""
+
+    def __init__(self, workers: int | None):
+        self.workers = workers
+        self.pool = None
+
+    def start(self, selected, n_calls: int, concurrency: int) -> None:
+        """Worker processes for remote models, started before rendering and cache lookups so
+        their litellm import overlaps that work. Local models (llama.cpp in this process) run
+        in-process: one copy of the model.
+        """
+        from harness.engine import needs_local_provider
+
+        workers = self.workers
+        if workers == 0 or any(needs_local_provider(v.model) for v in selected):
+            return
+        if workers is None and n_calls < MIN_CALLS_FOR_WORKERS:
+            return
+        from harness.pool import WorkerPool, default_workers
+
+        n = workers if workers is not None else default_workers(concurrency)
+        limits = {v.name: v.rate_limit for v in selected if v.rate_limit}
+        self.pool = WorkerPool(n, concurrency, limits).start()
+
+    def close(self, *, now: bool = False) -> None:
+        if self.pool is not None:
+            self.pool.close(now=now)
+
+
+def _run(
+    suite_path,
+    suite,
+    selected,
+    run,
+    limit,
+    concurrency,
+    no_cache,
+    runs_dir,
+    console,
+    show_progress,
+    pool,
+    t0,
+    started_at,
+    later,
+) -> RunOutcome:
+    from harness import results as res
+    from harness.data import load_dataset
+
+    _validate_templates(suite)
+    dataset = load_dataset(suite, limit)
+    if run is not None:
+        _check_same_data(run, dataset)
+    pool.start(selected, len(dataset.test) * sum(v.repeats for v in selected), concurrency)
+    from harness.tracking import prewarm
+
+    # Import MLflow while the calls run; only after the fork (import locks). With workers, wait
+    # for their first answer: until then they import litellm, and MLflow would compete for CPU.
+    if pool.pool is None:
+        prewarm()
+    jobs = build_jobs(suite, dataset, selected, runs_dir=runs_dir)
+
+    if run is None:
+        run = res.create_run(
+            runs_dir, suite, dataset, variants=[v.name for v in selected], limit=limit
+        )
+        done: dict[str, set] = {v.name: set() for v in selected}
+    else:
+        done = {v.name: run.prepare_resume(v.name) for v in selected}
+    jobs = [j for j in jobs if (j.example.id, j.repeat) not in done[j.variant]]
+
+    cache = None
+    if not no_cache:
+        from harness.cache import Cache, cache_key
+
+        cache = Cache(Path(runs_dir) / ".cache.sqlite")
+        for j in jobs:
+            j.key = cache_key(j.spec)
+        hits = cache.get_many([j.key for j in jobs])
+    else:
+        hits = {}
+    misses = [j for j in jobs if j.key not in hits]
+    if not misses:
+        pool.close(now=True)  # everything cached: don't wait for the workers' litellm import
+    # Credentials matter only for variants that will actually call a model.
+    calling = {j.variant for j in misses}
+    if calling:
+        from harness.engine import check_credentials
+
+        check_credentials([v for v in selected if v.name in calling])
+        from harness.judge import check_judge_credentials
+
+        check_judge_credentials(suite)  # before the variants spend anything
+
+    from harness.scoring import make_scorer
+
+    scorer = make_scorer(suite, dataset)
+    writer = res.ResultsWriter(run)
+    totals = {v.name: len(dataset.test) * v.repeats for v in selected}
+    progress = Progress(totals, done, console=console, enabled=show_progress)
+    state = _State(scorer=scorer, writer=writer, progress=progress)
+    requests = 0
+    interrupted = False
+    try:
+        for j in jobs:
+            if j.key in hits:
+                state.finish(j, hits[j.key])
+        if misses and pool.pool is not None:
+            interrupted = _run_pool(pool.pool, misses, state, cache, on_first=prewarm)
+            requests = pool.pool.requests
+        elif misses:
+            engine = _make_engine(selected, concurrency, cache)
+            interrupted = _run_loop(engine, misses, state)
+            requests = engine.stats.requests
+    finally:
+        progress.stop()
+        writer.close()
+        if cache is not None:
+            cache.close()
+    if interrupted:
+        raise RunInterrupted(
+            f"interrupted — {writer.written} results saved in {run.path}. Resume with: "
+            + resume_command(suite_path, run.run_id, runs_dir)
+        )
+
+    records = {v.name: run.records(v.name) for v in selected}
+    # Generation judges (harness.judge): scores merged into the records, cost reported apart.
+    from harness.judge import judge_records
+
+    judge_section = judge_records(
+        suite,
+        dataset,
+        records,
+        run.path,
+        concurrency=concurrency,
+        no_cache=no_cache,
+        runs_dir=runs_dir,
+    )
+    outcome = RunOutcome(
+        run_dir=run.path,
+        run_id=run.run_id,
+        suite=suite,
+        dataset=dataset,
+        variants=[v.name for v in selected],
+        records=records,
+        started_at=run.meta.get("started_at") or started_at,
+        finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        wall_s=time.perf_counter() - t0,
+        requests=requests,
+        cache_hits=len(hits),
+        notes={k: sorted(v) for k, v in state.notes.items()},
+        options=dict(later),
+    )
+    if all(r.get("error") is not None for recs in records.values() for r in recs):
+        outcome.exit_code = ProviderError.exit_code
+    outcome.options["summary"] = full_summary(outcome)
+    # Metrics with CIs and paired deltas vs the baseline (harness.summary), over the engine's
+    # counts; the guard below reads the deltas.
+    from harness.summary import summarize
+
+    scored = summarize(suite, dataset, records, {"run_id": outcome.run_id})
+    for name, section in scored["variants"].items():
+        outcome.options["summary"]["variants"].setdefault(name, {}).update(section)
+    for key in ("metrics", "hypothesis", "bootstrap"):
+        outcome.options["summary"][key] = scored[key]
+    if judge_section is not None:
+        from harness.judge import add_to_summary
+
+        add_to_summary(outcome.options["summary"], judge_section, suite, dataset, records)
+    # The guard: verdicts, sunk-cost ledger, break-even and the exit code (harness.guard).
+    from harness.guard import judge_run
+
+    judged = judge_run(
+        suite,
+        outcome.options["summary"],
+        tracking_uri=later.get("tracking_uri"),
+        runs_dir=runs_dir,
+        allow_inconclusive=bool(later.get("allow_inconclusive")),
+    )
+    outcome.exit_code = outcome.exit_code or judged["exit_code"]
+    write_summary(outcome, outcome.options["summary"])
+    # report.md/html + plots, then MLflow; an unreachable store only warns (harness.tracking).
+    from harness.tracking import publish
+
+    outcome.options["mlflow_run_id"] = publish(outcome.run_dir, later.get("tracking_uri"))
+    # CI outputs: --junit FILE and the GitHub Actions step summary (harness.gating).
+    from harness.gating import append_step_summary, write_junit
+
+    if later.get("junit"):
+        write_junit(judged, later["junit"])
+    append_step_summary(judged)
+    return outcome
+
+
+def resume_command(suite_path, run_id: str, runs_dir) -> str:
+    cmd = ["harness", "run", str(suite_path), "--resume", run_id]
+    if str(runs_dir) != "runs":
+        cmd += ["--runs-dir", str(runs_dir)]
+    return shlex.join(cmd)
+
+
+# ---------------------------------------------------------------- preparation
+
+
+def select_variants(suite, names) -> list:
+    if not names:
+        return list(suite.variants)
+    known = [v.name for v in suite.variants]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise SuiteError(
+            f"--variant: unknown variant {unknown[0]!r} — choose from {', '.join(known)}"
+        )
+    seen: list[str] = []
+    for n in names:
+        if n not in seen:
+            seen.append(n)
+    return [suite.variant(n) for n in seen]
+
+
+def _validate_templates(suite) -> None:
+    from harness.templates import validate_templates
+
+    validate_templates(suite)
+
+
+def _check_same_data(run, dataset) -> None:
+    before = run.meta.get("data_hashes") or {}
+    changed = [p for p, h in dataset.hashes.items() if before.get(p) not in (None, h)]
+    if changed:
+        raise SuiteError(
+            f"--resume: {changed[0]} changed since run {run.run_id} started — "
+            "start a new run (without --resume) to evaluate the new data"
+        )
+
+
+def build_jobs(suite, dataset, variants, *, runs_dir="runs") -> list[Job]:
+    """One call per (variant, example, repeat), rendered and ready to send."""
+    from harness.engine import CallSpec
+    from harness.templates import FewShotSelector, render_messages, response_format_for
+
+    jobs: list[Job] = []
+    inputs = suite.spec.data.inputs
+    for v in variants:
+        selector = FewShotSelector(dataset.train, v.few_shot, inputs) if v.few_shot else None
+        response_format = response_format_for(v, suite.output_schema)
+        retrieved_by_id: dict[str, list[dict]] = {}
+        if v.kind == "rag":
+            from harness.retrieval import build_retriever
+
+            retrieved_by_id = build_retriever(suite, v, runs_dir=runs_dir).retrieve_all(
+                dataset.test
+            )
+        for ex in dataset.test:
+            shots = selector.select(ex) if selector else ()
+            context = retrieved_by_id.get(ex.id) if v.kind == "rag" else None
+            messages = render_messages(v, ex, examples=shots, context=context)
+            retrieved = (
+                [
+                    {"id": c.get("id"), "source": c.get("source"), "score": c.get("score")}
+                    for c in context
+                ]
+                if context is not None
+                else None
+            )
+            for r in range(v.repeats):
+                spec = CallSpec(
+                    model=v.model,
+                    messages=messages,
+                    params=dict(v.params),
+                    api_base=v.api_base,
+                    response_format=response_format,
+                    timeout=v.timeout,
+                    repeat=r,
+                    pricing=v.pricing,
+                    rate_limit_key=v.name,
+                )
+                jobs.append(
+                    Job(variant=v.name, example=ex, repeat=r, spec=spec, retrieved=retrieved)
+                )
+    return jobs
+
+
+def _make_engine(variants, concurrency: int, cache):
+    from harness.engine import Engine
+
+    return Engine(
+        concurrency=concurrency,
+        cache=cache,
+        rate_limits={v.name: v.rate_limit for v in variants if v.rate_limit},
+    )
+
+
+# ---------------------------------------------------------------- the loop
+
+
+class _State:
+    """What happens when a call finishes: score, record, progress. Runs on the loop, cheaply."""
+
+    def __init__(self, scorer, writer, progress):
+        self.scorer = scorer
+        self.writer = writer
+        self.progress = progress
+        self.notes: dict[str, set[str]] = {}
+
+    def finish(self, job: Job, result) -> None:
+        scored = self.scorer.score(job.example, result.output, result.error)
+        record = {
+            "id": job.example.id,
+            "repeat": job.repeat,
+            "model": job.spec.model,
+            "output": result.output,
+            "parsed": scored.get("parsed"),
+            "scores": scored.get("scores", {}),
+            "reasons": scored.get("reasons", {}),
+            "latency_ms": result.latency_ms,
+            "tokens_in": result.tokens_in,
+            "tokens_out": result.tokens_out,
+            "cost_usd": result.cost_usd,
+            "cached": result.cached,
+            "error": result.error,
+            "retrieved": job.retrieved,
+        }
+        self.writer.append(job.variant, record)
+        if result.note:
+            self.notes.setdefault(job.variant, set()).add(result.note)
+        self.progress.advance(job.variant, error=result.error is not None, cost=result.cost_usd)
+
+
+def _run_pool(pool, jobs: list[Job], state: _State, cache, on_first=None) -> bool:
+    """Calls spread over worker processes; True when interrupted."""
+    first_hook = on_first
+
+    def on_result(i: int, result) -> None:
+        nonlocal first_hook
+        if first_hook is not None:
+            hook, first_hook = first_hook, None
+            hook()
+        job = jobs[i]
+        if cache is not None and result.error is None:
+            cache.put(job.key, result, job.spec.model)
+        state.finish(job, result)
+
+    previous = None
+    if sys.platform != "win32":
+        previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        pool.run([j.spec for j in jobs], on_result)
+    except KeyboardInterrupt:
+        return True
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    return False
+
+
+def _run_loop(engine, jobs: list[Job], state: _State) -> bool:
+    """Send every job; True when interrupted (Ctrl-C or SIGTERM) before the end."""
+
+    async def one(job: Job) -> None:
+        result = await engine.call(job.spec)
+        state.finish(job, result)
+
+    async def main() -> None:
+        await asyncio.gather(*(one(j) for j in jobs))
+
+    previous = None
+    if sys.platform != "win32":
+        # SIGTERM (CI cancelling a job) stops as cleanly as Ctrl-C.
+        previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        return True
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    return False
+
+
+# ---------------------------------------------------------------- progress
+
+
+class Progress:
+    """Per-variant done/total, errors and spend, on stderr; silent when not a terminal."""
+
+    def __init__(self, totals: dict[str, int], done: dict[str, set], *, console=None, enabled=None):
+        from rich.console import Console
+
+        self.console = console or Console(stderr=True)
+        self.enabled = self.console.is_terminal if enabled is None else enabled
+        self.counts = {
+            name: {"done": len(done.get(name, ())), "errors": 0, "cost": 0.0} for name in totals
+        }
+        self._bar = None
+        self._tasks = {}
+        if not self.enabled:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import Progress as RichProgress
+
+        self._bar = RichProgress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("errors {task.fields[errors]}"),
+            TextColumn("${task.fields[cost]:.4f}"),
+            TimeElapsedColumn(),
+            console=self.console,
+            refresh_per_second=4,
+        )
+        for name, total in totals.items():
+            self._tasks[name] = self._bar.add_task(
+                name, total=total, completed=self.counts[name]["done"], errors=0, cost=0.0
+            )
+        self._bar.start()
+
+    def advance(self, variant: str, *, error: bool, cost: float | None) -> None:
+        c = self.counts[variant]
+        c["done"] += 1
+        c["errors"] += int(error)
+        c["cost"] += cost or 0.0
+        if self._bar is not None:
+            self._bar.update(self._tasks[variant], advance=1, errors=c["errors"], cost=c["cost"])
+
+    def stop(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+# ---------------------------------------------------------------- plain table
+
+
+def variant_table(outcome: RunOutcome):
+    """A rich Table of answers/errors/latency/cost per variant (until metrics land)."""
+    from rich.table import Table
+
+    table = Table(title=f"{outcome.suite.name} · run {outcome.run_id}")
+    for col in (
+        "variant",
+        "calls",
+        "errors",
+        "cached",
+        "p50 ms",
+        "p95 ms",
+        "tokens in/out",
+        "cost $",
+    ):
+        table.add_column(col, justify="left" if col == "variant" else "right", no_wrap=True)
+    for name in outcome.variants:
+        s = variant_stats(outcome.records.get(name, []))
+        table.add_row(
+            name,
+            str(s["n_calls"]),
+            str(s["n_errors"]),
+            str(s["cached_calls"]),
+            _fmt(s["latency_p50_ms"]),
+            _fmt(s["latency_p95_ms"]),
+            f"{s['tokens_in']}/{s['tokens_out']}",
+            "unknown" if s["cost_usd"] is None else f"{s['cost_usd']:.4f}",
+        )
+    return table
+
+
+def _fmt(x) -> str:
+    return "-" if x is None else f"{x:.0f}"
+
+
+def variant_stats(records: list[dict]) -> dict[str, Any]:
+    """Counts the engine owns: calls, errors (by reason), cache hits, tokens, cost, latency."""
+    import numpy as np
+
+    errors = [r for r in records if r.get("error") is not None]
+    ok = [r for r in records if r.get("error") is None]
+    latencies = [r["latency_ms"] for r in ok if r.get("latency_ms") is not None]
+    costs = [r.get("cost_usd") for r in ok]
+    by_reason: dict[str, int] = {}
+    for r in errors:
+        kind = str(r["error"]).split(":", 1)[0]
+        by_reason[kind] = by_reason.get(kind, 0) + 1
+    return {
+        "n_examples": len({r["id"] for r in records}),
+        "n_calls": len(records),
+        "n_errors": len(errors),
+        "error_rate": len(errors) / len(records) if records else 0.0,
+        "cached_calls": sum(1 for r in records if r.get("cached")),
+        # Unknown price on any answered call → unknown total, never a silent partial sum.
+        "cost_usd": None if any(c is None for c in costs) else float(sum(costs)),
+        "tokens_in": int(sum(r.get("tokens_in") or 0 for r in ok)),
+        "tokens_out": int(sum(r.get("tokens_out") or 0 for r in ok)),
+        "latency_p50_ms": float(np.percentile(latencies, 50)) if latencies else None,
+        "latency_p95_ms": float(np.percentile(latencies, 95)) if latencies else None,
+        "errors_by_reason": by_reason,
+    }
+
+
+# ---------------------------------------------------------------- summary and output
+
+
+def basic_summary(outcome: RunOutcome) -> dict[str, Any]:
+    """The engine's part of summary.json (metrics, deltas and verdicts are added by later steps)."""
+    from harness.suite import suite_hash
+
+    suite = outcome.suite
+    variants = {}
+    for name in outcome.variants:
+        v = suite.variant(name)
+        stats = variant_stats(outcome.records.get(name, []))
+        variants[name] = {
+            "kind": v.kind,
+            "model": v.model,
+            "base_model": v.base_model,
+            **{
+                k: stats[k]
+                for k in (
+                    "n_examples",
+                    "n_calls",
+                    "n_errors",
+                    "error_rate",
+                    "cached_calls",
+                    "cost_usd",
+                    "tokens_in",
+                    "tokens_out",
+                )
+            },
+            "latency_p50_ms": stats["latency_p50_ms"],
+            "latency_p95_ms": stats["latency_p95_ms"],
+            "errors_by_reason": stats["errors_by_reason"],
+            "notes": outcome.notes.get(name, []),
+        }
+    return {
+        "schema_version": 1,
+        "suite": suite.name,
+        "run_id": outcome.run_id,
+        "started_at": outcome.started_at,
+        "finished_at": outcome.finished_at,
+        "suite_hash": suite_hash(suite),
+        "data_hashes": dict(outcome.dataset.hashes),
+        "task": suite.task,
+        "baseline": suite.baseline,
+        "n_examples": len(outcome.dataset.test),
+        "variants": variants,
+        "exit_code": outcome.exit_code,
+    }
+
+
+def full_summary(outcome: RunOutcome) -> dict[str, Any]:
+    """summary.json before the guard: metrics with CIs and paired deltas (harness.summary), the
+    engine's operational figures, and retrieval quality for RAG variants."""
+    from harness.summary import summarize
+
+    base = basic_summary(outcome)
+    summary = summarize(
+        outcome.suite,
+        outcome.dataset,
+        outcome.records,
+        {
+            "run_id": outcome.run_id,
+            "started_at": outcome.started_at,
+            "finished_at": outcome.finished_at,
+            "exit_code": outcome.exit_code,
+        },
+    )
+    for name, extra in base["variants"].items():
+        entry = summary["variants"].setdefault(name, {})
+        for key in ("latency_p50_ms", "latency_p95_ms", "notes"):
+            entry[key] = extra[key]
+    suite = outcome.suite
+    if suite.spec.data.gold:
+        from harness.retrieval import retrieval_metrics
+
+        by_id = outcome.dataset.by_id()
+        for name in outcome.variants:
+            v = suite.variant(name)
+            if v.kind == "rag":
+                k = v.retrieval.k if v.retrieval else 4
+                summary["variants"][name]["retrieval"] = retrieval_metrics(
+                    outcome.records[name], by_id, k
+                )
+    return summary
+
+
+def write_summary(outcome: RunOutcome, summary: dict[str, Any]) -> Path:
+    import json
+    import os
+
+    path = outcome.run_dir / "summary.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(
+        json.dumps(summary, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8"
+    )
+    os.replace(tmp, path)
+    return path
+
+
+def print_outcome(outcome: RunOutcome, *, as_json: bool = False) -> None:
+    """The run's summary on stdout: a table for people, or the summary JSON with --json."""
+    import json
+
+    from rich.console import Console
+
+    summary = outcome.options.get("summary") or basic_summary(outcome)
+    if as_json:
+        sys.stdout.write(json.dumps(summary, indent=2, ensure_ascii=False, default=str) + "\n")
+        return
+    console = Console(soft_wrap=True)
+    if not console.is_terminal:
+        console = Console(soft_wrap=True, width=120)  # pipes and CI logs: don't truncate columns
+    console.print(variant_table(outcome))
+    for name, notes in outcome.notes.items():
+        for note in notes:
+            console.print(f"note: {name}: {note}")
+    # The guard's verdicts, one plain sentence each (markup off: sentences hold brackets).
+    for v in ((summary.get("guard") or {}).get("verdicts") or {}).values():
+        console.print(f"{v['verdict'].upper()}: {v['sentence']}", markup=False, highlight=False)
+    console.print(f"results: {outcome.run_dir}")

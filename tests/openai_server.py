@@ -1,0 +1,340 @@
+"""A real OpenAI-compatible HTTP server for tests and benchmarks (never the internet).
+
+It speaks enough of the OpenAI API for litellm's real client path: POST /v1/chat/completions
+(scripted answers chosen by prompt content, usage tokens, configurable latency, injected 429 with
+Retry-After / 500 / timeouts / malformed JSON / dropped connections at seeded rates, and forced
+statuses by prompt content) and POST /v1/embeddings (deterministic vectors from a hash of the
+text). It runs on 127.0.0.1 on a free port in a background thread, or as a process:
+
+    python tests/openai_server.py --latency 0.2     # prints the base URL, serves until killed
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+
+from aiohttp import web
+
+Answer = str | dict[str, str] | Callable[[list[dict], dict], str]
+
+
+def _prompt_text(messages: list[dict]) -> str:
+    parts = []
+    for m in messages:
+        content = m.get("content")
+        if isinstance(content, list):  # content parts
+            content = " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+        parts.append(str(content or ""))
+    return "\n".join(parts)
+
+
+def _tokens(text: str) -> int:
+    return max(1, len(text.split()))
+
+
+class FakeOpenAI:
+    """Start with `.start()` (or as a context manager); `.url` is the api_base to put in suites.
+
+    answer: a fixed string; a dict {substring of the prompt: answer} (first match wins, key ""
+    is the fallback); or a function (messages, request body) -> answer text.
+    statuses: {substring of the prompt: HTTP status} to force an error (e.g. 400) for some prompts.
+    """
+
+    def __init__(
+        self,
+        answer: Answer = '{"answer": "ok"}',
+        *,
+        latency: float = 0.0,
+        rate_429: float = 0.0,
+        rate_500: float = 0.0,
+        rate_timeout: float = 0.0,
+        rate_malformed: float = 0.0,
+        rate_drop: float = 0.0,
+        retry_after: float = 0.01,
+        hang_seconds: float = 30.0,
+        statuses: dict[str, int] | None = None,
+        sequence: list[str] | None = None,
+        seed: int = 0,
+        port: int = 0,
+    ):
+        self.answer = answer
+        self.latency = latency
+        self.rates = {
+            "429": rate_429,
+            "500": rate_500,
+            "timeout": rate_timeout,
+            "malformed": rate_malformed,
+            "drop": rate_drop,
+        }
+        self.retry_after = retry_after
+        self.hang_seconds = hang_seconds
+        self.statuses = statuses or {}
+        # Faults for the first requests, in order ("429", "500", "timeout", "malformed", "drop",
+        # or "ok"), before the random rates apply: deterministic retry tests.
+        self.sequence = list(sequence or [])
+        self.inflight = 0
+        self.max_inflight = 0
+        self.rng = random.Random(seed)
+        self.port = port
+        self.requests = 0  # chat completion requests received (every attempt, retries included)
+        self.outcomes: Counter[str] = Counter()  # "ok", "429", "500", "timeout", ...
+        self.prompts: Counter[str] = Counter()  # prompt text -> number of requests
+        self.headers: list[
+            dict[str, str]
+        ] = []  # request headers seen (auth included; tests check it stays out of runs/)
+        self.embedding_requests = 0
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------ lifecycle
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> FakeOpenAI:
+        ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve, args=(ready,), daemon=True)
+        self._thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("test server did not start")
+        return self
+
+    def stop(self) -> None:
+        if self._loop and self._runner:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread:
+            self._thread.join(10)
+
+    def __enter__(self) -> FakeOpenAI:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def reset_counts(self) -> None:
+        with self._lock:
+            self.requests = 0
+            self.outcomes.clear()
+            self.prompts.clear()
+            self.headers.clear()
+
+    def _serve(self, ready: threading.Event) -> None:
+        self._loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(self._start_site())
+        ready.set()
+        self._loop.run_forever()
+
+    async def _start_site(self) -> None:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/embeddings", self._embeddings)
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/stats", self._stats)  # request counts, for tests driving a subprocess
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port, backlog=1024)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # the free port the OS chose
+
+    # ------------------------------------------------------------ handlers
+
+    def _draw(self) -> str | None:
+        with self._lock:
+            if self.sequence:
+                kind = self.sequence.pop(0)
+                return None if kind == "ok" else kind
+            u = self.rng.random()
+        acc = 0.0
+        for kind, rate in self.rates.items():
+            acc += rate
+            if u < acc:
+                return kind
+        return None
+
+    def _reply_text(self, messages: list[dict], body: dict) -> str:
+        a = self.answer
+        if callable(a):
+            return a(messages, body)
+        if isinstance(a, dict):
+            text = _prompt_text(messages)
+            for key, value in a.items():
+                if key and key in text:
+                    return value
+            return a.get("", '{"answer": "ok"}')
+        return a
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        with self._lock:
+            self.requests += 1
+            self.headers.append(dict(request.headers))
+        try:
+            body = json.loads(raw)
+        except json.JSONDecodeError:
+            return web.json_response({"error": {"message": "invalid JSON body"}}, status=400)
+        messages = body.get("messages") or []
+        prompt = _prompt_text(messages)
+        with self._lock:
+            self.prompts[prompt] += 1
+        for key, status in self.statuses.items():
+            if key in prompt:
+                return self._error(status, f"forced status {status}")
+        fault = self._draw()
+        with self._lock:
+            self.inflight += 1
+            self.max_inflight = max(self.max_inflight, self.inflight)
+        try:
+            return await self._answer(request, messages, body, prompt, fault)
+        finally:
+            with self._lock:
+                self.inflight -= 1
+
+    async def _answer(self, request, messages, body, prompt, fault) -> web.StreamResponse:
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        if fault == "429":
+            return self._error(429, "Rate limit reached", {"Retry-After": f"{self.retry_after:g}"})
+        if fault == "500":
+            return self._error(500, "internal server error")
+        if fault == "timeout":
+            self._count("timeout")
+            await asyncio.sleep(self.hang_seconds)
+            return self._error(504, "gateway timeout")
+        if fault == "drop":
+            self._count("drop")
+            request.transport.close()  # the client sees a dropped connection
+            return web.Response(status=500)
+        if fault == "malformed":
+            self._count("malformed")
+            return web.Response(
+                status=200,
+                text='{"id": "chatcmpl-x", "choices": [',
+                content_type="application/json",
+            )
+        text = self._reply_text(messages, body)
+        self._count("ok")
+        tokens_in, tokens_out = _tokens(prompt), _tokens(text)
+        return web.json_response(
+            {
+                "id": "chatcmpl-"
+                + hashlib.sha1(f"{prompt}{time.time()}".encode()).hexdigest()[:12],
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body.get("model", "fake"),
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": text},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": tokens_in,
+                    "completion_tokens": tokens_out,
+                    "total_tokens": tokens_in + tokens_out,
+                },
+            }
+        )
+
+    def _count(self, outcome: str) -> None:
+        with self._lock:
+            self.outcomes[outcome] += 1
+
+    def _error(
+        self, status: int, message: str, headers: dict[str, str] | None = None
+    ) -> web.Response:
+        self._count(str(status))
+        kind = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error"}
+        return web.json_response(
+            {
+                "error": {
+                    "message": message,
+                    "type": kind.get(status, "server_error"),
+                    "code": str(status),
+                }
+            },
+            status=status,
+            headers=headers,
+        )
+
+    async def _embeddings(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        with self._lock:
+            self.embedding_requests += 1
+        inputs = body.get("input")
+        if isinstance(inputs, str):
+            inputs = [inputs]
+        data = [
+            {"object": "embedding", "index": i, "embedding": embed(str(t))}
+            for i, t in enumerate(inputs)
+        ]
+        n = sum(_tokens(str(t)) for t in inputs)
+        return web.json_response(
+            {
+                "object": "list",
+                "data": data,
+                "model": body.get("model", "fake-embedding"),
+                "usage": {"prompt_tokens": n, "total_tokens": n},
+            }
+        )
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        with self._lock:
+            return web.json_response({"requests": self.requests, "outcomes": dict(self.outcomes)})
+
+    async def _models(self, request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": "fake", "object": "model"}]})
+
+
+def embed(text: str, dim: int = 32) -> list[float]:
+    """Deterministic unit vector from the words of the text (shared words → similar vectors)."""
+    vec = [0.0] * dim
+    for word in text.lower().split():
+        h = hashlib.sha256(word.encode()).digest()
+        for i in range(dim):
+            vec[i] += (h[i] / 255.0) - 0.5
+    norm = sum(x * x for x in vec) ** 0.5 or 1.0
+    return [x / norm for x in vec]
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--latency", type=float, default=0.0)
+    p.add_argument("--answer", default='{"answer": "ok"}')
+    p.add_argument("--rate-429", type=float, default=0.0)
+    p.add_argument("--rate-500", type=float, default=0.0)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    server = FakeOpenAI(
+        args.answer,
+        latency=args.latency,
+        port=args.port,
+        rate_429=args.rate_429,
+        rate_500=args.rate_500,
+        seed=args.seed,
+    ).start()
+    print(server.url, flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()

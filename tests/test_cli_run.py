@@ -1,0 +1,96 @@
+"""`harness run` through click: options, output, exit codes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from conftest import intent_answer, write_suite
+
+from harness.cli import main
+
+
+@pytest.fixture(autouse=True)
+def _isolated(isolated_cwd):
+    """MLflow store and any relative output stay in the test's tmp_path."""
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_run_prints_a_table_and_exits_0(openai_server, fake_key, tmp_path):
+    server = openai_server(intent_answer)
+    suite = write_suite(tmp_path, server.url, n=4)
+    result = invoke(
+        "run", suite, "--runs-dir", tmp_path / "runs", "--variant", "zero-shot", "--concurrency", 2
+    )
+    assert result.exit_code == 0, result.output
+    assert "zero-shot" in result.output and "few-shot" not in result.output
+    assert f"results: {tmp_path / 'runs' / 'test-suite'}" in result.output
+    assert server.requests == 4
+
+
+def test_run_json_summary_and_limit(openai_server, fake_key, tmp_path):
+    server = openai_server(intent_answer)
+    suite = write_suite(tmp_path, server.url, n=6)
+    result = invoke("run", suite, "--runs-dir", tmp_path / "runs", "--limit", 2, "--json")
+    assert result.exit_code == 0
+    summary = json.loads(result.stdout)
+    assert summary["suite"] == "test-suite" and summary["n_examples"] == 2
+    assert summary["variants"]["few-shot"]["n_calls"] == 2
+    assert summary["variants"]["zero-shot"]["cost_usd"] is None  # unknown price, not 0
+    assert server.requests == 4
+
+
+def test_unknown_variant_is_exit_2(tmp_path):
+    suite = write_suite(tmp_path, "http://127.0.0.1:9/v1", n=3)
+    result = invoke("run", suite, "--runs-dir", tmp_path / "runs", "--variant", "ft")
+    assert result.exit_code == 2
+    assert (
+        result.output
+        == "Error: --variant: unknown variant 'ft' — choose from zero-shot, few-shot\n"
+    )
+
+
+def test_bad_options_are_exit_2(tmp_path):
+    suite = write_suite(tmp_path, "http://127.0.0.1:9/v1", n=3)
+    assert (
+        invoke("run", suite, "--limit", 0).output == "Error: --limit must be at least 1 (got 0)\n"
+    )
+    assert invoke("run", suite, "--concurrency", 0).exit_code == 2
+    assert invoke("run", tmp_path / "missing.yaml").exit_code == 2
+    result = invoke("run", suite, "--runs-dir", tmp_path / "runs", "--resume")
+    assert result.exit_code == 2 and "--resume: no run of suite 'test-suite'" in result.output
+
+
+def test_resume_with_run_id_finishes_the_run(openai_server, fake_key, tmp_path):
+    server = openai_server(intent_answer)
+    suite = write_suite(tmp_path, server.url, n=4)
+    first = json.loads(invoke("run", suite, "--runs-dir", tmp_path / "runs", "--json").stdout)
+    result = invoke(
+        "run", suite, "--runs-dir", tmp_path / "runs", "--resume", first["run_id"], "--json"
+    )
+    assert result.exit_code == 0
+    again = json.loads(result.stdout)
+    assert again["run_id"] == first["run_id"] and again["variants"]["zero-shot"]["n_calls"] == 4
+    assert server.requests == 8  # nothing repeated
+
+
+def test_help_lists_options_and_exit_codes():
+    result = invoke("run", "--help")
+    for option in (
+        "--variant",
+        "--limit",
+        "--concurrency",
+        "--no-cache",
+        "--resume",
+        "--tracking-uri",
+        "--runs-dir",
+        "--json",
+        "--junit",
+        "--allow-inconclusive",
+    ):
+        assert option in result.output
+    assert "Exit codes:" in result.output
