@@ -56,9 +56,8 @@ class CheckReport:
 
 def check_suite(path: str | Path, *, near_dup_threshold: float | None = None) -> CheckReport:
     suite = load_suite(path)
-    dataset = load_dataset(
-        suite
-    )  # a wrong column name is reported as such, not as a template variable
+    # Data before templates: a wrong column name is reported as such, not as a template variable.
+    dataset = load_dataset(suite)
     validate_templates(suite)
     retrieval = validate_retrieval(suite, dataset.test)  # corpora readable, retrievers importable
     report = CheckReport(suite, dataset)
@@ -66,7 +65,6 @@ def check_suite(path: str | Path, *, near_dup_threshold: float | None = None) ->
         PASS, "variants", ", ".join(f"{v.name} ({v.kind}, {v.model})" for v in suite.variants)
     )
     report.add(PASS, "baseline", suite.baseline)
-    report.add(PASS, "test set", f"{len(dataset.test)} examples")
     if suite.spec.data.train:
         report.add(PASS, "train set", f"{len(dataset.train)} examples")
     if dataset.labels is not None:

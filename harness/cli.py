@@ -123,7 +123,7 @@ def run(
     workers,
 ):
     """Run every variant of a suite over the same examples and write runs/<suite>/<run-id>/."""
-    from harness.runner import print_outcome, run_suite
+    from harness.runner import exit_process, print_outcome, run_suite
 
     outcome = run_suite(
         suite_path,
@@ -138,9 +138,10 @@ def run(
         as_json=as_json,
         junit=junit,
         allow_inconclusive=allow_inconclusive,
+        tracking_child=True,  # MLflow off this process (harness.tracking_child)
     )
     print_outcome(outcome, as_json=as_json)
-    sys.exit(outcome.exit_code)
+    exit_process(outcome.exit_code)
 
 
 @main.command(epilog=EXIT_CODES_HELP)

@@ -97,11 +97,16 @@ def check_credentials(variants) -> None:
         check_installed()
     missing = {v.name: missing_credentials(v.model, v.api_base) for v in variants}
     ready = [name for name, keys in missing.items() if not keys]
-    problems = []
+    by_keys: dict[tuple[str, ...], list[str]] = {}
     for name, keys in missing.items():
         if keys:
-            hint = f", or run with --variant {ready[0]}" if ready else ""
-            problems.append(f"{name} needs {' and '.join(keys)} — set it{hint}")
+            by_keys.setdefault(tuple(keys), []).append(name)
+    problems = []
+    for keys, names in by_keys.items():
+        who = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+        verb = "needs" if len(names) == 1 else "need"
+        hint = f", or run with --variant {ready[0]}" if ready else ""
+        problems.append(f"{who} {verb} {' and '.join(keys)} — set it{hint}")
     if problems:
         raise SuiteError("; ".join(problems))
 

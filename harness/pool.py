@@ -3,8 +3,13 @@
 litellm spends ~4-5 ms of CPU per call (logging, cost, the OpenAI SDK); at 32 calls in flight and
 200 ms latency that is most of a core, and replies queue on a single event loop in waves. Each
 worker runs its own `Engine` (its share of the concurrency and rate limits) and sends results back
-in small batches; the parent scores, records and caches them. Workers are started before the data
-is prepared, so their `import litellm` (~3 s) overlaps the parent's work.
+in small batches; the parent scores, records and caches them.
+
+Start-up is the cost to hide: `import litellm` takes ~3 s of CPU. On Linux one process (the first
+worker) is forked as soon as the suite is loaded and imports litellm once while the parent loads
+the data, renders and looks up the cache; it then forks the other workers, which inherit it.
+One import instead of one per worker halves the start-up CPU on a 2-core machine, where parallel
+imports would only compete for the cores. Elsewhere (spawn) each worker imports for itself.
 
 A worker exits as soon as its parent goes away (its pipe reaches EOF), so a killed run leaves no
 orphan sending requests.
@@ -43,7 +48,7 @@ class WorkerPool:
     def __init__(self, n: int, concurrency: int, rate_limits: dict[str, Any] | None = None):
         self.n = max(1, min(n, concurrency))
         self.concurrency = concurrency
-        self.rate_limits = rate_limits or {}
+        self.rate_limits = rate_limits or {}  # may be set after start(), before run()
         self.procs: list[mp.Process] = []
         self.conns: list[Connection] = []
         self.requests = 0
@@ -52,29 +57,22 @@ class WorkerPool:
         # fork: the child starts instantly with the parent's modules; spawn where fork is unsafe.
         forking = sys.platform == "linux"
         ctx = mp.get_context("fork" if forking else "spawn")
-        for i in range(self.n):
-            parent, child = ctx.Pipe(duplex=True)
-            # A forked child inherits the parent's ends of every pipe (its own included); it must
-            # close them, or it would never see EOF when the parent dies.
-            inherited = [*self.conns, parent] if forking else []
-            limits = {
-                key: {
-                    "rpm": _share(getattr(v, "rpm", None), self.n, i),
-                    "tpm": _share(getattr(v, "tpm", None), self.n, i),
-                }
-                for key, v in self.rate_limits.items()
-                if v is not None
-            }
-            proc = ctx.Process(
-                target=_worker_main,
-                args=(child, _share(self.concurrency, self.n, i), limits, inherited),
-                name=f"harness-worker-{i}",
-                daemon=True,
-            )
+        pairs = [ctx.Pipe(duplex=True) for _ in range(self.n)]
+        self.conns = [parent for parent, _ in pairs]
+        children = [child for _, child in pairs]
+        if forking:
+            # One process imports litellm, then forks the others (see the module docstring).
+            # It inherits the parent's ends of every pipe and must close them, or it would
+            # never see EOF when the parent dies.
+            targets = [(_zygote_main, (children, self.conns))]
+        else:
+            targets = [(_worker_main, (child,)) for child in children]
+        for i, (target, args) in enumerate(targets):
+            proc = ctx.Process(target=target, args=args, name=f"harness-worker-{i}", daemon=True)
             proc.start()
-            child.close()
             self.procs.append(proc)
-            self.conns.append(parent)
+        for child in children:
+            child.close()
         return self
 
     def run(self, specs: list[Any], on_result) -> None:
@@ -83,8 +81,16 @@ class WorkerPool:
 
         shares = [[(i, s) for i, s in enumerate(specs) if i % self.n == k] for k in range(self.n)]
         pending = {k: {i for i, _ in share} for k, share in enumerate(shares)}
-        for conn, share in zip(self.conns, shares, strict=True):
-            conn.send(("jobs", share))
+        for k, (conn, share) in enumerate(zip(self.conns, shares, strict=True)):
+            limits = {
+                key: {
+                    "rpm": _share(getattr(v, "rpm", None), self.n, k),
+                    "tpm": _share(getattr(v, "tpm", None), self.n, k),
+                }
+                for key, v in self.rate_limits.items()
+                if v is not None
+            }
+            conn.send(("jobs", share, _share(self.concurrency, self.n, k), limits))
         live = {conn: k for k, conn in enumerate(self.conns)}
         while live:
             for conn in wait(list(live), timeout=1.0):
@@ -133,21 +139,59 @@ class WorkerPool:
 # ---------------------------------------------------------------- in the worker
 
 
-def _worker_main(
-    conn: Connection, concurrency: int, limits: dict[str, dict], inherited: list
-) -> None:
+def _ignore_signals() -> None:
     # Ctrl-C reaches the whole process group; the parent decides, and closes our pipe.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    for other in inherited:
-        other.close()
+
+
+def _zygote_main(conns: list[Connection], parent_ends: list[Connection]) -> None:
+    """Worker 0 on Linux: import litellm once, fork workers 1..n-1, serve conns[0], reap them."""
+    _ignore_signals()
+    for end in parent_ends:
+        end.close()
+    with contextlib.suppress(Exception):  # a broken install is reported by each worker below
+        from harness.engine import import_litellm
+
+        import_litellm()
+    kids = []
+    for k in range(1, len(conns)):
+        pid = os.fork()
+        if pid == 0:
+            for j, conn in enumerate(conns):
+                if j != k:
+                    conn.close()
+            _serve_conn(conns[k])
+            os._exit(0)
+        kids.append(pid)
+        # Only worker k may hold its pipe end, so the parent sees EOF if that worker dies.
+        conns[k].close()
+    _serve_conn(conns[0])
+    # Reap the workers this process forked (their CPU and memory then count in the parent's
+    # rusage, and no zombie is left behind).
+    for pid in kids:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+    os._exit(0)  # skip atexit handlers inherited from the parent (pytest, sqlite, threads)
+
+
+def _worker_main(conn: Connection) -> None:
+    """A spawned worker (macOS, Windows): imports litellm itself."""
+    _ignore_signals()
+    try:
+        _serve_conn(conn)
+    finally:
+        os._exit(0)
+
+
+def _serve_conn(conn: Connection) -> None:
     try:
         from harness.engine import Engine, import_litellm
         from harness.suite import RateLimit
 
         import_litellm()
         try:
-            kind, jobs = conn.recv()
+            _, jobs, concurrency, limits = conn.recv()
         except (EOFError, OSError):
             return  # the parent needed no calls after all
         engine = Engine(
@@ -162,8 +206,6 @@ def _worker_main(
     except Exception as e:  # a bug: let the parent show it
         with contextlib.suppress(OSError):
             conn.send(("error", f"{type(e).__name__}: {e}"))
-    finally:
-        os._exit(0)  # skip atexit handlers inherited from the parent (pytest, sqlite, threads)
 
 
 async def _serve(conn: Connection, jobs: list[tuple[int, Any]], engine) -> None:

@@ -68,6 +68,34 @@ def reason_text(record: dict[str, Any]) -> str:
     return "; ".join(f"{k}: {v}" for k, v in reasons.items() if v)
 
 
+def judge_text(record: dict[str, Any]) -> str:
+    """The judge's raw scores of one record, e.g. "4, 5 (1-5); second judge: 3"."""
+    j = record.get("judge") or {}
+    if not j:
+        return ""
+    samples = ", ".join(str(x) for x in j.get("samples") or []) or "none"
+    text = f"{samples} ({j.get('scale', '?')})"
+    if j.get("second"):
+        text += "; second judge: " + ", ".join(str(x) for x in j["second"])
+    if j.get("errors"):
+        text += f"; {j['errors']} judge error(s)"
+    return text
+
+
+def retrieved_text(record: dict[str, Any]) -> str:
+    """The passages retrieved for one record: "id (score), ..." in rank order."""
+    out = []
+    for p in record.get("retrieved") or []:
+        if isinstance(p, dict):
+            score = p.get("score")
+            out.append(
+                f"{p.get('id')} ({score:.3g})"
+                if isinstance(score, (int, float))
+                else str(p.get("id"))
+            )
+    return ", ".join(out)
+
+
 def as_text(value: Any) -> str:
     if value is None:
         return ""
@@ -110,9 +138,16 @@ def _ci(m: dict[str, Any] | None, metric: str) -> str:
 
 
 def _cell(value: Any) -> str:
+    """A table cell: one line, cut at CELL_CHARS, escaped."""
     text = as_text(value).replace("\r", " ").replace("\n", " ")
     if len(text) > CELL_CHARS:
         text = text[: CELL_CHARS - 1] + "…"
+    return _inline(text)
+
+
+def _inline(value: Any) -> str:
+    """One line of text, escaped but whole (verdict sentences are never cut)."""
+    text = as_text(value).replace("\r", " ").replace("\n", " ")
     # Pipes end a table cell; backticks/asterisks would turn model output into formatting.
     return re.sub(r"([|\\`*_\[\]<>])", r"\\\1", text)
 
@@ -174,6 +209,8 @@ def render_markdown(run: RunFiles, plot_paths: list[Path]) -> str:
         lines += _table(["variant", "metric", "Δ [95% CI]", "p"], delta_rows)
 
     lines += _break_even(s)
+    lines += _judge(s)
+    lines += _retrieval(s)
 
     if plot_paths:
         lines += ["## Plots", ""]
@@ -182,6 +219,14 @@ def render_markdown(run: RunFiles, plot_paths: list[Path]) -> str:
 
     lines += _worst(run)
     return "\n".join(lines).rstrip() + "\n"
+
+
+# What each guard flag means, for the reader of the verdict.
+FLAG_TEXT = {
+    "error_rate": "provider errors above the guard's max_error_rate: the run could not be judged",
+    "moved_goalposts": "the hypothesis is weaker than the one registered first (see below)",
+    "ci_rescaled": "the interval was recomputed at the guard's confidence",
+}
 
 
 def _verdicts(s: dict[str, Any]) -> list[str]:
@@ -193,14 +238,27 @@ def _verdicts(s: dict[str, Any]) -> list[str]:
     for name, v in verdicts.items():
         verdict = v.get("verdict", "?") if isinstance(v, dict) else v
         sentence = v.get("sentence", "") if isinstance(v, dict) else ""
-        lines.append(f"- **{name} — {verdict}**: {_cell(sentence)}")
+        # The sentence is the product: never cut it (unlike table cells).
+        lines.append(f"- **{name} — {verdict}**: {_inline(sentence)}")
         for flag in (v.get("flags") or []) if isinstance(v, dict) else []:
-            lines.append(f"  - ⚠ {_cell(flag)}")
-    goalposts = guard.get("moved_goalposts")
-    if goalposts:
-        lines.append(f"- **moved goalposts**: {_cell(goalposts)}")
+            lines.append(f"  - ⚠ {_inline(flag)}: {FLAG_TEXT.get(flag, flag)}")
+    lines += _goalposts(guard.get("moved_goalposts"))
     lines.append(f"\nexit code: {s.get('exit_code', '?')}")
     return lines + [""]
+
+
+def _goalposts(moved: Any) -> list[str]:
+    if not moved:
+        return []
+    if not isinstance(moved, dict):
+        return [f"- **moved goalposts**: {_inline(as_text(moved))}"]
+    changes = "; ".join(str(c) for c in moved.get("changes") or []) or "the hypothesis changed"
+    text = (
+        f"- **moved goalposts**: {_inline(changes)} — registered in run "
+        f"`{moved.get('registered_run_id')}`, weakened after the failing run "
+        f"`{moved.get('after_failing_run_id')}`"
+    )
+    return [text]
 
 
 BREAK_EVEN_COLUMNS = {
@@ -235,6 +293,130 @@ def _break_even(s: dict[str, Any]) -> list[str]:
     return lines + _table(["variant", *BREAK_EVEN_COLUMNS.values()], table)
 
 
+def _kappa(agreement: dict, which: str) -> str | None:
+    """Cohen's kappa with its number of pairs, or None when nothing was paired."""
+    pairs = (agreement or {}).get(f"{which}_pairs") or 0
+    if not pairs:
+        return None
+    k = agreement.get(which)
+    return f"{'–' if k is None else f'{k:.2f}'} (n={pairs})"
+
+
+def _pct(x: Any) -> str | None:
+    return f"{x:.0%}" if isinstance(x, (int, float)) else None
+
+
+# The judge table's columns: header -> cell of one variant's summary["judge"]["variants"] entry
+# (None: not measured; a column with no value in any row is left out).
+JUDGE_COLUMNS = {
+    "judge [95% CI]": lambda j: _ci(j["judge"], "judge") if "judge" in j else None,
+    "preference (win rate) [95% CI]": lambda j: (
+        _ci(j["preference"], "preference") if "preference" in j else None
+    ),
+    "wins / losses / ties": lambda j: (
+        f"{j['wins']} / {j['losses']} / {j['ties_or_split']}" if "wins" in j else None
+    ),
+    "position bias": lambda j: _pct(j.get("position_bias")),
+    "κ repeats": lambda j: _kappa(j.get("agreement"), "repeats"),
+    "κ second judge": lambda j: _kappa(j.get("agreement"), "second_model"),
+    "style consistency": lambda j: (
+        _ci(j["style_consistency"], "style_consistency") if "style_consistency" in j else None
+    ),
+    "unscored": lambda j: (
+        str(j.get("unscored", 0) + j.get("unscored_preference", 0))
+        if "unscored" in j or "unscored_preference" in j
+        else None
+    ),
+}
+
+
+def _judge(s: dict[str, Any]) -> list[str]:
+    """The judge stage (summary["judge"]): its own cost and calls, agreement, position bias."""
+    j = s.get("judge")
+    if not isinstance(j, dict) or not j.get("calls") and not j.get("variants"):
+        return []
+    models = ", ".join(f"`{m}`" for m in j.get("models") or []) or "–"
+    cost = _num(j.get("cost_usd"), "cost") if j.get("cost_usd") is not None else "unknown"
+    lines = ["## Judge (LLM-as-judge; its cost is not in the variants' cost)", ""]
+    facts = (
+        f"judge model(s): {models}; {j.get('calls', 0)} calls ({j.get('cached_calls', 0)} "
+        f"cached), {j.get('errors', 0)} errors; cost {cost} "
+        f"({j.get('tokens_in', 0):,} tokens in, {j.get('tokens_out', 0):,} out)."
+    )
+    if j.get("errors_by_reason"):
+        reasons = ", ".join(f"{k}: {n}" for k, n in j["errors_by_reason"].items())
+        facts += f" Errors: {_inline(reasons)} — an unscored answer is left out of the metric,"
+        facts += " never counted as a pass."
+    lines += [facts, ""]
+    per_variant = {k: v for k, v in (j.get("variants") or {}).items() if isinstance(v, dict)}
+    cells = {name: {h: f(v) for h, f in JUDGE_COLUMNS.items()} for name, v in per_variant.items()}
+    shown = [h for h in JUDGE_COLUMNS if any(c[h] is not None for c in cells.values())]
+    if shown:
+        baseline = s.get("baseline")
+        rows = [
+            [f"**{name}**" + (" (baseline)" if name == baseline else "")]
+            + [c[h] if c[h] is not None else "–" for h in shown]
+            for name, c in cells.items()
+        ]
+        lines += _table(["variant", *shown], rows)
+        notes = []
+        if "judge [95% CI]" in shown:
+            notes.append("judge scores are fractions (pass/fail: pass rate; 1-5: (s − 1) / 4)")
+        if "position bias" in shown:
+            notes.append(
+                "position bias: share of pairs where the judge picked the same position in both "
+                "orders (those count as ties)"
+            )
+        if "κ repeats" in shown or "κ second judge" in shown:
+            notes.append(
+                "κ: Cohen's kappa between the judge's repeated samples, or between the two "
+                "judge models, with the number of pairs (quadratic weights on 1-5)"
+            )
+        if notes:
+            text = "; ".join(notes)
+            lines += [text[0].upper() + text[1:] + ".", ""]
+    return lines
+
+
+def _retrieval(s: dict[str, Any]) -> list[str]:
+    """Retrieval quality of RAG variants whose data names gold passages."""
+    rows = []
+    for name, v in (s.get("variants") or {}).items():
+        r = v.get("retrieval")
+        if not isinstance(r, dict):
+            continue
+        hit = r.get("accuracy_gold_retrieved") or {}
+        miss = r.get("accuracy_gold_missed") or {}
+        rows.append(
+            [
+                f"**{name}**",
+                str(r.get("k", "–")),
+                str(r.get("n", "–")),
+                _num(r.get("recall_at_k")),
+                _num(r.get("mrr")),
+                f"{_num(hit.get('value'))} (n={hit.get('n', 0)})",
+                f"{_num(miss.get('value'))} (n={miss.get('n', 0)})",
+            ]
+        )
+    if not rows:
+        return []
+    header = [
+        "variant",
+        "k",
+        "examples with gold",
+        "recall@k",
+        "MRR",
+        "accuracy, gold retrieved",
+        "accuracy, gold missed",
+    ]
+    lines = ["## Retrieval (gold passages named by the data)", ""]
+    lines += _table(header, rows)
+    return lines + [
+        "A gap between the two accuracy columns says how much the answers depend on retrieval.",
+        "",
+    ]
+
+
 def _worst(run: RunFiles) -> list[str]:
     lines = [f"## Worst examples (up to {WORST_PER_VARIANT} per variant)", ""]
     any_rows = False
@@ -245,6 +427,12 @@ def _worst(run: RunFiles) -> list[str]:
         if not worst:
             continue
         any_rows = True
+        # Judge samples and retrieved passages get a column when the variant has them.
+        extra = {
+            "judge": judge_text if any(r.get("judge") for r in worst) else None,
+            "retrieved": retrieved_text if any(r.get("retrieved") for r in worst) else None,
+        }
+        extra = {k: f for k, f in extra.items() if f is not None}
         rows = []
         for r in worst:
             ex = run.examples.get(r.get("id"), {})
@@ -255,11 +443,13 @@ def _worst(run: RunFiles) -> list[str]:
                     _cell(ex.get("expected")),
                     _cell(r.get("output") if r.get("output") is not None else r.get("error")),
                     _num(example_score(r)),
-                    _cell(reason_text(r)),
                 ]
+                + [_cell(f(r)) for f in extra.values()]
+                + [_cell(reason_text(r))]
             )
         lines += [f"### {name}", ""]
-        lines += _table(["id", "input", "expected", "output", "score", "reason"], rows)
+        header = ["id", "input", "expected", "output", "score", *extra, "reason"]
+        lines += _table(header, rows)
     if not any_rows:
         lines += ["No example scored below 1.", ""]
     return lines

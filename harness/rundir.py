@@ -64,11 +64,39 @@ def load_run(run_dir: str | Path) -> RunFiles:
         loaded = yaml.safe_load(suite_path.read_text(encoding="utf-8"))
         suite = loaded if isinstance(loaded, dict) else {}
     records = {}
+    variants = set(summary.get("variants") or {})
     for f in sorted((path / "results").glob("*.jsonl")):
+        if f.stem not in variants and f.stem.rsplit(".", 1)[-1] in STAGE_FILES:
+            continue  # <variant>.judge.jsonl / .embedding.jsonl: judgements, not records
         records[f.stem] = read_records(f)
     run = RunFiles(path=path, summary=summary, suite=suite, records=records)
     run.examples, run.labels = _examples(run)
+    _merge_judgements(run)
     return run
+
+
+# results/<variant>.<stage>.jsonl files written by the judge stage (harness.judge, similarity).
+STAGE_FILES = ("judge", "embedding")
+
+
+def _merge_judgements(run: RunFiles) -> None:
+    """Put the judge stage's scores back on the records, as the runner had them in memory
+    (scores["judge"], scores["preference"], record["judge"] samples, reasons["judge"]).
+
+    The judgements are keyed by what was judged, so matching them needs the suite and the data;
+    when those no longer load, the records stay as written (the summary keeps the totals).
+    """
+    stage = [f for s in STAGE_FILES for f in (run.path / "results").glob(f"*.{s}.jsonl")]
+    if not stage or not run.records:
+        return
+    try:
+        from harness.data import load_dataset
+        from harness.judge import judge_records
+
+        suite = _resolved_suite(run)
+        judge_records(suite, load_dataset(suite), run.records, run.path, offline=True)
+    except Exception:  # the data moved or the suite no longer loads: records as written
+        return
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:

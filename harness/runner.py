@@ -98,7 +98,17 @@ def run_suite(
             limit = run.meta.get("limit")
     selected = select_variants(suite, variants)
     pool = _PoolSlot(workers)
+    # Before the data loads: the workers' litellm import (~3 s) overlaps everything until the
+    # first call, and no thread exists yet that a fork could catch holding a lock.
+    pool.start(selected, concurrency, limit)
+    # MLflow in a child process (harness.tracking_child): its import overlaps the run and its
+    # memory stays out of this process. The CLI asks for it; library callers log in-process.
+    logger = None
     try:
+        if later.pop("tracking_child", False):
+            from harness.tracking_child import start_if_useful
+
+            logger = start_if_useful()
         return _run(
             suite_path,
             suite,
@@ -114,9 +124,15 @@ def run_suite(
             t0,
             started_at,
             later,
+            logger,
         )
+    except BaseException:
+        pool.close(now=True)  # a suite error or Ctrl-C: don't wait for a litellm import to end
+        raise
     finally:
         pool.close()
+        if logger is not None:
+            logger.close()
 
 
 # Below this many calls one process keeps up and worker start-up would not pay for itself.
@@ -130,23 +146,31 @@ class _PoolSlot:
         self.workers = workers
         self.pool = None
 
-    def start(self, selected, n_calls: int, concurrency: int) -> None:
-        """Worker processes for remote models, started before rendering and cache lookups so
-        their litellm import overlaps that work. Local models (llama.cpp in this process) run
-        in-process: one copy of the model.
+    def start(self, selected, concurrency: int, limit: int | None) -> None:
+        """Worker processes for remote models, started before the data loads and the prompts
+        render, so their litellm import overlaps that work. Local models (llama.cpp in this
+        process) run in-process: one copy of the model.
         """
         from harness.engine import needs_local_provider
 
         workers = self.workers
         if workers == 0 or any(needs_local_provider(v.model) for v in selected):
             return
-        if workers is None and n_calls < MIN_CALLS_FOR_WORKERS:
+        calls_at_most = None if limit is None else limit * sum(v.repeats for v in selected)
+        if workers is None and calls_at_most is not None and calls_at_most < MIN_CALLS_FOR_WORKERS:
             return
         from harness.pool import WorkerPool, default_workers
 
         n = workers if workers is not None else default_workers(concurrency)
-        limits = {v.name: v.rate_limit for v in selected if v.rate_limit}
-        self.pool = WorkerPool(n, concurrency, limits).start()
+        self.pool = WorkerPool(n, concurrency).start()
+        self.pool.rate_limits = {v.name: v.rate_limit for v in selected if v.rate_limit}
+
+    def keep_if_needed(self, n_calls: int) -> None:
+        """Once the calls are counted: a small run is quicker in this process (the workers would
+        still be importing litellm), so stop them without waiting."""
+        if self.pool is not None and self.workers is None and n_calls < MIN_CALLS_FOR_WORKERS:
+            self.close(now=True)
+            self.pool = None
 
     def close(self, *, now: bool = False) -> None:
         if self.pool is not None:
@@ -168,6 +192,7 @@ def _run(
     t0,
     started_at,
     later,
+    logger=None,
 ) -> RunOutcome:
     from harness import results as res
     from harness.data import load_dataset
@@ -176,13 +201,17 @@ def _run(
     dataset = load_dataset(suite, limit)
     if run is not None:
         _check_same_data(run, dataset)
-    pool.start(selected, len(dataset.test) * sum(v.repeats for v in selected), concurrency)
+    pool.keep_if_needed(len(dataset.test) * sum(v.repeats for v in selected))
     from harness.tracking import prewarm
 
-    # Import MLflow while the calls run; only after the fork (import locks). With workers, wait
-    # for their first answer: until then they import litellm, and MLflow would compete for CPU.
+    # Without the child: import MLflow in a thread while the calls run; only after the fork
+    # (import locks). With workers, wait for their first answer: until then they import
+    # litellm, and MLflow would compete for CPU.
+    if logger is not None:
+        prewarm = logger.warm  # the same policy, for the child's import
     if pool.pool is None:
         prewarm()
+        _prewarm_post_run()
     jobs = build_jobs(suite, dataset, selected, runs_dir=runs_dir)
 
     if run is None:
@@ -207,6 +236,8 @@ def _run(
     misses = [j for j in jobs if j.key not in hits]
     if not misses:
         pool.close(now=True)  # everything cached: don't wait for the workers' litellm import
+        if pool.pool is not None:
+            prewarm()  # no first answer will come to trigger it
     # Credentials matter only for variants that will actually call a model.
     calling = {j.variant for j in misses}
     if calling:
@@ -231,7 +262,13 @@ def _run(
             if j.key in hits:
                 state.finish(j, hits[j.key])
         if misses and pool.pool is not None:
-            interrupted = _run_pool(pool.pool, misses, state, cache, on_first=prewarm)
+            interrupted = _run_pool(
+                pool.pool,
+                misses,
+                state,
+                cache,
+                on_first=lambda: (prewarm(), _prewarm_post_run()),
+            )
             requests = pool.pool.requests
         elif misses:
             engine = _make_engine(selected, concurrency, cache)
@@ -278,16 +315,8 @@ def _run(
     )
     if all(r.get("error") is not None for recs in records.values() for r in recs):
         outcome.exit_code = ProviderError.exit_code
+    # Metrics with CIs and paired deltas vs the baseline; the guard below reads the deltas.
     outcome.options["summary"] = full_summary(outcome)
-    # Metrics with CIs and paired deltas vs the baseline (harness.summary), over the engine's
-    # counts; the guard below reads the deltas.
-    from harness.summary import summarize
-
-    scored = summarize(suite, dataset, records, {"run_id": outcome.run_id})
-    for name, section in scored["variants"].items():
-        outcome.options["summary"]["variants"].setdefault(name, {}).update(section)
-    for key in ("metrics", "hypothesis", "bootstrap"):
-        outcome.options["summary"][key] = scored[key]
     if judge_section is not None:
         from harness.judge import add_to_summary
 
@@ -307,7 +336,9 @@ def _run(
     # report.md/html + plots, then MLflow; an unreachable store only warns (harness.tracking).
     from harness.tracking import publish
 
-    outcome.options["mlflow_run_id"] = publish(outcome.run_dir, later.get("tracking_uri"))
+    outcome.options["mlflow_run_id"] = publish(
+        outcome.run_dir, later.get("tracking_uri"), log=logger.log if logger else None
+    )
     # CI outputs: --junit FILE and the GitHub Actions step summary (harness.gating).
     from harness.gating import append_step_summary, write_junit
 
@@ -315,6 +346,51 @@ def _run(
         write_junit(judged, later["junit"])
     append_step_summary(judged)
     return outcome
+
+
+def _prewarm_post_run() -> None:
+    """Import what the steps after the calls need (scikit-learn and SciPy for the summary,
+    matplotlib for the report: ~1 s of CPU) in a thread while this process waits on the calls.
+    Not for a fully cached run: there this process is busy and the import would only interleave.
+    """
+    import threading
+
+    def load() -> None:
+        try:
+            import scipy.sparse  # noqa: F401
+            import scipy.stats  # noqa: F401
+            import sklearn.metrics  # noqa: F401
+
+            from harness import guard, plots, report, summary  # noqa: F401
+
+            plots._pyplot()  # the Agg backend, chosen before pyplot loads
+        except Exception:  # only a head start: the steps import (and report) for real later
+            pass
+
+    threading.Thread(target=load, name="harness-post-run-prewarm", daemon=True).start()
+
+
+def exit_process(code: int) -> None:
+    """End `harness run` with `code`, skipping the interpreter's teardown when that is safe.
+
+    Tearing down scikit-learn, SciPy, pandas and matplotlib takes ~0.3-0.5 s after all the work
+    is done and flushed. Everything the run writes is closed by now (results, cache, summary,
+    report; MLflow logged in its child), so a real `harness run` process exits at once. Under
+    a test runner or an embedding host (streams swapped, or MLflow loaded in this process,
+    which may still flush) it exits normally.
+    """
+    import os
+
+    real = sys.stdout is sys.__stdout__ and sys.stderr is sys.__stderr__
+    if real and "mlflow" not in sys.modules:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        else:
+            os._exit(code)
+    sys.exit(code)
 
 
 def resume_command(suite_path, run_id: str, runs_dir) -> str:
@@ -587,6 +663,50 @@ def variant_table(outcome: RunOutcome):
     return table
 
 
+def metrics_table(summary: dict[str, Any]):
+    """Quality metrics with their CIs, and each variant's paired difference from the baseline."""
+    from rich.table import Table
+
+    from harness.metrics import lookup
+
+    names = []
+    for name in summary.get("metrics") or []:
+        m = lookup(name)
+        if m is not None and m.quality:
+            names.append(name)
+    variants = summary.get("variants") or {}
+    if not names or not variants:
+        return None
+    baseline = summary.get("baseline")
+    table = Table(title="quality (95% CI)")
+    table.add_column("variant", no_wrap=True)
+    table.add_column("metric", no_wrap=True)
+    table.add_column("value", justify="right", no_wrap=True)
+    table.add_column(f"Δ vs {baseline} (paired)", justify="right", no_wrap=True)
+    for vname, v in variants.items():
+        for i, name in enumerate(names):
+            table.add_row(
+                vname if i == 0 else "",
+                name,
+                _interval((v.get("metrics") or {}).get(name)),
+                "baseline"
+                if vname == baseline
+                else _interval((v.get("delta") or {}).get(name), signed=True),
+                end_section=i == len(names) - 1,
+            )
+    return table
+
+
+def _interval(m: dict | None, *, signed: bool = False) -> str:
+    if not m or m.get("value") is None:
+        return "-"
+    fmt = "{:+.3f}" if signed else "{:.3f}"
+    text = fmt.format(m["value"])
+    if m.get("ci_low") is not None and m.get("ci_high") is not None:
+        text += f" [{fmt.format(m['ci_low'])}, {fmt.format(m['ci_high'])}]"
+    return text
+
+
 def _fmt(x) -> str:
     return "-" if x is None else f"{x:.0f}"
 
@@ -732,6 +852,9 @@ def print_outcome(outcome: RunOutcome, *, as_json: bool = False) -> None:
     if not console.is_terminal:
         console = Console(soft_wrap=True, width=120)  # pipes and CI logs: don't truncate columns
     console.print(variant_table(outcome))
+    quality = metrics_table(summary)
+    if quality is not None:
+        console.print(quality)
     for name, notes in outcome.notes.items():
         for note in notes:
             console.print(f"note: {name}: {note}")

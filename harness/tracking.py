@@ -85,6 +85,8 @@ def prewarm() -> threading.Thread:
         try:
             import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
             from mlflow import MlflowClient  # noqa: F401
+
+            _quiet_logs()
         except Exception:  # only a head start: log_run imports (and reports) for real later
             pass
 
@@ -93,10 +95,28 @@ def prewarm() -> threading.Thread:
     return t
 
 
+def _quiet_logs() -> None:
+    """Keep MLflow's and alembic's INFO lines ("Creating initial MLflow database tables...",
+    "Updating database tables") off the user's stderr; warnings and errors still show.
+
+    Must run after `import mlflow`, which sets its loggers from MLFLOW_LOGGING_LEVEL (default
+    INFO); a user who sets that variable keeps their level.
+    """
+    import logging
+
+    if os.environ.get("MLFLOW_LOGGING_LEVEL"):
+        return
+    for name in ("mlflow", "alembic"):
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() < logging.WARNING:
+            logger.setLevel(logging.WARNING)
+
+
 def _client(uri: str):
     _mlflow_env()
     from mlflow import MlflowClient
 
+    _quiet_logs()
     _check_not_file_store(uri)
     if uri.startswith("sqlite:///"):
         db = Path(uri[len("sqlite:///") :])
@@ -176,12 +196,13 @@ def ui_command(uri: str, host: str, port: int) -> list[str] | None:
 # ---------------------------------------------------------------- logging
 
 
-def publish(run_dir: str | Path, cli_uri: str | None = None, warn=None) -> str | None:
+def publish(run_dir: str | Path, cli_uri: str | None = None, warn=None, log=None) -> str | None:
     """The end of `harness run`: render the report, then log to MLflow.
 
     An unusable tracking store never fails the run: the warning says how to push later, the
     results stay in run_dir and the exit code still reflects the verdict. Returns the parent
-    run id, or None when logging failed.
+    run id, or None when logging failed. `log(run_dir, uri)` replaces `log_run` (the runner
+    passes harness.tracking_child's, which logs in a child process).
     """
     import sys
 
@@ -189,7 +210,7 @@ def publish(run_dir: str | Path, cli_uri: str | None = None, warn=None) -> str |
 
     render_report(run_dir)
     try:
-        return log_run(run_dir, tracking_uri(cli_uri))
+        return (log or log_run)(run_dir, tracking_uri(cli_uri))
     except TrackingError as e:
         (warn or (lambda m: print(m, file=sys.stderr)))(f"Warning: MLflow logging skipped: {e}")
         return None
@@ -373,7 +394,11 @@ def parent_fields(run) -> tuple[dict[str, str], dict[str, float], dict[str, str]
         if _finite(v.get("cost_usd")):
             metrics[_key(f"{name}.cost_usd")] = float(v["cost_usd"])
             total_cost += float(v["cost_usd"])
-    metrics["total_cost_usd"] = total_cost
+    metrics["total_cost_usd"] = total_cost  # the variants' calls; the judge's is apart
+    judge = s.get("judge") if isinstance(s.get("judge"), dict) else {}
+    for k in ("cost_usd", "calls", "cached_calls", "errors", "tokens_in", "tokens_out"):
+        if _finite(judge.get(k)):
+            metrics[f"judge_{k}"] = float(judge[k])
     if _finite(s.get("exit_code")):
         metrics["exit_code"] = float(s["exit_code"])
 
@@ -443,11 +468,66 @@ def variant_fields(run, name: str) -> tuple[dict[str, str], dict[str, float], di
         if _finite(v.get(k)):
             metrics[k] = float(v[k])
     metrics.update(_latency(run.records.get(name) or [], metrics))
+    judge = (run.summary.get("judge") or {}).get("variants") or {}
+    for k, val in judge_child_metrics(judge.get(name) or {}).items():
+        metrics.setdefault(k, val)  # a declared metric's own value (with its CI) comes first
+    metrics.update(retrieval_child_metrics(v.get("retrieval") or {}))
 
     tags = {ROLE_TAG: "variant", "harness.suite": run.suite_name, "harness.variant": name}
     if v.get("kind"):
         tags["harness.kind"] = str(v["kind"])
     return params, metrics, tags
+
+
+def judge_child_metrics(j: dict[str, Any]) -> dict[str, float]:
+    """One variant's summary["judge"]["variants"] entry as flat child-run metrics."""
+    out: dict[str, float] = {}
+    for m in ("judge", "preference", "style_consistency"):
+        for part, suffix in (("value", ""), ("ci_low", "_ci_low"), ("ci_high", "_ci_high")):
+            if isinstance(j.get(m), dict) and _finite(j[m].get(part)):
+                out[m + suffix] = float(j[m][part])
+    agreement = j.get("agreement") or {}
+    for which in ("repeats", "second_model"):
+        if _finite(agreement.get(which)):
+            out[f"judge_agreement_{which}"] = float(agreement[which])
+        if _finite(agreement.get(f"{which}_pairs")):
+            out[f"judge_agreement_{which}_pairs"] = float(agreement[f"{which}_pairs"])
+    # The judge_agreement metric: kappa between repeats, else between the two judge models.
+    for which in ("repeats", "second_model"):
+        if f"judge_agreement_{which}" in out:
+            out["judge_agreement"] = out[f"judge_agreement_{which}"]
+            break
+    for key, metric in (
+        ("unscored", "judge_unscored"),
+        ("wins", "preference_wins"),
+        ("losses", "preference_losses"),
+        ("ties_or_split", "preference_ties"),
+        ("unscored_preference", "preference_unscored"),
+        ("position_bias", "position_bias"),
+    ):
+        if _finite(j.get(key)):
+            out[metric] = float(j[key])
+    return out
+
+
+def retrieval_child_metrics(r: dict[str, Any]) -> dict[str, float]:
+    """A RAG variant's summary["retrieval"] (gold passages) as flat child-run metrics."""
+    out: dict[str, float] = {}
+    for key, metric in (
+        ("recall_at_k", "recall_at_k"),
+        ("mrr", "mrr"),
+        ("k", "retrieval_k"),
+        ("n", "retrieval_n_gold"),
+    ):
+        if _finite(r.get(key)):
+            out[metric] = float(r[key])
+    for group in ("gold_retrieved", "gold_missed"):
+        g = r.get(f"accuracy_{group}") or {}
+        if _finite(g.get("value")):
+            out[f"accuracy_{group}"] = float(g["value"])
+        if _finite(g.get("n")):
+            out[f"n_{group}"] = float(g["n"])
+    return out
 
 
 def _merged_spec(run, name: str) -> dict[str, Any]:
@@ -487,6 +567,21 @@ def example_table(run, name: str):
         }
         for k, val in (r.get("scores") or {}).items():
             row[f"score.{k}"] = val
+        if r.get("judge"):  # the judge stage's raw samples (scores.judge is their mean)
+            j = r["judge"]
+            row["judge_samples"] = json.dumps(j.get("samples") or [])
+            row["judge_second"] = json.dumps(j["second"]) if j.get("second") else None
+            row["judge_scale"] = j.get("scale")
+            row["judge_errors"] = j.get("errors", 0)
+        reasons = r.get("reasons") or {}
+        for k in ("judge", "preference"):
+            if reasons.get(k):
+                row[f"{k}_reason"] = reasons[k]
+        if r.get("retrieved") is not None:  # RAG: what the model was shown, in rank order
+            passages = [p for p in r["retrieved"] if isinstance(p, dict)]
+            row["retrieved_ids"] = json.dumps([p.get("id") for p in passages])
+            row["retrieved_scores"] = json.dumps([p.get("score") for p in passages])
+            row["retrieved_sources"] = json.dumps([p.get("source") for p in passages])
         rows.append(row)
     return pd.DataFrame(rows)
 

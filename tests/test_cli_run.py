@@ -94,3 +94,20 @@ def test_help_lists_options_and_exit_codes():
     ):
         assert option in result.output
     assert "Exit codes:" in result.output
+
+
+def test_json_stdout_is_pure_json_and_mlflow_stays_quiet(openai_server, fake_key, tmp_path):
+    from mlflow.utils.logging_utils import _configure_mlflow_loggers
+
+    # As a fresh `import mlflow` leaves them (mlflow at INFO, alembic at WARNING); earlier tests
+    # may have quieted them. isolated_cwd gives this test a new store: MLflow creates its tables.
+    _configure_mlflow_loggers("mlflow")
+    server = openai_server(intent_answer)
+    suite = write_suite(tmp_path, server.url, n=3)
+    result = invoke("run", suite, "--runs-dir", tmp_path / "runs", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)  # nothing but the summary on stdout
+    assert summary["n_examples"] == 3 and (tmp_path / "mlruns" / "mlflow.db").exists()
+    assert "Creating initial MLflow database tables" not in result.stderr
+    assert "Updating database tables" not in result.stderr
+    assert " INFO " not in result.stderr

@@ -174,3 +174,152 @@ def test_records_with_a_torn_last_line(tmp_path):
         f.write('{"id": "abc", "rep')  # a crash mid-write
     assert len(load_run(run_dir).records["few-shot"]) == 30
     assert isinstance(pd.read_csv(tmp_path / "data" / "test.csv"), pd.DataFrame)
+
+
+# ---------------------------------------------------------------- verdicts, judge, retrieval
+
+LONG_SENTENCE = (
+    "ft-mini: −1.2 pts macro-F1 [−3.0, +0.6] vs zero-shot; no worse than −2.0 not shown — "
+    "inconclusive, ~1,234 test examples would decide, at 0.17× the baseline's cost per request, "
+    "training pays back after 310k requests (3.1 months). 2 of 3 iterations, $61 spent."
+)
+
+
+def test_verdict_sentence_is_never_cut(tmp_path):
+    from harness.report import CELL_CHARS
+
+    run_dir = make_run_dir(tmp_path)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    verdict = summary["guard"]["verdicts"]["ft-mini"]
+    verdict.update(sentence=LONG_SENTENCE, flags=["moved_goalposts"])
+    summary["guard"]["moved_goalposts"] = {
+        "registered": {"metric": "macro_f1", "margin": 0.05},
+        "current": {"metric": "macro_f1", "margin": 0.02},
+        "changes": ["margin: 0.05 → 0.02"],
+        "registered_run_id": "20261101-090000-aaaa",
+        "after_failing_run_id": "20261102-090000-bbbb",
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    out = render_report(run_dir)
+    md = out["md"].read_text()
+    assert len(LONG_SENTENCE) > CELL_CHARS
+    line = next(x for x in md.splitlines() if x.startswith("- **ft-mini — inconclusive**"))
+    assert "…" not in line
+    assert line.endswith(
+        "training pays back after 310k requests (3.1 months). 2 of 3 iterations, $61 spent."
+    )
+    assert "\\[−3.0, +0.6\\]" in line  # escaped: brackets are markdown link syntax
+    assert "  - ⚠ moved\\_goalposts: the hypothesis is weaker than the one registered first" in md
+    assert (
+        "- **moved goalposts**: margin: 0.05 → 0.02 — registered in run `20261101-090000-aaaa`, "
+        "weakened after the failing run `20261102-090000-bbbb`" in md
+    )
+    html = out["html"].read_text()
+    assert "[−3.0, +0.6] vs zero-shot; no worse than −2.0 not shown" in html
+    assert "training pays back after 310k requests (3.1 months). 2 of 3 iterations, $61" in html
+
+
+@pytest.fixture(scope="module")
+def judged(tmp_path_factory):
+    """A real `harness run` of a generation suite with judge + preference (tests/judged_run.py)."""
+    from judged_run import judged_run
+
+    root = tmp_path_factory.mktemp("judged")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OPENAI_API_KEY", "sk-test-FAKE-0123456789abcdef")
+        outcome = judged_run(root, None)  # the session's temporary MLflow store
+    return outcome.run_dir
+
+
+def _judge_lines(run_dir: Path) -> list[dict]:
+    return [
+        json.loads(line)
+        for f in sorted((run_dir / "results").glob("*.judge.jsonl"))
+        for line in f.read_text().splitlines()
+    ]
+
+
+def test_judge_section(judged):
+    from sklearn.metrics import cohen_kappa_score
+
+    md = (judged / "report.md").read_text()
+    lines = _judge_lines(judged)
+    ok = [x for x in lines if x["error"] is None]
+    # Judge cost from its tokens at the suite's judge pricing ($1 / $2 per 1M), not the variants'.
+    cost = sum(x["tokens_in"] for x in ok) * 1e-6 + sum(x["tokens_out"] for x in ok) * 2e-6
+    assert len(lines) == 36 and len(lines) - len(ok) == 2
+    assert (
+        f"judge model(s): `openai/judge`, `openai/judge2`; 36 calls (0 cached), 2 errors; "
+        f"cost ${cost:.4g} ("
+    ) in md
+    assert "Errors: judge\\_invalid: 2 — an unscored answer is left out of the metric" in md
+    section = md.split("## Judge", 1)[1].split("\n## ", 1)[0]
+    assert (
+        "| variant | judge [95% CI] | preference (win rate) [95% CI] | wins / losses / ties | "
+        "position bias | κ second judge | unscored |" in section
+    )
+    # base: the primary judge fails all 6, the second judge passes ex1: kappa by scikit-learn.
+    base = [
+        json.loads(x) for x in (judged / "results" / "base.judge.jsonl").read_text().splitlines()
+    ]
+    prim = {x["id"]: x["score"] for x in base if x["model"] == "openai/judge"}
+    sec = {x["id"]: x["score"] for x in base if x["model"] == "openai/judge2"}
+    base_ids = sorted(i for i in prim if i in sec)
+    kappa = cohen_kappa_score([prim[i] for i in base_ids], [sec[i] for i in base_ids])
+    rows = [r for r in md.splitlines() if r.startswith("| **base** (baseline) | 0.000")]
+    assert rows == [
+        f"| **base** (baseline) | 0.000 [0.000, 0.000] | 0.500 [0.500, 0.500] | – | – | "
+        f"{kappa:.2f} (n=6) | 0 |"
+    ]
+    # cand: always preferred in both orders (no position bias); its ex2 could not be judged.
+    assert (
+        "| **cand** | 1.000 [1.000, 1.000] | 1.000 [1.000, 1.000] | 6 / 0 / 0 | 0% | – (n=5) | 1 |"
+        in md
+    )
+
+
+def test_worst_examples_show_judge_scores_and_reasons(judged):
+    run = load_run(judged)
+    assert run.variants == ["base", "cand"]  # <variant>.judge.jsonl files are not variants
+    md = (judged / "report.md").read_text()
+    section = md.split("### base", 1)[1].split("###", 1)[0]
+    assert "| id | input | expected | output | score | judge | reason |" in section
+    row = _table_row(section, "ex1")
+    assert row[3] == "base reply for ex1"
+    assert row[4] == "0.250"  # judge 0 and preference 0.5 (the baseline against itself)
+    assert row[5] == "0 (pass\\_fail); second judge: 1"
+    assert row[6] == "judge: verdict on base reply for"
+    # The records as re-read carry the merged judge scores, as the runner had them.
+    cand = {r["id"]: r for r in run.records["cand"]}
+    assert cand["ex0"]["scores"]["judge"] == 1.0 and cand["ex0"]["scores"]["preference"] == 1.0
+    assert "judge" not in cand["ex2"]["scores"]
+    assert cand["ex2"]["reasons"]["judge"].startswith("judge error: judge_invalid")
+
+
+def test_retrieval_section_and_retrieved_passages(tmp_path):
+    run_dir = make_run_dir(tmp_path)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    summary["variants"]["ft-mini"]["retrieval"] = {
+        "k": 2,
+        "n": 28,
+        "recall_at_k": 0.75,
+        "mrr": 0.6071428571,
+        "accuracy_gold_retrieved": {"value": 0.9047619, "n": 21},
+        "accuracy_gold_missed": {"value": 0.4285714, "n": 7},
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    path = run_dir / "results" / "ft-mini.jsonl"
+    recs = [json.loads(line) for line in path.read_text().splitlines()]
+    for r in recs:
+        r["retrieved"] = [
+            {"id": "docs/a.md", "source": "docs/a.md:1", "score": 7.25},
+            {"id": "docs/b.md", "source": "docs/b.md:3", "score": 3.5},
+        ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    md = render_report(run_dir)["md"].read_text()
+    assert "## Retrieval (gold passages named by the data)" in md
+    assert "| **ft-mini** | 2 | 28 | 0.750 | 0.607 | 0.905 (n=21) | 0.429 (n=7) |" in md
+    section = md.split("### ft-mini", 1)[1]
+    assert "| id | input | expected | output | score | retrieved | reason |" in section
+    assert "| docs/a.md (7.25), docs/b.md (3.5) |" in section
+    assert "## Judge" not in md  # no judge stage in this suite

@@ -284,3 +284,19 @@ def test_rag_variant_records_what_it_retrieved(openai_server, fake_key, tmp_path
         if "arrive" in by_text[r["id"]]:
             assert r["retrieved"][0]["source"].endswith("cards.md")
     assert any("Context: Cards arrive" in p for p in server.prompts)
+
+
+def test_missing_key_for_several_variants_is_one_line_per_key(tmp_path, monkeypatch):
+    from harness.engine import check_credentials
+    from harness.suite import load_suite
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    (tmp_path / "t.csv").write_text("text,label\nhi,a\n")
+    (tmp_path / "s.yaml").write_text(
+        "name: k\ntask: classification\ndata: {test: t.csv, input: text, target: label}\n"
+        "labels: from-data\nmetrics: [accuracy]\ndefaults: {user: '{{ text }}'}\n"
+        "variants:\n  - {name: a, model: openai/gpt-4o-mini}\n  - {name: b, model: openai/gpt-4o}\n"
+    )
+    with pytest.raises(SuiteError) as e:
+        check_credentials(load_suite(tmp_path / "s.yaml").variants)
+    assert str(e.value) == "a and b need OPENAI_API_KEY — set it"

@@ -395,3 +395,152 @@ def test_harness_run_survives_unreachable_store(openai_server, fake_key, tmp_pat
     err = capsys.readouterr().err
     assert f"Warning: MLflow logging skipped: tracking server {bad} is unreachable" in err
     assert f"`harness report {outcome.run_dir} --log`" in err
+
+
+# ---------------------------------------------------------------- judge, retrieval, quiet logs
+
+
+@pytest.fixture(scope="module")
+def judged_logged(tmp_path_factory, store):
+    """A real `harness run` with judge + preference (tests/judged_run.py), logged to a fresh store."""
+    from judged_run import judged_run
+    from mlflow import MlflowClient
+
+    root = tmp_path_factory.mktemp("judged")
+    uri = store(root)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OPENAI_API_KEY", "sk-test-FAKE-0123456789abcdef")
+        outcome = judged_run(root, uri)
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("gen-suite")
+    runs = {r.info.run_name: r for r in client.search_runs([exp.experiment_id])}
+    return outcome.run_dir, client, runs
+
+
+def test_judge_metrics_parent_and_children(judged_logged):
+    from sklearn.metrics import cohen_kappa_score
+
+    run_dir, client, runs = judged_logged
+    summary = json.loads((run_dir / "summary.json").read_text())
+    lines = [
+        json.loads(x)
+        for f in sorted((run_dir / "results").glob("*.judge.jsonl"))
+        for x in f.read_text().splitlines()
+    ]
+    ok = [x for x in lines if x["error"] is None]
+    parent = runs[summary["run_id"]].data.metrics
+    # The judge's cost from its own tokens at its pricing ($1 / $2 per 1M), apart from the variants'.
+    cost = sum(x["tokens_in"] for x in ok) * 1e-6 + sum(x["tokens_out"] for x in ok) * 2e-6
+    assert parent["judge_cost_usd"] == pytest.approx(cost)
+    assert parent["judge_calls"] == len(lines) == 36
+    assert parent["judge_errors"] == 2 and parent["judge_cached_calls"] == 0
+    assert parent["judge_tokens_in"] == sum(x["tokens_in"] for x in lines)
+    variants_cost = sum(summary["variants"][v]["cost_usd"] for v in ("base", "cand"))
+    assert parent["total_cost_usd"] == pytest.approx(variants_cost)  # judge cost not in it
+
+    cand = runs["cand"].data.metrics
+    assert cand["judge"] == 1.0 and cand["preference"] == 1.0
+    assert cand["preference_wins"] == 6 and cand["preference_losses"] == 0
+    assert cand["position_bias"] == 0.0
+    assert cand["judge_unscored"] == 1 and cand["judge_agreement_second_model_pairs"] == 5
+    assert "judge_agreement_second_model" not in cand  # both judges pass all 5: kappa undefined
+    base_lines = [
+        json.loads(x) for x in (run_dir / "results" / "base.judge.jsonl").read_text().splitlines()
+    ]
+    prim = {x["id"]: x["score"] for x in base_lines if x["model"] == "openai/judge"}
+    sec = {x["id"]: x["score"] for x in base_lines if x["model"] == "openai/judge2"}
+    ids = sorted(prim)
+    kappa = cohen_kappa_score([prim[i] for i in ids], [sec[i] for i in ids])
+    base = runs["base"].data.metrics
+    assert base["judge_agreement_second_model"] == pytest.approx(kappa)
+    assert base["judge_agreement"] == pytest.approx(kappa)
+    assert base["judge"] == 0.0 and base["judge_agreement_second_model_pairs"] == 6
+
+
+def test_judge_scores_and_reasons_in_the_example_table(judged_logged, tmp_path):
+    run_dir, client, runs = judged_logged
+    assert set(runs) == {
+        json.loads((run_dir / "summary.json").read_text())["run_id"],
+        "base",
+        "cand",
+    }
+    path = client.download_artifacts(runs["cand"].info.run_id, TABLE_FILE, str(tmp_path))
+    table = pd.read_json(path, orient="split", dtype=False).set_index("id")
+    assert len(table) == 6
+    ex0, ex2 = table.loc["ex0"], table.loc["ex2"]
+    assert ex0["score.judge"] == 1.0 and ex0["score.preference"] == 1.0
+    assert json.loads(ex0["judge_samples"]) == [1] and json.loads(ex0["judge_second"]) == [1]
+    assert ex0["judge_reason"] == "verdict on cand reply for"
+    assert ex0["preference_reason"] == "variant shown first: preferred; shown second: preferred"
+    # ex2: both judges answered something that is not JSON: unscored, with the reason.
+    assert json.loads(ex2["judge_samples"]) == [] and ex2["judge_errors"] == 2
+    assert ex2["judge_reason"].startswith("judge error: judge_invalid")
+    assert pd.isna(ex2["score.judge"])
+
+
+def test_retrieval_metrics_and_retrieved_passages(tmp_path, store):
+    from mlflow import MlflowClient
+
+    run_dir = make_run_dir(tmp_path)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    summary["variants"]["ft-mini"]["retrieval"] = {
+        "k": 2,
+        "n": 28,
+        "recall_at_k": 0.75,
+        "mrr": 0.6071428571,
+        "accuracy_gold_retrieved": {"value": 0.9047619, "n": 21},
+        "accuracy_gold_missed": {"value": None, "n": 0},
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    path = run_dir / "results" / "ft-mini.jsonl"
+    recs = [json.loads(line) for line in path.read_text().splitlines()]
+    for r in recs:
+        r["retrieved"] = [
+            {"id": "docs/a.md", "source": "docs/a.md:1", "score": 7.25},
+            {"id": "docs/b.md", "source": "docs/b.md:3", "score": 3.5},
+        ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    uri = store(tmp_path)
+    log_run(run_dir, uri)
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("quickstart")
+    ft = client.search_runs([exp.experiment_id], filter_string="attributes.run_name = 'ft-mini'")[0]
+    m = ft.data.metrics
+    assert m["recall_at_k"] == 0.75 and m["mrr"] == pytest.approx(0.6071428571)
+    assert m["retrieval_k"] == 2 and m["retrieval_n_gold"] == 28
+    assert m["accuracy_gold_retrieved"] == pytest.approx(0.9047619) and m["n_gold_retrieved"] == 21
+    assert "accuracy_gold_missed" not in m and m["n_gold_missed"] == 0  # no example: no value
+    table = pd.read_json(
+        client.download_artifacts(ft.info.run_id, TABLE_FILE, str(tmp_path)), orient="split"
+    )
+    assert json.loads(table["retrieved_ids"][0]) == ["docs/a.md", "docs/b.md"]
+    assert json.loads(table["retrieved_scores"][0]) == [7.25, 3.5]
+    assert json.loads(table["retrieved_sources"][0]) == ["docs/a.md:1", "docs/b.md:3"]
+    zs = client.search_runs([exp.experiment_id], filter_string="attributes.run_name = 'zero-shot'")
+    assert "recall_at_k" not in zs[0].data.metrics
+
+
+def test_mlflow_info_lines_are_quiet_warnings_are_not(tmp_path, capsys, monkeypatch):
+    import logging
+
+    from mlflow.utils.logging_utils import _configure_mlflow_loggers
+
+    from harness import tracking
+
+    monkeypatch.delenv("MLFLOW_LOGGING_LEVEL", raising=False)
+    _configure_mlflow_loggers("mlflow")  # as a fresh `import mlflow` leaves them: mlflow at INFO
+    assert logging.getLogger("mlflow").level == logging.INFO
+    client = tracking._client(_sqlite(tmp_path))  # a new store: MLflow creates its tables
+    client.search_experiments()
+    logging.getLogger("mlflow.store.db.utils").warning("a real warning")
+    logging.getLogger("alembic.runtime.migration").error("a real error")
+    err = capsys.readouterr().err
+    assert "Creating initial MLflow database tables" not in err
+    assert "Updating database tables" not in err and " INFO " not in err
+    assert "WARNING mlflow.store.db.utils: a real warning" in err
+    assert "ERROR alembic.runtime.migration: a real error" in err
+    # A user who asks for MLflow's INFO lines keeps them.
+    monkeypatch.setenv("MLFLOW_LOGGING_LEVEL", "INFO")
+    monkeypatch.setattr(logging.getLogger("mlflow"), "level", logging.INFO)
+    tracking._client(_sqlite(tmp_path))
+    assert logging.getLogger("mlflow").level == logging.INFO
