@@ -314,6 +314,11 @@ def ui(port, host, tracking_uri):
     import subprocess
 
     click.echo(f"MLflow UI on {uri}: http://{host}:{port}  (Ctrl-C to stop)")
+    # MLflow 3 opens experiments on its GenAI view; harness runs live in the runs table.
+    click.echo(
+        f"each suite is an experiment; its runs: http://{host}:{port}/#/experiments/<id>/runs "
+        "(or pick the suite, then 'Training runs')"
+    )
     proc = subprocess.Popen(cmd, env=ui_env())
     try:
         sys.exit(proc.wait())

@@ -153,7 +153,13 @@ def _experiment_id(client, name: str, uri: str) -> str:
         return exp.experiment_id
     root = artifact_root(uri)
     location = f"{root}/{_safe(name)}" if root else None
-    return client.create_experiment(name, artifact_location=location, tags={"harness.suite": name})
+    # Without the kind, MLflow 3's UI opens a new experiment on its GenAI traces dashboard
+    # (empty here) instead of the runs table users browse.
+    tags = {"harness.suite": name, EXPERIMENT_KIND_TAG: "custom_model_development"}
+    return client.create_experiment(name, artifact_location=location, tags=tags)
+
+
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 
 
 def ui_env() -> dict[str, str]:

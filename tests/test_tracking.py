@@ -91,6 +91,8 @@ def test_experiment_parent_and_children(logged):
     exp = client.get_experiment_by_name("quickstart")
     # Artifacts go where we said (next to the SQLite file), not to MLflow's implicit default.
     assert exp.artifact_location == (root / "mlruns").as_uri() + "/quickstart"
+    # The UI opens on the runs table, not MLflow 3's GenAI traces view.
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
     parent = client.get_run(pid)
     assert parent.info.run_name == "20261125-132501-ab12"
     assert parent.info.status == "FINISHED"
