@@ -16,6 +16,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from harness.engine import CallResult
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
     key TEXT PRIMARY KEY,
@@ -62,8 +64,6 @@ class Cache:
             self._db.execute(SCHEMA.replace("DEFAULT (unixepoch('subsec'))", ""))
 
     def get(self, key: str):
-        from harness.engine import CallResult
-
         with self._lock:
             row = self._db.execute(
                 "SELECT output, latency_ms, tokens_in, tokens_out, cost_usd FROM responses WHERE key = ?",
@@ -75,22 +75,10 @@ class Cache:
                     if pending[0] == key:
                         row = pending[2:]
                         break
-        if row is None:
-            return None
-        output, latency_ms, tokens_in, tokens_out, cost_usd = row
-        return CallResult(
-            output=output,
-            latency_ms=latency_ms,
-            tokens_in=tokens_in,
-            tokens_out=tokens_out,
-            cost_usd=cost_usd,
-            cached=True,
-        )
+        return None if row is None else _hit(row)
 
     def get_many(self, keys: list[str]) -> dict[str, Any]:
         """Hits among `keys` in one pass (a cached re-run of thousands of calls stays fast)."""
-        from harness.engine import CallResult
-
         out: dict[str, Any] = {}
         with self._lock:
             for i in range(0, len(keys), 500):
@@ -101,10 +89,8 @@ class Cache:
                     f"FROM responses WHERE key IN ({marks})",
                     chunk,
                 ).fetchall()
-                for key, output, latency_ms, tokens_in, tokens_out, cost_usd in rows:
-                    out[key] = CallResult(
-                        output, latency_ms, tokens_in, tokens_out, cost_usd, cached=True
-                    )
+                for key, *row in rows:
+                    out[key] = _hit(row)
         return out
 
     def put(self, key: str, result: Any, model: str = "") -> None:
@@ -146,3 +132,16 @@ class Cache:
         self.flush()
         with self._lock:
             self._db.close()
+
+
+def _hit(row) -> CallResult:
+    """A stored (output, latency_ms, tokens_in, tokens_out, cost_usd) row as a cached CallResult."""
+    output, latency_ms, tokens_in, tokens_out, cost_usd = row
+    return CallResult(
+        output=output,
+        latency_ms=latency_ms,
+        tokens_in=tokens_in,
+        tokens_out=tokens_out,
+        cost_usd=cost_usd,
+        cached=True,
+    )

@@ -6,11 +6,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.data import Dataset, load_dataset
+from harness.readiness import FAIL, PASS, WARN
 from harness.retrieval import validate_retrieval
 from harness.suite import Suite, load_suite
 from harness.templates import validate_templates
 
-PASS, WARN, FAIL = "pass", "warn", "fail"
 MARKS = {PASS: "✓", WARN: "!", FAIL: "✗"}
 
 
@@ -23,6 +23,8 @@ class CheckLine:
 
 @dataclass
 class CheckReport:
+    """Readiness findings advise (exit 0); only a broken suite (raised as SuiteError) exits non-zero."""
+
     suite: Suite
     dataset: Dataset
     lines: list[CheckLine] = field(default_factory=list)
@@ -30,11 +32,6 @@ class CheckReport:
 
     def add(self, status: str, name: str, detail: str) -> None:
         self.lines.append(CheckLine(status, name, detail))
-
-    @property
-    def exit_code(self) -> int:
-        # Readiness findings advise; only a broken suite (raised as SuiteError) exits non-zero.
-        return 0
 
     def render(self) -> str:
         out = [f"{self.suite.name}: suite and data are valid ({self.suite.path})"]

@@ -25,6 +25,13 @@ Exit codes:
 """
 
 
+tracking_uri_option = click.option(
+    "--tracking-uri",
+    default=None,
+    help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db).",
+)
+
+
 def handle_errors(fn):
     """User errors print one clear message and exit with their code; bugs keep their traceback."""
 
@@ -78,11 +85,7 @@ def main():
     metavar="[RUN_ID]",
     help="Finish an interrupted run (default: the suite's latest) without repeating completed calls.",
 )
-@click.option(
-    "--tracking-uri",
-    default=None,
-    help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db).",
-)
+@tracking_uri_option
 @click.option(
     "--runs-dir",
     default="runs",
@@ -163,7 +166,6 @@ def check(suite_path, as_json, near_dup_threshold):
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:
         click.echo(report.render())
-    sys.exit(report.exit_code)
 
 
 @main.command(epilog=EXIT_CODES_HELP)
@@ -271,35 +273,29 @@ def export(
 @click.option(
     "--log", is_flag=True, help="Also log the run to MLflow (e.g. after the store was unreachable)."
 )
-@click.option(
-    "--tracking-uri",
-    default=None,
-    help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db).",
-)
+@tracking_uri_option
 @handle_errors
 def report(run_dir, log, tracking_uri):
     """Re-render report.md, report.html and plots/ of a finished run from its files."""
     from harness.report import render_report
+    from harness.rundir import load_run
 
-    paths = render_report(run_dir)
+    run = load_run(run_dir)  # read once for both the report and MLflow
+    paths = render_report(run)
     click.echo(f"wrote {paths['md']}, {paths['html']} and {len(paths['plots'])} plot(s)")
     if log:
         from harness.tracking import log_run
         from harness.tracking import tracking_uri as resolve_uri
 
         uri = resolve_uri(tracking_uri)
-        run_id = log_run(run_dir, uri)
+        run_id = log_run(run, uri)
         click.echo(f"logged to MLflow at {uri}: parent run {run_id} (browse with `harness ui`)")
 
 
 @main.command()
 @click.option("--port", default=5000, show_default=True, type=int)
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option(
-    "--tracking-uri",
-    default=None,
-    help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db).",
-)
+@tracking_uri_option
 @handle_errors
 def ui(port, host, tracking_uri):
     """Start the MLflow UI on this project's tracking store (Ctrl-C stops it)."""

@@ -84,7 +84,8 @@ def compare_runs(
                 and isinstance(rb, M.Decomposed)
                 and row["value"] is not None
             ):
-                if paired and ra.stats.shape == rb.stats.shape:
+                # Same examples in the same (id) order; the per-class columns may differ.
+                if paired:
                     d = S.paired_bootstrap(
                         ra.stats,
                         ra.combine,

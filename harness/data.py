@@ -54,23 +54,17 @@ def shown(path: Path) -> str:
         return str(path)
 
 
-def read_records(
-    path: Path, *, suite_file: str | None = None, key: str | None = None
-) -> list[dict[str, Any]]:
+def read_records(path: Path) -> list[dict[str, Any]]:
     """Read a table as a list of dicts. Every failure names the file and how to fix it."""
-
-    def fail(msg: str):
-        return SuiteError(msg, file=suite_file, key=key)
-
     where = shown(path)
 
     if not path.exists():
-        raise fail(f"file not found: {where} — check the path (relative to the suite file)")
+        raise SuiteError(f"file not found: {where} — check the path (relative to the suite file)")
     if path.is_dir():
-        raise fail(f"{where} is a directory — point at a data file ({', '.join(FORMATS)})")
+        raise SuiteError(f"{where} is a directory — point at a data file ({', '.join(FORMATS)})")
     ext = path.suffix.lower()
     if ext not in FORMATS:
-        raise fail(
+        raise SuiteError(
             f"{where}: unsupported format {ext or '(none)'} — use one of {', '.join(FORMATS)}"
         )
     if ext == ".parquet":
@@ -79,7 +73,7 @@ def read_records(
         try:
             df = pd.read_parquet(path)
         except Exception as e:  # pyarrow raises many types for a corrupt file
-            raise fail(f"{where}: cannot read parquet ({e}) — re-export the file") from None
+            raise SuiteError(f"{where}: cannot read parquet ({e}) — re-export the file") from None
         rows = df.to_dict(orient="records")
     else:
         raw = path.read_bytes()
@@ -87,11 +81,11 @@ def read_records(
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError as e:
             line = raw[: e.start].count(b"\n") + 1
-            raise fail(
+            raise SuiteError(
                 f"{where}:{line}: not UTF-8 (byte {e.start}) — save the file as UTF-8"
             ) from None
         if ext == ".csv":
-            rows = _read_csv(where, text, fail)
+            rows = _read_csv(where, text)
         elif ext == ".jsonl":
             rows = []
             for i, line in enumerate(text.splitlines(), start=1):
@@ -100,11 +94,11 @@ def read_records(
                 try:
                     obj = json.loads(line)
                 except json.JSONDecodeError as e:
-                    raise fail(
+                    raise SuiteError(
                         f"{where}:{i}:{e.colno}: invalid JSON ({e.msg}) — one JSON object per line"
                     ) from None
                 if not isinstance(obj, dict):
-                    raise fail(
+                    raise SuiteError(
                         f"{where}:{i}: expected a JSON object per line, got {type(obj).__name__}"
                     )
                 rows.append(obj)
@@ -112,34 +106,36 @@ def read_records(
             try:
                 obj = json.loads(text)
             except json.JSONDecodeError as e:
-                raise fail(f"{where}:{e.lineno}:{e.colno}: invalid JSON ({e.msg})") from None
+                raise SuiteError(f"{where}:{e.lineno}:{e.colno}: invalid JSON ({e.msg})") from None
             if not isinstance(obj, list) or not all(isinstance(r, dict) for r in obj):
-                raise fail(
+                raise SuiteError(
                     f"{where}: expected a JSON list of records ([{{...}}, ...]) — use .jsonl for one object per line"
                 )
             rows = obj
     if not rows:
-        raise fail(f"{where}: no records — the file is empty")
+        raise SuiteError(f"{where}: no records — the file is empty")
     return rows
 
 
-def _read_csv(where: str, text: str, fail) -> list[dict[str, Any]]:
+def _read_csv(where: str, text: str) -> list[dict[str, Any]]:
     import io
 
     import pandas as pd
 
     if not text.strip():
-        raise fail(f"{where}: no records — the file is empty")
+        raise SuiteError(f"{where}: no records — the file is empty")
     try:
         # Everything as text: "007" stays "007" and "NA" stays a label, not a missing value.
         df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
     except pd.errors.ParserError as e:
-        raise fail(
+        raise SuiteError(
             f"{where}: cannot parse CSV ({str(e).strip()}) — quote fields that contain commas"
         ) from None
     dup = [c for c in df.columns if "." in c and c.rsplit(".", 1)[0] in df.columns]
     if dup:
-        raise fail(f"{where}: duplicate column header {dup[0].rsplit('.', 1)[0]!r} — rename one")
+        raise SuiteError(
+            f"{where}: duplicate column header {dup[0].rsplit('.', 1)[0]!r} — rename one"
+        )
     return df.to_dict(orient="records")
 
 

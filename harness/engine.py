@@ -301,7 +301,6 @@ class Engine:
         if concurrency < 1:
             raise SuiteError(f"--concurrency must be at least 1 (got {concurrency})")
         self.semaphore = asyncio.Semaphore(concurrency)
-        self._local_gate = asyncio.Semaphore(1)
         self.cache = cache
         self.max_attempts = max_attempts
         self.backoff = backoff
@@ -315,7 +314,6 @@ class Engine:
                 self._buckets[(key, "rpm")] = TokenBucket(limit.rpm)
             if getattr(limit, "tpm", None):
                 self._buckets[(key, "tpm")] = TokenBucket(limit.tpm)
-        self._local_ready = False
         self._keyless: dict[str, bool] = {}
 
     # -------------------------------------------------------- public
@@ -376,11 +374,14 @@ class Engine:
     async def _attempt(self, spec: CallSpec) -> CallResult:
         await self._throttle(spec)
         litellm = import_litellm()
-        if needs_local_provider(spec.model) and not self._local_ready:
-            from harness.local_model import ensure_registered
+        gate = self.semaphore
+        if needs_local_provider(spec.model):
+            from harness.local_model import call_slot, ensure_registered
 
             ensure_registered()
-            self._local_ready = True
+            # The local model answers one call at a time: queueing behind the global semaphore
+            # would count waiting time as model latency.
+            gate = call_slot()
         kwargs = dict(spec.params)
         if spec.response_format is not None:
             kwargs["response_format"] = spec.response_format
@@ -391,9 +392,6 @@ class Engine:
             if self._keyless[spec.model]:
                 # A self-hosted OpenAI-compatible server needs no key, but the SDK insists on one.
                 kwargs["api_key"] = "no-key"
-        # The local model answers one call at a time: queueing behind the global semaphore would
-        # count waiting time as model latency.
-        gate = self._local_gate if needs_local_provider(spec.model) else self.semaphore
         async with gate:
             self.stats.requests += 1
             start = time.perf_counter()

@@ -178,17 +178,10 @@ def _target_variant(suite: Suite, name: str | None) -> Variant:
 
 
 def answer_field(suite: Suite) -> str | None:
-    """The one field of the output_schema answer object (as scoring reads it), if there is one."""
-    schema = suite.output_schema
-    if not isinstance(schema, dict):
-        return None
-    required = schema.get("required")
-    if isinstance(required, list) and len(required) == 1:
-        return required[0]
-    props = schema.get("properties")
-    if isinstance(props, dict) and len(props) == 1:
-        return next(iter(props))
-    return None
+    """The one field of the output_schema answer object, as scoring reads it."""
+    from harness.scoring import answer_field as schema_answer_field
+
+    return schema_answer_field(suite.output_schema)
 
 
 def _answer(suite: Suite, target: Any) -> str | None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +22,9 @@ from harness.errors import TrackingError
 from harness.ledger import ledger_entry, limit_reached, lineage, local_history, usd
 
 PASS, FAIL, INCONCLUSIVE, ABANDON = "pass", "fail", "inconclusive", "abandon"
-SUMMARY_CI_LEVEL = (
-    0.95  # DESIGN.md: summary deltas carry 95% paired CIs unless summary says otherwise
-)
 
 # Metrics measured in their own units (not rates); everything else is shown in points (×100).
 _UNIT_PREFIXES = ("latency", "tokens", "cost")
-LOWER_IS_BETTER_PREFIXES = _UNIT_PREFIXES
 _NAMES = {
     "macro_f1": "macro-F1",
     "micro_f1": "micro-F1",
@@ -39,8 +34,6 @@ _NAMES = {
     "format_compliance": "format compliance",
     "win_rate": "win rate",
 }
-
-PairedCI = Callable[[str, str, float], dict]
 
 
 def is_rate(metric: str) -> bool:
@@ -74,25 +67,6 @@ def classify(ci_low: float | None, ci_high: float | None, threshold: float) -> s
 
 def threshold_of(test: str, margin: float) -> float:
     return margin if test == "superiority" else -margin
-
-
-def rescale_ci(delta: dict, from_level: float, to_level: float) -> dict:
-    """Approximate a CI at another level by scaling each half-width by the normal quantile ratio.
-
-    Used only when the runner could not give a paired bootstrap at the guard's own confidence.
-    """
-    from scipy.stats import norm
-
-    v = delta.get("value")
-    if v is None:
-        return dict(delta)
-    factor = norm.ppf(0.5 + to_level / 2) / norm.ppf(0.5 + from_level / 2)
-    out = dict(delta)
-    if delta.get("ci_low") is not None:
-        out["ci_low"] = v - (v - delta["ci_low"]) * factor
-    if delta.get("ci_high") is not None:
-        out["ci_high"] = v + (delta["ci_high"] - v) * factor
-    return out
 
 
 def required_n(delta: dict, n: int, threshold: float) -> int | None:
@@ -279,13 +253,12 @@ def decide(
     history: list[dict] | None = None,
     *,
     allow_inconclusive: bool = False,
-    paired_ci: PairedCI | None = None,
 ) -> dict[str, Any]:
     """Add guard verdicts, break-even, the ledger entry and the exit code to `summary` (returned).
 
     `history`: earlier parent runs of the suite, oldest first (harness.tracking.history).
-    `paired_ci(variant, metric, confidence)`: the runner's paired bootstrap, used when the guard's
-    confidence differs from the level of the summary's deltas.
+    The guard metric's delta is read as is: harness.summary computes its paired CI at the
+    guard's confidence.
     """
     history = [r for r in (history or []) if r.get("run_id") != summary.get("run_id")]
     guard = suite.spec.guard
@@ -301,7 +274,6 @@ def decide(
         summary["exit_code"] = 3 if _all_failed(summary) else 0
         return summary
 
-    level = summary.get("ci_level", SUMMARY_CI_LEVEL)
     base_stats = summary.get("variants", {}).get(baseline) or {}
     base_cpr = cost_per_request(base_stats) if base_stats else None
     thr = threshold_of(guard.test, guard.margin)
@@ -312,15 +284,6 @@ def decide(
             continue
         flags: list[str] = []
         delta = (stats.get("delta") or {}).get(guard.metric)
-        # harness.summary computes the guard metric's delta at the guard's confidence already
-        # and records it; older or foreign summaries carry 95% intervals.
-        at = (delta or {}).get("confidence", level)
-        if delta is not None and abs(at - guard.confidence) > 1e-9:
-            if paired_ci is not None:
-                delta = paired_ci(name, guard.metric, guard.confidence)
-            else:
-                delta = rescale_ci(delta, at, guard.confidence)
-                flags.append("ci_rescaled")
         d = None
         if delta is not None:
             d = {
@@ -368,7 +331,7 @@ def decide(
                 f" Goalposts moved after a failing run: {'; '.join(moved['changes'])} "
                 f"(registered in run {moved['registered_run_id']}) — rename the suite to pre-register a new hypothesis."
             )
-        entry["variants"].get(name, {})["verdict"] = v["verdict"]
+        entry["variants"][name]["verdict"] = v["verdict"]
 
     summary["guard"] = {
         **hypothesis,

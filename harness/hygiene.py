@@ -16,9 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.data import Example
-
-PASS, WARN, FAIL = "pass", "warn", "fail"
-Line = tuple[str, str, str]
+from harness.readiness import PASS, WARN, Line
 
 DEFAULT_NEAR_DUP_THRESHOLD = 0.9
 IMBALANCE_WARN_RATIO = 10.0  # largest class / smallest class

@@ -391,17 +391,15 @@ def judge_records(
     concurrency: int = 8,
     no_cache: bool = False,
     runs_dir: str | Path = "runs",
-    offline: bool = False,
 ) -> dict | None:
     """Run the judge stage: call what is not judged yet, append it to results/<v>.judge.jsonl,
     merge the scores into `records` (in place: scores["judge"], scores["preference"], and the
     raw samples in record["judge"]) and return summary["judge"]. None when the suite has no judge.
-    offline=True only reads the judgements already on disk (report/tracking re-reading a run).
     """
     from harness import similarity
 
     cfgs = configs(suite)
-    embedding = similarity.embed_records(suite, dataset, records, run_dir, offline=offline)
+    embedding = similarity.embed_records(suite, dataset, records, run_dir)
     if not cfgs:
         return None if embedding is None else {"embedding": embedding}
     from harness.engine import Engine
@@ -411,7 +409,7 @@ def judge_records(
     done = {v: _read_done(judge_path(run_dir, v)) for v in records}
     # A judgement that failed is asked again on resume (a rate limit may have passed).
     todo = [t for t in tasks if (done[t.variant].get(t.key) or {"error": 1}).get("error")]
-    if todo and not offline:
+    if todo:
         check_judge_credentials(suite)
         cache = None
         if not no_cache:
@@ -431,14 +429,32 @@ def judge_records(
         finally:
             if cache is not None:
                 cache.close()
-    lines = {
-        v: [done[v][t.key] for t in tasks if t.variant == v and t.key in done[v]] for v in records
-    }
+    lines = _judged_lines(tasks, done, records)
     merge_scores(suite, records, lines)
     section = judge_section(suite, dataset, records, lines)
     if embedding is not None:
         section["embedding"] = embedding
     return section
+
+
+def merge_judgements(suite: Any, dataset: Any, records: dict[str, list[dict]], run_dir) -> None:
+    """Put the judgements and cosines already on disk on the records (in place), as the run had
+    them in memory; no call and no summary (report/tracking re-reading a run)."""
+    from harness import similarity
+
+    similarity.embed_records(suite, dataset, records, run_dir, offline=True)
+    if not configs(suite):
+        return
+    tasks = build_tasks(suite, dataset, records)
+    done = {v: _read_done(judge_path(Path(run_dir), v)) for v in records}
+    merge_scores(suite, records, _judged_lines(tasks, done, records))
+
+
+def _judged_lines(tasks: list[_Task], done: dict, records) -> dict[str, list[dict]]:
+    """The judgements on disk for this run's tasks, by variant."""
+    return {
+        v: [done[v][t.key] for t in tasks if t.variant == v and t.key in done[v]] for v in records
+    }
 
 
 def check_judge_credentials(suite: Any) -> None:
@@ -806,9 +822,9 @@ def add_to_summary(summary: dict, section: dict, suite: Any, dataset: Any, recor
         tb = M.make_table(records[variant], targets, ids=common)
         delta = out.setdefault("delta", {})
         for name in names:
-            ra, rb = M.compute(name, ta), M.compute(name, tb)
             if name in delta:
                 continue
+            ra, rb = M.compute(name, ta), M.compute(name, tb)
             if not (isinstance(ra, M.Decomposed) and isinstance(rb, M.Decomposed)):
                 delta[name] = {"value": None, "ci_low": None, "ci_high": None, "p_value": None}
                 continue

@@ -11,15 +11,15 @@ from __future__ import annotations
 from typing import Any
 
 
-def ledger_entry(suite, summary: dict[str, Any], verdicts: dict[str, dict] | None = None) -> dict:
+def ledger_entry(suite, summary: dict[str, Any]) -> dict:
     """This run's contribution to every lineage's ledger (small: it travels as an MLflow tag).
 
     {"metric": "macro_f1", "variants": {name: {"model", "training_usd", "eval_cost_usd",
-    "delta", "verdict"}}}; `delta` is the guard metric's Δ vs the baseline (None without a guard).
+    "delta", "verdict"}}}; `delta` is the guard metric's Δ vs the baseline (None without a guard);
+    `verdict` is None here and filled in by harness.guard.decide once the verdicts exist.
     """
     guard = suite.spec.guard
     metric = guard.metric if guard else None
-    verdicts = verdicts or {}
     out: dict[str, dict] = {}
     for v in suite.variants:
         stats = summary.get("variants", {}).get(v.name)
@@ -31,7 +31,7 @@ def ledger_entry(suite, summary: dict[str, Any], verdicts: dict[str, dict] | Non
             "training_usd": round(v.training.total_usd(), 6) if v.training else 0.0,
             "eval_cost_usd": round(float(stats.get("cost_usd") or 0.0), 6),
             "delta": None if not delta or delta.get("value") is None else round(delta["value"], 6),
-            "verdict": (verdicts.get(v.name) or {}).get("verdict"),
+            "verdict": None,
         }
     return {"metric": metric, "variants": out}
 

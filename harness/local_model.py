@@ -277,8 +277,9 @@ def ensure_registered() -> None:
         if _registered:
             return
         check_installed()
-        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-        import litellm
+        from harness.engine import import_litellm
+
+        litellm = import_litellm()
 
         if not any(item.get("provider") == PROVIDER for item in litellm.custom_provider_map):
             litellm.custom_provider_map = [
@@ -301,7 +302,3 @@ def ensure_registered() -> None:
             }
         )
         _registered = True
-
-
-def is_local(model: str) -> bool:
-    return model.startswith(f"{PROVIDER}/")

@@ -125,7 +125,7 @@ class Table:
     records: list[dict]
     targets: list[Any]  # per example
     labels: list[str] | None = None
-    _cache: dict = field(default_factory=dict, repr=False)
+    _cache: dict = field(default_factory=dict, repr=False)  # compute()'s results on this table
 
     @property
     def n_examples(self) -> int:
@@ -163,6 +163,12 @@ class Table:
         ]
         return true, pred
 
+    def y_classes(self) -> tuple[list[str], list[str]]:
+        """y() for scikit-learn: an unparseable answer or an error is a wrong answer that is not
+        a class (a sentinel outside `labels`)."""
+        true, pred = self.y()
+        return true, ["\x00invalid" if p is None else p for p in pred]
+
 
 def _label_or_none(parsed: Any) -> str | None:
     return parsed if isinstance(parsed, str) else None
@@ -195,10 +201,15 @@ def make_table(
 
 
 def compute(name: str, table: Table, args: dict | None = None) -> Decomposed | float | None:
-    m = lookup(name)
-    if m is None:
-        raise KeyError(name)
-    return m.fn(table, **(args or {}))
+    """The metric on `table`, computed once per table (a summary asks for the baseline's metrics
+    for its own row and again for every variant's paired delta)."""
+    key = (name, json.dumps(args or {}, sort_keys=True, default=str))
+    if key not in table._cache:
+        m = lookup(name)
+        if m is None:
+            raise KeyError(name)
+        table._cache[key] = m.fn(table, **(args or {}))
+    return table._cache[key]
 
 
 def value_of(result: Decomposed | float | None) -> float | None:
@@ -273,9 +284,7 @@ def prf_from_counts(S: np.ndarray, average: str, what: str) -> np.ndarray:
 def _sklearn_prf(table: Table, classes: list[str], average: str, what: str) -> float:
     from sklearn.metrics import precision_recall_fscore_support
 
-    true, pred = table.y()
-    # An unparseable answer is a wrong answer that is not a class: a sentinel outside `labels`.
-    pred = ["\x00invalid" if p is None else p for p in pred]
+    true, pred = table.y_classes()
     p, r, f, _ = precision_recall_fscore_support(
         true, pred, labels=classes, average=average, zero_division=0
     )
@@ -304,8 +313,7 @@ def per_class(table: Table) -> dict[str, dict[str, float]]:
     from sklearn.metrics import precision_recall_fscore_support
 
     classes, _ = class_counts(table)
-    true, pred = table.y()
-    pred = ["\x00invalid" if p is None else p for p in pred]
+    true, pred = table.y_classes()
     p, r, f, s = precision_recall_fscore_support(
         true, pred, labels=classes, average=None, zero_division=0
     )
@@ -333,10 +341,10 @@ def accuracy(table: Table) -> Decomposed | None:
     from sklearn.metrics import accuracy_score
 
     # From labels, not the stored `correct` score, so an error record is wrong even if unscored.
-    true, pred = table.y()
+    true, pred = table.y_classes()
     correct = np.array([p == t for t, p in zip(true, pred, strict=True)], dtype=float)
     stats = np.c_[table.per_example(correct), table.per_example(np.ones(table.n_records))]
-    value = float(accuracy_score(true, ["\x00invalid" if p is None else p for p in pred]))
+    value = float(accuracy_score(true, pred))
     return Decomposed(stats, ratio, value=value, binary=bool(np.all(stats[:, 1] == 1)))
 
 
@@ -377,17 +385,8 @@ def _field_metric(what: str):
         if table.n_records == 0:
             return None
         cols = [table.per_example(table.score(k)[0]) for k in ("field_tp", "field_fp", "field_fn")]
-        stats = np.stack(cols, axis=1)
-
-        def combine(S):
-            tp, fp, fn = S[..., 0], S[..., 1], S[..., 2]
-            if what == "precision":
-                return _safe_div(tp, tp + fp)
-            if what == "recall":
-                return _safe_div(tp, tp + fn)
-            return _safe_div(2 * tp, 2 * tp + fp + fn)
-
-        return Decomposed(stats, combine)
+        # One "class" of [tp, fp, fn] columns: the micro average is the plain ratio.
+        return Decomposed(np.stack(cols, axis=1), lambda S: prf_from_counts(S, "micro", what))
 
     fn.__doc__ = f"Field-level {what} over all records (micro: summed tp/fp/fn)."
     return fn

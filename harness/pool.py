@@ -48,7 +48,7 @@ class WorkerPool:
     def __init__(self, n: int, concurrency: int, rate_limits: dict[str, Any] | None = None):
         self.n = max(1, min(n, concurrency))
         self.concurrency = concurrency
-        self.rate_limits = rate_limits or {}  # may be set after start(), before run()
+        self.rate_limits = rate_limits or {}  # sent to the workers with their jobs
         self.procs: list[mp.Process] = []
         self.conns: list[Connection] = []
         self.requests = 0

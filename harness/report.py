@@ -21,12 +21,13 @@ CELL_CHARS = 160
 NON_QUALITY = re.compile(r"latency|cost|tokens")
 
 
-def render_report(run_dir: str | Path) -> dict[str, Any]:
-    """Write report.md, report.html and plots/*.png into run_dir; return their paths.
+def render_report(run_dir: str | Path | RunFiles) -> dict[str, Any]:
+    """Write report.md, report.html and plots/*.png into run_dir (or a run already loaded with
+    harness.rundir.load_run); return their paths.
 
     Returns {"md": Path, "html": Path, "plots": [Path, ...]}.
     """
-    run = load_run(run_dir)
+    run = run_dir if isinstance(run_dir, RunFiles) else load_run(run_dir)
     plot_paths = _plots(run)
     md = render_markdown(run, plot_paths)
     md_path = run.path / "report.md"
@@ -225,7 +226,6 @@ def render_markdown(run: RunFiles, plot_paths: list[Path]) -> str:
 FLAG_TEXT = {
     "error_rate": "provider errors above the guard's max_error_rate: the run could not be judged",
     "moved_goalposts": "the hypothesis is weaker than the one registered first (see below)",
-    "ci_rescaled": "the interval was recomputed at the guard's confidence",
 }
 
 
@@ -502,15 +502,7 @@ def _plots(run: RunFiles) -> list[Path]:
                     )
                 )
     if s.get("break_even"):
-        from harness.costs import plot_break_even  # the guard's plot (harness.costs)
-
-        paths.append(
-            plot_break_even(
-                s["break_even"],
-                out_dir / "break_even.png",
-                baseline=s.get("baseline") or "baseline",
-            )
-        )
+        paths.append(plots.break_even(s, out_dir / "break_even.png"))
     return [p for p in paths if p is not None]
 
 

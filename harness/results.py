@@ -220,32 +220,27 @@ class ResultsWriter:
             if batch:
                 try:
                     self._write(batch)
-                except (
-                    BaseException
-                ) as e:  # surfaced by close(): a full disk must not pass silently
-                    self._error = e
+                except BaseException as e:
+                    self._error = e  # surfaced by close(): a full disk must not pass silently
             if closed:
                 with self._cond:
                     if not self._pending:
                         return
 
     def _write(self, batch: list[tuple[str, str]]) -> None:
-        with self._write_lock:
-            self._write_locked(batch)
-
-    def _write_locked(self, batch: list[tuple[str, str]]) -> None:
         by_variant: dict[str, list[str]] = {}
         for variant, line in batch:
             by_variant.setdefault(variant, []).append(line)
-        for variant, lines in by_variant.items():
-            f = self._files.get(variant)
-            if f is None:
-                path = self.run.results_path(variant)
-                f = self._files[variant] = open(path, "a", encoding="utf-8")  # noqa: SIM115
-            f.write("".join(lines))
-            f.flush()
-            os.fsync(f.fileno())
-        self.written += len(batch)
+        with self._write_lock:
+            for variant, lines in by_variant.items():
+                f = self._files.get(variant)
+                if f is None:
+                    path = self.run.results_path(variant)
+                    f = self._files[variant] = open(path, "a", encoding="utf-8")  # noqa: SIM115
+                f.write("".join(lines))
+                f.flush()
+                os.fsync(f.fileno())
+            self.written += len(batch)
 
     def flush(self) -> None:
         """Write everything appended so far (waits for the writer thread)."""

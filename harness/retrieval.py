@@ -287,31 +287,39 @@ class EmbeddingIndex:
     def embed(self, texts: Sequence[str]):
         import numpy as np
 
-        rows: list[list[float]] = []
-        for start in range(0, len(texts), EMBED_BATCH):
-            rows.extend(
-                _embed_batch(self.model, self.api_base, list(texts[start : start + EMBED_BATCH]))
-            )
-        vectors = np.asarray(rows, dtype=np.float32)
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        return vectors / np.where(norms == 0, 1, norms)
+        return embed_normalised(self.model, self.api_base, texts, np.float32)
 
     def search(self, queries: Sequence[str], k: int) -> list[list[tuple[int, float]]]:
         sims = self.vectors @ self.embed(queries).T
         return [_top(sims[:, j], k, drop_zero=False) for j in range(len(queries))]
 
 
-def _embed_batch(model: str, api_base: str | None, batch: list[str]) -> list[list[float]]:
-    from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
+def embed_normalised(model: str, api_base: str | None, texts: Sequence[str], dtype):
+    """Unit-length vectors (rows) of `texts` from any litellm embedding model, sent in batches of
+    EMBED_BATCH (retried); a zero vector stays zero."""
+    import numpy as np
 
-    from harness.engine import classify, import_litellm, missing_credentials, reason
+    from harness.engine import missing_credentials
 
-    litellm = import_litellm()
     kwargs: dict[str, Any] = {}
     if api_base:
         kwargs["api_base"] = api_base
-        if missing_credentials(model, None):
+        if missing_credentials(model, None):  # slow (validate_environment): once, not per batch
             kwargs["api_key"] = "no-key"  # a self-hosted server needs none; the SDK insists on one
+    rows: list[list[float]] = []
+    for start in range(0, len(texts), EMBED_BATCH):
+        rows.extend(_embed_batch(model, list(texts[start : start + EMBED_BATCH]), kwargs))
+    vectors = np.asarray(rows, dtype=dtype)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.where(norms == 0, 1, norms)
+
+
+def _embed_batch(model: str, batch: list[str], kwargs: dict[str, Any]) -> list[list[float]]:
+    from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
+
+    from harness.engine import classify, import_litellm, reason
+
+    litellm = import_litellm()
 
     # Retries in one place (tenacity, on the engine's transient kinds); the SDK's are turned off.
     @retry(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,12 @@ class RunFiles:
         """Variant names in summary order, then any with results but no summary entry."""
         names = list(self.summary.get("variants", {}))
         return names + [v for v in self.records if v not in names]
+
+    @property
+    def suite_origin(self) -> Path | None:
+        """The original suite file, when the run recorded it (relative data paths start there)."""
+        origin = self.suite.get("suite_path") or self.suite.get("source") or self.suite.get("path")
+        return Path(origin) if isinstance(origin, str) else None
 
     def variant_spec(self, name: str) -> dict[str, Any]:
         for v in self.suite.get("variants") or []:
@@ -70,16 +77,28 @@ def load_run(run_dir: str | Path) -> RunFiles:
             continue  # <variant>.judge.jsonl / .embedding.jsonl: judgements, not records
         records[f.stem] = read_records(f)
     run = RunFiles(path=path, summary=summary, suite=suite, records=records)
-    run.examples, run.labels = _examples(run)
-    _merge_judgements(run)
+    data = cache(lambda: _suite_and_data(run))  # loaded once, and only when needed
+    run.examples, run.labels = _examples(run, data)
+    _merge_judgements(run, data)
     return run
+
+
+def _suite_and_data(run: RunFiles) -> tuple[Any, Any] | None:
+    """The resolved Suite and its dataset; None when the suite or its data no longer load."""
+    try:
+        from harness.data import load_dataset
+
+        suite = _resolved_suite(run)
+        return suite, load_dataset(suite)
+    except Exception:  # the data moved or the suite no longer loads
+        return None
 
 
 # results/<variant>.<stage>.jsonl files written by the judge stage (harness.judge, similarity).
 STAGE_FILES = ("judge", "embedding")
 
 
-def _merge_judgements(run: RunFiles) -> None:
+def _merge_judgements(run: RunFiles, data) -> None:
     """Put the judge stage's scores back on the records, as the runner had them in memory
     (scores["judge"], scores["preference"], record["judge"] samples, reasons["judge"]).
 
@@ -87,15 +106,13 @@ def _merge_judgements(run: RunFiles) -> None:
     when those no longer load, the records stay as written (the summary keeps the totals).
     """
     stage = [f for s in STAGE_FILES for f in (run.path / "results").glob(f"*.{s}.jsonl")]
-    if not stage or not run.records:
+    if not stage or not run.records or (loaded := data()) is None:
         return
     try:
-        from harness.data import load_dataset
-        from harness.judge import judge_records
+        from harness.judge import merge_judgements
 
-        suite = _resolved_suite(run)
-        judge_records(suite, load_dataset(suite), run.records, run.path, offline=True)
-    except Exception:  # the data moved or the suite no longer loads: records as written
+        merge_judgements(*loaded, run.records, run.path)
+    except Exception:  # judgements that no longer match: records as written
         return
 
 
@@ -112,7 +129,7 @@ def read_records(path: Path) -> list[dict[str, Any]]:
     return out
 
 
-def _examples(run: RunFiles) -> tuple[dict[str, dict[str, Any]], list[str] | None]:
+def _examples(run: RunFiles, data) -> tuple[dict[str, dict[str, Any]], list[str] | None]:
     """Inputs and expected answers by example id, re-read from the suite's data files.
 
     Records hold ids, not inputs (the data can be large and private); the resolved suite points
@@ -121,13 +138,9 @@ def _examples(run: RunFiles) -> tuple[dict[str, dict[str, Any]], list[str] | Non
     found = _examples_from_records(run)
     if found:
         return found, None
-    try:
-        from harness.data import load_dataset
-
-        suite = _resolved_suite(run)
-        dataset = load_dataset(suite)
-    except Exception:  # the data moved or the suite no longer loads: ids only
+    if (loaded := data()) is None:  # the data moved or the suite no longer loads: ids only
         return {}, None
+    suite, dataset = loaded
     fields = suite.spec.data.inputs
     out = {}
     for e in dataset.test:
@@ -153,6 +166,4 @@ def _resolved_suite(run: RunFiles):
     raw = {k: v for k, v in run.suite.items() if k in SuiteFile.model_fields}
     spec = SuiteFile.model_validate(raw)
     # Relative data paths are relative to the original suite file when the run recorded it.
-    origin = run.suite.get("suite_path") or run.suite.get("source") or run.suite.get("path")
-    base = Path(origin) if isinstance(origin, str) else run.path / "suite.yaml"
-    return resolve(base, raw, spec, {})
+    return resolve(run.suite_origin or run.path / "suite.yaml", raw, spec, {})

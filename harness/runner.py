@@ -162,8 +162,7 @@ class _PoolSlot:
         from harness.pool import WorkerPool, default_workers
 
         n = workers if workers is not None else default_workers(concurrency)
-        self.pool = WorkerPool(n, concurrency).start()
-        self.pool.rate_limits = {v.name: v.rate_limit for v in selected if v.rate_limit}
+        self.pool = WorkerPool(n, concurrency, _rate_limits(selected)).start()
 
     def keep_if_needed(self, n_calls: int) -> None:
         """Once the calls are counted: a small run is quicker in this process (the workers would
@@ -192,7 +191,7 @@ def _run(
     t0,
     started_at,
     later,
-    logger=None,
+    logger,
 ) -> RunOutcome:
     from harness import results as res
     from harness.data import load_dataset
@@ -255,6 +254,12 @@ def _run(
     totals = {v.name: len(dataset.test) * v.repeats for v in selected}
     progress = Progress(totals, done, console=console, enabled=show_progress)
     state = _State(scorer=scorer, writer=writer, progress=progress)
+
+    def answered(job: Job, result) -> None:
+        if cache is not None:
+            cache.put(job.key, result, job.spec.model)  # stores successful answers only
+        state.finish(job, result)
+
     requests = 0
     interrupted = False
     try:
@@ -265,14 +270,13 @@ def _run(
             interrupted = _run_pool(
                 pool.pool,
                 misses,
-                state,
-                cache,
+                answered,
                 on_first=lambda: (prewarm(), _prewarm_post_run()),
             )
             requests = pool.pool.requests
         elif misses:
-            engine = _make_engine(selected, concurrency, cache)
-            interrupted = _run_loop(engine, misses, state)
+            engine = _make_engine(selected, concurrency)
+            interrupted = _run_loop(engine, misses, answered)
             requests = engine.stats.requests
     finally:
         progress.stop()
@@ -482,14 +486,19 @@ def build_jobs(suite, dataset, variants, *, runs_dir="runs") -> list[Job]:
     return jobs
 
 
-def _make_engine(variants, concurrency: int, cache):
+def _make_engine(variants, concurrency: int):
     from harness.engine import Engine
 
     return Engine(
         concurrency=concurrency,
-        cache=cache,
-        rate_limits={v.name: v.rate_limit for v in variants if v.rate_limit},
+        cache=None,  # looked up in one batch before the calls; `answered` stores the answers
+        rate_limits=_rate_limits(variants),
     )
+
+
+def _rate_limits(variants) -> dict[str, Any]:
+    """Each variant's rpm/tpm budget, keyed as CallSpec.rate_limit_key (the variant's name)."""
+    return {v.name: v.rate_limit for v in variants if v.rate_limit}
 
 
 # ---------------------------------------------------------------- the loop
@@ -528,7 +537,7 @@ class _State:
         self.progress.advance(job.variant, error=result.error is not None, cost=result.cost_usd)
 
 
-def _run_pool(pool, jobs: list[Job], state: _State, cache, on_first=None) -> bool:
+def _run_pool(pool, jobs: list[Job], answered, on_first=None) -> bool:
     """Calls spread over worker processes; True when interrupted."""
     first_hook = on_first
 
@@ -537,40 +546,30 @@ def _run_pool(pool, jobs: list[Job], state: _State, cache, on_first=None) -> boo
         if first_hook is not None:
             hook, first_hook = first_hook, None
             hook()
-        job = jobs[i]
-        if cache is not None and result.error is None:
-            cache.put(job.key, result, job.spec.model)
-        state.finish(job, result)
+        answered(jobs[i], result)
 
-    previous = None
-    if sys.platform != "win32":
-        previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        pool.run([j.spec for j in jobs], on_result)
-    except KeyboardInterrupt:
-        return True
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-    return False
+    return _interruptible(lambda: pool.run([j.spec for j in jobs], on_result))
 
 
-def _run_loop(engine, jobs: list[Job], state: _State) -> bool:
-    """Send every job; True when interrupted (Ctrl-C or SIGTERM) before the end."""
+def _run_loop(engine, jobs: list[Job], answered) -> bool:
+    """Send every job in this process; True when interrupted."""
 
     async def one(job: Job) -> None:
-        result = await engine.call(job.spec)
-        state.finish(job, result)
+        answered(job, await engine.call(job.spec))
 
     async def main() -> None:
         await asyncio.gather(*(one(j) for j in jobs))
 
+    return _interruptible(lambda: asyncio.run(main()))
+
+
+def _interruptible(send) -> bool:
+    """Run `send()`; True when Ctrl-C or SIGTERM (CI cancelling a job: as clean) stopped it."""
     previous = None
     if sys.platform != "win32":
-        # SIGTERM (CI cancelling a job) stops as cleanly as Ctrl-C.
         previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        asyncio.run(main())
+        send()
     except KeyboardInterrupt:
         return True
     finally:
@@ -632,8 +631,8 @@ class Progress:
 # ---------------------------------------------------------------- plain table
 
 
-def variant_table(outcome: RunOutcome):
-    """A rich Table of answers/errors/latency/cost per variant (until metrics land)."""
+def variant_table(outcome: RunOutcome, summary: dict[str, Any]):
+    """A rich Table of answers/errors/latency/cost per variant, from the summary's figures."""
     from rich.table import Table
 
     table = Table(title=f"{outcome.suite.name} · run {outcome.run_id}")
@@ -649,7 +648,7 @@ def variant_table(outcome: RunOutcome):
     ):
         table.add_column(col, justify="left" if col == "variant" else "right", no_wrap=True)
     for name in outcome.variants:
-        s = variant_stats(outcome.records.get(name, []))
+        s = summary["variants"][name]
         table.add_row(
             name,
             str(s["n_calls"]),
@@ -711,82 +710,22 @@ def _fmt(x) -> str:
     return "-" if x is None else f"{x:.0f}"
 
 
-def variant_stats(records: list[dict]) -> dict[str, Any]:
-    """Counts the engine owns: calls, errors (by reason), cache hits, tokens, cost, latency."""
+def latency_percentiles(records: list[dict]) -> dict[str, float | None]:
+    """p50/p95 latency of the answered calls: the engine's figures summarize() leaves out."""
     import numpy as np
 
-    errors = [r for r in records if r.get("error") is not None]
-    ok = [r for r in records if r.get("error") is None]
-    latencies = [r["latency_ms"] for r in ok if r.get("latency_ms") is not None]
-    costs = [r.get("cost_usd") for r in ok]
-    by_reason: dict[str, int] = {}
-    for r in errors:
-        kind = str(r["error"]).split(":", 1)[0]
-        by_reason[kind] = by_reason.get(kind, 0) + 1
+    latencies = [
+        r["latency_ms"]
+        for r in records
+        if r.get("error") is None and r.get("latency_ms") is not None
+    ]
     return {
-        "n_examples": len({r["id"] for r in records}),
-        "n_calls": len(records),
-        "n_errors": len(errors),
-        "error_rate": len(errors) / len(records) if records else 0.0,
-        "cached_calls": sum(1 for r in records if r.get("cached")),
-        # Unknown price on any answered call → unknown total, never a silent partial sum.
-        "cost_usd": None if any(c is None for c in costs) else float(sum(costs)),
-        "tokens_in": int(sum(r.get("tokens_in") or 0 for r in ok)),
-        "tokens_out": int(sum(r.get("tokens_out") or 0 for r in ok)),
         "latency_p50_ms": float(np.percentile(latencies, 50)) if latencies else None,
         "latency_p95_ms": float(np.percentile(latencies, 95)) if latencies else None,
-        "errors_by_reason": by_reason,
     }
 
 
 # ---------------------------------------------------------------- summary and output
-
-
-def basic_summary(outcome: RunOutcome) -> dict[str, Any]:
-    """The engine's part of summary.json (metrics, deltas and verdicts are added by later steps)."""
-    from harness.suite import suite_hash
-
-    suite = outcome.suite
-    variants = {}
-    for name in outcome.variants:
-        v = suite.variant(name)
-        stats = variant_stats(outcome.records.get(name, []))
-        variants[name] = {
-            "kind": v.kind,
-            "model": v.model,
-            "base_model": v.base_model,
-            **{
-                k: stats[k]
-                for k in (
-                    "n_examples",
-                    "n_calls",
-                    "n_errors",
-                    "error_rate",
-                    "cached_calls",
-                    "cost_usd",
-                    "tokens_in",
-                    "tokens_out",
-                )
-            },
-            "latency_p50_ms": stats["latency_p50_ms"],
-            "latency_p95_ms": stats["latency_p95_ms"],
-            "errors_by_reason": stats["errors_by_reason"],
-            "notes": outcome.notes.get(name, []),
-        }
-    return {
-        "schema_version": 1,
-        "suite": suite.name,
-        "run_id": outcome.run_id,
-        "started_at": outcome.started_at,
-        "finished_at": outcome.finished_at,
-        "suite_hash": suite_hash(suite),
-        "data_hashes": dict(outcome.dataset.hashes),
-        "task": suite.task,
-        "baseline": suite.baseline,
-        "n_examples": len(outcome.dataset.test),
-        "variants": variants,
-        "exit_code": outcome.exit_code,
-    }
 
 
 def full_summary(outcome: RunOutcome) -> dict[str, Any]:
@@ -794,7 +733,6 @@ def full_summary(outcome: RunOutcome) -> dict[str, Any]:
     engine's operational figures, and retrieval quality for RAG variants."""
     from harness.summary import summarize
 
-    base = basic_summary(outcome)
     summary = summarize(
         outcome.suite,
         outcome.dataset,
@@ -806,10 +744,10 @@ def full_summary(outcome: RunOutcome) -> dict[str, Any]:
             "exit_code": outcome.exit_code,
         },
     )
-    for name, extra in base["variants"].items():
+    for name in outcome.variants:
         entry = summary["variants"].setdefault(name, {})
-        for key in ("latency_p50_ms", "latency_p95_ms", "notes"):
-            entry[key] = extra[key]
+        entry.update(latency_percentiles(outcome.records.get(name, [])))
+        entry["notes"] = outcome.notes.get(name, [])
     suite = outcome.suite
     if suite.spec.data.gold:
         from harness.retrieval import retrieval_metrics
@@ -844,14 +782,14 @@ def print_outcome(outcome: RunOutcome, *, as_json: bool = False) -> None:
 
     from rich.console import Console
 
-    summary = outcome.options.get("summary") or basic_summary(outcome)
+    summary = outcome.options["summary"]  # run_suite always sets it
     if as_json:
         sys.stdout.write(json.dumps(summary, indent=2, ensure_ascii=False, default=str) + "\n")
         return
     console = Console(soft_wrap=True)
     if not console.is_terminal:
         console = Console(soft_wrap=True, width=120)  # pipes and CI logs: don't truncate columns
-    console.print(variant_table(outcome))
+    console.print(variant_table(outcome, summary))
     quality = metrics_table(summary)
     if quality is not None:
         console.print(quality)

@@ -80,7 +80,7 @@ class Scorer:
     task: str
     schema: dict | None = None
     labels: list[str] | None = None
-    answer_field: str | None = None  # the schema's single required property, if any
+    answer_field: str | None = None  # see answer_field()
     regex: re.Pattern | None = None
     wanted: frozenset[str] = frozenset()  # reference-based scores to compute (exact_match...)
     _label_of: dict[str, str | None] = field(default_factory=dict, repr=False)
@@ -278,33 +278,45 @@ def field_counts(predicted: dict, gold: dict) -> tuple[int, int, int]:
     return tp, len(p) - tp, len(g) - tp
 
 
+def answer_field(schema: Any) -> str | None:
+    """The one field of an answer object ({"intent": ...}): the schema's single required
+    property, else its single property. Export writes targets the same way."""
+    if not isinstance(schema, dict):
+        return None
+    required = schema.get("required")
+    if isinstance(required, list) and len(required) == 1:
+        return required[0]
+    props = schema.get("properties")
+    if isinstance(props, dict) and len(props) == 1:
+        return next(iter(props))
+    return None
+
+
 def make_scorer(suite: Any, dataset: Any) -> Scorer:
     """The scorer of a loaded suite and dataset (label table, schema validator, regex)."""
     schema = suite.output_schema
     validator = None
-    answer_field = None
     if schema is not None:
         import jsonschema
 
         validator = jsonschema.validators.validator_for(schema)(schema)
-        required = schema.get("required") if isinstance(schema, dict) else None
-        if isinstance(required, list) and len(required) == 1:
-            answer_field = required[0]
+    field = answer_field(schema)
+    from harness.metrics import entry_name
+
     wanted: set[str] = set()
     regex = None
     for entry in suite.spec.metrics:
-        name, args = (entry, {}) if isinstance(entry, str) else next(iter(entry.items()))
+        name, args = entry_name(entry)
         if name in ("exact_match", "contains"):
             wanted.add(name)
         if name == "regex":
-            pattern = args.get("pattern") if isinstance(args, dict) else args
-            regex = re.compile(pattern)
+            regex = re.compile(args.get("pattern"))
     labels = list(dataset.labels) if dataset.labels is not None else None
     scorer = Scorer(
         task=suite.task,
         schema=schema,
         labels=labels,
-        answer_field=answer_field,
+        answer_field=field,
         regex=regex,
         wanted=frozenset(wanted),
         _validator=validator,

@@ -158,14 +158,9 @@ def embed_records(suite, dataset, records: dict[str, list[dict]], run_dir, *, of
 
 def _cosines(cfg: dict, outputs: list[str], references: list[str]) -> list[float]:
     """Row-wise cosine of two text lists, embedded in batches (retried, harness.retrieval)."""
-    from harness.retrieval import EMBED_BATCH, _embed_batch
+    from harness.retrieval import embed_normalised
 
-    texts = outputs + references
-    rows: list[list[float]] = []
-    for start in range(0, len(texts), EMBED_BATCH):
-        rows.extend(_embed_batch(cfg["model"], cfg["api_base"], texts[start : start + EMBED_BATCH]))
-    v = np.asarray(rows, dtype=float)
-    v = v / np.where((n := np.linalg.norm(v, axis=1, keepdims=True)) == 0, 1, n)
+    v = embed_normalised(cfg["model"], cfg["api_base"], outputs + references, float)
     a, b = v[: len(outputs)], v[len(outputs) :]
     return [float(x) for x in (a * b).sum(axis=1)]
 

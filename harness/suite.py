@@ -329,10 +329,7 @@ class Suite(BaseModel):
         )
 
     def locate(self, key: tuple) -> tuple[int | None, int | None]:
-        k = tuple(key)
-        while k not in self.locations and k:
-            k = k[:-1]
-        return self.locations.get(k, (None, None))
+        return _locate(self.locations, key)
 
 
 DEFAULT_TIMEOUT_S = 60.0
@@ -341,9 +338,6 @@ EXAMPLES = {
     "model": "e.g. openai/gpt-4o-mini, or local/smollm2 (no API key)",
     "user": 'e.g. user: "Question: {{ text }}"',
 }
-
-# Keys of DESIGN.md whose behaviour is not built yet: rejected loudly rather than ignored.
-NOT_SUPPORTED_YET: dict[tuple[str, ...], str] = {}
 
 
 def format_key(loc: tuple) -> str:
@@ -528,10 +522,21 @@ def _allowed_keys(parent: tuple) -> list[str]:
     return list(model.model_fields) if model else []
 
 
-def _clean_loc(loc: tuple) -> tuple:
-    """Drop pydantic's union-branch markers (e.g. 'str', 'list[str]', 'CorpusColumn')."""
+def _clean_loc(loc: tuple, raw: Any) -> tuple:
+    """Drop pydantic's union-branch markers (e.g. 'str', 'list[str]', 'CorpusColumn').
+
+    A part that is a key (or index) of the YAML at that point is the user's, whatever it looks
+    like (an unknown key `Foo` or `str` stays); only the others can be branch markers.
+    """
     out = []
+    node = raw
     for part in loc:
+        if (isinstance(node, dict) and part in node) or (
+            isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        ):
+            out.append(part)
+            node = node[part]
+            continue
         if isinstance(part, str) and (
             part in ("str", "int", "float", "bool", "dict[str,any]")
             or "[" in part
@@ -541,6 +546,7 @@ def _clean_loc(loc: tuple) -> tuple:
         ):
             continue
         out.append(part)
+        node = None
     return tuple(out)
 
 
@@ -548,7 +554,7 @@ def _validation_errors(exc: ValidationError, path: Path, raw: Any, locations) ->
     errors: list[SuiteError] = []
     seen: set[tuple] = set()
     for err in exc.errors(include_url=False):
-        loc = _clean_loc(tuple(err["loc"]))
+        loc = _clean_loc(tuple(err["loc"]), raw)
         # A union reports one error per branch; the first is the most useful.
         if loc in seen:
             continue
@@ -578,31 +584,11 @@ def load_suite(path: str | Path) -> Suite:
     """Read, validate and resolve a suite file. Raises SuiteError with file:line: key: message."""
     path = Path(path)
     raw, locations = read_yaml(path)
-    for key, why in NOT_SUPPORTED_YET.items():
-        if _has_key(raw, key):
-            line, col = _locate(locations, key)
-            raise SuiteError(
-                f"not supported yet ({why}) — remove it",
-                file=str(path),
-                key=".".join(key),
-                line=line,
-                column=col,
-            )
     try:
         spec = SuiteFile.model_validate(raw)
     except ValidationError as e:
         raise _validation_errors(e, path, raw, locations) from None
     return resolve(path, raw, spec, locations)
-
-
-def _has_key(raw: Any, key: tuple[str, ...]) -> bool:
-    """True when a dotted key exists; '*' walks every item of a list."""
-    if not key:
-        return True
-    head, rest = key[0], key[1:]
-    if head == "*":
-        return isinstance(raw, list) and any(_has_key(item, rest) for item in raw)
-    return isinstance(raw, dict) and head in raw and _has_key(raw[head], rest)
 
 
 def resolve(path: Path, raw: dict, spec: SuiteFile, locations) -> Suite:

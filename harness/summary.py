@@ -58,8 +58,8 @@ def summarize(
         if v.name != baseline and baseline in records:
             out["delta"] = _deltas(
                 entries,
-                records[baseline],
-                records[v.name],
+                tables[baseline],
+                table,
                 targets,
                 dataset.labels,
                 ci_conf,
@@ -129,11 +129,13 @@ def _with_ci(result, confidence: float, B: int, seed: int) -> dict:
     return {"value": value, "ci_low": lo, "ci_high": hi}
 
 
-def _deltas(entries, base_recs, var_recs, targets, labels, ci_conf, B, seed) -> dict:
-    """variant - baseline on the examples both variants have."""
-    common = sorted({r["id"] for r in base_recs} & {r["id"] for r in var_recs} & set(targets))
-    ta = M.make_table(base_recs, targets, labels, ids=common)
-    tb = M.make_table(var_recs, targets, labels, ids=common)
+def _deltas(entries, ta: M.Table, tb: M.Table, targets, labels, ci_conf, B, seed) -> dict:
+    """variant - baseline on the examples both variants have (the full tables when they agree)."""
+    common = sorted(set(ta.ids) & set(tb.ids))
+    if ta.ids != common:
+        ta = M.make_table(ta.records, targets, labels, ids=common)
+    if tb.ids != common:
+        tb = M.make_table(tb.records, targets, labels, ids=common)
     out: dict[str, dict] = {}
     for name, args in entries:
         ra, rb = M.compute(name, ta, args), M.compute(name, tb, args)

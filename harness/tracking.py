@@ -22,9 +22,12 @@ import warnings
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.errors import TrackingError
+
+if TYPE_CHECKING:
+    from harness.rundir import RunFiles
 
 TABLE_FILE = "examples.json"
 ROLE_TAG = "harness.role"
@@ -213,31 +216,36 @@ def publish(run_dir: str | Path, cli_uri: str | None = None, warn=None, log=None
     import sys
 
     from harness.report import render_report
+    from harness.rundir import load_run
 
-    render_report(run_dir)
+    run = load_run(run_dir)  # read once for the report and an in-process log_run
+    render_report(run)
     try:
-        return (log or log_run)(run_dir, tracking_uri(cli_uri))
+        if log is None:
+            return log_run(run, tracking_uri(cli_uri))
+        return log(run_dir, tracking_uri(cli_uri))  # a child process reads the run itself
     except TrackingError as e:
         (warn or (lambda m: print(m, file=sys.stderr)))(f"Warning: MLflow logging skipped: {e}")
         return None
 
 
-def log_run(run_dir: str | Path, tracking_uri: str) -> str:
-    """Log a run directory to MLflow; return the parent run id.
+def log_run(run_dir: str | Path | RunFiles, tracking_uri: str) -> str:
+    """Log a run directory (or a run already loaded with harness.rundir.load_run) to MLflow;
+    return the parent run id.
 
     Re-logging the same harness run replaces its earlier MLflow runs (so `--log` after a partial
     push, or after `--resume`, leaves exactly one parent per harness run).
     Raises TrackingError (saying how to push later) when the store can't be used.
     """
     from harness.report import render_report
-    from harness.rundir import load_run
+    from harness.rundir import RunFiles, load_run
 
-    run_dir = Path(run_dir)
-    run = load_run(run_dir)
+    run = run_dir if isinstance(run_dir, RunFiles) else load_run(run_dir)
+    run_dir = run.path
     with _store_errors(tracking_uri, run_dir):
         client = _client(tracking_uri)  # first, so an unreachable store fails before any work
     if not (run_dir / "report.md").exists():
-        render_report(run_dir)
+        render_report(run)
     with _store_errors(tracking_uri, run_dir):
         exp_id = _experiment_id(client, run.suite_name, tracking_uri)
         _delete_previous(client, exp_id, str(run.summary.get("run_id", run_dir.name)))
@@ -447,20 +455,9 @@ def variant_fields(run, name: str) -> tuple[dict[str, str], dict[str, float], di
 
     metrics: dict[str, float] = {}
     for m, val in (v.get("metrics") or {}).items():
-        if not isinstance(val, dict):
-            continue
-        for part, suffix in (("value", ""), ("ci_low", "_ci_low"), ("ci_high", "_ci_high")):
-            if _finite(val.get(part)):
-                metrics[_key(m + suffix)] = float(val[part])
+        metrics.update(_ci_metrics(m, val))
     for m, d in (v.get("delta") or {}).items():
-        for part, suffix in (
-            ("value", ""),
-            ("ci_low", "_ci_low"),
-            ("ci_high", "_ci_high"),
-            ("p_value", "_p_value"),
-        ):
-            if _finite(d.get(part)):
-                metrics[_key(f"delta_{m}{suffix}")] = float(d[part])
+        metrics.update(_ci_metrics(f"delta_{m}", d, _CI_PARTS + (("p_value", "_p_value"),)))
     for k in (
         "cost_usd",
         "tokens_in",
@@ -485,13 +482,21 @@ def variant_fields(run, name: str) -> tuple[dict[str, str], dict[str, float], di
     return params, metrics, tags
 
 
+_CI_PARTS = (("value", ""), ("ci_low", "_ci_low"), ("ci_high", "_ci_high"))
+
+
+def _ci_metrics(name: str, entry: Any, parts=_CI_PARTS) -> dict[str, float]:
+    """A summary {value, ci_low, ci_high} entry as metrics name, name_ci_low, name_ci_high."""
+    if not isinstance(entry, dict):
+        return {}
+    return {_key(name + suffix): float(entry[p]) for p, suffix in parts if _finite(entry.get(p))}
+
+
 def judge_child_metrics(j: dict[str, Any]) -> dict[str, float]:
     """One variant's summary["judge"]["variants"] entry as flat child-run metrics."""
     out: dict[str, float] = {}
     for m in ("judge", "preference", "style_consistency"):
-        for part, suffix in (("value", ""), ("ci_low", "_ci_low"), ("ci_high", "_ci_high")):
-            if isinstance(j.get(m), dict) and _finite(j[m].get(part)):
-                out[m + suffix] = float(j[m][part])
+        out.update(_ci_metrics(m, j.get(m)))
     agreement = j.get("agreement") or {}
     for which in ("repeats", "second_model"):
         if _finite(agreement.get(which)):
@@ -670,8 +675,7 @@ def git_commit(directory: Path | None) -> str | None:
 
 
 def _suite_dir(run) -> Path:
-    origin = run.suite.get("suite_path") or run.suite.get("source") or run.suite.get("path")
-    return Path(origin).parent if isinstance(origin, str) else run.path
+    return run.suite_origin.parent if run.suite_origin else run.path
 
 
 def _verdicts(s: dict[str, Any]) -> dict[str, str]:

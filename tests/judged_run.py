@@ -38,14 +38,19 @@ def answer(messages, body) -> str:
     return f"{'cand' if 'STYLE-CAND' in system else 'base'} reply for ex{ex}"
 
 
-def write_suite(root: Path, api_base: str) -> Path:
+def write_gen_data(root: Path, n: int) -> None:
+    """data/test.jsonl: n drafts ex0.. ("draft number i") with a reference reply each."""
     data = root / "data"
     data.mkdir(parents=True, exist_ok=True)
     rows = [
         {"id": f"ex{i}", "draft": f"draft number {i}", "reference": f"Hi there, reply {i}."}
-        for i in range(N)
+        for i in range(n)
     ]
     (data / "test.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+
+
+def write_suite(root: Path, api_base: str) -> Path:
+    write_gen_data(root, N)
     path = root / "suite.yaml"
     path.write_text(
         f"""name: gen-suite

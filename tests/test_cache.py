@@ -47,6 +47,7 @@ def test_hit_keeps_original_latency_tokens_and_cost(tmp_path):
     )
     assert hit.cached is True
     assert cache.get("missing") is None
+    assert cache.get_many(["k", "missing"]) == {"k": hit}  # the batch lookup gives the same
 
 
 def test_pending_rows_are_visible_and_flushed_on_close(tmp_path):

@@ -29,6 +29,7 @@ def test_run_prints_a_table_and_exits_0(openai_server, fake_key, tmp_path):
     assert result.exit_code == 0, result.output
     assert "zero-shot" in result.output and "few-shot" not in result.output
     assert f"results: {tmp_path / 'runs' / 'test-suite'}" in result.output
+    assert "unknown" in result.output  # fake-model has no price: the cost column says so
     assert server.requests == 4
 
 

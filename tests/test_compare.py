@@ -108,3 +108,33 @@ def test_cli_exit_codes(runs, tmp_path):
     )
     res = cli.invoke(main, ["compare", str(good), str(tmp_path / "missing")])
     assert res.exit_code == 2 and "run directory not found" in res.output
+
+
+def test_paired_macro_f1_when_runs_predict_different_classes(runs):
+    """A class only one run predicts adds per-class columns; the runs still pair by example."""
+    from harness import metrics as M
+    from harness import stats as S
+    from harness.rundir import load_run
+
+    good, _, bad = runs
+    path = bad / "results" / "ft-mini.jsonl"
+    recs = [json.loads(line) for line in path.read_text().splitlines()]
+    answered = next(r for r in recs if r["error"] is None)
+    answered["parsed"] = "a_class_nobody_else_predicts"
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+
+    tables = []
+    for run_dir in (good, bad):
+        run = load_run(run_dir)
+        targets = {k: v["expected"] for k, v in run.examples.items()}
+        tables.append(M.make_table(run.records["ft-mini"], targets, run.labels))
+    ra, rb = (M.compute("macro_f1", t) for t in tables)
+    assert ra.stats.shape[1] != rb.stats.shape[1]
+    ref = S.paired_bootstrap(ra.stats, ra.combine, rb.stats, rb.combine, B=500)
+
+    ft = compare_runs(good, bad, B=500)["variants"]["ft-mini"]
+    assert ft["paired"] is True
+    row = ft["metrics"]["macro_f1"]
+    assert (row["ci_low"], row["ci_high"], row["p_value"]) == pytest.approx(
+        (ref["ci_low"], ref["ci_high"], ref["p_value"])
+    )

@@ -6,7 +6,7 @@ import pytest
 from guard_fixtures import make_suite, make_summary, past_run
 
 from harness.errors import SuiteError
-from harness.guard import classify, decide, fingerprint, moved_goalposts, rescale_ci, weakening
+from harness.guard import classify, decide, fingerprint, moved_goalposts, weakening
 
 
 @pytest.fixture
@@ -125,27 +125,48 @@ def test_unguarded_and_unselected_variants_are_skipped(suite):
     assert s["guard"]["verdicts"] == {} and s["exit_code"] == 0
 
 
-def test_other_confidence_uses_paired_ci_callback(tmp_path):
-    suite = make_suite(tmp_path, guard={"confidence": 0.99})
-    calls = []
+def test_guard_reads_the_summary_delta_at_its_own_confidence(tmp_path):
+    """harness.summary computes the guard metric's paired CI at the guard's confidence, so the
+    guard uses that interval as is: a 99% CI that no longer clears +5 is inconclusive."""
+    from types import SimpleNamespace
 
-    def paired_ci(variant, metric, confidence):
-        calls.append((variant, metric, confidence))
-        return {"value": 0.08, "ci_low": 0.04, "ci_high": 0.12}
+    import numpy as np
 
-    s = decide(suite, make_summary((0.08, 0.06, 0.10)), [], paired_ci=paired_ci)
-    assert calls == [("ft", "macro_f1", 0.99)]
-    assert verdict_of(s)["verdict"] == "inconclusive"  # the wider 99% CI no longer clears +5
-    # Without the callback the 95% interval is widened by z(0.995)/z(0.975) and flagged.
-    s = decide(suite, make_summary((0.08, 0.06, 0.10)), [])
-    v = verdict_of(s)
-    assert "ci_rescaled" in v["flags"]
-    assert v["delta"]["ci_low"] == pytest.approx(0.08 - 0.02 * 2.5758293 / 1.9599640, rel=1e-6)
+    from harness.stats import paired_bootstrap
+    from harness.summary import summarize
 
+    suite = make_suite(tmp_path, guard={"confidence": 0.99, "metric": "accuracy"})
+    rng = np.random.default_rng(3)
+    n = 200
+    base_ok = rng.random(n) < 0.70
+    ft_ok = base_ok | (rng.random(n) < 0.30)  # ~ +9 points, paired
+    labels = ["a", "b"]
+    examples = [SimpleNamespace(id=f"e{i}", target="a") for i in range(n)]
 
-def test_rescale_ci_identity():
-    d = {"value": 0.1, "ci_low": 0.0, "ci_high": 0.2}
-    assert rescale_ci(d, 0.95, 0.95) == pytest.approx(d)
+    def recs(ok):
+        return [
+            {"id": f"e{i}", "repeat": 0, "parsed": "a" if c else "b", "scores": {}, "error": None}
+            for i, c in enumerate(ok)
+        ]
+
+    dataset = SimpleNamespace(test=examples, labels=labels, hashes={})
+    summary = summarize(suite, dataset, {"base": recs(base_ok), "ft": recs(ft_ok)})
+    delta = summary["variants"]["ft"]["delta"]["accuracy"]
+    assert delta["confidence"] == 0.99
+    col = lambda ok: np.asarray(ok, float)[:, None]  # noqa: E731
+    ref = paired_bootstrap(
+        col(base_ok), lambda s: s[..., 0] / n, col(ft_ok), lambda s: s[..., 0] / n, confidence=0.99
+    )
+    assert (delta["ci_low"], delta["ci_high"]) == pytest.approx((ref["ci_low"], ref["ci_high"]))
+    v = verdict_of(decide(suite, summary, []))
+    assert (v["delta"]["ci_low"], v["delta"]["ci_high"]) == (delta["ci_low"], delta["ci_high"])
+    assert v["delta"]["confidence"] == 0.99 and v["flags"] == []
+    assert v["verdict"] == "inconclusive" and delta["ci_low"] < 0.05
+    # The same data at 95% would have passed: the guard's confidence is what decided it.
+    ref95 = paired_bootstrap(
+        col(base_ok), lambda s: s[..., 0] / n, col(ft_ok), lambda s: s[..., 0] / n, confidence=0.95
+    )
+    assert ref95["ci_low"] >= 0.05
 
 
 # ---------------------------------------------------------------- ledger in verdicts

@@ -172,6 +172,13 @@ def test_non_inferiority_cheap_model_passes_with_cost_ratio_and_break_even(scena
     assert (s["_run_dir"] / "plots" / "break_even.png").exists()
 
 
+def superiority_suite(tmp_path, url):
+    """The guarded suite of the tests that drive the server themselves: 30 questions, +5 pts."""
+    variants = VARIANTS.format(ft_model="fake-ft", training=10.0, base_price=10.0, ft_price=1.0)
+    extra = GUARD.format(test="superiority", margin=0.05)
+    return write_suite(tmp_path, url, n=30, variants=variants, extra=extra)
+
+
 def test_cli_run_writes_junit_and_step_summary(tmp_path, openai_server, fake_key, monkeypatch):
     import xml.etree.ElementTree as ET
 
@@ -180,14 +187,7 @@ def test_cli_run_writes_junit_and_step_summary(tmp_path, openai_server, fake_key
     from harness.cli import main
 
     server = openai_server(scripted({"fake-base": 0.5, "fake-ft": 0.5}))
-    variants = VARIANTS.format(ft_model="fake-ft", training=10.0, base_price=10.0, ft_price=1.0)
-    path = write_suite(
-        tmp_path,
-        server.url,
-        n=30,
-        variants=variants,
-        extra=GUARD.format(test="superiority", margin=0.05),
-    )
+    path = superiority_suite(tmp_path, server.url)
     step = tmp_path / "step.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(step))
     junit = tmp_path / "out" / "junit.xml"
@@ -211,14 +211,7 @@ def test_provider_errors_above_max_error_rate_exit_3(tmp_path, openai_server, fa
     server = openai_server(
         scripted({"fake-base": 0.5, "fake-ft": 0.9}), statuses={"(#4)": 400, "(#7)": 400}
     )
-    variants = VARIANTS.format(ft_model="fake-ft", training=10.0, base_price=10.0, ft_price=1.0)
-    path = write_suite(
-        tmp_path,
-        server.url,
-        n=30,
-        variants=variants,
-        extra=GUARD.format(test="superiority", margin=0.05),
-    )
+    path = superiority_suite(tmp_path, server.url)
     tracking = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     outcome = run_suite(
         path, runs_dir=tmp_path / "runs", tracking_uri=tracking, show_progress=False, workers=0

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+from judged_run import write_gen_data
 
 from harness import judge as J
 from harness.data import load_dataset
@@ -18,13 +19,7 @@ PRICING = "{input_per_1m: 1.0, output_per_1m: 2.0}"
 
 
 def write_gen_suite(root: Path, api_base: str, metrics: str, *, repeats: int = 1) -> Path:
-    data = root / "data"
-    data.mkdir(parents=True, exist_ok=True)
-    rows = [
-        {"id": f"ex{i}", "draft": f"draft number {i}", "reference": f"Hi there, reply {i}."}
-        for i in range(N)
-    ]
-    (data / "test.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    write_gen_data(root, N)
     metrics = metrics.replace(
         "{model: openai/judge", f"{{api_base: {api_base}, model: openai/judge"
     )

@@ -5,16 +5,17 @@ from __future__ import annotations
 import pytest
 from guard_fixtures import make_suite, make_summary, past_run
 
+from harness.guard import decide
 from harness.ledger import ledger_entry, limit_reached, lineage, usd
 
 
 def test_ledger_entry_holds_model_costs_and_delta(tmp_path):
     suite = make_suite(tmp_path)
-    entry = ledger_entry(
-        suite,
-        make_summary((0.031, -0.008, 0.07), ft_cost=1.25),
-        {"ft": {"verdict": "inconclusive"}},
-    )
+    summary = make_summary((0.031, -0.008, 0.07), ft_cost=1.25)
+    before = ledger_entry(suite, summary)
+    assert [e["verdict"] for e in before["variants"].values()] == [None, None]
+    # The guard fills in each guarded variant's verdict once it is decided.
+    entry = decide(suite, summary, [])["ledger_entry"]
     assert entry == {
         "metric": "macro_f1",
         "variants": {

@@ -74,8 +74,11 @@ def test_response_format_becomes_a_grammar_only_for_json():
 
 
 def test_is_local():
-    assert local_model.is_local("local/smollm2")
-    assert not local_model.is_local("openai/gpt-4o-mini")
+    from harness.engine import needs_local_provider
+
+    assert needs_local_provider(local_model.MODEL_ID)
+    assert needs_local_provider("local/smollm2")
+    assert not needs_local_provider("openai/gpt-4o-mini")
 
 
 @pytest.mark.local_model

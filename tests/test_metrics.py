@@ -373,3 +373,21 @@ def test_field_metrics_match_sklearn_micro_over_slot_value_pairs(seed):
     assert M.value_of(M.compute("field_precision", t)) == pytest.approx(p, abs=1e-9)
     assert M.value_of(M.compute("field_recall", t)) == pytest.approx(r, abs=1e-9)
     assert M.value_of(M.compute("field_f1", t)) == pytest.approx(f, abs=1e-9)
+
+
+def test_compute_runs_a_metric_once_per_table(monkeypatch):
+    """summary.py asks for the baseline's metrics for every variant's delta: computed once."""
+    calls = []
+    original = M.REGISTRY["accuracy"].fn
+
+    def counting(table):
+        calls.append(table)
+        return original(table)
+
+    monkeypatch.setattr(M.REGISTRY["accuracy"], "fn", counting)
+    recs = [{"id": "e1", "repeat": 0, "parsed": "a", "error": None, "scores": {}}]
+    t = M.make_table(recs, {"e1": "a"}, ["a", "b"])
+    assert M.compute("accuracy", t) is M.compute("accuracy", t)
+    assert len(calls) == 1
+    M.compute("accuracy", M.make_table(recs, {"e1": "a"}, ["a", "b"]))
+    assert len(calls) == 2

@@ -122,3 +122,12 @@ def test_a_data_error_stops_the_early_workers_at_once(tmp_path):
     # The first worker was still importing litellm: it is terminated, not waited for.
     assert time.monotonic() - start < 1.5
     assert multiprocessing.active_children() == []
+
+
+def test_concurrency_and_rate_limits_are_split_without_loss():
+    from harness.pool import _share
+
+    assert [_share(100, 3, k) for k in range(3)] == [34, 33, 33]  # sums to the budget
+    assert [_share(6, 4, k) for k in range(4)] == [2, 2, 1, 1]
+    assert [_share(1, 3, k) for k in range(3)] == [1, 1, 1]  # never 0: a worker must progress
+    assert _share(None, 3, 0) is None  # no limit stays no limit

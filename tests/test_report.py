@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from rundir_fixture import LABELS, make_run_dir
+from rundir_fixture import LABELS, add_retrieval, make_run_dir
 from sklearn.metrics import accuracy_score, f1_score
 
 from harness.cli import main
@@ -298,24 +298,7 @@ def test_worst_examples_show_judge_scores_and_reasons(judged):
 
 def test_retrieval_section_and_retrieved_passages(tmp_path):
     run_dir = make_run_dir(tmp_path)
-    summary = json.loads((run_dir / "summary.json").read_text())
-    summary["variants"]["ft-mini"]["retrieval"] = {
-        "k": 2,
-        "n": 28,
-        "recall_at_k": 0.75,
-        "mrr": 0.6071428571,
-        "accuracy_gold_retrieved": {"value": 0.9047619, "n": 21},
-        "accuracy_gold_missed": {"value": 0.4285714, "n": 7},
-    }
-    (run_dir / "summary.json").write_text(json.dumps(summary))
-    path = run_dir / "results" / "ft-mini.jsonl"
-    recs = [json.loads(line) for line in path.read_text().splitlines()]
-    for r in recs:
-        r["retrieved"] = [
-            {"id": "docs/a.md", "source": "docs/a.md:1", "score": 7.25},
-            {"id": "docs/b.md", "source": "docs/b.md:3", "score": 3.5},
-        ]
-    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    add_retrieval(run_dir, gold_missed={"value": 0.4285714, "n": 7})
     md = render_report(run_dir)["md"].read_text()
     assert "## Retrieval (gold passages named by the data)" in md
     assert "| **ft-mini** | 2 | 28 | 0.750 | 0.607 | 0.905 (n=21) | 0.429 (n=7) |" in md

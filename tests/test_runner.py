@@ -71,6 +71,11 @@ def test_cached_rerun_sends_nothing_and_marks_hits(openai_server, fake_key, tmp_
     for r in second.records["zero-shot"]:
         assert r["cached"] is True
         assert r["latency_ms"] == by_id[r["id"]]["latency_ms"]
+    # So the summary's latency figures describe the model, not the cache.
+    first_zs, second_zs = (o.options["summary"]["variants"]["zero-shot"] for o in (first, second))
+    assert first_zs["latency_p50_ms"] == second_zs["latency_p50_ms"] >= 20
+    assert first_zs["latency_p95_ms"] == second_zs["latency_p95_ms"] >= first_zs["latency_p50_ms"]
+    assert (first_zs["cached_calls"], second_zs["cached_calls"]) == (0, 10)
     third = run_suite(suite, runs_dir=tmp_path / "runs", workers=0, no_cache=True)
     assert server.requests == 40 and not any(r["cached"] for r in third.records["zero-shot"])
 
@@ -134,6 +139,20 @@ def test_missing_credentials_stop_before_any_call(tmp_path, monkeypatch):
     assert str(e.value) == "zero-shot needs OPENAI_API_KEY — set it, or run with --variant few-shot"
 
 
+def _cli_run(suite: Path, runs: Path, *options: str) -> list[str]:
+    """`harness run` as a separate process, so it can be killed or interrupted."""
+    return [
+        sys.executable,
+        "-m",
+        "harness.cli",
+        "run",
+        str(suite),
+        "--runs-dir",
+        str(runs),
+        *options,
+    ]
+
+
 def _lines(path: Path) -> list[dict]:
     if not path.exists():
         return []
@@ -146,20 +165,8 @@ def test_sigkill_mid_run_then_resume_repeats_no_completed_call(openai_server, tm
     server = openai_server(intent_answer, latency=0.15)
     suite = write_suite(tmp_path, server.url, n=60)
     runs = tmp_path / "runs"
+    cmd = _cli_run(suite, runs, "--concurrency", "4", "--workers", "2")
     env = dict(os.environ, OPENAI_API_KEY=FAKE_KEY)
-    cmd = [
-        sys.executable,
-        "-m",
-        "harness.cli",
-        "run",
-        str(suite),
-        "--runs-dir",
-        str(runs),
-        "--concurrency",
-        "4",
-        "--workers",
-        "2",
-    ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     results = None
@@ -219,18 +226,8 @@ def test_ctrl_c_stops_cleanly_and_prints_the_resume_command(openai_server, tmp_p
     server = openai_server(intent_answer, latency=0.2)
     suite = write_suite(tmp_path, server.url, n=60)
     runs = tmp_path / "runs"
+    cmd = _cli_run(suite, runs, "--concurrency", "2")
     env = dict(os.environ, OPENAI_API_KEY=FAKE_KEY)
-    cmd = [
-        sys.executable,
-        "-m",
-        "harness.cli",
-        "run",
-        str(suite),
-        "--runs-dir",
-        str(runs),
-        "--concurrency",
-        "2",
-    ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline and server.outcomes["ok"] < 6:

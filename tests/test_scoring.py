@@ -266,3 +266,12 @@ def test_restaurant8k_example_suite_checks_and_gold_scores_perfectly():
         assert r["scores"]["format_ok"] == 1.0, (e.target, r["reasons"])
         assert r["scores"]["exact_record"] == 1.0
         assert r["scores"]["field_tp"] == len(e.target)
+
+
+def test_answer_field_is_the_single_required_or_single_property():
+    from harness.scoring import answer_field
+
+    assert answer_field({"properties": {"a": {}, "b": {}}, "required": ["b"]}) == "b"
+    assert answer_field({"properties": {"intent": {"enum": ["x"]}}}) == "intent"
+    assert answer_field({"properties": {"a": {}, "b": {}}}) is None
+    assert answer_field(None) is None

@@ -30,6 +30,9 @@ def test_sentence_scores_equal_the_libraries():
         assert sim.chrf(hyp, ref) == pytest.approx(chrf.sentence_score(hyp, [ref]).score / 100)
         assert sim.rouge_l(hyp, ref) == pytest.approx(scorer.score(ref, hyp)["rougeL"].fmeasure)
     assert sim.chrf("same text", "same text") == pytest.approx(1.0)
+    # By hand: the/refund/was/sent/yesterday vs your/refund/was/sent/yesterday: LCS 4 of 5 words.
+    assert sim.rouge_l(*PAIRS[1]) == pytest.approx(0.8)
+    assert sim.rouge_l(*PAIRS[2]) == 0.0  # no word in common
 
 
 def test_metrics_average_over_calls_errors_score_zero_and_missing_references_skip():

@@ -84,3 +84,24 @@ def test_several_problems_are_reported_together_in_line_order(tmp_path):
         "api_base, base_model, extends, few_shot, kind, model, name, params, pricing, rate_limit, "
         "repeats, response_format, retrieval, retriever, system, timeout, training, user",
     ]
+
+
+def test_unknown_key_that_looks_like_a_type_name_is_reported_not_dropped(tmp_path):
+    # Pydantic's union-branch markers ('str', 'CorpusColumn', ...) are dropped from key paths;
+    # a user's key of the same shape is still named (it once crashed with an IndexError).
+    text = SUITE.replace("baseline: base\n", "baseline: base\nFoo: 1\nstr: 2\n")
+    with pytest.raises(SuiteError) as e:
+        load_suite(write(tmp_path, text))
+    lines = str(e.value).splitlines()
+    assert [line.split(": ", 2)[1] for line in lines] == ["Foo", "str"]
+    assert lines[0].startswith(f"{tmp_path / 'suite.yaml'}:27:1: Foo: unknown key")
+
+
+def test_union_branch_markers_are_dropped_from_the_key_path(tmp_path):
+    text = SUITE.replace("labels: from-data", "labels: [a, {b: 1}]")
+    with pytest.raises(SuiteError) as e:
+        load_suite(write(tmp_path, text))
+    assert str(e.value).splitlines() == [
+        f"{tmp_path / 'suite.yaml'}:5:9: labels: expected one of 'from-data'",
+        f"{tmp_path / 'suite.yaml'}:5:13: labels[1]: expected text",
+    ]

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from rundir_fixture import make_run_dir
+from rundir_fixture import add_retrieval, make_run_dir
 
 from harness.cli import main
 from harness.errors import TrackingError
@@ -484,24 +484,7 @@ def test_retrieval_metrics_and_retrieved_passages(tmp_path, store):
     from mlflow import MlflowClient
 
     run_dir = make_run_dir(tmp_path)
-    summary = json.loads((run_dir / "summary.json").read_text())
-    summary["variants"]["ft-mini"]["retrieval"] = {
-        "k": 2,
-        "n": 28,
-        "recall_at_k": 0.75,
-        "mrr": 0.6071428571,
-        "accuracy_gold_retrieved": {"value": 0.9047619, "n": 21},
-        "accuracy_gold_missed": {"value": None, "n": 0},
-    }
-    (run_dir / "summary.json").write_text(json.dumps(summary))
-    path = run_dir / "results" / "ft-mini.jsonl"
-    recs = [json.loads(line) for line in path.read_text().splitlines()]
-    for r in recs:
-        r["retrieved"] = [
-            {"id": "docs/a.md", "source": "docs/a.md:1", "score": 7.25},
-            {"id": "docs/b.md", "source": "docs/b.md:3", "score": 3.5},
-        ]
-    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    add_retrieval(run_dir, gold_missed={"value": None, "n": 0})
     uri = store(tmp_path)
     log_run(run_dir, uri)
     client = MlflowClient(uri)
