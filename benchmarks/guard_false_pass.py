@@ -3,9 +3,9 @@
     python benchmarks/guard_false_pass.py [--sims 2000] [--n 400] [--B 2000]
 
 Each simulation draws a test set of n paired answers (baseline, variant) whose true accuracy
-difference is Δ, scores both with harness.metrics.accuracy, takes the paired bootstrap CI of
-harness.stats at the guard's confidence (exactly what harness.summary computes for the guard
-metric), and applies the guard's rule (harness.guard.classify). Reported per true Δ: share of
+difference is Δ, scores both with harness.score.registry.accuracy, takes the paired bootstrap CI of
+harness.stats.bootstrap at the guard's confidence (exactly what harness.stats.summary computes for the guard
+metric), and applies the guard's rule (harness.decide.guard.classify). Reported per true Δ: share of
 pass / fail / inconclusive. The claim checked: at Δ = margin − 0.02 the false pass rate is ≤ 5%
 at confidence 0.95 (by construction it is a one-sided test at 2.5%, so ≈ 2.5% even at Δ = margin).
 """
@@ -35,7 +35,7 @@ def draw_pair(rng: np.random.Generator, n: int, delta: float) -> tuple[np.ndarra
 
 
 def _table(correct: np.ndarray):
-    from harness.metrics import make_table
+    from harness.score.table import make_table
 
     ids = [f"e{i:05d}" for i in range(len(correct))]
     targets = dict.fromkeys(ids, "yes")
@@ -57,9 +57,9 @@ def simulate(
     seed: int = 0,
 ) -> dict[str, float]:
     """Share of pass / fail / inconclusive verdicts over `sims` simulated test sets."""
-    from harness.guard import classify
-    from harness.metrics import accuracy
-    from harness.stats import paired_bootstrap
+    from harness.decide.guard import classify
+    from harness.score.metrics import accuracy
+    from harness.stats.bootstrap import paired_bootstrap
 
     rng = np.random.default_rng(seed)
     counts = {"pass": 0, "fail": 0, "inconclusive": 0}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.retrieval import Bm25Index, TfidfIndex
+from harness.retrieve.indexes import Bm25Index, TfidfIndex
 
 ROOT = Path(__file__).resolve().parents[1]
 

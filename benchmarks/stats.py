@@ -4,7 +4,7 @@
 
 Prints:
 1. the time of a paired bootstrap of accuracy on 10k examples x 10k resamples (target <= 1 s),
-   and of macro-F1 (77 classes, 10k examples x 2k resamples) through harness.metrics;
+   and of macro-F1 (77 classes, 10k examples x 2k resamples) through harness.score.registry;
 2. coverage of the 95% intervals in 2000 seeded trials: Wilson for a plain accuracy, the
    cluster bootstrap for accuracy with 3 repeats per example, the paired bootstrap of an
    accuracy difference (target 93-97%).
@@ -16,8 +16,10 @@ import time
 
 import numpy as np
 
-from harness import metrics as M
-from harness import stats as S
+from harness.score import registry as M
+from harness.score.metrics import ratio
+from harness.score.table import make_table
+from harness.stats import bootstrap as S
 
 
 def timed(fn, repeat=3):
@@ -36,7 +38,7 @@ def speed() -> None:
     u = rng.random(n)
     a = np.c_[(u < 0.80), np.ones(n)].astype(float)
     b = np.c_[(u < 0.83), np.ones(n)].astype(float)
-    (t, c), d = timed(lambda: S.paired_bootstrap(a, M.ratio, b, M.ratio, B=10_000, seed=1))
+    (t, c), d = timed(lambda: S.paired_bootstrap(a, ratio, b, ratio, B=10_000, seed=1))
     print(
         f"paired bootstrap, accuracy, 10k examples x 10k resamples: {t:.3f} s (cpu {c:.3f} s; target <= 1 s)"
     )
@@ -47,9 +49,7 @@ def speed() -> None:
     # Index path: every example distinct (fractional scores), the worst case for compression.
     fa = np.c_[rng.random(n), np.ones(n)]
     fb = np.c_[rng.random(n), np.ones(n)]
-    (t, c), _ = timed(
-        lambda: S.paired_bootstrap(fa, M.ratio, fb, M.ratio, B=10_000, seed=1), repeat=1
-    )
+    (t, c), _ = timed(lambda: S.paired_bootstrap(fa, ratio, fb, ratio, B=10_000, seed=1), repeat=1)
     print(
         f"paired bootstrap, 10k distinct examples x 10k resamples (index draws): {t:.3f} s (cpu {c:.3f} s)"
     )
@@ -66,8 +66,8 @@ def speed() -> None:
         ]
 
     targets = {f"{i:05d}": labels[k] for i, k in enumerate(true)}
-    ta = M.make_table(records(0.75, 1), targets)
-    tb = M.make_table(records(0.80, 2), targets)
+    ta = make_table(records(0.75, 1), targets)
+    tb = make_table(records(0.80, 2), targets)
     t0 = time.perf_counter()
     ra, rb = M.compute("macro_f1", ta), M.compute("macro_f1", tb)
     t_build = time.perf_counter() - t0
@@ -98,7 +98,7 @@ def coverage(trials: int = 2000) -> None:
         q = np.clip(rng.beta(7, 3, n), 0, 1)  # per-example accuracy, mean 0.7
         correct = rng.random((n, r)) < q[:, None]
         stats = np.c_[correct.sum(1), np.full(n, r)].astype(float)
-        lo, hi = S.bootstrap_ci(stats, M.ratio, B=1000, seed=t)
+        lo, hi = S.bootstrap_ci(stats, ratio, B=1000, seed=t)
         hits += lo <= p <= hi
     print(f"  cluster bootstrap, accuracy p={p} n={n} x {r} repeats: {hits / trials:.1%}")
 
@@ -108,7 +108,7 @@ def coverage(trials: int = 2000) -> None:
         u = rng.random(n)
         a = np.c_[u < pa, np.ones(n)].astype(float)
         b = np.c_[u < pb, np.ones(n)].astype(float)
-        d = S.paired_bootstrap(a, M.ratio, b, M.ratio, B=1000, seed=t)
+        d = S.paired_bootstrap(a, ratio, b, ratio, B=1000, seed=t)
         hits += d["ci_low"] <= pb - pa <= d["ci_high"]
     print(f"  paired bootstrap, accuracy difference {pb - pa:.2f}, n={n}: {hits / trials:.1%}")
 

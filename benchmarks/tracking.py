@@ -24,10 +24,10 @@ CHILD = """
 import sys, time
 import numpy, pandas  # already loaded by any harness run
 w, c = time.perf_counter(), time.process_time()
-from harness import tracking
-tracking.prewarm().join()  # harness run does this in the background during its calls
+from harness.track import log, store
+store.prewarm().join()  # harness run does this in the background during its calls
 w1, c1 = time.perf_counter(), time.process_time()
-tracking.log_run(sys.argv[1], sys.argv[2])
+log.log_run(sys.argv[1], sys.argv[2])
 w2, c2 = time.perf_counter(), time.process_time()
 print(w1 - w, c1 - c, w2 - w1, c2 - c1)
 """
@@ -40,7 +40,7 @@ def main() -> None:
     sys.path.insert(0, str(ROOT / "tests"))
     from rundir_fixture import make_run_dir
 
-    from harness.report import render_report
+    from harness.report.render import render_report
 
     with tempfile.TemporaryDirectory() as tmp:
         variants = {"zero-shot": 0.6, "few-shot": 0.7, "rag": 0.72, "ft-mini": 0.8}

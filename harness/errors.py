@@ -65,3 +65,9 @@ class SuiteErrors(SuiteError):
 
     def render(self) -> str:
         return "\n".join(e.render() for e in self.errors)
+
+
+class RunInterrupted(HarnessError):
+    """Ctrl-C / SIGTERM: results so far are on disk; the message says how to resume."""
+
+    exit_code = 130

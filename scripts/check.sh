@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Every check in one command: lint, format, tests.
+# Every check in one command: lint, format, import layers, tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ruff check harness tests benchmarks
 ruff format --check harness tests benchmarks
+lint-imports  # the pipeline layers (pyproject.toml [tool.importlinter])
 python -m pytest -q "$@"

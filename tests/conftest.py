@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))  # `from openai_server import FakeOpenAI`
+# Shared helpers (`from openai_server import FakeOpenAI`, `from conftest import write_suite`).
+sys.path.insert(0, str(Path(__file__).parent / "support"))
+sys.path.insert(0, str(Path(__file__).parent))
 
 from openai_server import FakeOpenAI  # noqa: E402
 

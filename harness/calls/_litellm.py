@@ -1,0 +1,55 @@
+"""litellm's import and configuration, and the credential questions asked before any call.
+
+The engine, the local provider, the worker pool and the embedding helper all need litellm
+configured the same way (no debug banners, no retries of its own), so that lives here, below them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_litellm = None
+
+
+def import_litellm():
+    """Import and configure litellm once (~3 s, so only when a call is about to happen)."""
+    global _litellm
+    if _litellm is None:
+        import litellm
+
+        litellm.suppress_debug_info = True  # no "Give Feedback" banners on every error
+        litellm.num_retries = 0
+        _litellm = litellm
+    return _litellm
+
+
+def needs_local_provider(model: str) -> bool:
+    return model.startswith("local/")
+
+
+def missing_credentials(model: str, api_base: str | None) -> list[str]:
+    """Environment variables the model needs and lacks (none for api_base or local/ models)."""
+    if api_base or needs_local_provider(model):
+        return []
+    litellm = import_litellm()
+    try:
+        info = litellm.validate_environment(model=model)
+    except Exception:  # an unknown provider: the call itself will say what is wrong
+        return []
+    return list(info.get("missing_keys") or [])
+
+
+def server_kwargs(model: str, api_base: str | None) -> dict[str, Any]:
+    """litellm arguments for `api_base`: a self-hosted OpenAI-compatible server needs no key,
+    but the SDK insists on one, so a placeholder goes in when the environment has none."""
+    if not api_base:
+        return {}
+    kwargs: dict[str, Any] = {"api_base": api_base}
+    if missing_credentials(model, None):
+        kwargs["api_key"] = "no-key"
+    return kwargs
+
+
+def count_tokens(model: str, messages: list[dict]) -> int:
+    """Tokens of `messages` in `model`'s tokenizer (litellm's counter; for cost estimates)."""
+    return int(import_litellm().token_counter(model=model, messages=messages))

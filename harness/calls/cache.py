@@ -1,0 +1,147 @@
+"""Response cache: SQLite (WAL) in runs/.cache.sqlite, shared by runs, processes and threads.
+
+The key is a hash of what determines an answer: model, messages, params, response_format and the
+repeat index (repeats are separate samples, so each has its own entry). Only successful answers
+are stored. A hit comes back marked `cached` with the latency, tokens and cost of the original
+call, so latency metrics describe the model, not the cache. Writes are batched (one transaction
+per `flush_every` answers or on `flush()`/`close()`) to keep the event loop free.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+from harness.types import CallResult
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS responses (
+    key TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    output TEXT NOT NULL,
+    latency_ms REAL,
+    tokens_in INTEGER,
+    tokens_out INTEGER,
+    cost_usd REAL,
+    created_at REAL DEFAULT (unixepoch('subsec'))
+)
+"""
+
+
+def cache_key(spec: Any) -> str:
+    payload = {
+        "model": spec.model,
+        "messages": spec.messages,
+        "params": spec.params,
+        "response_format": spec.response_format,
+        "repeat": spec.repeat,
+    }
+    canonical = json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class Cache:
+    def __init__(self, path: str | Path, *, flush_every: int = 64):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.flush_every = flush_every
+        self._lock = threading.Lock()
+        self._pending: list[tuple] = []
+        # check_same_thread=False: the lock serialises use across the loop and helper threads.
+        self._db = sqlite3.connect(
+            self.path, timeout=30, check_same_thread=False, isolation_level=None
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=30000")
+        try:
+            self._db.execute(SCHEMA)
+        except sqlite3.OperationalError:  # SQLite older than 3.42 lacks unixepoch('subsec')
+            self._db.execute(SCHEMA.replace("DEFAULT (unixepoch('subsec'))", ""))
+
+    def get(self, key: str):
+        with self._lock:
+            row = self._db.execute(
+                "SELECT output, latency_ms, tokens_in, tokens_out, cost_usd FROM responses WHERE key = ?",
+                (key,),
+            ).fetchone()
+            if row is None:
+                # An answer stored moments ago may still be waiting in the batch.
+                for pending in self._pending:
+                    if pending[0] == key:
+                        row = pending[2:]
+                        break
+        return None if row is None else _hit(row)
+
+    def get_many(self, keys: list[str]) -> dict[str, Any]:
+        """Hits among `keys` in one pass (a cached re-run of thousands of calls stays fast)."""
+        out: dict[str, Any] = {}
+        with self._lock:
+            for i in range(0, len(keys), 500):
+                chunk = keys[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = self._db.execute(
+                    "SELECT key, output, latency_ms, tokens_in, tokens_out, cost_usd "
+                    f"FROM responses WHERE key IN ({marks})",
+                    chunk,
+                ).fetchall()
+                for key, *row in rows:
+                    out[key] = _hit(row)
+        return out
+
+    def put(self, key: str, result: Any, model: str = "") -> None:
+        if result.error is not None or result.output is None:
+            return
+        row = (
+            key,
+            model,
+            result.output,
+            result.latency_ms,
+            result.tokens_in,
+            result.tokens_out,
+            result.cost_usd,
+        )
+        with self._lock:
+            self._pending.append(row)
+            if len(self._pending) < self.flush_every:
+                return
+        self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            rows, self._pending = self._pending, []
+            if not rows:
+                return
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "INSERT OR REPLACE INTO responses "
+                "(key, model, output, latency_ms, tokens_in, tokens_out, cost_usd) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            self._db.execute("COMMIT")
+
+    def __len__(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+
+    def close(self) -> None:
+        self.flush()
+        with self._lock:
+            self._db.close()
+
+
+def _hit(row) -> CallResult:
+    """A stored (output, latency_ms, tokens_in, tokens_out, cost_usd) row as a cached CallResult."""
+    output, latency_ms, tokens_in, tokens_out, cost_usd = row
+    return CallResult(
+        output=output,
+        latency_ms=latency_ms,
+        tokens_in=tokens_in,
+        tokens_out=tokens_out,
+        cost_usd=cost_usd,
+        cached=True,
+    )

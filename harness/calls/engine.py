@@ -1,0 +1,377 @@
+"""Model calls through litellm: cache, concurrency, rate limits, timeouts and retries in one place.
+
+`Engine.call(CallSpec) -> CallResult` never raises for a provider problem: after retries a call
+becomes a result with `error` set to a one-line reason ("rate_limit: ...", "timeout: ..."), so the
+runner records it and counts it instead of dropping it. Retries happen here only (tenacity):
+litellm's own retries and the OpenAI SDK's are switched off so the layers never multiply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import os
+import random
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from harness.calls._litellm import (
+    import_litellm,
+    missing_credentials,
+    needs_local_provider,
+    server_kwargs,
+)
+from harness.errors import SuiteError
+from harness.types import CallResult, CallSpec
+
+RETRYABLE_KINDS = frozenset({"rate_limit", "server_error", "timeout", "connection"})
+DEFAULT_MAX_ATTEMPTS = 8
+
+
+def check_credentials(variants) -> None:
+    """Stop before the first call when a selected variant lacks its API key or, for local/
+    models, the `local` extra (exit 2)."""
+    if any(needs_local_provider(v.model) for v in variants):
+        from harness.calls.local_model import check_installed
+
+        check_installed()
+    missing = {v.name: missing_credentials(v.model, v.api_base) for v in variants}
+    ready = [name for name, keys in missing.items() if not keys]
+    by_keys: dict[tuple[str, ...], list[str]] = {}
+    for name, keys in missing.items():
+        if keys:
+            by_keys.setdefault(tuple(keys), []).append(name)
+    problems = []
+    for keys, names in by_keys.items():
+        who = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+        verb = "needs" if len(names) == 1 else "need"
+        hint = f", or run with --variant {ready[0]}" if ready else ""
+        problems.append(f"{who} {verb} {' and '.join(keys)} — set it{hint}")
+    if problems:
+        raise SuiteError("; ".join(problems))
+
+
+# ---------------------------------------------------------------- errors
+
+
+def classify(exc: BaseException) -> tuple[str, bool]:
+    """(reason kind, retryable) for an exception raised by a call."""
+    if isinstance(exc, asyncio.TimeoutError | TimeoutError):
+        return "timeout", True
+    name = type(exc).__name__
+    status = getattr(exc, "status_code", None)
+    if "ContextWindowExceeded" in name:
+        return "context_length", False
+    if name in ("Timeout", "APITimeoutError"):
+        return "timeout", True
+    if name in ("APIConnectionError", "ConnectError", "ClientConnectionError"):
+        return "connection", True
+    if status == 429 or name == "RateLimitError":
+        return "rate_limit", True
+    if status == 401 or name == "AuthenticationError":
+        return "auth", False
+    if status == 403 or name == "PermissionDeniedError":
+        return "permission", False
+    if status == 404 or name == "NotFoundError":
+        return "not_found", False
+    if status in (400, 422) or name in ("BadRequestError", "UnprocessableEntityError"):
+        return "bad_request", False
+    if status == 408:
+        return "timeout", True
+    if isinstance(status, int) and status >= 500:
+        return "server_error", True
+    if name in ("InternalServerError", "ServiceUnavailableError", "BadGatewayError"):
+        return "server_error", True
+    return "other", False
+
+
+_SECRET_ENV = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD)", re.I)
+
+
+def redact(text: str) -> str:
+    """Remove any secret-looking environment value that a provider echoed into a message."""
+    for name, value in os.environ.items():
+        if value and len(value) >= 6 and _SECRET_ENV.search(name) and value in text:
+            text = text.replace(value, "***")
+    return re.sub(r"(Bearer\s+)\S+", r"\1***", text)
+
+
+def reason(exc: BaseException, attempts: int) -> str:
+    kind, _ = classify(exc)
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    message = re.sub(r"^litellm\.\w+:\s*", "", message)[:200]
+    tail = f" (after {attempts} attempts)" if attempts > 1 else ""
+    return redact(f"{kind}: {message}{tail}")
+
+
+def retry_after_seconds(exc: BaseException) -> float | None:
+    """The provider's Retry-After (seconds or HTTP date; retry-after-ms too), if it sent one."""
+    headers = getattr(getattr(exc, "response", None), "headers", None) or getattr(
+        exc, "headers", None
+    )
+    if not headers:
+        return None
+    try:
+        ms = headers.get("retry-after-ms")
+        if ms is not None:
+            return float(ms) / 1000
+        value = headers.get("retry-after")
+        if value is None:
+            return None
+        try:
+            return float(value)
+        except ValueError:
+            when = email.utils.parsedate_to_datetime(value)
+            return max(0.0, when.timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+# ---------------------------------------------------------------- rate limits
+
+
+class TokenBucket:
+    """Async token bucket: `per_minute` units a minute, refilled continuously.
+
+    The burst is one second's worth (at least one unit), so calls are spread evenly rather than
+    sent in a burst a provider's sliding window would reject. A request larger than the burst
+    still goes once the bucket is full, leaving a debt that later requests wait off.
+    """
+
+    def __init__(self, per_minute: float):
+        self.rate = per_minute / 60.0
+        self.capacity = max(1.0, self.rate)
+        self.tokens = self.capacity
+        self.updated = time.monotonic()
+        self.lock = asyncio.Lock()
+
+    async def acquire(self, amount: float = 1.0) -> None:
+        need = min(amount, self.capacity)
+        async with self.lock:  # FIFO: waiters are served in order
+            while True:
+                now = time.monotonic()
+                self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+                self.updated = now
+                if self.tokens >= need:
+                    self.tokens -= amount
+                    return
+                await asyncio.sleep((need - self.tokens) / self.rate)
+
+
+def estimate_tokens(spec: CallSpec) -> int:
+    """Cheap upper-ish estimate for tpm budgeting (~4 characters a token, plus the answer budget)."""
+    chars = sum(len(str(m.get("content") or "")) for m in spec.messages)
+    return chars // 4 + int(spec.params.get("max_tokens") or 256)
+
+
+# ---------------------------------------------------------------- pricing
+
+
+def _pricing_pair(pricing: Any) -> tuple[float, float] | None:
+    if pricing is None:
+        return None
+    if isinstance(pricing, dict):
+        return float(pricing["input_per_1m"]), float(pricing["output_per_1m"])
+    return float(pricing.input_per_1m), float(pricing.output_per_1m)
+
+
+_PRICES: dict[str, tuple[float, float] | None] = {}
+
+
+def litellm_prices(model: str) -> tuple[float, float] | None:
+    """Per-token (input, output) USD prices from litellm's bundled list; None when unknown."""
+    if model not in _PRICES:
+        litellm = import_litellm()
+        try:
+            info = litellm.get_model_info(model)
+            pair = (info.get("input_cost_per_token"), info.get("output_cost_per_token"))
+            _PRICES[model] = None if None in pair else (float(pair[0]), float(pair[1]))
+        except Exception:
+            _PRICES[model] = None
+    return _PRICES[model]
+
+
+def call_cost(
+    spec: CallSpec, tokens_in: int | None, tokens_out: int | None
+) -> tuple[float | None, str | None]:
+    """(cost in USD, note). Unknown price → (None, why): never a silent 0 for a paid model."""
+    if tokens_in is None or tokens_out is None:
+        return None, "the provider reported no token usage"
+    pair = _pricing_pair(spec.pricing)
+    if pair is not None:
+        return (tokens_in * pair[0] + tokens_out * pair[1]) / 1e6, None
+    prices = litellm_prices(spec.model)
+    if prices is None:
+        return (
+            None,
+            f"no price for {spec.model} in litellm's price list — set `pricing:` on the variant",
+        )
+    return tokens_in * prices[0] + tokens_out * prices[1], None
+
+
+# ---------------------------------------------------------------- the engine
+
+
+@dataclass
+class EngineStats:
+    calls: int = 0
+    requests: int = 0  # attempts sent to providers (retries included)
+    retries: int = 0
+    cache_hits: int = 0
+    errors: int = 0
+
+
+class Engine:
+    """Reusable call engine (the runner and the judge share it).
+
+    concurrency bounds in-flight requests across everything this engine sends; rate_limits maps a
+    rate_limit_key to suite.RateLimit (rpm/tpm); cache is a harness.calls.cache.Cache or None.
+    """
+
+    def __init__(
+        self,
+        *,
+        concurrency: int = 8,
+        cache=None,
+        rate_limits: dict[str, Any] | None = None,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        backoff: float = 0.5,
+        max_backoff: float = 30.0,
+    ):
+        if concurrency < 1:
+            raise SuiteError(f"--concurrency must be at least 1 (got {concurrency})")
+        self.semaphore = asyncio.Semaphore(concurrency)
+        self.cache = cache
+        self.max_attempts = max_attempts
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.stats = EngineStats()
+        self._buckets: dict[tuple[str, str], TokenBucket] = {}
+        for key, limit in (rate_limits or {}).items():
+            if limit is None:
+                continue
+            if getattr(limit, "rpm", None):
+                self._buckets[(key, "rpm")] = TokenBucket(limit.rpm)
+            if getattr(limit, "tpm", None):
+                self._buckets[(key, "tpm")] = TokenBucket(limit.tpm)
+        self._server_kwargs: dict[tuple[str, str], dict[str, Any]] = {}
+
+    # -------------------------------------------------------- public
+
+    async def call(self, spec: CallSpec) -> CallResult:
+        self.stats.calls += 1
+        key = None
+        if self.cache is not None:
+            from harness.calls.cache import cache_key
+
+            key = cache_key(spec)
+            hit = self.cache.get(key)
+            if hit is not None:
+                self.stats.cache_hits += 1
+                return hit
+        result = await self._call_with_retries(spec)
+        if result.error is None and self.cache is not None:
+            self.cache.put(key, result, spec.model)
+        if result.error is not None:
+            self.stats.errors += 1
+        return result
+
+    # -------------------------------------------------------- internals
+
+    def _wait(self, retry_state) -> float:
+        exc = retry_state.outcome.exception()
+        n = retry_state.attempt_number
+        # Full jitter: uniform(0, backoff * 2^n), capped; never earlier than the provider asked.
+        wait = random.uniform(0, min(self.max_backoff, self.backoff * 2 ** (n - 1)))
+        after = retry_after_seconds(exc) if exc is not None else None
+        if after is not None:
+            wait = max(wait, min(after, self.max_backoff * 4))
+        return wait
+
+    async def _call_with_retries(self, spec: CallSpec) -> CallResult:
+        from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
+
+        attempts = 0
+        try:
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception(lambda e: classify(e)[1]),
+                stop=stop_after_attempt(self.max_attempts),
+                wait=self._wait,
+                reraise=True,
+            ):
+                with attempt:
+                    attempts = attempt.retry_state.attempt_number
+                    if attempts > 1:
+                        self.stats.retries += 1
+                    result = await self._attempt(spec)
+        except Exception as exc:
+            return CallResult(
+                output=None, latency_ms=None, error=reason(exc, attempts), attempts=attempts
+            )
+        result.attempts = attempts
+        return result
+
+    async def _attempt(self, spec: CallSpec) -> CallResult:
+        await self._throttle(spec)
+        litellm = import_litellm()
+        gate = self.semaphore
+        if needs_local_provider(spec.model):
+            from harness.calls.local_model import call_slot, ensure_registered
+
+            ensure_registered()
+            # The local model answers one call at a time: queueing behind the global semaphore
+            # would count waiting time as model latency.
+            gate = call_slot()
+        kwargs = dict(spec.params)
+        if spec.response_format is not None:
+            kwargs["response_format"] = spec.response_format
+        if spec.api_base:
+            key = (spec.model, spec.api_base)
+            if key not in self._server_kwargs:  # once per model: validate_environment is slow
+                self._server_kwargs[key] = server_kwargs(spec.model, spec.api_base)
+            kwargs.update(self._server_kwargs[key])
+        async with gate:
+            self.stats.requests += 1
+            start = time.perf_counter()
+            response = await asyncio.wait_for(
+                litellm.acompletion(
+                    model=spec.model,
+                    messages=spec.messages,
+                    timeout=spec.timeout,
+                    num_retries=0,  # retries live in _call_with_retries only
+                    max_retries=0,  # and not in the OpenAI SDK either
+                    **kwargs,
+                ),
+                # A safety net over the client's own timeout (connect + read), never shorter.
+                timeout=spec.timeout + 5,
+            )
+            latency_ms = (time.perf_counter() - start) * 1000
+        return self._result(spec, response, latency_ms)
+
+    async def _throttle(self, spec: CallSpec) -> None:
+        if spec.rate_limit_key is None or not self._buckets:
+            return
+        rpm = self._buckets.get((spec.rate_limit_key, "rpm"))
+        if rpm is not None:
+            await rpm.acquire(1)
+        tpm = self._buckets.get((spec.rate_limit_key, "tpm"))
+        if tpm is not None:
+            await tpm.acquire(estimate_tokens(spec))
+
+    def _result(self, spec: CallSpec, response, latency_ms: float) -> CallResult:
+        choice = response.choices[0]
+        output = choice.message.content
+        usage = getattr(response, "usage", None)
+        tokens_in = getattr(usage, "prompt_tokens", None) if usage else None
+        tokens_out = getattr(usage, "completion_tokens", None) if usage else None
+        cost, note = call_cost(spec, tokens_in, tokens_out)
+        return CallResult(
+            output=output if output is not None else "",
+            latency_ms=round(latency_ms, 3),
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+            cost_usd=cost,
+            note=note,
+        )

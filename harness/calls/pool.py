@@ -1,0 +1,237 @@
+"""Worker processes that make the model calls, so litellm's per-call CPU never stalls one loop.
+
+litellm spends ~4-5 ms of CPU per call (logging, cost, the OpenAI SDK); at 32 calls in flight and
+200 ms latency that is most of a core, and replies queue on a single event loop in waves. Each
+worker runs its own `Engine` (its share of the concurrency and rate limits) and sends results back
+in small batches; the parent scores, records and caches them.
+
+Start-up is the cost to hide: `import litellm` takes ~3 s of CPU. On Linux one process (the first
+worker) is forked as soon as the suite is loaded and imports litellm once while the parent loads
+the data, renders and looks up the cache; it then forks the other workers, which inherit it.
+One import instead of one per worker halves the start-up CPU on a 2-core machine, where parallel
+imports would only compete for the cores. Elsewhere (spawn) each worker imports for itself.
+
+A worker exits as soon as its parent goes away (its pipe reaches EOF), so a killed run leaves no
+orphan sending requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing as mp
+import os
+import signal
+import sys
+import time
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+BATCH_SECONDS = 0.03  # how long a worker gathers results before sending them (fewer pipe writes)
+
+
+def default_workers(concurrency: int) -> int:
+    cpus = os.cpu_count() or 1
+    return max(1, min(cpus, 4, concurrency))
+
+
+def _share(total: float | int | None, n: int, i: int):
+    if total is None:
+        return None
+    base, extra = divmod(int(total), n)
+    return max(1, base + (1 if i < extra else 0))
+
+
+class WorkerPool:
+    """`start()` early; `run(specs, on_result)` later; `close()` always (also on Ctrl-C)."""
+
+    def __init__(self, n: int, concurrency: int, rate_limits: dict[str, Any] | None = None):
+        self.n = max(1, min(n, concurrency))
+        self.concurrency = concurrency
+        self.rate_limits = rate_limits or {}  # sent to the workers with their jobs
+        self.procs: list[mp.Process] = []
+        self.conns: list[Connection] = []
+        self.requests = 0
+
+    def start(self) -> WorkerPool:
+        # fork: the child starts instantly with the parent's modules; spawn where fork is unsafe.
+        forking = sys.platform == "linux"
+        ctx = mp.get_context("fork" if forking else "spawn")
+        pairs = [ctx.Pipe(duplex=True) for _ in range(self.n)]
+        self.conns = [parent for parent, _ in pairs]
+        children = [child for _, child in pairs]
+        if forking:
+            # One process imports litellm, then forks the others (see the module docstring).
+            # It inherits the parent's ends of every pipe and must close them, or it would
+            # never see EOF when the parent dies.
+            targets = [(_zygote_main, (children, self.conns))]
+        else:
+            targets = [(_worker_main, (child,)) for child in children]
+        for i, (target, args) in enumerate(targets):
+            proc = ctx.Process(target=target, args=args, name=f"harness-worker-{i}", daemon=True)
+            proc.start()
+            self.procs.append(proc)
+        for child in children:
+            child.close()
+        return self
+
+    def run(self, specs: list[Any], on_result) -> None:
+        """Send every spec; call `on_result(index, CallResult)` in this process as results come."""
+        from harness.types import CallResult
+
+        shares = [[(i, s) for i, s in enumerate(specs) if i % self.n == k] for k in range(self.n)]
+        pending = {k: {i for i, _ in share} for k, share in enumerate(shares)}
+        for k, (conn, share) in enumerate(zip(self.conns, shares, strict=True)):
+            limits = {
+                key: {
+                    "rpm": _share(getattr(v, "rpm", None), self.n, k),
+                    "tpm": _share(getattr(v, "tpm", None), self.n, k),
+                }
+                for key, v in self.rate_limits.items()
+                if v is not None
+            }
+            conn.send(("jobs", share, _share(self.concurrency, self.n, k), limits))
+        live = {conn: k for k, conn in enumerate(self.conns)}
+        while live:
+            for conn in wait(list(live), timeout=1.0):
+                k = live[conn]
+                try:
+                    kind, payload = conn.recv()
+                except (EOFError, OSError):
+                    # The worker died (OOM, crash): its unfinished calls become error records.
+                    for i in sorted(pending[k]):
+                        on_result(
+                            i,
+                            CallResult(
+                                output=None, latency_ms=None, error="other: worker process died"
+                            ),
+                        )
+                    pending[k].clear()
+                    del live[conn]
+                    continue
+                if kind == "results":
+                    for i, result in payload:
+                        pending[k].discard(i)
+                        on_result(i, result)
+                elif kind == "done":
+                    self.requests += payload.get("requests", 0)
+                    del live[conn]
+                elif kind == "error":
+                    raise RuntimeError(f"worker failed: {payload}")
+
+    def close(self, *, now: bool = False) -> None:
+        """Stop the workers: they exit on EOF; `now` terminates them without waiting."""
+        for conn in self.conns:
+            with contextlib.suppress(OSError):
+                conn.close()
+        if now:
+            for proc in self.procs:
+                if proc.is_alive():
+                    proc.terminate()
+        deadline = time.monotonic() + 2
+        for proc in self.procs:
+            proc.join(max(0.0, deadline - time.monotonic()))
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(1)
+
+
+# ---------------------------------------------------------------- in the worker
+
+
+def _ignore_signals() -> None:
+    # Ctrl-C reaches the whole process group; the parent decides, and closes our pipe.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _zygote_main(conns: list[Connection], parent_ends: list[Connection]) -> None:
+    """Worker 0 on Linux: import litellm once, fork workers 1..n-1, serve conns[0], reap them."""
+    _ignore_signals()
+    for end in parent_ends:
+        end.close()
+    with contextlib.suppress(Exception):  # a broken install is reported by each worker below
+        from harness.calls._litellm import import_litellm
+
+        import_litellm()
+    kids = []
+    for k in range(1, len(conns)):
+        pid = os.fork()
+        if pid == 0:
+            for j, conn in enumerate(conns):
+                if j != k:
+                    conn.close()
+            _serve_conn(conns[k])
+            os._exit(0)
+        kids.append(pid)
+        # Only worker k may hold its pipe end, so the parent sees EOF if that worker dies.
+        conns[k].close()
+    _serve_conn(conns[0])
+    # Reap the workers this process forked (their CPU and memory then count in the parent's
+    # rusage, and no zombie is left behind).
+    for pid in kids:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+    os._exit(0)  # skip atexit handlers inherited from the parent (pytest, sqlite, threads)
+
+
+def _worker_main(conn: Connection) -> None:
+    """A spawned worker (macOS, Windows): imports litellm itself."""
+    _ignore_signals()
+    try:
+        _serve_conn(conn)
+    finally:
+        os._exit(0)
+
+
+def _serve_conn(conn: Connection) -> None:
+    try:
+        from harness.calls.engine import Engine, import_litellm
+        from harness.suite import RateLimit
+
+        import_litellm()
+        try:
+            _, jobs, concurrency, limits = conn.recv()
+        except (EOFError, OSError):
+            return  # the parent needed no calls after all
+        engine = Engine(
+            concurrency=concurrency,
+            cache=None,  # the parent owns the cache (one writer, batched)
+            rate_limits={k: RateLimit(**v) for k, v in limits.items()},
+        )
+        asyncio.run(_serve(conn, jobs, engine))
+        conn.send(("done", {"requests": engine.stats.requests}))
+    except (BrokenPipeError, EOFError, ConnectionResetError):
+        pass
+    except Exception as e:  # a bug: let the parent show it
+        with contextlib.suppress(OSError):
+            conn.send(("error", f"{type(e).__name__}: {e}"))
+
+
+async def _serve(conn: Connection, jobs: list[tuple[int, Any]], engine) -> None:
+    loop = asyncio.get_running_loop()
+    out: list[tuple[int, Any]] = []
+
+    def parent_gone() -> None:
+        # The parent never writes after the job list, so readability means EOF: it exited.
+        os._exit(1)
+
+    loop.add_reader(conn.fileno(), parent_gone)
+
+    async def one(i: int, spec) -> None:
+        result = await engine.call(spec)
+        out.append((i, result))
+
+    async def flusher() -> None:
+        while True:
+            await asyncio.sleep(BATCH_SECONDS)
+            if out:
+                batch = out[:]
+                del out[:]
+                conn.send(("results", batch))
+
+    task = asyncio.create_task(flusher())
+    await asyncio.gather(*(one(i, s) for i, s in jobs))
+    task.cancel()
+    if out:
+        conn.send(("results", out[:]))

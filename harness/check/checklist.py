@@ -1,0 +1,94 @@
+"""`harness check`: validate the suite and its data without calling a model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.check.hygiene import DEFAULT_NEAR_DUP_THRESHOLD, check_hygiene
+from harness.check.readiness import FAIL, PASS, WARN, power_lines, readiness_lines
+from harness.data.dataset import Dataset, load_dataset
+from harness.prompt.templates import validate_templates
+from harness.retrieve import validate_retrieval
+from harness.score.registry import validate_suite
+from harness.suite import Suite, load_suite
+
+MARKS = {PASS: "✓", WARN: "!", FAIL: "✗"}
+
+
+@dataclass
+class CheckLine:
+    status: str
+    name: str
+    detail: str
+
+
+@dataclass
+class CheckReport:
+    """Readiness findings advise (exit 0); only a broken suite (raised as SuiteError) exits non-zero."""
+
+    suite: Suite
+    dataset: Dataset
+    lines: list[CheckLine] = field(default_factory=list)
+    hygiene: dict | None = (
+        None  # overlap pairs and label counts (harness.check.hygiene), for --json
+    )
+
+    def add(self, status: str, name: str, detail: str) -> None:
+        self.lines.append(CheckLine(status, name, detail))
+
+    def render(self) -> str:
+        out = [f"{self.suite.name}: suite and data are valid ({self.suite.path})"]
+        out += [f"  {MARKS[line.status]} {line.name}: {line.detail}" for line in self.lines]
+        return "\n".join(out)
+
+    def to_dict(self) -> dict:
+        return {
+            "suite": self.suite.name,
+            "path": str(self.suite.path),
+            "valid": True,
+            "test_examples": len(self.dataset.test),
+            "train_examples": len(self.dataset.train),
+            "data_hashes": self.dataset.hashes,
+            "checks": [line.__dict__ for line in self.lines],
+            "hygiene": self.hygiene,
+        }
+
+
+def check_suite(path: str | Path, *, near_dup_threshold: float | None = None) -> CheckReport:
+    suite = validate_suite(load_suite(path))
+    # Data before templates: a wrong column name is reported as such, not as a template variable.
+    dataset = load_dataset(suite)
+    validate_templates(suite)
+    retrieval = validate_retrieval(suite, dataset.test)  # corpora readable, retrievers importable
+    report = CheckReport(suite, dataset)
+    report.add(
+        PASS, "variants", ", ".join(f"{v.name} ({v.kind}, {v.model})" for v in suite.variants)
+    )
+    report.add(PASS, "baseline", suite.baseline)
+    if suite.spec.data.train:
+        report.add(PASS, "train set", f"{len(dataset.train)} examples")
+    if dataset.labels is not None:
+        report.add(PASS, "labels", f"{len(dataset.labels)} classes")
+    for status, name, detail in retrieval:
+        report.add(status, name, detail)
+    _add_readiness(report, near_dup_threshold)
+    return report
+
+
+def _add_readiness(report: CheckReport, near_dup_threshold: float | None) -> None:
+    """Readiness checklist, power analysis and data hygiene (advisory lines; no model calls)."""
+    suite, dataset = report.suite, report.dataset
+    hygiene = check_hygiene(
+        dataset.test,
+        dataset.train,
+        task=suite.task,
+        threshold=DEFAULT_NEAR_DUP_THRESHOLD if near_dup_threshold is None else near_dup_threshold,
+    )
+    for status, name, detail in [
+        *readiness_lines(suite, dataset),
+        *power_lines(suite, len(dataset.test)),
+        *hygiene.lines(),
+    ]:
+        report.add(status, name, detail)
+    report.hygiene = hygiene.to_dict()

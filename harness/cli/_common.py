@@ -1,0 +1,41 @@
+"""What every command shares: the exit-code help, the error handler, common options."""
+
+from __future__ import annotations
+
+import sys
+from functools import wraps
+
+import click
+
+from harness.errors import HarnessError
+
+EXIT_CODES_HELP = """\b
+Exit codes:
+  0  every guarded variant passed (or the suite declares no guard)
+  1  the guard flagged something: fail, inconclusive, abandon; or a regression
+  2  the suite or the command line is wrong; nothing was called
+  3  the run could not be judged: provider errors above max_error_rate
+  130  interrupted (Ctrl-C / SIGTERM): results so far are saved; finish with --resume
+"""
+
+
+tracking_uri_option = click.option(
+    "--tracking-uri",
+    default=None,
+    help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db).",
+)
+
+
+def handle_errors(fn):
+    """User errors print one clear message and exit with their code; bugs keep their traceback."""
+
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except HarnessError as e:
+            for line in str(e).splitlines():
+                click.echo(f"Error: {line}", err=True)
+            sys.exit(e.exit_code)
+
+    return wrapper

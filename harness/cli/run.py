@@ -1,0 +1,103 @@
+"""`harness run`."""
+
+from __future__ import annotations
+
+import click
+
+from harness.cli._common import EXIT_CODES_HELP, handle_errors, tracking_uri_option
+from harness.report.console import print_summary
+from harness.run import RunOptions, run_suite
+from harness.run.warmup import exit_process
+
+
+@click.command(epilog=EXIT_CODES_HELP)
+@click.argument("suite_path", metavar="SUITE.yaml", type=click.Path(dir_okay=False))
+@click.option(
+    "--variant",
+    "variants",
+    multiple=True,
+    metavar="NAME",
+    help="Run only this variant (repeatable).",
+)
+@click.option(
+    "--limit",
+    type=int,
+    default=None,
+    metavar="N",
+    help="Only the first N test examples (deterministic smoke run).",
+)
+@click.option(
+    "--concurrency",
+    type=int,
+    default=8,
+    show_default=True,
+    help="Requests in flight at once, across variants.",
+)
+@click.option("--no-cache", is_flag=True, help="Ignore and don't fill runs/.cache.sqlite.")
+@click.option(
+    "--resume",
+    is_flag=False,
+    flag_value="latest",
+    default=None,
+    metavar="[RUN_ID]",
+    help="Finish an interrupted run (default: the suite's latest) without repeating completed calls.",
+)
+@tracking_uri_option
+@click.option(
+    "--runs-dir",
+    default="runs",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where run directories and the cache live.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+@click.option(
+    "--junit",
+    default=None,
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Write verdicts as JUnit XML (for CI).",
+)
+@click.option(
+    "--allow-inconclusive", is_flag=True, help="Exit 0 when a guarded variant is only inconclusive."
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Processes making the calls [default: one per core (max 4) for runs of 256+ calls; 0: this process].",
+)
+@handle_errors
+def run(
+    suite_path,
+    variants,
+    limit,
+    concurrency,
+    no_cache,
+    resume,
+    tracking_uri,
+    runs_dir,
+    as_json,
+    junit,
+    allow_inconclusive,
+    workers,
+):
+    """Run every variant of a suite over the same examples and write runs/<suite>/<run-id>/."""
+    options = RunOptions(
+        variants=list(variants) or None,
+        limit=limit,
+        concurrency=concurrency,
+        no_cache=no_cache,
+        resume=resume,
+        runs_dir=runs_dir,
+        workers=workers,
+        tracking_uri=tracking_uri,
+        junit=junit,
+        allow_inconclusive=allow_inconclusive,
+        tracking_child=True,  # MLflow off this process (harness.track.child)
+    )
+    outcome = run_suite(suite_path, options)
+    print_summary(
+        outcome.summary, outcome.variants, outcome.run_dir, notes=outcome.notes, as_json=as_json
+    )
+    exit_process(outcome.exit_code)

@@ -1,0 +1,75 @@
+"""Break-even of a cheaper variant: when does its training cost pay for itself?
+
+A fine-tuned small model that is cheaper per request than the baseline recovers its training cost
+after training / (baseline − variant cost per request) requests. Costs per request come from the
+run itself (measured spend / calls), so they reflect the suite's real prompts and outputs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def cost_per_request(stats: dict[str, Any]) -> float | None:
+    """Measured USD per call of one variant (None when it made no calls)."""
+    calls = stats.get("n_calls") or 0
+    if calls <= 0 or stats.get("cost_usd") is None:
+        return None
+    return float(stats["cost_usd"]) / calls
+
+
+def cost_ratio(variant_cpr: float | None, baseline_cpr: float | None) -> float | None:
+    """Variant cost per request as a multiple of the baseline's (0.17 = 17% of the cost)."""
+    if variant_cpr is None or not baseline_cpr:
+        return None
+    return variant_cpr / baseline_cpr
+
+
+def break_even(
+    training_usd: float,
+    baseline_cpr: float,
+    variant_cpr: float,
+    monthly_requests: float | None = None,
+) -> dict[str, float | None] | None:
+    """Break-even requests, payback months and monthly saving; None if the variant is not cheaper.
+
+    Pure arithmetic, so each number can be checked by hand:
+    break_even_requests = training / (baseline − variant), payback = that / monthly volume.
+    """
+    saving = baseline_cpr - variant_cpr
+    if saving <= 0:
+        return None
+    requests = training_usd / saving
+    return {
+        "training_usd": training_usd,
+        "baseline_cost_per_request": baseline_cpr,
+        "variant_cost_per_request": variant_cpr,
+        "saving_per_request": saving,
+        "cost_ratio": cost_ratio(variant_cpr, baseline_cpr),
+        "break_even_requests": requests,
+        "monthly_requests": monthly_requests,
+        "payback_months": requests / monthly_requests if monthly_requests else None,
+        "monthly_saving_usd": saving * monthly_requests if monthly_requests else None,
+    }
+
+
+def break_even_table(suite, summary: dict[str, Any]) -> dict[str, dict]:
+    """summary["break_even"]: one entry per variant cheaper per request than the baseline."""
+    variants = summary.get("variants", {})
+    base = variants.get(suite.baseline)
+    base_cpr = cost_per_request(base) if base else None
+    if not base_cpr:
+        return {}
+    monthly = suite.spec.volume.monthly_requests if suite.spec.volume else None
+    out = {}
+    for v in suite.variants:
+        if v.name == suite.baseline or v.name not in variants:
+            continue
+        cpr = cost_per_request(variants[v.name])
+        if cpr is None:
+            continue
+        training = v.training.total_usd() if v.training else 0.0
+        row = break_even(training, base_cpr, cpr, monthly)
+        if row is not None:
+            out[v.name] = row
+    return out

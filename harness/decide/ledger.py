@@ -1,0 +1,100 @@
+"""The sunk-cost ledger: what each lineage (variant name) has cost and achieved across runs.
+
+A run records one compact `ledger_entry` (logged by tracking as a tag of the parent run); the
+ledger of a lineage is folded from the entries of earlier runs plus the current one. Iterations
+are distinct model ids: re-running the same fine-tuned model is not a new attempt, and its
+training cost is counted once. Evaluation spend is counted on every run, because every run paid.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def ledger_entry(suite, summary: dict[str, Any]) -> dict:
+    """This run's contribution to every lineage's ledger (small: it travels as an MLflow tag).
+
+    {"metric": "macro_f1", "variants": {name: {"model", "training_usd", "eval_cost_usd",
+    "delta", "verdict"}}}; `delta` is the guard metric's Δ vs the baseline (None without a guard);
+    `verdict` is None here and filled in by harness.decide.guard.decide once the verdicts exist.
+    """
+    guard = suite.spec.guard
+    metric = guard.metric if guard else None
+    out: dict[str, dict] = {}
+    for v in suite.variants:
+        stats = summary.get("variants", {}).get(v.name)
+        if stats is None:  # not selected in this run (--variant)
+            continue
+        delta = (stats.get("delta") or {}).get(metric) if metric else None
+        out[v.name] = {
+            "model": v.model,
+            "training_usd": round(v.training.total_usd(), 6) if v.training else 0.0,
+            "eval_cost_usd": round(float(stats.get("cost_usd") or 0.0), 6),
+            "delta": None if not delta or delta.get("value") is None else round(delta["value"], 6),
+            "verdict": None,
+        }
+    return {"metric": metric, "variants": out}
+
+
+def lineage(name: str, history: list[dict], current: dict) -> dict:
+    """Fold the entries of `name` from earlier runs (oldest first) and this run's entry.
+
+    `current` is this run's `ledger_entry(...)`. Returns iterations, the distinct model ids in
+    order, training / evaluation / total spend, the best Δ so far on the current guard metric
+    (earlier runs on another metric are not comparable), and whether any run passed.
+    """
+    entries = []
+    for run in history:
+        le = run.get("ledger_entry") or {}
+        # Tolerate a bare {variant: entry} mapping (no "metric"/"variants" envelope).
+        entry = le.get("variants", le).get(name)
+        if isinstance(entry, dict):
+            entries.append((le.get("metric"), entry))
+    this = current.get("variants", {}).get(name)
+    if this:
+        entries.append((current.get("metric"), this))
+
+    models: list[str] = []
+    training = 0.0
+    evaluation = 0.0
+    best: float | None = None
+    passed_before = False
+    for i, (metric, e) in enumerate(entries):
+        if e.get("model") not in models:
+            models.append(e.get("model"))
+            training += float(e.get("training_usd") or 0.0)
+        evaluation += float(e.get("eval_cost_usd") or 0.0)
+        d = e.get("delta")
+        if d is not None and metric == current.get("metric") and (best is None or d > best):
+            best = d
+        if e.get("verdict") == "pass" and i < len(entries) - (1 if this else 0):
+            passed_before = True
+    return {
+        "iterations": len(models),
+        "models": models,
+        "runs": len(entries),
+        "training_usd": round(training, 6),
+        "eval_usd": round(evaluation, 6),
+        "spent_usd": round(training + evaluation, 6),
+        "best_delta": best,
+        "passed_before": passed_before,
+    }
+
+
+def limit_reached(ledger: dict, max_iterations: int | None, budget_usd: float | None) -> str | None:
+    """Why the lineage must stop ("3 of 3 iterations", "$512 of $500 budget"), or None."""
+    reasons = []
+    if max_iterations is not None and ledger["iterations"] >= max_iterations:
+        reasons.append(f"{ledger['iterations']} of {max_iterations} iterations")
+    if budget_usd is not None and ledger["spent_usd"] >= budget_usd:
+        reasons.append(f"{usd(ledger['spent_usd'])} of {usd(budget_usd)} budget")
+    return ", ".join(reasons) or None
+
+
+def usd(x: float) -> str:
+    """Dollars for a sentence: whole dollars when large, cents when small."""
+    if x >= 10:
+        return f"${x:,.0f}"
+    if x >= 0.01:
+        return f"${x:,.2f}"
+    return f"${x:.4f}" if x else "$0"

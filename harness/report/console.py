@@ -1,0 +1,113 @@
+"""`harness run`'s terminal output: variant and quality tables, notes, verdict sentences."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from harness.score.registry import is_quality, lookup
+
+
+def print_summary(
+    summary: dict[str, Any],
+    variants: list[str],
+    run_dir: Path,
+    *,
+    notes: dict[str, list[str]],
+    as_json: bool = False,
+) -> None:
+    """The run's summary on stdout: a table for people, or the summary JSON with --json."""
+    if as_json:
+        sys.stdout.write(json.dumps(summary, indent=2, ensure_ascii=False, default=str) + "\n")
+        return
+    console = Console(soft_wrap=True)
+    if not console.is_terminal:
+        console = Console(soft_wrap=True, width=120)  # pipes and CI logs: don't truncate columns
+    console.print(variant_table(summary, variants))
+    quality = metrics_table(summary)
+    if quality is not None:
+        console.print(quality)
+    for name, lines in notes.items():
+        for note in lines:
+            console.print(f"note: {name}: {note}")
+    # Notes about the run as a whole, e.g. a ledger read from runs/ only: they weaken the verdict.
+    for note in summary.get("notes") or []:
+        console.print(f"note: {note}", markup=False, highlight=False)
+    # The guard's verdicts, one plain sentence each (markup off: sentences hold brackets).
+    for v in ((summary.get("guard") or {}).get("verdicts") or {}).values():
+        console.print(f"{v['verdict'].upper()}: {v['sentence']}", markup=False, highlight=False)
+    console.print(f"results: {run_dir}")
+
+
+def variant_table(summary: dict[str, Any], variants: list[str]):
+    """A rich Table of answers/errors/latency/cost per variant, from the summary's figures."""
+    table = Table(title=f"{summary['suite']} · run {summary['run_id']}")
+    for col in (
+        "variant",
+        "calls",
+        "errors",
+        "cached",
+        "p50 ms",
+        "p95 ms",
+        "tokens in/out",
+        "cost $",
+    ):
+        table.add_column(col, justify="left" if col == "variant" else "right", no_wrap=True)
+    for name in variants:
+        s = summary["variants"][name]
+        table.add_row(
+            name,
+            str(s["n_calls"]),
+            str(s["n_errors"]),
+            str(s["cached_calls"]),
+            _fmt(s["latency_p50_ms"]),
+            _fmt(s["latency_p95_ms"]),
+            f"{s['tokens_in']}/{s['tokens_out']}",
+            "unknown" if s["cost_usd"] is None else f"{s['cost_usd']:.4f}",
+        )
+    return table
+
+
+def metrics_table(summary: dict[str, Any]):
+    """Quality metrics with their CIs, and each variant's paired difference from the baseline."""
+    names = [n for n in summary.get("metrics") or [] if lookup(n) is not None and is_quality(n)]
+    variants = summary.get("variants") or {}
+    if not names or not variants:
+        return None
+    baseline = summary.get("baseline")
+    table = Table(title="quality (95% CI)")
+    table.add_column("variant", no_wrap=True)
+    table.add_column("metric", no_wrap=True)
+    table.add_column("value", justify="right", no_wrap=True)
+    table.add_column(f"Δ vs {baseline} (paired)", justify="right", no_wrap=True)
+    for vname, v in variants.items():
+        for i, name in enumerate(names):
+            table.add_row(
+                vname if i == 0 else "",
+                name,
+                _interval((v.get("metrics") or {}).get(name)),
+                "baseline"
+                if vname == baseline
+                else _interval((v.get("delta") or {}).get(name), signed=True),
+                end_section=i == len(names) - 1,
+            )
+    return table
+
+
+def _interval(m: dict | None, *, signed: bool = False) -> str:
+    if not m or m.get("value") is None:
+        return "-"
+    fmt = "{:+.3f}" if signed else "{:.3f}"
+    text = fmt.format(m["value"])
+    if m.get("ci_low") is not None and m.get("ci_high") is not None:
+        text += f" [{fmt.format(m['ci_low'])}, {fmt.format(m['ci_high'])}]"
+    return text
+
+
+def _fmt(x) -> str:
+    return "-" if x is None else f"{x:.0f}"

@@ -1,0 +1,395 @@
+"""report.md: the run's verdicts, comparison, differences, break-even, judge, retrieval and the
+worst examples, as markdown rendered from the run directory's files."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from harness.rundir.reader import RunFiles
+from harness.score.record import example_score, judge_text, reason_text, retrieved_text
+from harness.score.registry import is_quality
+
+WORST_PER_VARIANT = 5
+CELL_CHARS = 160
+
+
+def primary_metric(summary: dict[str, Any]) -> str | None:
+    """The hypothesis metric, else the first declared quality metric."""
+    hyp = summary.get("hypothesis") or {}
+    if hyp.get("metric"):
+        return hyp["metric"]
+    names = list(summary.get("metrics") or [])
+    for v in (summary.get("variants") or {}).values():
+        names += [m for m in v.get("metrics", {}) if m not in names]
+    quality = [m for m in names if is_quality(m)]
+    return (quality or names or [None])[0]
+
+
+def as_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def cost_per_1k(v: dict[str, Any]) -> float | None:
+    metric = (v.get("metrics") or {}).get("cost_per_1k")
+    if isinstance(metric, dict) and metric.get("value") is not None:
+        return metric["value"]
+    if v.get("cost_usd") is None or not v.get("n_calls"):
+        return None
+    return v["cost_usd"] / v["n_calls"] * 1000
+
+
+# ---------------------------------------------------------------- markdown
+
+
+def _num(x: Any, metric: str = "") -> str:
+    if x is None:
+        return "–"
+    if isinstance(x, (int, float)):
+        if metric.startswith("cost"):
+            return f"${x:.4g}"  # small per-request costs need significant digits, not decimals
+        if not is_quality(metric) and abs(x) >= 10:  # a unit (ms, tokens): one decimal
+            return f"{x:,.1f}"
+        return f"{x:.3f}"
+    return str(x)
+
+
+def _ci(m: dict[str, Any] | None, metric: str) -> str:
+    if not m:
+        return "–"
+    text = _num(m.get("value"), metric)
+    if m.get("ci_low") is not None and m.get("ci_high") is not None:
+        text += f" [{_num(m['ci_low'], metric)}, {_num(m['ci_high'], metric)}]"
+    return text
+
+
+def _cell(value: Any) -> str:
+    """A table cell: one line, cut at CELL_CHARS, escaped."""
+    text = as_text(value).replace("\r", " ").replace("\n", " ")
+    if len(text) > CELL_CHARS:
+        text = text[: CELL_CHARS - 1] + "…"
+    return _inline(text)
+
+
+def _inline(value: Any) -> str:
+    """One line of text, escaped but whole (verdict sentences are never cut)."""
+    text = as_text(value).replace("\r", " ").replace("\n", " ")
+    # Pipes end a table cell; backticks/asterisks would turn model output into formatting.
+    return re.sub(r"([|\\`*_\[\]<>])", r"\\\1", text)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return out + [""]
+
+
+def render_markdown(run: RunFiles, plot_paths: list[Path]) -> str:
+    s = run.summary
+    variants = s.get("variants") or {}
+    baseline = s.get("baseline")
+    metrics = list(s.get("metrics") or [])
+    for v in variants.values():
+        metrics += [m for m in v.get("metrics", {}) if m not in metrics]
+    lines = [f"# {run.suite_name} — run {s.get('run_id', run.path.name)}", ""]
+    facts = [
+        f"task: {s.get('task', '?')}",
+        f"test examples: {s.get('n_examples', '?')}",
+        f"baseline: `{baseline}`",
+        f"started {s.get('started_at', '?')}, finished {s.get('finished_at', '?')}",
+    ]
+    lines += ["; ".join(facts), ""]
+    hyp = s.get("hypothesis")
+    if hyp:
+        lines += [
+            f"**Hypothesis** (pre-registered): {hyp.get('test')} on `{hyp.get('metric')}`, "
+            f"margin {hyp.get('margin')}, confidence {hyp.get('confidence')}.",
+            "",
+        ]
+
+    lines += _verdicts(s)
+    lines += _notes(s.get("notes") or [], run.notes)
+
+    lines += ["## Comparison", ""]
+    header = ["variant", "kind", "model", *metrics, "cost (USD)", "cost / 1k req", "errors"]
+    rows = []
+    for name, v in variants.items():
+        label = f"**{name}** (baseline)" if name == baseline else f"**{name}**"
+        errors = f"{v.get('n_errors', 0)} / {v.get('n_calls', 0)}"
+        if v.get("errors_by_reason"):
+            errors += " (" + ", ".join(f"{k}: {n}" for k, n in v["errors_by_reason"].items()) + ")"
+        rows.append(
+            [label, _cell(v.get("kind")), _cell(v.get("model"))]
+            + [_ci((v.get("metrics") or {}).get(m), m) for m in metrics]
+            + [_num(v.get("cost_usd"), "cost"), _num(cost_per_1k(v), "cost"), _cell(errors)]
+        )
+    lines += _table(header, rows)
+    lines += ["Values with [95% CI]; rates are fractions (0.53 = 53%).", ""]
+
+    delta_rows = []
+    for name, v in variants.items():
+        for m, d in (v.get("delta") or {}).items():
+            p = d.get("p_value")
+            delta_rows.append([f"**{name}**", m, _ci(d, m), "–" if p is None else f"{p:.3g}"])
+    if delta_rows:
+        lines += [f"## Differences vs baseline `{baseline}` (paired, same examples)", ""]
+        lines += _table(["variant", "metric", "Δ [95% CI]", "p"], delta_rows)
+
+    lines += _break_even(s)
+    lines += _judge(s)
+    lines += _retrieval(s)
+
+    if plot_paths:
+        lines += ["## Plots", ""]
+        for p in plot_paths:
+            lines += [f"![{p.stem}](plots/{p.name})", ""]
+
+    lines += _worst(run)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+# What each guard flag means, for the reader of the verdict.
+FLAG_TEXT = {
+    "error_rate": "provider errors above the guard's max_error_rate: the run could not be judged",
+    "moved_goalposts": "the hypothesis is weaker than the one registered first (see below)",
+}
+
+
+def _verdicts(s: dict[str, Any]) -> list[str]:
+    guard = s.get("guard") or {}
+    verdicts = guard.get("verdicts") or {}
+    if not verdicts:
+        return []
+    lines = ["## Verdicts", ""]
+    for name, v in verdicts.items():
+        verdict = v.get("verdict", "?") if isinstance(v, dict) else v
+        sentence = v.get("sentence", "") if isinstance(v, dict) else ""
+        # The sentence is the product: never cut it (unlike table cells).
+        lines.append(f"- **{name} — {verdict}**: {_inline(sentence)}")
+        for flag in (v.get("flags") or []) if isinstance(v, dict) else []:
+            lines.append(f"  - ⚠ {_inline(flag)}: {FLAG_TEXT.get(flag, flag)}")
+    lines += _goalposts(guard.get("moved_goalposts"))
+    lines.append(f"\nexit code: {s.get('exit_code', '?')}")
+    return lines + [""]
+
+
+def _notes(*groups: list[str]) -> list[str]:
+    """What weakens or limits this report (e.g. a ledger read from runs/ only); none: nothing."""
+    notes = [n for g in groups for n in g]
+    if not notes:
+        return []
+    return ["**Notes**", "", *(f"- {_inline(n)}" for n in notes), ""]
+
+
+def _goalposts(moved: Any) -> list[str]:
+    if not moved:
+        return []
+    if not isinstance(moved, dict):
+        return [f"- **moved goalposts**: {_inline(as_text(moved))}"]
+    changes = "; ".join(str(c) for c in moved.get("changes") or []) or "the hypothesis changed"
+    text = (
+        f"- **moved goalposts**: {_inline(changes)} — registered in run "
+        f"`{moved.get('registered_run_id')}`, weakened after the failing run "
+        f"`{moved.get('after_failing_run_id')}`"
+    )
+    return [text]
+
+
+BREAK_EVEN_COLUMNS = {
+    "training_usd": "training",
+    "saving_per_request": "saving / request",
+    "cost_ratio": "cost ratio",
+    "break_even_requests": "break-even requests",
+    "payback_months": "payback (months)",
+    "monthly_saving_usd": "monthly saving",
+}
+
+
+def _be_num(key: str, x: Any) -> str:
+    if not isinstance(x, (int, float)):
+        return "–"
+    if key.endswith("_usd") or key.endswith("per_request"):
+        return f"${x:,.4g}" if abs(x) < 1000 else f"${x:,.0f}"
+    if key.endswith("requests"):
+        return f"{x:,.0f}"
+    return f"{x:.2f}"
+
+
+def _break_even(s: dict[str, Any]) -> list[str]:
+    rows = {k: v for k, v in (s.get("break_even") or {}).items() if isinstance(v, dict)}
+    if not rows:
+        return []
+    lines = ["## Break-even (variants cheaper per request than the baseline)", ""]
+    table = [
+        [f"**{name}**"] + [_be_num(k, v.get(k)) for k in BREAK_EVEN_COLUMNS]
+        for name, v in rows.items()
+    ]
+    return lines + _table(["variant", *BREAK_EVEN_COLUMNS.values()], table)
+
+
+def _kappa(agreement: dict, which: str) -> str | None:
+    """Cohen's kappa with its number of pairs, or None when nothing was paired."""
+    pairs = (agreement or {}).get(f"{which}_pairs") or 0
+    if not pairs:
+        return None
+    k = agreement.get(which)
+    return f"{'–' if k is None else f'{k:.2f}'} (n={pairs})"
+
+
+def _pct(x: Any) -> str | None:
+    return f"{x:.0%}" if isinstance(x, (int, float)) else None
+
+
+# The judge table's columns: header -> cell of one variant's summary["judge"]["variants"] entry
+# (None: not measured; a column with no value in any row is left out).
+JUDGE_COLUMNS = {
+    "judge [95% CI]": lambda j: _ci(j["judge"], "judge") if "judge" in j else None,
+    "preference (win rate) [95% CI]": lambda j: (
+        _ci(j["preference"], "preference") if "preference" in j else None
+    ),
+    "wins / losses / ties": lambda j: (
+        f"{j['wins']} / {j['losses']} / {j['ties_or_split']}" if "wins" in j else None
+    ),
+    "position bias": lambda j: _pct(j.get("position_bias")),
+    "κ repeats": lambda j: _kappa(j.get("agreement"), "repeats"),
+    "κ second judge": lambda j: _kappa(j.get("agreement"), "second_model"),
+    "style consistency": lambda j: (
+        _ci(j["style_consistency"], "style_consistency") if "style_consistency" in j else None
+    ),
+    "unscored": lambda j: (
+        str(j.get("unscored", 0) + j.get("unscored_preference", 0))
+        if "unscored" in j or "unscored_preference" in j
+        else None
+    ),
+}
+
+
+def _judge(s: dict[str, Any]) -> list[str]:
+    """The judge stage (summary["judge"]): its own cost and calls, agreement, position bias."""
+    j = s.get("judge")
+    if not isinstance(j, dict) or not j.get("calls") and not j.get("variants"):
+        return []
+    models = ", ".join(f"`{m}`" for m in j.get("models") or []) or "–"
+    cost = _num(j.get("cost_usd"), "cost") if j.get("cost_usd") is not None else "unknown"
+    lines = ["## Judge (LLM-as-judge; its cost is not in the variants' cost)", ""]
+    facts = (
+        f"judge model(s): {models}; {j.get('calls', 0)} calls ({j.get('cached_calls', 0)} "
+        f"cached), {j.get('errors', 0)} errors; cost {cost} "
+        f"({j.get('tokens_in', 0):,} tokens in, {j.get('tokens_out', 0):,} out)."
+    )
+    if j.get("errors_by_reason"):
+        reasons = ", ".join(f"{k}: {n}" for k, n in j["errors_by_reason"].items())
+        facts += f" Errors: {_inline(reasons)} — an unscored answer is left out of the metric,"
+        facts += " never counted as a pass."
+    lines += [facts, ""]
+    per_variant = {k: v for k, v in (j.get("variants") or {}).items() if isinstance(v, dict)}
+    cells = {name: {h: f(v) for h, f in JUDGE_COLUMNS.items()} for name, v in per_variant.items()}
+    shown = [h for h in JUDGE_COLUMNS if any(c[h] is not None for c in cells.values())]
+    if shown:
+        baseline = s.get("baseline")
+        rows = [
+            [f"**{name}**" + (" (baseline)" if name == baseline else "")]
+            + [c[h] if c[h] is not None else "–" for h in shown]
+            for name, c in cells.items()
+        ]
+        lines += _table(["variant", *shown], rows)
+        notes = []
+        if "judge [95% CI]" in shown:
+            notes.append("judge scores are fractions (pass/fail: pass rate; 1-5: (s − 1) / 4)")
+        if "position bias" in shown:
+            notes.append(
+                "position bias: share of pairs where the judge picked the same position in both "
+                "orders (those count as ties)"
+            )
+        if "κ repeats" in shown or "κ second judge" in shown:
+            notes.append(
+                "κ: Cohen's kappa between the judge's repeated samples, or between the two "
+                "judge models, with the number of pairs (quadratic weights on 1-5)"
+            )
+        if notes:
+            text = "; ".join(notes)
+            lines += [text[0].upper() + text[1:] + ".", ""]
+    return lines
+
+
+def _retrieval(s: dict[str, Any]) -> list[str]:
+    """Retrieval quality of RAG variants whose data names gold passages."""
+    rows = []
+    for name, v in (s.get("variants") or {}).items():
+        r = v.get("retrieval")
+        if not isinstance(r, dict):
+            continue
+        hit = r.get("accuracy_gold_retrieved") or {}
+        miss = r.get("accuracy_gold_missed") or {}
+        rows.append(
+            [
+                f"**{name}**",
+                str(r.get("k", "–")),
+                str(r.get("n", "–")),
+                _num(r.get("recall_at_k")),
+                _num(r.get("mrr")),
+                f"{_num(hit.get('value'))} (n={hit.get('n', 0)})",
+                f"{_num(miss.get('value'))} (n={miss.get('n', 0)})",
+            ]
+        )
+    if not rows:
+        return []
+    header = [
+        "variant",
+        "k",
+        "examples with gold",
+        "recall@k",
+        "MRR",
+        "accuracy, gold retrieved",
+        "accuracy, gold missed",
+    ]
+    lines = ["## Retrieval (gold passages named by the data)", ""]
+    lines += _table(header, rows)
+    return lines + [
+        "A gap between the two accuracy columns says how much the answers depend on retrieval.",
+        "",
+    ]
+
+
+def _worst(run: RunFiles) -> list[str]:
+    lines = [f"## Worst examples (up to {WORST_PER_VARIANT} per variant)", ""]
+    any_rows = False
+    for name in run.variants:
+        recs = run.records.get(name) or []
+        worst = sorted(recs, key=lambda r: (example_score(r), str(r.get("id"))))[:WORST_PER_VARIANT]
+        worst = [r for r in worst if example_score(r) < 1.0]
+        if not worst:
+            continue
+        any_rows = True
+        # Judge samples and retrieved passages get a column when the variant has them.
+        extra = {
+            "judge": judge_text if any(r.get("judge") for r in worst) else None,
+            "retrieved": retrieved_text if any(r.get("retrieved") for r in worst) else None,
+        }
+        extra = {k: f for k, f in extra.items() if f is not None}
+        rows = []
+        for r in worst:
+            ex = run.examples.get(r.get("id"), {})
+            rows.append(
+                [
+                    _cell(r.get("id")),
+                    _cell(ex.get("input")),
+                    _cell(ex.get("expected")),
+                    _cell(r.get("output") if r.get("output") is not None else r.get("error")),
+                    _num(example_score(r)),
+                ]
+                + [_cell(f(r)) for f in extra.values()]
+                + [_cell(reason_text(r))]
+            )
+        lines += [f"### {name}", ""]
+        header = ["id", "input", "expected", "output", "score", *extra, "reason"]
+        lines += _table(header, rows)
+    if not any_rows:
+        lines += ["No example scored below 1.", ""]
+    return lines

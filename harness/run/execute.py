@@ -1,0 +1,187 @@
+"""Sending the calls: cache hits first, then the misses through worker processes or this
+process's event loop; every answer is scored and appended as it arrives."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.calls._litellm import needs_local_provider
+from harness.calls.cache import Cache, cache_key
+from harness.calls.engine import Engine
+from harness.calls.pool import WorkerPool, default_workers
+from harness.run.plan import Job, rate_limits
+from harness.types import CallResult
+
+# Below this many calls one process keeps up and worker start-up would not pay for itself.
+MIN_CALLS_FOR_WORKERS = 256
+
+
+class PoolSlot:
+    """Holds the worker pool, if one is started, so it is always closed."""
+
+    def __init__(self, workers: int | None):
+        self.workers = workers
+        self.pool = None
+
+    def start(self, selected, concurrency: int, limit: int | None) -> None:
+        """Worker processes for remote models, started before the data loads and the prompts
+        render, so their litellm import overlaps that work. Local models (llama.cpp in this
+        process) run in-process: one copy of the model.
+        """
+        workers = self.workers
+        if workers == 0 or any(needs_local_provider(v.model) for v in selected):
+            return
+        calls_at_most = None if limit is None else limit * sum(v.repeats for v in selected)
+        if workers is None and calls_at_most is not None and calls_at_most < MIN_CALLS_FOR_WORKERS:
+            return
+        n = workers if workers is not None else default_workers(concurrency)
+        self.pool = WorkerPool(n, concurrency, rate_limits(selected)).start()
+
+    def keep_if_needed(self, n_calls: int) -> None:
+        """Once the calls are counted: a small run is quicker in this process (the workers would
+        still be importing litellm), so stop them without waiting."""
+        if self.pool is not None and self.workers is None and n_calls < MIN_CALLS_FOR_WORKERS:
+            self.close(now=True)
+            self.pool = None
+
+    def close(self, *, now: bool = False) -> None:
+        if self.pool is not None:
+            self.pool.close(now=now)
+
+
+def make_engine(variants, concurrency: int):
+    return Engine(
+        concurrency=concurrency,
+        cache=None,  # looked up in one batch before the calls; `answered` stores the answers
+        rate_limits=rate_limits(variants),
+    )
+
+
+class RecordSink:
+    """Where a finished call goes: scored, written to results/<variant>.jsonl, counted in the
+    progress bar. Runs on the event loop, so it stays cheap."""
+
+    def __init__(self, scorer, writer, progress):
+        self.scorer = scorer
+        self.writer = writer
+        self.progress = progress
+        self.notes: dict[str, set[str]] = {}
+
+    def finish(self, job: Job, result) -> None:
+        scored = self.scorer.score(job.example, result.output, result.error)
+        record = {
+            "id": job.example.id,
+            "repeat": job.repeat,
+            "model": job.spec.model,
+            "output": result.output,
+            "parsed": scored.get("parsed"),
+            "scores": scored.get("scores", {}),
+            "reasons": scored.get("reasons", {}),
+            "latency_ms": result.latency_ms,
+            "tokens_in": result.tokens_in,
+            "tokens_out": result.tokens_out,
+            "cost_usd": result.cost_usd,
+            "cached": result.cached,
+            "error": result.error,
+            "retrieved": job.retrieved,
+        }
+        self.writer.append(job.variant, record)
+        if result.note:
+            self.notes.setdefault(job.variant, set()).add(result.note)
+        self.progress.advance(job.variant, error=result.error is not None, cost=result.cost_usd)
+
+
+def run_pool(pool, jobs: list[Job], answered, on_first=None) -> bool:
+    """Calls spread over worker processes; True when interrupted."""
+    first_hook = on_first
+
+    def on_result(i: int, result) -> None:
+        nonlocal first_hook
+        if first_hook is not None:
+            hook, first_hook = first_hook, None
+            hook()
+        answered(jobs[i], result)
+
+    return _interruptible(lambda: pool.run([j.spec for j in jobs], on_result))
+
+
+def run_loop(engine, jobs: list[Job], answered) -> bool:
+    """Send every job in this process; True when interrupted."""
+
+    async def one(job: Job) -> None:
+        answered(job, await engine.call(job.spec))
+
+    async def main() -> None:
+        await asyncio.gather(*(one(j) for j in jobs))
+
+    return _interruptible(lambda: asyncio.run(main()))
+
+
+def _interruptible(send) -> bool:
+    """Run `send()`; True when Ctrl-C or SIGTERM (CI cancelling a job: as clean) stopped it."""
+    previous = None
+    if sys.platform != "win32":
+        previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        send()
+    except KeyboardInterrupt:
+        return True
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    return False
+
+
+@dataclass
+class Sent:
+    """What the send step did in this invocation."""
+
+    requests: int = 0  # requests sent (retries included)
+    cache_hits: int = 0
+    interrupted: bool = False
+
+
+def cached_answers(jobs: list[Job], runs_dir, no_cache: bool) -> tuple[Cache | None, dict]:
+    """The open cache (None with --no-cache) and its hits for `jobs`, looked up in one batch
+    before any call (a fully cached re-run never imports litellm)."""
+    if no_cache:
+        return None, {}
+    cache = Cache(Path(runs_dir) / ".cache.sqlite")
+    for j in jobs:
+        j.key = cache_key(j.spec)
+    return cache, cache.get_many([j.key for j in jobs])
+
+
+def send(
+    jobs: list[Job],
+    hits: dict[str, CallResult],
+    cache: Cache | None,
+    sink: RecordSink,
+    pool: PoolSlot,
+    engine_for_misses,
+    on_first=None,
+) -> Sent:
+    """Record the cache hits, then send the misses (worker pool, else `engine_for_misses()`)."""
+
+    def answered(job: Job, result: CallResult) -> None:
+        if cache is not None:
+            cache.put(job.key, result, job.spec.model)  # stores successful answers only
+        sink.finish(job, result)
+
+    sent = Sent(cache_hits=len(hits))
+    for j in jobs:
+        if j.key in hits:
+            sink.finish(j, hits[j.key])
+    misses = [j for j in jobs if j.key not in hits]
+    if misses and pool.pool is not None:
+        sent.interrupted = run_pool(pool.pool, misses, answered, on_first=on_first)
+        sent.requests = pool.pool.requests
+    elif misses:
+        engine = engine_for_misses()
+        sent.interrupted = run_loop(engine, misses, answered)
+        sent.requests = engine.stats.requests
+    return sent

@@ -1,0 +1,244 @@
+"""The run directory `runs/<suite>/<run-id>/`: resolved suite, per-variant JSONL results, resume.
+
+Records are appended as calls finish by a writer thread that batches lines and fsyncs them every
+`interval` seconds, so the event loop never waits on the disk and a crash loses at most the
+last fraction of a second (those calls are simply made again by `--resume`). A kill can leave a
+half-written last line; resume cuts it off before appending.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness import __version__
+from harness._util.jsonl import read_valid_prefix, write_lines_atomic
+from harness.errors import SuiteError
+from harness.rundir.paths import RESULTS, results_path, stage_scores_path, suite_runs_dir
+from harness.suite import VariantSpec, suite_hash
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+
+
+# ---------------------------------------------------------------- the run directory
+
+
+@dataclass
+class RunDir:
+    path: Path
+    suite_name: str
+    run_id: str
+    meta: dict[str, Any] = field(default_factory=dict)  # the `run:` block of suite.yaml
+
+    @property
+    def results_dir(self) -> Path:
+        return self.path / RESULTS
+
+    def results_path(self, variant: str) -> Path:
+        return results_path(self.path, variant)
+
+    def records(self, variant: str) -> list[dict]:
+        return read_valid_prefix(self.results_path(variant))[0]
+
+    def prepare_resume(self, variant: str) -> set[tuple[str, int]]:
+        """Completed (id, repeat) pairs of a variant; drops torn lines and error records.
+
+        Error records are dropped so resume gives failed calls another chance; answered calls
+        are never repeated. The file is rewritten atomically when anything is dropped.
+        """
+        path = self.results_path(variant)
+        records, valid = read_valid_prefix(path)
+        kept: dict[tuple[str, int], dict] = {}
+        for r in records:
+            if r.get("error") is None and "id" in r:
+                kept[(str(r["id"]), int(r.get("repeat", 0)))] = r
+        if path.exists() and (len(kept) != len(records) or valid != path.stat().st_size):
+            write_lines_atomic(path, list(kept.values()))
+        return set(kept)
+
+
+def create_run(
+    runs_dir: str | Path, suite, dataset, *, variants: list[str], limit: int | None
+) -> RunDir:
+    run_id = new_run_id()
+    path = suite_runs_dir(runs_dir, suite.name) / run_id
+    while path.exists():  # two runs in the same second
+        run_id = new_run_id()
+        path = suite_runs_dir(runs_dir, suite.name) / run_id
+    (path / RESULTS).mkdir(parents=True)
+    meta = {"run_id": run_id, "variants": variants, "limit": limit, "started_at": _now()}
+    write_resolved_suite(path / "suite.yaml", suite, dataset, meta)
+    return RunDir(path=path, suite_name=suite.name, run_id=run_id, meta=meta)
+
+
+def open_run(runs_dir: str | Path, suite, run_id: str | None) -> RunDir:
+    """The run to resume: `run_id`, or the latest run of the suite when None/'latest'."""
+    import yaml
+
+    base = suite_runs_dir(runs_dir, suite.name)
+    if run_id in (None, "", "latest"):
+        candidates = (
+            sorted(p for p in base.glob("*") if (p / "suite.yaml").exists())
+            if base.exists()
+            else []
+        )
+        if not candidates:
+            raise SuiteError(
+                f"--resume: no run of suite {suite.name!r} under {base} — start one without --resume"
+            )
+        path = candidates[-1]
+    else:
+        path = base / run_id
+        if not (path / "suite.yaml").exists():
+            found = sorted(p.name for p in base.glob("*")) if base.exists() else []
+            raise SuiteError(
+                f"--resume: no run {run_id!r} under {base}"
+                + (
+                    f" — runs: {', '.join(found[-5:])}"
+                    if found
+                    else " — start one without --resume"
+                )
+            )
+    resolved = yaml.safe_load((path / "suite.yaml").read_text(encoding="utf-8")) or {}
+    meta = resolved.get("run") or {}
+    return RunDir(
+        path=path,
+        suite_name=suite.name,
+        run_id=path.name,
+        meta=meta | {"data_hashes": resolved.get("data_hashes", {})},
+    )
+
+
+def write_resolved_suite(path: Path, suite, dataset, meta: dict) -> None:
+    """The suite as run: top-level keys as written, variants resolved, data hashes, run options.
+
+    The top level stays a valid suite (plus `source`, `suite_hash`, `data_hashes`, `run`), so a
+    report can rebuild the Suite from this file alone.
+    """
+    import yaml
+
+    variants = []
+    for v in suite.variants:
+        dumped = v.model_dump(mode="json", exclude_none=True)
+        variants.append(
+            {
+                k: val
+                for k, val in dumped.items()
+                if k in VariantSpec.model_fields and k != "extends"
+            }
+        )
+    doc = {k: v for k, v in suite.raw.items() if k != "variants"}
+    doc["variants"] = variants
+    doc["source"] = str(suite.path)
+    doc["suite_hash"] = suite_hash(suite)
+    doc["data_hashes"] = dict(dataset.hashes)
+    doc["run"] = {**meta, "harness_version": __version__}
+    text = "# Resolved by harness: the suite as run (defaults and extends applied), data hashes, run options.\n"
+    text += yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
+    path.write_text(text, encoding="utf-8")
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+# ---------------------------------------------------------------- appending
+
+
+class ResultsWriter:
+    """Appends records to results/<variant>.jsonl from a background thread, fsync'd in batches."""
+
+    def __init__(self, run: RunDir, *, interval: float = 0.2):
+        self.run = run
+        self.interval = interval
+        self._pending: list[tuple[str, str]] = []
+        self._cond = threading.Condition()
+        self._write_lock = threading.Lock()  # the thread and flush() never interleave writes
+        self._closed = False
+        self._files: dict[str, Any] = {}
+        self.written = 0
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._loop, name="results-writer", daemon=True)
+        self._thread.start()
+
+    def append(self, variant: str, record: dict) -> None:
+        line = json.dumps(record, ensure_ascii=False, default=str) + "\n"
+        with self._cond:
+            self._pending.append((variant, line))
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait(self.interval)
+                batch, self._pending = self._pending, []
+                closed = self._closed
+            if batch:
+                try:
+                    self._write(batch)
+                except BaseException as e:
+                    self._error = e  # surfaced by close(): a full disk must not pass silently
+            if closed:
+                with self._cond:
+                    if not self._pending:
+                        return
+
+    def _write(self, batch: list[tuple[str, str]]) -> None:
+        by_variant: dict[str, list[str]] = {}
+        for variant, line in batch:
+            by_variant.setdefault(variant, []).append(line)
+        with self._write_lock:
+            for variant, lines in by_variant.items():
+                f = self._files.get(variant)
+                if f is None:
+                    path = self.run.results_path(variant)
+                    f = self._files[variant] = open(path, "a", encoding="utf-8")  # noqa: SIM115
+                f.write("".join(lines))
+                f.flush()
+                os.fsync(f.fileno())
+            self.written += len(batch)
+
+    def flush(self) -> None:
+        """Write everything appended so far (waits for the writer thread)."""
+        with self._cond:
+            batch, self._pending = self._pending, []
+        if batch:
+            self._write(batch)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        self._thread.join()
+        self.flush()
+        for f in self._files.values():
+            f.close()
+        if self._error is not None:
+            raise self._error
+
+
+# Fields the post-call stages (judge, embedding cosine) set on a record; persisted per record.
+STAGE_FIELDS = ("scores", "reasons", "judge")
+
+
+def write_stage_scores(run_dir: str | Path, records: dict[str, list[dict]]) -> None:
+    """results/<variant>.stages.jsonl: each record's fields after the post-call stages, keyed by
+    (id, repeat), so a run read back joins them instead of replaying the stages. Written whole
+    (a resume re-merges every record), for variants whose records the stages changed."""
+    for variant, recs in records.items():
+        rows = [
+            {
+                "id": r["id"],
+                "repeat": r.get("repeat", 0),
+                **{k: r[k] for k in STAGE_FIELDS if k in r},
+            }
+            for r in recs
+        ]
+        write_lines_atomic(stage_scores_path(run_dir, variant), rows)

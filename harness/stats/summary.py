@@ -1,0 +1,237 @@
+"""Records of every variant -> the metrics, intervals and paired deltas of summary.json.
+
+`summarize` is pure: it reads the scored records (results/<variant>.jsonl contents) and the
+dataset, and returns the summary's top-level fields and its "variants" section. The guard,
+ledger and break-even sections are added by their modules.
+
+- Every declared metric gets {"value", "ci_low", "ci_high"}: a Wilson interval for a plain
+  proportion (one 0/1 record per example), otherwise a percentile bootstrap over examples
+  (clustered by example when repeated); operational metrics (latency, tokens, cost) get none.
+- Every non-baseline variant gets "delta" (variant - baseline) for every declared metric on the
+  examples both have: a paired bootstrap CI and p-value for quality metrics (McNemar exact for
+  accuracy), the plain difference for operational ones. The guard metric's interval uses the
+  guard's confidence; the others use 95%.
+- Errors count as wrong answers in every quality metric and are also counted apart.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+from harness.retrieve import k_of, retrieval_metrics
+from harness.score import registry as M
+from harness.score.judge import SECTION_METRICS
+from harness.score.metrics import latency_percentile, per_class, total_cost
+from harness.score.table import Table, make_table
+from harness.stats import bootstrap as S
+from harness.suite import suite_hash
+from harness.suite.kinds import KINDS
+
+SCHEMA_VERSION = 1
+
+
+def summarize(
+    suite: Any, dataset: Any, records: dict[str, list[dict]], meta: dict | None = None
+) -> dict:
+    """summary.json without guard/ledger/break-even: top-level fields and "variants"."""
+    meta = dict(meta or {})
+    B = int(meta.pop("bootstrap_resamples", S.DEFAULT_B))
+    seed = int(meta.pop("seed", S.DEFAULT_SEED))
+    targets = {e.id: e.target for e in dataset.test}
+    entries = [M.entry_name(e) for e in suite.spec.metrics]
+    guard = suite.spec.guard
+    ci_conf = {
+        name: (guard.confidence if guard and guard.metric == name else 0.95) for name, _ in entries
+    }
+
+    tables = {v: make_table(recs, targets, dataset.labels) for v, recs in records.items()}
+    baseline = suite.baseline
+    variants: dict[str, dict] = {}
+    for v in suite.variants:
+        if v.name not in records:
+            continue
+        table = tables[v.name]
+        out = _variant_header(v, table)
+        out["metrics"] = {
+            name: _with_ci(M.compute(name, table, args), ci_conf[name], B, seed)
+            for name, args in entries
+        }
+        if suite.task == "classification":
+            out["per_class"] = per_class(table)
+        if v.name != baseline and baseline in records:
+            out["delta"] = _deltas(
+                entries,
+                tables[baseline],
+                table,
+                targets,
+                dataset.labels,
+                ci_conf,
+                B,
+                seed,
+            )
+        out["errors_by_reason"] = dict(
+            Counter(_reason(r["error"]) for r in table.records if r.get("error") is not None)
+        )
+        variants[v.name] = out
+
+    summary = {
+        "schema_version": SCHEMA_VERSION,
+        "suite": suite.name,
+        "run_id": meta.pop("run_id", None),
+        "started_at": meta.pop("started_at", None),
+        "finished_at": meta.pop("finished_at", None),
+        "suite_hash": meta.pop("suite_hash", None) or suite_hash(suite),
+        "data_hashes": dict(dataset.hashes),
+        "task": suite.task,
+        "baseline": baseline,
+        "n_examples": len(dataset.test),
+        "metrics": [name for name, _ in entries],
+        "hypothesis": suite.hypothesis(),
+        "bootstrap": {"resamples": B, "seed": seed, "interval": "percentile", "unit": "example"},
+        "variants": variants,
+    }
+    summary.update(meta)  # anything else the runner wants at the top level
+    return summary
+
+
+def _variant_header(v: Any, table: Table) -> dict:
+    recs = table.records
+    n_calls = len(recs)
+    n_errors = sum(1 for r in recs if r.get("error") is not None)
+    return {
+        "kind": v.kind,
+        "model": v.model,
+        "base_model": v.base_model,
+        "n_examples": table.n_examples,
+        "n_calls": n_calls,
+        "n_errors": n_errors,
+        "error_rate": n_errors / n_calls if n_calls else 0.0,
+        "cached_calls": sum(1 for r in recs if r.get("cached")),
+        "cost_usd": total_cost(recs),
+        "tokens_in": int(sum(r.get("tokens_in") or 0 for r in recs if r.get("error") is None)),
+        "tokens_out": int(sum(r.get("tokens_out") or 0 for r in recs if r.get("error") is None)),
+    }
+
+
+def _with_ci(result, confidence: float, B: int, seed: int) -> dict:
+    value = M.value_of(result)
+    lo = hi = None
+    if isinstance(result, M.Decomposed) and value is not None:
+        if result.binary:
+            lo, hi = S.wilson_ci(int(result.stats[:, 0].sum()), len(result.stats), confidence)
+        else:
+            lo, hi = S.bootstrap_ci(
+                result.stats, result.combine, confidence=confidence, B=B, seed=seed
+            )
+    return {"value": value, "ci_low": lo, "ci_high": hi}
+
+
+def _deltas(entries, ta: Table, tb: Table, targets, labels, ci_conf, B, seed) -> dict:
+    """variant - baseline on the examples both variants have (the full tables when they agree)."""
+    common = sorted(set(ta.ids) & set(tb.ids))
+    if ta.ids != common:
+        ta = make_table(ta.records, targets, labels, ids=common)
+    if tb.ids != common:
+        tb = make_table(tb.records, targets, labels, ids=common)
+    out: dict[str, dict] = {}
+    for name, args in entries:
+        ra, rb = M.compute(name, ta, args), M.compute(name, tb, args)
+        va, vb = M.value_of(ra), M.value_of(rb)
+        entry = {
+            "value": None if va is None or vb is None else vb - va,
+            "ci_low": None,
+            "ci_high": None,
+            "p_value": None,
+        }
+        if isinstance(ra, M.Decomposed) and isinstance(rb, M.Decomposed):
+            if ra.stats.shape[0] == rb.stats.shape[0]:
+                # Point value from the libraries' own numbers; interval from the paired resamples.
+                boot = S.paired_bootstrap(
+                    ra.stats,
+                    ra.combine,
+                    rb.stats,
+                    rb.combine,
+                    confidence=ci_conf[name],
+                    B=B,
+                    seed=seed,
+                )
+                entry.update(
+                    ci_low=boot["ci_low"],
+                    ci_high=boot["ci_high"],
+                    p_value=boot["p_value"],
+                    p_method="bootstrap",
+                )
+            if name == "accuracy":
+                entry.update(p_value=_mcnemar(ta, tb), p_method="mcnemar-exact")
+            entry["confidence"] = ci_conf[name]
+        out[name] = entry
+    return out
+
+
+def _mcnemar(ta: Table, tb: Table) -> float | None:
+    """Exact McNemar on calls paired by (example, repeat)."""
+
+    def correct(t: Table) -> dict[tuple, bool]:
+        true, pred = t.y()
+        return {
+            (r["id"], r.get("repeat", 0)): p == y
+            for r, y, p in zip(t.records, true, pred, strict=True)
+        }
+
+    a, b = correct(ta), correct(tb)
+    keys = sorted(set(a) & set(b))
+    if not keys:
+        return None
+    return S.mcnemar_exact(np.array([a[k] for k in keys]), np.array([b[k] for k in keys]))
+
+
+def _reason(error: str) -> str:
+    """Group errors by kind: the text before the first ':' (e.g. 'timeout', 'RateLimitError')."""
+    head = str(error).split(":", 1)[0].strip()
+    return (head or str(error))[:60]
+
+
+def judge_section(section: dict, summary: dict) -> dict:
+    """The judge stage's section with each judge metric's slot filled from the variant's own
+    metrics, so the report's Judge table and its Comparison table show the same interval."""
+    for variant, out in (section.get("variants") or {}).items():
+        metrics = (summary.get("variants") or {}).get(variant, {}).get("metrics") or {}
+        for name in [k for k, v in out.items() if v is None and k in SECTION_METRICS]:
+            out[name] = metrics.get(name) or {"value": None, "ci_low": None, "ci_high": None}
+    return section
+
+
+def build_summary(
+    suite: Any,
+    dataset: Any,
+    records: dict[str, list[dict]],
+    variants: list[str],
+    *,
+    meta: dict,
+    notes: dict[str, list[str]],
+    judge: dict | None = None,
+) -> dict:
+    """summary.json before the guard, from the stage results: metrics with CIs and paired
+    deltas, each variant's latency percentiles and engine notes, retrieval quality of
+    retrieving variants, and the judge stage's section."""
+    summary = summarize(suite, dataset, records, meta)
+    for name in variants:
+        entry = summary["variants"].setdefault(name, {})
+        recs = records.get(name, [])
+        entry["latency_p50_ms"] = latency_percentile(recs, 50)
+        entry["latency_p95_ms"] = latency_percentile(recs, 95)
+        entry["notes"] = notes.get(name, [])
+    if suite.spec.data.gold:
+        by_id = dataset.by_id()
+        for name in variants:
+            v = suite.variant(name)
+            if KINDS[v.kind].retrieves:
+                summary["variants"][name]["retrieval"] = retrieval_metrics(
+                    records[name], by_id, k_of(v)
+                )
+    if judge is not None:
+        summary["judge"] = judge_section(judge, summary)
+    return summary

@@ -1,0 +1,34 @@
+"""The suite: the YAML contract (models), reading it with positions, and resolving it."""
+
+from harness.suite.model import (
+    EXAMPLES,
+    CorpusColumn,
+    FewShot,
+    Pricing,
+    RateLimit,
+    Retrieval,
+    Suite,
+    SuiteFile,
+    Variant,
+    VariantSpec,
+    json_schema,
+    suite_hash,
+)
+from harness.suite.resolve import load_suite, resolve
+
+__all__ = [
+    "EXAMPLES",
+    "CorpusColumn",
+    "FewShot",
+    "Pricing",
+    "RateLimit",
+    "Retrieval",
+    "Suite",
+    "SuiteFile",
+    "Variant",
+    "VariantSpec",
+    "json_schema",
+    "load_suite",
+    "resolve",
+    "suite_hash",
+]

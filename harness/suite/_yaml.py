@@ -1,0 +1,103 @@
+"""Reading the suite YAML with the line and column of every key, for errors that point at it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.errors import SuiteError
+
+
+def format_key(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _positions(node: yaml.Node, prefix: tuple = ()) -> dict[tuple, tuple[int, int]]:
+    """Map each key path to the 1-based (line, column) where its value (or key) starts."""
+    out = {prefix: (node.start_mark.line + 1, node.start_mark.column + 1)}
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            key = k.value if isinstance(k, yaml.ScalarNode) else str(k)
+            sub = prefix + (key,)
+            out.update(_positions(v, sub))
+            # Point unknown-key errors at the key itself, not its value.
+            out[sub + ("__key__",)] = (k.start_mark.line + 1, k.start_mark.column + 1)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            out.update(_positions(item, prefix + (i,)))
+    return out
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    pass
+
+
+def _construct_mapping(loader, node, deep=False):
+    seen = {}
+    for k, _ in node.value:
+        key = loader.construct_object(k, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (first at line {seen[key]})", k.start_mark
+            )
+        seen[key] = k.start_mark.line + 1
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def read_yaml(path: Path) -> tuple[Any, dict[tuple, tuple[int, int]]]:
+    if not path.exists():
+        raise SuiteError(f"suite file not found: {path} — check the path")
+    if path.is_dir():
+        raise SuiteError(f"{path} is a directory — pass the suite's .yaml file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        line = path.read_bytes()[: e.start].count(b"\n") + 1
+        raise SuiteError(
+            f"not UTF-8 (byte {e.start}) — save the file as UTF-8", file=str(path), line=line
+        ) from None
+    try:
+        node = yaml.compose(text, Loader=_UniqueKeyLoader)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        problem = getattr(e, "problem", None) or str(e)
+        context = getattr(e, "context", None)
+        msg = f"invalid YAML: {problem}" + (f" ({context})" if context else "")
+        fix = (
+            " — keep one of them"
+            if problem.startswith("duplicate key")
+            else " — fix the syntax (indentation, quotes, colons)"
+        )
+        raise SuiteError(
+            msg + fix,
+            file=str(path),
+            line=mark.line + 1 if mark else None,
+            column=mark.column + 1 if mark else None,
+        ) from None
+    if data is None:
+        raise SuiteError("the suite is empty — start from suites/quickstart.yaml", file=str(path))
+    if not isinstance(data, dict):
+        raise SuiteError(
+            "a suite is a YAML mapping (name:, task:, data:, ...)", file=str(path), line=1
+        )
+    return data, _positions(node) if node is not None else {}
+
+
+def locate(locations, key) -> tuple[int | None, int | None]:
+    """(line, column) of `key`, else of its nearest parent that has one."""
+    k = tuple(key)
+    while k and k not in locations:
+        k = k[:-1]
+    return locations.get(k, (None, None))

@@ -1,0 +1,368 @@
+"""The suite's models: `SuiteFile` is the YAML as written (strict: unknown keys are errors),
+`Suite` the resolved suite with complete `Variant`s (harness.suite.resolve builds it)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from harness.errors import SuiteError
+from harness.suite._yaml import format_key, locate
+from harness.suite.kinds import KINDS, RETRIEVAL_METHODS
+
+
+def _one_of(value: str, names: list[str]) -> str:
+    """`value` when it is one of the registered `names` (kinds, retrieval methods)."""
+    if value not in names:
+        shown = [repr(n) for n in names]
+        raise ValueError(f"expected one of {', '.join(shown[:-1])} or {shown[-1]} (got {value!r})")
+    return value
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+PositiveInt = Annotated[int, Field(ge=1)]
+NonNegFloat = Annotated[float, Field(ge=0)]
+
+
+class Sample(Strict):
+    """Deterministic subset of the test split."""
+
+    n: PositiveInt = Field(description="Number of test examples to keep.")
+    seed: int = Field(0, description="Seed of the draw; the same seed gives the same examples.")
+    stratify: bool = Field(False, description="Keep the class proportions of the full test set.")
+
+
+class DataSpec(Strict):
+    test: str = Field(
+        description="Test split (csv, jsonl, json list of records, parquet), relative to the suite file."
+    )
+    train: str | None = Field(
+        None,
+        description="Train split: few-shot pool, readiness checks, fine-tune export. Never scored.",
+    )
+    input: str | list[str] = Field(description="Field(s) of each record available to templates.")
+    target: str | None = Field(
+        None,
+        description="Field holding the expected answer (label, JSON record or reference text).",
+    )
+    id: str | None = Field(
+        None, description="Field holding a stable example id (default: a hash of the record)."
+    )
+    gold: str | None = Field(
+        None, description="Field naming the gold passage id(s) for retrieval metrics (RAG)."
+    )
+    sample: Sample | None = None
+
+    @property
+    def inputs(self) -> list[str]:
+        return [self.input] if isinstance(self.input, str) else list(self.input)
+
+
+class FewShot(Strict):
+    k: PositiveInt = Field(description="Number of examples shown in the prompt (as `examples`).")
+    select: Literal["random", "stratified", "similar"] = Field(
+        "random",
+        description="random; stratified (one per class in turn); similar (tf-idf nearest to the input).",
+    )
+    seed: int = 0
+
+
+class Chunking(Strict):
+    size: PositiveInt = 800
+    overlap: Annotated[int, Field(ge=0)] = 100
+    unit: Literal["chars", "tokens"] = "chars"
+
+
+class CorpusColumn(Strict):
+    path: str = Field(description="Data file (csv, jsonl, json, parquet) holding the passages.")
+    text: str = Field(description="Column with the passage text.")
+    id: str | None = Field(
+        None, description="Column with the passage id (matched against data.gold)."
+    )
+
+
+class Retrieval(Strict):
+    corpus: str | list[str] | CorpusColumn | None = Field(
+        None,
+        description="Files/globs (md, txt) or a data file column. Not used with `retriever:` (your function searches).",
+    )
+    chunk: Chunking = Field(default_factory=Chunking)
+    method: str = Field("bm25", json_schema_extra=lambda s: s.update(enum=list(RETRIEVAL_METHODS)))
+    embedding_model: str | None = Field(
+        None, description="litellm embedding model, for method: embedding."
+    )
+    k: PositiveInt = Field(
+        4, description="Chunks per query (also the k passed to your `retriever`)."
+    )
+    query: str | None = Field(
+        None,
+        description="Jinja2 template of the search query (default: the input fields, one per line).",
+    )
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, v: str) -> str:
+        return _one_of(v, RETRIEVAL_METHODS)
+
+
+class Training(Strict):
+    cost_usd: NonNegFloat | None = None
+    tokens: NonNegFloat | None = None
+    price_per_1m: NonNegFloat | None = None
+    epochs: PositiveInt = 1
+
+    def total_usd(self) -> float:
+        if self.cost_usd is not None:
+            return self.cost_usd
+        if self.tokens is not None and self.price_per_1m is not None:
+            return self.tokens * self.price_per_1m / 1e6 * self.epochs
+        return 0.0
+
+
+class Pricing(Strict):
+    input_per_1m: NonNegFloat
+    output_per_1m: NonNegFloat
+
+
+class RateLimit(Strict):
+    rpm: PositiveInt | None = None
+    tpm: PositiveInt | None = None
+
+
+ResponseFormat = Literal["output_schema", "json_object"] | dict[str, Any]
+
+# Settings a variant may set itself or inherit from `defaults` / `extends`.
+INHERITED = (
+    "model",
+    "system",
+    "user",
+    "params",
+    "api_base",
+    "response_format",
+    "repeats",
+    "rate_limit",
+    "pricing",
+    "few_shot",
+    "timeout",
+)
+
+
+class Defaults(Strict):
+    model: str | None = None
+    system: str | None = Field(None, description="Jinja2 system template.")
+    user: str | None = Field(
+        None, description="Jinja2 user template; example input fields are variables."
+    )
+    params: dict[str, Any] | None = Field(
+        None, description="litellm completion params (temperature, max_tokens, ...)."
+    )
+    api_base: str | None = None
+    response_format: ResponseFormat | None = Field(
+        None,
+        description="'output_schema' (structured output with the suite's output_schema), 'json_object', or an inline JSON Schema.",
+    )
+    repeats: PositiveInt | None = Field(
+        None, description="Samples per example (>= 2 enables consistency)."
+    )
+    rate_limit: RateLimit | None = None
+    pricing: Pricing | None = None
+    few_shot: FewShot | None = None
+    timeout: Annotated[float, Field(gt=0)] | None = Field(
+        None, description="Seconds per call before it is retried."
+    )
+
+
+class VariantSpec(Defaults):
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$",
+        description="Unique name (also the lineage in the ledger).",
+    )
+    # The names of harness.suite.kinds.KINDS: a new kind is one entry there.
+    kind: str = Field("prompt", json_schema_extra=lambda s: s.update(enum=list(KINDS)))
+    extends: str | None = Field(
+        None, description="Name of a variant whose settings this one starts from."
+    )
+    retrieval: Retrieval | None = None
+    retriever: str | None = Field(
+        None,
+        pattern=r"^[\w.]+:[\w]+$",
+        description="'package.module:function' of your own retriever.",
+    )
+    base_model: str | None = None
+    training: Training | None = None
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, v: str) -> str:
+        return _one_of(v, list(KINDS))
+
+
+class Guard(Strict):
+    metric: str
+    test: Literal["superiority", "non-inferiority"] = "superiority"
+    margin: NonNegFloat = Field(
+        description="Absolute, in metric units (0.05 = 5 points of a rate)."
+    )
+    confidence: float = Field(0.95, gt=0.5, lt=1)
+    applies_to: list[str] | None = Field(
+        None, description="Guarded variants (default: every fine-tuned variant)."
+    )
+    max_iterations: PositiveInt | None = None
+    budget_usd: NonNegFloat | None = None
+    max_error_rate: float = Field(0.02, ge=0, le=1)
+
+
+class Volume(Strict):
+    monthly_requests: Annotated[float, Field(gt=0)]
+
+
+MetricEntry = str | dict[str, dict[str, Any] | str]
+
+
+class SuiteFile(Strict):
+    """The suite YAML as written."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    description: str | None = None
+    task: Literal["classification", "extraction", "generation"]
+    data: DataSpec
+    labels: Literal["from-data"] | list[str] | None = None
+    output_schema: str | None = Field(
+        None, description="JSON Schema file; enables format_compliance."
+    )
+    metrics: list[MetricEntry] = Field(min_length=1)
+    defaults: Defaults = Field(default_factory=Defaults)
+    variants: list[VariantSpec] = Field(min_length=1)
+    baseline: str | None = None
+    guard: Guard | None = None
+    volume: Volume | None = None
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_unique(cls, v):
+        if isinstance(v, list):
+            if not v:
+                raise ValueError("empty label list — list the labels, or write `labels: from-data`")
+            dupes = sorted({x for x in v if v.count(x) > 1})
+            if dupes:
+                raise ValueError(f"duplicate labels {dupes}")
+        return v
+
+
+# ---------------------------------------------------------------- resolved suite
+
+
+class Variant(BaseModel):
+    """A variant with defaults and `extends` applied; what runners consume."""
+
+    model_config = ConfigDict(frozen=False)
+
+    name: str
+    kind: str
+    model: str
+    system: str | None
+    user: str
+    params: dict[str, Any]
+    api_base: str | None
+    response_format: dict[str, Any] | str | None
+    repeats: int
+    rate_limit: RateLimit | None
+    pricing: Pricing | None
+    few_shot: FewShot | None
+    timeout: float
+    retrieval: Retrieval | None
+    retriever: str | None
+    base_model: str | None
+    training: Training | None
+    index: int  # position in the YAML `variants` list, for error locations
+
+
+class Suite(BaseModel):
+    """A loaded, resolved suite: paths absolute, variants complete."""
+
+    path: Path
+    display_path: str
+    raw: dict[str, Any]
+    spec: SuiteFile
+    variants: list[Variant]
+    output_schema: dict[str, Any] | None
+    locations: dict[tuple, tuple[int, int]]
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def task(self) -> str:
+        return self.spec.task
+
+    @property
+    def baseline(self) -> str:
+        return self.spec.baseline or self.variants[0].name
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+    def resolve_path(self, rel: str) -> Path:
+        p = Path(rel).expanduser()
+        return p if p.is_absolute() else (self.root / p)
+
+    def variant(self, name: str) -> Variant:
+        for v in self.variants:
+            if v.name == name:
+                return v
+        raise SuiteError(
+            f"unknown variant {name!r} — choose one of {[v.name for v in self.variants]}"
+        )
+
+    def guarded(self) -> list[str]:
+        g = self.spec.guard
+        if g is None:
+            return []
+        if g.applies_to is not None:
+            return list(g.applies_to)
+        return [v.name for v in self.variants if KINDS[v.kind].trained and v.name != self.baseline]
+
+    def hypothesis(self) -> dict[str, Any] | None:
+        g = self.spec.guard
+        if g is None:
+            return None
+        return {"metric": g.metric, "test": g.test, "margin": g.margin, "confidence": g.confidence}
+
+    def fail(self, message: str, key: tuple = ()) -> SuiteError:
+        line, col = self.locate(key)
+        return SuiteError(
+            message, file=self.display_path, key=format_key(key) or None, line=line, column=col
+        )
+
+    def locate(self, key: tuple) -> tuple[int | None, int | None]:
+        return locate(self.locations, key)
+
+
+DEFAULT_TIMEOUT_S = 60.0
+
+EXAMPLES = {
+    "model": "e.g. openai/gpt-4o-mini, or local/smollm2 (no API key)",
+    "user": 'e.g. user: "Question: {{ text }}"',
+}
+
+
+def suite_hash(suite: Suite) -> str:
+    canonical = json.dumps(suite.raw, sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema of the suite file, for editors (`# yaml-language-server: $schema=...`)."""
+    schema = SuiteFile.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "harness suite"
+    return schema

@@ -1,0 +1,276 @@
+"""Loading a suite: read the YAML, validate it as written, then resolve it.
+
+`resolve` applies `defaults` and `extends`, makes paths absolute, and checks what only the whole
+suite can tell (baseline exists, names are unique, each variant has what its kind needs).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from harness.errors import SuiteError, SuiteErrors
+from harness.suite._messages import validation_errors
+from harness.suite._yaml import format_key, locate, read_yaml
+from harness.suite.kinds import KINDS
+from harness.suite.model import (
+    DEFAULT_TIMEOUT_S,
+    EXAMPLES,
+    INHERITED,
+    Suite,
+    SuiteFile,
+    Variant,
+    VariantSpec,
+)
+
+
+def load_suite(path: str | Path) -> Suite:
+    """Read, validate and resolve a suite file. Raises SuiteError with file:line: key: message."""
+    path = Path(path)
+    raw, locations = read_yaml(path)
+    try:
+        spec = SuiteFile.model_validate(raw)
+    except ValidationError as e:
+        raise validation_errors(e, path, raw, locations) from None
+    return resolve(path, raw, spec, locations)
+
+
+def resolve(path: Path, raw: dict, spec: SuiteFile, locations) -> Suite:
+    """Apply defaults/extends and whole-suite checks. `path` is shown in errors as the user gave it."""
+    problems: list[SuiteError] = []
+
+    def fail(msg: str, key: tuple):
+        line, col = locate(locations, key)
+        problems.append(SuiteError(msg, file=str(path), key=format_key(key), line=line, column=col))
+
+    names: dict[str, int] = {}
+    for i, v in enumerate(spec.variants):
+        if v.name in names:
+            fail(
+                f"duplicate variant name {v.name!r} (also variants[{names[v.name]}]) — names must be unique",
+                ("variants", i, "name"),
+            )
+        else:
+            names[v.name] = i
+
+    by_name = {v.name: v for v in spec.variants}
+    resolved: list[Variant] = []
+    for i, v in enumerate(spec.variants):
+        chain = _extends_chain(v, by_name, i, fail)
+        if chain is None:
+            continue
+        merged, kind = _merged(v, chain, spec)
+        if not _variant_ok(kind, merged, i, spec, fail):
+            continue
+        resolved.append(_variant(v, kind, merged, i))
+
+    _check_suite(spec, names, fail)
+
+    output_schema = None
+    if spec.output_schema:
+        output_schema = _load_json_schema(path, spec.output_schema, locations, fail)
+
+    if problems:
+        raise SuiteErrors(problems)
+    return Suite(
+        path=path.resolve(),
+        display_path=str(path),
+        raw=raw,
+        spec=spec,
+        variants=resolved,
+        output_schema=output_schema,
+        locations=locations,
+    )
+
+
+def _merged(
+    v: VariantSpec, chain: list[VariantSpec], spec: SuiteFile
+) -> tuple[dict[str, Any], str]:
+    """The variant's settings after defaults and its `extends` chain, and its kind."""
+    merged: dict[str, Any] = {}
+    for source in [spec.defaults, *reversed(chain)]:
+        for key in INHERITED:
+            val = getattr(source, key, None)
+            if val is None:
+                continue
+            if key == "params" and merged.get("params"):
+                merged["params"] = {**merged["params"], **val}
+            else:
+                merged[key] = val
+    # Kind-specific settings come only from the variant chain, never from defaults.
+    for key in ("retrieval", "retriever", "base_model", "training"):
+        for source in reversed(chain):
+            val = getattr(source, key)
+            if val is not None:
+                merged[key] = val
+    kind = (
+        v.kind
+        if "kind" in v.model_fields_set
+        else next((c.kind for c in chain if "kind" in c.model_fields_set), "prompt")
+    )
+    return merged, kind
+
+
+def _variant_ok(kind: str, merged: dict[str, Any], i: int, spec: SuiteFile, fail) -> bool:
+    """Check what the variant's kind needs; False when it cannot be resolved at all."""
+    if not merged.get("model"):
+        fail(
+            "required — " + EXAMPLES["model"] + " (set it on the variant or in defaults)",
+            ("variants", i, "model"),
+        )
+        return False
+    if not merged.get("user"):
+        fail(
+            "required — " + EXAMPLES["user"] + " (set it on the variant or in defaults)",
+            ("variants", i, "user"),
+        )
+        return False
+    if KINDS[kind].retrieves and not (merged.get("retrieval") or merged.get("retriever")):
+        fail(
+            "a rag variant needs `retrieval:` or `retriever: package.module:function`",
+            ("variants", i),
+        )
+    if not KINDS[kind].retrieves and (merged.get("retrieval") or merged.get("retriever")):
+        fail("retrieval settings need `kind: rag`", ("variants", i, "kind"))
+    # With `retriever:`, `retrieval:` may only tune k and query; the corpus is the function's.
+    rspec = merged.get("retrieval")
+    if merged.get("retriever") and rspec is not None and rspec.corpus is not None:
+        fail(
+            "`retrieval.corpus` is for built-in retrieval — with `retriever:` your function searches; "
+            "keep only k/query under `retrieval:`",
+            ("variants", i, "retrieval", "corpus"),
+        )
+    elif (
+        KINDS[kind].retrieves
+        and not merged.get("retriever")
+        and rspec is not None
+        and rspec.corpus is None
+    ):
+        fail(
+            "required — files/globs (e.g. docs/*.md) or {path, text, id} of a data file; "
+            "or set `retriever: package.module:function`",
+            ("variants", i, "retrieval", "corpus"),
+        )
+    if KINDS[kind].trained and not merged.get("base_model"):
+        fail(
+            "required for a fine-tuned variant — the model it was tuned from, e.g. openai/gpt-4o-mini",
+            ("variants", i, "base_model"),
+        )
+    if not KINDS[kind].trained and (merged.get("training") or merged.get("base_model")):
+        fail(
+            "`training`/`base_model` belong to `kind: fine-tuned` variants",
+            ("variants", i, "kind"),
+        )
+    if merged.get("few_shot") and not spec.data.train:
+        fail(
+            "few_shot draws from the train split — add `data.train:` (never from test)",
+            ("variants", i, "few_shot"),
+        )
+    rf = merged.get("response_format")
+    if rf == "output_schema" and not spec.output_schema:
+        fail(
+            "response_format: output_schema needs a top-level `output_schema:` file",
+            ("variants", i, "response_format"),
+        )
+    return True
+
+
+def _variant(v: VariantSpec, kind: str, merged: dict[str, Any], i: int) -> Variant:
+    return Variant(
+        name=v.name,
+        kind=kind,
+        model=merged["model"],
+        system=merged.get("system"),
+        user=merged["user"],
+        params=dict(merged.get("params") or {}),
+        api_base=merged.get("api_base"),
+        response_format=merged.get("response_format"),
+        repeats=merged.get("repeats") or 1,
+        rate_limit=merged.get("rate_limit"),
+        pricing=merged.get("pricing"),
+        few_shot=merged.get("few_shot"),
+        timeout=merged.get("timeout") or DEFAULT_TIMEOUT_S,
+        retrieval=merged.get("retrieval"),
+        retriever=merged.get("retriever"),
+        base_model=merged.get("base_model"),
+        training=merged.get("training"),
+        index=i,
+    )
+
+
+def _check_suite(spec: SuiteFile, names: dict[str, int], fail) -> None:
+    """What only the whole suite can tell: baseline, labels, target, guarded variants."""
+    if spec.baseline is not None and spec.baseline not in names:
+        fail(f"unknown variant {spec.baseline!r} — choose one of {list(names)}", ("baseline",))
+    if spec.task == "classification" and spec.labels is None:
+        fail("required for classification — `labels: from-data` or a list of labels", ("labels",))
+    if spec.task != "generation" and not spec.data.target:
+        fail(
+            f"required for task {spec.task} — the field holding the expected answer",
+            ("data", "target"),
+        )
+    if spec.guard:
+        for j, name in enumerate(spec.guard.applies_to or []):
+            if name not in names:
+                fail(
+                    f"unknown variant {name!r} — choose one of {list(names)}",
+                    ("guard", "applies_to", j),
+                )
+            elif name == (spec.baseline or spec.variants[0].name):
+                fail("the baseline cannot be guarded against itself", ("guard", "applies_to", j))
+
+
+def _extends_chain(
+    v: VariantSpec, by_name: dict[str, VariantSpec], i: int, fail
+) -> list[VariantSpec] | None:
+    """The variant followed by its ancestors (nearest first)."""
+    chain = [v]
+    seen = {v.name}
+    cur = v
+    while cur.extends:
+        parent = by_name.get(cur.extends)
+        if parent is None:
+            fail(
+                f"unknown variant {cur.extends!r} — choose one of {list(by_name)}",
+                ("variants", i, "extends"),
+            )
+            return None
+        if parent.name in seen:
+            fail(
+                f"`extends` cycle: {' -> '.join([*[c.name for c in chain], parent.name])}",
+                ("variants", i, "extends"),
+            )
+            return None
+        chain.append(parent)
+        seen.add(parent.name)
+        cur = parent
+    return chain
+
+
+def _load_json_schema(path: Path, rel: str, locations, fail) -> dict | None:
+    import jsonschema
+
+    p = Path(rel) if Path(rel).is_absolute() else path.parent / rel
+    if not p.exists():
+        fail(
+            f"file not found: {p} — check the path (relative to the suite file)", ("output_schema",)
+        )
+        return None
+    try:
+        schema = json.loads(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        fail(f"{p} is not UTF-8 — save it as UTF-8", ("output_schema",))
+        return None
+    except json.JSONDecodeError as e:
+        fail(f"{p}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}", ("output_schema",))
+        return None
+    try:
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except jsonschema.SchemaError as e:
+        where = "/".join(str(x) for x in e.absolute_path) or "(root)"
+        fail(f"{p}: not a valid JSON Schema at {where}: {e.message}", ("output_schema",))
+        return None
+    return schema

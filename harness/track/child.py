@@ -1,0 +1,143 @@
+"""MLflow logging of a `harness run` in a short-lived child process.
+
+`import mlflow` costs ~2 s of CPU and ~200 MB of memory. In the `harness run` process it would
+make that process the largest of the run and put the import on the run's critical path. So the
+CLI starts this child when the run starts (its interpreter start-up overlaps the run); the parent
+says `warm` when the import may take a core — at the first answer, so it never competes with the
+workers' litellm import, or at once when everything came from the cache — and the child imports
+MLflow while the run goes on. Then it waits for one request on stdin — the finished run
+directory and the tracking URI — logs it with
+`harness.track.log.log_run` and answers one JSON line on stdout: `{"run_id": ...}` or
+`{"error": <TrackingError message>}`. When the parent exits or never asks (a suite error, Ctrl-C),
+stdin reaches EOF and the child exits.
+
+A process that has already imported MLflow (a notebook, the test suite) logs in-process: there
+the import is paid and the child would only add a second copy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from harness.errors import TrackingError
+from harness.track import log, store
+
+
+class TrackingChild:
+    """Parent side: `start()` early, `log(run_dir, uri)` once at the end, `close()` always."""
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen | None = None
+        self.warmed = False
+
+    def start(self) -> TrackingChild:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "harness.track.child"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            encoding="utf-8",
+        )
+        return self
+
+    def warm(self) -> None:
+        """Let the child import MLflow now (idempotent)."""
+        if self.warmed or self.proc is None:
+            return
+        self.warmed = True
+        with contextlib.suppress(OSError):
+            self.proc.stdin.write("warm\n")
+            self.proc.stdin.flush()
+
+    def log(self, run_dir: str | Path, uri: str) -> str:
+        """Same contract as `log_run`: the parent run id, or TrackingError."""
+        proc = self.proc
+        assert proc is not None and proc.stdin is not None and proc.stdout is not None
+        # run_dir as given (relative to cwd): the messages name it as the user wrote it.
+        request = {"run_dir": str(run_dir), "uri": uri, "cwd": os.getcwd()}
+        try:
+            proc.stdin.write(json.dumps(request) + "\n")
+            proc.stdin.close()
+            line = proc.stdout.readline()
+        except OSError:
+            line = ""
+        code = proc.wait()
+        self.proc = None
+        try:
+            answer = json.loads(line)
+        except ValueError:
+            # The child crashed (its traceback is on stderr): the results are safe in run_dir.
+            raise TrackingError(
+                f"the MLflow logging process failed (exit {code}) — results stay in {run_dir}; "
+                f"log them later with `harness report {run_dir} --log`"
+            ) from None
+        if "error" in answer:
+            raise TrackingError(answer["error"])
+        return answer["run_id"]
+
+    def close(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        with contextlib.suppress(OSError):
+            proc.stdin.close()  # EOF: the child exits without logging
+        try:
+            proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def start_if_useful() -> TrackingChild | None:
+    """A started child, or None when MLflow is already loaded here (log in-process then)."""
+    if "mlflow" in sys.modules:
+        return None
+    return TrackingChild().start()
+
+
+# ---------------------------------------------------------------- in the child
+
+
+def _import_mlflow() -> None:
+    with contextlib.suppress(Exception):  # only a head start: log_run imports for real later
+        import mlflow.data  # noqa: F401
+        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+        from mlflow import MlflowClient  # noqa: F401
+        from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag  # noqa: F401
+
+
+def main() -> None:
+    store._mlflow_env()
+    line = sys.stdin.readline()
+    if line.strip() == "warm":
+        # In a thread, so that EOF (the parent is gone) ends the child without waiting for it.
+        importing = threading.Thread(target=_import_mlflow, daemon=True)
+        importing.start()
+        line = sys.stdin.readline()
+    else:
+        importing = None
+    if not line.strip():
+        os._exit(0)  # nothing to log
+    request = json.loads(line)
+    if importing is not None:
+        importing.join()
+    os.chdir(request["cwd"])  # relative artifact paths resolve as in the parent
+    try:
+        answer = {"run_id": log.log_run(request["run_dir"], request["uri"])}
+    except TrackingError as e:
+        answer = {"error": str(e)}
+    sys.stdout.write(json.dumps(answer) + "\n")
+    sys.stdout.flush()
+    # Everything is committed; tearing down MLflow's modules would only keep the parent waiting
+    # (~0.7 s).
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

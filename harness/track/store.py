@@ -1,0 +1,189 @@
+"""The MLflow tracking store: where it is, opening it quietly, and the `harness ui` command.
+
+Everything goes through an explicit MlflowClient(tracking_uri): no global mlflow state, no
+reliance on MLflow's implicit default store."""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from pathlib import Path
+
+from harness.errors import TrackingError
+
+TABLE_FILE = "examples.json"
+ROLE_TAG = "harness.role"
+PUSH_LATER = "results stay in {run_dir}; log them later with `harness report {run_dir} --log`"
+
+
+def tracking_uri(cli_value: str | None = None) -> str:
+    """--tracking-uri, else MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlruns/mlflow.db."""
+    if cli_value:
+        return cli_value
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    return "sqlite:///" + str(Path.cwd() / "mlruns" / "mlflow.db")
+
+
+def artifact_root(uri: str) -> str | None:
+    """Where a new experiment's artifacts go: next to a SQLite store (mlruns/), else the server's choice.
+
+    An MLflow server (http) or a database server decides its own artifact store; for a local
+    SQLite file we set it explicitly so nothing depends on MLflow's implicit ./mlruns default.
+    """
+    if uri.startswith("sqlite:///"):
+        db = Path(uri[len("sqlite:///") :])
+        return (db.parent if db.is_absolute() else Path.cwd() / db.parent).as_uri()
+    _check_not_file_store(uri)
+    return None
+
+
+def _check_not_file_store(uri: str) -> None:
+    if uri.startswith("file:") or ("://" not in uri and not uri.startswith("databricks")):
+        raise TrackingError(
+            f"tracking URI {uri!r}: MLflow's file store is deprecated — use "
+            "sqlite:///path/mlflow.db or an MLflow server URL (http://host:5000)"
+        )
+
+
+def _mlflow_env() -> None:
+    # setdefault keeps a user's explicit setting.
+    # An unreachable server would otherwise be retried for minutes (7 retries, backoff x2);
+    # the runner must carry on quickly.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    # MLflow sends usage telemetry to a remote endpoint by default; an eval harness run in CI
+    # or offline should not phone home (and it costs ~1 s per run).
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+
+def prewarm() -> threading.Thread:
+    """Import MLflow in a background thread while the run makes its (I/O-bound) calls.
+
+    `import mlflow` costs 1-2 s of CPU; doing it during the run keeps it off the time logging
+    adds at the end. Call it only after any worker processes are forked: a fork while another
+    thread holds an import lock can hang the child.
+    """
+
+    def load():
+        _mlflow_env()
+        try:
+            import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+            from mlflow import MlflowClient  # noqa: F401
+
+            _quiet_logs()
+        except Exception:  # only a head start: log_run imports (and reports) for real later
+            pass
+
+    t = threading.Thread(target=load, name="harness-mlflow-prewarm", daemon=True)
+    t.start()
+    return t
+
+
+def _quiet_logs() -> None:
+    """Keep MLflow's and alembic's INFO lines ("Creating initial MLflow database tables...",
+    "Updating database tables") off the user's stderr; warnings and errors still show.
+
+    Must run after `import mlflow`, which sets its loggers from MLFLOW_LOGGING_LEVEL (default
+    INFO); a user who sets that variable keeps their level.
+    """
+    import logging
+
+    if os.environ.get("MLFLOW_LOGGING_LEVEL"):
+        return
+    for name in ("mlflow", "alembic"):
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() < logging.WARNING:
+            logger.setLevel(logging.WARNING)
+
+
+def _client(uri: str):
+    _mlflow_env()
+    from mlflow import MlflowClient
+
+    _quiet_logs()
+    _check_not_file_store(uri)
+    if uri.startswith("sqlite:///"):
+        db = Path(uri[len("sqlite:///") :])
+        try:
+            db.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise TrackingError(f"cannot create {db.parent} for the tracking store ({e})") from None
+    elif uri.startswith(("http://", "https://")):
+        _probe(uri)
+    return MlflowClient(tracking_uri=uri)
+
+
+def _probe(uri: str) -> None:
+    """Fail in seconds, not minutes, when an MLflow server does not answer."""
+    import urllib.error
+    import urllib.request
+
+    url = uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            resp.read()
+    except urllib.error.HTTPError:
+        return  # it answered (health may be behind auth or a proxy path): let MLflow decide
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise TrackingError(f"tracking server {uri} is unreachable ({reason})") from None
+
+
+def _experiment_id(client, name: str, uri: str) -> str:
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        if exp.lifecycle_stage == "deleted":
+            client.restore_experiment(exp.experiment_id)
+        return exp.experiment_id
+    root = artifact_root(uri)
+    location = f"{root}/{_safe(name)}" if root else None
+    # Without the kind, MLflow 3's UI opens a new experiment on its GenAI traces dashboard
+    # (empty here) instead of the runs table users browse.
+    tags = {"harness.suite": name, EXPERIMENT_KIND_TAG: "custom_model_development"}
+    return client.create_experiment(name, artifact_location=location, tags=tags)
+
+
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+
+
+def ui_env() -> dict[str, str]:
+    """Environment of `harness ui`: MLflow's background job workers (GenAI scorers: 7 extra
+    processes that outlive a SIGTERM) are off unless the user turns them on; browsing runs
+    doesn't need them."""
+    _mlflow_env()
+    return {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
+
+
+def ui_command(uri: str, host: str, port: int) -> list[str] | None:
+    """The `mlflow ui` command serving a local store; None when the store is already a server."""
+    import sys
+
+    if uri.startswith(("http://", "https://")):
+        return None
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        uri,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        # One user browsing a local store: one worker instead of MLflow's 4 (RAM, start-up).
+        "--workers",
+        "1",
+    ]
+    root = artifact_root(uri)
+    if root:
+        Path(root.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
+        # Experiments created from the UI also keep their artifacts under mlruns/.
+        cmd += ["--artifacts-destination", root]
+    return cmd
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^\w.\-]", "_", name)

@@ -1,0 +1,109 @@
+"""Response cache: keys, hits, batching, WAL, concurrent writers."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import sqlite3
+import threading
+
+from harness.calls.cache import Cache, cache_key
+from harness.calls.engine import CallResult, CallSpec
+
+
+def spec(**kw) -> CallSpec:
+    base = dict(
+        model="openai/m", messages=[{"role": "user", "content": "hi"}], params={"temperature": 0}
+    )
+    base.update(kw)
+    return CallSpec(**base)
+
+
+def ok(text="answer", latency=123.4) -> CallResult:
+    return CallResult(output=text, latency_ms=latency, tokens_in=5, tokens_out=2, cost_usd=0.001)
+
+
+def test_key_covers_model_messages_params_format_and_repeat():
+    k = cache_key(spec())
+    assert k == cache_key(spec(params={"temperature": 0}))
+    assert k != cache_key(spec(model="openai/other"))
+    assert k != cache_key(spec(messages=[{"role": "user", "content": "hi!"}]))
+    assert k != cache_key(spec(params={"temperature": 1}))
+    assert k != cache_key(spec(response_format={"type": "json_object"}))
+    assert k != cache_key(spec(repeat=1))
+    # Timeouts and rate-limit grouping don't change the answer.
+    assert k == cache_key(spec(timeout=3, rate_limit_key="x"))
+
+
+def test_hit_keeps_original_latency_tokens_and_cost(tmp_path):
+    cache = Cache(tmp_path / "c.sqlite", flush_every=1)
+    cache.put("k", ok(), "openai/m")
+    hit = cache.get("k")
+    assert (hit.output, hit.latency_ms, hit.tokens_in, hit.tokens_out, hit.cost_usd) == (
+        "answer",
+        123.4,
+        5,
+        2,
+        0.001,
+    )
+    assert hit.cached is True
+    assert cache.get("missing") is None
+    assert cache.get_many(["k", "missing"]) == {"k": hit}  # the batch lookup gives the same
+
+
+def test_pending_rows_are_visible_and_flushed_on_close(tmp_path):
+    path = tmp_path / "c.sqlite"
+    cache = Cache(path, flush_every=100)
+    cache.put("k", ok())
+    assert cache.get("k").output == "answer"  # still in the batch
+    cache.close()
+    again = Cache(path)
+    assert again.get_many(["k", "nope"]).keys() == {"k"}
+    assert len(again) == 1
+
+
+def test_errors_are_never_stored(tmp_path):
+    cache = Cache(tmp_path / "c.sqlite", flush_every=1)
+    cache.put("k", CallResult(output=None, latency_ms=None, error="timeout: x"))
+    assert cache.get("k") is None and len(cache) == 0
+
+
+def test_wal_mode(tmp_path):
+    Cache(tmp_path / "c.sqlite").close()
+    mode = sqlite3.connect(tmp_path / "c.sqlite").execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+
+
+def test_threads_share_one_cache(tmp_path):
+    cache = Cache(tmp_path / "c.sqlite", flush_every=7)
+
+    def write(t):
+        for i in range(50):
+            cache.put(f"{t}-{i}", ok(f"{t}-{i}"))
+            assert cache.get(f"{t}-{i}").output == f"{t}-{i}"
+
+    threads = [threading.Thread(target=write, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    cache.flush()
+    assert len(cache) == 200
+
+
+def _writer(path, t):
+    cache = Cache(path, flush_every=10)
+    for i in range(100):
+        cache.put(f"{t}-{i}", ok())
+    cache.close()
+
+
+def test_processes_write_concurrently(tmp_path):
+    path = tmp_path / "c.sqlite"
+    Cache(path).close()
+    procs = [mp.get_context("spawn").Process(target=_writer, args=(path, t)) for t in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    assert len(Cache(path)) == 300

@@ -1,0 +1,93 @@
+import json
+
+import pandas as pd
+import pytest
+
+from harness.data.dataset import file_hash, load_dataset, sample
+from harness.errors import SuiteError
+from harness.suite import load_suite
+
+ROWS = [{"text": f"question {i}", "label": "ab"[i % 2] if i % 5 else "c"} for i in range(40)]
+
+
+def suite_for(tmp_path, test_name, extra=""):
+    p = tmp_path / "suite.yaml"
+    p.write_text(
+        f"""
+name: d
+task: classification
+data: {{test: {test_name}, input: text, target: label{extra}}}
+labels: from-data
+metrics: [accuracy]
+defaults: {{model: openai/gpt-4o-mini, user: "{{{{ text }}}}"}}
+variants: [{{name: a}}]
+"""
+    )
+    return load_suite(p)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "json", "parquet"])
+def test_every_format_loads_the_same_examples(tmp_path, fmt):
+    df = pd.DataFrame(ROWS)
+    path = tmp_path / f"test.{fmt}"
+    if fmt == "csv":
+        df.to_csv(path, index=False)
+    elif fmt == "jsonl":
+        path.write_text("\n".join(json.dumps(r) for r in ROWS) + "\n")
+    elif fmt == "json":
+        path.write_text(json.dumps(ROWS))
+    else:
+        df.to_parquet(path)
+    ds = load_dataset(suite_for(tmp_path, path.name))
+    assert [e.inputs for e in ds.test] == [{"text": r["text"]} for r in ROWS]
+    assert [e.target for e in ds.test] == [r["label"] for r in ROWS]
+    assert ds.labels == ["a", "b", "c"]
+    assert ds.hashes == {path.name: file_hash(path)}
+
+
+def test_ids_are_stable_and_unique_even_for_duplicate_rows(tmp_path):
+    rows = ROWS + [ROWS[0]]
+    (tmp_path / "t.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    ids = [e.id for e in load_dataset(suite_for(tmp_path, "t.jsonl")).test]
+    assert len(set(ids)) == len(ids)
+    assert ids[-1] == ids[0] + "-2"
+    # Reordering the file does not change an example's id.
+    (tmp_path / "t.jsonl").write_text("\n".join(json.dumps(r) for r in reversed(ROWS)))
+    again = {e.inputs["text"]: e.id for e in load_dataset(suite_for(tmp_path, "t.jsonl")).test}
+    assert again["question 3"] == ids[3]
+
+
+def test_sampling_is_deterministic_and_stratified(tmp_path):
+    (tmp_path / "t.json").write_text(json.dumps(ROWS))
+    s = suite_for(tmp_path, "t.json", ", sample: {n: 20, seed: 3, stratify: true}")
+    first = [e.id for e in load_dataset(s).test]
+    assert first == [e.id for e in load_dataset(s).test]
+    labels = [e.target for e in load_dataset(s).test]
+    # 40 rows: c = 8, a = 16, b = 16 -> 20 drawn keeps 4 / 8 / 8.
+    assert (labels.count("c"), labels.count("a"), labels.count("b")) == (4, 8, 8)
+    other = [
+        e.id for e in load_dataset(suite_for(tmp_path, "t.json", ", sample: {n: 20, seed: 4}")).test
+    ]
+    assert other != first and len(other) == 20
+
+
+def test_sample_larger_than_data_keeps_everything():
+    assert sample(list(range(5)), 10, 0, False) == [0, 1, 2, 3, 4]
+
+
+def test_limit_takes_a_deterministic_prefix(tmp_path):
+    (tmp_path / "t.json").write_text(json.dumps(ROWS))
+    s = suite_for(tmp_path, "t.json")
+    assert [e.id for e in load_dataset(s, limit=5).test] == [e.id for e in load_dataset(s).test][:5]
+
+
+def test_empty_target_is_an_error(tmp_path):
+    (tmp_path / "t.csv").write_text("text,label\nhi,a\nyo,\n")
+    with pytest.raises(SuiteError, match="1 test record\\(s\\) have an empty 'label'"):
+        load_dataset(suite_for(tmp_path, "t.csv"))
+
+
+def test_csv_values_stay_text(tmp_path):
+    (tmp_path / "t.csv").write_text("text,label\n007,NA\n")
+    ex = load_dataset(suite_for(tmp_path, "t.csv")).test[0]
+    assert ex.inputs == {"text": "007"} and ex.target == "NA"

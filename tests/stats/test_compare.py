@@ -1,0 +1,141 @@
+"""`harness compare`: paired deltas between two runs recomputed from results/*.jsonl; exit codes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from rundir_fixture import make_run_dir
+
+from harness.cli import main
+from harness.stats.compare import compare_runs
+
+
+def _records_accuracy(run_dir, variant):
+    from sklearn.metrics import accuracy_score
+
+    from harness.rundir.reader import load_run
+
+    run = load_run(run_dir)
+    truth = [run.examples[r["id"]]["expected"] for r in run.records[variant]]
+    pred = [r["parsed"] or "\x00" for r in run.records[variant]]
+    return accuracy_score(truth, pred)
+
+
+@pytest.fixture
+def runs(tmp_path):
+    good = make_run_dir(
+        tmp_path, n=60, variants={"zero-shot": 0.5, "ft-mini": 0.95}, run_id="a", seed=1
+    )
+    same = make_run_dir(
+        tmp_path, n=60, variants={"zero-shot": 0.5, "ft-mini": 0.95}, run_id="a2", seed=1
+    )
+    bad = make_run_dir(
+        tmp_path, n=60, variants={"zero-shot": 0.5, "ft-mini": 0.3}, run_id="b", seed=2
+    )
+    return good, same, bad
+
+
+def test_regression_detected_paired_and_matches_sklearn(runs):
+    good, _, bad = runs
+    r = compare_runs(good, bad, B=500)
+    ft = r["variants"]["ft-mini"]
+    assert ft["paired"] is True and ft["n_common"] == 60
+    acc = ft["metrics"]["accuracy"]
+    expected = _records_accuracy(bad, "ft-mini") - _records_accuracy(good, "ft-mini")
+    assert acc["value"] == pytest.approx(expected)
+    assert acc["ci_low"] <= acc["value"] <= acc["ci_high"] < 0
+    assert "accuracy" in ft["regressed"] and "macro_f1" in ft["regressed"]
+    assert r["exit_code"] == 1
+    # The reverse direction is an improvement, not a regression.
+    assert compare_runs(bad, good, B=500)["exit_code"] == 0
+
+
+def test_identical_runs_zero_delta(runs):
+    good, same, _ = runs
+    r = compare_runs(good, same, B=200)
+    for v in r["variants"].values():
+        for m in ("accuracy", "macro_f1"):
+            row = v["metrics"][m]
+            assert (
+                row["value"] == pytest.approx(0)
+                and row["ci_low"] == pytest.approx(0)
+                and row["ci_high"] == pytest.approx(0)
+            )
+    assert r["exit_code"] == 0
+
+
+def test_tolerance_absorbs_a_small_drop(runs):
+    good, _, bad = runs
+    r = compare_runs(good, bad, B=500)
+    worst = r["variants"]["ft-mini"]["metrics"]["accuracy"]["ci_high"]
+    assert (
+        compare_runs(good, bad, tolerance=-worst + 0.01, B=500)["variants"]["ft-mini"]["metrics"][
+            "accuracy"
+        ]["regressed"]
+        is False
+    )
+
+
+def test_unpaired_when_examples_differ(tmp_path):
+    a = make_run_dir(tmp_path / "x", n=30, variants={"zero-shot": 0.5, "ft-mini": 0.9}, run_id="a")
+    b = make_run_dir(tmp_path / "y", n=45, variants={"zero-shot": 0.5, "ft-mini": 0.9}, run_id="b")
+    r = compare_runs(a, b, B=300)
+    ft = r["variants"]["ft-mini"]
+    assert ft["paired"] is False and ft["n_a"] == 30 and ft["n_b"] == 45
+    acc = ft["metrics"]["accuracy"]
+    assert acc["ci_low"] < acc["value"] < acc["ci_high"]
+
+
+def test_cli_exit_codes(runs, tmp_path):
+    good, same, bad = runs
+    cli = CliRunner()
+    res = cli.invoke(main, ["compare", str(good), str(bad)])
+    assert res.exit_code == 1, res.output
+    assert (
+        "REGRESSED" in res.output
+        and "regression beyond tolerance 0 — ft-mini: accuracy, macro_f1" in res.output
+    )
+    res = cli.invoke(main, ["compare", str(good), str(same), "--json"])
+    assert res.exit_code == 0 and json.loads(res.output)["exit_code"] == 0
+    other = make_run_dir(tmp_path / "o", n=10, suite="other-suite", run_id="c")
+    res = cli.invoke(main, ["compare", str(good), str(other)])
+    assert res.exit_code == 2
+    assert (
+        "is suite 'quickstart' but" in res.output
+        and "compare two runs of the same suite" in res.output
+    )
+    res = cli.invoke(main, ["compare", str(good), str(tmp_path / "missing")])
+    assert res.exit_code == 2 and "run directory not found" in res.output
+
+
+def test_paired_macro_f1_when_runs_predict_different_classes(runs):
+    """A class only one run predicts adds per-class columns; the runs still pair by example."""
+    from harness.rundir.reader import load_run
+    from harness.score import registry as M
+    from harness.score.table import make_table
+    from harness.stats import bootstrap as S
+
+    good, _, bad = runs
+    path = bad / "results" / "ft-mini.jsonl"
+    recs = [json.loads(line) for line in path.read_text().splitlines()]
+    answered = next(r for r in recs if r["error"] is None)
+    answered["parsed"] = "a_class_nobody_else_predicts"
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+
+    tables = []
+    for run_dir in (good, bad):
+        run = load_run(run_dir)
+        targets = {k: v["expected"] for k, v in run.examples.items()}
+        tables.append(make_table(run.records["ft-mini"], targets, run.labels))
+    ra, rb = (M.compute("macro_f1", t) for t in tables)
+    assert ra.stats.shape[1] != rb.stats.shape[1]
+    ref = S.paired_bootstrap(ra.stats, ra.combine, rb.stats, rb.combine, B=500)
+
+    ft = compare_runs(good, bad, B=500)["variants"]["ft-mini"]
+    assert ft["paired"] is True
+    row = ft["metrics"]["macro_f1"]
+    assert (row["ci_low"], row["ci_high"], row["p_value"]) == pytest.approx(
+        (ref["ci_low"], ref["ci_high"], ref["p_value"])
+    )

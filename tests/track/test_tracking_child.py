@@ -1,0 +1,116 @@
+"""MLflow logging in a child process (harness.track.child), as `harness run` does it."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from rundir_fixture import make_run_dir
+
+from harness.errors import TrackingError
+from harness.track.child import TrackingChild
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_child_logs_a_run_dir_like_log_run(tmp_path):
+    from mlflow import MlflowClient
+
+    run_dir = make_run_dir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    child = TrackingChild().start()
+    try:
+        child.warm()
+        child.warm()  # idempotent: one "warm" line only
+        pid = child.log(run_dir, uri)
+    finally:
+        child.close()
+    run = MlflowClient(uri).get_run(pid)
+    assert run.data.tags["harness.run_id"] == "20261125-132501-ab12"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert run.data.metrics["ft-mini.macro_f1"] == pytest.approx(
+        summary["variants"]["ft-mini"]["metrics"]["macro_f1"]["value"]
+    )
+
+
+def test_child_reports_an_unreachable_store_as_tracking_error(tmp_path):
+    run_dir = make_run_dir(tmp_path)
+    bad = f"http://127.0.0.1:{_free_port()}"
+    child = TrackingChild().start()  # no warm: logging imports MLflow itself
+    try:
+        with pytest.raises(TrackingError) as e:
+            child.log(run_dir, bad)
+    finally:
+        child.close()
+    assert str(e.value) == (
+        f"tracking server {bad} is unreachable ([Errno 111] Connection refused) — results stay in "
+        f"{run_dir}; log them later with `harness report {run_dir} --log`"
+    )
+
+
+def test_child_exits_on_eof_without_logging(tmp_path):
+    child = TrackingChild().start()
+    proc = child.proc
+    child.warm()
+    start = time.monotonic()
+    child.close()  # the run failed or was interrupted: nothing to log
+    assert proc.returncode == 0
+    assert time.monotonic() - start < 2  # did not wait for MLflow's import to finish
+
+
+def test_cli_run_logs_through_the_child_and_exits_with_the_verdict(openai_server, tmp_path):
+    """A real `harness run` process: MLflow never loads in it, the child logs the run."""
+    from conftest import FAKE_KEY, write_suite
+    from mlflow import MlflowClient
+
+    server = openai_server()
+    suite = write_suite(tmp_path, server.url)
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    env = dict(os.environ, OPENAI_API_KEY=FAKE_KEY, MLFLOW_TRACKING_URI=uri)
+    cmd = [sys.executable, "-m", "harness.cli", "run", str(suite), "--runs-dir", "runs", "--json"]
+    done = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)  # flushed before the fast exit
+    exp = MlflowClient(uri).get_experiment_by_name("test-suite")
+    (parent,) = MlflowClient(uri).search_runs(
+        [exp.experiment_id], filter_string="tags.`harness.role` = 'suite'"
+    )
+    assert parent.data.tags["harness.run_id"] == summary["run_id"]
+    assert Path(tmp_path / "runs" / "test-suite" / summary["run_id"] / "report.html").exists()
+
+
+def test_cli_run_finishes_when_the_store_is_unreachable(openai_server, tmp_path):
+    from conftest import FAKE_KEY, write_suite
+
+    server = openai_server()
+    suite = write_suite(tmp_path, server.url)
+    bad = f"http://127.0.0.1:{_free_port()}"
+    env = dict(os.environ, OPENAI_API_KEY=FAKE_KEY)
+    cmd = [sys.executable, "-m", "harness.cli", "run", str(suite), "--tracking-uri", bad]
+    done = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0
+    (run_dir,) = (tmp_path / "runs" / "test-suite").iterdir()
+    assert (
+        f"Warning: MLflow logging skipped: tracking server {bad} is unreachable ([Errno 111] "
+        f"Connection refused) — results stay in runs/test-suite/{run_dir.name}; log them later with "
+        f"`harness report runs/test-suite/{run_dir.name} --log`" in done.stderr
+    )
+    assert (run_dir / "summary.json").exists() and (run_dir / "report.md").exists()
+
+
+def test_exit_process_raises_systemexit_under_a_test_runner():
+    from harness.run.warmup import exit_process
+
+    with pytest.raises(SystemExit) as e:
+        exit_process(3)  # pytest swapped the streams: a normal exit, never os._exit
+    assert e.value.code == 3
