@@ -21,7 +21,9 @@ Exit codes:
   0  every guarded variant passed (or the suite declares no guard)
   1  the guard flagged something: fail, inconclusive, abandon; or a regression
   2  the suite or the command line is wrong; nothing was called
-  3  the run could not be judged: provider errors above max_error_rate
+  3  the run could not be judged: provider errors above max_error_rate, or the local
+     model crashed (the message says how to rebuild it and resume)
+  130  interrupted (Ctrl-C): completed results are kept; the message has the resume command
 """
 
 
@@ -349,6 +351,22 @@ def compare(run_a, run_b, tolerance, confidence, as_json):
     result = compare_runs(run_a, run_b, tolerance=tolerance, confidence=confidence)
     click.echo(json.dumps(result, indent=2, default=str) if as_json else render(result))
     sys.exit(result["exit_code"])
+
+
+@main.command()
+@click.argument(
+    "suite_path", metavar="[SUITE.yaml]", required=False, type=click.Path(dir_okay=False)
+)
+@tracking_uri_option
+@handle_errors
+def doctor(suite_path, tracking_uri):
+    """Versions, tracking store, local model (build and a 1-token try) and, for a suite, which API
+    keys are set (names only). Exit 0 when ready, 2 with the fix otherwise."""
+    from harness.doctor import diagnose, render
+
+    d = diagnose(suite_path, tracking_uri)
+    click.echo(render(d))
+    sys.exit(d.exit_code)
 
 
 @main.command()

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.errors import SuiteError
+from harness.errors import LocalModelCrashed, SuiteError
 
 # Read by litellm at import: use the bundled price list, never fetch it over the network.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -315,6 +315,7 @@ class Engine:
             if getattr(limit, "tpm", None):
                 self._buckets[(key, "tpm")] = TokenBucket(limit.tpm)
         self._keyless: dict[str, bool] = {}
+        self._crash: LocalModelCrashed | None = None
 
     # -------------------------------------------------------- public
 
@@ -364,6 +365,8 @@ class Engine:
                     if attempts > 1:
                         self.stats.retries += 1
                     result = await self._attempt(spec)
+        except LocalModelCrashed:
+            raise  # not a failed call: the model is gone, and the run must stop
         except Exception as exc:
             return CallResult(
                 output=None, latency_ms=None, error=reason(exc, attempts), attempts=attempts
@@ -375,7 +378,8 @@ class Engine:
         await self._throttle(spec)
         litellm = import_litellm()
         gate = self.semaphore
-        if needs_local_provider(spec.model):
+        local = needs_local_provider(spec.model)
+        if local:
             from harness.local_model import call_slot, ensure_registered
 
             ensure_registered()
@@ -393,20 +397,34 @@ class Engine:
                 # A self-hosted OpenAI-compatible server needs no key, but the SDK insists on one.
                 kwargs["api_key"] = "no-key"
         async with gate:
+            if self._crash is not None:
+                # Calls queued behind the one that crashed stop here, before litellm starts
+                # work that the run's teardown would leave half done.
+                raise self._crash
             self.stats.requests += 1
             start = time.perf_counter()
-            response = await asyncio.wait_for(
-                litellm.acompletion(
-                    model=spec.model,
-                    messages=spec.messages,
-                    timeout=spec.timeout,
-                    num_retries=0,  # retries live in _call_with_retries only
-                    max_retries=0,  # and not in the OpenAI SDK either
-                    **kwargs,
-                ),
-                # A safety net over the client's own timeout (connect + read), never shorter.
-                timeout=spec.timeout + 5,
-            )
+            try:
+                response = await asyncio.wait_for(
+                    litellm.acompletion(
+                        model=spec.model,
+                        messages=spec.messages,
+                        timeout=spec.timeout,
+                        num_retries=0,  # retries live in _call_with_retries only
+                        max_retries=0,  # and not in the OpenAI SDK either
+                        **kwargs,
+                    ),
+                    # A safety net over the client's own timeout (connect + read), never shorter.
+                    timeout=spec.timeout + 5,
+                )
+            except Exception:
+                if local:
+                    from harness.local_model import take_crash
+
+                    crash = take_crash()
+                    if crash is not None:
+                        self._crash = crash
+                        raise crash from None
+                raise
             latency_ms = (time.perf_counter() - start) * 1000
         return self._result(spec, response, latency_ms)
 

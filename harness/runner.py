@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError, ProviderError, SuiteError
+from harness.errors import HarnessError, LocalModelCrashed, ProviderError, SuiteError
 
 
 class RunInterrupted(HarnessError):
@@ -278,6 +278,11 @@ def _run(
             engine = _make_engine(selected, concurrency)
             interrupted = _run_loop(engine, misses, answered)
             requests = engine.stats.requests
+    except LocalModelCrashed as e:
+        raise LocalModelCrashed(
+            f"{e}. {writer.written} results are saved in {run.path}; after the rebuild, finish "
+            f"the run with: {resume_command(suite_path, run.run_id, runs_dir)}"
+        ) from None
     finally:
         progress.stop()
         writer.close()
