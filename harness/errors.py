@@ -47,6 +47,10 @@ class ProviderError(HarnessError):
     exit_code = 3
 
 
+class LocalModelCrashed(ProviderError):
+    """The local model's native code died (a signal in its worker process); the run stops (exit 3)."""
+
+
 class TrackingError(HarnessError):
     """The tracking store could not be used."""
 

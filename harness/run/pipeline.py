@@ -20,7 +20,7 @@ from harness.calls.engine import check_credentials
 from harness.data.dataset import Dataset, load_dataset
 from harness.decide.guard import decide
 from harness.decide.history import LocalHistory, gather
-from harness.errors import ProviderError, RunInterrupted, TrackingError
+from harness.errors import LocalModelCrashed, ProviderError, RunInterrupted, TrackingError
 from harness.prompt.templates import validate_templates
 from harness.report.ci import append_step_summary, write_junit
 from harness.report.render import render_report
@@ -253,6 +253,13 @@ class _Run:
                 lambda: make_engine(self.selected, self.opts.concurrency),
                 on_first=lambda: (warm(), prewarm_post_run()),
             )
+        except LocalModelCrashed as e:
+            writer.flush()  # the count in the message is what is on disk
+            raise LocalModelCrashed(
+                f"{e}. {writer.written} results are saved in {run.path}; after the rebuild, "
+                "finish the run with: "
+                + resume_command(self.suite_path, run.run_id, self.opts.runs_dir)
+            ) from None
         finally:
             progress.stop()
             writer.close()

@@ -2,11 +2,14 @@ import asyncio
 import importlib.util
 import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from harness.calls import local_model
-from harness.errors import SuiteError
+from harness.calls import local_model, local_worker
+from harness.errors import LocalModelCrashed, SuiteError
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
@@ -64,13 +67,13 @@ def test_missing_model_package_gives_the_install_hint(monkeypatch):
 
 def test_response_format_becomes_a_grammar_only_for_json():
     pytest.importorskip("llama_cpp")
-    assert local_model._grammar_for(None) is None
-    assert local_model._grammar_for({"type": "text"}) is None
-    g = local_model._grammar_for(RESPONSE_FORMAT)
+    assert local_worker.grammar_for(None) is None
+    assert local_worker.grammar_for({"type": "text"}) is None
+    g = local_worker.grammar_for(RESPONSE_FORMAT)
     assert all(f'\\"{label}\\"' in g._grammar for label in LABELS)
     # Cached: the same schema compiles once.
-    assert local_model._grammar_for({"type": "json_object", "schema": SCHEMA}) is g
-    assert local_model._grammar_for({"type": "json_object"}) is not None
+    assert local_worker.grammar_for({"type": "json_object", "schema": SCHEMA}) is g
+    assert local_worker.grammar_for({"type": "json_object"}) is not None
 
 
 def test_is_local():
@@ -174,14 +177,20 @@ def test_acompletion_runs_concurrently_and_matches_completion(sync_responses):
     assert async_answers == [r.choices[0].message.content for r in sync_responses]
 
 
-def test_thread_count_leaves_a_core_to_the_event_loop(monkeypatch):
+def test_one_single_threaded_worker_per_core_up_to_two(monkeypatch):
     monkeypatch.delenv(local_model.THREADS_ENV, raising=False)
+    monkeypatch.delenv(local_model.WORKERS_ENV, raising=False)
+    for cores, workers in [(1, 1), (2, 2), (16, 2)]:
+        monkeypatch.setattr(local_model.os, "sched_getaffinity", lambda pid, n=cores: set(range(n)))
+        assert (local_model.n_threads(), local_model.n_workers()) == (1, workers)
+    monkeypatch.setenv(local_model.THREADS_ENV, "2")
+    assert (local_model.n_threads(), local_model.n_workers()) == (2, 2)  # 16 cores // 2, capped
     monkeypatch.setattr(local_model.os, "sched_getaffinity", lambda pid: {0, 1})
-    assert local_model.n_threads() == 1
-    monkeypatch.setattr(local_model.os, "sched_getaffinity", lambda pid: set(range(16)))
-    assert local_model.n_threads() == 2
+    assert (local_model.n_threads(), local_model.n_workers()) == (2, 1)
     monkeypatch.setenv(local_model.THREADS_ENV, "3")
-    assert local_model.n_threads() == 3
+    assert (local_model.n_threads(), local_model.n_workers()) == (3, 1)
+    monkeypatch.setenv(local_model.WORKERS_ENV, "3")
+    assert local_model.n_workers() == 3
     monkeypatch.setenv(local_model.THREADS_ENV, "0")
     with pytest.raises(SuiteError, match=r"HARNESS_LOCAL_THREADS='0' is not a positive integer"):
         local_model.n_threads()
@@ -210,7 +219,7 @@ def test_call_slot_is_one_queue_per_event_loop():
         await asyncio.gather(*[call() for _ in range(5)])
         return peak
 
-    assert asyncio.run(overlap()) == local_model.MAX_PARALLEL
+    assert asyncio.run(overlap()) == local_model.n_workers()
 
 
 @pytest.mark.local_model
@@ -228,3 +237,129 @@ def test_over_long_prompt_is_a_non_retryable_context_window_error():
             max_tokens=5,
         )
     assert err.value.status_code == 400
+
+
+def _crash_suite(tmp_path):
+    """The quickstart's zero-shot variant over its data, written where the test can run it."""
+    root = Path(__file__).resolve().parents[2]
+    suite = tmp_path / "crash.yaml"
+    suite.write_text(
+        f"""name: crash-test
+task: classification
+data:
+  test: {root / "data/banking77-mini/test.csv"}
+  input: text
+  target: category
+labels: from-data
+output_schema: {root / "data/schemas/banking77-mini-intent.json"}
+metrics: [accuracy]
+defaults:
+  model: local/smollm2
+  params: {{temperature: 0, max_tokens: 32}}
+  response_format: output_schema
+  system: Route the banking question to an intent. Answer as JSON.
+  user: "Question: {{{{ text }}}}"
+variants:
+  - name: zero-shot
+    kind: prompt
+"""
+    )
+    return suite
+
+
+def _harness(*args, cwd, env=None):
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        timeout=300,
+    )
+
+
+def _records(run_dir: Path) -> list[dict]:
+    lines = (run_dir / "results" / "zero-shot.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+@pytest.mark.local_model
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_native_crash_ends_the_run_with_exit_3_and_resume_finishes_it(tmp_path, workers):
+    pytest.importorskip("llama_cpp")
+    suite = _crash_suite(tmp_path)
+    runs = tmp_path / "runs"
+    crashed = _harness(
+        "run",
+        suite,
+        "--limit",
+        12,
+        "--runs-dir",
+        runs,
+        cwd=tmp_path,
+        env={local_worker.CRASH_ENV: "SIGILL@4", local_model.WORKERS_ENV: str(workers)},
+    )
+    assert crashed.returncode == 3, crashed.stderr
+    (run_dir,) = (runs / "crash-test").iterdir()
+    saved = len(_records(run_dir))
+    assert "Traceback" not in crashed.stderr
+    if workers == 2:
+        # Each worker dies on its own 4th call: whatever was answered before is kept.
+        assert 3 <= saved <= 6
+        assert f"{saved} results are saved in {run_dir}" in crashed.stderr
+        assert "was killed by SIGILL" in crashed.stderr
+    else:
+        assert saved == 3  # calls 1-3 answered and kept; the 4th killed the worker
+    rebuild = local_model.rebuild_command()
+    assert workers == 2 or crashed.stderr == (
+        "Error: the local model (local/smollm2, llama.cpp in its worker process) was killed by "
+        "SIGILL — likely illegal instruction: llama-cpp-python was compiled for CPU features "
+        "this machine does not run (a native build made on another machine or taken from pip's "
+        "wheel cache, or AVX-512/AMX that the CPU advertises but the hypervisor has not "
+        f"enabled). Rebuild it portably with: {rebuild}. 3 results are saved in {run_dir}; "
+        f"after the rebuild, finish the run with: harness run {suite} --resume {run_dir.name} "
+        f"--runs-dir {runs}\n"
+    )
+
+    resumed = _harness(
+        "run", suite, "--limit", 12, "--runs-dir", runs, "--resume", run_dir.name, cwd=tmp_path
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    records = _records(run_dir)
+    assert len(records) == 12 and len({r["id"] for r in records}) == 12
+    assert all(r["error"] is None for r in records)
+    assert (
+        json.loads((run_dir / "summary.json").read_text())["variants"]["zero-shot"]["n_calls"] == 12
+    )
+
+
+@pytest.mark.local_model
+def test_a_worker_that_dies_reports_its_status_and_what_it_printed(monkeypatch):
+    pytest.importorskip("llama_cpp")
+    monkeypatch.setenv(local_worker.CRASH_ENV, "SIGSEGV@1")
+    worker = local_model.new_worker()
+    try:
+        with pytest.raises(LocalModelCrashed) as err:
+            worker.request(messages("hi"), {"max_tokens": 1})
+    finally:
+        worker.close()
+    assert str(err.value).startswith(
+        "the local model (local/smollm2, llama.cpp in its worker process) was killed by SIGSEGV "
+        "— likely a native crash inside llama.cpp (a broken or mismatched llama-cpp-python build)."
+    )
+    assert err.value.exit_code == 3
+
+
+def test_readme_rebuilds_the_pinned_version_portably():
+    import tomllib
+
+    root = Path(__file__).resolve().parents[2]
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    (pin,) = [r for r in project["optional-dependencies"]["local"] if "llama-cpp-python" in r]
+    readme = (root / "README.md").read_text()
+    assert (
+        'CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install --no-cache-dir --force-reinstall --no-deps '
+        f"{pin} && pip install -e '.[local]' && harness run suites/quickstart.yaml"
+    ) in readme
+    ci = (root / ".ci" / "run").read_text()
+    assert 'export CMAKE_ARGS="-DGGML_NATIVE=OFF"' in ci and "--no-cache-dir" in ci

@@ -89,6 +89,8 @@ class FakeOpenAI:
         self.headers: list[
             dict[str, str]
         ] = []  # request headers seen (auth included; tests check it stays out of runs/)
+        # (time.monotonic() on arrival, model) per chat request: rate-limit tests count windows.
+        self.arrivals: list[tuple[float, str]] = []
         self.embedding_requests = 0
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -128,6 +130,7 @@ class FakeOpenAI:
             self.outcomes.clear()
             self.prompts.clear()
             self.headers.clear()
+            self.arrivals.clear()
 
     def _serve(self, ready: threading.Event) -> None:
         self._loop = asyncio.new_event_loop()
@@ -176,6 +179,7 @@ class FakeOpenAI:
         return a
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
+        arrived = time.monotonic()
         raw = await request.read()
         with self._lock:
             self.requests += 1
@@ -184,6 +188,8 @@ class FakeOpenAI:
             body = json.loads(raw)
         except json.JSONDecodeError:
             return web.json_response({"error": {"message": "invalid JSON body"}}, status=400)
+        with self._lock:
+            self.arrivals.append((arrived, str(body.get("model"))))
         messages = body.get("messages") or []
         prompt = _prompt_text(messages)
         with self._lock:

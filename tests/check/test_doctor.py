@@ -1,0 +1,145 @@
+"""`harness doctor`: one screen of versions, store, local model and keys; exit 0 ready, 2 not."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+
+import pytest
+from click.testing import CliRunner
+from conftest import write_suite
+
+from harness.calls import local_model
+from harness.check import doctor
+from harness.cli import main
+
+SYSTEM_INFO_NATIVE = (
+    "CPU : SSE3 = 1 | AVX = 1 | AVX2 = 1 | F16C = 1 | FMA = 1 | AVX512 = 1 | AVX512_VNNI = 1 "
+    "| AMX_INT8 = 1 | LLAMAFILE = 1 | REPACK = 1 |"
+)
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, ["doctor", *map(str, args)], catch_exceptions=False)
+
+
+@pytest.fixture
+def no_local(monkeypatch):
+    """As on a machine without the `local` extra: doctor must not try to start the model."""
+    monkeypatch.setattr(doctor.importlib.util, "find_spec", lambda name: None)
+
+
+def test_build_features_are_the_ones_switched_on():
+    assert doctor.build_features("CPU : AVX = 1 | AVX512 = 0 | AMX_INT8 = 1 |") == [
+        "AVX",
+        "AMX_INT8",
+    ]
+
+
+def test_a_native_build_is_named_with_the_rebuild_command(monkeypatch):
+    pytest.importorskip("llama_cpp")
+    monkeypatch.setattr(
+        doctor, "_child_info", lambda: {"system_info": SYSTEM_INFO_NATIVE, "version": "0.3.36"}
+    )
+    monkeypatch.setattr(doctor, "_one_token", lambda: doctor.Line("generation", "ok"))
+    section = doctor.local(needed=True)
+    build = next(ln for ln in section.lines if ln.label == "build")
+    assert build.warning and build.problem is None  # it runs here; it would crash elsewhere
+    assert build.value == (
+        "native (AVX512, AVX512_VNNI, AMX_INT8): crashes on CPUs without them — rebuild "
+        f"portably with: {local_model.rebuild_command()}"
+    )
+
+
+def test_a_crashing_build_is_not_ready(monkeypatch):
+    pytest.importorskip("llama_cpp")
+    monkeypatch.setattr(doctor, "_child_info", lambda: local_model.crash_message(-4, ""))
+    section = doctor.local(needed=True)
+    (build,) = [ln for ln in section.lines if ln.label == "build"]
+    assert build.value.startswith(
+        "the local model (local/smollm2, llama.cpp in its worker process) was killed by SIGILL"
+    )
+    assert build.problem == f"rebuild llama-cpp-python: {local_model.rebuild_command()}"
+
+
+def test_missing_key_is_named_never_valued_and_exit_2(
+    tmp_path, monkeypatch, no_local, isolated_cwd
+):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-secret-value-123")
+    suite = write_suite(tmp_path, "http://127.0.0.1:9/v1")
+    text = suite.read_text().replace("  api_base: http://127.0.0.1:9/v1\n", "")
+    suite.write_text(text)
+    result = invoke(suite)
+    assert result.exit_code == 2, result.output
+    assert result.output.endswith(
+        "  ! zero-shot         openai/fake-model: OPENAI_API_KEY not set\n"
+        "  ! few-shot          openai/fake-model: OPENAI_API_KEY not set\n"
+        "  ✗ OPENAI_API_KEY    not set\n"
+        "not ready — 1 to fix:\n"
+        "  - export OPENAI_API_KEY=… (needed by zero-shot, few-shot)\n"
+    )
+    assert "sk-ant-secret-value-123" not in result.output
+
+
+def test_key_present_is_ready_and_shows_the_name_only(
+    tmp_path, monkeypatch, no_local, isolated_cwd
+):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-do-not-print-9876")
+    suite = write_suite(tmp_path, "http://127.0.0.1:9/v1")
+    suite.write_text(suite.read_text().replace("  api_base: http://127.0.0.1:9/v1\n", ""))
+    result = invoke(suite)
+    assert result.exit_code == 0, result.output
+    assert "  zero-shot         openai/fake-model: OPENAI_API_KEY set\n" in result.output
+    assert result.output.endswith("ready\n")
+    assert "sk-test-do-not-print-9876" not in result.output
+
+
+def test_an_api_base_with_credentials_is_shown_without_them(tmp_path, no_local, isolated_cwd):
+    suite = write_suite(tmp_path, "http://user:hunter2@127.0.0.1:9/v1")
+    result = invoke(suite)
+    assert "hunter2" not in result.output
+    assert "openai/fake-model at http://127.0.0.1:9/v1: key optional" in result.output
+
+
+def test_tracking_store_states(tmp_path, no_local, isolated_cwd):
+    result = invoke()
+    db = tmp_path / "mlruns" / "mlflow.db"
+    assert f"    uri               sqlite:///{db}\n" in result.output
+    assert f"answers           not created yet — the first run creates {db}\n" in result.output
+    assert result.exit_code == 0
+    db.parent.mkdir()
+    db.write_bytes(b"this is not a database")
+    result = invoke()
+    assert result.exit_code == 2
+    assert re.search(
+        rf"- {re.escape(str(db))} is not a readable MLflow store \(.*\) — move it aside and run again\n",
+        result.output,
+    )
+    db.unlink()
+    with sqlite3.connect(db) as con:
+        con.execute("create table runs (id text)")
+        con.execute("insert into runs values ('a')")
+    assert "answers           yes (1 runs in" in invoke().output
+
+
+def test_unreachable_tracking_server_is_not_ready(no_local, isolated_cwd):
+    result = invoke("--tracking-uri", "http://127.0.0.1:9")
+    assert result.exit_code == 2
+    assert "tracking server http://127.0.0.1:9 is unreachable" in result.output
+
+
+def test_a_suite_error_is_exit_2_with_the_location(tmp_path, no_local, isolated_cwd):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\ntask: classification\nvariantz: []\n")
+    result = invoke(bad)
+    assert result.exit_code == 2
+    assert result.output.startswith(f"Error: {bad}:")
+
+
+@pytest.mark.local_model
+def test_the_installed_build_generates_one_token_in_a_child(isolated_cwd):
+    pytest.importorskip("llama_cpp")
+    result = invoke()
+    assert "    installed         yes (" in result.output
+    assert re.search(r"    generation        ok: 1 token in [\d.]+ s", result.output), result.output
