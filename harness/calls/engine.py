@@ -23,6 +23,8 @@ from harness.calls._litellm import (
     needs_local_provider,
     server_kwargs,
 )
+from harness.calls.cache import cache_key
+from harness.calls.local_model import call_slot, check_installed, ensure_registered, take_crash
 from harness.errors import LocalModelCrashed, SuiteError
 from harness.types import CallResult, CallSpec
 
@@ -34,8 +36,6 @@ def check_credentials(variants) -> None:
     """Stop before the first call when a selected variant lacks its API key or, for local/
     models, the `local` extra (exit 2)."""
     if any(needs_local_provider(v.model) for v in variants):
-        from harness.calls.local_model import check_installed
-
         check_installed()
     missing = {v.name: missing_credentials(v.model, v.api_base) for v in variants}
     ready = [name for name, keys in missing.items() if not keys]
@@ -265,8 +265,6 @@ class Engine:
         self.stats.calls += 1
         key = None
         if self.cache is not None:
-            from harness.calls.cache import cache_key
-
             key = cache_key(spec)
             hit = self.cache.get(key)
             if hit is not None:
@@ -322,8 +320,6 @@ class Engine:
         gate = self.semaphore
         local = needs_local_provider(spec.model)
         if local:
-            from harness.calls.local_model import call_slot, ensure_registered
-
             ensure_registered()
             # The local model answers one call at a time: queueing behind the global semaphore
             # would count waiting time as model latency.
@@ -358,8 +354,6 @@ class Engine:
                 )
             except Exception:
                 if local:
-                    from harness.calls.local_model import take_crash
-
                     crash = take_crash()
                     if crash is not None:
                         self._crash = crash

@@ -30,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from harness.calls._litellm import import_litellm
 from harness.errors import LocalModelCrashed, SuiteError
 
 PROVIDER = "local"
@@ -407,8 +408,6 @@ def ensure_registered() -> None:
         if _registered:
             return
         check_installed()
-        from harness.calls._litellm import import_litellm
-
         litellm = import_litellm()
 
         if not any(item.get("provider") == PROVIDER for item in litellm.custom_provider_map):

@@ -46,8 +46,7 @@ def lineage(name: str, history: list[dict], current: dict) -> dict:
     entries = []
     for run in history:
         le = run.get("ledger_entry") or {}
-        # Tolerate a bare {variant: entry} mapping (no "metric"/"variants" envelope).
-        entry = le.get("variants", le).get(name)
+        entry = (le.get("variants") or {}).get(name)
         if isinstance(entry, dict):
             entries.append((le.get("metric"), entry))
     this = current.get("variants", {}).get(name)

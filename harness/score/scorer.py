@@ -15,8 +15,10 @@ and carries the error as its reason.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +55,52 @@ def parse_json_lenient(text: str) -> tuple[Any, list[str]]:
     return None, steps
 
 
+@dataclass(frozen=True)
+class Seen:
+    """One answered call as a per-record score sees it."""
+
+    output: str  # the raw text
+    answer: str  # what is compared: the parsed answer (the whole text for generation)
+    target: Any  # the reference (None without one)
+
+
+# Per-record scores, keyed by the metric that reads them: `fn(seen, **options) -> float | None`
+# (None: not scored, e.g. no reference). A metric registers its own with `@record_score(name)`.
+RECORD_SCORES: dict[str, Callable[..., float | None]] = {}
+
+
+def record_score(name: str):
+    def register(fn):
+        RECORD_SCORES[name] = fn
+        return fn
+
+    return register
+
+
+@record_score("exact_match")
+def _exact_match(seen: Seen) -> float | None:
+    if seen.target is None:
+        return None
+    return float(normalize_text(seen.answer) == normalize_text(_text(seen.target)))
+
+
+@record_score("contains")
+def _contains(seen: Seen) -> float | None:
+    if seen.target is None:
+        return None
+    return float(normalize_text(_text(seen.target)) in normalize_text(seen.output))
+
+
+@record_score("regex")
+def _regex(seen: Seen, pattern: str) -> float:
+    return float(_compiled(pattern).search(seen.output) is not None)
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled(pattern: str) -> re.Pattern:
+    return re.compile(pattern)
+
+
 @dataclass
 class Scorer:
     """Scores outputs of one suite. Build with `make_scorer`; `score` is pure."""
@@ -61,8 +109,8 @@ class Scorer:
     schema: dict | None = None
     labels: list[str] | None = None
     answer_field: str | None = None  # see answer_field()
-    regex: re.Pattern | None = None
-    wanted: frozenset[str] = frozenset()  # reference-based scores to compute (exact_match...)
+    # Declared metrics with a per-record score (`@record_score`), and their options.
+    wanted: dict[str, dict] = field(default_factory=dict)
     _label_of: dict[str, str | None] = field(default_factory=dict, repr=False)
     _exact: frozenset[str] = frozenset()
     _validator: Any = field(default=None, repr=False)
@@ -184,20 +232,15 @@ class Scorer:
         return {"parsed": value, "scores": scores, "reasons": reasons}
 
     def _reference_scores(self, example, output: str, result: dict) -> None:
-        scores = result["scores"]
         target = None if example is None else example.target
-        parsed = result["parsed"]
         # Classification/extraction compare the parsed answer; generation the whole text.
-        answer = output if self.task == "generation" else parsed
-        answer_text = "" if answer is None else _text(answer)
-        if "exact_match" in self.wanted and target is not None:
-            scores["exact_match"] = float(
-                normalize_text(answer_text) == normalize_text(_text(target))
-            )
-        if "contains" in self.wanted and target is not None:
-            scores["contains"] = float(normalize_text(_text(target)) in normalize_text(output))
-        if self.regex is not None:
-            scores["regex"] = float(self.regex.search(output) is not None)
+        answer = output if self.task == "generation" else result["parsed"]
+        seen = Seen(output, "" if answer is None else _text(answer), target)
+        for name, fn in RECORD_SCORES.items():
+            if name in self.wanted:
+                value = fn(seen, **self.wanted[name])
+                if value is not None:
+                    result["scores"][name] = value
 
     def _error_result(self, example, error: str) -> dict:
         reason = f"error: {error}"
@@ -210,11 +253,9 @@ class Scorer:
             scores["exact_record"] = 0.0
         if self.schema is not None or self.labels is not None or self.task == "extraction":
             scores["format_ok"] = 0.0
-        for key in ("exact_match", "contains"):
-            if key in self.wanted:
-                scores[key] = 0.0
-        if self.regex is not None:
-            scores["regex"] = 0.0
+        for name in RECORD_SCORES:  # an error is a wrong answer for every per-record score
+            if name in self.wanted:
+                scores[name] = 0.0
         return {"parsed": None, "scores": scores, "reasons": dict.fromkeys(scores, reason)}
 
 
@@ -281,22 +322,15 @@ def make_scorer(suite: Any, dataset: Any) -> Scorer:
 
         validator = jsonschema.validators.validator_for(schema)(schema)
     field = answer_field(schema)
-    wanted: set[str] = set()
-    regex = None
-    for entry in suite.spec.metrics:
-        name, args = entry_name(entry)
-        if name in ("exact_match", "contains"):
-            wanted.add(name)
-        if name == "regex":
-            regex = re.compile(args.get("pattern"))
+    entries = [entry_name(e) for e in suite.spec.metrics]
+    wanted = {name: args for name, args in entries if name in RECORD_SCORES}
     labels = list(dataset.labels) if dataset.labels is not None else None
     scorer = Scorer(
         task=suite.task,
         schema=schema,
         labels=labels,
         answer_field=field,
-        regex=regex,
-        wanted=frozenset(wanted),
+        wanted=wanted,
         _validator=validator,
     )
     scorer._label_of = _label_table(labels or [])

@@ -423,8 +423,8 @@ def test_judge_repeats_agreement_is_kappa_between_sample_0_and_1(openai_server, 
     b = [r["judge"]["samples"][1] for r in records["cand"]]
     agree = section["variants"]["cand"]["agreement"]
     assert agree["repeats_pairs"] == N
-    if len(set(a) | set(b)) > 1:
-        assert agree["repeats"] == pytest.approx(cohen_kappa_score(a, b))
+    assert set(a) | set(b) == {0, 1}  # every third answer is a fail: kappa is defined
+    assert agree["repeats"] == pytest.approx(cohen_kappa_score(a, b))
     # Both samples count: the record's score is their mean.
     assert records["cand"][0]["scores"]["judge"] == pytest.approx(
         sum(records["cand"][0]["judge"]["samples"]) / 2

@@ -33,11 +33,17 @@ BASE_SUITE = {
 }
 
 
-def make_suite(tmp_path: Path, **overrides):
-    """Write the suite (with overrides merged at top level / into guard) and load it."""
+_KEEP = object()
+
+
+def make_suite(tmp_path: Path, guard=_KEEP, **overrides):
+    """Write the suite (with overrides merged at top level / into guard) and load it.
+
+    guard: a mapping merged into the base guard, or None for a suite without one."""
     raw = yaml.safe_load(yaml.safe_dump(BASE_SUITE))
-    guard = overrides.pop("guard", None)
-    if guard is not None:
+    if guard is None:
+        del raw["guard"]
+    elif guard is not _KEEP:
         raw["guard"] = {**raw["guard"], **guard}
     model = overrides.pop("ft_model", None)
     if model:
