@@ -133,15 +133,22 @@ class _Run:
         sent = self.send(dataset, run_dir, jobs, done, warm)
         records = {v.name: run_dir.records(v.name) for v in self.selected}
         # Post-call stages (LLM judge, embedding cosine): scores merged into the records.
-        judge = judge_records(
-            self.suite,
-            dataset,
-            records,
-            run_dir.path,
-            concurrency=self.opts.concurrency,
-            no_cache=self.opts.no_cache,
-            runs_dir=self.opts.runs_dir,
-        )
+        try:
+            judge = judge_records(
+                self.suite,
+                dataset,
+                records,
+                run_dir.path,
+                concurrency=self.opts.concurrency,
+                no_cache=self.opts.no_cache,
+                runs_dir=self.opts.runs_dir,
+            )
+        except LocalModelCrashed as e:  # a local judge: its finished judgements are kept too
+            raise LocalModelCrashed(
+                f"{e}. Every variant's answers are saved in {run_dir.path}; after the rebuild, "
+                "finish the judging with: "
+                + resume_command(self.suite_path, run_dir.run_id, self.opts.runs_dir)
+            ) from None
         if judge is not None:
             write_stage_scores(run_dir.path, records)
         outcome = RunOutcome(

@@ -363,3 +363,24 @@ def test_readme_rebuilds_the_pinned_version_portably():
     ) in readme
     ci = (root / ".ci" / "run").read_text()
     assert 'export CMAKE_ARGS="-DGGML_NATIVE=OFF"' in ci and "--no-cache-dir" in ci
+
+
+@pytest.mark.local_model
+def test_a_crash_of_a_local_judge_keeps_every_answer_and_says_how_to_finish(tmp_path):
+    pytest.importorskip("llama_cpp")
+    suite = Path(__file__).resolve().parents[2] / "suites" / "house-style.yaml"
+    runs = tmp_path / "runs"
+    # 3 variants × 2 examples answer first; the 7th call is the judge's first.
+    env = {local_worker.CRASH_ENV: "SIGILL@7", local_model.WORKERS_ENV: "1"}
+    crashed = _harness("run", suite, "--limit", 2, "--runs-dir", runs, cwd=tmp_path, env=env)
+    assert crashed.returncode == 3, crashed.stderr
+    (run_dir,) = (runs / "house-style").iterdir()
+    for variant in ("prompt", "few-shot", "ft-house-style"):
+        lines = (run_dir / "results" / f"{variant}.jsonl").read_text().splitlines()
+        assert len(lines) == 2
+    assert "was killed by SIGILL" in crashed.stderr
+    assert crashed.stderr.endswith(
+        f"Every variant's answers are saved in {run_dir}; after the rebuild, finish the judging "
+        f"with: harness run {suite} --resume {run_dir.name} --runs-dir {runs}\n"
+    )
+    assert "Traceback" not in crashed.stderr
