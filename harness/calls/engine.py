@@ -216,11 +216,7 @@ def call_cost(
 
 @dataclass
 class EngineStats:
-    calls: int = 0
     requests: int = 0  # attempts sent to providers (retries included)
-    retries: int = 0
-    cache_hits: int = 0
-    errors: int = 0
 
 
 class Engine:
@@ -262,19 +258,15 @@ class Engine:
     # -------------------------------------------------------- public
 
     async def call(self, spec: CallSpec) -> CallResult:
-        self.stats.calls += 1
         key = None
         if self.cache is not None:
             key = cache_key(spec)
             hit = self.cache.get(key)
             if hit is not None:
-                self.stats.cache_hits += 1
                 return hit
         result = await self._call_with_retries(spec)
         if result.error is None and self.cache is not None:
             self.cache.put(key, result, spec.model)
-        if result.error is not None:
-            self.stats.errors += 1
         return result
 
     # -------------------------------------------------------- internals
@@ -302,8 +294,6 @@ class Engine:
             ):
                 with attempt:
                     attempts = attempt.retry_state.attempt_number
-                    if attempts > 1:
-                        self.stats.retries += 1
                     result = await self._attempt(spec)
         except LocalModelCrashed:
             raise  # not a failed call: the model is gone, and the run must stop

@@ -127,11 +127,7 @@ def export_finetune(
     cost = None if price is None else price * n_tokens / 1e6 * epochs
     # Structure is checked on the written file; the token limit on the counts already made.
     problems = validate_chat_jsonl(out)
-    problems += [
-        f"line {i}: {n} tokens — over the {max_tokens_per_example}-token limit per example"
-        for i, n in enumerate(counts, start=1)
-        if n > max_tokens_per_example
-    ]
+    problems += token_problems(dict(enumerate(counts, start=1)), max_tokens_per_example)
     result = ExportResult(
         path=str(out),
         variant=target.name,
@@ -300,6 +296,15 @@ def _count(skipped: dict[str, int], reason: str, n: int) -> None:
 # ---------------------------------------------------------------- validation
 
 
+def token_problems(tokens_by_line: dict[int, int], limit: int) -> list[str]:
+    """The fine-tuning API's per-example token limit, one problem per line over it."""
+    return [
+        f"line {i}: {n} tokens — over the {limit}-token limit per example"
+        for i, n in tokens_by_line.items()
+        if n > limit
+    ]
+
+
 def validate_chat_jsonl(
     path: str | Path, *, model: str | None = None, max_tokens: int | None = None
 ) -> list[str]:
@@ -325,10 +330,7 @@ def validate_chat_jsonl(
         problems += [f"line {i}: {p}" for p in _row_problems(row)]
         if max_tokens is not None and not any(p.startswith(f"line {i}:") for p in problems):
             tokens = count_tokens(model or "gpt-4o-mini", row["messages"])
-            if tokens > max_tokens:
-                problems.append(
-                    f"line {i}: {tokens} tokens — over the {max_tokens}-token limit per example"
-                )
+            problems += token_problems({i: tokens}, max_tokens)
     if n < MIN_EXAMPLES:
         problems.append(f"{n} example(s) — fine-tuning needs at least {MIN_EXAMPLES}")
     return problems

@@ -38,9 +38,10 @@ from harness.run.progress import Progress
 from harness.run.warmup import prewarm_post_run
 from harness.rundir.reader import load_run
 from harness.rundir.writer import ResultsWriter, RunDir, create_run, open_run, write_stage_scores
-from harness.score.judge import check_judge_credentials, judge_records
+from harness.score.judge import check_judge_credentials
 from harness.score.registry import validate_suite
 from harness.score.scorer import make_scorer
+from harness.score.stages import run_post_call_stages
 from harness.stats.summary import build_summary
 from harness.suite import Suite, Variant, load_suite
 from harness.track.child import start_if_useful
@@ -134,7 +135,7 @@ class _Run:
         records = {v.name: run_dir.records(v.name) for v in self.selected}
         # Post-call stages (LLM judge, embedding cosine): scores merged into the records.
         try:
-            judge = judge_records(
+            judge = run_post_call_stages(
                 self.suite,
                 dataset,
                 records,

@@ -262,8 +262,6 @@ class SuiteFile(Strict):
 class Variant(BaseModel):
     """A variant with defaults and `extends` applied; what runners consume."""
 
-    model_config = ConfigDict(frozen=False)
-
     name: str
     kind: str
     model: str

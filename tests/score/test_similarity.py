@@ -71,8 +71,8 @@ def test_embedding_cosine_through_the_scripted_server_and_kept_for_resume(openai
     from openai_server import embed
 
     from harness.data.dataset import load_dataset
-    from harness.score.judge import judge_records
     from harness.score.registry import validate_suite
+    from harness.score.stages import run_post_call_stages
     from harness.suite import load_suite
 
     server = openai_server()
@@ -98,7 +98,7 @@ def test_embedding_cosine_through_the_scripted_server_and_kept_for_resume(openai
         }
 
     recs = records()
-    section = judge_records(suite, dataset, recs, tmp_path / "run")
+    section = run_post_call_stages(suite, dataset, recs, tmp_path / "run")
     want = float(np.dot(embed("your parcel is late"), embed(rows[0][1])))
     got = {r["id"]: r["scores"]["embedding_cosine"] for r in recs["a"]}
     assert got == {"a": pytest.approx(want), "b": 0.0}  # an error scores 0
@@ -107,6 +107,6 @@ def test_embedding_cosine_through_the_scripted_server_and_kept_for_resume(openai
     assert M.value_of(M.compute("embedding_cosine", table)) == pytest.approx(want / 2)
     before = server.embedding_requests
     again = records()
-    judge_records(suite, dataset, again, tmp_path / "run")
+    run_post_call_stages(suite, dataset, again, tmp_path / "run")
     assert server.embedding_requests == before  # read back, not embedded again
     assert again["a"][0]["scores"]["embedding_cosine"] == pytest.approx(want)

@@ -17,7 +17,6 @@ from harness.calls.cache import Cache
 from harness.calls.engine import CallSpec, Engine, check_credentials
 from harness.errors import RunInterrupted
 from harness.rundir.paths import stage_path
-from harness.score import similarity
 from harness.score.judge.config import JudgeConfig, configs
 from harness.score.judge.merge import judge_section, latest_by_key, merge_scores
 from harness.score.judge.prompts import (
@@ -139,9 +138,8 @@ def judge_records(
     raw samples in record["judge"]) and return summary["judge"]. None when the suite has no judge.
     """
     cfgs = configs(suite)
-    embedding = similarity.embed_records(suite, dataset, records, run_dir)
     if not cfgs:
-        return None if embedding is None else {"embedding": embedding}
+        return None
     run_dir = Path(run_dir)
     tasks = build_tasks(suite, dataset, records)
     done = {v: _read_done(judge_path(run_dir, v)) for v in records}
@@ -165,10 +163,7 @@ def judge_records(
                 cache.close()
     lines = _judged_lines(tasks, done, records)
     merge_scores(suite, records, lines)
-    section = judge_section(suite, dataset, records, lines)
-    if embedding is not None:
-        section["embedding"] = embedding
-    return section
+    return judge_section(suite, dataset, records, lines)
 
 
 def _judged_lines(tasks: list[_Task], done: dict, records) -> dict[str, list[dict]]:

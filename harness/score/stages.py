@@ -1,0 +1,39 @@
+"""The post-call stages, run in order after the variants' calls: embedding cosine, then the LLM
+judge. Each merges its per-record scores into the records (the pipeline persists them, see
+harness.rundir.writer.write_stage_scores) and reports apart from the variants' cost."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from harness.score.judge import judge_records
+from harness.score.similarity import embed_records
+
+
+def run_post_call_stages(
+    suite: Any,
+    dataset: Any,
+    records: dict[str, list[dict]],
+    run_dir: str | Path,
+    *,
+    concurrency: int = 8,
+    no_cache: bool = False,
+    runs_dir: str | Path = "runs",
+) -> dict | None:
+    """summary["judge"] (with "embedding" when that stage ran), or None when no stage applies."""
+    embedding = embed_records(suite, dataset, records, run_dir)
+    section = judge_records(
+        suite,
+        dataset,
+        records,
+        run_dir,
+        concurrency=concurrency,
+        no_cache=no_cache,
+        runs_dir=runs_dir,
+    )
+    if section is None:
+        return None if embedding is None else {"embedding": embedding}
+    if embedding is not None:
+        section["embedding"] = embedding
+    return section
