@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from harness.calls import local_model  # noqa: E402
+from harness.calls import local_processes  # noqa: E402
 from harness.data.dataset import load_dataset  # noqa: E402
 from harness.run.plan import build_jobs  # noqa: E402
 from harness.suite import load_suite  # noqa: E402
@@ -46,8 +46,8 @@ def params(spec) -> dict:
 def time_calls(jobs, workers: int, threads: int) -> tuple[dict[str, float], dict]:
     """Calls per second for each variant (its calls sent `workers` at a time, as a run sends
     them), and the answers."""
-    os.environ[local_model.THREADS_ENV] = str(threads)
-    pool = [local_model.new_worker() for _ in range(workers)]
+    os.environ[local_processes.THREADS_ENV] = str(threads)
+    pool = [local_processes.new_worker() for _ in range(workers)]
     rates, answers = {}, {}
     try:
         for w in pool:  # loading the model is start-up, not a call
@@ -89,11 +89,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--skip-run", action="store_true", help="only the calls/s part")
     args = ap.parse_args()
-    os.environ.pop(local_model.THREADS_ENV, None)
+    os.environ.pop(local_processes.THREADS_ENV, None)
     jobs = quickstart_jobs()
     print(
-        f"{len(jobs)} quickstart calls; the default here: {local_model.n_workers()} worker(s) × "
-        f"{local_model.n_threads()} thread(s)"
+        f"{len(jobs)} quickstart calls; the default here: {local_processes.n_workers()} worker(s) × "
+        f"{local_processes.n_threads()} thread(s)"
     )
     print("workers × threads   zero-shot calls/s  few-shot calls/s  same answers")
     reference = None
@@ -109,7 +109,7 @@ def main() -> None:
             sys.exit("answers changed: the configuration is not equivalent")
     if args.skip_run:
         return
-    os.environ.pop(local_model.THREADS_ENV, None)
+    os.environ.pop(local_processes.THREADS_ENV, None)
     with tempfile.TemporaryDirectory() as tmp:
         runs = Path(tmp) / "runs"
         cold = run_quickstart(runs)

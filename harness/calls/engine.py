@@ -24,7 +24,8 @@ from harness.calls._litellm import (
     server_kwargs,
 )
 from harness.calls.cache import cache_key
-from harness.calls.local_model import call_slot, check_installed, ensure_registered, take_crash
+from harness.calls.local_model import call_slot, ensure_registered
+from harness.calls.local_processes import check_installed, take_crash
 from harness.errors import LocalModelCrashed, SuiteError
 from harness.types import CallResult, CallSpec
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import __version__
-from harness.calls import local_model
+from harness.calls import local_processes
 from harness.calls._litellm import import_litellm, needs_local_provider
 from harness.errors import HarnessError, TrackingError
 from harness.score.judge.config import configs
@@ -115,9 +115,9 @@ def build_features(system_info: str) -> list[str]:
 
 
 def local(needed: bool) -> Section:
-    s = Section(f"local model ({local_model.MODEL_ID})")
+    s = Section(f"local model ({local_processes.MODEL_ID})")
     try:
-        path = local_model.check_installed()
+        path = local_processes.check_installed()
     except HarnessError as e:
         s.lines.append(Line("installed", "no", problem=str(e) if needed else None))
         return s
@@ -127,7 +127,9 @@ def local(needed: bool) -> Section:
     if isinstance(info, str):
         s.lines.append(
             Line(
-                "build", info, problem=f"rebuild llama-cpp-python: {local_model.rebuild_command()}"
+                "build",
+                info,
+                problem=f"rebuild llama-cpp-python: {local_processes.rebuild_command()}",
             )
         )
         return s
@@ -139,7 +141,7 @@ def local(needed: bool) -> Section:
             Line(
                 "build",
                 f"native ({', '.join(native)}): crashes on CPUs without them — rebuild portably "
-                f"with: {local_model.rebuild_command()}",
+                f"with: {local_processes.rebuild_command()}",
                 warning=True,
             )
         )
@@ -162,20 +164,20 @@ def _child_info() -> dict | str:
     except subprocess.TimeoutExpired:
         return "no answer within 120 s"
     if proc.returncode != 0:
-        return local_model.crash_message(proc.returncode, proc.stderr.strip()[-300:])
+        return local_processes.crash_message(proc.returncode, proc.stderr.strip()[-300:])
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def _one_token() -> Line:
     """A 1-token generation in the worker process: the real serving path, crash included."""
     start = time.perf_counter()
-    worker = local_model.new_worker()
+    worker = local_processes.new_worker()
     try:
         out = worker.request([{"role": "user", "content": "Say hi."}], {"max_tokens": 1})
     except HarnessError as e:
         return Line("generation", "failed", problem=str(e))
     except (RuntimeError, ValueError) as e:
-        return Line("generation", "failed", problem=f"{e} — {local_model.rebuild_command()}")
+        return Line("generation", "failed", problem=f"{e} — {local_processes.rebuild_command()}")
     finally:
         worker.close()
     seconds = time.perf_counter() - start
@@ -243,8 +245,13 @@ def diagnose(suite_path: str | None = None, tracking_uri: str | None = None) -> 
     else:
         sections.append(
             Section(
-                f"local model ({local_model.MODEL_ID})",
-                [Line("installed", f"no (only local/ models need it: {local_model.INSTALL_HINT})")],
+                f"local model ({local_processes.MODEL_ID})",
+                [
+                    Line(
+                        "installed",
+                        f"no (only local/ models need it: {local_processes.INSTALL_HINT})",
+                    )
+                ],
             )
         )
     if suite_section is not None:

