@@ -3,25 +3,63 @@
 One module per command; each is a thin layer over the library (harness.run, harness.check,
 harness.export, harness.report, harness.track, harness.stats.compare). Exit codes: see
 `EXIT_CODES_HELP` in harness.cli._common.
+
+A command's module (and the library behind it: pydantic models, numpy, rich) is imported only
+when that command runs, so `harness --help` stays fast; the listing below carries each command's
+one-line help (a test keeps it equal to the command's own).
 """
 
 from __future__ import annotations
 
+import importlib
+
 import click
+from click.utils import make_default_short_help
 
 from harness import __version__
-from harness.cli import check, compare, doctor, export, report, run, schema, ui
 from harness.cli._common import EXIT_CODES_HELP
 
+COMMANDS = {
+    "check": "Validate a suite and its data without calling any model.",
+    "compare": "Per-variant metric deltas (RUN_B − RUN_A) with CIs; exit 1 on a regression "
+    "beyond --tolerance.",
+    "doctor": "Versions, tracking store, local model (build and a 1-token try) and, for a "
+    "suite, which API keys are set (names only).",
+    "export": "Write OpenAI chat fine-tuning JSONL from the train split or a teacher's outputs.",
+    "report": "Re-render report.md, report.html and plots/ of a finished run from its files.",
+    "run": "Run every variant of a suite over the same examples and write runs/<suite>/<run-id>/.",
+    "schema": "Print the suite JSON Schema (point your editor at it).",
+    "ui": "Start the MLflow UI on this project's tracking store (Ctrl-C stops it).",
+}
 
-@click.group(epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]})
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        return getattr(importlib.import_module(f"harness.cli.{name}"), name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        names = self.list_commands(ctx)
+        # The width click's own listing gives each line (see click.Group.format_commands).
+        limit = formatter.width - 6 - max(len(n) for n in names)
+        rows = [(n, make_default_short_help(COMMANDS[n], limit)) for n in names]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(
+    cls=_LazyGroup,
+    epilog=EXIT_CODES_HELP,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(__version__, prog_name="harness")
 def main():
     """Evaluate prompt, few-shot, RAG and fine-tuned variants against a pre-registered hypothesis."""
 
-
-for _module in (run, check, export, report, ui, compare, doctor, schema):
-    main.add_command(getattr(_module, _module.__name__.rsplit(".", 1)[-1]))
 
 if __name__ == "__main__":  # pragma: no cover
     main()
