@@ -170,6 +170,7 @@ class _Run:
                 "started_at": outcome.started_at,
                 "finished_at": outcome.finished_at,
                 "exit_code": outcome.exit_code,
+                "limit": self.limit,
             },
             notes=outcome.notes,
             judge=judge,
@@ -290,6 +291,12 @@ class _Run:
             allow_inconclusive=self.opts.allow_inconclusive,
         )
         decision.apply(outcome.summary)
+        if self.limit is not None:
+            outcome.summary.setdefault("notes", []).append(
+                f"smoke run (--limit {self.limit}): a stratified subset of "
+                f"{outcome.summary.get('n_examples')} test examples; not counted in the sunk-cost "
+                "ledger (no iteration, no training cost, no hypothesis registered, no best so far)"
+            )
         outcome.exit_code = outcome.exit_code or decision.exit_code
 
 
