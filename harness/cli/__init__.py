@@ -10,7 +10,7 @@ from __future__ import annotations
 import click
 
 from harness import __version__
-from harness.cli import check, compare, doctor, export, report, run, schema, ui
+from harness.cli import check, compare, doctor, export, ledger, report, run, schema, ui
 from harness.cli._common import EXIT_CODES_HELP
 
 
@@ -20,7 +20,7 @@ def main():
     """Evaluate prompt, few-shot, RAG and fine-tuned variants against a pre-registered hypothesis."""
 
 
-for _module in (run, check, export, report, ui, compare, doctor, schema):
+for _module in (run, check, export, report, ledger, ui, compare, doctor, schema):
     main.add_command(getattr(_module, _module.__name__.rsplit(".", 1)[-1]))
 
 if __name__ == "__main__":  # pragma: no cover

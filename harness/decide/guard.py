@@ -123,8 +123,13 @@ def _verdict_values(verdicts: dict | None) -> list[str]:
 
 
 def counted(history: list[dict]) -> list[dict]:
-    """The runs that can register a hypothesis: smoke runs (`--limit`) never do."""
-    return [r for r in history if (r.get("ledger_entry") or {}).get("limit") is None]
+    """The runs that can register a hypothesis: smoke runs (`--limit`) and runs excluded with
+    `harness ledger exclude` never do."""
+    return [
+        r
+        for r in history
+        if (r.get("ledger_entry") or {}).get("limit") is None and not r.get("excluded")
+    ]
 
 
 def moved_goalposts(hypothesis: dict | None, history: list[dict]) -> dict | None:
@@ -332,6 +337,12 @@ def decide(
                 f" Smoke run (--limit {entry['limit']}): not an iteration — no training charged, "
                 "the hypothesis not registered, best so far unchanged."
             )
+        for r in history:
+            if r.get("excluded"):
+                v["sentence"] += (
+                    f" Run {r.get('run_id')} excluded from the ledger by hand: "
+                    f"{r['excluded'].get('why')}."
+                )
         v["headline"] = headline(v, moved)
         entry["variants"][name]["verdict"] = v["verdict"]
         entry["variants"][name]["honest_pass"] = v["verdict"] == PASS and not moved

@@ -7,7 +7,8 @@ training cost is counted once. Evaluation spend is counted on every run, because
 
 Only an honest pass (under a hypothesis no weaker than the registered one) counts as a pass, and
 once a lineage was abandoned it stays abandoned. A smoke run (`--limit`) adds its evaluation spend
-and nothing else: no iteration, no training, no best Δ, no pass or abandon.
+and nothing else: no iteration, no training, no best Δ, no pass or abandon. A run excluded with
+`harness ledger exclude` keeps its spend (the money is gone) and counts for nothing else.
 """
 
 from __future__ import annotations
@@ -57,10 +58,10 @@ def lineage(name: str, history: list[dict], current: dict) -> dict:
         le = run.get("ledger_entry") or {}
         entry = (le.get("variants") or {}).get(name)
         if isinstance(entry, dict):
-            entries.append((le, entry, run.get("run_id"), False))
+            entries.append((le, entry, run.get("run_id"), False, bool(run.get("excluded"))))
     this = current.get("variants", {}).get(name)
     if this:
-        entries.append((current, this, None, True))
+        entries.append((current, this, None, True, False))
 
     models: list[str] = []
     training = 0.0
@@ -68,13 +69,18 @@ def lineage(name: str, history: list[dict], current: dict) -> dict:
     best: float | None = None
     passed_before = False
     abandoned_in = None
-    for le, e, run_id, is_current in entries:
+    charged: set = set()  # model ids whose training is counted
+    for le, e, run_id, is_current, excluded in entries:
         evaluation += float(e.get("eval_cost_usd") or 0.0)
         if le.get("limit") is not None:
             continue
+        if e.get("model") not in charged:
+            charged.add(e.get("model"))
+            training += float(e.get("training_usd") or 0.0)
+        if excluded:
+            continue
         if e.get("model") not in models:
             models.append(e.get("model"))
-            training += float(e.get("training_usd") or 0.0)
         d = e.get("delta")
         if (
             d is not None

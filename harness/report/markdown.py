@@ -185,6 +185,8 @@ def _verdicts(s: dict[str, Any]) -> list[str]:
     for name, v in verdicts.items():
         verdict = v.get("verdict", "?") if isinstance(v, dict) else v
         sentence = v.get("sentence", "") if isinstance(v, dict) else ""
+        if verdict == "pass" and "moved_goalposts" in (v.get("flags") or []):
+            verdict = "pass — flagged: goalposts moved (exit 1)"  # not a plain pass
         # The sentence is the product: never cut it (unlike table cells).
         lines.append(f"- **{name} — {verdict}**: {_inline(sentence)}")
         for flag in (v.get("flags") or []) if isinstance(v, dict) else []:

@@ -19,7 +19,7 @@ from harness._util.jsonl import write_json_atomic
 from harness.calls.engine import check_credentials
 from harness.data.dataset import Dataset, load_dataset
 from harness.decide.guard import decide
-from harness.decide.history import LocalHistory, gather
+from harness.decide.history import LocalHistory, gather, lineage_id
 from harness.errors import LocalModelCrashed, ProviderError, RunInterrupted, TrackingError
 from harness.prompt.templates import validate_templates
 from harness.report.ci import append_step_summary, write_junit
@@ -276,11 +276,12 @@ class _Run:
     def decide(self, outcome: RunOutcome) -> None:
         """The guard: verdicts, sunk-cost ledger, break-even and the exit code."""
         history: list[dict] = []
+        outcome.summary["lineage"] = lineage_id(self.suite, outcome.dataset.hashes)
         if self.suite.spec.guard is not None:
             history, notes = gather(
                 self.suite.name,
-                MlflowHistory.at(self.opts.tracking_uri),
-                LocalHistory(self.opts.runs_dir),
+                MlflowHistory.at(self.opts.tracking_uri, outcome.summary["lineage"]),
+                LocalHistory(self.opts.runs_dir, outcome.summary["lineage"]),
             )
             if notes:
                 outcome.summary.setdefault("notes", []).extend(notes)

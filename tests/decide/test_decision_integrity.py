@@ -31,15 +31,16 @@ def story(tmp_path, openai_server):
     server = openai_server(scripted(accuracy))
     tracking = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
 
-    def run(model, margin, *flags, acc=0.45, n=60):
+    def run(model, margin, *flags, acc=0.45, n=60, name="test-suite"):
         accuracy[model] = acc
         variants = VARIANTS.format(ft_model=model, training=40.0, base_price=10.0, ft_price=1.0)
         path = write_suite(
             tmp_path, server.url, n=n, variants=variants, extra=GUARD.format(margin=margin)
         )
+        path.write_text(path.read_text().replace("name: test-suite", f"name: {name}"))
         args = ["run", str(path), "--runs-dir", str(tmp_path / "runs"), "--tracking-uri", tracking]
         res = CliRunner().invoke(main, [*args, *flags])
-        runs = sorted((tmp_path / "runs" / "test-suite").glob("*/summary.json"))
+        runs = sorted((tmp_path / "runs" / name).glob("*/summary.json"))
         summary = json.loads(runs[-1].read_text()) if runs else None
         return res.exit_code, res.output, summary
 
@@ -66,8 +67,16 @@ def test_loosened_margin_pass_never_switches_abandon_off(tmp_path, openai_server
         "weaker than the registered one does not count: ft: "
     )
     assert s["ledger_entry"]["variants"]["ft"]["honest_pass"] is False
+    assert "rename" not in out  # no advice to reset the record
     report = (tmp_path / "runs" / "test-suite" / s["run_id"] / "report.md").read_text()
     assert "**This run's hypothesis** (weaker — it does not count for the ledger)" in report
+    assert "- **ft — pass — flagged: goalposts moved (exit 1)**: ft: " in report
+    assert "**Hypothesis** (pre-registered)" not in report
+    assert (
+        "non-inferiority on `accuracy`, margin 0.03, confidence 0.95.\n\n**This run's hypothesis**"
+        " (weaker — it does not count for the ledger): non-inferiority on `accuracy`, margin 0.2,"
+        " confidence 0.95; changed: margin: 0.03 → 0.20." in report
+    )
     code, out, s = run("fake-ft-v3", 0.03)
     assert code == 1 and verdict_line(out) == (
         "ABANDON: ft: −5.0 pts accuracy [−11.7, +0.0] vs zero-shot; no worse than −3.0 not shown "
@@ -145,3 +154,64 @@ def test_provider_retries_are_counted_and_reported(tmp_path, openai_server, fake
                 f"note: {name}: {v['retried_calls']} calls answered after retries "
                 f"({v['retries']} retries of 429 / 5xx / timeouts)"
             ) in res.output
+
+
+def test_rename_keeps_the_ledger_and_exclusions_are_visible(tmp_path, openai_server, fake_key):
+    run, _ = story(tmp_path, openai_server)
+    _, _, first = run("fake-ft-v1", 0.03)
+    _, out, second = run("fake-ft-v2", 0.03, name="renamed-suite")
+    led = second["guard"]["verdicts"]["ft"]["ledger"]
+    assert led["iterations"] == 2 and led["models"] == ["openai/fake-ft-v1", "openai/fake-ft-v2"]
+    assert first["lineage"] == second["lineage"]
+    # MLflow alone (a CI machine without the old runs/) finds it too, under the old name.
+    from harness.track.history import history
+
+    tracking = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    past = history("renamed-suite", tracking, first["lineage"])
+    assert [(r["run_id"], r["suite"]) for r in past] == [
+        (first["run_id"], "test-suite"),
+        (second["run_id"], "renamed-suite"),
+    ]
+
+    shown = CliRunner().invoke(
+        main,
+        [
+            "ledger",
+            str(tmp_path / "suite.yaml"),
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--tracking-uri",
+            f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}",
+        ],
+    )
+    assert shown.exit_code == 0, shown.output
+    lines = shown.output.splitlines()
+    assert lines[0] == (
+        f"ledger of renamed-suite (lineage {first['lineage']}: the test data's hash): 2 run(s)"
+    )
+    assert lines[1] == (
+        f"  {first['run_id']}  ft  openai/fake-ft-v1  $40  Δ −5.0 pts  inconclusive "
+        "[as suite test-suite]"
+    )
+    assert lines[2].startswith(f"  {second['run_id']}  ft  openai/fake-ft-v2  $40  Δ −5.0 pts  ")
+    assert lines[3].startswith("ft: 2 iteration(s), $80 spent")
+
+    args = ["ledger", "exclude", first["run_id"], "--runs-dir", str(tmp_path / "runs")]
+    assert CliRunner().invoke(main, [*args, "--why", " "]).exit_code == 2
+    bad = CliRunner().invoke(
+        main, ["ledger", "exclude", "nope", "--why", "x", "--runs-dir", str(tmp_path / "runs")]
+    )
+    assert bad.exit_code == 2 and bad.output == (
+        f"Error: no run 'nope' under {tmp_path / 'runs'}/ — `harness ledger SUITE.yaml` lists "
+        "the run ids\n"
+    )
+    done = CliRunner().invoke(main, [*args, "--why", "wrong prompt template"])
+    assert done.exit_code == 0, done.output
+    _, out, third = run("fake-ft-v3", 0.03, name="renamed-suite")
+    v = third["guard"]["verdicts"]["ft"]
+    assert v["ledger"]["iterations"] == 2  # v2 and v3; v1's spend stays
+    assert v["ledger"]["training_usd"] == 120.0
+    assert (
+        f" Run {first['run_id']} excluded from the ledger by hand: wrong prompt template."
+        in verdict_line(out)
+    )

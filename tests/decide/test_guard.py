@@ -95,6 +95,12 @@ def test_non_inferiority_fail(tmp_path):
     suite = make_suite(tmp_path, guard={"test": "non-inferiority", "margin": 0.03})
     s = decided(suite, make_summary((-0.08, -0.10, -0.05)), [])
     assert verdict_of(s)["verdict"] == "fail" and s["exit_code"] == 1
+    # Cheaper per request, but a failed variant is not offered a payback period (issue 14).
+    assert s["break_even"]["ft"]["break_even_requests"] > 0
+    assert verdict_of(s)["sentence"] == (
+        "ft: −8.0 pts macro-F1 [−10.0, −5.0] vs base; no worse than −3.0 not met — fail, at 0.10× "
+        "the baseline's cost per request. 1 of 3 iterations, $40 of $500 budget spent."
+    )
 
 
 def test_provider_errors_above_limit_exit_3(suite):
