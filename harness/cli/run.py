@@ -24,7 +24,7 @@ from harness.run.warmup import exit_process
     type=int,
     default=None,
     metavar="N",
-    help="Only the first N test examples (deterministic smoke run).",
+    help="Smoke run on a stratified, deterministic subset of N test examples (not counted in the ledger).",
 )
 @click.option(
     "--concurrency",

@@ -274,7 +274,9 @@ def load_dataset(suite: Suite, limit: int | None = None, *, hash_files: bool = T
             test, spec.sample.n, spec.sample.seed, spec.sample.stratify and spec.target is not None
         )
     if limit is not None:
-        test = test[:limit]
+        # A smoke run sees every class in proportion, not the first rows of a sorted file.
+        seed = spec.sample.seed if spec.sample else 0
+        test = sample(test, limit, seed, spec.target is not None)
 
     labels = None
     if suite.task == "classification":

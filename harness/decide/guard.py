@@ -6,8 +6,11 @@ with a threshold: +margin (superiority) or −margin (non-inferiority).
   fail          the upper bound is below it (the target is ruled out)
   inconclusive  the interval straddles it; we say how many test examples would decide
   abandon       not a pass, and the lineage used up max_iterations or budget_usd
-A two-sided CI at `confidence` makes "pass" a one-sided test at (1 − confidence) / 2, so a
-variant that truly misses the margin passes rarely (see benchmarks/guard_false_pass.py).
+A two-sided CI at `confidence` makes "pass" a one-sided test at α = (1 − confidence) / 2, so a
+variant that truly misses the margin passes rarely (see benchmarks/guard_false_pass.py). With
+several guarded variants, passes are controlled family-wise by Holm's step-down at α (`holm`).
+A pass under a hypothesis weaker than the registered one is flagged (exit 1) and never counts
+as a pass for the sunk-cost ledger.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Any
 
 from harness.decide.costs import break_even_table, cost_per_request, cost_ratio
@@ -85,6 +89,11 @@ def required_n(delta: dict, n: int, threshold: float) -> int | None:
 # ---------------------------------------------------------------- moved goalposts
 
 
+def _num(x: float) -> str:
+    """A margin or confidence as written in a suite: 0.20, 0.03, 0.025."""
+    return f"{x:.2f}" if round(x, 2) == x else f"{x:g}"
+
+
 def weakening(registered: dict, current: dict) -> list[str]:
     """Lines of the hypothesis that changed in the easier direction ("margin: 0.05 → 0.02")."""
     changes = []
@@ -98,10 +107,10 @@ def weakening(registered: dict, current: dict) -> list[str]:
         # once the test itself changed, any margin change is part of the new hypothesis.
         easier = cm < rm if current.get("test") == "superiority" else cm > rm
         if easier or current.get("test") != registered.get("test"):
-            changes.append(f"margin: {rm:g} → {cm:g}")
+            changes.append(f"margin: {_num(rm)} → {_num(cm)}")
     rc, cc = registered.get("confidence"), current.get("confidence")
     if rc is not None and cc is not None and cc < rc:
-        changes.append(f"confidence: {rc:g} → {cc:g}")
+        changes.append(f"confidence: {_num(rc)} → {_num(cc)}")
     return changes
 
 
@@ -113,10 +122,21 @@ def _verdict_values(verdicts: dict | None) -> list[str]:
     return [v for v in out if v]
 
 
+def counted(history: list[dict]) -> list[dict]:
+    """The runs that can register a hypothesis: smoke runs (`--limit`) and runs excluded with
+    `harness ledger exclude` never do."""
+    return [
+        r
+        for r in history
+        if (r.get("ledger_entry") or {}).get("limit") is None and not r.get("excluded")
+    ]
+
+
 def moved_goalposts(hypothesis: dict | None, history: list[dict]) -> dict | None:
     """Flag a hypothesis weaker than the first registered one, set after a non-passing run."""
     if not hypothesis:
         return None
+    history = counted(history)
     first = next((i for i, run in enumerate(history) if run.get("hypothesis")), None)
     if first is None:
         return None
@@ -198,10 +218,17 @@ def sentence(name: str, baseline: str, v: dict, guard) -> str:
             if n
             else ", a larger test set is needed to decide"
         )
+    holm_ = v.get("holm") or {}
+    if holm_.get("m", 1) > 1:
+        text += (
+            f" (Holm across {holm_['m']} guarded variants: tested at one-sided "
+            f"α = {holm_['alpha']:.4g}, p = {holm_['p_value']:.3g})"
+        )
     if not superiority and v.get("cost_ratio") is not None:
         text += f", at {v['cost_ratio']:.2f}× the baseline's cost per request"
         be = v.get("break_even")
-        if be:
+        # A payback period only where training may go ahead: not for fail or abandon.
+        if be and verdict in (PASS, INCONCLUSIVE):
             text += f", training pays back after {_count(be['break_even_requests'])} requests"
             if be.get("payback_months") is not None:
                 text += f" ({be['payback_months']:.1f} months)"
@@ -288,21 +315,37 @@ def decide(
         code = 3 if _all_failed(summary) else 0
         return Decision(hypothesis, table, None, entry, code)
 
+    moved = moved_goalposts(hypothesis, history)
     verdicts: dict[str, dict] = {}
     for name in suite.guarded():
         stats = summary.get("variants", {}).get(name)
         if stats is not None:  # None: not selected with --variant
             verdicts[name] = _verdict(suite, summary, name, stats, history, entry, table)
-    moved = moved_goalposts(hypothesis, history)
+    holm(verdicts, guard.confidence)
     for name, v in verdicts.items():
+        _ledger_rule(v, moved, guard)
         v["sentence"] = sentence(name, suite.baseline, v, guard)
         if moved:
             v["flags"].append("moved_goalposts")
             v["sentence"] += (
                 f" Goalposts moved after a failing run: {'; '.join(moved['changes'])} "
-                f"(registered in run {moved['registered_run_id']}) — rename the suite to pre-register a new hypothesis."
+                f"(registered in run {moved['registered_run_id']}); the registered hypothesis "
+                "still decides the ledger, so a pass under this one does not count."
             )
+        if entry.get("limit") is not None:
+            v["sentence"] += (
+                f" Smoke run (--limit {entry['limit']}): not an iteration — no training charged, "
+                "the hypothesis not registered, best so far unchanged."
+            )
+        for r in history:
+            if r.get("excluded"):
+                v["sentence"] += (
+                    f" Run {r.get('run_id')} excluded from the ledger by hand: "
+                    f"{r['excluded'].get('why')}."
+                )
+        v["headline"] = headline(v, moved)
         entry["variants"][name]["verdict"] = v["verdict"]
+        entry["variants"][name]["honest_pass"] = v["verdict"] == PASS and not moved
     section = {
         **hypothesis,
         "fingerprint": fingerprint(hypothesis),
@@ -314,8 +357,79 @@ def decide(
     return Decision(hypothesis, table, section, entry, code)
 
 
+def headline(v: dict, moved: dict | None) -> str:
+    """What the terminal puts before the sentence: the verdict, and why a pass still exits 1."""
+    if v["verdict"] == PASS and moved:
+        changes = ", ".join(c.replace(":", "", 1) for c in moved["changes"])
+        return (
+            f"PASS — flagged: goalposts moved ({changes}); exit 1: a pass under a hypothesis "
+            "weaker than the registered one does not count"
+        )
+    return v["verdict"].upper()
+
+
+def one_sided_p(d: dict | None, confidence: float) -> float:
+    """p-value of "Δ ≤ threshold" from the reported CI, read as a normal interval: the level at
+    which the one-sided lower bound would just reach the threshold. 1.0 without an interval."""
+    if not d or d.get("value") is None or d.get("ci_low") is None or d.get("ci_high") is None:
+        return 1.0
+    z = NormalDist().inv_cdf((1 + confidence) / 2)
+    se = (d["ci_high"] - d["ci_low"]) / (2 * z)
+    if se <= 0:
+        return 0.0 if d["ci_low"] >= d["threshold"] else 1.0
+    return 1 - NormalDist().cdf((d["value"] - d["threshold"]) / se)
+
+
+def holm(verdicts: dict[str, dict], confidence: float) -> None:
+    """Holm's step-down over the guarded variants' passes, family-wise at the guard's one-sided
+    α = (1 − confidence) / 2.
+
+    Exactly Holm on the one-sided p-values (`one_sided_p`): with r hypotheses left, every one with
+    p ≤ α/r is a pass (the smallest would be, and each pass only raises the next level α/(r−1)),
+    then r shrinks; the first step with none stops. A pass the CI showed but Holm did not becomes
+    inconclusive; fail (the upper bound below the threshold) is not a pass claim and stays. One
+    guarded variant: α/1, the plain rule. Each verdict gets {"m", "alpha", "p_value"}.
+    """
+    m = len(verdicts)
+    alpha = (1 - confidence) / 2
+    ps = {
+        n: 1.0 if "error_rate" in v["flags"] else one_sided_p(v["delta"], confidence)
+        for n, v in verdicts.items()
+    }
+    left = set(verdicts)
+    level = {n: alpha / m for n in verdicts} if m else {}
+    while left:
+        step = alpha / len(left)
+        passed = {n for n in left if ps[n] <= step}
+        for n in left:
+            level[n] = step
+        if not passed:
+            break
+        left -= passed
+    for n, v in verdicts.items():
+        v["holm"] = {"m": m, "alpha": level[n], "p_value": ps[n]}
+        if m > 1 and v["status"] == PASS and n in left:
+            v["status"] = v["verdict"] = INCONCLUSIVE
+
+
+def _ledger_rule(v: dict, moved: dict | None, guard) -> None:
+    """Abandon: the lineage reached its limit without an honest pass, or was abandoned before."""
+    led = v["ledger"]
+    honest = v["status"] == PASS and not moved
+    if "error_rate" in v["flags"]:
+        return
+    if led.get("abandoned_in"):
+        v["verdict"] = ABANDON
+        v["limit"] = v["limit"] or f"abandoned in run {led['abandoned_in']}"
+    elif not honest and v["limit"] and not led["passed_before"]:
+        v["verdict"] = ABANDON
+    if v["verdict"] == ABANDON:
+        v["required_n"] = None
+
+
 def _verdict(suite, summary, name, stats, history, entry, table) -> dict[str, Any]:
-    """One guarded variant's verdict: the rule on its delta, then the ledger and error rate."""
+    """One guarded variant's verdict by the rule on its delta (the ledger's rule comes after
+    Holm), with its ledger and error rate."""
     guard = suite.spec.guard
     base_stats = summary.get("variants", {}).get(suite.baseline) or {}
     base_cpr = cost_per_request(base_stats) if base_stats else None
@@ -337,14 +451,11 @@ def _verdict(suite, summary, name, stats, history, entry, table) -> dict[str, An
     n = stats.get("n_examples") or summary.get("n_examples") or 0
     led = lineage(name, history, entry)
     limit = limit_reached(led, guard.max_iterations, guard.budget_usd)
-    verdict = status
-    if status != PASS and limit and not led["passed_before"]:
-        verdict = ABANDON
     v: dict[str, Any] = {
-        "verdict": verdict,
+        "verdict": status,
         "status": status,
         "delta": d or {"metric": guard.metric, "value": None, "threshold": thr},
-        "required_n": required_n(d, n, thr) if (d and verdict == INCONCLUSIVE) else None,
+        "required_n": required_n(d, n, thr) if (d and status == INCONCLUSIVE) else None,
         "n_examples": n,
         "ledger": led,
         "limit": limit,
@@ -354,7 +465,7 @@ def _verdict(suite, summary, name, stats, history, entry, table) -> dict[str, An
     }
     problem = _error_problem(summary, [suite.baseline, name], guard.max_error_rate)
     if problem:
-        v["verdict"] = INCONCLUSIVE
+        v["verdict"] = v["status"] = INCONCLUSIVE
         v["required_n"] = None
         v["errors"] = problem
         flags.append("error_rate")

@@ -9,13 +9,17 @@ MLflow's parent runs (`harness.track.history.MlflowHistory`). Each past run is a
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from harness.errors import TrackingError
+from harness.errors import SuiteError, TrackingError
 
 PastRun = dict[str, Any]
+
+
+EXCLUDED = "excluded.json"  # in a run directory: `harness ledger exclude` wrote it
 
 
 class LedgerSource(Protocol):
@@ -24,20 +28,46 @@ class LedgerSource(Protocol):
     def runs(self, suite_name: str) -> list[PastRun]: ...
 
 
+def lineage_id(suite, data_hashes: dict[str, str]) -> str | None:
+    """The ledger's identity: the content hash of the test data, so that renaming the suite (or
+    moving its files) keeps the record. New training data is a new iteration of the same
+    lineage; a new test set is a new experiment."""
+    return data_hashes.get(suite.spec.data.test)
+
+
+def exclude_run(runs_dir: str | Path, run_id: str, why: str) -> Path:
+    """Record that `run_id` no longer counts for the ledger (`harness ledger exclude`); its
+    directory under runs/<suite>/. Raises SuiteError (exit 2) for an unknown run or no reason."""
+    if not why.strip():
+        raise SuiteError('--why: say why the run is excluded (e.g. --why "wrong test file")')
+    found = sorted(Path(runs_dir).glob(f"*/{run_id}/summary.json"))
+    if not found:
+        raise SuiteError(
+            f"no run {run_id!r} under {runs_dir}/ — `harness ledger SUITE.yaml` lists the run ids"
+        )
+    run_dir = found[0].parent
+    record = {"why": why.strip(), "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    (run_dir / EXCLUDED).write_text(json.dumps(record) + "\n", encoding="utf-8")
+    return run_dir
+
+
 @dataclass
 class LocalHistory:
     runs_dir: str | Path | None
+    lineage: str | None = None  # also read runs of this lineage filed under other suite names
 
     def runs(self, suite_name: str) -> list[PastRun]:
-        return local_history(self.runs_dir, suite_name)
+        return local_history(self.runs_dir, suite_name, self.lineage)
 
 
 def gather(
     suite_name: str, shared: LedgerSource | None, local: LocalHistory
 ) -> tuple[list[PastRun], list[str]]:
     """(history, notes). The shared store is the record; local runs it lacks (the store was
-    unreachable then) are added by run id, so a lineage is never judged as if it had no past.
-    When the store cannot be read at all, the local runs are used and a note says so."""
+    unreachable then, or filed under the suite's old name) are added by run id, so a lineage is
+    never judged as if it had no past. Exclusions (`harness ledger exclude`) are recorded in the
+    run directory and apply to the run whichever source holds it. When the store cannot be read
+    at all, the local runs are used and a note says so."""
     notes: list[str] = []
     remote: list[PastRun] = []
     if shared is not None:
@@ -48,7 +78,13 @@ def gather(
                 f"ledger read from {local.runs_dir}/{suite_name} only: "
                 f"the tracking store could not be read ({e})"
             )
-    return merge_histories(remote, local.runs(suite_name)), notes
+    local_runs = local.runs(suite_name)
+    excluded = {r["run_id"]: r["excluded"] for r in local_runs if r.get("excluded")}
+    merged = merge_histories(remote, local_runs)
+    for r in merged:
+        if r.get("run_id") in excluded:
+            r["excluded"] = excluded[r["run_id"]]
+    return merged, notes
 
 
 def merge_histories(remote: list[dict], local: list[dict]) -> list[dict]:
@@ -58,18 +94,30 @@ def merge_histories(remote: list[dict], local: list[dict]) -> list[dict]:
     return sorted(merged, key=lambda r: str(r.get("run_id")))
 
 
-def local_history(runs_dir, suite_name: str) -> list[dict]:
-    """Earlier runs read from runs/<suite>/*/summary.json, oldest first (tracking's shape).
+def read_json(path: Path) -> Any:
+    """A JSON file, or None when it is missing or unreadable (a torn write is not a record)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def local_history(runs_dir, suite_name: str, lineage: str | None = None) -> list[dict]:
+    """Earlier runs read from runs/<suite>/*/summary.json (and, with `lineage`, runs of that
+    lineage under any suite name), oldest first (tracking's shape) with `excluded` when set.
 
     The fallback when the MLflow store cannot be read: the ledger still sees this machine's runs.
     """
     if runs_dir is None:
         return []
     out = []
-    for path in Path(runs_dir, suite_name).glob("*/summary.json"):
-        try:
-            s = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+    for path in Path(runs_dir).glob("*/*/summary.json"):
+        s = read_json(path)
+        if not isinstance(s, dict):
+            continue
+        if path.parent.parent.name != suite_name and (
+            lineage is None or s.get("lineage") != lineage
+        ):
             continue
         verdicts = {
             k: v.get("verdict") for k, v in ((s.get("guard") or {}).get("verdicts") or {}).items()
@@ -81,6 +129,8 @@ def local_history(runs_dir, suite_name: str) -> list[dict]:
                 "hypothesis": s.get("hypothesis"),
                 "ledger_entry": s.get("ledger_entry") or {},
                 "verdicts": verdicts,
+                "excluded": read_json(path.parent / EXCLUDED),
+                "suite": s.get("suite"),
             }
         )
     return sorted(out, key=lambda r: (str(r["start_time"]), str(r["run_id"])))

@@ -4,6 +4,11 @@ A run records one compact `ledger_entry` (logged by tracking as a tag of the par
 ledger of a lineage is folded from the entries of earlier runs plus the current one. Iterations
 are distinct model ids: re-running the same fine-tuned model is not a new attempt, and its
 training cost is counted once. Evaluation spend is counted on every run, because every run paid.
+
+Only an honest pass (under a hypothesis no weaker than the registered one) counts as a pass, and
+once a lineage was abandoned it stays abandoned. A smoke run (`--limit`) adds its evaluation spend
+and nothing else: no iteration, no training, no best Δ, no pass or abandon. A run excluded with
+`harness ledger exclude` keeps its spend (the money is gone) and counts for nothing else.
 """
 
 from __future__ import annotations
@@ -14,9 +19,11 @@ from typing import Any
 def ledger_entry(suite, summary: dict[str, Any]) -> dict:
     """This run's contribution to every lineage's ledger (small: it travels as an MLflow tag).
 
-    {"metric": "macro_f1", "variants": {name: {"model", "training_usd", "eval_cost_usd",
-    "delta", "verdict"}}}; `delta` is the guard metric's Δ vs the baseline (None without a guard);
-    `verdict` is None here and filled in by harness.decide.guard.decide once the verdicts exist.
+    {"metric": "macro_f1", "limit": None, "variants": {name: {"model", "training_usd",
+    "eval_cost_usd", "delta", "verdict", "honest_pass"}}}; `limit` is --limit's N for a smoke run;
+    `delta` is the guard metric's Δ vs the baseline (None without a guard); `verdict` and
+    `honest_pass` are None here and filled in by harness.decide.guard.decide once the verdicts
+    exist.
     """
     guard = suite.spec.guard
     metric = guard.metric if guard else None
@@ -32,8 +39,9 @@ def ledger_entry(suite, summary: dict[str, Any]) -> dict:
             "eval_cost_usd": round(float(stats.get("cost_usd") or 0.0), 6),
             "delta": None if not delta or delta.get("value") is None else round(delta["value"], 6),
             "verdict": None,
+            "honest_pass": None,
         }
-    return {"metric": metric, "variants": out}
+    return {"metric": metric, "limit": summary.get("limit"), "variants": out}
 
 
 def lineage(name: str, history: list[dict], current: dict) -> dict:
@@ -41,33 +49,52 @@ def lineage(name: str, history: list[dict], current: dict) -> dict:
 
     `current` is this run's `ledger_entry(...)`. Returns iterations, the distinct model ids in
     order, training / evaluation / total spend, the best Δ so far on the current guard metric
-    (earlier runs on another metric are not comparable), and whether any run passed.
+    (earlier runs on another metric are not comparable), whether an earlier run passed honestly
+    and the run that abandoned the lineage, if one did. Smoke runs (`limit` set) add their
+    evaluation spend only.
     """
     entries = []
     for run in history:
         le = run.get("ledger_entry") or {}
         entry = (le.get("variants") or {}).get(name)
         if isinstance(entry, dict):
-            entries.append((le.get("metric"), entry))
+            entries.append((le, entry, run.get("run_id"), False, bool(run.get("excluded"))))
     this = current.get("variants", {}).get(name)
     if this:
-        entries.append((current.get("metric"), this))
+        entries.append((current, this, None, True, False))
 
     models: list[str] = []
     training = 0.0
     evaluation = 0.0
     best: float | None = None
     passed_before = False
-    for i, (metric, e) in enumerate(entries):
+    abandoned_in = None
+    charged: set = set()  # model ids whose training is counted
+    for le, e, run_id, is_current, excluded in entries:
+        evaluation += float(e.get("eval_cost_usd") or 0.0)
+        if le.get("limit") is not None:
+            continue
+        if e.get("model") not in charged:
+            charged.add(e.get("model"))
+            training += float(e.get("training_usd") or 0.0)
+        if excluded:
+            continue
         if e.get("model") not in models:
             models.append(e.get("model"))
-            training += float(e.get("training_usd") or 0.0)
-        evaluation += float(e.get("eval_cost_usd") or 0.0)
         d = e.get("delta")
-        if d is not None and metric == current.get("metric") and (best is None or d > best):
+        if (
+            d is not None
+            and le.get("metric") == current.get("metric")
+            and (best is None or d > best)
+        ):
             best = d
-        if e.get("verdict") == "pass" and i < len(entries) - (1 if this else 0):
+        if is_current:
+            continue
+        # Entries written before `honest_pass` existed cannot tell: their pass counts.
+        if e.get("honest_pass", e.get("verdict") == "pass"):
             passed_before = True
+        if e.get("verdict") == "abandon" and abandoned_in is None:
+            abandoned_in = run_id
     return {
         "iterations": len(models),
         "models": models,
@@ -77,6 +104,7 @@ def lineage(name: str, history: list[dict], current: dict) -> dict:
         "spent_usd": round(training + evaluation, 6),
         "best_delta": best,
         "passed_before": passed_before,
+        "abandoned_in": abandoned_in,
     }
 
 

@@ -32,6 +32,14 @@ def print_summary(
     quality = metrics_table(summary)
     if quality is not None:
         console.print(quality)
+    for name, v in (summary.get("variants") or {}).items():
+        if v.get("retries"):
+            console.print(
+                f"note: {name}: {v.get('retried_calls', 0)} calls answered after retries "
+                f"({v['retries']} retries of 429 / 5xx / timeouts)",
+                markup=False,
+                highlight=False,
+            )
     for name, lines in notes.items():
         for note in lines:
             console.print(f"note: {name}: {note}")
@@ -40,7 +48,11 @@ def print_summary(
         console.print(f"note: {note}", markup=False, highlight=False)
     # The guard's verdicts, one plain sentence each (markup off: sentences hold brackets).
     for v in ((summary.get("guard") or {}).get("verdicts") or {}).values():
-        console.print(f"{v['verdict'].upper()}: {v['sentence']}", markup=False, highlight=False)
+        console.print(
+            f"{v.get('headline') or v['verdict'].upper()}: {v['sentence']}",
+            markup=False,
+            highlight=False,
+        )
     console.print(f"results: {run_dir}")
 
 

@@ -106,7 +106,22 @@ def render_markdown(run: RunFiles, plot_paths: list[Path]) -> str:
     ]
     lines += ["; ".join(facts), ""]
     hyp = s.get("hypothesis")
-    if hyp:
+    moved = (s.get("guard") or {}).get("moved_goalposts")
+    if hyp and isinstance(moved, dict) and moved.get("registered"):
+        # The loosened hypothesis is not the pre-registered one: show both and the change.
+        reg = moved["registered"]
+        lines += [
+            f"**Hypothesis** (pre-registered in run `{moved.get('registered_run_id')}`): "
+            f"{reg.get('test')} on `{reg.get('metric')}`, margin {reg.get('margin')}, "
+            f"confidence {reg.get('confidence')}.",
+            "",
+            f"**This run's hypothesis** (weaker — it does not count for the ledger): "
+            f"{hyp.get('test')} on `{hyp.get('metric')}`, margin {hyp.get('margin')}, "
+            f"confidence {hyp.get('confidence')}; changed: "
+            f"{_inline('; '.join(str(c) for c in moved.get('changes') or []))}.",
+            "",
+        ]
+    elif hyp:
         lines += [
             f"**Hypothesis** (pre-registered): {hyp.get('test')} on `{hyp.get('metric')}`, "
             f"margin {hyp.get('margin')}, confidence {hyp.get('confidence')}.",
@@ -170,6 +185,8 @@ def _verdicts(s: dict[str, Any]) -> list[str]:
     for name, v in verdicts.items():
         verdict = v.get("verdict", "?") if isinstance(v, dict) else v
         sentence = v.get("sentence", "") if isinstance(v, dict) else ""
+        if verdict == "pass" and "moved_goalposts" in (v.get("flags") or []):
+            verdict = "pass — flagged: goalposts moved (exit 1)"  # not a plain pass
         # The sentence is the product: never cut it (unlike table cells).
         lines.append(f"- **{name} — {verdict}**: {_inline(sentence)}")
         for flag in (v.get("flags") or []) if isinstance(v, dict) else []:

@@ -88,6 +88,8 @@ class RecordSink:
             "cached": result.cached,
             "error": result.error,
             "retrieved": job.retrieved,
+            # Attempts beyond the first (429 / 5xx / timeouts); a cached answer made none now.
+            "retries": 0 if result.cached else max(0, result.attempts - 1),
         }
         self.writer.append(job.variant, record)
         if result.note:

@@ -11,7 +11,8 @@ from harness.errors import SuiteError
 
 @dataclass
 class RunOptions:
-    """variants: run only these (None: all); limit: the first N test examples;
+    """variants: run only these (None: all); limit: a stratified, deterministic subset of N test examples (a smoke run,
+    kept out of the sunk-cost ledger);
     resume: None for a new run, "latest" (or "") for the suite's latest run, or a run id;
     workers: processes making the calls (None: up to one per core for large runs; 0: in this
     process); tracking_child: log to MLflow from a child process (the CLI's choice)."""

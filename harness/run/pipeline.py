@@ -19,7 +19,7 @@ from harness._util.jsonl import write_json_atomic
 from harness.calls.engine import check_credentials
 from harness.data.dataset import Dataset, load_dataset
 from harness.decide.guard import decide
-from harness.decide.history import LocalHistory, gather
+from harness.decide.history import LocalHistory, gather, lineage_id
 from harness.errors import LocalModelCrashed, ProviderError, RunInterrupted, TrackingError
 from harness.prompt.templates import validate_templates
 from harness.report.ci import append_step_summary, write_junit
@@ -178,6 +178,7 @@ class _Run:
                 "started_at": outcome.started_at,
                 "finished_at": outcome.finished_at,
                 "exit_code": outcome.exit_code,
+                "limit": self.limit,
             },
             notes=outcome.notes,
             judge=judge,
@@ -283,11 +284,12 @@ class _Run:
     def decide(self, outcome: RunOutcome) -> None:
         """The guard: verdicts, sunk-cost ledger, break-even and the exit code."""
         history: list[dict] = []
+        outcome.summary["lineage"] = lineage_id(self.suite, outcome.dataset.hashes)
         if self.suite.spec.guard is not None:
             history, notes = gather(
                 self.suite.name,
-                MlflowHistory.at(self.opts.tracking_uri),
-                LocalHistory(self.opts.runs_dir),
+                MlflowHistory.at(self.opts.tracking_uri, outcome.summary["lineage"]),
+                LocalHistory(self.opts.runs_dir, outcome.summary["lineage"]),
             )
             if notes:
                 outcome.summary.setdefault("notes", []).extend(notes)
@@ -298,6 +300,12 @@ class _Run:
             allow_inconclusive=self.opts.allow_inconclusive,
         )
         decision.apply(outcome.summary)
+        if self.limit is not None:
+            outcome.summary.setdefault("notes", []).append(
+                f"smoke run (--limit {self.limit}): a stratified subset of "
+                f"{outcome.summary.get('n_examples')} test examples; not counted in the sunk-cost "
+                "ledger (no iteration, no training cost, no hypothesis registered, no best so far)"
+            )
         outcome.exit_code = outcome.exit_code or decision.exit_code
 
 

@@ -110,6 +110,9 @@ def _variant_header(v: Any, table: Table) -> dict:
         "n_errors": n_errors,
         "error_rate": n_errors / n_calls if n_calls else 0.0,
         "cached_calls": sum(1 for r in recs if r.get("cached")),
+        # Provider retries are reported, never invisible: a slow, rate-limited provider shows.
+        "retries": int(sum(r.get("retries") or 0 for r in recs)),
+        "retried_calls": sum(1 for r in recs if (r.get("retries") or 0) and r.get("error") is None),
         "cost_usd": total_cost(recs),
         "tokens_in": int(sum(r.get("tokens_in") or 0 for r in recs if r.get("error") is None)),
         "tokens_out": int(sum(r.get("tokens_out") or 0 for r in recs if r.get("error") is None)),

@@ -57,6 +57,8 @@ def parent_fields(run) -> tuple[dict[str, str], dict[str, float], dict[str, str]
         ROLE_TAG: "suite",
         "harness.suite": run.suite_name,
         "harness.run_id": str(s.get("run_id", run.path.name)),
+        # The ledger's lineage (the test data's hash): its runs are found under any suite name.
+        "harness.lineage": str(s.get("lineage")),
         "harness.hypothesis": json.dumps(s.get("hypothesis")),
         "harness.ledger_entry": json.dumps(s.get("ledger_entry", {}), default=str),
         "harness.verdicts": json.dumps(verdicts),

@@ -1,4 +1,5 @@
 import json
+from collections import Counter
 
 import pandas as pd
 import pytest
@@ -75,10 +76,15 @@ def test_sample_larger_than_data_keeps_everything():
     assert sample(list(range(5)), 10, 0, False) == [0, 1, 2, 3, 4]
 
 
-def test_limit_takes_a_deterministic_prefix(tmp_path):
-    (tmp_path / "t.json").write_text(json.dumps(ROWS))
+def test_limit_draws_a_stratified_deterministic_subset(tmp_path):
+    # A class-sorted file: its first 10 rows hold one class only (issue 14, item 3).
+    rows = sorted(ROWS, key=lambda r: r["label"])
+    (tmp_path / "t.json").write_text(json.dumps(rows))
     s = suite_for(tmp_path, "t.json")
-    assert [e.id for e in load_dataset(s, limit=5).test] == [e.id for e in load_dataset(s).test][:5]
+    drawn = load_dataset(s, limit=10).test
+    assert [e.id for e in drawn] == [e.id for e in load_dataset(s, limit=10).test]
+    # 16 a, 16 b, 8 c of 40 → 4, 4, 2 of 10.
+    assert Counter(e.target for e in drawn) == {"a": 4, "b": 4, "c": 2}
 
 
 def test_empty_target_is_an_error(tmp_path):

@@ -95,6 +95,12 @@ def test_non_inferiority_fail(tmp_path):
     suite = make_suite(tmp_path, guard={"test": "non-inferiority", "margin": 0.03})
     s = decided(suite, make_summary((-0.08, -0.10, -0.05)), [])
     assert verdict_of(s)["verdict"] == "fail" and s["exit_code"] == 1
+    # Cheaper per request, but a failed variant is not offered a payback period (issue 14).
+    assert s["break_even"]["ft"]["break_even_requests"] > 0
+    assert verdict_of(s)["sentence"] == (
+        "ft: −8.0 pts macro-F1 [−10.0, −5.0] vs base; no worse than −3.0 not met — fail, at 0.10× "
+        "the baseline's cost per request. 1 of 3 iterations, $40 of $500 budget spent."
+    )
 
 
 def test_provider_errors_above_limit_exit_3(suite):
@@ -260,7 +266,7 @@ def test_change_before_any_failure_not_flagged():
 
 def test_weakening_lines():
     reg = {"metric": "macro_f1", "test": "superiority", "margin": 0.05, "confidence": 0.95}
-    assert weakening(reg, {**reg, "confidence": 0.9}) == ["confidence: 0.95 → 0.9"]
+    assert weakening(reg, {**reg, "confidence": 0.9}) == ["confidence: 0.95 → 0.90"]
     assert weakening(reg, {**reg, "metric": "accuracy"}) == ["metric: macro_f1 → accuracy"]
     assert weakening(reg, {**reg, "test": "non-inferiority", "margin": 0.02}) == [
         "test: superiority → non-inferiority",
@@ -327,3 +333,67 @@ def test_variant_run_without_baseline_says_how_to_fix(suite):
         "ft: no paired macro-F1 difference vs base; target +5.0 not shown — inconclusive: "
         "run the baseline too (--variant base --variant ft)."
     )
+
+
+def _holm_case(ps, confidence=0.95):
+    """Guarded verdicts whose one-sided p-values (vs threshold 0) are `ps`, all CI passes."""
+    from statistics import NormalDist
+
+    z = NormalDist().inv_cdf((1 + confidence) / 2)
+    out = {}
+    for i, p in enumerate(ps):
+        value = NormalDist().inv_cdf(1 - p)  # se = 1, so p = 1 − Φ(value)
+        d = {"value": value, "ci_low": value - z, "ci_high": value + z, "threshold": 0.0}
+        # The CI at 95% clears 0 only when value > 1.96; force the rule's status to pass so that
+        # only Holm decides.
+        out[f"v{i}"] = {"delta": d, "status": "pass", "verdict": "pass", "flags": []}
+    return out
+
+
+def test_holm_step_down_by_hand():
+    from harness.decide.guard import holm, one_sided_p
+
+    # α = 0.025 one-sided, m = 3: levels α/3 = 0.00833, α/2 = 0.0125, α/1 = 0.025.
+    # 0.001 ≤ 0.00833 → pass; 0.012 ≤ 0.0125 → pass; 0.02 ≤ 0.025 → pass (Bonferroni: only one).
+    v = _holm_case([0.02, 0.001, 0.012])
+    assert [one_sided_p(x["delta"], 0.95) for x in v.values()] == pytest.approx(
+        [0.02, 0.001, 0.012]
+    )
+    holm(v, 0.95)
+    assert [x["verdict"] for x in v.values()] == ["pass", "pass", "pass"]
+    assert [x["holm"]["alpha"] for x in v.values()] == pytest.approx([0.025, 0.025 / 3, 0.0125])
+    # 0.001 passes at α/3; then 0.013 and 0.014 both exceed α/2 = 0.0125: the procedure stops,
+    # though either alone would pass at 0.025.
+    v = _holm_case([0.013, 0.001, 0.014])
+    holm(v, 0.95)
+    assert [x["verdict"] for x in v.values()] == ["inconclusive", "pass", "inconclusive"]
+    assert [x["holm"]["alpha"] for x in v.values()] == pytest.approx([0.0125, 0.025 / 3, 0.0125])
+    # One guarded variant: the plain rule, untouched.
+    v = _holm_case([0.02])
+    holm(v, 0.95)
+    assert v["v0"]["verdict"] == "pass" and v["v0"]["holm"] == {
+        "m": 1,
+        "alpha": pytest.approx(0.025),
+        "p_value": pytest.approx(0.02),
+    }
+
+
+def test_holm_matches_the_textbook_procedure():
+    """Sorted-p Holm (stop at the first p_(k) > α/(m − k)) on random cases."""
+    import random
+
+    from harness.decide.guard import holm
+
+    rng = random.Random(7)
+    for _ in range(200):
+        ps = [
+            rng.choice([rng.uniform(0, 0.03), rng.uniform(0, 1)]) for _ in range(rng.randint(2, 8))
+        ]
+        v = _holm_case(ps)
+        holm(v, 0.95)
+        expected = set()
+        for k, i in enumerate(sorted(range(len(ps)), key=lambda i: ps[i])):
+            if ps[i] > 0.025 / (len(ps) - k):
+                break
+            expected.add(f"v{i}")
+        assert {n for n, x in v.items() if x["verdict"] == "pass"} == expected

@@ -151,7 +151,7 @@ def test_margin_lowered_after_fail_is_flagged(scenario):
     assert verdict(first)["verdict"] == "fail"
     s = scenario(0.6, margin=0.02)
     moved = s["guard"]["moved_goalposts"]
-    assert moved["changes"] == ["margin: 0.2 → 0.02"]
+    assert moved["changes"] == ["margin: 0.20 → 0.02"]
     assert "moved_goalposts" in verdict(s)["flags"] and s["exit_code"] == 1
 
 

@@ -17,6 +17,7 @@ def test_ledger_entry_holds_model_costs_and_delta(tmp_path):
     entry = decided(suite, summary, [])["ledger_entry"]
     assert entry == {
         "metric": "macro_f1",
+        "limit": None,
         "variants": {
             "base": {
                 "model": "openai/gpt-4o",
@@ -24,6 +25,7 @@ def test_ledger_entry_holds_model_costs_and_delta(tmp_path):
                 "eval_cost_usd": 2.0,
                 "delta": None,
                 "verdict": None,
+                "honest_pass": None,
             },
             "ft": {
                 "model": "openai/ft:gpt-4o-mini:acme::v1",
@@ -31,6 +33,7 @@ def test_ledger_entry_holds_model_costs_and_delta(tmp_path):
                 "eval_cost_usd": 1.25,
                 "delta": 0.031,
                 "verdict": "inconclusive",
+                "honest_pass": False,
             },
         },
     }

@@ -1,0 +1,71 @@
+"""`harness ledger SUITE.yaml` (a lineage's record) and `harness ledger exclude RUN_ID --why`."""
+
+from __future__ import annotations
+
+import click
+
+from harness.cli._common import handle_errors, tracking_uri_option
+from harness.data.dataset import file_hash, shown
+from harness.decide.history import LocalHistory, exclude_run, gather
+from harness.decide.view import ledger_lines
+from harness.suite import load_suite
+from harness.track.history import MlflowHistory
+
+runs_dir_option = click.option(
+    "--runs-dir",
+    default="runs",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where run directories live.",
+)
+
+
+class _LedgerGroup(click.Group):
+    """`harness ledger SUITE.yaml` shows; `harness ledger exclude ...` is the one subcommand."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["show", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_LedgerGroup)
+def ledger():
+    """The sunk-cost ledger of a suite: `harness ledger SUITE.yaml` shows it, `harness ledger
+    exclude RUN_ID --why "..."` takes a run out of it (visibly: every later verdict says so)."""
+
+
+@ledger.command()
+@click.argument("suite_path", metavar="SUITE.yaml", type=click.Path(dir_okay=False))
+@runs_dir_option
+@tracking_uri_option
+@handle_errors
+def show(suite_path, runs_dir, tracking_uri):
+    """Every run of the suite's lineage: model ids, spend, Δ, verdicts, exclusions."""
+    suite = load_suite(suite_path)
+    test = suite.resolve_path(suite.spec.data.test)
+    if not test.is_file():
+        raise suite.fail(
+            f"{shown(test)} not found — the ledger's lineage is the test data's hash",
+            ("data", "test"),
+        )
+    key = file_hash(test)
+    history, notes = gather(
+        suite.name, MlflowHistory.at(tracking_uri, key), LocalHistory(runs_dir, key)
+    )
+    for line in ledger_lines(suite, history, key) + [f"note: {n}" for n in notes]:
+        click.echo(line)
+
+
+@ledger.command()
+@click.argument("run_id")
+@click.option("--why", required=True, help="Why the run no longer counts (shown in every verdict).")
+@runs_dir_option
+@handle_errors
+def exclude(run_id, why, runs_dir):
+    """Take RUN_ID out of the ledger: its spend stays, it counts for nothing else."""
+    run_dir = exclude_run(runs_dir, run_id, why)
+    click.echo(
+        f"excluded run {run_id} ({run_dir}) from the ledger: {why.strip()} — "
+        "every later verdict of the suite says so"
+    )

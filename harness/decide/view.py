@@ -1,0 +1,55 @@
+"""`harness ledger SUITE`: a lineage's record as lines a person reads (runs, models, spend, Δ,
+verdicts, exclusions), and each guarded variant's folded ledger."""
+
+from __future__ import annotations
+
+from harness.decide.guard import _signed
+from harness.decide.ledger import lineage, usd
+
+
+def ledger_lines(suite, history: list[dict], lineage_key: str | None) -> list[str]:
+    guard = suite.spec.guard
+    metric = guard.metric if guard else None
+    lines = [
+        f"ledger of {suite.name} (lineage {lineage_key or 'unknown'}: the test data's hash): "
+        f"{len(history)} run(s)"
+    ]
+    for run in history:
+        le = run.get("ledger_entry") or {}
+        marks = []
+        if le.get("limit") is not None:
+            marks.append(f"smoke run --limit {le['limit']}")
+        if run.get("excluded"):
+            marks.append(f"excluded: {run['excluded'].get('why')}")
+        if run.get("suite") and run["suite"] != suite.name:
+            marks.append(f"as suite {run['suite']}")
+        for name, e in (le.get("variants") or {}).items():
+            if name == suite.baseline:
+                continue
+            delta = e.get("delta")
+            shown = _signed(delta, metric, unit=True) if delta is not None and metric else "—"
+            spend = float(e.get("training_usd") or 0) + float(e.get("eval_cost_usd") or 0)
+            verdict = e.get("verdict") or "—"
+            if verdict == "pass" and e.get("honest_pass") is False:
+                verdict = "pass (flagged: goalposts moved)"
+            tail = f" [{'; '.join(marks)}]" if marks else ""
+            lines.append(
+                f"  {run.get('run_id')}  {name}  {e.get('model')}  {usd(spend)}  Δ {shown}  "
+                f"{verdict}{tail}"
+            )
+    for name in suite.guarded():
+        led = lineage(name, history, {"metric": metric, "variants": {}})
+        best = (
+            _signed(led["best_delta"], metric, unit=True) if led["best_delta"] is not None else "—"
+        )
+        text = (
+            f"{name}: {led['iterations']} iteration(s), {usd(led['spent_usd'])} spent "
+            f"({usd(led['training_usd'])} training + {usd(led['eval_usd'])} evaluation), "
+            f"best so far {best}"
+        )
+        if led["passed_before"]:
+            text += ", passed"
+        if led["abandoned_in"]:
+            text += f", abandoned in run {led['abandoned_in']}"
+        lines.append(text)
+    return lines
