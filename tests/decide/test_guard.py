@@ -69,10 +69,12 @@ def test_inconclusive_names_required_n_and_allow_flag(suite):
 
 
 def test_required_n_matches_stats_helper(suite):
-    from harness.stats.bootstrap import n_to_decide
+    from harness.stats.bootstrap import required_n, sd_from_interval
 
     s = decided(suite, make_summary((0.031, -0.008, 0.070), n=60), [])
-    assert verdict_of(s)["required_n"] == n_to_decide(0.031, -0.008, 0.070, 60, 0.05)
+    sd = sd_from_interval(-0.008, 0.070, 60, 0.95)
+    # half-width 0.039 on 60 → sd 0.154; ((1.96 + 0.84) * 0.154 / 0.05)^2 = 74.6
+    assert verdict_of(s)["required_n"] == required_n(0.05, sd=sd, confidence=0.95) == 75
 
 
 def test_non_inferiority_pass_with_cost_ratio_and_break_even(tmp_path):
