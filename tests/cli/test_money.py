@@ -169,3 +169,23 @@ def test_no_cache_neither_reads_nor_writes_the_cache(openai_server, fake_key, tm
 def _rows(path) -> int:
     with sqlite3.connect(path) as db:
         return db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+
+
+def test_report_reprices_a_summary_written_with_unpriced_answers(openai_server, fake_key, tmp_path):
+    server = openai_server(intent_answer)
+    suite = write_suite(tmp_path, server.url, n=3, variants=PRICED, extra=GUARD)
+    run_dir = tmp_path / "runs" / "test-suite" / run_json(suite, tmp_path / "runs")["run_id"]
+    # As an older harness wrote it: cached answers without a price blanked the baseline's cost.
+    path = run_dir / "summary.json"
+    s = json.loads(path.read_text())
+    s["variants"]["zero-shot"].update(cost_usd=None, cost_per_request=None)
+    s["break_even"] = {}
+    path.write_text(json.dumps(s))
+    result = invoke("report", run_dir)
+    assert result.exit_code == 0, result.output
+    report = (run_dir / "report.md").read_text()
+    row = next(line for line in report.splitlines() if line.startswith("| **zero-shot**"))
+    assert "$0.049" in row  # 37 tokens in at $1,000/1M + 6 out at $2,000/1M
+    be = next(line for line in report.splitlines() if line.startswith("| **ft** | $1 |"))
+    assert f"{1.0 / ((BASE_USD - FT_USD) / 3):,.0f}" in be  # 68 requests
+    assert "costs of zero-shot re-priced from their token counts" in report

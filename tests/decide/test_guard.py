@@ -77,6 +77,18 @@ def test_required_n_matches_stats_helper(suite):
     assert verdict_of(s)["required_n"] == required_n(0.05, sd=sd, confidence=0.95) == 75
 
 
+def test_inconclusive_on_a_large_enough_set_says_the_delta_sits_at_the_threshold(suite):
+    # Half-width 0.02 on 200 → sd 0.144, so ~66 examples suffice at a true Δ of +10 pts; this
+    # Δ of +5.0 sits on the threshold, and "~66 would decide" would contradict the 200 used.
+    s = decided(suite, make_summary((0.05, 0.03, 0.07), n=200), [])
+    v = verdict_of(s)
+    assert v["verdict"] == "inconclusive" and v["required_n"] == 66
+    assert (
+        "inconclusive; the interval spans the threshold although ~66 test examples suffice "
+        "when the true Δ is a margin beyond it." in v["sentence"]
+    )
+
+
 def test_non_inferiority_pass_with_cost_ratio_and_break_even(tmp_path):
     suite = make_suite(tmp_path, guard={"test": "non-inferiority", "margin": 0.03})
     # base $2.00 / 200 calls = $0.01 per request; ft $0.20 / 200 = $0.001 → ratio 0.10
