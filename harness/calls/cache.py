@@ -1,7 +1,10 @@
 """Response cache: SQLite (WAL) in runs/.cache.sqlite, shared by runs, processes and threads.
 
-The key is a hash of what determines an answer: model, messages, params, response_format and the
-repeat index (repeats are separate samples, so each has its own entry). Only successful answers
+The key is a hash of every CallSpec field that can change an answer: model, api_base (the same
+model name on another server is another model), messages, params, response_format and the repeat
+index (repeats are separate samples, so each has its own entry). Only the fields listed in
+`NOT_IN_KEY` are left out, so a field added to CallSpec is part of the key unless someone
+decides it cannot change the answer. Only successful answers
 are stored. A hit comes back marked `cached` with the latency, tokens and cost of the original
 call, so latency metrics describe the model, not the cache. Writes are batched (one transaction
 per `flush_every` answers or on `flush()`/`close()`) to keep the event loop free.
@@ -13,10 +16,14 @@ import hashlib
 import json
 import sqlite3
 import threading
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from harness.types import CallResult
+from harness.types import CallResult, CallSpec
+
+# How the call is sent or priced, never what comes back: a cached answer stays valid across them.
+NOT_IN_KEY = frozenset({"timeout", "pricing", "rate_limit_key"})
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
@@ -32,14 +39,8 @@ CREATE TABLE IF NOT EXISTS responses (
 """
 
 
-def cache_key(spec: Any) -> str:
-    payload = {
-        "model": spec.model,
-        "messages": spec.messages,
-        "params": spec.params,
-        "response_format": spec.response_format,
-        "repeat": spec.repeat,
-    }
+def cache_key(spec: CallSpec) -> str:
+    payload = {f.name: getattr(spec, f.name) for f in fields(spec) if f.name not in NOT_IN_KEY}
     canonical = json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
 

@@ -194,15 +194,23 @@ def litellm_prices(model: str) -> tuple[float, float] | None:
     return _PRICES[model]
 
 
+def price_tokens(pricing: Any, tokens_in: int | None, tokens_out: int | None) -> float | None:
+    """USD of one call at a suite's `pricing:` (per 1M tokens); None without pricing or usage.
+    The summary prices records with it too, so a price added later re-prices cached answers."""
+    pair = _pricing_pair(pricing)
+    if pair is None or tokens_in is None or tokens_out is None:
+        return None
+    return (tokens_in * pair[0] + tokens_out * pair[1]) / 1e6
+
+
 def call_cost(
     spec: CallSpec, tokens_in: int | None, tokens_out: int | None
 ) -> tuple[float | None, str | None]:
     """(cost in USD, note). Unknown price → (None, why): never a silent 0 for a paid model."""
     if tokens_in is None or tokens_out is None:
         return None, "the provider reported no token usage"
-    pair = _pricing_pair(spec.pricing)
-    if pair is not None:
-        return (tokens_in * pair[0] + tokens_out * pair[1]) / 1e6, None
+    if spec.pricing is not None:
+        return price_tokens(spec.pricing, tokens_in, tokens_out), None
     prices = litellm_prices(spec.model)
     if prices is None:
         return (
@@ -369,6 +377,10 @@ class Engine:
         usage = getattr(response, "usage", None)
         tokens_in = getattr(usage, "prompt_tokens", None) if usage else None
         tokens_out = getattr(usage, "completion_tokens", None) if usage else None
+        if not tokens_in:
+            # litellm fills a usage the provider left out with zeros, and no prompt is 0 tokens:
+            # unknown, so the call is reported unpriced rather than free.
+            tokens_in = tokens_out = None
         cost, note = call_cost(spec, tokens_in, tokens_out)
         return CallResult(
             output=output if output is not None else "",

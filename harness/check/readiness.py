@@ -39,7 +39,8 @@ def readiness_lines(suite: Suite, dataset: Dataset) -> list[Line]:
 
 
 def power_lines(suite: Suite, n_test: int) -> list[Line]:
-    """What the guard can decide with this many test examples, and how many its margin needs."""
+    """What the guard can decide with this many test examples, and how many its margin needs:
+    the method (stats.bootstrap.required_n) of the run's "~N test examples would decide"."""
     guard = suite.spec.guard
     confidence = guard.confidence if guard else 0.95
     pct = f"{confidence:.0%}"
@@ -50,8 +51,9 @@ def power_lines(suite: Suite, n_test: int) -> list[Line]:
         (
             PASS,
             "power",
-            f"with {n_test} test examples the smallest difference the guard can show is "
-            f"{mdd:.3f} at {pct} confidence (one-sided) and 80% power (sd 0.5, the worst case for a rate)",
+            f"with {n_test} test examples the guard's {pct} interval clears its threshold with "
+            f"80% power when the true Δ is {mdd:.3f} beyond it (assumed sd 0.5 of a paired "
+            "difference; the run's figure uses the spread it observes)",
         )
     ]
     if guard is None:
@@ -71,7 +73,8 @@ def power_lines(suite: Suite, n_test: int) -> list[Line]:
             (
                 PASS,
                 "power for margin",
-                f"margin {guard.margin:g} needs ≥ {need} test examples; you have {n_test}",
+                f"margin {guard.margin:g} needs ≥ {need} test examples; you have {n_test}"
+                " (80% power when the true Δ is a margin beyond the threshold)",
             )
         )
     else:

@@ -26,7 +26,7 @@ COMMANDS = {
     "doctor": "Versions, tracking store, local model (build and a 1-token try) and, for a "
     "suite, which API keys are set (names only).",
     "ledger": "The sunk-cost ledger of a suite: `harness ledger SUITE.yaml` shows it, `harness "
-    "ledger exclude RUN_ID --why \"...\"` takes a run out of it (visibly: every later verdict "
+    'ledger exclude RUN_ID --why "..."` takes a run out of it (visibly: every later verdict '
     "says so).",
     "export": "Write OpenAI chat fine-tuning JSONL from the train split or a teacher's outputs.",
     "report": "Re-render report.md, report.html and plots/ of a finished run from its files.",

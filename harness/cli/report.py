@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from harness.cli._common import handle_errors, tracking_uri_option
-from harness.report.render import render_report
+from harness.report.render import render_report, reprice
 from harness.rundir.reader import load_run
 from harness.track.log import log_run
 from harness.track.store import tracking_uri as resolve_uri
@@ -21,6 +21,7 @@ from harness.track.store import tracking_uri as resolve_uri
 def report(run_dir, log, tracking_uri):
     """Re-render report.md, report.html and plots/ of a finished run from its files."""
     run = load_run(run_dir)  # read once for both the report and MLflow
+    reprice(run)  # the dollars as a run would price them now
     paths = render_report(run)
     click.echo(f"wrote {paths['md']}, {paths['html']} and {len(paths['plots'])} plot(s)")
     if log:

@@ -97,7 +97,7 @@ def run(
         tracking_child=True,  # MLflow off this process (harness.track.child)
     )
     outcome = run_suite(suite_path, options)
-    print_summary(
-        outcome.summary, outcome.variants, outcome.run_dir, notes=outcome.notes, as_json=as_json
-    )
+    # The summary's variant notes: the engine's, plus what the summary found (partial costs).
+    notes = {v: outcome.summary["variants"][v]["notes"] for v in outcome.variants}
+    print_summary(outcome.summary, outcome.variants, outcome.run_dir, notes=notes, as_json=as_json)
     exit_process(outcome.exit_code)

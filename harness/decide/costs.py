@@ -2,7 +2,9 @@
 
 A fine-tuned small model that is cheaper per request than the baseline recovers its training cost
 after training / (baseline − variant cost per request) requests. Costs per request come from the
-run itself (measured spend / calls), so they reflect the suite's real prompts and outputs.
+run itself (the calls' cost at the suite's prices / priced calls, cached answers included: a
+cached answer costs nothing now but a request in production does), so they reflect the suite's
+real prompts and outputs.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ from typing import Any
 
 
 def cost_per_request(stats: dict[str, Any]) -> float | None:
-    """Measured USD per call of one variant (None when it made no calls)."""
-    calls = stats.get("n_calls") or 0
+    """Measured USD per call of one variant, cached calls included (what a request costs, not
+    what this run spent); the mean over its priced calls when some have no price. None when it
+    made no priced calls."""
+    calls = (stats.get("n_calls") or 0) - (stats.get("unpriced_calls") or 0)
     if calls <= 0 or stats.get("cost_usd") is None:
         return None
     return float(stats["cost_usd"]) / calls

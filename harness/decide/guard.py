@@ -24,7 +24,8 @@ from typing import Any
 from harness.decide.costs import break_even_table, cost_per_request, cost_ratio
 from harness.decide.ledger import ledger_entry, limit_reached, lineage, usd
 from harness.score.registry import is_quality
-from harness.stats.bootstrap import n_to_decide
+from harness.stats.bootstrap import required_n as stats_required_n
+from harness.stats.bootstrap import sd_from_interval
 
 PASS, FAIL, INCONCLUSIVE, ABANDON = "pass", "fail", "inconclusive", "abandon"
 
@@ -74,16 +75,15 @@ def threshold_of(test: str, margin: float) -> float:
     return margin if test == "superiority" else -margin
 
 
-def required_n(delta: dict, n: int, threshold: float) -> int | None:
-    """Test-set size that would make the interval clear the threshold (power helper in stats)."""
-    if (
-        delta.get("value") is None
-        or delta.get("ci_low") is None
-        or delta.get("ci_high") is None
-        or not n
-    ):
+def required_n(delta: dict, n: int, margin: float, confidence: float) -> int | None:
+    """Test-set size that decides with 80% power, by `harness check`'s method (stats.bootstrap):
+    the true Δ one margin beyond the threshold (0 for non-inferiority), and this run's observed
+    spread (from its interval) in place of check's assumed sd 0.5. None without an interval or
+    with a zero margin (no size shows a difference of 0)."""
+    if delta.get("ci_low") is None or delta.get("ci_high") is None or not n or margin <= 0:
         return None
-    return n_to_decide(delta["value"], delta["ci_low"], delta["ci_high"], n, threshold)
+    sd = sd_from_interval(delta["ci_low"], delta["ci_high"], n, confidence)
+    return stats_required_n(margin, sd=sd, confidence=confidence)
 
 
 # ---------------------------------------------------------------- moved goalposts
@@ -213,11 +213,15 @@ def sentence(name: str, baseline: str, v: dict, guard) -> str:
         text += f": run the baseline too (--variant {baseline} --variant {name})"
     elif verdict == INCONCLUSIVE:
         n = v.get("required_n")
-        text += (
-            f", ~{n:,} test examples would decide"
-            if n
-            else ", a larger test set is needed to decide"
-        )
+        if not n:
+            text += ", a larger test set is needed to decide"
+        elif n > v.get("n_examples", 0):
+            text += f", ~{n:,} test examples would decide"
+        else:  # large enough for the planned Δ: this Δ sits near the threshold
+            text += (
+                f"; the interval spans the threshold although ~{n:,} test examples suffice "
+                "when the true Δ is a margin beyond it"
+            )
     holm_ = v.get("holm") or {}
     if holm_.get("m", 1) > 1:
         text += (
@@ -455,7 +459,11 @@ def _verdict(suite, summary, name, stats, history, entry, table) -> dict[str, An
         "verdict": status,
         "status": status,
         "delta": d or {"metric": guard.metric, "value": None, "threshold": thr},
-        "required_n": required_n(d, n, thr) if (d and status == INCONCLUSIVE) else None,
+        "required_n": (
+            required_n(d, n, guard.margin, guard.confidence)
+            if (d and status == INCONCLUSIVE)
+            else None
+        ),
         "n_examples": n,
         "ledger": led,
         "limit": limit,

@@ -36,7 +36,8 @@ def ledger_entry(suite, summary: dict[str, Any]) -> dict:
         out[v.name] = {
             "model": v.model,
             "training_usd": round(v.training.total_usd(), 6) if v.training else 0.0,
-            "eval_cost_usd": round(float(stats.get("cost_usd") or 0.0), 6),
+            # Real calls only: a cached answer was paid for by the run that sent it.
+            "eval_cost_usd": round(float(stats.get("spent_usd") or 0.0), 6),
             "delta": None if not delta or delta.get("value") is None else round(delta["value"], 6),
             "verdict": None,
             "honest_pass": None,

@@ -67,7 +67,8 @@ def variant_table(summary: dict[str, Any], variants: list[str]):
         "p50 ms",
         "p95 ms",
         "tokens in/out",
-        "cost $",
+        "spent $",
+        "would cost $",
     ):
         table.add_column(col, justify="left" if col == "variant" else "right", no_wrap=True)
     for name in variants:
@@ -80,9 +81,18 @@ def variant_table(summary: dict[str, Any], variants: list[str]):
             _fmt(s["latency_p50_ms"]),
             _fmt(s["latency_p95_ms"]),
             f"{s['tokens_in']}/{s['tokens_out']}",
-            "unknown" if s["cost_usd"] is None else f"{s['cost_usd']:.4f}",
+            "unknown" if s.get("spent_usd") is None else f"{s['spent_usd']:.4f}",
+            money(s["cost_usd"], s),
         )
     return table
+
+
+def money(x: float | None, s: dict[str, Any]) -> str:
+    """A variant's dollars; "unknown" without any price, and the count when some calls have none."""
+    if x is None:
+        return "unknown"
+    k = s.get("unpriced_calls")
+    return f"{x:.4f}" + (f" ({k} unpriced)" if k else "")
 
 
 def metrics_table(summary: dict[str, Any]):

@@ -8,9 +8,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+from harness.decide.costs import cost_per_request
 from harness.rundir.reader import RunFiles
 from harness.score.record import example_score, judge_text, reason_text, retrieved_text
 from harness.score.registry import is_quality
+from harness.stats.summary import partial_cost_note
 
 WORST_PER_VARIANT = 5
 CELL_CHARS = 160
@@ -40,9 +42,14 @@ def cost_per_1k(v: dict[str, Any]) -> float | None:
     metric = (v.get("metrics") or {}).get("cost_per_1k")
     if isinstance(metric, dict) and metric.get("value") is not None:
         return metric["value"]
-    if v.get("cost_usd") is None or not v.get("n_calls"):
-        return None
-    return v["cost_usd"] / v["n_calls"] * 1000
+    cpr = cost_per_request(v)
+    return None if cpr is None else cpr * 1000
+
+
+def _money(x: Any, v: dict[str, Any]) -> str:
+    """A variant's dollars, marked when some of its calls have no price."""
+    k = v.get("unpriced_calls")
+    return _num(x, "cost") + (f" (partial: {k} unpriced)" if k and x is not None else "")
 
 
 # ---------------------------------------------------------------- markdown
@@ -129,10 +136,22 @@ def render_markdown(run: RunFiles, plot_paths: list[Path]) -> str:
         ]
 
     lines += _verdicts(s)
-    lines += _notes(s.get("notes") or [], run.notes)
+    partial = [
+        f"{name}: {partial_cost_note(v)}" for name, v in variants.items() if v.get("unpriced_calls")
+    ]
+    lines += _notes(s.get("notes") or [], partial, run.notes)
 
     lines += ["## Comparison", ""]
-    header = ["variant", "kind", "model", *metrics, "cost (USD)", "cost / 1k req", "errors"]
+    header = [
+        "variant",
+        "kind",
+        "model",
+        *metrics,
+        "spent (USD)",
+        "would cost (USD)",
+        "cost / 1k req",
+        "errors",
+    ]
     rows = []
     for name, v in variants.items():
         label = f"**{name}** (baseline)" if name == baseline else f"**{name}**"
@@ -142,7 +161,12 @@ def render_markdown(run: RunFiles, plot_paths: list[Path]) -> str:
         rows.append(
             [label, _cell(v.get("kind")), _cell(v.get("model"))]
             + [_ci((v.get("metrics") or {}).get(m), m) for m in metrics]
-            + [_num(v.get("cost_usd"), "cost"), _num(cost_per_1k(v), "cost"), _cell(errors)]
+            + [
+                _num(v.get("spent_usd"), "cost"),
+                _money(v.get("cost_usd"), v),
+                _money(cost_per_1k(v), v),
+                _cell(errors),
+            ]
         )
     lines += _table(header, rows)
     lines += ["Values with [95% CI]; rates are fractions (0.53 = 53%).", ""]

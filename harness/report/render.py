@@ -11,9 +11,15 @@ import re
 from pathlib import Path
 from typing import Any
 
+from harness.decide.costs import break_even_table
+from harness.errors import SuiteError
 from harness.report import plots
 from harness.report.markdown import cost_per_1k, primary_metric, render_markdown
-from harness.rundir.reader import RunFiles, load_run
+from harness.rundir.reader import RunFiles, load_run, resolved_suite
+from harness.score import registry as M
+from harness.score.metrics import cost_figures
+from harness.score.table import make_table
+from harness.stats.summary import priced
 
 
 def render_report(run_dir: str | Path | RunFiles) -> dict[str, Any]:
@@ -30,6 +36,42 @@ def render_report(run_dir: str | Path | RunFiles) -> dict[str, Any]:
     html_path = run.path / "report.html"
     html_path.write_text(_html(md, run), encoding="utf-8")
     return {"md": md_path, "html": html_path, "plots": plot_paths}
+
+
+def reprice(run: RunFiles) -> list[str]:
+    """`harness report`: each variant's money figures again from its records' tokens at the
+    `pricing:` of the run's suite.yaml, as a run prices them today (a summary written before
+    pricing moved to summary time, or with unpriced cached answers, gets its dollars and
+    break-even). Changes the loaded summary only, with a note; returns the variants re-priced."""
+    try:
+        suite = resolved_suite(run)
+    except (SuiteError, OSError):
+        return []
+    known = {v.name for v in suite.variants}
+    variants = run.summary.get("variants") or {}
+    records = {n: recs for n, recs in run.records.items() if n in variants and n in known}
+    changed = []
+    for name, recs in priced(suite, records).items():
+        table = make_table(recs, dict.fromkeys(r.get("id") for r in recs))
+        stats = variants[name]
+        new = cost_figures(table.records)
+        for metric in ("cost_per_1k", "cost_per_example"):
+            if isinstance((stats.get("metrics") or {}).get(metric), dict):
+                new_value = M.compute(metric, table, {})
+                if stats["metrics"][metric].get("value") != new_value:
+                    stats["metrics"][metric]["value"] = new_value
+                    changed.append(name)
+        if any(stats.get(k) != v for k, v in new.items()):
+            stats.update(new)
+            changed.append(name)
+    changed = sorted(set(changed))
+    if changed:
+        run.summary["break_even"] = break_even_table(suite, run.summary)
+        run.notes.append(
+            f"costs of {', '.join(changed)} re-priced from their token counts at the suite's "
+            "`pricing:`; summary.json and the verdict sentences keep the run's figures"
+        )
+    return changed
 
 
 # ---------------------------------------------------------------- plots

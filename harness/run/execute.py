@@ -94,7 +94,9 @@ class RecordSink:
         self.writer.append(job.variant, record)
         if result.note:
             self.notes.setdefault(job.variant, set()).add(result.note)
-        self.progress.advance(job.variant, error=result.error is not None, cost=result.cost_usd)
+        # The bar shows spend: a cached answer cost nothing in this run.
+        spent = None if result.cached else result.cost_usd
+        self.progress.advance(job.variant, error=result.error is not None, cost=spent)
 
 
 def run_pool(pool, jobs: list[Job], answered, on_first=None) -> bool:

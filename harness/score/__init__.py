@@ -4,4 +4,4 @@ Importing the package registers the built-in metrics, the same way a plugin regi
 by importing the module that holds its `@metric` lines.
 """
 
-from harness.score import judge, metrics, registry, similarity  # noqa: F401  (registers the built-ins)
+from harness.score import judge, metrics, registry, similarity, strict  # noqa: F401  (registers the built-ins)

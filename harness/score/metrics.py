@@ -310,24 +310,44 @@ def tokens_out(table: Table) -> float | None:
     return _mean_field(table, "tokens_out")
 
 
-def total_cost(records: list[dict]) -> float | None:
-    """Summed cost; None when an answered call has no price (unknown, never a partial sum).
-    Errors without a cost cost nothing."""
-    costs = [r.get("cost_usd") for r in records]
-    if any(c is None and r.get("error") is None for c, r in zip(costs, records, strict=True)):
-        return None
-    return float(sum(c or 0.0 for c in costs))
+def cost_figures(records: list[dict]) -> dict[str, Any]:
+    """A variant's money, from its records' `cost_usd` (priced at summary time).
+
+    cost_usd: what all its calls cost at current prices, cached answers included (what the
+    variant would cost: cost ratio and break-even use it); spent_usd: the calls actually sent
+    in this run (a cached answer cost nothing); unpriced_calls: answered calls without a price.
+    With some calls unpriced the sums cover the priced ones and `cost_per_request` is their
+    mean: partial, said so by the count, never one null blanking the variant and never a
+    silent 0. Errors without a cost cost nothing. cost_usd is None only when no answered call
+    has a price.
+    """
+    answered = [r for r in records if r.get("error") is None]
+    unpriced = sum(1 for r in answered if r.get("cost_usd") is None)
+    priced = len(records) - unpriced
+    if answered and unpriced == len(answered):
+        cost = spent = None
+    else:
+        cost = float(sum(r.get("cost_usd") or 0.0 for r in records))
+        spent = float(sum(r.get("cost_usd") or 0.0 for r in records if not r.get("cached")))
+    if all(r.get("cached") for r in answered):
+        spent = 0.0  # nothing was sent, so nothing was spent, priced or not
+    return {
+        "cost_usd": cost,
+        "spent_usd": spent,
+        "unpriced_calls": unpriced,
+        "cost_per_request": None if cost is None or not priced else cost / priced,
+    }
 
 
 @metric("cost_per_example", quality=False, higher_is_better=False, unit="USD")
 def cost_per_example(table: Table) -> float | None:
-    """Total cost / examples (all repeats of an example are its cost)."""
-    total = total_cost(table.records)
-    return None if total is None or not table.n_examples else total / table.n_examples
+    """Cost per example (all repeats of an example are its cost), at the priced calls' mean."""
+    cpr = cost_figures(table.records)["cost_per_request"]
+    return None if cpr is None or not table.n_examples else cpr * table.n_records / table.n_examples
 
 
 @metric("cost_per_1k", quality=False, higher_is_better=False, unit="USD")
 def cost_per_1k(table: Table) -> float | None:
-    """Cost of 1,000 requests at this variant's mean cost per call."""
-    total = total_cost(table.records)
-    return None if total is None or not table.n_records else 1000 * total / table.n_records
+    """Cost of 1,000 requests at this variant's mean cost per priced call."""
+    cpr = cost_figures(table.records)["cost_per_request"]
+    return None if cpr is None else 1000 * cpr

@@ -160,8 +160,14 @@ def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> float:
     return float(binomtest(only_b, only_a + only_b, 0.5).pvalue)
 
 
-# ---------------------------------------------------------------- power (one-sided z test on the
-# per-example paired difference; sd = its standard deviation, 0.5 is the worst case of a 0/1 score)
+# ---------------------------------------------------------------- power
+# One sample-size method for `harness check` and the guard's "~N test examples would decide":
+# the guard passes when the lower bound of the two-sided interval at `confidence` clears the
+# threshold, so n is what makes that happen with `power` when the true difference lies `gap`
+# beyond the threshold (normal approximation; sd = the standard deviation of one example's
+# paired difference). `check` assumes sd 0.5; after a run the guard uses the sd its interval shows.
+
+POWER = 0.8
 
 
 def _z(p: float) -> float:
@@ -170,33 +176,30 @@ def _z(p: float) -> float:
     return float(norm.ppf(p))
 
 
+def _z_interval(confidence: float) -> float:
+    """The two-sided interval's z (1.96 at 95%)."""
+    return _z((1 + confidence) / 2)
+
+
 def min_detectable_difference(
-    n: int, *, sd: float = 0.5, confidence: float = 0.95, power: float = 0.8
+    n: int, *, sd: float = 0.5, confidence: float = 0.95, power: float = POWER
 ) -> float:
-    """Smallest true difference a one-sided test at `confidence` detects with `power` on n examples."""
+    """Smallest true distance beyond the threshold that n examples show with `power`."""
     if n <= 0:
         return math.inf
-    return (_z(confidence) + _z(power)) * sd / math.sqrt(n)
+    return (_z_interval(confidence) + _z(power)) * sd / math.sqrt(n)
 
 
 def required_n(
-    margin: float, *, sd: float = 0.5, confidence: float = 0.95, power: float = 0.8
+    gap: float, *, sd: float = 0.5, confidence: float = 0.95, power: float = POWER
 ) -> int:
-    """Examples needed to detect a true difference of `margin` (> 0) with `power`."""
-    if margin <= 0:
-        raise ValueError(f"margin must be > 0 to size a test (got {margin})")
-    return max(1, math.ceil(((_z(confidence) + _z(power)) * sd / margin) ** 2))
+    """Examples needed to show a true difference `gap` (> 0) beyond the threshold with `power`."""
+    if gap <= 0:
+        raise ValueError(f"the distance to the threshold must be > 0 to size a test (got {gap})")
+    return max(1, math.ceil(((_z_interval(confidence) + _z(power)) * sd / gap) ** 2))
 
 
-def n_to_decide(delta: float, ci_low: float, ci_high: float, n: int, margin: float) -> int | None:
-    """Test-set size at which a CI of the same shape around `delta` would exclude `margin`.
-
-    The half-width shrinks as 1/sqrt(n), so n * (half-width / |delta - margin|)^2. None when
-    delta == margin (no n decides it)."""
-    gap = abs(delta - margin)
-    if gap == 0 or n <= 0:
-        return None
-    half = (ci_high - ci_low) / 2
-    if half <= 0:
-        return n
-    return max(1, math.ceil(n * (half / gap) ** 2))
+def sd_from_interval(ci_low: float, ci_high: float, n: int, confidence: float) -> float:
+    """The per-example sd an interval at `confidence` on n examples implies (its half-width is
+    z * sd / sqrt(n)): the observed paired spread of any metric, F1 as well as accuracy."""
+    return (ci_high - ci_low) / 2 * math.sqrt(n) / _z_interval(confidence)

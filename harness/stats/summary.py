@@ -21,10 +21,11 @@ from typing import Any
 
 import numpy as np
 
+from harness.calls.engine import price_tokens
 from harness.retrieve import k_of, retrieval_metrics
 from harness.score import registry as M
 from harness.score.judge import SECTION_METRICS
-from harness.score.metrics import latency_percentile, per_class, total_cost
+from harness.score.metrics import cost_figures, latency_percentile, per_class
 from harness.score.table import Table, make_table
 from harness.stats import bootstrap as S
 from harness.suite import suite_hash
@@ -47,6 +48,7 @@ def summarize(
         name: (guard.confidence if guard and guard.metric == name else 0.95) for name, _ in entries
     }
 
+    records = priced(suite, records)
     tables = {v: make_table(recs, targets, dataset.labels) for v, recs in records.items()}
     baseline = suite.baseline
     variants: dict[str, dict] = {}
@@ -113,10 +115,29 @@ def _variant_header(v: Any, table: Table) -> dict:
         # Provider retries are reported, never invisible: a slow, rate-limited provider shows.
         "retries": int(sum(r.get("retries") or 0 for r in recs)),
         "retried_calls": sum(1 for r in recs if (r.get("retries") or 0) and r.get("error") is None),
-        "cost_usd": total_cost(recs),
+        **cost_figures(recs),
         "tokens_in": int(sum(r.get("tokens_in") or 0 for r in recs if r.get("error") is None)),
         "tokens_out": int(sum(r.get("tokens_out") or 0 for r in recs if r.get("error") is None)),
     }
+
+
+def priced(suite: Any, records: dict[str, list[dict]]) -> dict[str, list[dict]]:
+    """Records with `cost_usd` from their token counts at the suite's current `pricing:`, so a
+    price added or corrected after the calls (cached answers included) counts; variants without
+    `pricing:` keep the cost the call got from litellm's price list."""
+    out = {}
+    for name, recs in records.items():
+        pricing = suite.variant(name).pricing
+        if pricing is None:
+            out[name] = recs
+            continue
+        out[name] = [
+            {**r, "cost_usd": price_tokens(pricing, r.get("tokens_in"), r.get("tokens_out"))}
+            if r.get("error") is None
+            else r
+            for r in recs
+        ]
+    return out
 
 
 def _with_ci(result, confidence: float, B: int, seed: int) -> dict:
@@ -207,6 +228,16 @@ def judge_section(section: dict, summary: dict) -> dict:
     return section
 
 
+def partial_cost_note(v: dict) -> str:
+    k, n = v["unpriced_calls"], v["n_calls"]
+    if v.get("cost_usd") is None:
+        return f"cost unknown: none of its {n} calls has a price — set `pricing:` on the variant"
+    return (
+        f"cost partial: {k} of {n} calls have no price — cost, cost ratio and break-even use "
+        f"the {n - k} priced calls; set `pricing:` on the variant to price them all"
+    )
+
+
 def build_summary(
     suite: Any,
     dataset: Any,
@@ -226,7 +257,9 @@ def build_summary(
         recs = records.get(name, [])
         entry["latency_p50_ms"] = latency_percentile(recs, 50)
         entry["latency_p95_ms"] = latency_percentile(recs, 95)
-        entry["notes"] = notes.get(name, [])
+        entry["notes"] = list(notes.get(name, []))
+        if entry.get("unpriced_calls"):
+            entry["notes"].append(partial_cost_note(entry))
     if suite.spec.data.gold:
         by_id = dataset.by_id()
         for name in variants:

@@ -22,16 +22,19 @@ def ok(text="answer", latency=123.4) -> CallResult:
     return CallResult(output=text, latency_ms=latency, tokens_in=5, tokens_out=2, cost_usd=0.001)
 
 
-def test_key_covers_model_messages_params_format_and_repeat():
+def test_key_covers_model_server_messages_params_format_and_repeat():
     k = cache_key(spec())
     assert k == cache_key(spec(params={"temperature": 0}))
     assert k != cache_key(spec(model="openai/other"))
+    # The same model name on another server is another model.
+    assert k != cache_key(spec(api_base="http://a:8000/v1"))
+    assert cache_key(spec(api_base="http://a:8000/v1")) != cache_key(spec(api_base="http://b/v1"))
     assert k != cache_key(spec(messages=[{"role": "user", "content": "hi!"}]))
     assert k != cache_key(spec(params={"temperature": 1}))
     assert k != cache_key(spec(response_format={"type": "json_object"}))
     assert k != cache_key(spec(repeat=1))
-    # Timeouts and rate-limit grouping don't change the answer.
-    assert k == cache_key(spec(timeout=3, rate_limit_key="x"))
+    # Timeouts, prices and rate-limit grouping don't change the answer.
+    assert k == cache_key(spec(timeout=3, rate_limit_key="x", pricing={"input_per_1m": 1.0}))
 
 
 def test_hit_keeps_original_latency_tokens_and_cost(tmp_path):

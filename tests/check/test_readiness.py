@@ -51,9 +51,10 @@ def test_30_test_120_train_gives_the_expected_warnings(tmp_path):
     path = write_suite(tmp_path)
     result = CliRunner().invoke(main, ["check", str(path)])
     assert result.exit_code == 0, result.output
-    mdd = (norm.ppf(0.95) + norm.ppf(0.8)) * 0.5 / math.sqrt(30)
-    need = math.ceil(((norm.ppf(0.95) + norm.ppf(0.8)) * 0.5 / 0.05) ** 2)
-    assert (mdd, need) == (pytest.approx(0.2270, abs=1e-4), 619)
+    # The two-sided 95% interval the guard decides on: z = 1.96 + 0.84.
+    mdd = (norm.ppf(0.975) + norm.ppf(0.8)) * 0.5 / math.sqrt(30)
+    need = math.ceil(((norm.ppf(0.975) + norm.ppf(0.8)) * 0.5 / 0.05) ** 2)
+    assert (mdd, need) == (pytest.approx(0.2557, abs=1e-4), 785)
     expected = [
         "  ✓ metric: accuracy, macro_f1",
         "  ! test set size: 30 examples — below 50; collect 50–100 or more before comparing variants",
@@ -62,8 +63,9 @@ def test_30_test_120_train_gives_the_expected_warnings(tmp_path):
         "  ! training data: 120 examples — below 200: few-shot prompting is likely sufficient",
         "  ! iteration budget: none — set `guard.max_iterations` or `guard.budget_usd` so a lineage "
         "that keeps missing is abandoned",
-        f"  ✓ power: with 30 test examples the smallest difference the guard can show is {mdd:.3f} "
-        "at 95% confidence (one-sided) and 80% power (sd 0.5, the worst case for a rate)",
+        "  ✓ power: with 30 test examples the guard's 95% interval clears its threshold with 80% "
+        f"power when the true Δ is {mdd:.3f} beyond it (assumed sd 0.5 of a paired difference; "
+        "the run's figure uses the spread it observes)",
         f"  ! power for margin: margin 0.05 needs ≥ {need} test examples; you have 30 — "
         "add test examples or expect an inconclusive verdict",
         "  ✓ exact duplicates: none between train/few-shot pool and test (identical after normalisation)",
@@ -93,17 +95,17 @@ def test_power_numbers_match_the_normal_closed_form(tmp_path, n, confidence):
     )
     suite = load_suite(path)
     (power, margin) = power_lines(suite, n)
-    z = norm.ppf(confidence) + norm.ppf(0.8)
+    z = norm.ppf((1 + confidence) / 2) + norm.ppf(0.8)
     mdd = z * 0.5 / math.sqrt(n)
     need = math.ceil((z * 0.5 / 0.05) ** 2)
-    assert f"is {mdd:.3f} at {confidence:.0%} confidence" in power[2]
+    assert f"{confidence:.0%} interval" in power[2] and f"true Δ is {mdd:.3f} beyond" in power[2]
     assert margin[2].startswith(f"margin 0.05 needs ≥ {need} test examples; you have {n}")
     assert margin[0] == ("pass" if n >= need else "warn")
 
 
 def test_a_ready_suite_passes_every_line(tmp_path):
     guard = "guard: {metric: accuracy, margin: 0.05, max_iterations: 3, budget_usd: 500}"
-    path = write_suite(tmp_path, n_test=700, n_train=600, guard=guard)
+    path = write_suite(tmp_path, n_test=800, n_train=600, guard=guard)
     suite = load_suite(path)
     dataset = load_dataset(suite)
     lines = readiness_lines(suite, dataset) + power_lines(suite, len(dataset.test))
@@ -111,7 +113,10 @@ def test_a_ready_suite_passes_every_line(tmp_path):
     by_name = {name: detail for _, name, detail in lines}
     assert by_name["iteration budget"] == "max 3 iterations and $500 budget per lineage"
     assert by_name["training data"] == "600 examples (within 200–2000)"
-    assert by_name["power for margin"] == "margin 0.05 needs ≥ 619 test examples; you have 700"
+    assert by_name["power for margin"] == (
+        "margin 0.05 needs ≥ 785 test examples; you have 800 "
+        "(80% power when the true Δ is a margin beyond the threshold)"
+    )
 
 
 def test_missing_prerequisites_warn_with_a_fix(tmp_path):

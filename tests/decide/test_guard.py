@@ -69,10 +69,24 @@ def test_inconclusive_names_required_n_and_allow_flag(suite):
 
 
 def test_required_n_matches_stats_helper(suite):
-    from harness.stats.bootstrap import n_to_decide
+    from harness.stats.bootstrap import required_n, sd_from_interval
 
     s = decided(suite, make_summary((0.031, -0.008, 0.070), n=60), [])
-    assert verdict_of(s)["required_n"] == n_to_decide(0.031, -0.008, 0.070, 60, 0.05)
+    sd = sd_from_interval(-0.008, 0.070, 60, 0.95)
+    # half-width 0.039 on 60 → sd 0.154; ((1.96 + 0.84) * 0.154 / 0.05)^2 = 74.6
+    assert verdict_of(s)["required_n"] == required_n(0.05, sd=sd, confidence=0.95) == 75
+
+
+def test_inconclusive_on_a_large_enough_set_says_the_delta_sits_at_the_threshold(suite):
+    # Half-width 0.02 on 200 → sd 0.144, so ~66 examples suffice at a true Δ of +10 pts; this
+    # Δ of +5.0 sits on the threshold, and "~66 would decide" would contradict the 200 used.
+    s = decided(suite, make_summary((0.05, 0.03, 0.07), n=200), [])
+    v = verdict_of(s)
+    assert v["verdict"] == "inconclusive" and v["required_n"] == 66
+    assert (
+        "inconclusive; the interval spans the threshold although ~66 test examples suffice "
+        "when the true Δ is a margin beyond it." in v["sentence"]
+    )
 
 
 def test_non_inferiority_pass_with_cost_ratio_and_break_even(tmp_path):

@@ -209,7 +209,8 @@ def test_golden_run_gives_the_committed_summary_cold_and_warm(
 
     # Warm: a fresh runs dir and MLflow store (no history for the ledger) holding only the cold
     # run's response cache. The answers come from the cache; only e24 (an error, never cached)
-    # is asked again, and the summary differs only in the cache-hit counts.
+    # is asked again, and the summary differs only in the cache-hit counts and in what was spent
+    # (nothing: cached answers cost $0, the error costs nothing; would-cost figures are equal).
     warm_runs = tmp_path / "warm" / "runs"
     warm_runs.mkdir(parents=True)
     shutil.copy(tmp_path / "cold" / "runs" / ".cache.sqlite", warm_runs / ".cache.sqlite")
@@ -219,4 +220,33 @@ def test_golden_run_gives_the_committed_summary_cold_and_warm(
     for name, stats in warm["variants"].items():
         assert (stats["cached_calls"], cold["variants"][name]["cached_calls"]) == (23, 0), name
         stats["cached_calls"] = 0
-    assert_golden(warm)
+        assert cold["variants"][name]["spent_usd"] == cold["variants"][name]["cost_usd"] > 0
+    assert _spend(warm) == {k: 0.0 for k in _spend(cold)}
+    assert warm["guard"]["verdicts"]["few-shot"]["sentence"].endswith(
+        "1 of 3 iterations, $0 of $50 budget spent."
+    )
+    assert _without_spend(warm) == _without_spend(cold)
+
+
+def _spend(summary: dict) -> dict[str, float]:
+    """What a run spent, wherever summary.json says it (training, a sunk cost, left out)."""
+    out = {f"{v}.spent_usd": s["spent_usd"] for v, s in summary["variants"].items()}
+    for v, verdict in summary["guard"]["verdicts"].items():
+        out[f"{v}.ledger.eval_usd"] = verdict["ledger"]["eval_usd"]
+    for v, entry in summary["ledger_entry"]["variants"].items():
+        out[f"{v}.eval_cost_usd"] = entry["eval_cost_usd"]
+    return out
+
+
+def _without_spend(summary: dict) -> dict:
+    """The summary without its spend figures and the sentences and totals that quote them."""
+    s = json.loads(json.dumps(summary))
+    for stats in s["variants"].values():
+        del stats["spent_usd"]
+    for verdict in s["guard"]["verdicts"].values():
+        for key in ("eval_usd", "spent_usd"):
+            del verdict["ledger"][key]
+        del verdict["sentence"]
+    for entry in s["ledger_entry"]["variants"].values():
+        del entry["eval_cost_usd"]
+    return s

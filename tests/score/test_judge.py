@@ -432,3 +432,37 @@ def test_judge_repeats_agreement_is_kappa_between_sample_0_and_1(openai_server, 
     # Repeats at temperature 0 would only measure provider noise: the default samples.
     again = load_suite(write_gen_suite(tmp_path / "t", "http://x", metrics))
     assert J.configs(again)[0].params["temperature"] == 0.7
+
+
+def test_judge_section_interval_is_the_summarys_at_the_guards_confidence(openai_server, tmp_path):
+    """One source for a judge metric's interval: the judge section shows the summary's own
+    (Wilson at the guard's 90% here), not a 95% bootstrap of its own."""
+
+    def judge(messages, body) -> str:
+        response = messages[-1]["content"].split("[RESPONSE]\n", 1)[1]
+        number = int(re.search(r"ex(\d+)", response).group(1))
+        return json.dumps({"score": int(response.startswith("cand") and number % 3 != 0)})
+
+    server = openai_server(judge)
+    path = write_gen_suite(tmp_path, server.url, JUDGE)
+    path.write_text(
+        path.read_text() + "guard: {metric: judge, margin: 0.05, confidence: 0.9}\n",
+        encoding="utf-8",
+    )
+    suite = load_suite(path)
+    dataset = load_dataset(suite)
+    records = variant_records(plain_outputs, suite, dataset)
+    section = J.judge_records(suite, dataset, records, tmp_path / "run", runs_dir=tmp_path / "r")
+    summary = build_summary(
+        suite, dataset, records, list(records), meta={}, notes={}, judge=section
+    )
+    from scipy.stats import binomtest
+
+    passes = sum(1 for r in records["cand"] if r["scores"]["judge"] == 1.0)
+    assert passes == 5  # ex1, ex2, ex4, ex5, ex7
+    ci = binomtest(passes, N).proportion_ci(confidence_level=0.9, method="wilson")
+    cand = summary["judge"]["variants"]["cand"]["judge"]
+    assert cand == summary["variants"]["cand"]["metrics"]["judge"]
+    assert (cand["value"], cand["ci_low"], cand["ci_high"]) == pytest.approx(
+        (5 / 8, ci.low, ci.high)
+    )

@@ -216,7 +216,8 @@ def test_operational_metrics_match_numpy():
     assert M.compute("tokens_out", t) == 3.0
     assert M.compute("cost_per_example", t) == pytest.approx(0.002)
     assert M.compute("cost_per_1k", t) == pytest.approx(2.0)
-    # An error's latency is time to give up: left out. An unknown price makes cost unknown.
+    # An error's latency is time to give up: left out. An unpriced call leaves the mean of the
+    # priced ones (the summary reports the variant partial with the count); none priced: unknown.
     recs[0]["error"] = "timeout"
     recs[0]["latency_ms"] = 1e9
     t = make_table(recs, {f"e{i}": "a" for i in range(57)})
@@ -224,6 +225,11 @@ def test_operational_metrics_match_numpy():
         np.percentile(np.delete(lat, [0, 5]), 95), abs=1e-9
     )
     recs[1]["cost_usd"] = None
+    t = make_table(recs, {f"e{i}": "a" for i in range(57)})
+    assert M.compute("cost_per_1k", t) == pytest.approx(2.0)
+    assert M.compute("cost_per_example", t) == pytest.approx(0.002)
+    for r in recs:
+        r["cost_usd"] = None
     t = make_table(recs, {f"e{i}": "a" for i in range(57)})
     assert M.compute("cost_per_1k", t) is None and M.compute("cost_per_example", t) is None
 

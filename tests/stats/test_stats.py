@@ -122,10 +122,12 @@ def test_mcnemar_exact_matches_binomial():
 
 
 def test_power_helpers():
-    z = norm.ppf(0.95) + norm.ppf(0.8)
+    # Sized for the two-sided interval at `confidence` the guard decides on.
+    z = norm.ppf(0.975) + norm.ppf(0.8)
     assert S.min_detectable_difference(100) == pytest.approx(z * 0.5 / 10, abs=1e-12)
     assert S.min_detectable_difference(0) == math.inf
-    assert S.required_n(0.05) == math.ceil((z * 0.5 / 0.05) ** 2) == 619
+    assert S.required_n(0.05) == math.ceil((z * 0.5 / 0.05) ** 2) == 785
+    assert S.required_n(0.03) == 2181  # the 3-point margin of the CLINC150 story
     for m in (0.01, 0.05, 0.1, 0.2):
         n = S.required_n(m, confidence=0.9, power=0.9)
         assert S.min_detectable_difference(n, confidence=0.9, power=0.9) <= m
@@ -134,11 +136,10 @@ def test_power_helpers():
         S.required_n(0)
 
 
-def test_n_to_decide():
-    # Half-width 0.05 at n=100; delta 0.08 vs margin 0.05: half-width must shrink to 0.03.
-    assert S.n_to_decide(0.08, 0.03, 0.13, 100, 0.05) == math.ceil(100 * (0.05 / 0.03) ** 2) == 278
-    assert S.n_to_decide(0.05, 0.0, 0.1, 100, 0.05) is None
-    assert S.n_to_decide(-0.02, -0.07, 0.03, 200, 0.05) == math.ceil(200 * (0.05 / 0.07) ** 2)
+def test_sd_from_interval_inverts_the_half_width():
+    # sd 0.4 on 400 examples at 90%: half-width z(0.95) * 0.4 / 20.
+    half = norm.ppf(0.95) * 0.4 / 20
+    assert S.sd_from_interval(0.1 - half, 0.1 + half, 400, 0.9) == pytest.approx(0.4)
 
 
 def test_bootstrap_p_two_sided():

@@ -75,6 +75,7 @@ def make_summary(
             "n_errors": errors,
             "error_rate": errors / n,
             "cost_usd": cost,
+            "spent_usd": cost,  # no cached answers
             "metrics": {},
         }
         if d:

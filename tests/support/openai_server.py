@@ -60,6 +60,7 @@ class FakeOpenAI:
         retry_after: float = 0.01,
         hang_seconds: float = 30.0,
         statuses: dict[str, int] | None = None,
+        no_usage: tuple[str, ...] = (),
         sequence: list[str] | None = None,
         seed: int = 0,
         port: int = 0,
@@ -76,6 +77,7 @@ class FakeOpenAI:
         self.retry_after = retry_after
         self.hang_seconds = hang_seconds
         self.statuses = statuses or {}
+        self.no_usage = no_usage  # prompt substrings answered without token usage (unpriceable)
         # Faults for the first requests, in order ("429", "500", "timeout", "malformed", "drop",
         # or "ok"), before the random rates apply: deterministic retry tests.
         self.sequence = list(sequence or [])
@@ -232,6 +234,13 @@ class FakeOpenAI:
         text = self._reply_text(messages, body)
         self._count("ok")
         tokens_in, tokens_out = _tokens(prompt), _tokens(text)
+        usage = {
+            "prompt_tokens": tokens_in,
+            "completion_tokens": tokens_out,
+            "total_tokens": tokens_in + tokens_out,
+        }
+        if any(s in prompt for s in self.no_usage):
+            usage = None
         return web.json_response(
             {
                 "id": "chatcmpl-"
@@ -246,11 +255,7 @@ class FakeOpenAI:
                         "finish_reason": "stop",
                     }
                 ],
-                "usage": {
-                    "prompt_tokens": tokens_in,
-                    "completion_tokens": tokens_out,
-                    "total_tokens": tokens_in + tokens_out,
-                },
+                **({"usage": usage} if usage else {}),
             }
         )
 
