@@ -235,6 +235,20 @@ class _Pool:
             self._forget()
             raise
 
+    def prestart(self) -> None:
+        """Start every worker now (loading the model takes ~0.5 s each, in parallel), so the
+        load overlaps the caller's own start-up instead of delaying the first calls."""
+        with self.cond:
+            missing = n_workers() - self.started
+            self.started += max(0, missing)
+        for _ in range(missing):
+            try:
+                worker = _Worker()
+            except BaseException:
+                self._forget()
+                raise
+            self.release(worker)
+
     def release(self, worker: _Worker) -> None:
         with self.cond:
             if not self.closed:
@@ -264,6 +278,11 @@ _pool = _Pool()
 _pool_lock = threading.Lock()
 _crash: LocalModelCrashed | None = None
 atexit.register(lambda: close())
+
+
+def prestart() -> None:
+    """Start the worker processes ahead of the first call (see _Pool.prestart)."""
+    _pool.prestart()
 
 
 def take_crash() -> LocalModelCrashed | None:

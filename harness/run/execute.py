@@ -12,6 +12,7 @@ from pathlib import Path
 from harness.calls._litellm import needs_local_provider
 from harness.calls.cache import Cache, cache_key
 from harness.calls.engine import Engine
+from harness.calls.local_processes import prestart as prestart_local_workers
 from harness.calls.pool import WorkerPool, default_workers
 from harness.run.plan import Job, rate_limits
 from harness.types import CallResult
@@ -29,11 +30,15 @@ class PoolSlot:
 
     def start(self, selected, concurrency: int, limit: int | None) -> None:
         """Worker processes for remote models, started before the data loads and the prompts
-        render, so their litellm import overlaps that work. Local models (llama.cpp in this
-        process) run in-process: one copy of the model.
+        render, so their litellm import overlaps that work. Local models have worker processes
+        of their own (harness.calls.local_processes), started here for the same reason.
         """
         workers = self.workers
-        if workers == 0 or any(needs_local_provider(v.model) for v in selected):
+        if any(needs_local_provider(v.model) for v in selected):
+            # llama.cpp's own worker processes: loading the model overlaps the litellm import.
+            prestart_local_workers()
+            return
+        if workers == 0:
             return
         calls_at_most = None if limit is None else limit * sum(v.repeats for v in selected)
         if workers is None and calls_at_most is not None and calls_at_most < MIN_CALLS_FOR_WORKERS:
