@@ -5,7 +5,7 @@
 Each simulation draws a test set of n paired answers (baseline, variant) whose true accuracy
 difference is Δ, scores both with harness.score.registry.accuracy, takes the paired bootstrap CI of
 harness.stats.bootstrap at the guard's confidence (exactly what harness.stats.summary computes for the guard
-metric), and applies the guard's rule (harness.decide.guard.classify). Reported per true Δ: share of
+metric), and applies the guard's rule (harness.decide.rule.classify). Reported per true Δ: share of
 pass / fail / inconclusive. The claim checked: at Δ = margin − 0.02 the false pass rate is ≤ 5%
 at confidence 0.95 (by construction it is a one-sided test at 2.5%, so ≈ 2.5% even at Δ = margin).
 """
@@ -57,7 +57,7 @@ def simulate(
     seed: int = 0,
 ) -> dict[str, float]:
     """Share of pass / fail / inconclusive verdicts over `sims` simulated test sets."""
-    from harness.decide.guard import classify
+    from harness.decide.rule import classify
     from harness.score.metrics import accuracy
     from harness.stats.bootstrap import paired_bootstrap
 

@@ -5,7 +5,7 @@
 Each simulation draws one baseline's n answers and k variants paired with it (each variant's
 true accuracy difference is Δ), takes each variant's paired bootstrap CI at the guard's
 confidence (harness.stats.bootstrap, as harness.stats.summary does), applies the guard's rule
-(harness.decide.guard.classify) and then Holm across the k variants (harness.decide.guard.holm).
+(harness.decide.rule.classify) and then Holm across the k variants (harness.decide.rule.holm).
 Reported: the family-wise false pass rate (any variant passes) at Δ = margin − 0.02, with and
 without Holm, and the power (share of variants that pass; all pass) at Δ = margin + 0.10.
 """
@@ -31,7 +31,7 @@ def draw_family(rng, n: int, k: int, delta: float) -> tuple[np.ndarray, list[np.
 
 
 def simulate(delta, *, sims, n, k, B, margin=MARGIN, confidence=0.95, seed=0) -> dict:
-    from harness.decide.guard import classify, holm
+    from harness.decide.rule import classify, holm
     from harness.score.metrics import accuracy
     from harness.stats.bootstrap import paired_bootstrap
 

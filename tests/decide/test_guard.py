@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from guard_fixtures import decided, make_suite, make_summary, past_run
 
-from harness.decide.guard import classify, fingerprint, moved_goalposts, weakening
+from harness.decide.guard import moved_goalposts, weakening
+from harness.decide.rule import classify, fingerprint
 from harness.errors import SuiteError
 
 
@@ -365,7 +366,7 @@ def _holm_case(ps, confidence=0.95):
 
 
 def test_holm_step_down_by_hand():
-    from harness.decide.guard import holm, one_sided_p
+    from harness.decide.rule import holm, one_sided_p
 
     # α = 0.025 one-sided, m = 3: levels α/3 = 0.00833, α/2 = 0.0125, α/1 = 0.025.
     # 0.001 ≤ 0.00833 → pass; 0.012 ≤ 0.0125 → pass; 0.02 ≤ 0.025 → pass (Bonferroni: only one).
@@ -396,7 +397,7 @@ def test_holm_matches_the_textbook_procedure():
     """Sorted-p Holm (stop at the first p_(k) > α/(m − k)) on random cases."""
     import random
 
-    from harness.decide.guard import holm
+    from harness.decide.rule import holm
 
     rng = random.Random(7)
     for _ in range(200):

@@ -11,7 +11,7 @@ import pytest
 from scipy.stats import norm
 
 from harness.check.readiness import power_lines
-from harness.decide.guard import required_n as run_required_n
+from harness.decide.rule import required_n as run_required_n
 from harness.stats import bootstrap as S
 from harness.stats.bootstrap import required_n
 

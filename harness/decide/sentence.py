@@ -1,0 +1,141 @@
+"""The verdict as one sentence a manager can read, and its headline ("PASS — flagged: …")."""
+
+from __future__ import annotations
+
+from harness.decide.ledger import usd
+from harness.decide.rule import ABANDON, FAIL, INCONCLUSIVE, PASS
+from harness.score.registry import is_quality
+
+# How metric names read in a sentence.
+_NAMES = {
+    "macro_f1": "macro-F1",
+    "micro_f1": "micro-F1",
+    "weighted_f1": "weighted-F1",
+    "f1": "F1",
+    "exact_match": "exact match",
+    "format_compliance": "format compliance",
+    "win_rate": "win rate",
+}
+
+
+def is_rate(metric: str) -> bool:
+    """A rate (shown in points) rather than a unit figure: the registry's quality flag."""
+    return is_quality(metric)
+
+
+def metric_label(metric: str) -> str:
+    return _NAMES.get(metric, metric.replace("_", " "))
+
+
+def _num(x: float) -> str:
+    """A margin or confidence as written in a suite: 0.20, 0.03, 0.025."""
+    return f"{x:.2f}" if round(x, 2) == x else f"{x:g}"
+
+
+def _signed(x: float, metric: str, unit: bool = False) -> str:
+    s = (f"{x * 100:+.1f}" + (" pts" if unit else "")) if is_rate(metric) else f"{x:+.3g}"
+    return s.replace("-", "−")
+
+
+def _count(n: float) -> str:
+    if n >= 1e6:
+        return f"{n / 1e6:.1f}M"
+    if n >= 1e4:
+        return f"{n / 1e3:.0f}k"
+    return f"{n:,.0f}"
+
+
+def sentence(name: str, baseline: str, v: dict, guard) -> str:
+    """One plain sentence a manager can read, e.g.
+    "ft-mini: +3.1 pts macro-F1 [−0.8, +7.0] vs zero-shot; target +5.0 not shown — inconclusive,
+    ~420 test examples would decide. 2 of 3 iterations, $61 spent."
+    """
+    metric = guard.metric
+    label = metric_label(metric)
+    if "error_rate" in v["flags"]:
+        e = v["errors"]
+        return (
+            f"{name}: cannot be judged — {e['rate']:.1%} provider errors on {e['variant']} "
+            f"(max {guard.max_error_rate:.1%}); fix the provider or its rate limits and run again."
+        )
+    d = v["delta"]
+    missing = d is None or d.get("value") is None
+    if missing:
+        head = f"{name}: no paired {label} difference vs {baseline}"
+    else:
+        ci = ""
+        if d.get("ci_low") is not None and d.get("ci_high") is not None:
+            ci = f" [{_signed(d['ci_low'], metric)}, {_signed(d['ci_high'], metric)}]"
+        head = f"{name}: {_signed(d['value'], metric, unit=True)} {label}{ci} vs {baseline}"
+    thr = _signed(d["threshold"], metric)
+    superiority = guard.test == "superiority"
+    target = f"target {thr}" if superiority else f"no worse than {thr}"
+    status = v["status"]  # the rule's outcome before the ledger could turn it into abandon
+    shown = {
+        PASS: "shown",
+        FAIL: "ruled out" if superiority else "not met",
+        INCONCLUSIVE: "not shown",
+    }[status]
+    verdict = v["verdict"]
+    text = f"{head}; {target} {shown} — {verdict}"
+    if verdict == INCONCLUSIVE and missing:
+        text += f": run the baseline too (--variant {baseline} --variant {name})"
+    elif verdict == INCONCLUSIVE:
+        n = v.get("required_n")
+        if not n:
+            text += ", a larger test set is needed to decide"
+        elif n > v.get("n_examples", 0):
+            text += f", ~{n:,} test examples would decide"
+        else:  # large enough for the planned Δ: this Δ sits near the threshold
+            text += (
+                f"; the interval spans the threshold although ~{n:,} test examples suffice "
+                "when the true Δ is a margin beyond it"
+            )
+    holm_ = v.get("holm") or {}
+    if holm_.get("m", 1) > 1:
+        text += (
+            f" (Holm across {holm_['m']} guarded variants: tested at one-sided "
+            f"α = {holm_['alpha']:.4g}, p = {holm_['p_value']:.3g})"
+        )
+    if not superiority and v.get("cost_ratio") is not None:
+        text += f", at {v['cost_ratio']:.2f}× the baseline's cost per request"
+        be = v.get("break_even")
+        # A payback period only where training may go ahead: not for fail or abandon.
+        if be and verdict in (PASS, INCONCLUSIVE):
+            text += f", training pays back after {_count(be['break_even_requests'])} requests"
+            if be.get("payback_months") is not None:
+                text += f" ({be['payback_months']:.1f} months)"
+    led = v["ledger"]
+    if verdict == ABANDON:
+        text += (
+            f": {v['limit']} without a pass; {usd(led['spent_usd'])} sunk "
+            f"({usd(led['training_usd'])} training + {usd(led['eval_usd'])} evaluation)"
+        )
+        if led.get("best_delta") is not None:
+            text += f", best so far {_signed(led['best_delta'], metric, unit=True)}"
+        text += "."
+    else:
+        its = (
+            f"{led['iterations']} of {guard.max_iterations}"
+            if guard.max_iterations
+            else f"{led['iterations']}"
+        )
+        word = "iteration" if led["iterations"] == 1 and not guard.max_iterations else "iterations"
+        spent = (
+            f"{usd(led['spent_usd'])} of {usd(guard.budget_usd)} budget"
+            if guard.budget_usd is not None
+            else usd(led["spent_usd"])
+        )
+        text += f". {its} {word}, {spent} spent."
+    return text
+
+
+def headline(v: dict, moved: dict | None) -> str:
+    """What the terminal puts before the sentence: the verdict, and why a pass still exits 1."""
+    if v["verdict"] == PASS and moved:
+        changes = ", ".join(c.replace(":", "", 1) for c in moved["changes"])
+        return (
+            f"PASS — flagged: goalposts moved ({changes}); exit 1: a pass under a hypothesis "
+            "weaker than the registered one does not count"
+        )
+    return v["verdict"].upper()
