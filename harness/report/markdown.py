@@ -3,19 +3,18 @@ worst examples, as markdown rendered from the run directory's files."""
 
 from __future__ import annotations
 
-import json
-import re
 from pathlib import Path
 from typing import Any
 
 from harness.decide.costs import cost_per_request
+from harness.report.cells import _cell, _ci, _inline, _money, _num, _table, as_text
+from harness.report.stage_sections import _judge, _retrieval
 from harness.rundir.reader import RunFiles
 from harness.score.record import example_score, judge_text, reason_text, retrieved_text
 from harness.score.registry import is_quality
 from harness.stats.summary import partial_cost_note
 
 WORST_PER_VARIANT = 5
-CELL_CHARS = 160
 
 
 def primary_metric(summary: dict[str, Any]) -> str | None:
@@ -30,14 +29,6 @@ def primary_metric(summary: dict[str, Any]) -> str | None:
     return (quality or names or [None])[0]
 
 
-def as_text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
-
-
 def cost_per_1k(v: dict[str, Any]) -> float | None:
     metric = (v.get("metrics") or {}).get("cost_per_1k")
     if isinstance(metric, dict) and metric.get("value") is not None:
@@ -46,55 +37,7 @@ def cost_per_1k(v: dict[str, Any]) -> float | None:
     return None if cpr is None else cpr * 1000
 
 
-def _money(x: Any, v: dict[str, Any]) -> str:
-    """A variant's dollars, marked when some of its calls have no price."""
-    k = v.get("unpriced_calls")
-    return _num(x, "cost") + (f" (partial: {k} unpriced)" if k and x is not None else "")
-
-
 # ---------------------------------------------------------------- markdown
-
-
-def _num(x: Any, metric: str = "") -> str:
-    if x is None:
-        return "–"
-    if isinstance(x, (int, float)):
-        if metric.startswith("cost"):
-            return f"${x:.4g}"  # small per-request costs need significant digits, not decimals
-        if not is_quality(metric) and abs(x) >= 10:  # a unit (ms, tokens): one decimal
-            return f"{x:,.1f}"
-        return f"{x:.3f}"
-    return str(x)
-
-
-def _ci(m: dict[str, Any] | None, metric: str) -> str:
-    if not m:
-        return "–"
-    text = _num(m.get("value"), metric)
-    if m.get("ci_low") is not None and m.get("ci_high") is not None:
-        text += f" [{_num(m['ci_low'], metric)}, {_num(m['ci_high'], metric)}]"
-    return text
-
-
-def _cell(value: Any) -> str:
-    """A table cell: one line, cut at CELL_CHARS, escaped."""
-    text = as_text(value).replace("\r", " ").replace("\n", " ")
-    if len(text) > CELL_CHARS:
-        text = text[: CELL_CHARS - 1] + "…"
-    return _inline(text)
-
-
-def _inline(value: Any) -> str:
-    """One line of text, escaped but whole (verdict sentences are never cut)."""
-    text = as_text(value).replace("\r", " ").replace("\n", " ")
-    # Pipes end a table cell; backticks/asterisks would turn model output into formatting.
-    return re.sub(r"([|\\`*_\[\]<>])", r"\\\1", text)
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    out += ["| " + " | ".join(r) + " |" for r in rows]
-    return out + [""]
 
 
 def render_markdown(run: RunFiles, plot_paths: list[Path]) -> str:
@@ -112,35 +55,39 @@ def render_markdown(run: RunFiles, plot_paths: list[Path]) -> str:
         f"started {s.get('started_at', '?')}, finished {s.get('finished_at', '?')}",
     ]
     lines += ["; ".join(facts), ""]
-    hyp = s.get("hypothesis")
-    moved = (s.get("guard") or {}).get("moved_goalposts")
-    if hyp and isinstance(moved, dict) and moved.get("registered"):
-        # The loosened hypothesis is not the pre-registered one: show both and the change.
-        reg = moved["registered"]
-        lines += [
-            f"**Hypothesis** (pre-registered in run `{moved.get('registered_run_id')}`): "
-            f"{reg.get('test')} on `{reg.get('metric')}`, margin {reg.get('margin')}, "
-            f"confidence {reg.get('confidence')}.",
-            "",
-            f"**This run's hypothesis** (weaker — it does not count for the ledger): "
-            f"{hyp.get('test')} on `{hyp.get('metric')}`, margin {hyp.get('margin')}, "
-            f"confidence {hyp.get('confidence')}; changed: "
-            f"{_inline('; '.join(str(c) for c in moved.get('changes') or []))}.",
-            "",
-        ]
-    elif hyp:
-        lines += [
-            f"**Hypothesis** (pre-registered): {hyp.get('test')} on `{hyp.get('metric')}`, "
-            f"margin {hyp.get('margin')}, confidence {hyp.get('confidence')}.",
-            "",
-        ]
-
+    lines += _hypothesis(s)
     lines += _verdicts(s)
     partial = [
         f"{name}: {partial_cost_note(v)}" for name, v in variants.items() if v.get("unpriced_calls")
     ]
     lines += _notes(s.get("notes") or [], partial, run.notes)
 
+    lines += _comparison(variants, metrics, baseline)
+
+    delta_rows = []
+    for name, v in variants.items():
+        for m, d in (v.get("delta") or {}).items():
+            p = d.get("p_value")
+            delta_rows.append([f"**{name}**", m, _ci(d, m), "–" if p is None else f"{p:.3g}"])
+    if delta_rows:
+        lines += [f"## Differences vs baseline `{baseline}` (paired, same examples)", ""]
+        lines += _table(["variant", "metric", "Δ [95% CI]", "p"], delta_rows)
+
+    lines += _break_even(s)
+    lines += _judge(s)
+    lines += _retrieval(s)
+
+    if plot_paths:
+        lines += ["## Plots", ""]
+        for p in plot_paths:
+            lines += [f"![{p.stem}](plots/{p.name})", ""]
+
+    lines += _worst(run)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _comparison(variants: dict[str, Any], metrics: list[str], baseline: Any) -> list[str]:
+    lines: list[str] = []
     lines += ["## Comparison", ""]
     header = [
         "variant",
@@ -170,27 +117,34 @@ def render_markdown(run: RunFiles, plot_paths: list[Path]) -> str:
         )
     lines += _table(header, rows)
     lines += ["Values with [95% CI]; rates are fractions (0.53 = 53%).", ""]
+    return lines
 
-    delta_rows = []
-    for name, v in variants.items():
-        for m, d in (v.get("delta") or {}).items():
-            p = d.get("p_value")
-            delta_rows.append([f"**{name}**", m, _ci(d, m), "–" if p is None else f"{p:.3g}"])
-    if delta_rows:
-        lines += [f"## Differences vs baseline `{baseline}` (paired, same examples)", ""]
-        lines += _table(["variant", "metric", "Δ [95% CI]", "p"], delta_rows)
 
-    lines += _break_even(s)
-    lines += _judge(s)
-    lines += _retrieval(s)
-
-    if plot_paths:
-        lines += ["## Plots", ""]
-        for p in plot_paths:
-            lines += [f"![{p.stem}](plots/{p.name})", ""]
-
-    lines += _worst(run)
-    return "\n".join(lines).rstrip() + "\n"
+def _hypothesis(s: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    hyp = s.get("hypothesis")
+    moved = (s.get("guard") or {}).get("moved_goalposts")
+    if hyp and isinstance(moved, dict) and moved.get("registered"):
+        # The loosened hypothesis is not the pre-registered one: show both and the change.
+        reg = moved["registered"]
+        lines += [
+            f"**Hypothesis** (pre-registered in run `{moved.get('registered_run_id')}`): "
+            f"{reg.get('test')} on `{reg.get('metric')}`, margin {reg.get('margin')}, "
+            f"confidence {reg.get('confidence')}.",
+            "",
+            f"**This run's hypothesis** (weaker — it does not count for the ledger): "
+            f"{hyp.get('test')} on `{hyp.get('metric')}`, margin {hyp.get('margin')}, "
+            f"confidence {hyp.get('confidence')}; changed: "
+            f"{_inline('; '.join(str(c) for c in moved.get('changes') or []))}.",
+            "",
+        ]
+    elif hyp:
+        lines += [
+            f"**Hypothesis** (pre-registered): {hyp.get('test')} on `{hyp.get('metric')}`, "
+            f"margin {hyp.get('margin')}, confidence {hyp.get('confidence')}.",
+            "",
+        ]
+    return lines
 
 
 # What each guard flag means, for the reader of the verdict.
@@ -272,130 +226,6 @@ def _break_even(s: dict[str, Any]) -> list[str]:
         for name, v in rows.items()
     ]
     return lines + _table(["variant", *BREAK_EVEN_COLUMNS.values()], table)
-
-
-def _kappa(agreement: dict, which: str) -> str | None:
-    """Cohen's kappa with its number of pairs, or None when nothing was paired."""
-    pairs = (agreement or {}).get(f"{which}_pairs") or 0
-    if not pairs:
-        return None
-    k = agreement.get(which)
-    return f"{'–' if k is None else f'{k:.2f}'} (n={pairs})"
-
-
-def _pct(x: Any) -> str | None:
-    return f"{x:.0%}" if isinstance(x, (int, float)) else None
-
-
-# The judge table's columns: header -> cell of one variant's summary["judge"]["variants"] entry
-# (None: not measured; a column with no value in any row is left out).
-JUDGE_COLUMNS = {
-    "judge [95% CI]": lambda j: _ci(j["judge"], "judge") if "judge" in j else None,
-    "preference (win rate) [95% CI]": lambda j: (
-        _ci(j["preference"], "preference") if "preference" in j else None
-    ),
-    "wins / losses / ties": lambda j: (
-        f"{j['wins']} / {j['losses']} / {j['ties_or_split']}" if "wins" in j else None
-    ),
-    "position bias": lambda j: _pct(j.get("position_bias")),
-    "κ repeats": lambda j: _kappa(j.get("agreement"), "repeats"),
-    "κ second judge": lambda j: _kappa(j.get("agreement"), "second_model"),
-    "style consistency": lambda j: (
-        _ci(j["style_consistency"], "style_consistency") if "style_consistency" in j else None
-    ),
-    "unscored": lambda j: (
-        str(j.get("unscored", 0) + j.get("unscored_preference", 0))
-        if "unscored" in j or "unscored_preference" in j
-        else None
-    ),
-}
-
-
-def _judge(s: dict[str, Any]) -> list[str]:
-    """The judge stage (summary["judge"]): its own cost and calls, agreement, position bias."""
-    j = s.get("judge")
-    if not isinstance(j, dict) or not j.get("calls") and not j.get("variants"):
-        return []
-    models = ", ".join(f"`{m}`" for m in j.get("models") or []) or "–"
-    cost = _num(j.get("cost_usd"), "cost") if j.get("cost_usd") is not None else "unknown"
-    lines = ["## Judge (LLM-as-judge; its cost is not in the variants' cost)", ""]
-    facts = (
-        f"judge model(s): {models}; {j.get('calls', 0)} calls ({j.get('cached_calls', 0)} "
-        f"cached), {j.get('errors', 0)} errors; cost {cost} "
-        f"({j.get('tokens_in', 0):,} tokens in, {j.get('tokens_out', 0):,} out)."
-    )
-    if j.get("errors_by_reason"):
-        reasons = ", ".join(f"{k}: {n}" for k, n in j["errors_by_reason"].items())
-        facts += f" Errors: {_inline(reasons)} — an unscored answer is left out of the metric,"
-        facts += " never counted as a pass."
-    lines += [facts, ""]
-    per_variant = {k: v for k, v in (j.get("variants") or {}).items() if isinstance(v, dict)}
-    cells = {name: {h: f(v) for h, f in JUDGE_COLUMNS.items()} for name, v in per_variant.items()}
-    shown = [h for h in JUDGE_COLUMNS if any(c[h] is not None for c in cells.values())]
-    if shown:
-        baseline = s.get("baseline")
-        rows = [
-            [f"**{name}**" + (" (baseline)" if name == baseline else "")]
-            + [c[h] if c[h] is not None else "–" for h in shown]
-            for name, c in cells.items()
-        ]
-        lines += _table(["variant", *shown], rows)
-        notes = []
-        if "judge [95% CI]" in shown:
-            notes.append("judge scores are fractions (pass/fail: pass rate; 1-5: (s − 1) / 4)")
-        if "position bias" in shown:
-            notes.append(
-                "position bias: share of pairs where the judge picked the same position in both "
-                "orders (those count as ties)"
-            )
-        if "κ repeats" in shown or "κ second judge" in shown:
-            notes.append(
-                "κ: Cohen's kappa between the judge's repeated samples, or between the two "
-                "judge models, with the number of pairs (quadratic weights on 1-5)"
-            )
-        if notes:
-            text = "; ".join(notes)
-            lines += [text[0].upper() + text[1:] + ".", ""]
-    return lines
-
-
-def _retrieval(s: dict[str, Any]) -> list[str]:
-    """Retrieval quality of RAG variants whose data names gold passages."""
-    rows = []
-    for name, v in (s.get("variants") or {}).items():
-        r = v.get("retrieval")
-        if not isinstance(r, dict):
-            continue
-        hit = r.get("accuracy_gold_retrieved") or {}
-        miss = r.get("accuracy_gold_missed") or {}
-        rows.append(
-            [
-                f"**{name}**",
-                str(r.get("k", "–")),
-                str(r.get("n", "–")),
-                _num(r.get("recall_at_k")),
-                _num(r.get("mrr")),
-                f"{_num(hit.get('value'))} (n={hit.get('n', 0)})",
-                f"{_num(miss.get('value'))} (n={miss.get('n', 0)})",
-            ]
-        )
-    if not rows:
-        return []
-    header = [
-        "variant",
-        "k",
-        "examples with gold",
-        "recall@k",
-        "MRR",
-        "accuracy, gold retrieved",
-        "accuracy, gold missed",
-    ]
-    lines = ["## Retrieval (gold passages named by the data)", ""]
-    lines += _table(header, rows)
-    return lines + [
-        "A gap between the two accuracy columns says how much the answers depend on retrieval.",
-        "",
-    ]
 
 
 def _worst(run: RunFiles) -> list[str]:

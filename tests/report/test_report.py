@@ -186,7 +186,7 @@ LONG_SENTENCE = (
 
 
 def test_verdict_sentence_is_never_cut(tmp_path):
-    from harness.report.markdown import CELL_CHARS
+    from harness.report.cells import CELL_CHARS
 
     run_dir = make_run_dir(tmp_path)
     summary = json.loads((run_dir / "summary.json").read_text())

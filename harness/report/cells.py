@@ -1,0 +1,67 @@
+"""Markdown cells and tables of report.md: numbers, intervals, money, escaped text."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from harness.score.registry import is_quality
+
+CELL_CHARS = 160
+
+
+def as_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def _money(x: Any, v: dict[str, Any]) -> str:
+    """A variant's dollars, marked when some of its calls have no price."""
+    k = v.get("unpriced_calls")
+    return _num(x, "cost") + (f" (partial: {k} unpriced)" if k and x is not None else "")
+
+
+def _num(x: Any, metric: str = "") -> str:
+    if x is None:
+        return "–"
+    if isinstance(x, (int, float)):
+        if metric.startswith("cost"):
+            return f"${x:.4g}"  # small per-request costs need significant digits, not decimals
+        if not is_quality(metric) and abs(x) >= 10:  # a unit (ms, tokens): one decimal
+            return f"{x:,.1f}"
+        return f"{x:.3f}"
+    return str(x)
+
+
+def _ci(m: dict[str, Any] | None, metric: str) -> str:
+    if not m:
+        return "–"
+    text = _num(m.get("value"), metric)
+    if m.get("ci_low") is not None and m.get("ci_high") is not None:
+        text += f" [{_num(m['ci_low'], metric)}, {_num(m['ci_high'], metric)}]"
+    return text
+
+
+def _cell(value: Any) -> str:
+    """A table cell: one line, cut at CELL_CHARS, escaped."""
+    text = as_text(value).replace("\r", " ").replace("\n", " ")
+    if len(text) > CELL_CHARS:
+        text = text[: CELL_CHARS - 1] + "…"
+    return _inline(text)
+
+
+def _inline(value: Any) -> str:
+    """One line of text, escaped but whole (verdict sentences are never cut)."""
+    text = as_text(value).replace("\r", " ").replace("\n", " ")
+    # Pipes end a table cell; backticks/asterisks would turn model output into formatting.
+    return re.sub(r"([|\\`*_\[\]<>])", r"\\\1", text)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return out + [""]
