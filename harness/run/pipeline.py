@@ -285,7 +285,7 @@ class _Run:
         """The guard: verdicts, sunk-cost ledger, break-even and the exit code."""
         history: list[dict] = []
         outcome.summary["lineage"] = lineage_id(self.suite, outcome.dataset.hashes)
-        if self.suite.spec.guard is not None:
+        if self.suite.guards:
             history, notes = gather(
                 self.suite.name,
                 MlflowHistory.at(self.opts.tracking_uri, outcome.summary["lineage"]),
