@@ -58,10 +58,16 @@ def value_sentence(name: str, baseline: str, d: dict) -> str:
         if api >= 0
         else f"costs {dollars(-api)}/month more in API calls"
     )
-    extra = d["extra_errors_usd"]
+    extra, lo, hi = (
+        d["extra_errors_usd"],
+        d.get("extra_errors_ci_low"),
+        d.get("extra_errors_ci_high"),
+    )
+    sign = 1 if extra >= 0 else -1  # "saves" reads the interval the other way round
     ci = ""
-    if d.get("extra_errors_ci_low") is not None:
-        ci = f" [{dollars(d['extra_errors_ci_low'], True)}, {dollars(d['extra_errors_ci_high'], True)}]"
+    if lo is not None and hi is not None:
+        lo, hi = sorted((sign * lo, sign * hi))
+        ci = f" [{dollars(lo, True)}, {dollars(hi, True)}]"
     err_part = (
         f"costs {dollars(extra)}{ci}/month in extra errors"
         if extra >= 0

@@ -35,9 +35,7 @@ def run_required_n(delta: dict, n: int, margin: float, confidence: float, m: int
 
 
 def check_figure(margin: float, confidence: float) -> int:
-    suite = SimpleNamespace(
-        hypotheses=lambda: [_hypothesis(margin, confidence)], correction="holm"
-    )
+    suite = SimpleNamespace(hypotheses=lambda: [_hypothesis(margin, confidence)], correction="holm")
     _, (_, _, text) = power_lines(suite, 10)
     return int(text.split("needs ≥ ")[1].split(" ")[0].replace(",", ""))
 
