@@ -28,6 +28,7 @@ from harness.decide.rule import (
     classify,
     fingerprint,
     holm,
+    one_sided_p,
     required_n,
     threshold_of,
 )
@@ -164,6 +165,7 @@ def decide(
     history: list[dict] | None = None,
     *,
     allow_inconclusive: bool = False,
+    look: dict | None = None,
 ) -> Decision:
     """Guard verdicts, break-even, the ledger entry and the exit code of a summarised run.
 
@@ -171,7 +173,8 @@ def decide(
     One verdict per hypothesis (suite.hypotheses(): a single `guard:` is a list of one), keyed
     by the hypothesis key (the candidate's name where unique); Holm across all of them unless
     `correction: none`. Each delta is read as is: harness.stats.summary computes the paired CI
-    of every hypothesis at its confidence ("comparisons").
+    of every hypothesis at its confidence ("comparisons"). `look`: a sequential run's last look
+    ({"look", "looks", "alpha", "n_examples"}): passes need p at its share of α.
     """
     history = [r for r in (history or []) if r.get("run_id") != summary.get("run_id")]
     table = break_even_table(suite, summary)
@@ -187,7 +190,7 @@ def decide(
         if stats is not None:  # None: not selected with --variant
             verdicts[h.key] = _verdict(suite, summary, h, stats, history, entry, table)
     hyps = {h.key: h for h in suite.hypotheses()}
-    holm(verdicts, suite.correction)
+    holm(verdicts, suite.correction, alpha=look["alpha"] if look else None)
     moved_any = None
     for key, v in verdicts.items():
         h = hyps[key]
@@ -197,6 +200,12 @@ def decide(
         _ledger_rule(v, moved)
         v["required_n"] = _required(v, h)
         v["sentence"] = sentence(h.candidate, h.baseline, v, h)
+        if look:
+            v["sentence"] += (
+                f" Sequential: decided at look {look['look']} of {look['looks']} "
+                f"({look['n_examples']:,} test examples), one-sided α = {look['alpha']:.4g} "
+                "spent at this look."
+            )
         if moved:
             v["flags"].append("moved_goalposts")
             v["sentence"] += (
@@ -228,6 +237,33 @@ def decide(
     }
     code = exit_code(verdicts, moved_any, allow_inconclusive, _all_failed(summary))
     return Decision(hypothesis, table, section, entry, code)
+
+
+def settled(suite, summary: dict[str, Any], alpha: float) -> bool:
+    """A sequential look: is every hypothesis decided at this look's one-sided `alpha`? A pass
+    needs Holm's step at `alpha` (as the last look's verdict would); a fail, the upper side's
+    p ≤ alpha / m (stopping for a fail never adds a false pass). Any hypothesis the run cannot
+    judge (no delta, provider errors) keeps it going."""
+    verdicts = {}
+    entry = ledger_entry(suite, summary)
+    for h in suite.hypotheses():
+        stats = summary.get("variants", {}).get(h.candidate)
+        if stats is None:
+            continue
+        verdicts[h.key] = _verdict(suite, summary, h, stats, [], entry, {})
+    if not verdicts:
+        return False
+    holm(verdicts, suite.correction, alpha=alpha)
+    m = len(verdicts)
+    for v in verdicts.values():
+        if "error_rate" in v["flags"] or v["delta"].get("value") is None:
+            return False
+        if v["verdict"] == PASS:
+            continue
+        upper_p = 1 - one_sided_p(v["delta"], v["delta"]["confidence"])
+        if not (v["status"] == FAIL and upper_p <= alpha / m):
+            return False
+    return True
 
 
 def _lineage_verdicts(entry: dict, verdicts: dict[str, dict], hyps: dict) -> None:

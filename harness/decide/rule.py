@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from statistics import NormalDist
 
 from harness.stats.bootstrap import POWER, sd_from_interval
@@ -67,7 +68,24 @@ def one_sided_p(d: dict | None, confidence: float) -> float:
     return 1 - NormalDist().cdf((d["value"] - d["threshold"]) / se)
 
 
-def holm(verdicts: dict[str, dict], correction: str = "holm") -> None:
+def spending_levels(alpha: float, looks: int) -> list[float]:
+    """One-sided level of each of `looks` equally spaced looks under an O'Brien–Fleming-type
+    alpha-spending function (Lan–DeMets: α(t) = 2 − 2Φ(z_{1−α/2} / √t), α(1) = α), each look
+    testing at the increment it spends. By the union bound the chance of any false pass over
+    all looks is at most the sum, α, however the looks correlate (conservative: an exact
+    group-sequential boundary would give the last look a little more). Early looks spend
+    almost nothing, so only a large effect stops the run early."""
+    z = NormalDist().inv_cdf(1 - alpha / 2)
+    spent = [2 - 2 * NormalDist().cdf(z / math.sqrt(k / looks)) for k in range(1, looks + 1)]
+    return [spent[0]] + [b - a for a, b in zip(spent, spent[1:], strict=False)]
+
+
+def look_sizes(n: int, looks: int) -> list[int]:
+    """Test examples seen by each look: equal steps, the last look the whole set."""
+    return [max(1, math.ceil(n * k / looks)) for k in range(1, looks + 1)]
+
+
+def holm(verdicts: dict[str, dict], correction: str = "holm", alpha: float | None = None) -> None:
     """Holm's step-down over the hypotheses' passes, family-wise at one-sided α = the smallest
     (1 − confidence) / 2 among them.
 
@@ -76,7 +94,9 @@ def holm(verdicts: dict[str, dict], correction: str = "holm") -> None:
     raises the next level α/(r−1)), then r shrinks; the first step with none stops. A pass the
     CI showed but Holm did not becomes inconclusive; fail (the upper bound below the threshold)
     is not a pass claim and stays. One hypothesis: α/1, the plain rule; `correction: none`: each
-    at its own α. Each verdict gets {"m", "correction", "alpha", "p_value", "planned_alpha"}.
+    at its own α. `alpha`: the family's level when it is not the confidence's (a sequential
+    look's share of it, `spending_levels`); then a pass needs p ≤ its step even alone. Each
+    verdict gets {"m", "correction", "alpha", "p_value", "planned_alpha"}.
     """
     m = len(verdicts)
     conf = {n: v["delta"].get("confidence") or 0.95 for n, v in verdicts.items()}
@@ -86,7 +106,7 @@ def holm(verdicts: dict[str, dict], correction: str = "holm") -> None:
     }
     if correction == "none" or m <= 1:
         for n, v in verdicts.items():
-            a = (1 - conf[n]) / 2
+            a = (1 - conf[n]) / 2 if alpha is None else alpha
             v["holm"] = {
                 "m": m,
                 "correction": "none" if m > 1 else correction,
@@ -94,8 +114,11 @@ def holm(verdicts: dict[str, dict], correction: str = "holm") -> None:
                 "p_value": ps[n],
                 "planned_alpha": a,
             }
+            if alpha is not None and v["status"] == PASS and ps[n] > a:
+                v["status"] = v["verdict"] = INCONCLUSIVE
         return
-    alpha = min((1 - c) / 2 for c in conf.values())
+    if alpha is None:
+        alpha = min((1 - c) / 2 for c in conf.values())
     left = set(verdicts)
     level = {n: alpha / m for n in verdicts}
     while left:

@@ -109,7 +109,7 @@ def test_three_hypotheses_one_run_in_dollars(openai_server, fake_key, tmp_path):
 
     verdicts = s["guard"]["verdicts"]
     assert list(verdicts) == ["ft-mini vs gpt-4o", "few-shot-mini", "ft-mini vs few-shot-mini"]
-    for key, verdict in verdicts.items():
+    for _key, verdict in verdicts.items():
         assert verdict["holm"]["m"] == 3
         assert "(Holm across 3 hypotheses: tested at one-sided α = " in verdict["sentence"]
     d = verdicts["ft-mini vs few-shot-mini"]["delta"]
@@ -185,3 +185,60 @@ def test_bad_hypotheses_exit_2_with_the_key(openai_server, fake_key, tmp_path, e
     assert result.exit_code == 2, result.output
     assert message in result.output
     assert server.requests == 0
+
+
+SEQUENTIAL = """
+baseline: gpt-4o
+guard:
+  - {candidate: few-shot-mini, metric: accuracy, test: superiority, margin: 0.05, sequential: {looks: 4}}
+  - {candidate: ft-mini, metric: accuracy, test: superiority, margin: 0.05, sequential: {looks: 4}}
+"""
+
+
+def bad_baseline(messages, body) -> str:
+    """gpt-4o is right on every 3rd question only; the mini models always: a large effect."""
+    right = intent_answer(messages, body)
+    i = int(messages[-1]["content"].rsplit("(#", 1)[-1].split(")")[0])
+    if body["model"] == "fake-4o" and i % 3:
+        return json.dumps({"intent": "exchange_rate" if "card" in right else "card_arrival"})
+    return right
+
+
+def test_sequential_stops_calling_once_every_hypothesis_is_decided(
+    openai_server, fake_key, tmp_path
+):
+    n = 160
+    server = openai_server(bad_baseline)
+    suite = write_suite(tmp_path, server.url, n=n, variants=VARIANTS, extra=SEQUENTIAL)
+    result = invoke("run", suite, "--json")
+    s = json.loads(result.stdout)
+    look = s["sequential"]
+    assert look["stopped_early"] and look["look"] < 4
+    assert look["sizes"] == [40, 80, 120, 160]
+    # Calls stop: the server saw only the looks that ran, three variants each.
+    assert server.requests == 3 * look["sizes"][look["look"] - 1] == 3 * s["n_examples"]
+    assert look["calls_skipped"] == 3 * (n - s["n_examples"])
+    assert result.exit_code == 0
+    for v in s["guard"]["verdicts"].values():
+        assert v["verdict"] == "pass"
+        assert f"Sequential: decided at look {look['look']} of 4" in v["sentence"]
+    shown = invoke("run", suite).output  # cached now: the same looks, the same stop
+    assert f"sequential: every hypothesis decided at look {look['look']} of 4" in shown
+
+
+def one_in_five_wrong(messages, body) -> str:
+    """Each model misses a different fifth of the questions: Δ = 0 with discordant pairs."""
+    right = intent_answer(messages, body)
+    i = int(messages[-1]["content"].rsplit("(#", 1)[-1].split(")")[0])
+    if i % 5 == {"fake-4o": 0, "fake-mini": 1, "fake-ft": 2}[body["model"]]:
+        return json.dumps({"intent": "exchange_rate" if "card" in right else "card_arrival"})
+    return right
+
+
+def test_sequential_without_an_effect_runs_every_look(openai_server, fake_key, tmp_path):
+    server = openai_server(one_in_five_wrong)  # Δ = 0: never a pass, too noisy for an early fail
+    suite = write_suite(tmp_path, server.url, n=40, variants=VARIANTS, extra=SEQUENTIAL)
+    s = json.loads(invoke("run", suite, "--json").stdout)
+    assert s["sequential"]["look"] == 4 and not s["sequential"]["stopped_early"]
+    assert server.requests == 3 * 40
+    assert s["sequential"]["alpha"] == pytest.approx(s["sequential"]["levels"][-1])
