@@ -152,9 +152,11 @@ def plan_lines(suite: Suite, rows: list[Sizing], n_test: int, power: float) -> l
         out.append("  no hypothesis — add a `guard:` to size the test set for it")
     for r in rows:
         h = r.hypothesis
+        pair = f"{h.candidate} vs {h.baseline}"
+        name = h.key if h.key.startswith(pair) else f"{h.key}: {pair}"
         head = (
-            f"  {h.key}: {h.candidate} vs {h.baseline}, {h.metric} {h.test} margin {h.margin:g} "
-            f"at {h.confidence:.0%} (one-sided α = {r.alpha:.4g}), "
+            f"  {name}: {h.metric} {h.test} margin {h.margin:g} at {h.confidence:.0%} "
+            f"(one-sided α = {r.alpha:.4g}), "
         )
         if r.n is None:
             out.append(head + f"cannot be sized: {r.why_not}")
