@@ -98,7 +98,7 @@ def size(
         row.why_not = (
             "the expected Δ does not clear the threshold — no test set shows it"
             if expect_delta is not None
-            else "margin 0 — no test-set size shows a difference of 0; give --expect-delta"
+            else "margin 0 — no test-set size shows a difference of 0; size it with `harness plan --expect-delta D`"
         )
         return row
     if d is not None:

@@ -26,9 +26,9 @@ from harness.decide.rule import (
     INCONCLUSIVE,
     PASS,
     classify,
+    decided_at_look,
     fingerprint,
     holm,
-    one_sided_p,
     required_n,
     threshold_of,
 )
@@ -240,30 +240,15 @@ def decide(
 
 
 def settled(suite, summary: dict[str, Any], alpha: float) -> bool:
-    """A sequential look: is every hypothesis decided at this look's one-sided `alpha`? A pass
-    needs Holm's step at `alpha` (as the last look's verdict would); a fail, the upper side's
-    p ≤ alpha / m (stopping for a fail never adds a false pass). Any hypothesis the run cannot
-    judge (no delta, provider errors) keeps it going."""
+    """A sequential look of the run: every hypothesis decided at one-sided `alpha`
+    (rule.decided_at_look) on the examples called so far."""
     verdicts = {}
     entry = ledger_entry(suite, summary)
     for h in suite.hypotheses():
         stats = summary.get("variants", {}).get(h.candidate)
-        if stats is None:
-            continue
-        verdicts[h.key] = _verdict(suite, summary, h, stats, [], entry, {})
-    if not verdicts:
-        return False
-    holm(verdicts, suite.correction, alpha=alpha)
-    m = len(verdicts)
-    for v in verdicts.values():
-        if "error_rate" in v["flags"] or v["delta"].get("value") is None:
-            return False
-        if v["verdict"] == PASS:
-            continue
-        upper_p = 1 - one_sided_p(v["delta"], v["delta"]["confidence"])
-        if not (v["status"] == FAIL and upper_p <= alpha / m):
-            return False
-    return True
+        if stats is not None:
+            verdicts[h.key] = _verdict(suite, summary, h, stats, [], entry, {})
+    return decided_at_look(verdicts, suite.correction, alpha)
 
 
 def _lineage_verdicts(entry: dict, verdicts: dict[str, dict], hyps: dict) -> None:

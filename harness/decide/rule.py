@@ -139,3 +139,23 @@ def holm(verdicts: dict[str, dict], correction: str = "holm", alpha: float | Non
         }
         if v["status"] == PASS and n in left:
             v["status"] = v["verdict"] = INCONCLUSIVE
+
+
+def decided_at_look(verdicts: dict[str, dict], correction: str, alpha: float) -> bool:
+    """A sequential look: is every hypothesis decided at this look's one-sided `alpha`? A pass
+    needs Holm's step at `alpha` (as the last look's verdict would); a fail, the upper side's
+    p ≤ alpha / m (stopping for a fail never adds a false pass). One the run cannot judge
+    (no delta, provider errors) keeps the run going. Runs `holm` on `verdicts`."""
+    if not verdicts:
+        return False
+    holm(verdicts, correction, alpha=alpha)
+    m = len(verdicts)
+    for v in verdicts.values():
+        if "error_rate" in v["flags"] or v["delta"].get("value") is None:
+            return False
+        if v["verdict"] == PASS:
+            continue
+        upper_p = 1 - one_sided_p(v["delta"], v["delta"].get("confidence") or 0.95)
+        if not (v["status"] == FAIL and upper_p <= alpha / m):
+            return False
+    return True

@@ -52,7 +52,7 @@ def test_plan_prints_each_hypothesis_at_holms_level(openai_server, tmp_path):
         f"test examples; you have {N} — add {n - N}",
         "  ft-mini vs few-shot-mini: net_monthly_value superiority margin 0 at 95% (one-sided "
         "α = 0.008333), cannot be sized: margin 0 — no test-set size shows a difference of 0; "
-        "give --expect-delta",
+        "size it with `harness plan --expect-delta D`",
     ]
     assert server.requests == 0
     # --expect-delta: the gap is the expected Δ minus the threshold (−0.30 here).
