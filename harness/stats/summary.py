@@ -45,13 +45,13 @@ def summarize(
     targets = {e.id: e.target for e in dataset.test}
     entries = [M.entry_name(e) for e in suite.spec.metrics]
     hyps = suite.hypotheses()
-    # A metric's delta vs the suite's baseline uses the confidence of the first hypothesis that
-    # tests it against that baseline; a hypothesis with another baseline or confidence gets its
-    # own interval in "comparisons".
+    # A metric's intervals (its value's and its delta vs the suite's baseline) use the confidence
+    # of the first guard entry on it against that baseline, whether or not a variant is guarded
+    # yet; a hypothesis with another baseline or confidence gets its own in "comparisons".
     ci_conf = {name: 0.95 for name, _ in entries}
-    for h in reversed(hyps):
-        if h.baseline == suite.baseline and h.metric in ci_conf:
-            ci_conf[h.metric] = h.confidence
+    for g in reversed(suite.guards):
+        if (g.baseline or suite.baseline) == suite.baseline and g.metric in ci_conf:
+            ci_conf[g.metric] = g.confidence
 
     records = priced(suite, records)
     tables = {v: make_table(recs, targets, dataset.labels) for v, recs in records.items()}

@@ -205,3 +205,16 @@ def test_sequential_without_an_effect_runs_every_look(openai_server, fake_key, t
     assert s["sequential"]["look"] == 4 and not s["sequential"]["stopped_early"]
     assert server.requests == 3 * 40
     assert s["sequential"]["alpha"] == pytest.approx(s["sequential"]["levels"][-1])
+
+
+def test_variant_without_a_hypothesis_baseline_exits_2(openai_server, fake_key, tmp_path):
+    """The third hypothesis compares ft-mini with few-shot-mini: selecting ft-mini and gpt-4o
+    only would spend money on a run that cannot judge it."""
+    server = openai_server(scripted)
+    suite = _suite(tmp_path, server)
+    result = invoke("run", suite, "--variant", "ft-mini", "--variant", "gpt-4o")
+    assert result.exit_code == 2
+    assert "--variant ft-mini: the guard judges it against the baseline 'few-shot-mini'" in (
+        result.output
+    )
+    assert server.requests == 0
