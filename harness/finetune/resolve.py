@@ -1,0 +1,58 @@
+"""A trained variant for `harness run`: the model id and training cost of its latest succeeded job.
+
+The suite names how a variant is trained (`finetune:`), never a model id someone copied; this
+builds the variant the run evaluates from the job store, so every iteration reaches the ledger
+with the cost the provider's trained tokens give.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.errors import SuiteError
+from harness.finetune.records import JobStore, iteration_cost, suite_lineage
+from harness.suite import Suite, Variant
+from harness.suite.model import Training
+
+
+def resolve_trained(
+    suite: Suite, selected: list[Variant], runs_dir: str | Path
+) -> tuple[Suite, list[Variant], list[str]]:
+    """(suite, selected, notes) with each selected `finetune:` variant's model id and training
+    cost from its latest succeeded job. SuiteError (exit 2, nothing called) when one has none."""
+    trained = [v for v in selected if v.finetune is not None]
+    if not trained:
+        return suite, selected, []
+    key = suite_lineage(suite)
+    store = JobStore(runs_dir, key) if key else None
+    replaced: dict[str, Variant] = {}
+    notes = []
+    for v in trained:
+        jobs = store.jobs(v.name) if store else []
+        done = [j for j in jobs if j.get("status") == "succeeded" and j.get("model_id")]
+        if not done:
+            latest = jobs[-1] if jobs else None
+            state = (
+                f"its latest job {latest['job_id']} is {latest['status']}"
+                if latest
+                else "it has no job yet"
+            )
+            raise SuiteError(
+                f"{v.name} has no trained model: {state} — run `harness finetune "
+                f"{suite.display_path} --variant {v.name}`, or leave it out with --variant"
+            )
+        job = done[-1]
+        cost = iteration_cost(jobs, job["job_id"])
+        replaced[v.name] = v.model_copy(
+            update={"model": job["model_id"], "training": Training(cost_usd=cost), "finetune": None}
+        )
+        notes.append(
+            f"{v.name}: {job['model_id']} from job {job['job_id']} "
+            f"({job.get('trained_tokens')} trained tokens, training ${cost:.4f})"
+        )
+    variants = [replaced.get(v.name, v) for v in suite.variants]
+    return (
+        suite.model_copy(update={"variants": variants}),
+        [replaced.get(v.name, v) for v in selected],
+        notes,
+    )
