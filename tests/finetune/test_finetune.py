@@ -137,3 +137,154 @@ def test_full_job_resolves_the_variant_and_the_ledger_charges_its_cost(setup):
     ledger = CliRunner().invoke(main, ["ledger", str(suite)])
     assert ledger.exit_code == 0, ledger.output
     assert f"job ftjob-000001  ft  succeeded  {model}" in ledger.output
+
+
+def test_over_budget_refuses_before_any_upload(openai_server, isolated_cwd, fake_key):
+    server = openai_server(answer)
+    suite = write_suite(isolated_cwd, server.url, guard="{metric: accuracy, margin: 0.1, budget_usd: 0.001}")
+    result = _finetune(suite)
+    assert result.exit_code == 1
+    import litellm
+
+    lineage = suite_lineage(load_suite(suite))
+    rows = (isolated_cwd / "runs" / ".finetune" / lineage / "ft" / "train.jsonl").read_text()
+    tokens = sum(
+        litellm.token_counter(model="openai/gpt-4o-mini-2024-07-18", messages=json.loads(r)["messages"])
+        for r in rows.splitlines()
+    )
+    estimate = tokens * 2 * PRICE / 1e6  # epochs: 2
+    assert f"{estimate:.4f}" == "0.0041"
+    assert result.output == (
+        "Error: ft would spend $0.0041 ($0 so far + $0.0041 estimated for this job) of its "
+        "$0.0010 budget — no new job.\n"
+    )
+    assert server.files.uploads == [] and server.fine_tuning.created == []
+
+
+def test_an_iteration_over_max_iterations_is_refused(openai_server, isolated_cwd, fake_key):
+    server = openai_server(answer)
+    suite = write_suite(isolated_cwd, server.url, guard="{metric: accuracy, margin: 0.1, max_iterations: 1}")
+    assert _finetune(suite).exit_code == 0
+    again = _finetune(suite)  # same rows and settings: nothing to train
+    assert again.exit_code == 0
+    assert "ft is already trained on these rows and settings" in again.output
+    with open(isolated_cwd / "data" / "train.csv", "a") as f:
+        f.write('"Where is my new card? train #99",card_arrival\n')
+    refused = _finetune(suite)
+    assert refused.exit_code == 1
+    assert refused.output == "Error: ft has used 1 of 1 iterations (max_iterations) — no new job.\n"
+    assert len(server.fine_tuning.created) == 1 and len(server.files.uploads) == 2
+
+
+def test_a_killed_watch_resumes_the_same_job(openai_server, isolated_cwd, fake_key):
+    server = openai_server(answer)
+    suite = write_suite(isolated_cwd, server.url)
+    cmd = [sys.executable, "-m", "harness.cli", "finetune", str(suite), "--poll-interval", "2"]
+    proc = subprocess.Popen(cmd, cwd=isolated_cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    store = JobStore("runs", suite_lineage(load_suite(suite)))
+    deadline = time.monotonic() + 120
+    while not store.jobs() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert [j["status"] for j in store.jobs()] == ["queued"]
+
+    result = _finetune(suite)
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("resuming job ftjob-000001 (queued) — no new job created\n")
+    assert len(server.fine_tuning.created) == 1 and len(server.files.uploads) == 2
+    assert store.latest("ft")["status"] == "succeeded"
+
+
+def test_ctrl_c_leaves_the_job_running_and_cancel_cancels_it(openai_server, isolated_cwd, fake_key):
+    server = openai_server(answer, finetune_lives=["hang"])
+    suite = write_suite(isolated_cwd, server.url)
+    cmd = [sys.executable, "-m", "harness.cli", "finetune", str(suite), "--poll-interval", "0.2"]
+    proc = subprocess.Popen(cmd, cwd=isolated_cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    store = JobStore("runs", suite_lineage(load_suite(suite)))
+    deadline = time.monotonic() + 120
+    while (not store.jobs() or store.jobs()[0]["status"] != "running") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert err == (
+        "Error: stopped watching — job ftjob-000001 keeps running at openai. Resume watching "
+        f"with: harness finetune {suite} --variant ft (add --cancel to cancel it)\n"
+    )
+    assert server.fine_tuning.jobs["ftjob-000001"]["status"] == "running"
+
+    cancelled = _finetune(suite, "--cancel")
+    assert cancelled.exit_code == 0, cancelled.output
+    assert cancelled.output == "cancel requested for job ftjob-000001: cancelled\n"
+    assert store.latest("ft")["status"] == "cancelled"
+    assert server.fine_tuning.jobs["ftjob-000001"]["status"] == "cancelled"
+
+
+def test_a_failed_job_is_recorded_with_its_error_and_run_refuses_it(openai_server, isolated_cwd, fake_key):
+    server = openai_server(answer, finetune_lives=["failed"])
+    suite = write_suite(isolated_cwd, server.url)
+    result = _finetune(suite)
+    assert result.exit_code == 3
+    assert result.output.endswith(
+        "job ftjob-000001 failed: invalid_training_file: The job failed due to an invalid "
+        "training file. (param training_file); cost so far unknown\n"
+    )
+    rec = JobStore("runs", suite_lineage(load_suite(suite))).latest("ft")
+    assert rec["status"] == "failed"
+    assert rec["error"].startswith("invalid_training_file: ")
+    run = CliRunner().invoke(main, ["run", str(suite)])
+    assert run.exit_code == 2
+    assert run.output == (
+        "Error: ft has no trained model: its latest job ftjob-000001 is failed — run `harness "
+        f"finetune {suite} --variant ft`, or leave it out with --variant\n"
+    )
+    ledger = CliRunner().invoke(main, ["ledger", str(suite)])
+    assert "job ftjob-000001  ft  failed  —  18 rows, 0 trained tokens, cost unknown" in ledger.output
+    assert "error: invalid_training_file" in ledger.output
+
+
+def test_distill_runs_the_teacher_on_the_train_split_only(openai_server, isolated_cwd, fake_key):
+    server = openai_server(answer)
+    suite = write_suite(
+        isolated_cwd,
+        server.url,
+        finetune="{base_model: openai/gpt-4o-mini-2024-07-18, data: {distill: zero-shot}, "
+        f"price_per_1m: {PRICE}}}",
+    )
+    result = _finetune(suite)
+    assert result.exit_code == 0, result.output
+    test_texts = [
+        QUESTIONS[LABELS[i % 3]].format(tag="#", i=i) for i in range(30)
+    ]
+    assert len(server.prompts) == 24  # the train split, each once
+    assert not [p for p in server.prompts if any(t in p for t in test_texts)]
+    # The base teacher answers the 8 lost-card questions wrong: they are not training data.
+    assert (
+        "distilled 16 rows from zero-shot on the train split; dropped: 8 teacher output not "
+        "correct and format-compliant\n" in result.output
+    )
+    body = server.fine_tuning.created[0]
+    rows = [json.loads(x) for x in server.files.content[body["training_file"]].decode().splitlines()]
+    assert len(rows) == 16
+    assert all("lost" not in r["messages"][-2]["content"] for r in rows)
+
+
+def test_no_key_or_file_content_in_runs_mlruns_or_output(setup):
+    server, suite = setup
+    result = _finetune(suite)
+    run = CliRunner().invoke(main, ["run", str(suite)])
+    assert run.exit_code == 0, run.output
+    from conftest import FAKE_KEY
+
+    root = Path(suite).parent
+    for path in [*(root / "runs").rglob("*"), *(root / "mlruns").rglob("*")]:
+        if path.is_file():
+            assert FAKE_KEY.encode() not in path.read_bytes(), path
+    body = server.fine_tuning.created[0]
+    sample = server.files.content[body["training_file"]].decode().splitlines()[0]
+    question = json.loads(sample)["messages"][-2]["content"]
+    store = JobStore("runs", suite_lineage(load_suite(suite))).path
+    for text in (result.output, run.output, store.read_text()):
+        assert FAKE_KEY not in text
+        assert question not in text
