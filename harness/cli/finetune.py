@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from harness.cli._common import EXIT_CODES_HELP, handle_errors, tracking_uri_option
-from harness.run.finetune import FinetuneOptions, finetune as run_finetune
+from harness.run.finetune import FinetuneOptions
+from harness.run.finetune import finetune as run_finetune
 from harness.run.warmup import exit_process
 
 

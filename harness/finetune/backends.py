@@ -19,7 +19,6 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ValidationError
 
-from harness.errors import SuiteError
 from harness.suite import Suite, Variant
 
 Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]

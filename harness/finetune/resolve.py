@@ -10,22 +10,30 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.errors import SuiteError
+from harness.finetune.backends import finetune_spec
 from harness.finetune.records import JobStore, iteration_cost, suite_lineage
 from harness.suite import Suite, Variant
 from harness.suite.model import Training
 
 
 def resolve_trained(
-    suite: Suite, selected: list[Variant], runs_dir: str | Path
+    suite: Suite, selected: list[Variant], runs_dir: str | Path, *, checkpoints: bool = False
 ) -> tuple[Suite, list[Variant], list[str]]:
     """(suite, selected, notes) with each selected `finetune:` variant's model id and training
-    cost from its latest succeeded job. SuiteError (exit 2, nothing called) when one has none."""
+    cost from its latest succeeded job. SuiteError (exit 2, nothing called) when one has none.
+
+    With `checkpoints`, the job's intermediate checkpoints join as variants `<name>.step-<N>`:
+    evaluated and reported, never guarded (their training is the variant's, charged once)."""
+    for v in suite.variants:
+        if v.finetune is not None:
+            finetune_spec(suite, v)  # a wrong key is exit 2 before anything runs
     trained = [v for v in selected if v.finetune is not None]
     if not trained:
         return suite, selected, []
     key = suite_lineage(suite)
     store = JobStore(runs_dir, key) if key else None
     replaced: dict[str, Variant] = {}
+    extra: dict[str, list[Variant]] = {}
     notes = []
     for v in trained:
         jobs = store.jobs(v.name) if store else []
@@ -50,9 +58,27 @@ def resolve_trained(
             f"{v.name}: {job['model_id']} from job {job['job_id']} "
             f"({job.get('trained_tokens')} trained tokens, training ${cost:.4f})"
         )
-    variants = [replaced.get(v.name, v) for v in suite.variants]
-    return (
-        suite.model_copy(update={"variants": variants}),
-        [replaced.get(v.name, v) for v in selected],
-        notes,
-    )
+        if checkpoints:
+            extra[v.name] = [
+                v.model_copy(
+                    update={
+                        "name": f"{v.name}.step-{c['step']}",
+                        "model": c["model_id"],
+                        "training": Training(cost_usd=0.0),
+                        "finetune": None,
+                    }
+                )
+                for c in job.get("checkpoints") or []
+            ]
+
+    def expand(variants: list[Variant]) -> list[Variant]:
+        return [x for v in variants for x in (replaced.get(v.name, v), *extra.get(v.name, []))]
+
+    update: dict = {"variants": expand(suite.variants)}
+    if any(extra.values()) and suite.spec.guard and suite.spec.guard.applies_to is None:
+        # The guard keeps judging the variants it judged; the checkpoints are only measured.
+        applies_to = suite.guarded()
+        guard = suite.spec.guard.model_copy(update={"applies_to": applies_to})
+        update["spec"] = suite.spec.model_copy(update={"guard": guard})
+        update["raw"] = {**suite.raw, "guard": {**suite.raw["guard"], "applies_to": applies_to}}
+    return suite.model_copy(update=update), expand(selected), notes

@@ -70,7 +70,9 @@ def finetune(suite_path: str | Path, opts: FinetuneOptions) -> FinetuneOutcome:
     spec = finetune_spec(suite, variant)
     key = suite_lineage(suite)
     if key is None:
-        raise suite.fail("test file not found — the job store's lineage is its hash", ("data", "test"))
+        raise suite.fail(
+            "test file not found — the job store's lineage is its hash", ("data", "test")
+        )
     store = JobStore(opts.runs_dir, key)
     backend = make_backend(spec)
     watch = _Watch(store, backend, opts, _resume_command(suite_path, spec.variant, opts))
@@ -133,7 +135,9 @@ def finetune(suite_path: str | Path, opts: FinetuneOptions) -> FinetuneOutcome:
             "status": "queued",
         }
     )
-    opts.echo(f"created job {job_id} ({spec.provider}, {spec.base_model}); recorded in {store.path}")
+    opts.echo(
+        f"created job {job_id} ({spec.provider}, {spec.base_model}); recorded in {store.path}"
+    )
     return watch.until_done(record)
 
 
@@ -182,7 +186,9 @@ def _prepare(suite: Suite, spec: FinetuneSpec, key: str, opts: FinetuneOptions) 
     if spec.teacher is not None:
         kept = exported.n_examples
         dropped = ", ".join(f"{n} {why}" for why, n in exported.skipped.items()) or "none"
-        opts.echo(f"distilled {kept} rows from {spec.teacher} on the train split; dropped: {dropped}")
+        opts.echo(
+            f"distilled {kept} rows from {spec.teacher} on the train split; dropped: {dropped}"
+        )
     elif exported.skipped:
         opts.echo(
             "dropped from the train split: "
@@ -228,7 +234,9 @@ def _distill(suite: Suite, spec: FinetuneSpec, opts: FinetuneOptions) -> tuple[P
     the train file, with the teacher alone and no guard. Returns its run and what it spent."""
     teacher = suite.variant(spec.teacher)
     if not suite.spec.data.train:
-        raise suite.fail("distill runs the teacher over the train split — add `data.train`", ("data",))
+        raise suite.fail(
+            "distill runs the teacher over the train split — add `data.train`", ("data",)
+        )
     if teacher.few_shot is not None:
         raise suite.fail(
             f"teacher {teacher.name} draws few-shot examples from the train split it would be "
@@ -289,7 +297,9 @@ def _check_limits(suite, spec, store: JobStore, estimate: float | None, opts) ->
         )
     if guard.budget_usd is not None:
         if estimate is None:
-            raise OverLimit(f"{v}: the training cost cannot be estimated, so budget_usd cannot be checked — no job.")
+            raise OverLimit(
+                f"{v}: the training cost cannot be estimated, so budget_usd cannot be checked — no job."
+            )
         if spent + estimate > guard.budget_usd:
             raise OverLimit(
                 f"{v} would spend {usd(spent + estimate)} ({usd(spent)} so far + {usd(estimate)} "
@@ -336,7 +346,11 @@ class _Watch:
             lines = [
                 f"job {job_id} succeeded: {state.model_id}",
                 f"  trained tokens: {state.trained_tokens}; training cost {cost}"
-                + (f" (this iteration with earlier failed jobs: {usd(total)})" if total != (state.cost_usd or 0) else ""),
+                + (
+                    f" (this iteration with earlier failed jobs: {usd(total)})"
+                    if total != (state.cost_usd or 0)
+                    else ""
+                ),
             ]
             lines += [f"  checkpoint step {c['step']}: {c['model_id']}" for c in state.checkpoints]
             lines.append(f"  next: `harness run` evaluates {record['variant']} as this model")

@@ -20,8 +20,8 @@ from harness.calls.engine import check_credentials
 from harness.data.dataset import Dataset, load_dataset
 from harness.decide.guard import decide
 from harness.decide.history import LocalHistory, gather, lineage_id
-from harness.finetune.resolve import resolve_trained
 from harness.errors import LocalModelCrashed, ProviderError, RunInterrupted, TrackingError
+from harness.finetune.resolve import resolve_trained
 from harness.prompt.templates import validate_templates
 from harness.report.ci import append_step_summary, write_junit
 from harness.report.render import render_report
@@ -99,7 +99,9 @@ def run_suite(
         names = names or resumed.meta.get("variants")
         limit = resumed.meta.get("limit") if limit is None else limit
     # A `finetune:` variant is evaluated as its latest succeeded job's model, at that job's cost.
-    suite, selected, trained = resolve_trained(suite, select_variants(suite, names), opts.runs_dir)
+    suite, selected, trained = resolve_trained(
+        suite, select_variants(suite, names), opts.runs_dir, checkpoints=opts.checkpoints
+    )
     pool = PoolSlot(opts.workers)
     # Before the data loads: the workers' litellm import (~3 s) overlaps everything until the
     # first call, and no thread exists yet that a fork could catch holding a lock.

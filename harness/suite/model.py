@@ -145,7 +145,9 @@ class Finetune(BaseModel):
     data: Literal["train"] | Distill = Field(
         "train", description="`train` (the train split's targets) or {distill: <teacher variant>}."
     )
-    epochs: PositiveInt | None = Field(None, description="Training epochs (default: the provider's).")
+    epochs: PositiveInt | None = Field(
+        None, description="Training epochs (default: the provider's)."
+    )
     seed: int = Field(0, description="Seed of the shuffle and of the provider's training.")
     validation: float = Field(
         0.0, ge=0, lt=0.5, description="Share of the training rows held out as the validation file."

@@ -119,7 +119,7 @@ def test_full_job_resolves_the_variant_and_the_ledger_charges_its_cost(setup):
     val = server.files.content[body["validation_file"]].decode().splitlines()
     assert (len(train), len(val)) == (18, 6)
     rec = JobStore("runs", lineage).latest("ft")
-    model = f"openai/ft:gpt-4o-mini-2024-07-18:harness-test::000001"
+    model = "openai/ft:gpt-4o-mini-2024-07-18:harness-test::000001"
     assert rec["model_id"] == model
     tokens = job["trained_tokens"]
     assert rec["trained_tokens"] == tokens == sum(len(line.split()) for line in train) * 2
@@ -136,12 +136,21 @@ def test_full_job_resolves_the_variant_and_the_ledger_charges_its_cost(setup):
 
     ledger = CliRunner().invoke(main, ["ledger", str(suite)])
     assert ledger.exit_code == 0, ledger.output
-    assert f"job ftjob-000001  ft  succeeded  {model}" in ledger.output
+    assert f"job ftjob-000001  ft  succeeded  {model}  18 rows, {tokens} trained tokens" in ledger.output
+
+    # The checkpoint is measured next to the model, never judged or charged.
+    ckpt = CliRunner().invoke(main, ["run", str(suite), "--checkpoints", "--json"])
+    summary = json.loads(ckpt.stdout)
+    assert summary["variants"]["ft.step-2"]["model"] == f"{model}:ckpt-step-2"
+    assert list(summary["guard"]["verdicts"]) == ["ft"]
+    assert summary["ledger_entry"]["variants"]["ft.step-2"]["training_usd"] == 0.0
 
 
 def test_over_budget_refuses_before_any_upload(openai_server, isolated_cwd, fake_key):
     server = openai_server(answer)
-    suite = write_suite(isolated_cwd, server.url, guard="{metric: accuracy, margin: 0.1, budget_usd: 0.001}")
+    suite = write_suite(
+        isolated_cwd, server.url, guard="{metric: accuracy, margin: 0.1, budget_usd: 0.001}"
+    )
     result = _finetune(suite)
     assert result.exit_code == 1
     import litellm
@@ -149,7 +158,9 @@ def test_over_budget_refuses_before_any_upload(openai_server, isolated_cwd, fake
     lineage = suite_lineage(load_suite(suite))
     rows = (isolated_cwd / "runs" / ".finetune" / lineage / "ft" / "train.jsonl").read_text()
     tokens = sum(
-        litellm.token_counter(model="openai/gpt-4o-mini-2024-07-18", messages=json.loads(r)["messages"])
+        litellm.token_counter(
+            model="openai/gpt-4o-mini-2024-07-18", messages=json.loads(r)["messages"]
+        )
         for r in rows.splitlines()
     )
     estimate = tokens * 2 * PRICE / 1e6  # epochs: 2
@@ -163,7 +174,9 @@ def test_over_budget_refuses_before_any_upload(openai_server, isolated_cwd, fake
 
 def test_an_iteration_over_max_iterations_is_refused(openai_server, isolated_cwd, fake_key):
     server = openai_server(answer)
-    suite = write_suite(isolated_cwd, server.url, guard="{metric: accuracy, margin: 0.1, max_iterations: 1}")
+    suite = write_suite(
+        isolated_cwd, server.url, guard="{metric: accuracy, margin: 0.1, max_iterations: 1}"
+    )
     assert _finetune(suite).exit_code == 0
     again = _finetune(suite)  # same rows and settings: nothing to train
     assert again.exit_code == 0
@@ -200,10 +213,14 @@ def test_ctrl_c_leaves_the_job_running_and_cancel_cancels_it(openai_server, isol
     server = openai_server(answer, finetune_lives=["hang"])
     suite = write_suite(isolated_cwd, server.url)
     cmd = [sys.executable, "-m", "harness.cli", "finetune", str(suite), "--poll-interval", "0.2"]
-    proc = subprocess.Popen(cmd, cwd=isolated_cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cmd, cwd=isolated_cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     store = JobStore("runs", suite_lineage(load_suite(suite)))
     deadline = time.monotonic() + 120
-    while (not store.jobs() or store.jobs()[0]["status"] != "running") and time.monotonic() < deadline:
+    while (
+        not store.jobs() or store.jobs()[0]["status"] != "running"
+    ) and time.monotonic() < deadline:
         time.sleep(0.1)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
@@ -221,7 +238,9 @@ def test_ctrl_c_leaves_the_job_running_and_cancel_cancels_it(openai_server, isol
     assert server.fine_tuning.jobs["ftjob-000001"]["status"] == "cancelled"
 
 
-def test_a_failed_job_is_recorded_with_its_error_and_run_refuses_it(openai_server, isolated_cwd, fake_key):
+def test_a_failed_job_is_recorded_with_its_error_and_run_refuses_it(
+    openai_server, isolated_cwd, fake_key
+):
     server = openai_server(answer, finetune_lives=["failed"])
     suite = write_suite(isolated_cwd, server.url)
     result = _finetune(suite)
@@ -240,7 +259,9 @@ def test_a_failed_job_is_recorded_with_its_error_and_run_refuses_it(openai_serve
         f"finetune {suite} --variant ft`, or leave it out with --variant\n"
     )
     ledger = CliRunner().invoke(main, ["ledger", str(suite)])
-    assert "job ftjob-000001  ft  failed  —  18 rows, 0 trained tokens, cost unknown" in ledger.output
+    assert (
+        "job ftjob-000001  ft  failed  —  18 rows, 0 trained tokens, cost unknown" in ledger.output
+    )
     assert "error: invalid_training_file" in ledger.output
 
 
@@ -254,9 +275,7 @@ def test_distill_runs_the_teacher_on_the_train_split_only(openai_server, isolate
     )
     result = _finetune(suite)
     assert result.exit_code == 0, result.output
-    test_texts = [
-        QUESTIONS[LABELS[i % 3]].format(tag="#", i=i) for i in range(30)
-    ]
+    test_texts = [QUESTIONS[LABELS[i % 3]].format(tag="#", i=i) for i in range(30)]
     assert len(server.prompts) == 24  # the train split, each once
     assert not [p for p in server.prompts if any(t in p for t in test_texts)]
     # The base teacher answers the 8 lost-card questions wrong: they are not training data.
@@ -265,7 +284,9 @@ def test_distill_runs_the_teacher_on_the_train_split_only(openai_server, isolate
         "correct and format-compliant\n" in result.output
     )
     body = server.fine_tuning.created[0]
-    rows = [json.loads(x) for x in server.files.content[body["training_file"]].decode().splitlines()]
+    rows = [
+        json.loads(x) for x in server.files.content[body["training_file"]].decode().splitlines()
+    ]
     assert len(rows) == 16
     assert all("lost" not in r["messages"][-2]["content"] for r in rows)
 

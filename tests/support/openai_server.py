@@ -557,7 +557,14 @@ class FineTuning:
 
 def _api_error(status: int, message: str) -> web.Response:
     return web.json_response(
-        {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": None}},
+        {
+            "error": {
+                "message": message,
+                "type": "invalid_request_error",
+                "param": None,
+                "code": None,
+            }
+        },
         status=status,
     )
 
