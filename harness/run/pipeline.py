@@ -33,6 +33,7 @@ from harness.run.execute import (
     make_engine,
     send,
 )
+from harness.run.forgetting import check_forgetting
 from harness.run.options import RunOptions
 from harness.run.plan import Job, build_jobs, check_same_data, resume_command, select_variants
 from harness.run.progress import Progress
@@ -318,6 +319,37 @@ class _Run:
                 "ledger (no iteration, no training cost, no hypothesis registered, no best so far)"
             )
         outcome.exit_code = outcome.exit_code or decision.exit_code
+        self.forgetting(outcome)
+
+
+    def forgetting(self, outcome: RunOutcome) -> None:
+        """Trained variants with `forgetting:` against their base on the out-of-domain suite; a
+        verdict other than pass makes the run's exit code 1."""
+        opts = self.opts
+        found = check_forgetting(
+            self.suite,
+            self.selected,
+            lambda derived: run_suite(
+                derived,
+                RunOptions(
+                    limit=self.limit,
+                    concurrency=opts.concurrency,
+                    no_cache=opts.no_cache,
+                    runs_dir=opts.runs_dir,
+                    tracking_uri=opts.tracking_uri,
+                    workers=0,
+                    console=opts.console,
+                    show_progress=opts.show_progress,
+                ),
+            ),
+        )
+        if not found:
+            return
+        outcome.summary["forgetting"] = found
+        outcome.summary.setdefault("notes", []).extend(f["note"] for f in found.values())
+        if any(f["verdict"] != "pass" for f in found.values()):
+            outcome.exit_code = max(outcome.exit_code, 1)
+            outcome.summary["exit_code"] = outcome.exit_code
 
 
 def sent_notes(sink: RecordSink) -> dict[str, list[str]]:

@@ -154,6 +154,17 @@ class Finetune(BaseModel):
     )
 
 
+class Forgetting(Strict):
+    """The seed's warning that tuning can degrade what the model did outside the task: the
+    trained model and its base run on an out-of-domain suite, judged non-inferior by `margin`."""
+
+    suite: str = Field(description="Out-of-domain suite file (relative to this one).")
+    margin: NonNegFloat = Field(description="Largest acceptable drop, in metric units.")
+    metric: str | None = Field(
+        None, description="Metric of that suite (default: its guard metric, else its first)."
+    )
+
+
 class Pricing(Strict):
     input_per_1m: NonNegFloat
     output_per_1m: NonNegFloat
@@ -229,6 +240,8 @@ class VariantSpec(Defaults):
         None,
         description="Train the model with `harness finetune` instead of naming a model id; `harness run` uses the latest succeeded job's model and cost.",
     )
+
+    forgetting: Forgetting | None = None
 
     @field_validator("kind")
     @classmethod
@@ -312,6 +325,7 @@ class Variant(BaseModel):
     base_model: str | None
     training: Training | None
     finetune: Finetune | None = None
+    forgetting: Forgetting | None = None
     index: int  # position in the YAML `variants` list, for error locations
 
 

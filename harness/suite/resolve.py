@@ -101,7 +101,7 @@ def _merged(
             else:
                 merged[key] = val
     # Kind-specific settings come only from the variant chain, never from defaults.
-    for key in ("retrieval", "retriever", "base_model", "training", "finetune"):
+    for key in ("retrieval", "retriever", "base_model", "training", "finetune", "forgetting"):
         for source in reversed(chain):
             val = getattr(source, key)
             if val is not None:
@@ -162,9 +162,11 @@ def _variant_ok(kind: str, merged: dict[str, Any], i: int, spec: SuiteFile, fail
             "required for a fine-tuned variant — the model it was tuned from, e.g. openai/gpt-4o-mini",
             ("variants", i, "base_model"),
         )
-    if not KINDS[kind].trained and (merged.get("training") or merged.get("base_model")):
+    if not KINDS[kind].trained and (
+        merged.get("training") or merged.get("base_model") or merged.get("forgetting")
+    ):
         fail(
-            "`training`/`base_model` belong to `kind: fine-tuned` variants",
+            "`training`/`base_model`/`forgetting` belong to `kind: fine-tuned` variants",
             ("variants", i, "kind"),
         )
     if merged.get("few_shot") and not spec.data.train:
@@ -243,6 +245,7 @@ def _variant(v: VariantSpec, kind: str, merged: dict[str, Any], i: int) -> Varia
         base_model=merged.get("base_model"),
         training=merged.get("training"),
         finetune=merged.get("finetune"),
+        forgetting=merged.get("forgetting"),
         index=i,
     )
 

@@ -309,3 +309,57 @@ def test_no_key_or_file_content_in_runs_mlruns_or_output(setup):
     for text in (result.output, run.output, store.read_text()):
         assert FAKE_KEY not in text
         assert question not in text
+
+
+def _general_suite(root: Path, api_base: str) -> Path:
+    """An out-of-domain suite: yes/no questions the trained model has forgotten (it says no)."""
+    rows = ["question,answer"] + [
+        f'"Is {n} an even number?",{"yes" if n % 2 == 0 else "no"}' for n in range(40)
+    ]
+    (root / "data" / "general.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    path = root / "general.yaml"
+    path.write_text(
+        f"""name: general
+task: classification
+data: {{test: data/general.csv, input: question, target: answer}}
+labels: ["yes", "no"]
+metrics: [accuracy]
+variants:
+  - name: plain
+    model: openai/gpt-4o-mini
+    api_base: {api_base}
+    user: "{{{{ question }}}} Answer yes or no."
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+def general_answer(messages, body) -> str:
+    text = messages[-1]["content"]
+    if "even number" not in text:
+        return answer(messages, body)
+    n = int(text.split()[1])
+    right = "yes" if n % 2 == 0 else "no"
+    # The trained model answers "no" to everything outside its task.
+    return "no" if str(body.get("model", "")).startswith("ft:") else right
+
+
+def test_forgetting_joins_the_decision(openai_server, isolated_cwd, fake_key):
+    server = openai_server(general_answer)
+    suite = write_suite(isolated_cwd, server.url)
+    _general_suite(isolated_cwd, server.url)
+    text = suite.read_text().replace(
+        "    finetune:", "    forgetting: {suite: general.yaml, margin: 0.02}\n    finetune:"
+    )
+    suite.write_text(text)
+    assert _finetune(suite).exit_code == 0
+    result = CliRunner().invoke(main, ["run", str(suite), "--json"])
+    assert result.stdout.startswith("{"), result.output
+    summary = json.loads(result.stdout)
+    f = summary["forgetting"]["ft"]
+    assert (f["verdict"], f["metric"], f["margin"]) == ("fail", "accuracy", 0.02)
+    assert f["delta"] == pytest.approx(-0.5)  # the 20 "yes" questions, now wrong
+    assert summary["guard"]["verdicts"]["ft"]["verdict"] == "pass"  # on the task itself
+    assert summary["exit_code"] == 1 and result.exit_code == 1
+    assert any(n.startswith("forgetting: ft vs its base openai/gpt-4o-mini-2024-07-18 on general.forgetting") for n in summary["notes"])
