@@ -82,3 +82,20 @@ def resolve_trained(
         update["spec"] = suite.spec.model_copy(update={"guard": guard})
         update["raw"] = {**suite.raw, "guard": {**suite.raw["guard"], "applies_to": applies_to}}
     return suite.model_copy(update=update), expand(selected), notes
+
+
+def check_resumed_models(run_dir: str | Path, selected: list[Variant]) -> None:
+    """A resumed run keeps the model ids it started with: a job that succeeded since would mix
+    two models' answers in one variant (exit 2, nothing called)."""
+    import yaml
+
+    doc = yaml.safe_load((Path(run_dir) / "suite.yaml").read_text(encoding="utf-8")) or {}
+    before = {
+        v.get("name"): v.get("model") for v in doc.get("variants") or [] if isinstance(v, dict)
+    }
+    for v in selected:
+        if before.get(v.name) not in (None, v.model):
+            raise SuiteError(
+                f"--resume: {v.name} is now {v.model} but run {Path(run_dir).name} evaluated "
+                f"{before[v.name]} — start a new run (without --resume) to evaluate the new model"
+            )

@@ -21,7 +21,7 @@ from harness.data.dataset import Dataset, load_dataset
 from harness.decide.guard import decide
 from harness.decide.history import LocalHistory, gather, lineage_id
 from harness.errors import LocalModelCrashed, ProviderError, RunInterrupted, TrackingError
-from harness.finetune.resolve import resolve_trained
+from harness.finetune.resolve import check_resumed_models, resolve_trained
 from harness.prompt.templates import validate_templates
 from harness.report.ci import append_step_summary, write_junit
 from harness.report.render import render_report
@@ -103,6 +103,8 @@ def run_suite(
     suite, selected, trained = resolve_trained(
         suite, select_variants(suite, names), opts.runs_dir, checkpoints=opts.checkpoints
     )
+    if resumed is not None:
+        check_resumed_models(resumed.path, selected)
     pool = PoolSlot(opts.workers)
     # Before the data loads: the workers' litellm import (~3 s) overlaps everything until the
     # first call, and no thread exists yet that a fork could catch holding a lock.
@@ -320,7 +322,6 @@ class _Run:
             )
         outcome.exit_code = outcome.exit_code or decision.exit_code
         self.forgetting(outcome)
-
 
     def forgetting(self, outcome: RunOutcome) -> None:
         """Trained variants with `forgetting:` against their base on the out-of-domain suite; a

@@ -136,7 +136,10 @@ def test_full_job_resolves_the_variant_and_the_ledger_charges_its_cost(setup):
 
     ledger = CliRunner().invoke(main, ["ledger", str(suite)])
     assert ledger.exit_code == 0, ledger.output
-    assert f"job ftjob-000001  ft  succeeded  {model}  18 rows, {tokens} trained tokens" in ledger.output
+    assert (
+        f"job ftjob-000001  ft  succeeded  {model}  18 rows, {tokens} trained tokens"
+        in ledger.output
+    )
 
     # The checkpoint is measured next to the model, never judged or charged.
     ckpt = CliRunner().invoke(main, ["run", str(suite), "--checkpoints", "--json"])
@@ -362,4 +365,26 @@ def test_forgetting_joins_the_decision(openai_server, isolated_cwd, fake_key):
     assert f["delta"] == pytest.approx(-0.5)  # the 20 "yes" questions, now wrong
     assert summary["guard"]["verdicts"]["ft"]["verdict"] == "pass"  # on the task itself
     assert summary["exit_code"] == 1 and result.exit_code == 1
-    assert any(n.startswith("forgetting: ft vs its base openai/gpt-4o-mini-2024-07-18 on general.forgetting") for n in summary["notes"])
+    assert any(
+        n.startswith(
+            "forgetting: ft vs its base openai/gpt-4o-mini-2024-07-18 on general.forgetting"
+        )
+        for n in summary["notes"]
+    )
+
+
+def test_resuming_a_run_after_a_newer_job_succeeded_is_refused(setup):
+    server, suite = setup
+    assert _finetune(suite).exit_code == 0
+    first = CliRunner().invoke(main, ["run", str(suite), "--json"])
+    run_id = json.loads(first.stdout)["run_id"]
+    text = suite.read_text().replace("epochs: 2", "epochs: 3")  # a new iteration
+    suite.write_text(text)
+    assert _finetune(suite).exit_code == 0
+    resumed = CliRunner().invoke(main, ["run", str(suite), "--resume", run_id])
+    assert resumed.exit_code == 2
+    assert resumed.output == (
+        "Error: --resume: ft is now openai/ft:gpt-4o-mini-2024-07-18:harness-test::000002 but run "
+        f"{run_id} evaluated openai/ft:gpt-4o-mini-2024-07-18:harness-test::000001 — start a new "
+        "run (without --resume) to evaluate the new model\n"
+    )
