@@ -3,7 +3,8 @@
 baseline → hypothesis → `harness finetune` → `harness run` → verdict → a second iteration, in a
 temporary directory; prints each command and its exact output (the README copies it).
 
-    PYTHONPATH=$PWD python scripts/finetune_loop.py
+    PYTHONPATH=$PWD python scripts/finetune_loop.py            # print it
+    PYTHONPATH=$PWD python scripts/finetune_loop.py --readme   # and replace README.md's copy
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ variants:
   - name: zero-shot
   - name: ft
     kind: fine-tuned
+    pricing: {{input_per_1m: 0.3, output_per_1m: 1.2}}   # serving the tuned model
     finetune: {{base_model: openai/gpt-4o-mini-2024-07-18, epochs: {epochs}, seed: 1,
                validation: 0.2, price_per_1m: 3.0}}
 baseline: zero-shot
@@ -67,7 +69,12 @@ guard: {{metric: accuracy, margin: 0.2, max_iterations: 3, budget_usd: 5}}
 """
 
 
+README = Path(__file__).resolve().parents[1] / "README.md"
+START, END = "<!-- finetune-loop: scripts/finetune_loop.py --readme -->", "<!-- /finetune-loop -->"
+
+
 def main() -> None:
+    out: list[str] = []
     server = FakeOpenAI(answer).start()
     root = Path(tempfile.mkdtemp(prefix="harness-loop-"))
     (root / "data").mkdir()
@@ -106,6 +113,12 @@ def main() -> None:
         harness("ledger", "suite.yaml")
     finally:
         server.stop()
+    if "--readme" in sys.argv:
+        suite = SUITE.format(url="http://127.0.0.1:PORT/v1", epochs=1)
+        block = f"{START}\n```yaml\n{suite}```\n\n```console\n" + "\n".join(out) + "```\n" + END
+        text = README.read_text(encoding="utf-8")
+        head, rest = text.split(START, 1)
+        README.write_text(head + block + rest.split(END, 1)[1], encoding="utf-8")
 
 
 if __name__ == "__main__":

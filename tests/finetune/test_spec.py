@@ -96,3 +96,22 @@ def test_backend_keys_are_checked_with_their_place(tmp_path, block, message):
     with pytest.raises(SuiteError) as e:
         finetune_spec(suite, suite.variant("ft"))
     assert str(e.value).endswith("variants[1]." + message)
+
+
+def test_check_names_the_training_and_stops_on_a_wrong_backend_key(tmp_path):
+    from click.testing import CliRunner
+
+    from harness.cli import main
+
+    suite = _load(tmp_path, f"  - {{name: ft, kind: fine-tuned, finetune: {FT}}}\n")
+    ok = CliRunner().invoke(main, ["check", str(suite.path)])
+    assert (
+        "  ✓ training: ft: `harness finetune` trains openai/gpt-4o-mini-2024-07-18 on the train "
+        "split (openai)\n" in ok.output
+    )
+    suite.path.write_text(suite.path.read_text().replace("price_per_1m: 3", "price: 3"))
+    bad = CliRunner().invoke(main, ["check", str(suite.path)])
+    assert bad.exit_code == 2
+    assert bad.output.endswith(
+        "variants[1].finetune.price_per_1m: Field required (provider openai)\n"
+    )
