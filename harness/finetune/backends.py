@@ -8,7 +8,9 @@ protocol a backend implements:
 - `estimate_usd(spec, train_tokens) -> float | None`: the training cost before any upload;
 - `submit(spec, train_path, val_path, metadata) -> job_id`: returns as soon as the job exists;
 - `poll(job_id) -> JobState`: status, model id, trained tokens, cost, new events, checkpoints;
-- `cancel(job_id) -> JobState`.
+- `cancel(job_id) -> JobState`;
+- optionally `find(metadata) -> job_id | None`: a job the provider already has for this metadata
+  (a command killed before it recorded the id adopts it instead of creating a second one).
 """
 
 from __future__ import annotations

@@ -99,6 +99,20 @@ class OpenAIBackend:
         job = self._call("create job", self.client.fine_tuning.jobs.create, **kwargs)
         return job.id
 
+    def find(self, metadata: dict[str, str]) -> str | None:
+        """A live or succeeded job created with exactly this metadata (a lost record's job)."""
+        jobs = self.client.fine_tuning.jobs
+        page = self._call(
+            "list jobs",
+            jobs.list,
+            metadata={"harness_inputs": metadata["harness_inputs"]},
+            limit=20,
+        )
+        for job in page.data:
+            if (job.metadata or {}) == metadata and job.status not in ("failed", "cancelled"):
+                return job.id
+        return None
+
     def poll(self, job_id: str) -> JobState:
         jobs = self.client.fine_tuning.jobs
         job = self._call("retrieve job", jobs.retrieve, job_id)

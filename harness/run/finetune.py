@@ -113,7 +113,14 @@ def finetune(suite_path: str | Path, opts: FinetuneOptions) -> FinetuneOutcome:
         "harness_hypothesis": fingerprint(hyp) or "none",
         "harness_inputs": prepared["inputs"][:16],
     }
-    job_id = backend.submit(spec, prepared["train_path"], prepared["val_path"], metadata)
+    # A command killed between the provider creating the job and the line below left no record:
+    # the provider still knows the job by its metadata, so it is adopted, never created twice.
+    find = getattr(backend, "find", None)
+    job_id = find(metadata) if find is not None else None
+    if job_id is not None:
+        opts.echo(f"found job {job_id} at {spec.provider} for these rows and settings; adopting it")
+    else:
+        job_id = backend.submit(spec, prepared["train_path"], prepared["val_path"], metadata)
     record = store.append(
         {
             "job_id": job_id,
@@ -250,15 +257,23 @@ def _distill(suite: Suite, spec: FinetuneSpec, opts: FinetuneOptions) -> tuple[P
     for k in ("guard", "volume"):
         raw.pop(k, None)
     derived = validate_suite(resolve(suite.path, raw, SuiteFile.model_validate(raw), {}))
-    outcome = run_suite(
-        derived,
-        RunOptions(
-            variants=[teacher.name],
-            runs_dir=opts.runs_dir,
-            tracking_uri=opts.tracking_uri,
-            show_progress=opts.show_progress,
-        ),
-    )
+    try:
+        outcome = run_suite(
+            derived,
+            RunOptions(
+                variants=[teacher.name],
+                runs_dir=opts.runs_dir,
+                tracking_uri=opts.tracking_uri,
+                show_progress=opts.show_progress,
+            ),
+        )
+    except RunInterrupted:
+        # The derived suite has no file to `--resume`; its answers are in the response cache.
+        raise RunInterrupted(
+            f"interrupted while {teacher.name} answered the train split — no job was created; "
+            "its answers so far are cached, so running the same harness finetune command again "
+            "continues without paying for them twice"
+        ) from None
     spent = outcome.summary["variants"][teacher.name].get("spent_usd") or 0.0
     opts.echo(f"teacher {teacher.name} answered the train split: run {outcome.run_dir}")
     return outcome.run_dir, float(spent)

@@ -388,3 +388,33 @@ def test_resuming_a_run_after_a_newer_job_succeeded_is_refused(setup):
         f"{run_id} evaluated openai/ft:gpt-4o-mini-2024-07-18:harness-test::000001 — start a new "
         "run (without --resume) to evaluate the new model\n"
     )
+
+
+def test_a_job_whose_record_was_lost_is_adopted_not_created_twice(
+    openai_server, isolated_cwd, fake_key
+):
+    server = openai_server(answer, finetune_lives=["hang"])
+    suite = write_suite(isolated_cwd, server.url)
+    store = JobStore("runs", suite_lineage(load_suite(suite)))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness.cli", "finetune", str(suite), "--poll-interval", "5"],
+        cwd=isolated_cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while not store.jobs() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    store.path.unlink()  # as if killed after the provider created the job, before the record
+    server.fine_tuning.lives = ["succeeded"]
+    server.fine_tuning._state["ftjob-000001"]["life"] = "succeeded"
+    result = _finetune(suite)
+    assert result.exit_code == 0, result.output
+    assert (
+        "found job ftjob-000001 at openai for these rows and settings; adopting it\n"
+        in result.output
+    )
+    assert len(server.fine_tuning.created) == 1
+    assert store.latest("ft")["status"] == "succeeded"

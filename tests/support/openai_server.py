@@ -526,7 +526,12 @@ class FineTuning:
         return web.json_response(job)
 
     async def _list(self, request: web.Request) -> web.Response:
-        data = list(reversed(self.jobs.values()))
+        wanted = {k[9:-1]: v for k, v in request.query.items() if k.startswith("metadata[")}
+        data = [
+            j
+            for j in reversed(self.jobs.values())
+            if all((j.get("metadata") or {}).get(k) == v for k, v in wanted.items())
+        ]
         return web.json_response({"object": "list", "data": data, "has_more": False})
 
     async def _list_events(self, request: web.Request) -> web.Response:
