@@ -90,7 +90,6 @@ def main() -> None:
     }
 
     def harness(*args: str) -> None:
-        print(f"$ harness {' '.join(args)}")
         proc = subprocess.run(
             [sys.executable, "-m", "harness.cli", *args],
             cwd=root,
@@ -98,8 +97,9 @@ def main() -> None:
             capture_output=True,
             text=True,
         )
-        print((proc.stdout + proc.stderr).rstrip().replace(server.url, "http://127.0.0.1:PORT/v1"))
-        print(f"(exit {proc.returncode})\n")
+        text = (proc.stdout + proc.stderr).rstrip().replace(server.url, "http://127.0.0.1:PORT/v1")
+        out.append(f"$ harness {' '.join(args)}\n{text}\n(exit {proc.returncode})\n")
+        print(out[-1])
 
     try:
         (root / "suite.yaml").write_text(SUITE.format(url=server.url, epochs=1))

@@ -116,7 +116,7 @@ def finetune(suite_path: str | Path, opts: FinetuneOptions) -> FinetuneOutcome:
     # A command killed between the provider creating the job and the line below left no record:
     # the provider still knows the job by its metadata, so it is adopted, never created twice.
     find = getattr(backend, "find", None)
-    job_id = find(metadata) if find is not None else None
+    job_id = find_id = find(metadata) if find is not None else None
     if job_id is not None:
         opts.echo(f"found job {job_id} at {spec.provider} for these rows and settings; adopting it")
     else:
@@ -143,7 +143,8 @@ def finetune(suite_path: str | Path, opts: FinetuneOptions) -> FinetuneOutcome:
         }
     )
     opts.echo(
-        f"created job {job_id} ({spec.provider}, {spec.base_model}); recorded in {store.path}"
+        f"{'adopted' if find_id else 'created'} job {job_id} ({spec.provider}, "
+        f"{spec.base_model}); recorded in {store.path}"
     )
     return watch.until_done(record)
 
