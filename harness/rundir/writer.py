@@ -1,9 +1,10 @@
 """The run directory `runs/<suite>/<run-id>/`: resolved suite, per-variant JSONL results, resume.
 
-Records are appended as calls finish by a writer thread that batches lines and fsyncs them every
-`interval` seconds, so the event loop never waits on the disk and a crash loses at most the
-last fraction of a second (those calls are simply made again by `--resume`). A kill can leave a
-half-written last line; resume cuts it off before appending.
+Records are appended as calls finish. Each line is written to the OS before `append` returns
+(write-through), so a kill -9 of harness loses no answered call: `--resume` repeats at most the
+calls that were in flight. Only fsync (which matters when the machine itself goes down) is
+batched, by a background thread every `interval` seconds, so the event loop never waits on the
+disk. A kill can leave a half-written last line; resume cuts it off before appending.
 """
 
 from __future__ import annotations
@@ -154,72 +155,68 @@ def _now() -> str:
 
 
 class ResultsWriter:
-    """Appends records to results/<variant>.jsonl from a background thread, fsync'd in batches."""
+    """Appends records to results/<variant>.jsonl: written through to the OS on `append`,
+    fsync'd in batches by a background thread.
+
+    The guarantee (tests/cli/test_durability.py kills runs and counts paid calls): when `append`
+    returns, the line is in the file. Never hold records back in memory to batch the writes.
+    """
 
     def __init__(self, run: RunDir, *, interval: float = 0.2):
         self.run = run
         self.interval = interval
-        self._pending: list[tuple[str, str]] = []
-        self._cond = threading.Condition()
-        self._write_lock = threading.Lock()  # the thread and flush() never interleave writes
-        self._closed = False
+        self._lock = threading.Lock()  # the loop, the fsync thread and close() never interleave
+        self._stop = threading.Event()
+        self._dirty: set[str] = set()
         self._files: dict[str, Any] = {}
         self.written = 0
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._loop, name="results-writer", daemon=True)
+        self._thread = threading.Thread(target=self._sync_loop, name="results-fsync", daemon=True)
         self._thread.start()
 
     def append(self, variant: str, record: dict) -> None:
         line = json.dumps(record, ensure_ascii=False, default=str) + "\n"
-        with self._cond:
-            self._pending.append((variant, line))
-
-    def _loop(self) -> None:
-        while True:
-            with self._cond:
-                self._cond.wait(self.interval)
-                batch, self._pending = self._pending, []
-                closed = self._closed
-            if batch:
-                try:
-                    self._write(batch)
-                except BaseException as e:
-                    self._error = e  # surfaced by close(): a full disk must not pass silently
-            if closed:
-                with self._cond:
-                    if not self._pending:
-                        return
-
-    def _write(self, batch: list[tuple[str, str]]) -> None:
-        by_variant: dict[str, list[str]] = {}
-        for variant, line in batch:
-            by_variant.setdefault(variant, []).append(line)
-        with self._write_lock:
-            for variant, lines in by_variant.items():
+        with self._lock:
+            if self._error is not None:
+                return  # surfaced by close(): a full disk must not pass silently
+            try:
                 f = self._files.get(variant)
                 if f is None:
                     path = self.run.results_path(variant)
                     f = self._files[variant] = open(path, "a", encoding="utf-8")  # noqa: SIM115
-                f.write("".join(lines))
-                f.flush()
-                os.fsync(f.fileno())
-            self.written += len(batch)
+                f.write(line)
+                f.flush()  # to the OS now: a killed process loses nothing
+            except OSError as e:
+                self._error = e
+                return
+            self._dirty.add(variant)
+            self.written += 1
+
+    def _sync_loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sync()
+
+    def _sync(self) -> None:
+        with self._lock:
+            dirty, self._dirty = self._dirty, set()
+            try:
+                for variant in dirty:
+                    os.fsync(self._files[variant].fileno())
+            except OSError as e:
+                self._error = self._error or e
 
     def flush(self) -> None:
-        """Write everything appended so far (waits for the writer thread)."""
-        with self._cond:
-            batch, self._pending = self._pending, []
-        if batch:
-            self._write(batch)
+        """fsync everything appended so far."""
+        self._sync()
 
     def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify()
+        self._stop.set()
         self._thread.join()
-        self.flush()
-        for f in self._files.values():
-            f.close()
+        self._sync()
+        with self._lock:
+            for f in self._files.values():
+                f.close()
+            self._files.clear()
         if self._error is not None:
             raise self._error
 
