@@ -28,7 +28,6 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 
-
 def default_workers(concurrency: int) -> int:
     cpus = os.cpu_count() or 1
     return max(1, min(cpus, 4, concurrency))

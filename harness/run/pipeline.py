@@ -33,7 +33,14 @@ from harness.run.execute import (
     send,
 )
 from harness.run.options import RunOptions
-from harness.run.plan import Job, build_jobs, check_same_data, resume_command, select_variants
+from harness.run.plan import (
+    Job,
+    build_jobs,
+    check_same_data,
+    check_same_suite,
+    resume_command,
+    select_variants,
+)
 from harness.run.progress import Progress
 from harness.run.warmup import prewarm_post_run
 from harness.rundir.reader import load_run
@@ -44,6 +51,7 @@ from harness.score.scorer import make_scorer
 from harness.score.stages import run_post_call_stages
 from harness.stats.summary import build_summary
 from harness.suite import Suite, Variant, load_suite
+from harness.suite.secrets import literal_secrets
 from harness.track.child import start_if_useful
 from harness.track.history import MlflowHistory
 from harness.track.log import log_run
@@ -202,6 +210,7 @@ class _Run:
         validate_templates(self.suite)
         dataset = load_dataset(self.suite, self.limit)
         if self.resumed is not None:
+            check_same_suite(self.resumed, self.suite)
             check_same_data(self.resumed, dataset)
         self.pool.keep_if_needed(len(dataset.test) * sum(v.repeats for v in self.selected))
         # Without the child: import MLflow in a thread while the calls run; only after the fork
@@ -307,6 +316,11 @@ class _Run:
                 "ledger (no iteration, no training cost, no hypothesis registered, no best so far)"
             )
         outcome.exit_code = outcome.exit_code or decision.exit_code
+        for key in literal_secrets(self.suite.raw):
+            outcome.summary.setdefault("notes", []).append(
+                f"{key} is a credential written in the suite (redacted in runs/ and MLflow) — "
+                "keep it in the environment: `${env:NAME}`"
+            )
 
 
 def sent_notes(sink: RecordSink) -> dict[str, list[str]]:

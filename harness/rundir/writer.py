@@ -23,6 +23,7 @@ from harness._util.jsonl import read_valid_prefix, write_lines_atomic
 from harness.errors import SuiteError
 from harness.rundir.paths import RESULTS, results_path, stage_scores_path, suite_runs_dir
 from harness.suite import VariantSpec, suite_hash
+from harness.suite.secrets import redact
 
 
 def new_run_id() -> str:
@@ -38,6 +39,7 @@ class RunDir:
     suite_name: str
     run_id: str
     meta: dict[str, Any] = field(default_factory=dict)  # the `run:` block of suite.yaml
+    suite_doc: dict[str, Any] = field(default_factory=dict)  # its suite.yaml, as written then
 
     @property
     def results_dir(self) -> Path:
@@ -115,17 +117,64 @@ def open_run(runs_dir: str | Path, suite, run_id: str | None) -> RunDir:
         suite_name=suite.name,
         run_id=path.name,
         meta=meta | {"data_hashes": resolved.get("data_hashes", {})},
+        suite_doc=resolved,
     )
 
 
-def write_resolved_suite(path: Path, suite, dataset, meta: dict) -> None:
-    """The suite as run: top-level keys as written, variants resolved, data hashes, run options.
+# Keys of the resolved suite.yaml that describe the run, not the settings the answers depend on.
+RUN_KEYS = ("source", "suite_hash", "data_hashes", "run", "description")
 
-    The top level stays a valid suite (plus `source`, `suite_hash`, `data_hashes`, `run`), so a
-    report can rebuild the Suite from this file alone.
-    """
+
+def changed_settings(run: RunDir, suite) -> list[str]:
+    """What differs between the suite a run started with and `suite`, one line per setting
+    ("variants.zero-shot.user (suite.yaml:14): 'Q: {{ text }}' → 'Question: {{ text }}'"),
+    for the variants the run holds. Credentials compare redacted, as both are stored."""
     import yaml
 
+    def comparable(doc: dict) -> dict:
+        doc = {k: v for k, v in doc.items() if k not in RUN_KEYS}
+        doc["variants"] = {
+            v.get("name"): v
+            for v in doc.get("variants") or []
+            if v.get("name") in (run.meta.get("variants") or [v.get("name")])
+        }
+        return yaml.safe_load(yaml.safe_dump(doc))  # the same types as the file read back
+
+    before, now = comparable(run.suite_doc), comparable(resolved_doc(suite))
+    index = {v.name: v.index for v in suite.variants}
+    lines = []
+    for key, old, new in _differences(before, now):
+        where = key
+        if key[0] == "variants" and key[1] in index:
+            where = ("variants", index[key[1]], *key[2:])
+        line, _ = suite.locate(where)
+        at = f" ({suite.display_path}:{line})" if line else ""
+        lines.append(f"{'.'.join(map(str, key))}{at}: {_shown(old)} → {_shown(new)}")
+    return lines
+
+
+_ABSENT = object()
+
+
+def _differences(a: Any, b: Any, key: tuple = ()) -> list[tuple[tuple, Any, Any]]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in [*a, *(k for k in b if k not in a)]:
+            out += _differences(a.get(k, _ABSENT), b.get(k, _ABSENT), (*key, k))
+        return out
+    return [] if a == b else [(key, a, b)]
+
+
+def _shown(value: Any) -> str:
+    if value is _ABSENT:
+        return "(not set)"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def resolved_doc(suite) -> dict[str, Any]:
+    """The suite's settings as a run stores them: top-level keys as written, variants resolved
+    (defaults and extends applied), credentials redacted."""
     variants = []
     for v in suite.variants:
         dumped = v.model_dump(mode="json", exclude_none=True)
@@ -138,6 +187,18 @@ def write_resolved_suite(path: Path, suite, dataset, meta: dict) -> None:
         )
     doc = {k: v for k, v in suite.raw.items() if k != "variants"}
     doc["variants"] = variants
+    return redact(doc)
+
+
+def write_resolved_suite(path: Path, suite, dataset, meta: dict) -> None:
+    """The suite as run: top-level keys as written, variants resolved, data hashes, run options.
+
+    The top level stays a valid suite (plus `source`, `suite_hash`, `data_hashes`, `run`), so a
+    report can rebuild the Suite from this file alone. No credential is written (`redact`).
+    """
+    import yaml
+
+    doc = resolved_doc(suite)
     doc["source"] = str(suite.path)
     doc["suite_hash"] = suite_hash(suite)
     doc["data_hashes"] = dict(dataset.hashes)

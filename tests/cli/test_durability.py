@@ -21,7 +21,9 @@ def _start(suite, tmp_path, *extra):
     cmd = [sys.executable, "-m", "harness.cli", "run", str(suite), "--runs-dir"]
     cmd += [str(tmp_path / "runs"), "--concurrency", str(CONCURRENCY), *extra]
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
-    return subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
 
 
 def _stop_after(proc, server, requests: int, sig) -> tuple[str, str]:
