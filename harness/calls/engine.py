@@ -264,7 +264,7 @@ class Engine:
         concurrency: int = 8,
         cache=None,
         rate_limits: dict[str, Any] | None = None,
-        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        max_attempts: int | None = None,
         backoff: float = 0.5,
         max_backoff: float = 30.0,
     ):
@@ -272,7 +272,7 @@ class Engine:
             raise SuiteError(f"--concurrency must be at least 1 (got {concurrency})")
         self.semaphore = asyncio.Semaphore(concurrency)
         self.cache = cache
-        self.max_attempts = max_attempts
+        self.max_attempts = max_attempts or DEFAULT_MAX_ATTEMPTS
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.stats = EngineStats()

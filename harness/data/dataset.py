@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness._util.paths import not_found
 from harness.errors import SuiteError
 from harness.suite import Suite
 
@@ -59,7 +60,7 @@ def read_table(path: Path) -> list[dict[str, Any]]:
     where = shown(path)
 
     if not path.exists():
-        raise SuiteError(f"file not found: {where} — check the path (relative to the suite file)")
+        raise SuiteError(not_found(path, where))
     if path.is_dir():
         raise SuiteError(f"{where} is a directory — point at a data file ({', '.join(FORMATS)})")
     ext = path.suffix.lower()

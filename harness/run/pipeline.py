@@ -55,7 +55,7 @@ from harness.suite.secrets import literal_secrets
 from harness.track.child import start_if_useful
 from harness.track.history import MlflowHistory
 from harness.track.log import log_run
-from harness.track.store import prewarm, tracking_uri
+from harness.track.store import check_uri, prewarm, tracking_uri
 
 
 @dataclass
@@ -94,6 +94,7 @@ def run_suite(
     t0 = time.perf_counter()
     started_at = _now()
     opts.check()
+    check_uri(tracking_uri(opts.tracking_uri))
     suite = validate_suite(load_suite(suite_path))
     resumed = None
     names, limit = opts.variants, opts.limit
@@ -138,8 +139,17 @@ class _Run:
 
     def run(self, t0: float, started_at: str) -> RunOutcome:
         dataset, jobs, warm = self.prepare()
-        run_dir, jobs, done = self.open_run_dir(dataset, jobs)
-        sent = self.send(dataset, run_dir, jobs, done, warm)
+        jobs, done = self.todo(jobs)
+        cache, hits = cached_answers(jobs, self.opts.runs_dir, self.opts.no_cache)
+        try:
+            # Everything that can stop the run is checked before a run directory exists.
+            self.check_calls(jobs, hits, warm)
+            run_dir = self.open_run_dir(dataset)
+        except BaseException:
+            if cache is not None:
+                cache.close()
+            raise
+        sent = self.send(dataset, run_dir, jobs, done, cache, hits, warm)
         records = {v.name: run_dir.records(v.name) for v in self.selected}
         # Post-call stages (LLM judge, embedding cosine): scores merged into the records.
         try:
@@ -223,26 +233,16 @@ class _Run:
         jobs = build_jobs(self.suite, dataset, self.selected, runs_dir=self.opts.runs_dir)
         return dataset, jobs, warm
 
-    def open_run_dir(
-        self, dataset: Dataset, jobs: list[Job]
-    ) -> tuple[RunDir, list[Job], dict[str, set]]:
-        """A new run directory, or the resumed one with its completed calls left out; and the
-        completed (id, repeat) pairs per variant."""
+    def todo(self, jobs: list[Job]) -> tuple[list[Job], dict[str, set]]:
+        """The calls still to make (a resumed run's completed ones left out), and the completed
+        (id, repeat) pairs per variant."""
         if self.resumed is None:
-            run = create_run(
-                self.opts.runs_dir,
-                self.suite,
-                dataset,
-                variants=[v.name for v in self.selected],
-                limit=self.limit,
-            )
-            return run, jobs, {v.name: set() for v in self.selected}
+            return jobs, {v.name: set() for v in self.selected}
         done = {v.name: self.resumed.prepare_resume(v.name) for v in self.selected}
-        todo = [j for j in jobs if (j.example.id, j.repeat) not in done[j.variant]]
-        return self.resumed, todo, done
+        return [j for j in jobs if (j.example.id, j.repeat) not in done[j.variant]], done
 
-    def send(self, dataset: Dataset, run: RunDir, jobs: list[Job], done, warm) -> Sent:
-        cache, hits = cached_answers(jobs, self.opts.runs_dir, self.opts.no_cache)
+    def check_calls(self, jobs: list[Job], hits: dict, warm) -> None:
+        """Credentials, providers and `${env:...}` references of the variants that will call."""
         misses = [j for j in jobs if j.key not in hits]
         if not misses:
             self.pool.close(now=True)  # everything cached: don't wait for the workers' import
@@ -253,6 +253,20 @@ class _Run:
         if calling:
             check_credentials([v for v in self.selected if v.name in calling])
             check_judge_credentials(self.suite)  # before the variants spend anything
+
+    def open_run_dir(self, dataset: Dataset) -> RunDir:
+        """A new run directory, or the resumed one."""
+        if self.resumed is not None:
+            return self.resumed
+        return create_run(
+            self.opts.runs_dir,
+            self.suite,
+            dataset,
+            variants=[v.name for v in self.selected],
+            limit=self.limit,
+        )
+
+    def send(self, dataset: Dataset, run: RunDir, jobs: list[Job], done, cache, hits, warm) -> Sent:
         writer = ResultsWriter(run)
         totals = {v.name: len(dataset.test) * v.repeats for v in self.selected}
         progress = Progress(

@@ -121,8 +121,9 @@ def open_run(runs_dir: str | Path, suite, run_id: str | None) -> RunDir:
     )
 
 
-# Keys of the resolved suite.yaml that describe the run, not the settings the answers depend on.
-RUN_KEYS = ("source", "suite_hash", "data_hashes", "run", "description")
+# Keys of the resolved suite.yaml that describe the run, not the settings the answers depend on
+# (`defaults` are compared where they apply: in the resolved variants).
+RUN_KEYS = ("source", "suite_hash", "data_hashes", "run", "description", "defaults")
 
 
 def changed_settings(run: RunDir, suite) -> list[str]:
@@ -147,6 +148,8 @@ def changed_settings(run: RunDir, suite) -> list[str]:
         where = key
         if key[0] == "variants" and key[1] in index:
             where = ("variants", index[key[1]], *key[2:])
+            if where not in suite.locations and ("defaults", *key[2:]) in suite.locations:
+                where = ("defaults", *key[2:])  # inherited: the line that sets it
         line, _ = suite.locate(where)
         at = f" ({suite.display_path}:{line})" if line else ""
         lines.append(f"{'.'.join(map(str, key))}{at}: {_shown(old)} → {_shown(new)}")

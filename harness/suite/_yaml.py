@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from harness._util.paths import RELATIVE, not_found
 from harness.errors import SuiteError
 
 
@@ -72,7 +73,7 @@ _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
 
 def read_yaml(path: Path) -> tuple[Any, dict[tuple, tuple[int, int]]]:
     if not path.exists():
-        raise SuiteError(f"suite file not found: {path} — check the path")
+        raise SuiteError("suite " + not_found(path).replace(f" — {RELATIVE}", " — check the path"))
     if path.is_dir():
         raise SuiteError(f"{path} is a directory — pass the suite's .yaml file")
     try:

@@ -78,3 +78,20 @@ def test_ctrl_c_exits_130_without_traceback_and_repeats_at_most_the_calls_in_fli
     assert proc.returncode == 0, err
     assert len(server.prompts) == N
     assert server.requests - N <= CONCURRENCY, (first, server.requests)
+
+
+def test_two_first_runs_at_once_on_a_fresh_store_are_both_logged(openai_server, fake_key, tmp_path):
+    from mlflow import MlflowClient
+
+    server = openai_server(intent_answer)
+    suite = write_suite(tmp_path, server.url, n=3, variants="\n  - name: zero-shot\n")
+    procs = [_start(suite, tmp_path, "--workers", "0") for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [e.decode()[-2000:] for _, e in outs]
+    assert not any(b"MLflow logging skipped" in e for _, e in outs)
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("test-suite")
+    parents = client.search_runs([exp.experiment_id], "tags.`harness.role` = 'suite'")
+    assert len(parents) == 2
+    third = _start(suite, tmp_path, "--workers", "0")  # the store still works afterwards
+    assert third.wait(300) == 0
