@@ -275,7 +275,10 @@ def load_dataset(suite: Suite, limit: int | None = None, *, hash_files: bool = T
 
     test = splits["test"]
     if spec.target:
+        shots = any(v.few_shot is not None for v in suite.variants)
         for split, examples in splits.items():
+            if split == "train" and not shots:
+                continue  # only few-shot shows train targets (export skips empty ones itself)
             # An empty train target would be shown as a few-shot answer ("Answer: ").
             missing = [e.id for e in examples if e.target is None or e.target == ""]
             if missing:
