@@ -28,7 +28,7 @@ def start_server(latency: float) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
         [
             sys.executable,
-            str(ROOT / "tests" / "openai_server.py"),
+            str(ROOT / "tests" / "support" / "openai_server.py"),
             "--latency",
             str(latency),
             "--answer",

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import os
 import random
 import re
 import time
@@ -27,6 +26,7 @@ from harness.calls.cache import cache_key
 from harness.calls.local_model import call_slot, ensure_registered
 from harness.calls.local_processes import check_installed, take_crash
 from harness.errors import LocalModelCrashed, SuiteError
+from harness.suite.secrets import expand_env, missing_env, redact_text
 from harness.types import CallResult, CallSpec
 
 RETRYABLE_KINDS = frozenset({"rate_limit", "server_error", "timeout", "connection"})
@@ -38,6 +38,7 @@ def check_credentials(variants) -> None:
     models, the `local` extra (exit 2)."""
     if any(needs_local_provider(v.model) for v in variants):
         check_installed()
+    check_calls_can_be_made(variants)
     missing = {v.name: missing_credentials(v.model, v.api_base) for v in variants}
     ready = [name for name, keys in missing.items() if not keys]
     by_keys: dict[tuple[str, ...], list[str]] = {}
@@ -54,11 +55,44 @@ def check_credentials(variants) -> None:
         raise SuiteError("; ".join(problems))
 
 
+def check_calls_can_be_made(variants) -> None:
+    """What only litellm can tell, asked before the first call (exit 2 instead of a failed
+    call per example): each model names a provider, each `${env:NAME}` is set."""
+    problems = []
+    for v in variants:
+        missing = missing_env([getattr(v, "params", None), v.api_base])
+        if missing:
+            problems.append(
+                f"{v.name}: ${{env:{missing[0]}}} is not set — export {missing[0]} before the run"
+            )
+        if needs_local_provider(v.model):
+            continue
+        litellm = import_litellm()
+        try:
+            litellm.get_llm_provider(model=v.model, api_base=v.api_base)
+        except Exception:
+            name = v.model.split("/")[-1]
+            problems.append(
+                f"{v.name}: model {v.model!r} names no provider litellm knows — write "
+                f"provider/model, e.g. openai/{name} (also for an OpenAI-compatible api_base)"
+            )
+    if problems:
+        raise SuiteError("; ".join(problems))
+
+
 # ---------------------------------------------------------------- errors
+
+
+class MalformedReply(Exception):
+    """A 200 reply without an answer in it (`choices: []`, `content: null`): an error record,
+    never an empty answer scored and cached. Not retried: the same request tends to get it again
+    (a content filter, a tool call), and `--resume` retries error records."""
 
 
 def classify(exc: BaseException) -> tuple[str, bool]:
     """(reason kind, retryable) for an exception raised by a call."""
+    if isinstance(exc, MalformedReply):
+        return "malformed_reply", False
     if isinstance(exc, asyncio.TimeoutError | TimeoutError):
         return "timeout", True
     name = type(exc).__name__
@@ -88,23 +122,12 @@ def classify(exc: BaseException) -> tuple[str, bool]:
     return "other", False
 
 
-_SECRET_ENV = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD)", re.I)
-
-
-def redact(text: str) -> str:
-    """Remove any secret-looking environment value that a provider echoed into a message."""
-    for name, value in os.environ.items():
-        if value and len(value) >= 6 and _SECRET_ENV.search(name) and value in text:
-            text = text.replace(value, "***")
-    return re.sub(r"(Bearer\s+)\S+", r"\1***", text)
-
-
 def reason(exc: BaseException, attempts: int) -> str:
     kind, _ = classify(exc)
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     message = re.sub(r"^litellm\.\w+:\s*", "", message)[:200]
     tail = f" (after {attempts} attempts)" if attempts > 1 else ""
-    return redact(f"{kind}: {message}{tail}")
+    return redact_text(f"{kind}: {message}{tail}")
 
 
 def retry_after_seconds(exc: BaseException) -> float | None:
@@ -241,7 +264,7 @@ class Engine:
         concurrency: int = 8,
         cache=None,
         rate_limits: dict[str, Any] | None = None,
-        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        max_attempts: int | None = None,
         backoff: float = 0.5,
         max_backoff: float = 30.0,
     ):
@@ -249,7 +272,7 @@ class Engine:
             raise SuiteError(f"--concurrency must be at least 1 (got {concurrency})")
         self.semaphore = asyncio.Semaphore(concurrency)
         self.cache = cache
-        self.max_attempts = max_attempts
+        self.max_attempts = max_attempts or DEFAULT_MAX_ATTEMPTS
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.stats = EngineStats()
@@ -323,13 +346,14 @@ class Engine:
             # The local model answers one call at a time: queueing behind the global semaphore
             # would count waiting time as model latency.
             gate = call_slot()
-        kwargs = dict(spec.params)
+        # `${env:NAME}` references become values only here, in the request itself.
+        kwargs = expand_env(spec.params)
         if spec.response_format is not None:
             kwargs["response_format"] = spec.response_format
         if spec.api_base:
             key = (spec.model, spec.api_base)
             if key not in self._server_kwargs:  # once per model: validate_environment is slow
-                self._server_kwargs[key] = server_kwargs(spec.model, spec.api_base)
+                self._server_kwargs[key] = server_kwargs(spec.model, expand_env(spec.api_base))
             kwargs.update(self._server_kwargs[key])
         async with gate:
             if self._crash is not None:
@@ -372,8 +396,13 @@ class Engine:
             await tpm.acquire(estimate_tokens(spec))
 
     def _result(self, spec: CallSpec, response, latency_ms: float) -> CallResult:
-        choice = response.choices[0]
-        output = choice.message.content
+        choices = getattr(response, "choices", None) or []
+        if not choices:
+            raise MalformedReply("the provider's reply has no choices (`choices: []`)")
+        output = getattr(getattr(choices[0], "message", None), "content", None)
+        if output is None:
+            finish = getattr(choices[0], "finish_reason", None)
+            raise MalformedReply(f"the provider's reply has no content (finish_reason: {finish})")
         usage = getattr(response, "usage", None)
         tokens_in = getattr(usage, "prompt_tokens", None) if usage else None
         tokens_out = getattr(usage, "completion_tokens", None) if usage else None
@@ -383,7 +412,7 @@ class Engine:
             tokens_in = tokens_out = None
         cost, note = call_cost(spec, tokens_in, tokens_out)
         return CallResult(
-            output=output if output is not None else "",
+            output=output,
             latency_ms=round(latency_ms, 3),
             tokens_in=tokens_in,
             tokens_out=tokens_out,

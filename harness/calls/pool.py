@@ -3,7 +3,7 @@
 litellm spends ~4-5 ms of CPU per call (logging, cost, the OpenAI SDK); at 32 calls in flight and
 200 ms latency that is most of a core, and replies queue on a single event loop in waves. Each
 worker runs its own `Engine` (its share of the concurrency and rate limits, see `plan`) and sends
-results back in small batches; the parent scores, records and caches them.
+results back as they finish; the parent scores, records and caches them.
 
 Start-up is the cost to hide: `import litellm` takes ~3 s of CPU. On Linux one process (the first
 worker) is forked as soon as the suite is loaded and imports litellm once while the parent loads
@@ -26,8 +26,6 @@ import sys
 import time
 from multiprocessing.connection import Connection, wait
 from typing import Any
-
-BATCH_SECONDS = 0.03  # how long a worker gathers results before sending them (fewer pipe writes)
 
 
 def default_workers(concurrency: int) -> int:
@@ -152,14 +150,18 @@ class WorkerPool:
             child.close()
         return self
 
-    def run(self, specs: list[Any], on_result) -> None:
-        """Send every spec; call `on_result(index, CallResult)` in this process as results come."""
+    def run(self, specs: list[Any], on_result, cache_path: str | None = None) -> None:
+        """Send every spec; call `on_result(index, CallResult)` in this process as results come.
+
+        With `cache_path`, each worker stores its answers in that cache itself before sending
+        them here: an answer waiting in a pipe when harness is killed is not paid for twice.
+        """
         from harness.types import CallResult
 
         work = plan(specs, self.n, self.concurrency, self.rate_limits)
         pending = {k: {i for i, _ in jobs} for k, (jobs, _, _) in enumerate(work)}
         for conn, (jobs, concurrency, limits) in zip(self.conns, work, strict=True):
-            conn.send(("jobs", jobs, concurrency, limits))
+            conn.send(("jobs", jobs, concurrency, limits, cache_path))
         live = {conn: k for k, conn in enumerate(self.conns)}
         while live:
             for conn in wait(list(live), timeout=1.0):
@@ -253,14 +255,30 @@ def _worker_main(conn: Connection) -> None:
         os._exit(0)
 
 
+def _die_with_parent() -> None:
+    """Linux: the kernel kills this worker the moment its parent dies (even by SIGKILL), so no
+    new request leaves after harness is gone; the pipe's EOF (below) is the portable net."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+
+    parent = os.getppid()
+    with contextlib.suppress(OSError, AttributeError):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the call took effect
+        os._exit(1)
+
+
 def _serve_conn(conn: Connection) -> None:
+    _die_with_parent()
     try:
         from harness.calls.engine import Engine, import_litellm
         from harness.suite import RateLimit
 
         import_litellm()
         try:
-            _, jobs, concurrency, limits = conn.recv()
+            _, jobs, concurrency, limits, cache_path = conn.recv()
         except (EOFError, OSError):
             return  # the parent needed no calls after all
         if not jobs:  # more workers than the plan could use (a rate limit kept them idle)
@@ -268,10 +286,19 @@ def _serve_conn(conn: Connection) -> None:
             return
         engine = Engine(
             concurrency=concurrency,
-            cache=None,  # the parent owns the cache (one writer, batched)
+            cache=None,  # the parent looked the hits up in one batch; _serve stores answers
             rate_limits={k: RateLimit(**v) for k, v in limits.items()},
         )
-        asyncio.run(_serve(conn, jobs, engine))
+        cache = None
+        if cache_path is not None:
+            from harness.calls.cache import Cache
+
+            cache = Cache(cache_path)
+        try:
+            asyncio.run(_serve(conn, jobs, engine, cache))
+        finally:
+            if cache is not None:
+                cache.close()
         conn.send(("done", {"requests": engine.stats.requests}))
     except (BrokenPipeError, EOFError, ConnectionResetError):
         pass
@@ -280,7 +307,9 @@ def _serve_conn(conn: Connection) -> None:
             conn.send(("error", f"{type(e).__name__}: {e}"))
 
 
-async def _serve(conn: Connection, jobs: list[tuple[int, Any]], engine) -> None:
+async def _serve(conn: Connection, jobs: list[tuple[int, Any]], engine, cache) -> None:
+    from harness.calls.cache import cache_key
+
     loop = asyncio.get_running_loop()
     out: list[tuple[int, Any]] = []
 
@@ -290,17 +319,25 @@ async def _serve(conn: Connection, jobs: list[tuple[int, Any]], engine) -> None:
 
     loop.add_reader(conn.fileno(), parent_gone)
 
+    ready = asyncio.Event()
+
     async def one(i: int, spec) -> None:
         result = await engine.call(spec)
+        if cache is not None:  # durable here, before the pipe (see WorkerPool.run)
+            cache.put(cache_key(spec), result, spec.model)
         out.append((i, result))
+        ready.set()
 
     async def flusher() -> None:
+        # An answer goes to the parent (which writes it through to disk) on the loop's next
+        # turn, never held back on a timer: a killed parent must lose no more than what was in
+        # flight. Answers that finish while one send is under way share the next one.
         while True:
-            await asyncio.sleep(BATCH_SECONDS)
-            if out:
-                batch = out[:]
-                del out[:]
-                conn.send(("results", batch))
+            await ready.wait()
+            ready.clear()
+            batch = out[:]
+            del out[:]
+            conn.send(("results", batch))
 
     task = asyncio.create_task(flusher())
     await asyncio.gather(*(one(i, s) for i, s in jobs))

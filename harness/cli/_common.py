@@ -38,5 +38,10 @@ def handle_errors(fn):
             for line in str(e).splitlines():
                 click.echo(f"Error: {line}", err=True)
             sys.exit(e.exit_code)
+        except KeyboardInterrupt:
+            # Ctrl-C outside the send loop (loading, rendering, the report): nothing half-done
+            # is kept or lost there, and a user who pressed it wants no traceback.
+            click.echo("Error: interrupted", err=True)
+            sys.exit(130)
 
     return wrapper

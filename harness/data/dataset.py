@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness._util.paths import not_found
 from harness.errors import SuiteError
 from harness.suite import Suite
 
@@ -59,7 +60,7 @@ def read_table(path: Path) -> list[dict[str, Any]]:
     where = shown(path)
 
     if not path.exists():
-        raise SuiteError(f"file not found: {where} — check the path (relative to the suite file)")
+        raise SuiteError(not_found(path, where))
     if path.is_dir():
         raise SuiteError(f"{where} is a directory — point at a data file ({', '.join(FORMATS)})")
     ext = path.suffix.lower()
@@ -140,12 +141,23 @@ def _read_csv(where: str, text: str) -> list[dict[str, Any]]:
 
 
 def _check_columns(rows, path: Path, needed: dict[str, str], suite: Suite):
-    present = set().union(*(r.keys() for r in rows[:1000]))
+    """Every row has every field the suite reads (all rows: ~1 s per million, and a row missing
+    its input would be sent as "None")."""
+    present = set().union(*(r.keys() for r in rows))
     for key, col in needed.items():
         if col not in present:
             raise suite.fail(
                 f"column {col!r} not in {path.name} (columns: {', '.join(sorted(map(str, present)))}) — fix the name",
                 tuple(key.split(".")),
+            )
+    inputs = {col for key, col in needed.items() if key.startswith("data.input")}
+    per_row = [c for key, c in needed.items() if key != "data.gold"]  # gold may be absent
+    for i, row in enumerate(rows):
+        lacking = [c for c in per_row if c not in row or (c in inputs and row[c] is None)]
+        if lacking:
+            raise suite.fail(
+                f"{path.name} record {i + 1} has no {lacking[0]!r} — fill it or drop the record",
+                tuple(next(k for k, c in needed.items() if c == lacking[0]).split(".")),
             )
 
 
@@ -263,11 +275,23 @@ def load_dataset(suite: Suite, limit: int | None = None, *, hash_files: bool = T
 
     test = splits["test"]
     if spec.target:
-        missing = [e.id for e in test if e.target is None or e.target == ""]
-        if missing:
+        shots = any(v.few_shot is not None for v in suite.variants)
+        for split, examples in splits.items():
+            if split == "train" and not shots:
+                continue  # only few-shot shows train targets (export skips empty ones itself)
+            # An empty train target would be shown as a few-shot answer ("Answer: ").
+            missing = [e.id for e in examples if e.target is None or e.target == ""]
+            if missing:
+                raise suite.fail(
+                    f"{len(missing)} {split} record(s) have an empty {spec.target!r} (first id {missing[0]}) — fill or drop them",
+                    ("data", "target"),
+                )
+    for v in suite.variants:
+        if v.few_shot is not None and v.few_shot.k > len(splits["train"]):
             raise suite.fail(
-                f"{len(missing)} test record(s) have an empty {spec.target!r} (first id {missing[0]}) — fill or drop them",
-                ("data", "target"),
+                f"few_shot.k is {v.few_shot.k} but the train split has {len(splits['train'])} "
+                f"records — lower k or add train data",
+                ("variants", v.index, "few_shot", "k"),
             )
     if spec.sample:
         test = sample(

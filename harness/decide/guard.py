@@ -15,7 +15,7 @@ as a pass for the sunk-cost ledger.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from harness.decide.costs import break_even_table, cost_per_request, cost_ratio
@@ -33,6 +33,7 @@ from harness.decide.rule import (
     threshold_of,
 )
 from harness.decide.sentence import _num, headline, sentence
+from harness.suite.model import DEFAULT_MAX_ERROR_RATE
 
 # ---------------------------------------------------------------- moved goalposts
 
@@ -134,6 +135,31 @@ def _error_problem(summary: dict, names: list[str], max_rate: float) -> dict | N
     return None
 
 
+def too_many_errors(suite, summary: dict) -> list[str]:
+    """One line per variant whose provider errors exceed max_error_rate (the guard's, else its
+    default), with the count and the top reasons. Any such line makes the run unjudgeable
+    (exit 3), guarded or not: a metric over a third of failed calls is no measurement."""
+    hyps = suite.hypotheses()
+    lines = []
+    for name, s in (summary.get("variants") or {}).items():
+        # The strictest level of the hypotheses that name the variant; else of any hypothesis.
+        rates = [h.max_error_rate for h in hyps if name in (h.candidate, h.baseline)] or [
+            h.max_error_rate for h in hyps
+        ]
+        max_rate = min(rates, default=DEFAULT_MAX_ERROR_RATE)
+        n, errors = s.get("n_calls") or 0, s.get("n_errors") or 0
+        if not n or errors / n <= max_rate:
+            continue
+        reasons = sorted((s.get("errors_by_reason") or {}).items(), key=lambda kv: (-kv[1], kv[0]))
+        top = ", ".join(f"{r} ×{c}" for r, c in reasons[:3])
+        lines.append(
+            f"{name}: {errors} of {n} calls failed ({errors / n:.1%} > max_error_rate "
+            f"{max_rate:.0%}){': ' + top if top else ''} — the run cannot be judged; fix the "
+            "provider, then retry the failed calls with --resume"
+        )
+    return lines
+
+
 def _all_failed(summary: dict) -> bool:
     vs = [s for s in summary.get("variants", {}).values() if (s.get("n_calls") or 0) > 0]
     return bool(vs) and all((s.get("n_errors") or 0) >= s["n_calls"] for s in vs)
@@ -148,9 +174,12 @@ class Decision:
     guard: dict[str, Any] | None
     ledger_entry: dict[str, Any]
     exit_code: int
+    notes: list[str] = field(default_factory=list)  # why the run cannot be judged, if it cannot
 
     def apply(self, summary: dict[str, Any]) -> dict[str, Any]:
         """summary.json's guard fields, in their contract order; returns `summary`."""
+        if self.notes:
+            summary.setdefault("notes", []).extend(self.notes)
         summary["break_even"] = self.break_even
         summary.setdefault("hypothesis", self.hypothesis)
         summary["guard"] = self.guard
@@ -180,9 +209,10 @@ def decide(
     table = break_even_table(suite, summary)
     entry = ledger_entry(suite, summary)
     hypothesis = suite.hypothesis()
+    errors = too_many_errors(suite, summary)
     if not suite.guards:
-        code = 3 if _all_failed(summary) else 0
-        return Decision(hypothesis, table, None, entry, code)
+        code = 3 if _all_failed(summary) or errors else 0
+        return Decision(hypothesis, table, None, entry, code, errors)
 
     verdicts: dict[str, dict] = {}
     for h in suite.hypotheses():
@@ -236,7 +266,9 @@ def decide(
         "moved_goalposts": moved_any,
     }
     code = exit_code(verdicts, moved_any, allow_inconclusive, _all_failed(summary))
-    return Decision(hypothesis, table, section, entry, code)
+    if errors:  # also a variant the guard does not judge (unguarded, or left out by --variant)
+        code = 3
+    return Decision(hypothesis, table, section, entry, code, errors)
 
 
 def settled(suite, summary: dict[str, Any], alpha: float) -> bool:

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness._util.paths import not_found
 from harness.data.dataset import read_table
 from harness.errors import SuiteError
 from harness.suite import CorpusColumn, Suite, Variant
@@ -128,9 +129,7 @@ def _corpus_files(suite: Suite, patterns: list[str], key: tuple) -> list[Path]:
         elif path.exists():
             matched = [path]
         else:
-            raise suite.fail(
-                f"file not found: {path} — check the path (relative to the suite file)", key
-            )
+            raise suite.fail(not_found(path), key)
         for p in matched:
             if p.suffix.lower() not in CORPUS_EXTENSIONS:
                 raise suite.fail(

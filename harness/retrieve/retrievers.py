@@ -149,9 +149,17 @@ def import_retriever(suite: Suite, variant: Variant) -> Callable:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as e:
+        top = module_name.split(".")[0]
+        if e.name and e.name != module_name and not module_name.startswith(e.name + "."):
+            # The retriever's module was found; something it imports is missing.
+            raise suite.fail(
+                f"{module_name!r} imports {e.name!r}, which is not installed — install it "
+                f"(pip install {e.name.split('.')[0]})",
+                key,
+            ) from None
         raise suite.fail(
             f"cannot import {module_name!r} ({e}) — put {module_name.replace('.', '/')}.py next to the "
-            "suite file or install the package, and spell it as package.module:function",
+            f"suite file (no {top!r} there) or install the package, and spell it as package.module:function",
             key,
         ) from None
     except Exception as e:

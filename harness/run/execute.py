@@ -104,8 +104,9 @@ class RecordSink:
         self.progress.advance(job.variant, error=result.error is not None, cost=spent)
 
 
-def run_pool(pool, jobs: list[Job], answered, on_first=None) -> bool:
-    """Calls spread over worker processes; True when interrupted."""
+def run_pool(pool, jobs: list[Job], answered, on_first=None, cache_path=None) -> bool:
+    """Calls spread over worker processes (which store answers in the cache at `cache_path`);
+    True when interrupted."""
     first_hook = on_first
 
     def on_result(i: int, result) -> None:
@@ -115,7 +116,7 @@ def run_pool(pool, jobs: list[Job], answered, on_first=None) -> bool:
             hook()
         answered(jobs[i], result)
 
-    return _interruptible(lambda: pool.run([j.spec for j in jobs], on_result))
+    return _interruptible(lambda: pool.run([j.spec for j in jobs], on_result, cache_path))
 
 
 def run_loop(engine, jobs: list[Job], answered) -> bool:
@@ -176,6 +177,8 @@ def send(
 ) -> Sent:
     """Record the cache hits, then send the misses (worker pool, else `engine_for_misses()`)."""
 
+    # Durability: every answer is in the cache (put commits) and in results/ (written through)
+    # before the next one is handled, so a kill repeats at most the calls in flight.
     def answered(job: Job, result: CallResult) -> None:
         if cache is not None:
             cache.put(job.key, result, job.spec.model)  # stores successful answers only
@@ -187,7 +190,14 @@ def send(
             sink.finish(j, hits[j.key])
     misses = [j for j in jobs if j.key not in hits]
     if misses and pool.pool is not None:
-        sent.interrupted = run_pool(pool.pool, misses, answered, on_first=on_first)
+        # The workers store their answers in the cache themselves (before the pipe).
+        sent.interrupted = run_pool(
+            pool.pool,
+            misses,
+            sink.finish,
+            on_first=on_first,
+            cache_path=None if cache is None else str(cache.path),
+        )
         sent.requests = pool.pool.requests
     elif misses:
         engine = engine_for_misses()

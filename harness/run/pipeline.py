@@ -38,7 +38,14 @@ from harness.run.execute import (
 )
 from harness.run.forgetting import check_forgetting
 from harness.run.options import RunOptions
-from harness.run.plan import Job, build_jobs, check_same_data, resume_command, select_variants
+from harness.run.plan import (
+    Job,
+    build_jobs,
+    check_same_data,
+    check_same_suite,
+    resume_command,
+    select_variants,
+)
 from harness.run.progress import Progress
 from harness.run.warmup import prewarm_post_run
 from harness.rundir.reader import load_run
@@ -49,10 +56,11 @@ from harness.score.scorer import make_scorer
 from harness.score.stages import run_post_call_stages
 from harness.stats.summary import build_summary
 from harness.suite import Suite, Variant, load_suite
+from harness.suite.secrets import literal_secrets
 from harness.track.child import start_if_useful
 from harness.track.history import MlflowHistory
 from harness.track.log import log_run
-from harness.track.store import prewarm, tracking_uri
+from harness.track.store import check_uri, prewarm, tracking_uri
 
 
 @dataclass
@@ -92,6 +100,7 @@ def run_suite(
     t0 = time.perf_counter()
     started_at = _now()
     opts.check()
+    check_uri(tracking_uri(opts.tracking_uri))
     if isinstance(suite_path, Suite):
         suite, suite_path = suite_path, suite_path.display_path
     else:
@@ -145,12 +154,22 @@ class _Run:
 
     def run(self, t0: float, started_at: str) -> RunOutcome:
         dataset, jobs, warm = self.prepare()
-        run_dir, jobs, done = self.open_run_dir(dataset, jobs)
-        look = None
-        if self.suite.sequential is not None:
-            sent, dataset, look = self.send_in_looks(dataset, run_dir, jobs, done, warm)
-        else:
-            sent = self.send(dataset, run_dir, jobs, done, warm)
+        jobs, done = self.todo(jobs)
+        cache, hits = cached_answers(jobs, self.opts.runs_dir, self.opts.no_cache)
+        try:
+            # Everything that can stop the run is checked before a run directory exists.
+            self.check_calls(jobs, hits, warm)
+            run_dir = self.open_run_dir(dataset)
+            look = None
+            if self.suite.sequential is not None:
+                sent, dataset, look = self.send_in_looks(
+                    dataset, run_dir, jobs, done, cache, hits, warm
+                )
+            else:
+                sent = self.send(dataset, run_dir, jobs, done, cache, hits, warm)
+        finally:
+            if cache is not None:
+                cache.close()
         records = {v.name: run_dir.records(v.name) for v in self.selected}
         # Post-call stages (LLM judge, embedding cosine): scores merged into the records.
         try:
@@ -224,6 +243,7 @@ class _Run:
         validate_templates(self.suite)
         dataset = load_dataset(self.suite, self.limit)
         if self.resumed is not None:
+            check_same_suite(self.resumed, self.suite)
             check_same_data(self.resumed, dataset)
         self.pool.keep_if_needed(len(dataset.test) * sum(v.repeats for v in self.selected))
         # Without the child: import MLflow in a thread while the calls run; only after the fork
@@ -236,26 +256,16 @@ class _Run:
         jobs = build_jobs(self.suite, dataset, self.selected, runs_dir=self.opts.runs_dir)
         return dataset, jobs, warm
 
-    def open_run_dir(
-        self, dataset: Dataset, jobs: list[Job]
-    ) -> tuple[RunDir, list[Job], dict[str, set]]:
-        """A new run directory, or the resumed one with its completed calls left out; and the
-        completed (id, repeat) pairs per variant."""
+    def todo(self, jobs: list[Job]) -> tuple[list[Job], dict[str, set]]:
+        """The calls still to make (a resumed run's completed ones left out), and the completed
+        (id, repeat) pairs per variant."""
         if self.resumed is None:
-            run = create_run(
-                self.opts.runs_dir,
-                self.suite,
-                dataset,
-                variants=[v.name for v in self.selected],
-                limit=self.limit,
-            )
-            return run, jobs, {v.name: set() for v in self.selected}
+            return jobs, {v.name: set() for v in self.selected}
         done = {v.name: self.resumed.prepare_resume(v.name) for v in self.selected}
-        todo = [j for j in jobs if (j.example.id, j.repeat) not in done[j.variant]]
-        return self.resumed, todo, done
+        return [j for j in jobs if (j.example.id, j.repeat) not in done[j.variant]], done
 
-    def send(self, dataset: Dataset, run: RunDir, jobs: list[Job], done, warm) -> Sent:
-        cache, hits = cached_answers(jobs, self.opts.runs_dir, self.opts.no_cache)
+    def check_calls(self, jobs: list[Job], hits: dict, warm) -> None:
+        """Credentials, providers and `${env:...}` references of the variants that will call."""
         misses = [j for j in jobs if j.key not in hits]
         if not misses:
             self.pool.close(now=True)  # everything cached: don't wait for the workers' import
@@ -266,6 +276,20 @@ class _Run:
         if calling:
             check_credentials([v for v in self.selected if v.name in calling])
             check_judge_credentials(self.suite)  # before the variants spend anything
+
+    def open_run_dir(self, dataset: Dataset) -> RunDir:
+        """A new run directory, or the resumed one."""
+        if self.resumed is not None:
+            return self.resumed
+        return create_run(
+            self.opts.runs_dir,
+            self.suite,
+            dataset,
+            variants=[v.name for v in self.selected],
+            limit=self.limit,
+        )
+
+    def send(self, dataset: Dataset, run: RunDir, jobs: list[Job], done, cache, hits, warm) -> Sent:
         writer = ResultsWriter(run)
         totals = {v.name: len(dataset.test) * v.repeats for v in self.selected}
         progress = Progress(
@@ -294,8 +318,6 @@ class _Run:
         finally:
             progress.stop()
             writer.close()
-            if cache is not None:
-                cache.close()
         if sent.interrupted:
             raise RunInterrupted(
                 f"interrupted — {writer.written} results saved in {run.path}. Resume with: "
@@ -304,7 +326,7 @@ class _Run:
         return sent
 
     def send_in_looks(
-        self, dataset: Dataset, run: RunDir, jobs: list[Job], done, warm
+        self, dataset: Dataset, run: RunDir, jobs: list[Job], done, cache, hits, warm
     ) -> tuple[Sent, Dataset, dict]:
         """`guard.sequential`: send the calls look by look (a fixed, shuffled order of the test
         examples, so a look is never one class of a sorted file) and stop once every hypothesis
@@ -326,7 +348,8 @@ class _Run:
         seen = 0
         for k, size in enumerate(sizes):
             ids = {e.id for e in order[seen:size]}
-            sent = self.send(dataset, run, [j for j in jobs if j.example.id in ids], done, warm)
+            look_jobs = [j for j in jobs if j.example.id in ids]
+            sent = self.send(dataset, run, look_jobs, done, cache, hits, warm)
             total.requests += sent.requests
             total.cache_hits += sent.cache_hits
             seen = size
@@ -393,6 +416,11 @@ class _Run:
                 "ledger (no iteration, no training cost, no hypothesis registered, no best so far)"
             )
         outcome.exit_code = outcome.exit_code or decision.exit_code
+        for key in literal_secrets(self.suite.raw):
+            outcome.summary.setdefault("notes", []).append(
+                f"{key} is a credential written in the suite (redacted in runs/ and MLflow) — "
+                "keep it in the environment: `${env:NAME}`"
+            )
         self.forgetting(outcome)
 
     def forgetting(self, outcome: RunOutcome) -> None:

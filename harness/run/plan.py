@@ -60,6 +60,22 @@ def check_same_data(run, dataset) -> None:
         )
 
 
+def check_same_suite(run, suite) -> None:
+    """A resumed run continues with the settings it started with, or not at all: answers made
+    under two configurations would be scored as one."""
+    from harness.rundir.writer import changed_settings
+
+    changes = changed_settings(run, suite)
+    if changes:
+        shown = "; ".join(changes[:5]) + (
+            f"; and {len(changes) - 5} more" if len(changes) > 5 else ""
+        )
+        raise SuiteError(
+            f"--resume: the suite changed since run {run.run_id} started ({shown}) — undo the "
+            "change to finish that run, or start a new run without --resume"
+        )
+
+
 def build_jobs(suite, dataset, variants, *, runs_dir="runs") -> list[Job]:
     """One call per (variant, example, repeat), rendered and ready to send."""
     jobs: list[Job] = []

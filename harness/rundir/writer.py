@@ -1,9 +1,10 @@
 """The run directory `runs/<suite>/<run-id>/`: resolved suite, per-variant JSONL results, resume.
 
-Records are appended as calls finish by a writer thread that batches lines and fsyncs them every
-`interval` seconds, so the event loop never waits on the disk and a crash loses at most the
-last fraction of a second (those calls are simply made again by `--resume`). A kill can leave a
-half-written last line; resume cuts it off before appending.
+Records are appended as calls finish. Each line is written to the OS before `append` returns
+(write-through), so a kill -9 of harness loses no answered call: `--resume` repeats at most the
+calls that were in flight. Only fsync (which matters when the machine itself goes down) is
+batched, by a background thread every `interval` seconds, so the event loop never waits on the
+disk. A kill can leave a half-written last line; resume cuts it off before appending.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from harness._util.jsonl import read_valid_prefix, write_lines_atomic
 from harness.errors import SuiteError
 from harness.rundir.paths import RESULTS, results_path, stage_scores_path, suite_runs_dir
 from harness.suite import VariantSpec, suite_hash
+from harness.suite.secrets import redact
 
 
 def new_run_id() -> str:
@@ -37,6 +39,7 @@ class RunDir:
     suite_name: str
     run_id: str
     meta: dict[str, Any] = field(default_factory=dict)  # the `run:` block of suite.yaml
+    suite_doc: dict[str, Any] = field(default_factory=dict)  # its suite.yaml, as written then
 
     @property
     def results_dir(self) -> Path:
@@ -114,17 +117,67 @@ def open_run(runs_dir: str | Path, suite, run_id: str | None) -> RunDir:
         suite_name=suite.name,
         run_id=path.name,
         meta=meta | {"data_hashes": resolved.get("data_hashes", {})},
+        suite_doc=resolved,
     )
 
 
-def write_resolved_suite(path: Path, suite, dataset, meta: dict) -> None:
-    """The suite as run: top-level keys as written, variants resolved, data hashes, run options.
+# Keys of the resolved suite.yaml that describe the run, not the settings the answers depend on
+# (`defaults` are compared where they apply: in the resolved variants).
+RUN_KEYS = ("source", "suite_hash", "data_hashes", "run", "description", "defaults")
 
-    The top level stays a valid suite (plus `source`, `suite_hash`, `data_hashes`, `run`), so a
-    report can rebuild the Suite from this file alone.
-    """
+
+def changed_settings(run: RunDir, suite) -> list[str]:
+    """What differs between the suite a run started with and `suite`, one line per setting
+    ("variants.zero-shot.user (suite.yaml:14): 'Q: {{ text }}' → 'Question: {{ text }}'"),
+    for the variants the run holds. Credentials compare redacted, as both are stored."""
     import yaml
 
+    def comparable(doc: dict) -> dict:
+        doc = {k: v for k, v in doc.items() if k not in RUN_KEYS}
+        doc["variants"] = {
+            v.get("name"): v
+            for v in doc.get("variants") or []
+            if v.get("name") in (run.meta.get("variants") or [v.get("name")])
+        }
+        return yaml.safe_load(yaml.safe_dump(doc))  # the same types as the file read back
+
+    before, now = comparable(run.suite_doc), comparable(resolved_doc(suite))
+    index = {v.name: v.index for v in suite.variants}
+    lines = []
+    for key, old, new in _differences(before, now):
+        where = key
+        if key[0] == "variants" and key[1] in index:
+            where = ("variants", index[key[1]], *key[2:])
+            if where not in suite.locations and ("defaults", *key[2:]) in suite.locations:
+                where = ("defaults", *key[2:])  # inherited: the line that sets it
+        line, _ = suite.locate(where)
+        at = f" ({suite.display_path}:{line})" if line else ""
+        lines.append(f"{'.'.join(map(str, key))}{at}: {_shown(old)} → {_shown(new)}")
+    return lines
+
+
+_ABSENT = object()
+
+
+def _differences(a: Any, b: Any, key: tuple = ()) -> list[tuple[tuple, Any, Any]]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in [*a, *(k for k in b if k not in a)]:
+            out += _differences(a.get(k, _ABSENT), b.get(k, _ABSENT), (*key, k))
+        return out
+    return [] if a == b else [(key, a, b)]
+
+
+def _shown(value: Any) -> str:
+    if value is _ABSENT:
+        return "(not set)"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def resolved_doc(suite) -> dict[str, Any]:
+    """The suite's settings as a run stores them: top-level keys as written, variants resolved
+    (defaults and extends applied), credentials redacted."""
     variants = []
     for v in suite.variants:
         dumped = v.model_dump(mode="json", exclude_none=True)
@@ -137,6 +190,18 @@ def write_resolved_suite(path: Path, suite, dataset, meta: dict) -> None:
         )
     doc = {k: v for k, v in suite.raw.items() if k != "variants"}
     doc["variants"] = variants
+    return redact(doc)
+
+
+def write_resolved_suite(path: Path, suite, dataset, meta: dict) -> None:
+    """The suite as run: top-level keys as written, variants resolved, data hashes, run options.
+
+    The top level stays a valid suite (plus `source`, `suite_hash`, `data_hashes`, `run`), so a
+    report can rebuild the Suite from this file alone. No credential is written (`redact`).
+    """
+    import yaml
+
+    doc = resolved_doc(suite)
     doc["source"] = str(suite.path)
     doc["suite_hash"] = suite_hash(suite)
     doc["data_hashes"] = dict(dataset.hashes)
@@ -154,72 +219,68 @@ def _now() -> str:
 
 
 class ResultsWriter:
-    """Appends records to results/<variant>.jsonl from a background thread, fsync'd in batches."""
+    """Appends records to results/<variant>.jsonl: written through to the OS on `append`,
+    fsync'd in batches by a background thread.
+
+    The guarantee (tests/cli/test_durability.py kills runs and counts paid calls): when `append`
+    returns, the line is in the file. Never hold records back in memory to batch the writes.
+    """
 
     def __init__(self, run: RunDir, *, interval: float = 0.2):
         self.run = run
         self.interval = interval
-        self._pending: list[tuple[str, str]] = []
-        self._cond = threading.Condition()
-        self._write_lock = threading.Lock()  # the thread and flush() never interleave writes
-        self._closed = False
+        self._lock = threading.Lock()  # the loop, the fsync thread and close() never interleave
+        self._stop = threading.Event()
+        self._dirty: set[str] = set()
         self._files: dict[str, Any] = {}
         self.written = 0
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._loop, name="results-writer", daemon=True)
+        self._thread = threading.Thread(target=self._sync_loop, name="results-fsync", daemon=True)
         self._thread.start()
 
     def append(self, variant: str, record: dict) -> None:
         line = json.dumps(record, ensure_ascii=False, default=str) + "\n"
-        with self._cond:
-            self._pending.append((variant, line))
-
-    def _loop(self) -> None:
-        while True:
-            with self._cond:
-                self._cond.wait(self.interval)
-                batch, self._pending = self._pending, []
-                closed = self._closed
-            if batch:
-                try:
-                    self._write(batch)
-                except BaseException as e:
-                    self._error = e  # surfaced by close(): a full disk must not pass silently
-            if closed:
-                with self._cond:
-                    if not self._pending:
-                        return
-
-    def _write(self, batch: list[tuple[str, str]]) -> None:
-        by_variant: dict[str, list[str]] = {}
-        for variant, line in batch:
-            by_variant.setdefault(variant, []).append(line)
-        with self._write_lock:
-            for variant, lines in by_variant.items():
+        with self._lock:
+            if self._error is not None:
+                return  # surfaced by close(): a full disk must not pass silently
+            try:
                 f = self._files.get(variant)
                 if f is None:
                     path = self.run.results_path(variant)
                     f = self._files[variant] = open(path, "a", encoding="utf-8")  # noqa: SIM115
-                f.write("".join(lines))
-                f.flush()
-                os.fsync(f.fileno())
-            self.written += len(batch)
+                f.write(line)
+                f.flush()  # to the OS now: a killed process loses nothing
+            except OSError as e:
+                self._error = e
+                return
+            self._dirty.add(variant)
+            self.written += 1
+
+    def _sync_loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sync()
+
+    def _sync(self) -> None:
+        with self._lock:
+            dirty, self._dirty = self._dirty, set()
+            try:
+                for variant in dirty:
+                    os.fsync(self._files[variant].fileno())
+            except OSError as e:
+                self._error = self._error or e
 
     def flush(self) -> None:
-        """Write everything appended so far (waits for the writer thread)."""
-        with self._cond:
-            batch, self._pending = self._pending, []
-        if batch:
-            self._write(batch)
+        """fsync everything appended so far."""
+        self._sync()
 
     def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify()
+        self._stop.set()
         self._thread.join()
-        self.flush()
-        for f in self._files.values():
-            f.close()
+        self._sync()
+        with self._lock:
+            for f in self._files.values():
+                f.close()
+            self._files.clear()
         if self._error is not None:
             raise self._error
 

@@ -204,6 +204,15 @@ def validate_guard_metric(spec: Any, fail: Callable[[str, tuple], None]) -> None
                 f"{g!r} is not a quality metric — guard a quality metric (e.g. accuracy, macro_f1, field_f1) or {NET_MONTHLY_VALUE}; cost shows as the cost ratio and break-even",
                 key,
             )
+            continue
+        margin = guard.margin
+        if m is not None and m.quality and margin >= 1:
+            # Quality metrics are fractions: a margin of 1 or more could never be met (or missed).
+            fail(
+                f"{margin:g} is more than {g} can move: it is a fraction 0–1 (0.05 = 5 points) — "
+                f"for {margin:g} points write margin: {margin / 100:g}",
+                key[:-1] + ("margin",),
+            )
 
 
 def validate_suite(suite: Any) -> Any:

@@ -38,7 +38,9 @@ _FRIENDLY = {
     "model_type": "expected a mapping (key: value)",
     "model_attributes_type": "expected a mapping (key: value)",
     "string_pattern_mismatch": "use letters, digits, '-', '_' and '.' only (no spaces)",
+    "string_too_long": "at most {max_length} characters (it names files and directories) — shorten it",
 }
+_TEMPLATES = ("system", "user", "query")
 
 
 def _describe(err: dict[str, Any], loc: tuple, raw: Any) -> str:
@@ -65,6 +67,15 @@ def _describe(err: dict[str, Any], loc: tuple, raw: Any) -> str:
     if etype == "literal_error":
         expected = err.get("ctx", {}).get("expected", "")
         return f"expected one of {expected}{shown}"
+    if etype == "string_type" and isinstance(got, bool):
+        return (
+            f"expected text (got {got!r}: YAML reads yes/no/on/off/true/false as booleans) — "
+            "quote it, e.g. 'yes'"
+        )
+    if etype == "string_type" and isinstance(got, dict) and loc and loc[-1] in _TEMPLATES:
+        return 'expected text (YAML read a mapping) — quote the template, e.g. user: "{{ text }}"'
+    if etype == "string_too_long":
+        return _FRIENDLY[etype].format(**err.get("ctx", {}))
     if etype in _FRIENDLY:
         return _FRIENDLY[etype] + shown
     if etype in ("greater_than_equal", "greater_than", "less_than", "less_than_equal", "too_short"):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from harness._util.paths import RELATIVE, not_found
 from harness.errors import SuiteError
 
 
@@ -40,10 +42,24 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     pass
 
 
+QUOTE_TEMPLATE = 'a template starting with {{ must be quoted — user: "{{ text }}"'
+# Nodes a suite may expand to once aliases are followed: a real suite has a few thousand; a
+# 1 KB "billion laughs" of nested aliases would otherwise cost minutes of CPU before any message.
+MAX_NODES = 100_000
+
+
 def _construct_mapping(loader, node, deep=False):
     seen = {}
     for k, _ in node.value:
         key = loader.construct_object(k, deep=deep)
+        if not isinstance(key, Hashable):
+            # `user: {{ text }}` unquoted: YAML reads a mapping whose key is a mapping.
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"found a mapping where text was expected; {QUOTE_TEMPLATE}",
+                k.start_mark,
+            )
         if key in seen:
             raise yaml.constructor.ConstructorError(
                 None, None, f"duplicate key {key!r} (first at line {seen[key]})", k.start_mark
@@ -57,7 +73,7 @@ _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
 
 def read_yaml(path: Path) -> tuple[Any, dict[tuple, tuple[int, int]]]:
     if not path.exists():
-        raise SuiteError(f"suite file not found: {path} — check the path")
+        raise SuiteError("suite " + not_found(path).replace(f" — {RELATIVE}", " — check the path"))
     if path.is_dir():
         raise SuiteError(f"{path} is a directory — pass the suite's .yaml file")
     try:
@@ -69,17 +85,24 @@ def read_yaml(path: Path) -> tuple[Any, dict[tuple, tuple[int, int]]]:
         ) from None
     try:
         node = yaml.compose(text, Loader=_UniqueKeyLoader)
+        if node is not None and _expanded_size(node) > MAX_NODES:
+            raise SuiteError(
+                f"the YAML expands to more than {MAX_NODES:,} values through aliases (*name) — "
+                "a suite needs no nested aliases; write the values out",
+                file=str(path),
+            )
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         problem = getattr(e, "problem", None) or str(e)
         context = getattr(e, "context", None)
         msg = f"invalid YAML: {problem}" + (f" ({context})" if context else "")
-        fix = (
-            " — keep one of them"
-            if problem.startswith("duplicate key")
-            else " — fix the syntax (indentation, quotes, colons)"
-        )
+        if problem.startswith("duplicate key"):
+            fix = " — keep one of them"
+        elif QUOTE_TEMPLATE in problem:
+            fix = ""
+        else:
+            fix = " — fix the syntax (indentation, quotes, colons)"
         raise SuiteError(
             msg + fix,
             file=str(path),
@@ -93,6 +116,30 @@ def read_yaml(path: Path) -> tuple[Any, dict[tuple, tuple[int, int]]]:
             "a suite is a YAML mapping (name:, task:, data:, ...)", file=str(path), line=1
         )
     return data, _positions(node) if node is not None else {}
+
+
+def _expanded_size(root: yaml.Node) -> int:
+    """Values the document holds with every alias followed, counted without following them
+    (each distinct node once, memoised), so an alias bomb is measured in linear time."""
+    sizes: dict[int, int] = {}
+    stack = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if id(node) in sizes:
+            continue
+        if isinstance(node, yaml.MappingNode):
+            kids = [n for pair in node.value for n in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            kids = list(node.value)
+        else:
+            sizes[id(node)] = 1
+            continue
+        if children_done:
+            sizes[id(node)] = min(MAX_NODES + 1, 1 + sum(sizes[id(k)] for k in kids))
+        else:
+            stack.append((node, True))
+            stack.extend((k, False) for k in kids if id(k) not in sizes)
+    return sizes[id(root)]
 
 
 def locate(locations, key) -> tuple[int | None, int | None]:

@@ -194,6 +194,46 @@ INHERITED = (
 )
 
 
+# Names become file and directory names (runs/<suite>/, results/<variant>.jsonl, MLflow).
+MAX_NAME = 64
+NAME = {"pattern": r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$", "max_length": MAX_NAME}
+
+# litellm params whose type is known: a wrong one is found here, not after a failed call each.
+_NUMBER_PARAMS = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
+_INTEGER_PARAMS = ("max_tokens", "max_completion_tokens", "seed", "n")
+
+
+def _check_params(params: dict[str, Any] | None) -> dict[str, Any] | None:
+    for key, value in (params or {}).items():
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if key in _NUMBER_PARAMS and not number:
+            raise ValueError(f"params.{key} must be a number, e.g. {key}: 0 (got {value!r})")
+        if key in _INTEGER_PARAMS and not (number and float(value).is_integer()):
+            raise ValueError(f"params.{key} must be a whole number (got {value!r})")
+    return params
+
+
+def _check_api_base(url: str | None) -> str | None:
+    from urllib.parse import urlsplit
+
+    if url is None or url.startswith("${env:"):
+        return url
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(
+            "api_base needs a scheme and a host, e.g. http://localhost:8000/v1 (got no http:// or https://)"
+        )
+    if "@" in parts.netloc:
+        # The OpenAI client sends no basic auth from a URL (every call would fail with 401),
+        # and a password there would be written wherever the suite is.
+        raise ValueError(
+            "credentials in api_base (user:password@host) are not sent by the OpenAI client — "
+            "remove them and pass the key as `params: {api_key: ${env:NAME}}` (or a header: "
+            '`params: {extra_headers: {Authorization: "Basic ${env:NAME}"}}`)'
+        )
+    return url
+
+
 class Defaults(Strict):
     model: str | None = None
     system: str | None = Field(None, description="Jinja2 system template.")
@@ -218,12 +258,19 @@ class Defaults(Strict):
         None, description="Seconds per call before it is retried."
     )
 
+    @field_validator("params")
+    @classmethod
+    def _known_param_types(cls, v):
+        return _check_params(v)
+
+    @field_validator("api_base")
+    @classmethod
+    def _api_base_url(cls, v):
+        return _check_api_base(v)
+
 
 class VariantSpec(Defaults):
-    name: str = Field(
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$",
-        description="Unique name (also the lineage in the ledger).",
-    )
+    name: str = Field(**NAME, description="Unique name (also the lineage in the ledger).")
     # The names of harness.suite.kinds.KINDS: a new kind is one entry there.
     kind: str = Field("prompt", json_schema_extra=lambda s: s.update(enum=list(KINDS)))
     extends: str | None = Field(
@@ -262,6 +309,10 @@ class Sequential(Strict):
     )
 
 
+# Above this share of failed calls a run cannot be judged (exit 3), guarded or not.
+DEFAULT_MAX_ERROR_RATE = 0.02
+
+
 class Guard(Strict):
     metric: str = Field(
         description="A declared quality metric, or net_monthly_value (needs `value:` and `volume:`)."
@@ -282,7 +333,7 @@ class Guard(Strict):
     )
     max_iterations: PositiveInt | None = None
     budget_usd: NonNegFloat | None = None
-    max_error_rate: float = Field(0.02, ge=0, le=1)
+    max_error_rate: float = Field(DEFAULT_MAX_ERROR_RATE, ge=0, le=1)
     correction: Literal["holm", "none"] = Field(
         "holm",
         description="Family-wise error control across several hypotheses: holm (default) or none. Every entry must say the same.",
@@ -349,7 +400,7 @@ MetricEntry = str | dict[str, dict[str, Any] | str]
 class SuiteFile(Strict):
     """The suite YAML as written."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    name: str = Field(**NAME)
     description: str | None = None
     task: Literal["classification", "extraction", "generation"]
     data: DataSpec

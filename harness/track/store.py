@@ -5,12 +5,13 @@ reliance on MLflow's implicit default store."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import threading
 from pathlib import Path
 
-from harness.errors import TrackingError
+from harness.errors import SuiteError, TrackingError
 
 TABLE_FILE = "examples.json"
 ROLE_TAG = "harness.role"
@@ -37,6 +38,29 @@ def artifact_root(uri: str) -> str | None:
         return (db.parent if db.is_absolute() else Path.cwd() / db.parent).as_uri()
     _check_not_file_store(uri)
     return None
+
+
+# Stores MLflow can open (a database URL or a tracking server); anything else fails only when
+# the run is logged, after every call was paid for.
+STORE_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks")
+
+
+def check_uri(uri: str) -> None:
+    """A tracking URI MLflow can use, checked before the first call (exit 2, SuiteError)."""
+    if uri.startswith("sqlite:") and not uri.startswith("sqlite:///"):
+        raise SuiteError(
+            f"--tracking-uri {uri!r}: a SQLite store is sqlite:/// followed by the file's path"
+        )
+    try:
+        _check_not_file_store(uri)
+    except TrackingError as e:
+        raise SuiteError(f"--tracking-uri: {e}") from None
+    scheme = uri.split(":", 1)[0].split("+", 1)[0].lower()
+    if scheme not in STORE_SCHEMES:
+        raise SuiteError(
+            f"--tracking-uri {uri!r}: unknown store {scheme!r} — use sqlite:///path/mlflow.db, "
+            "an MLflow server (http://host:5000) or a database URL (postgresql://...)"
+        )
 
 
 def _check_not_file_store(uri: str) -> None:
@@ -110,9 +134,32 @@ def _client(uri: str):
             db.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise TrackingError(f"cannot create {db.parent} for the tracking store ({e})") from None
-    elif uri.startswith(("http://", "https://")):
+        with _store_lock(db):
+            # MLflow creates and migrates the tables on first use; two first runs at once
+            # would race in alembic ("table _alembic_tmp_... already exists") and can leave
+            # the file broken. One process at a time opens the store; the others wait.
+            client = MlflowClient(tracking_uri=uri)
+            client.search_experiments(max_results=1)
+        return client
+    if uri.startswith(("http://", "https://")):
         _probe(uri)
     return MlflowClient(tracking_uri=uri)
+
+
+@contextlib.contextmanager
+def _store_lock(db: Path):
+    """An exclusive lock on <db>.lock (POSIX flock; elsewhere no lock)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(db.with_name(db.name + ".lock"), "a") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 def _probe(uri: str) -> None:
@@ -142,7 +189,14 @@ def _experiment_id(client, name: str, uri: str) -> str:
     # Without the kind, MLflow 3's UI opens a new experiment on its GenAI traces dashboard
     # (empty here) instead of the runs table users browse.
     tags = {"harness.suite": name, EXPERIMENT_KIND_TAG: "custom_model_development"}
-    return client.create_experiment(name, artifact_location=location, tags=tags)
+    try:
+        return client.create_experiment(name, artifact_location=location, tags=tags)
+    except Exception:
+        # Another run created it between the lookup and here (two first runs at once).
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
 
 
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"

@@ -38,7 +38,7 @@ def test_key_covers_model_server_messages_params_format_and_repeat():
 
 
 def test_hit_keeps_original_latency_tokens_and_cost(tmp_path):
-    cache = Cache(tmp_path / "c.sqlite", flush_every=1)
+    cache = Cache(tmp_path / "c.sqlite")
     cache.put("k", ok(), "openai/m")
     hit = cache.get("k")
     assert (hit.output, hit.latency_ms, hit.tokens_in, hit.tokens_out, hit.cost_usd) == (
@@ -53,19 +53,20 @@ def test_hit_keeps_original_latency_tokens_and_cost(tmp_path):
     assert cache.get_many(["k", "missing"]) == {"k": hit}  # the batch lookup gives the same
 
 
-def test_pending_rows_are_visible_and_flushed_on_close(tmp_path):
+def test_a_put_is_committed_before_it_returns(tmp_path):
+    """Write-through: another connection sees the answer at once, before any close — what a
+    process killed right after `put` leaves behind."""
     path = tmp_path / "c.sqlite"
-    cache = Cache(path, flush_every=100)
+    cache = Cache(path)
     cache.put("k", ok())
-    assert cache.get("k").output == "answer"  # still in the batch
+    other = sqlite3.connect(path)
+    assert other.execute("SELECT key, output FROM responses").fetchall() == [("k", "answer")]
+    other.close()
     cache.close()
-    again = Cache(path)
-    assert again.get_many(["k", "nope"]).keys() == {"k"}
-    assert len(again) == 1
 
 
 def test_errors_are_never_stored(tmp_path):
-    cache = Cache(tmp_path / "c.sqlite", flush_every=1)
+    cache = Cache(tmp_path / "c.sqlite")
     cache.put("k", CallResult(output=None, latency_ms=None, error="timeout: x"))
     assert cache.get("k") is None and len(cache) == 0
 
@@ -77,7 +78,7 @@ def test_wal_mode(tmp_path):
 
 
 def test_threads_share_one_cache(tmp_path):
-    cache = Cache(tmp_path / "c.sqlite", flush_every=7)
+    cache = Cache(tmp_path / "c.sqlite")
 
     def write(t):
         for i in range(50):
@@ -89,12 +90,11 @@ def test_threads_share_one_cache(tmp_path):
         t.start()
     for t in threads:
         t.join()
-    cache.flush()
     assert len(cache) == 200
 
 
 def _writer(path, t):
-    cache = Cache(path, flush_every=10)
+    cache = Cache(path)
     for i in range(100):
         cache.put(f"{t}-{i}", ok())
     cache.close()

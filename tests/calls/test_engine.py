@@ -8,9 +8,10 @@ import time
 import pytest
 
 from harness.calls.cache import Cache
-from harness.calls.engine import CallSpec, Engine, TokenBucket, classify, import_litellm, redact
+from harness.calls.engine import CallSpec, Engine, TokenBucket, classify, import_litellm
 from harness.errors import SuiteError
 from harness.suite import Pricing, RateLimit
+from harness.suite.secrets import redact_text as redact
 
 
 def spec(server, text="hello", **kw) -> CallSpec:

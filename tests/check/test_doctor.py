@@ -95,11 +95,15 @@ def test_key_present_is_ready_and_shows_the_name_only(
     assert "sk-test-do-not-print-9876" not in result.output
 
 
-def test_an_api_base_with_credentials_is_shown_without_them(tmp_path, no_local, isolated_cwd):
+def test_an_api_base_with_credentials_is_refused_without_showing_them(
+    tmp_path, no_local, isolated_cwd
+):
+    # The OpenAI client never sends URL credentials: the suite is refused with the fix.
     suite = write_suite(tmp_path, "http://user:hunter2@127.0.0.1:9/v1")
     result = invoke(suite)
+    assert result.exit_code == 2
     assert "hunter2" not in result.output
-    assert "openai/fake-model at http://127.0.0.1:9/v1: key optional" in result.output
+    assert "defaults.api_base: credentials in api_base (user:password@host)" in result.output
 
 
 def test_tracking_store_states(tmp_path, no_local, isolated_cwd):

@@ -61,6 +61,7 @@ class FakeOpenAI:
         retry_after: float = 0.01,
         hang_seconds: float = 30.0,
         statuses: dict[str, int] | None = None,
+        bodies: dict[str, dict] | None = None,
         no_usage: tuple[str, ...] = (),
         sequence: list[str] | None = None,
         seed: int = 0,
@@ -79,6 +80,9 @@ class FakeOpenAI:
         self.retry_after = retry_after
         self.hang_seconds = hang_seconds
         self.statuses = statuses or {}
+        # {substring of the prompt: replacement for the reply's JSON fields}, answered with 200:
+        # e.g. {"#3": {"choices": []}} or a message with "content": None.
+        self.bodies = bodies or {}
         self.no_usage = no_usage  # prompt substrings answered without token usage (unpriceable)
         # Faults for the first requests, in order ("429", "500", "timeout", "malformed", "drop",
         # or "ok"), before the random rates apply: deterministic retry tests.
@@ -247,6 +251,7 @@ class FakeOpenAI:
         }
         if any(s in prompt for s in self.no_usage):
             usage = None
+        override = next((b for k, b in self.bodies.items() if k in prompt), {})
         return web.json_response(
             {
                 "id": "chatcmpl-"
@@ -262,6 +267,7 @@ class FakeOpenAI:
                     }
                 ],
                 **({"usage": usage} if usage else {}),
+                **override,
             }
         )
 
