@@ -99,5 +99,12 @@ def run(
     outcome = run_suite(suite_path, options)
     # The summary's variant notes: the engine's, plus what the summary found (partial costs).
     notes = {v: outcome.summary["variants"][v]["notes"] for v in outcome.variants}
-    print_summary(outcome.summary, outcome.variants, outcome.run_dir, notes=notes, as_json=as_json)
+    print_summary(
+        outcome.summary,
+        outcome.variants,
+        outcome.run_dir,
+        notes=notes,
+        as_json=as_json,
+        mlflow_url=outcome.mlflow_url,
+    )
     exit_process(outcome.exit_code)

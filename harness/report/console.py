@@ -20,6 +20,7 @@ def print_summary(
     *,
     notes: dict[str, list[str]],
     as_json: bool = False,
+    mlflow_url: str | None = None,
 ) -> None:
     """The run's summary on stdout: a table for people, or the summary JSON with --json."""
     if as_json:
@@ -53,7 +54,9 @@ def print_summary(
             markup=False,
             highlight=False,
         )
-    console.print(f"results: {run_dir}")
+    console.print(f"results: {run_dir}", markup=False, highlight=False)
+    if mlflow_url:
+        console.print(f"MLflow: {mlflow_url}", markup=False, highlight=False)
 
 
 def variant_table(summary: dict[str, Any], variants: list[str]):

@@ -11,22 +11,9 @@ from harness.report.cells import _cell, _ci, _inline, _money, _num, _table, as_t
 from harness.report.stage_sections import _judge, _retrieval
 from harness.rundir.reader import RunFiles
 from harness.score.record import example_score, judge_text, reason_text, retrieved_text
-from harness.score.registry import is_quality
 from harness.stats.summary import partial_cost_note
 
 WORST_PER_VARIANT = 5
-
-
-def primary_metric(summary: dict[str, Any]) -> str | None:
-    """The hypothesis metric, else the first declared quality metric."""
-    hyp = summary.get("hypothesis") or {}
-    if hyp.get("metric"):
-        return hyp["metric"]
-    names = list(summary.get("metrics") or [])
-    for v in (summary.get("variants") or {}).values():
-        names += [m for m in v.get("metrics", {}) if m not in names]
-    quality = [m for m in names if is_quality(m)]
-    return (quality or names or [None])[0]
 
 
 def cost_per_1k(v: dict[str, Any]) -> float | None:

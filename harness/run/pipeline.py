@@ -47,7 +47,7 @@ from harness.suite import Suite, Variant, load_suite
 from harness.track.child import start_if_useful
 from harness.track.history import MlflowHistory
 from harness.track.log import log_run
-from harness.track.store import prewarm, tracking_uri
+from harness.track.store import prewarm, tracking_uri, ui_link
 
 
 @dataclass
@@ -66,6 +66,7 @@ class RunOutcome:
     cache_hits: int = 0
     notes: dict[str, list[str]] = field(default_factory=dict)  # engine notes, per variant
     mlflow_run_id: str | None = None
+    mlflow_url: str | None = None  # the suite's runs table, when the store is an MLflow server
     exit_code: int = 0
 
 
@@ -191,6 +192,8 @@ class _Run:
             self.opts.tracking_uri,
             log=self.logger.log if self.logger else None,
         )
+        if outcome.mlflow_run_id is not None:
+            outcome.mlflow_url = ui_link(tracking_uri(self.opts.tracking_uri), self.suite.name)
         # CI outputs: --junit FILE and the GitHub Actions step summary.
         if self.opts.junit:
             write_junit(outcome.summary, self.opts.junit)

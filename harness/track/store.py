@@ -5,6 +5,7 @@ reliance on MLflow's implicit default store."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import threading
@@ -146,6 +147,67 @@ def _experiment_id(client, name: str, uri: str) -> str:
 
 
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+
+# The MLflow UI (3.x) opens an experiment with the columns of a "shared view" named in its URL
+# (?viewStateShareKey=K) and stored as the experiment tag mlflow.sharedViewState.K. Without one
+# the runs table shows no metric column until the user picks some from dozens.
+VIEW_KEY = "harness"
+VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
+
+
+def first_view(metric_keys: list[str]) -> str:
+    """The shared view's JSON: run name, verdict, model, the headline metrics and cost."""
+    columns = [
+        "attributes.`Description`",
+        "tags.`harness.verdict`",
+        "params.`model`",
+        *(f"metrics.`{k}`" for k in [*metric_keys, "cost_usd"]),
+    ]
+    return json.dumps(
+        {"selectedColumns": columns, "orderByKey": "attributes.start_time", "orderByAsc": False}
+    )
+
+
+def experiment_url(server: str, experiment_id: str) -> str:
+    """The link that opens a suite's runs table (not MLflow 3's GenAI overview) in its first view."""
+    return (
+        f"{server.rstrip('/')}/#/experiments/{experiment_id}/runs"
+        f"?workflowType=machine_learning&viewStateShareKey={VIEW_KEY}"
+    )
+
+
+def experiment_link(server: str, suite_name: str, timeout: float = 10) -> str | None:
+    """The runs-table link of a suite's experiment on an MLflow server or UI, asked over its REST
+    API (no MLflow import); None when the server has no such experiment."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    query = urllib.parse.urlencode({"experiment_name": suite_name})
+    url = f"{server.rstrip('/')}/api/2.0/mlflow/experiments/get-by-name?{query}"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            exp = json.loads(r.read())["experiment"]
+    except urllib.error.HTTPError as e:
+        if e.code == 404:
+            return None
+        raise TrackingError(
+            f"{server} answered HTTP {e.code} for experiment {suite_name!r}"
+        ) from None
+    except (urllib.error.URLError, OSError, ValueError, KeyError) as e:
+        raise TrackingError(f"tracking server {server} is unreachable ({e})") from None
+    return experiment_url(server, exp["experiment_id"])
+
+
+def ui_link(uri: str, suite_name: str) -> str | None:
+    """The suite's runs-table link when the store is a server someone can browse; else None
+    (a local store has no UI until `harness ui` starts one). Never fails: it is a convenience."""
+    if not uri.startswith(("http://", "https://")):
+        return None
+    try:
+        return experiment_link(uri, suite_name)
+    except TrackingError:
+        return None
 
 
 def ui_env() -> dict[str, str]:
