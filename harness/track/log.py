@@ -37,6 +37,8 @@ from harness.track.store import (
     first_view,
 )
 
+RUN_TYPE_TAG = "mlflow.runType"
+
 # ---------------------------------------------------------------- logging
 
 
@@ -108,6 +110,8 @@ def _log(client, exp_id: str, run) -> str:
     for i, name in enumerate(run.variants):
         c_params, c_metrics, c_tags = variant_fields(run, name)
         c_tags.update({MLFLOW_PARENT_RUN_ID: pid, "harness.run_id": harness_run_id})
+        # The UI expands a parent whose children are evaluation runs: the first view shows them.
+        c_tags[RUN_TYPE_TAG] = "evaluation"
         if name in verdicts:
             c_tags["harness.verdict"] = verdicts[name]
         # The UI lists newest first: staggered start times keep the suite's order (baseline on top).

@@ -156,15 +156,26 @@ VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
 
 
 def first_view(metric_keys: list[str]) -> str:
-    """The shared view's JSON: run name, verdict, model, the headline metrics and cost."""
+    """The shared view's JSON: the verdict, the model, the headline metrics and the cost, each
+    column wide enough for its name (delta_x_ci_low and delta_x_ci_high must not look alike)."""
     columns = [
-        "attributes.`Description`",
         "tags.`harness.verdict`",
         "params.`model`",
         *(f"metrics.`{k}`" for k in [*metric_keys, "cost_usd"]),
     ]
+    # The UI applies widths only to the columns it is told the order of.
+    order = ["attributes.`Run Name`", *columns]
+    widths = {c: max(120, 8 * len(c.split("`")[1]) + 36) for c in order}
+    widths["attributes.`Run Name`"] = 170
+    widths["params.`model`"] = 250  # fine-tuned ids are long: openai/ft:gpt-4o-mini:acme::x3
     return json.dumps(
-        {"selectedColumns": columns, "orderByKey": "attributes.start_time", "orderByAsc": False}
+        {
+            "selectedColumns": columns,
+            "columnOrder": order,
+            "columnWidths": widths,
+            "orderByKey": "attributes.start_time",
+            "orderByAsc": False,
+        }
     )
 
 

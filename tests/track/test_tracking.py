@@ -377,7 +377,6 @@ def _first_view_through_rest(url, exp, by_name, pid, summary):
     tags = {t["key"]: t["value"] for t in exp["tags"]}
     view = json.loads(tags["mlflow.sharedViewState.harness"])
     assert view["selectedColumns"] == [
-        "attributes.`Description`",
         "tags.`harness.verdict`",
         "params.`model`",
         "metrics.`macro_f1`",  # the guard's metric, its interval and the paired Δ
@@ -396,8 +395,12 @@ def _first_view_through_rest(url, exp, by_name, pid, summary):
         kind, key = col.split(".", 1)
         if kind == "metrics":
             assert key.strip("`") in ft_metrics, col
+    # Widths apply to the columns given an order: every selected one, after the run name.
+    assert view["columnOrder"] == ["attributes.`Run Name`", *view["selectedColumns"]]
+    assert set(view["columnWidths"]) == set(view["columnOrder"])
     ft_tags = {t["key"]: t["value"] for t in ft["data"]["tags"]}
     assert ft_tags["harness.verdict"] == "inconclusive"
+    assert ft_tags["mlflow.runType"] == "evaluation"  # the UI expands the parent on first visit
     assert ft_tags["harness.variant"] == "ft-mini"
     # The parent row: the verdicts, the sentence as its description, the total cost.
     parent = by_name["20261125-132501-ab12"]
