@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.decide.numbers import money
+
 
 def ledger_entry(suite, summary: dict[str, Any]) -> dict:
     """This run's contribution to every lineage's ledger (small: it travels as an MLflow tag).
@@ -143,9 +145,5 @@ def limit_reached(ledger: dict, max_iterations: int | None, budget_usd: float | 
 
 
 def usd(x: float) -> str:
-    """Dollars for a sentence: whole dollars when large, cents when small."""
-    if x >= 10:
-        return f"${x:,.0f}"
-    if x >= 0.01:
-        return f"${x:,.2f}"
-    return f"${x:.4f}" if x else "$0"
+    """Dollars for a sentence, as every display writes them (harness.decide.numbers.money)."""
+    return money(x)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from harness.decide.ledger import usd
+from harness.decide.numbers import signed as _signed
 from harness.decide.rule import ABANDON, FAIL, INCONCLUSIVE, PASS
-from harness.score.registry import is_quality
 
 # How metric names read in a sentence.
 _NAMES = {
@@ -18,11 +18,6 @@ _NAMES = {
 }
 
 
-def is_rate(metric: str) -> bool:
-    """A rate (shown in points) rather than a unit figure: the registry's quality flag."""
-    return is_quality(metric)
-
-
 def metric_label(metric: str) -> str:
     return _NAMES.get(metric, metric.replace("_", " "))
 
@@ -30,11 +25,6 @@ def metric_label(metric: str) -> str:
 def _num(x: float) -> str:
     """A margin or confidence as written in a suite: 0.20, 0.03, 0.025."""
     return f"{x:.2f}" if round(x, 2) == x else f"{x:g}"
-
-
-def _signed(x: float, metric: str, unit: bool = False) -> str:
-    s = (f"{x * 100:+.1f}" + (" pts" if unit else "")) if is_rate(metric) else f"{x:+.3g}"
-    return s.replace("-", "−")
 
 
 def _count(n: float) -> str:
