@@ -59,6 +59,13 @@ from harness.run.warmup import exit_process
     help="Write verdicts as JUnit XML (for CI).",
 )
 @click.option(
+    "--pr-comment",
+    default=None,
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Write the verdict table as markdown for a pull-request comment (any CI).",
+)
+@click.option(
     "--allow-inconclusive", is_flag=True, help="Exit 0 when a guarded variant is only inconclusive."
 )
 @click.option(
@@ -79,6 +86,7 @@ def run(
     runs_dir,
     as_json,
     junit,
+    pr_comment,
     allow_inconclusive,
     workers,
 ):
@@ -93,6 +101,7 @@ def run(
         workers=workers,
         tracking_uri=tracking_uri,
         junit=junit,
+        pr_comment=pr_comment,
         allow_inconclusive=allow_inconclusive,
         tracking_child=True,  # MLflow off this process (harness.track.child)
     )

@@ -27,7 +27,7 @@ UI_START_TIMEOUT_S = 120  # `mlflow ui` imports a lot; a busy machine takes tens
 @tracking_uri_option
 @handle_errors
 def ui(suite, port, host, no_browser, tracking_uri):
-    """Start the MLflow UI on this project's tracking store (Ctrl-C stops it)."""
+    """Start the MLflow UI on this project's tracking store and open a suite's runs (Ctrl-C stops it)."""
     uri = resolve_uri(tracking_uri)
     name = _suite_name(suite) if suite else None
     cmd = ui_command(uri, host, port)

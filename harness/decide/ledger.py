@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.decide.numbers import money
+from harness.stats.numbers import money
 
 
 def ledger_entry(suite, summary: dict[str, Any]) -> dict:
@@ -145,5 +145,5 @@ def limit_reached(ledger: dict, max_iterations: int | None, budget_usd: float | 
 
 
 def usd(x: float) -> str:
-    """Dollars for a sentence, as every display writes them (harness.decide.numbers.money)."""
+    """Dollars for a sentence, as every display writes them (harness.stats.numbers.money)."""
     return money(x)

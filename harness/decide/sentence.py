@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from harness.decide.ledger import usd
-from harness.decide.numbers import signed as _signed
 from harness.decide.rule import ABANDON, FAIL, INCONCLUSIVE, PASS
+from harness.stats.numbers import signed as _signed
 
 # How metric names read in a sentence.
 _NAMES = {

@@ -6,7 +6,7 @@ import json
 import re
 from typing import Any
 
-from harness.decide.numbers import value, with_ci
+from harness.stats.numbers import value, with_ci
 
 CELL_CHARS = 160
 

@@ -10,9 +10,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from harness.decide.numbers import exit_text, with_ci
-from harness.decide.numbers import money as usd
 from harness.score.registry import is_quality, lookup
+from harness.stats.numbers import exit_text, with_ci
+from harness.stats.numbers import money as usd
 
 
 def print_summary(

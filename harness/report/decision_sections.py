@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from harness.decide.costs import cost_per_request, cost_ratio
-from harness.decide.numbers import money, signed, value, verdict_label
 from harness.report.cells import _cell, _inline, _table
 from harness.rundir.reader import RunFiles
 from harness.score.record import example_score, judge_text, retrieved_text
+from harness.stats.numbers import money, signed, value, verdict_label
 
 DISAGREEMENTS_SHOWN = 5
 

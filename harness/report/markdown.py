@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from harness.decide.costs import cost_per_request
-from harness.decide.numbers import exit_text, money, verdict_label
 from harness.report.cells import _cell, _ci, _inline, _money, _num, _table, as_text
 from harness.report.decision_sections import (
     _got,
@@ -20,6 +19,7 @@ from harness.report.decision_sections import (
 from harness.report.stage_sections import _judge, _retrieval
 from harness.rundir.reader import RunFiles
 from harness.score.record import example_score, reason_text
+from harness.stats.numbers import exit_text, money, verdict_label
 from harness.stats.summary import partial_cost_note, primary_metric
 
 WORST_PER_VARIANT = 5

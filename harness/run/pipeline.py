@@ -22,7 +22,7 @@ from harness.decide.guard import decide
 from harness.decide.history import LocalHistory, gather, lineage_id
 from harness.errors import LocalModelCrashed, ProviderError, RunInterrupted, TrackingError
 from harness.prompt.templates import validate_templates
-from harness.report.ci import append_step_summary, write_junit
+from harness.report.ci import append_step_summary, write_junit, write_pr_comment
 from harness.report.render import render_report
 from harness.run.execute import (
     PoolSlot,
@@ -197,6 +197,8 @@ class _Run:
         # CI outputs: --junit FILE and the GitHub Actions step summary.
         if self.opts.junit:
             write_junit(outcome.summary, self.opts.junit)
+        if self.opts.pr_comment:
+            write_pr_comment(outcome.summary, self.opts.pr_comment)
         append_step_summary(outcome.summary)
         return outcome
 

@@ -146,7 +146,7 @@ def test_partial_costs_are_reported_with_their_count(openai_server, fake_key, tm
         "2 priced calls"
     )
     assert any(note in n for n in ft["notes"])
-    assert "0.0330 (1 unpriced)" in result.output and note in result.output
+    assert "$0.033 (1 unpriced)" in result.output and note in result.output
     report = next((tmp_path / "runs" / "test-suite").glob("*/report.md")).read_text()
     assert "(partial: 1 unpriced)" in report and note in report
 
