@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness._util.jsonl import write_json_atomic
+from harness.calls._litellm import needs_local_provider
 from harness.calls.engine import check_credentials
 from harness.data.dataset import Dataset, load_dataset
 from harness.decide.guard import decide
@@ -34,7 +35,7 @@ from harness.run.execute import (
 )
 from harness.run.options import RunOptions
 from harness.run.plan import Job, build_jobs, check_same_data, resume_command, select_variants
-from harness.run.progress import Progress
+from harness.run.progress import Phases, Progress
 from harness.run.warmup import prewarm_post_run
 from harness.rundir.reader import load_run
 from harness.rundir.writer import ResultsWriter, RunDir, create_run, open_run, write_stage_scores
@@ -130,6 +131,7 @@ class _Run:
     logger: Any
 
     def run(self, t0: float, started_at: str) -> RunOutcome:
+        self.phases = Phases(console=self.opts.console, enabled=self.opts.show_progress)
         dataset, jobs, warm = self.prepare()
         run_dir, jobs, done = self.open_run_dir(dataset, jobs)
         sent = self.send(dataset, run_dir, jobs, done, warm)
@@ -144,6 +146,7 @@ class _Run:
                 concurrency=self.opts.concurrency,
                 no_cache=self.opts.no_cache,
                 runs_dir=self.opts.runs_dir,
+                say=self.phases.say,
             )
         except LocalModelCrashed as e:  # a local judge: its finished judgements are kept too
             raise LocalModelCrashed(
@@ -186,6 +189,8 @@ class _Run:
         )
         self.decide(outcome)
         write_json_atomic(outcome.run_dir / "summary.json", outcome.summary)
+        uri = tracking_uri(self.opts.tracking_uri)
+        self.phases.say(f"writing report.md / report.html, then logging to MLflow ({uri})…")
         # report.md/html + plots, then MLflow; an unreachable store only warns.
         outcome.mlflow_run_id = publish(
             outcome.run_dir,
@@ -205,6 +210,7 @@ class _Run:
     def prepare(self) -> tuple[Dataset, list[Job], Any]:
         """Templates and data checked, the calls rendered; imports warmed where they overlap."""
         validate_templates(self.suite)
+        self.phases.say("loading the data…")
         dataset = load_dataset(self.suite, self.limit)
         if self.resumed is not None:
             check_same_data(self.resumed, dataset)
@@ -216,7 +222,9 @@ class _Run:
         if self.pool.pool is None:
             warm()
             prewarm_post_run()
-        jobs = build_jobs(self.suite, dataset, self.selected, runs_dir=self.opts.runs_dir)
+        jobs = build_jobs(
+            self.suite, dataset, self.selected, runs_dir=self.opts.runs_dir, say=self.phases.say
+        )
         return dataset, jobs, warm
 
     def open_run_dir(
@@ -250,6 +258,13 @@ class _Run:
             check_credentials([v for v in self.selected if v.name in calling])
             check_judge_credentials(self.suite)  # before the variants spend anything
         writer = ResultsWriter(run)
+        if misses:
+            local = any(needs_local_provider(j.spec.model) for j in misses)
+            self.phases.say(
+                f"sending {len(misses):,} calls ({len(hits):,} cached) — "
+                + ("loading the local model" if local else "loading litellm")
+                + " before the first answer…"
+            )
         totals = {v.name: len(dataset.test) * v.repeats for v in self.selected}
         progress = Progress(
             totals, done, console=self.opts.console, enabled=self.opts.show_progress
