@@ -92,9 +92,13 @@ def costs_at_volume(s: dict[str, Any], monthly: float | None) -> list[str]:
     for name, cpr, ratio in dearer:
         lines.append(
             f"- **no break-even for {_inline(name)}**: the candidate costs more per request "
-            f"than `{_inline(baseline)}` ({money(cpr)} vs {money(base_cpr)}, {_ratio(ratio)}), "
-            "so its training cost is never paid back"
-            + (f"; it adds {money((cpr - base_cpr) * monthly)} a month" if monthly else "")
+            f"than `{_inline(baseline)}` ({money(cpr)} vs {money(base_cpr)}, {_ratio(ratio)})"
+            + (
+                f"; it adds {money((cpr - base_cpr) * monthly)} a month at "
+                f"{monthly:,.0f} requests"
+                if monthly
+                else ""
+            )
             + "."
         )
     if not monthly:

@@ -19,7 +19,9 @@ def is_rate(metric: str) -> bool:
 
 
 def signed(x: float, metric: str, unit: bool = False) -> str:
-    """A difference: +3.1 (pts with unit=True) for a rate, +12.5 for a unit figure."""
+    """A difference: +3.1 (pts with unit=True) for a rate, +$0.05 for money, +12.5 for a unit."""
+    if metric.startswith("cost") and not is_rate(metric):
+        return ("+" if x >= 0 else "−") + money(abs(x))
     s = (f"{x * 100:+.1f}" + (" pts" if unit else "")) if is_rate(metric) else f"{x:+.3g}"
     return s.replace("-", "−")
 
