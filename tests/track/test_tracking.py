@@ -635,3 +635,20 @@ def test_mlflow_info_lines_are_quiet_warnings_are_not(tmp_path, capsys, monkeypa
     monkeypatch.setattr(logging.getLogger("mlflow"), "level", logging.INFO)
     store._client(_sqlite(tmp_path))
     assert logging.getLogger("mlflow").level == logging.INFO
+
+
+def test_harness_run_prints_the_suite_link_of_a_server(server, openai_server, fake_key, tmp_path):
+    from conftest import write_suite
+
+    url, _ = server
+    api = openai_server()
+    suite = write_suite(tmp_path, api.url)
+    result = CliRunner().invoke(
+        main,
+        ["run", str(suite), "--runs-dir", str(tmp_path / "runs"), "--workers", "0",
+         "--tracking-uri", url],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    link = experiment_link(url, "test-suite")
+    assert link.startswith(f"{url}/#/experiments/") and "<id>" not in link
+    assert result.output.splitlines()[-1] == f"MLflow: {link}"
