@@ -94,8 +94,7 @@ def costs_at_volume(s: dict[str, Any], monthly: float | None) -> list[str]:
             f"- **no break-even for {_inline(name)}**: the candidate costs more per request "
             f"than `{_inline(baseline)}` ({money(cpr)} vs {money(base_cpr)}, {_ratio(ratio)})"
             + (
-                f"; it adds {money((cpr - base_cpr) * monthly)} a month at "
-                f"{monthly:,.0f} requests"
+                f"; it adds {money((cpr - base_cpr) * monthly)} a month at {monthly:,.0f} requests"
                 if monthly
                 else ""
             )
@@ -167,16 +166,9 @@ def disagreements(run: RunFiles) -> list[str]:
             extra = record_extras([r for _, r, _ in shown])
             rows = []
             for _, r, b in shown:
-                ex = run.examples.get(r.get("id"), {})
                 rows.append(
-                    [
-                        _cell(r.get("id")),
-                        _cell(ex.get("input")),
-                        _cell(ex.get("expected")),
-                        _cell(_got(r)),
-                        _cell(_got(b)),
-                        f"{value(example_score(r))} / {value(example_score(b))}",
-                    ]
+                    example_cells(run, r)
+                    + [_cell(_got(b)), f"{value(example_score(r))} / {value(example_score(b))}"]
                     + [_cell(f(r)) for f in extra.values()]
                 )
             header = ["id", "input", "expected", f"{name} got", f"{baseline} got", "score"]
@@ -191,6 +183,12 @@ def record_extras(records: list[dict[str, Any]]) -> dict[str, Any]:
         "retrieved": retrieved_text if any(r.get("retrieved") for r in records) else None,
     }
     return {k: f for k, f in extra.items() if f is not None}
+
+
+def example_cells(run: RunFiles, r: dict[str, Any]) -> list[str]:
+    """id, input, expected (re-read from the data) and what the model gave, as table cells."""
+    ex = run.examples.get(r.get("id"), {})
+    return [_cell(r.get("id")), _cell(ex.get("input")), _cell(ex.get("expected")), _cell(_got(r))]
 
 
 def _got(r: dict[str, Any]) -> Any:

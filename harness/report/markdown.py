@@ -9,9 +9,9 @@ from typing import Any
 from harness.decide.costs import cost_per_request
 from harness.report.cells import _cell, _ci, _inline, _money, _num, _table, as_text
 from harness.report.decision_sections import (
-    _got,
     costs_at_volume,
     disagreements,
+    example_cells,
     iteration_history,
     plot_gaps,
     record_extras,
@@ -249,15 +249,9 @@ def _worst(run: RunFiles) -> list[str]:
         extra = record_extras(worst)
         rows = []
         for r in worst:
-            ex = run.examples.get(r.get("id"), {})
             rows.append(
-                [
-                    _cell(r.get("id")),
-                    _cell(ex.get("input")),
-                    _cell(ex.get("expected")),
-                    _cell(_got(r)),
-                    _num(example_score(r)),
-                ]
+                example_cells(run, r)
+                + [_num(example_score(r))]
                 + [_cell(f(r)) for f in extra.values()]
                 + [_cell(reason_text(r))]
             )

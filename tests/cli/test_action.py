@@ -77,7 +77,9 @@ def test_action_runs_the_suite_posts_one_sticky_comment_and_gates(
     assert lines[1].endswith(
         "exit code 1 — the guard flagged a variant (fail, inconclusive, abandon or moved goalposts)"
     )
-    assert "| variant | verdict | Δ vs baseline [CI] | cost / request | break-even | ledger |" in text
+    assert (
+        "| variant | verdict | Δ vs baseline [CI] | cost / request | break-even | ledger |" in text
+    )
     assert any(x.startswith("| few-shot | ") and "1 iteration(s)" in x for x in lines)
 
     log = tmp_path / "gh.log"
@@ -98,5 +100,7 @@ def test_action_runs_the_suite_posts_one_sticky_comment_and_gates(
 
     gate = _bash(steps["Gate on the exit code"], {**env, "CODE": "1"})
     assert gate.returncode == 1
-    assert gate.stdout == "::error::harness exit 1: the guard flagged a variant (see the PR comment)\n"
+    assert (
+        gate.stdout == "::error::harness exit 1: the guard flagged a variant (see the PR comment)\n"
+    )
     assert _bash(steps["Gate on the exit code"], {**env, "CODE": "0"}).returncode == 0

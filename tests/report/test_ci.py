@@ -76,7 +76,10 @@ def test_step_summary_appended_only_when_set(tmp_path):
         "variant (fail, inconclusive, abandon or moved goalposts)\n"
     )
     assert "| ft | ❌ fail | +1.0 pts [−1.0, +3.0] |" in text
-    assert "- **ft**: ft: +1.0 pts macro-F1 [−1.0, +3.0] vs base; target +5.0 ruled out — fail." in text
+    assert (
+        "- **ft**: ft: +1.0 pts macro-F1 [−1.0, +3.0] vs base; target +5.0 ruled out — fail."
+        in text
+    )
 
 
 def test_markdown_without_guard():

@@ -160,7 +160,9 @@ def golden_run(root: Path, api_base: str, runs_dir: Path) -> dict:
     """`harness run` of a copy of tests/golden under `root`; returns the normalised summary."""
     suite_dir = root / "suite"
     if not suite_dir.exists():
-        shutil.copytree(GOLDEN, suite_dir, ignore=shutil.ignore_patterns("summary.json", "report.md"))
+        shutil.copytree(
+            GOLDEN, suite_dir, ignore=shutil.ignore_patterns("summary.json", "report.md")
+        )
         text = (suite_dir / "suite.yaml").read_text(encoding="utf-8")
         (suite_dir / "suite.yaml").write_text(text.replace("@API_BASE@", api_base), "utf-8")
     result = CliRunner().invoke(
@@ -201,40 +203,30 @@ def normalise_report(md: str, *, root: Path, api_base: str) -> str:
 
 
 def assert_report(md: str) -> None:
-    if UPDATE:
-        EXPECTED_REPORT.write_text(md, encoding="utf-8")
-        return
-    want = EXPECTED_REPORT.read_text(encoding="utf-8")
-    if md != want:
-        diff = "".join(
-            difflib.unified_diff(
-                want.splitlines(keepends=True), md.splitlines(keepends=True), "expected", "got"
-            )
-        )
-        pytest.fail(
-            "report.md differs from tests/run/golden/report.md "
-            "(regenerate with HARNESS_UPDATE_GOLDEN=1 if the change is intended):\n" + diff,
-            pytrace=False,
-        )
+    _assert_snapshot(md, EXPECTED_REPORT)
 
 
 def assert_golden(summary: dict) -> None:
-    got = _dump(summary)
+    _assert_snapshot(_dump(summary), EXPECTED)
+
+
+def _assert_snapshot(got: str, path: Path) -> None:
+    """`got` equals the committed file (HARNESS_UPDATE_GOLDEN=1 rewrites it instead)."""
     if UPDATE:
-        EXPECTED.write_text(got, encoding="utf-8")
+        path.write_text(got, encoding="utf-8")
         return
-    want = EXPECTED.read_text(encoding="utf-8")
+    want = path.read_text(encoding="utf-8")
     if got != want:
         diff = "".join(
             difflib.unified_diff(
                 want.splitlines(keepends=True),
                 got.splitlines(keepends=True),
-                "tests/golden/summary.json (expected)",
+                f"tests/run/golden/{path.name} (expected)",
                 "this run",
             )
         )
         pytest.fail(
-            "summary.json differs from the golden file "
+            f"{path.name} differs from the golden file "
             "(regenerate with HARNESS_UPDATE_GOLDEN=1 if the change is intended):\n" + diff,
             pytrace=False,
         )

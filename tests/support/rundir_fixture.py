@@ -222,7 +222,10 @@ def make_run_dir(
                     # As harness.decide.ledger.lineage folds it: an earlier iteration, then this run.
                     "ledger": {
                         "iterations": 2,
-                        "models": ["openai/ft:gpt-4o-mini:acme::x0", "openai/ft:gpt-4o-mini:acme::x1"],
+                        "models": [
+                            "openai/ft:gpt-4o-mini:acme::x0",
+                            "openai/ft:gpt-4o-mini:acme::x1",
+                        ],
                         "training_usd": 20.0,
                         "eval_usd": 0.01,
                         "spent_usd": 20.01,

@@ -161,7 +161,9 @@ def test_experiment_parent_and_children(logged):
 def test_per_example_table_and_dataset(logged, tmp_path):
     root, run_dir, uri, pid, client = logged
     exp = client.get_experiment_by_name("quickstart")
-    ft = client.search_runs([exp.experiment_id], filter_string="tags.`harness.variant` = 'ft-mini'")[0]
+    ft = client.search_runs(
+        [exp.experiment_id], filter_string="tags.`harness.variant` = 'ft-mini'"
+    )[0]
     # (client.load_table searches through the global tracking URI, so read the artifact directly.)
     table = pd.read_json(
         client.download_artifacts(ft.info.run_id, TABLE_FILE, str(tmp_path)), orient="split"
@@ -371,7 +373,9 @@ def test_real_server_rest_api(server, tmp_path):
 def _first_view_through_rest(url, exp, by_name, pid, summary):
     """What the UI link opens: the experiment's shared view names columns every child fills."""
     exp_id = exp["experiment_id"]
-    link = f"{url}/#/experiments/{exp_id}/runs?workflowType=machine_learning&viewStateShareKey=harness"
+    link = (
+        f"{url}/#/experiments/{exp_id}/runs?workflowType=machine_learning&viewStateShareKey=harness"
+    )
     assert experiment_link(url, "quickstart") == link
     assert experiment_link(url, "no-such-suite") is None
     tags = {t["key"]: t["value"] for t in exp["tags"]}
@@ -595,7 +599,9 @@ def test_retrieval_metrics_and_retrieved_passages(tmp_path, store):
     log_run(run_dir, uri)
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("quickstart")
-    ft = client.search_runs([exp.experiment_id], filter_string="tags.`harness.variant` = 'ft-mini'")[0]
+    ft = client.search_runs(
+        [exp.experiment_id], filter_string="tags.`harness.variant` = 'ft-mini'"
+    )[0]
     m = ft.data.metrics
     assert m["recall_at_k"] == 0.75 and m["mrr"] == pytest.approx(0.6071428571)
     assert m["retrieval_k"] == 2 and m["retrieval_n_gold"] == 28
