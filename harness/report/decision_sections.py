@@ -46,7 +46,7 @@ def iteration_history(s: dict[str, Any]) -> list[str]:
                     f"`{s.get('run_id')}` (this run)" if this else f"`{h.get('run_id')}`",
                     _cell(h.get("model")),
                     money(h.get("training_usd")),
-                    f"{delta} {metric}".strip(),
+                    _inline(f"{delta} {metric}".strip()),
                     _cell(verdict_label(v) if this else (h.get("verdict") or "–")),
                 ]
             )

@@ -54,10 +54,18 @@ def render_markdown(run: RunFiles, plot_paths: list[Path]) -> str:
     lines += _hypothesis(s)
     lines += _verdicts(s)
     lines += iteration_history(s)
-    partial = [
-        f"{name}: {partial_cost_note(v)}" for name, v in variants.items() if v.get("unpriced_calls")
+    # The terminal's per-variant notes ("no price for … — set `pricing:`", retries, partial
+    # costs) reach the report too; a summary written before they were kept gets the cost one.
+    variant_notes = [
+        f"{name}: {note}"
+        for name, v in variants.items()
+        for note in (
+            v["notes"]
+            if "notes" in v
+            else ([partial_cost_note(v)] if v.get("unpriced_calls") else [])
+        )
     ]
-    lines += _notes(s.get("notes") or [], partial, run.notes)
+    lines += _notes(s.get("notes") or [], variant_notes, run.notes)
 
     lines += _comparison(variants, metrics, baseline)
 

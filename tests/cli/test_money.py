@@ -92,7 +92,7 @@ def test_cached_rerun_spends_nothing_but_still_costs_per_request(openai_server, 
     result = invoke("run", suite, "--runs-dir", runs)
     assert server.requests == 6  # everything came from the cache
     row = next(line for line in result.output.splitlines() if line.startswith("│ zero-shot"))
-    assert [c.strip() for c in row.split("│")[-3:-1]] == ["0.0000", "0.0490"]  # spent, would cost
+    assert [c.strip() for c in row.split("│")[-3:-1]] == ["$0", "$0.049"]  # spent, would cost
     again = run_json(suite, runs)
     base, ft = again["variants"]["zero-shot"], again["variants"]["ft"]
     assert (base["spent_usd"], ft["spent_usd"]) == (0.0, 0.0)

@@ -311,3 +311,45 @@ def test_retrieval_section_and_retrieved_passages(tmp_path):
     assert "| id | input | expected | ft-mini got | zero-shot got | score | retrieved |" in section
     assert "| docs/a.md (7.25), docs/b.md (3.5) |" in section
     assert "## Judge" not in md  # no judge stage in this suite
+
+
+def test_unpriced_winner_is_named_not_dropped_from_the_plot(tmp_path):
+    """The winning variant without a price: the plot leaves it out and the report says why,
+    and the terminal's `pricing:` note reaches the report."""
+    run_dir = make_run_dir(tmp_path)
+    s = json.loads((run_dir / "summary.json").read_text())
+    ft = s["variants"]["ft-mini"]
+    note = "no price for openai/ft:gpt-4o-mini:acme::x1 in litellm's price list — set `pricing:` on the variant"
+    ft.update(cost_usd=None, unpriced_calls=ft["n_calls"], notes=[note])
+    (run_dir / "summary.json").write_text(json.dumps(s))
+    md = render_report(run_dir)["md"].read_text()
+    escaped = note.replace("`", "\\`").replace("_", "\\_")  # markdown-escaped as written
+    assert f"- ft-mini: {escaped}" in md
+    assert (
+        "- `ft-mini` is not in the cost/quality plot: none of its 30 calls has a price — "
+        "set `pricing:` on the variant" in md
+    )
+    assert _table_row(md.split("## Cost per request", 1)[1], "**ft-mini**") == [
+        "**ft-mini**",
+        "–",
+        "–",
+    ]
+
+
+def test_iteration_history_and_disagreements(rendered):
+    run_dir, paths = rendered
+    md = paths["md"].read_text()
+    history = md.split("## Iteration history", 1)[1].split("\n## ", 1)[0]
+    assert "**ft-mini**: 2 iteration(s), $20 training + $0.01 evaluation = $20 spent" in history
+    assert (
+        "| 1 | `20261120-101500-cd34` | openai/ft:gpt-4o-mini:acme::x0 | $8.00 | "
+        "−1.2 pts \\[−9.0, +6.6\\] macro\\_f1 | fail |" in history
+    )
+    # Disagreements with the baseline, counted from the records themselves.
+    run = load_run(run_dir)
+    base = {r["id"]: r["scores"]["correct"] for r in run.records["zero-shot"]}
+    lost = sum(1 for r in run.records["ft-mini"] if r["scores"]["correct"] < base[r["id"]])
+    won = sum(1 for r in run.records["ft-mini"] if r["scores"]["correct"] > base[r["id"]])
+    assert f"### ft-mini wrong, zero-shot right ({lost})" in md
+    assert f"### ft-mini right, zero-shot wrong ({won})" in md
+    assert md.index("ft-mini wrong, zero-shot right") < md.index("ft-mini right, zero-shot wrong")
