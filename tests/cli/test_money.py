@@ -186,6 +186,6 @@ def test_report_reprices_a_summary_written_with_unpriced_answers(openai_server, 
     report = (run_dir / "report.md").read_text()
     row = next(line for line in report.splitlines() if line.startswith("| **zero-shot**"))
     assert "$0.049" in row  # 37 tokens in at $1,000/1M + 6 out at $2,000/1M
-    be = next(line for line in report.splitlines() if line.startswith("| **ft** | $1 |"))
+    be = next(line for line in report.splitlines() if line.startswith("| **ft** | $1.00 |"))
     assert f"{1.0 / ((BASE_USD - FT_USD) / 3):,.0f}" in be  # 68 requests
     assert "costs of zero-shot re-priced from their token counts" in report
