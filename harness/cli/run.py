@@ -74,6 +74,11 @@ from harness.run.warmup import exit_process
     default=None,
     help="Processes making the calls [default: one per core (max 4) for runs of 256+ calls; 0: this process].",
 )
+@click.option(
+    "--checkpoints",
+    is_flag=True,
+    help="Also evaluate each `finetune:` variant's checkpoints (as NAME.step-N, not guarded).",
+)
 @handle_errors
 def run(
     suite_path,
@@ -89,6 +94,7 @@ def run(
     pr_comment,
     allow_inconclusive,
     workers,
+    checkpoints,
 ):
     """Run every variant of a suite over the same examples and write runs/<suite>/<run-id>/."""
     options = RunOptions(
@@ -103,6 +109,7 @@ def run(
         junit=junit,
         pr_comment=pr_comment,
         allow_inconclusive=allow_inconclusive,
+        checkpoints=checkpoints,
         tracking_child=True,  # MLflow off this process (harness.track.child)
     )
     outcome = run_suite(suite_path, options)
