@@ -9,6 +9,7 @@ litellm's own retries and the OpenAI SDK's are switched off so the layers never 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import email.utils
 import random
 import re
@@ -246,6 +247,10 @@ def call_cost(
 # ---------------------------------------------------------------- the engine
 
 
+# The call a task is making, for the retry hook (tenacity's wait callback doesn't get it).
+_CALLING: contextvars.ContextVar = contextvars.ContextVar("harness_calling")
+
+
 @dataclass
 class EngineStats:
     requests: int = 0  # attempts sent to providers (retries included)
@@ -276,6 +281,7 @@ class Engine:
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.stats = EngineStats()
+        self.on_retry = None  # on_retry(spec) before each retry: progress shows retries live
         self._buckets: dict[tuple[str, str], TokenBucket] = {}
         for key, limit in (rate_limits or {}).items():
             if limit is None:
@@ -309,6 +315,8 @@ class Engine:
         # Full jitter: uniform(0, backoff * 2^n), capped; never earlier than the provider asked.
         wait = random.uniform(0, min(self.max_backoff, self.backoff * 2 ** (n - 1)))
         after = retry_after_seconds(exc) if exc is not None else None
+        if self.on_retry is not None:
+            self.on_retry(_CALLING.get(None))
         if after is not None:
             wait = max(wait, min(after, self.max_backoff * 4))
         return wait
@@ -316,6 +324,7 @@ class Engine:
     async def _call_with_retries(self, spec: CallSpec) -> CallResult:
         from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
+        _CALLING.set(spec)  # per task: `_wait` names the call it retries
         attempts = 0
         try:
             async for attempt in AsyncRetrying(

@@ -20,6 +20,7 @@ from harness import __version__
 from harness.cli._common import EXIT_CODES_HELP
 
 COMMANDS = {
+    "bless": "Make a finished run the baseline `harness compare RUN` measures new runs against.",
     "check": "Validate a suite and its data without calling any model.",
     "compare": "Per-variant metric deltas (RUN_B − RUN_A) with CIs; exit 1 on a regression "
     "beyond --tolerance.",
@@ -35,7 +36,8 @@ COMMANDS = {
     "report": "Re-render report.md, report.html and plots/ of a finished run from its files.",
     "run": "Run every variant of a suite over the same examples and write runs/<suite>/<run-id>/.",
     "schema": "Print the suite JSON Schema (point your editor at it).",
-    "ui": "Start the MLflow UI on this project's tracking store (Ctrl-C stops it).",
+    "ui": "Start the MLflow UI on this project's tracking store and open a suite's runs "
+    "(Ctrl-C stops it).",
 }
 
 

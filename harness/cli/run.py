@@ -59,6 +59,13 @@ from harness.run.warmup import exit_process
     help="Write verdicts as JUnit XML (for CI).",
 )
 @click.option(
+    "--pr-comment",
+    default=None,
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Write the verdict table as markdown for a pull-request comment (any CI).",
+)
+@click.option(
     "--allow-inconclusive", is_flag=True, help="Exit 0 when a guarded variant is only inconclusive."
 )
 @click.option(
@@ -84,6 +91,7 @@ def run(
     runs_dir,
     as_json,
     junit,
+    pr_comment,
     allow_inconclusive,
     workers,
     checkpoints,
@@ -99,6 +107,7 @@ def run(
         workers=workers,
         tracking_uri=tracking_uri,
         junit=junit,
+        pr_comment=pr_comment,
         allow_inconclusive=allow_inconclusive,
         checkpoints=checkpoints,
         tracking_child=True,  # MLflow off this process (harness.track.child)
@@ -106,5 +115,12 @@ def run(
     outcome = run_suite(suite_path, options)
     # The summary's variant notes: the engine's, plus what the summary found (partial costs).
     notes = {v: outcome.summary["variants"][v]["notes"] for v in outcome.variants}
-    print_summary(outcome.summary, outcome.variants, outcome.run_dir, notes=notes, as_json=as_json)
+    print_summary(
+        outcome.summary,
+        outcome.variants,
+        outcome.run_dir,
+        notes=notes,
+        as_json=as_json,
+        mlflow_url=outcome.mlflow_url,
+    )
     exit_process(outcome.exit_code)

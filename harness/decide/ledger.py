@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.stats.numbers import money
+
 
 def ledger_entry(suite, summary: dict[str, Any]) -> dict:
     """This run's contribution to every lineage's ledger (small: it travels as an MLflow tag).
@@ -51,6 +53,8 @@ def ledger_entry(suite, summary: dict[str, Any]) -> dict:
             # Real calls only: a cached answer was paid for by the run that sent it.
             "eval_cost_usd": round(float(stats.get("spent_usd") or 0.0), 6),
             "delta": None if not delta or delta.get("value") is None else round(delta["value"], 6),
+            # The interval travels too: the report's iteration history shows Δ with its CI.
+            "delta_ci": _ci(delta),
             "verdict": None,
             "honest_pass": None,
         }
@@ -83,15 +87,29 @@ def lineage(name: str, history: list[dict], current: dict) -> dict:
     passed_before = False
     abandoned_in = None
     charged: set = set()  # model ids whose training is counted
+    rows: list[dict] = []  # the iteration history, one row per counted run
     for le, e, run_id, is_current, excluded in entries:
         evaluation += float(e.get("eval_cost_usd") or 0.0)
         if le.get("limit") is not None:
             continue
+        trained = 0.0
         if e.get("model") not in charged:
             charged.add(e.get("model"))
-            training += float(e.get("training_usd") or 0.0)
+            trained = float(e.get("training_usd") or 0.0)
+            training += trained
         if excluded:
             continue
+        rows.append(
+            {
+                "run_id": run_id,  # None: this run
+                "model": e.get("model"),
+                "training_usd": trained,
+                "delta": e.get("delta"),
+                "delta_ci": e.get("delta_ci"),
+                "metric": le.get("metric"),
+                "verdict": e.get("verdict"),
+            }
+        )
         if e.get("model") not in models:
             models.append(e.get("model"))
         d = e.get("delta")
@@ -117,7 +135,14 @@ def lineage(name: str, history: list[dict], current: dict) -> dict:
         "best_delta": best,
         "passed_before": passed_before,
         "abandoned_in": abandoned_in,
+        "history": rows,
     }
+
+
+def _ci(delta: dict | None) -> list[float] | None:
+    if not delta or delta.get("ci_low") is None or delta.get("ci_high") is None:
+        return None
+    return [round(delta["ci_low"], 6), round(delta["ci_high"], 6)]
 
 
 def limit_reached(ledger: dict, max_iterations: int | None, budget_usd: float | None) -> str | None:
@@ -131,9 +156,5 @@ def limit_reached(ledger: dict, max_iterations: int | None, budget_usd: float | 
 
 
 def usd(x: float) -> str:
-    """Dollars for a sentence: whole dollars when large, cents when small."""
-    if x >= 10:
-        return f"${x:,.0f}"
-    if x >= 0.01:
-        return f"${x:,.2f}"
-    return f"${x:.4f}" if x else "$0"
+    """Dollars for a sentence, as every display writes them (harness.stats.numbers.money)."""
+    return money(x)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from harness.decide.ledger import usd
 from harness.decide.rule import ABANDON, FAIL, INCONCLUSIVE, PASS
-from harness.score.registry import is_quality
+from harness.stats.numbers import dollars
+from harness.stats.numbers import signed as _signed
 from harness.suite import NET_MONTHLY_VALUE
 
 # How metric names read in a sentence.
@@ -20,11 +21,6 @@ _NAMES = {
 }
 
 
-def is_rate(metric: str) -> bool:
-    """A rate (shown in points) rather than a unit figure: the registry's quality flag."""
-    return is_quality(metric)
-
-
 def metric_label(metric: str) -> str:
     return _NAMES.get(metric, metric.replace("_", " "))
 
@@ -32,20 +28,6 @@ def metric_label(metric: str) -> str:
 def _num(x: float) -> str:
     """A margin or confidence as written in a suite: 0.20, 0.03, 0.025."""
     return f"{x:.2f}" if round(x, 2) == x else f"{x:g}"
-
-
-def _signed(x: float, metric: str, unit: bool = False) -> str:
-    if metric == NET_MONTHLY_VALUE:
-        return dollars(x, signed=True) + ("/month" if unit else "")
-    s = (f"{x * 100:+.1f}" + (" pts" if unit else "")) if is_rate(metric) else f"{x:+.3g}"
-    return s.replace("-", "−")
-
-
-def dollars(x: float, signed: bool = False) -> str:
-    """$23,800 / −$23,800 / +$190: whole dollars from $100, cents below."""
-    body = f"${abs(x):,.0f}" if abs(x) >= 100 else f"${abs(x):,.2f}"
-    sign = "−" if x < 0 and round(abs(x), 2) > 0 else ("+" if signed else "")
-    return sign + body
 
 
 def value_sentence(name: str, baseline: str, d: dict) -> str:

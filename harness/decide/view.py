@@ -4,7 +4,7 @@ verdicts, exclusions), and each guarded variant's folded ledger."""
 from __future__ import annotations
 
 from harness.decide.ledger import lineage, usd
-from harness.decide.sentence import _signed
+from harness.stats.numbers import signed as _signed
 
 
 def ledger_lines(

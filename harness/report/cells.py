@@ -6,7 +6,7 @@ import json
 import re
 from typing import Any
 
-from harness.score.registry import is_quality
+from harness.stats.numbers import value, with_ci
 
 CELL_CHARS = 160
 
@@ -26,24 +26,11 @@ def _money(x: Any, v: dict[str, Any]) -> str:
 
 
 def _num(x: Any, metric: str = "") -> str:
-    if x is None:
-        return "–"
-    if isinstance(x, (int, float)):
-        if metric.startswith("cost"):
-            return f"${x:.4g}"  # small per-request costs need significant digits, not decimals
-        if not is_quality(metric) and abs(x) >= 10:  # a unit (ms, tokens): one decimal
-            return f"{x:,.1f}"
-        return f"{x:.3f}"
-    return str(x)
+    return value(x, metric)
 
 
-def _ci(m: dict[str, Any] | None, metric: str) -> str:
-    if not m:
-        return "–"
-    text = _num(m.get("value"), metric)
-    if m.get("ci_low") is not None and m.get("ci_high") is not None:
-        text += f" [{_num(m['ci_low'], metric)}, {_num(m['ci_high'], metric)}]"
-    return text
+def _ci(m: dict[str, Any] | None, metric: str, *, delta: bool = False) -> str:
+    return with_ci(m, metric, delta=delta)
 
 
 def _cell(value: Any) -> str:

@@ -12,6 +12,8 @@ from rich.table import Table
 
 from harness.decide.sentence import value_sentence
 from harness.score.registry import is_quality, lookup
+from harness.stats.numbers import exit_text, with_ci
+from harness.stats.numbers import money as usd
 
 
 def print_summary(
@@ -21,6 +23,7 @@ def print_summary(
     *,
     notes: dict[str, list[str]],
     as_json: bool = False,
+    mlflow_url: str | None = None,
 ) -> None:
     """The run's summary on stdout: a table for people, or the summary JSON with --json."""
     if as_json:
@@ -62,7 +65,11 @@ def print_summary(
             markup=False,
             highlight=False,
         )
-    console.print(f"results: {run_dir}")
+    if summary.get("guard"):
+        console.print(exit_text(summary.get("exit_code")), markup=False, highlight=False)
+    console.print(f"results: {run_dir}", markup=False, highlight=False)
+    if mlflow_url:
+        console.print(f"MLflow: {mlflow_url}", markup=False, highlight=False)
 
 
 def variant_table(summary: dict[str, Any], variants: list[str]):
@@ -72,12 +79,13 @@ def variant_table(summary: dict[str, Any], variants: list[str]):
         "variant",
         "calls",
         "errors",
+        "retries",
         "cached",
         "p50 ms",
         "p95 ms",
         "tokens in/out",
-        "spent $",
-        "would cost $",
+        "spent",
+        "would cost",
     ):
         table.add_column(col, justify="left" if col == "variant" else "right", no_wrap=True)
     for name in variants:
@@ -86,11 +94,12 @@ def variant_table(summary: dict[str, Any], variants: list[str]):
             name,
             str(s["n_calls"]),
             str(s["n_errors"]),
+            str(s.get("retries", 0)),
             str(s["cached_calls"]),
             _fmt(s["latency_p50_ms"]),
             _fmt(s["latency_p95_ms"]),
             f"{s['tokens_in']}/{s['tokens_out']}",
-            "unknown" if s.get("spent_usd") is None else f"{s['spent_usd']:.4f}",
+            "unknown" if s.get("spent_usd") is None else usd(s["spent_usd"]),
             money(s["cost_usd"], s),
         )
     return table
@@ -101,7 +110,7 @@ def money(x: float | None, s: dict[str, Any]) -> str:
     if x is None:
         return "unknown"
     k = s.get("unpriced_calls")
-    return f"{x:.4f}" + (f" ({k} unpriced)" if k else "")
+    return usd(x) + (f" ({k} unpriced)" if k else "")
 
 
 def metrics_table(summary: dict[str, Any]):
@@ -121,23 +130,13 @@ def metrics_table(summary: dict[str, Any]):
             table.add_row(
                 vname if i == 0 else "",
                 name,
-                _interval((v.get("metrics") or {}).get(name)),
+                with_ci((v.get("metrics") or {}).get(name), name),
                 "baseline"
                 if vname == baseline
-                else _interval((v.get("delta") or {}).get(name), signed=True),
+                else with_ci((v.get("delta") or {}).get(name), name, delta=True),
                 end_section=i == len(names) - 1,
             )
     return table
-
-
-def _interval(m: dict | None, *, signed: bool = False) -> str:
-    if not m or m.get("value") is None:
-        return "-"
-    fmt = "{:+.3f}" if signed else "{:.3f}"
-    text = fmt.format(m["value"])
-    if m.get("ci_low") is not None and m.get("ci_high") is not None:
-        text += f" [{fmt.format(m['ci_low'])}, {fmt.format(m['ci_high'])}]"
-    return text
 
 
 def _fmt(x) -> str:

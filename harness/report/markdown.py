@@ -8,27 +8,22 @@ from typing import Any
 
 from harness.decide.costs import cost_per_request
 from harness.report.cells import _cell, _ci, _inline, _money, _num, _table, as_text
+from harness.report.decision_sections import (
+    costs_at_volume,
+    disagreements,
+    example_cells,
+    iteration_history,
+    plot_gaps,
+    record_extras,
+)
 from harness.report.stage_sections import _judge, _retrieval
 from harness.report.value_section import value_lines
 from harness.rundir.reader import RunFiles
-from harness.score.record import example_score, judge_text, reason_text, retrieved_text
-from harness.score.registry import is_quality
-from harness.stats.summary import partial_cost_note
-from harness.suite import NET_MONTHLY_VALUE
+from harness.score.record import example_score, reason_text
+from harness.stats.numbers import exit_text, money, verdict_label
+from harness.stats.summary import partial_cost_note, primary_metric
 
 WORST_PER_VARIANT = 5
-
-
-def primary_metric(summary: dict[str, Any]) -> str | None:
-    """The hypothesis metric, else the first declared quality metric."""
-    hyp = summary.get("hypothesis") or {}
-    if hyp.get("metric") and hyp["metric"] != NET_MONTHLY_VALUE:
-        return hyp["metric"]
-    names = list(summary.get("metrics") or [])
-    for v in (summary.get("variants") or {}).values():
-        names += [m for m in v.get("metrics", {}) if m not in names]
-    quality = [m for m in names if is_quality(m)]
-    return (quality or names or [None])[0]
 
 
 def cost_per_1k(v: dict[str, Any]) -> float | None:
@@ -59,10 +54,19 @@ def render_markdown(run: RunFiles, plot_paths: list[Path]) -> str:
     lines += ["; ".join(facts), ""]
     lines += _hypothesis(s)
     lines += _verdicts(s)
-    partial = [
-        f"{name}: {partial_cost_note(v)}" for name, v in variants.items() if v.get("unpriced_calls")
+    lines += iteration_history(s)
+    # The terminal's per-variant notes ("no price for … — set `pricing:`", retries, partial
+    # costs) reach the report too; a summary written before they were kept gets the cost one.
+    variant_notes = [
+        f"{name}: {note}"
+        for name, v in variants.items()
+        for note in (
+            v["notes"]
+            if "notes" in v
+            else ([partial_cost_note(v)] if v.get("unpriced_calls") else [])
+        )
     ]
-    lines += _notes(s.get("notes") or [], partial, run.notes)
+    lines += _notes(s.get("notes") or [], variant_notes, run.notes)
 
     lines += _comparison(variants, metrics, baseline)
 
@@ -70,21 +74,26 @@ def render_markdown(run: RunFiles, plot_paths: list[Path]) -> str:
     for name, v in variants.items():
         for m, d in (v.get("delta") or {}).items():
             p = d.get("p_value")
-            delta_rows.append([f"**{name}**", m, _ci(d, m), "–" if p is None else f"{p:.3g}"])
+            delta_rows.append(
+                [f"**{name}**", m, _ci(d, m, delta=True), "–" if p is None else f"{p:.3g}"]
+            )
     if delta_rows:
         lines += [f"## Differences vs baseline `{baseline}` (paired, same examples)", ""]
         lines += _table(["variant", "metric", "Δ [95% CI]", "p"], delta_rows)
 
     lines += _break_even(s)
     lines += value_lines(s)
+    lines += costs_at_volume(s, (run.suite.get("volume") or {}).get("monthly_requests"))
     lines += _judge(s)
     lines += _retrieval(s)
 
-    if plot_paths:
-        lines += ["## Plots", ""]
+    gaps = plot_gaps(s, primary_metric(s))
+    if plot_paths or gaps:
+        lines += ["## Plots", ""] + gaps
         for p in plot_paths:
             lines += [f"![{p.stem}](plots/{p.name})", ""]
 
+    lines += disagreements(run)
     lines += _worst(run)
     return "\n".join(lines).rstrip() + "\n"
 
@@ -119,7 +128,7 @@ def _comparison(variants: dict[str, Any], metrics: list[str], baseline: Any) -> 
             ]
         )
     lines += _table(header, rows)
-    lines += ["Values with [95% CI]; rates are fractions (0.53 = 53%).", ""]
+    lines += ["Values with [95% CI]; rates in percent, their differences in points (pts).", ""]
     return lines
 
 
@@ -164,16 +173,14 @@ def _verdicts(s: dict[str, Any]) -> list[str]:
         return []
     lines = ["## Verdicts", ""]
     for name, v in verdicts.items():
-        verdict = v.get("verdict", "?") if isinstance(v, dict) else v
+        verdict = verdict_label(v) if isinstance(v, dict) else v  # a flagged pass says so
         sentence = v.get("sentence", "") if isinstance(v, dict) else ""
-        if verdict == "pass" and "moved_goalposts" in (v.get("flags") or []):
-            verdict = "pass — flagged: goalposts moved (exit 1)"  # not a plain pass
         # The sentence is the product: never cut it (unlike table cells).
         lines.append(f"- **{name} — {verdict}**: {_inline(sentence)}")
         for flag in (v.get("flags") or []) if isinstance(v, dict) else []:
             lines.append(f"  - ⚠ {_inline(flag)}: {FLAG_TEXT.get(flag, flag)}")
     lines += _goalposts(guard.get("moved_goalposts"))
-    lines.append(f"\nexit code: {s.get('exit_code', '?')}")
+    lines.append(f"\n{exit_text(s.get('exit_code', '?'))}")
     return lines + [""]
 
 
@@ -213,7 +220,7 @@ def _be_num(key: str, x: Any) -> str:
     if not isinstance(x, (int, float)):
         return "–"
     if key.endswith("_usd") or key.endswith("per_request"):
-        return f"${x:,.4g}" if abs(x) < 1000 else f"${x:,.0f}"
+        return money(x)
     if key.endswith("requests"):
         return f"{x:,.0f}"
     return f"{x:.2f}"
@@ -232,9 +239,16 @@ def _break_even(s: dict[str, Any]) -> list[str]:
 
 
 def _worst(run: RunFiles) -> list[str]:
+    """The lowest-scored answers of the variants not compared above (the baseline, or all
+    without one), with what was expected and what the model gave."""
+    compared = {n for n in run.variants if n != run.summary.get("baseline")}
+    if run.summary.get("baseline") not in run.records:
+        compared = set()
     lines = [f"## Worst examples (up to {WORST_PER_VARIANT} per variant)", ""]
     any_rows = False
     for name in run.variants:
+        if name in compared:
+            continue
         recs = run.records.get(name) or []
         worst = sorted(recs, key=lambda r: (example_score(r), str(r.get("id"))))[:WORST_PER_VARIANT]
         worst = [r for r in worst if example_score(r) < 1.0]
@@ -242,27 +256,17 @@ def _worst(run: RunFiles) -> list[str]:
             continue
         any_rows = True
         # Judge samples and retrieved passages get a column when the variant has them.
-        extra = {
-            "judge": judge_text if any(r.get("judge") for r in worst) else None,
-            "retrieved": retrieved_text if any(r.get("retrieved") for r in worst) else None,
-        }
-        extra = {k: f for k, f in extra.items() if f is not None}
+        extra = record_extras(worst)
         rows = []
         for r in worst:
-            ex = run.examples.get(r.get("id"), {})
             rows.append(
-                [
-                    _cell(r.get("id")),
-                    _cell(ex.get("input")),
-                    _cell(ex.get("expected")),
-                    _cell(r.get("output") if r.get("output") is not None else r.get("error")),
-                    _num(example_score(r)),
-                ]
+                example_cells(run, r)
+                + [_num(example_score(r))]
                 + [_cell(f(r)) for f in extra.values()]
                 + [_cell(reason_text(r))]
             )
         lines += [f"### {name}", ""]
-        header = ["id", "input", "expected", "output", "score", *extra, "reason"]
+        header = ["id", "input", "expected", "got", "score", *extra, "reason"]
         lines += _table(header, rows)
     if not any_rows:
         lines += ["No example scored below 1.", ""]

@@ -14,13 +14,13 @@ from typing import Any
 from harness.decide.costs import break_even_table
 from harness.errors import SuiteError
 from harness.report import plots
-from harness.report.markdown import cost_per_1k, primary_metric, render_markdown
+from harness.report.markdown import cost_per_1k, render_markdown
 from harness.report.value_section import monthly_cost
 from harness.rundir.reader import RunFiles, load_run, resolved_suite
 from harness.score import registry as M
 from harness.score.metrics import cost_figures
 from harness.score.table import make_table
-from harness.stats.summary import priced
+from harness.stats.summary import priced, primary_metric
 
 
 def render_report(run_dir: str | Path | RunFiles) -> dict[str, Any]:

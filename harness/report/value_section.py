@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.decide.sentence import dollars, value_sentence
+from harness.decide.sentence import value_sentence
 from harness.report.cells import _inline, _table
+from harness.stats.numbers import dollars
 
 
 def value_lines(s: dict[str, Any]) -> list[str]:

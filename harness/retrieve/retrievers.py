@@ -193,8 +193,11 @@ def import_retriever(suite: Suite, variant: Variant) -> Callable:
     return fn
 
 
-def build_retriever(suite: Suite, variant: Variant, *, runs_dir: Path | str = "runs") -> Retriever:
-    """The retriever of a rag variant. Indexes are shared across variants with the same corpus."""
+def build_retriever(
+    suite: Suite, variant: Variant, *, runs_dir: Path | str = "runs", say=None
+) -> Retriever:
+    """The retriever of a rag variant. Indexes are shared across variants with the same corpus;
+    `say(text)` hears that one is being built (or loaded), with its size."""
     if variant.retriever:
         fn = import_retriever(suite, variant)
         key = ("variants", variant.index, "retriever")
@@ -219,6 +222,8 @@ def build_retriever(suite: Suite, variant: Variant, *, runs_dir: Path | str = "r
     chunks = chunk_documents(
         load_corpus(suite, variant), spec.chunk.size, spec.chunk.overlap, spec.chunk.unit
     )
+    if say is not None:
+        say(f"{variant.name}: {spec.method} index over {len(chunks):,} chunks…")
     index = index_for(chunks, spec, variant, Path(runs_dir))
     return IndexRetriever(chunks, index, spec.k, query_fn(suite, variant), f"{spec.method}")
 

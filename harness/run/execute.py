@@ -101,7 +101,9 @@ class RecordSink:
             self.notes.setdefault(job.variant, set()).add(result.note)
         # The bar shows spend: a cached answer cost nothing in this run.
         spent = None if result.cached else result.cost_usd
-        self.progress.advance(job.variant, error=result.error is not None, cost=spent)
+        self.progress.advance(
+            job.variant, error=result.error is not None, cost=spent, retries=record["retries"]
+        )
 
 
 def run_pool(pool, jobs: list[Job], answered, on_first=None, cache_path=None) -> bool:
@@ -119,8 +121,12 @@ def run_pool(pool, jobs: list[Job], answered, on_first=None, cache_path=None) ->
     return _interruptible(lambda: pool.run([j.spec for j in jobs], on_result, cache_path))
 
 
-def run_loop(engine, jobs: list[Job], answered) -> bool:
-    """Send every job in this process; True when interrupted."""
+def run_loop(engine, jobs: list[Job], answered, on_retry=None) -> bool:
+    """Send every job in this process; True when interrupted. `on_retry(variant)` hears of each
+    retry as it starts (the progress bar shows them live)."""
+    if on_retry is not None:
+        variant_of = {id(j.spec): j.variant for j in jobs}
+        engine.on_retry = lambda spec: on_retry(variant_of.get(id(spec)))
 
     async def one(job: Job) -> None:
         answered(job, await engine.call(job.spec))
@@ -201,6 +207,6 @@ def send(
         sent.requests = pool.pool.requests
     elif misses:
         engine = engine_for_misses()
-        sent.interrupted = run_loop(engine, misses, answered)
+        sent.interrupted = run_loop(engine, misses, answered, on_retry=sink.progress.retry)
         sent.requests = engine.stats.requests
     return sent

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from harness.decide.sentence import _signed
 from harness.score.registry import validate_suite
+from harness.stats.numbers import signed as _signed
 from harness.suite import Suite, Variant, load_suite
 from harness.suite.model import SuiteFile
 from harness.suite.resolve import resolve

@@ -27,6 +27,7 @@ class RunOptions:
     tracking_uri: str | None = None
     tracking_child: bool = False
     junit: str | Path | None = None
+    pr_comment: str | Path | None = None  # markdown of the verdict table for a PR comment
     allow_inconclusive: bool = False
     console: Any = None  # a rich Console for the progress bar (default: stderr)
     show_progress: bool | None = None  # None: when stderr is a terminal

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from harness._util.jsonl import write_json_atomic
+from harness.calls._litellm import needs_local_provider
 from harness.calls.engine import check_credentials
 from harness.data.dataset import Dataset, load_dataset
 from harness.decide.guard import decide, settled
@@ -26,7 +27,7 @@ from harness.decide.rule import look_sizes, spending_levels
 from harness.errors import LocalModelCrashed, ProviderError, RunInterrupted, TrackingError
 from harness.finetune.resolve import check_resumed_models, resolve_trained
 from harness.prompt.templates import validate_templates
-from harness.report.ci import append_step_summary, write_junit
+from harness.report.ci import append_step_summary, write_junit, write_pr_comment
 from harness.report.render import render_report
 from harness.run.execute import (
     PoolSlot,
@@ -46,7 +47,7 @@ from harness.run.plan import (
     resume_command,
     select_variants,
 )
-from harness.run.progress import Progress
+from harness.run.progress import Phases, Progress
 from harness.run.warmup import prewarm_post_run
 from harness.rundir.reader import load_run
 from harness.rundir.writer import ResultsWriter, RunDir, create_run, open_run, write_stage_scores
@@ -60,7 +61,7 @@ from harness.suite.secrets import literal_secrets
 from harness.track.child import start_if_useful
 from harness.track.history import MlflowHistory
 from harness.track.log import log_run
-from harness.track.store import check_uri, prewarm, tracking_uri
+from harness.track.store import check_uri, prewarm, tracking_uri, ui_link
 
 
 @dataclass
@@ -79,6 +80,7 @@ class RunOutcome:
     cache_hits: int = 0
     notes: dict[str, list[str]] = field(default_factory=dict)  # engine notes, per variant
     mlflow_run_id: str | None = None
+    mlflow_url: str | None = None  # the suite's runs table, when the store is an MLflow server
     exit_code: int = 0
 
 
@@ -153,6 +155,7 @@ class _Run:
     trained: list[str]  # where each trained variant's model id and cost came from
 
     def run(self, t0: float, started_at: str) -> RunOutcome:
+        self.phases = Phases(console=self.opts.console, enabled=self.opts.show_progress)
         dataset, jobs, warm = self.prepare()
         jobs, done = self.todo(jobs)
         cache, hits = cached_answers(jobs, self.opts.runs_dir, self.opts.no_cache)
@@ -181,6 +184,7 @@ class _Run:
                 concurrency=self.opts.concurrency,
                 no_cache=self.opts.no_cache,
                 runs_dir=self.opts.runs_dir,
+                say=self.phases.say,
             )
         except LocalModelCrashed as e:  # a local judge: its finished judgements are kept too
             raise LocalModelCrashed(
@@ -226,21 +230,28 @@ class _Run:
             outcome.summary.setdefault("notes", []).extend(self.trained)
         self.decide(outcome, look)
         write_json_atomic(outcome.run_dir / "summary.json", outcome.summary)
+        uri = tracking_uri(self.opts.tracking_uri)
+        self.phases.say(f"writing report.md / report.html, then logging to MLflow ({uri})…")
         # report.md/html + plots, then MLflow; an unreachable store only warns.
         outcome.mlflow_run_id = publish(
             outcome.run_dir,
             self.opts.tracking_uri,
             log=self.logger.log if self.logger else None,
         )
+        if outcome.mlflow_run_id is not None:
+            outcome.mlflow_url = ui_link(tracking_uri(self.opts.tracking_uri), self.suite.name)
         # CI outputs: --junit FILE and the GitHub Actions step summary.
         if self.opts.junit:
             write_junit(outcome.summary, self.opts.junit)
+        if self.opts.pr_comment:
+            write_pr_comment(outcome.summary, self.opts.pr_comment)
         append_step_summary(outcome.summary)
         return outcome
 
     def prepare(self) -> tuple[Dataset, list[Job], Any]:
         """Templates and data checked, the calls rendered; imports warmed where they overlap."""
         validate_templates(self.suite)
+        self.phases.say("loading the data…")
         dataset = load_dataset(self.suite, self.limit)
         if self.resumed is not None:
             check_same_suite(self.resumed, self.suite)
@@ -253,7 +264,9 @@ class _Run:
         if self.pool.pool is None:
             warm()
             prewarm_post_run()
-        jobs = build_jobs(self.suite, dataset, self.selected, runs_dir=self.opts.runs_dir)
+        jobs = build_jobs(
+            self.suite, dataset, self.selected, runs_dir=self.opts.runs_dir, say=self.phases.say
+        )
         return dataset, jobs, warm
 
     def todo(self, jobs: list[Job]) -> tuple[list[Job], dict[str, set]]:
@@ -291,6 +304,14 @@ class _Run:
 
     def send(self, dataset: Dataset, run: RunDir, jobs: list[Job], done, cache, hits, warm) -> Sent:
         writer = ResultsWriter(run)
+        misses = [j for j in jobs if j.key not in hits]
+        if misses:
+            local = any(needs_local_provider(j.spec.model) for j in misses)
+            self.phases.say(
+                f"sending {len(misses):,} calls ({len(hits):,} cached) — "
+                + ("loading the local model" if local else "loading litellm")
+                + " before the first answer…"
+            )
         totals = {v.name: len(dataset.test) * v.repeats for v in self.selected}
         progress = Progress(
             totals, done, console=self.opts.console, enabled=self.opts.show_progress

@@ -76,8 +76,9 @@ def check_same_suite(run, suite) -> None:
         )
 
 
-def build_jobs(suite, dataset, variants, *, runs_dir="runs") -> list[Job]:
-    """One call per (variant, example, repeat), rendered and ready to send."""
+def build_jobs(suite, dataset, variants, *, runs_dir="runs", say=None) -> list[Job]:
+    """One call per (variant, example, repeat), rendered and ready to send; `say(text)` hears
+    of the slow steps (building a retrieval index)."""
     jobs: list[Job] = []
     inputs = suite.spec.data.inputs
     for v in variants:
@@ -85,9 +86,10 @@ def build_jobs(suite, dataset, variants, *, runs_dir="runs") -> list[Job]:
         response_format = response_format_for(v, suite.output_schema)
         retrieved_by_id: dict[str, list[dict]] = {}
         if KINDS[v.kind].retrieves:
-            retrieved_by_id = build_retriever(suite, v, runs_dir=runs_dir).retrieve_all(
-                dataset.test
-            )
+            retriever = build_retriever(suite, v, runs_dir=runs_dir, say=say)
+            if say is not None:
+                say(f"{v.name}: retrieving for {len(dataset.test):,} test examples…")
+            retrieved_by_id = retriever.retrieve_all(dataset.test)
         for ex in dataset.test:
             shots = selector.select(ex) if selector else ()
             context = retrieved_by_id.get(ex.id) if KINDS[v.kind].retrieves else None

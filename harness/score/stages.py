@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.score.judge import judge_records
-from harness.score.similarity import embed_records
+from harness.score.judge.config import configs
+from harness.score.similarity import embed_records, embedding_config
 
 
 def run_post_call_stages(
@@ -20,9 +21,17 @@ def run_post_call_stages(
     concurrency: int = 8,
     no_cache: bool = False,
     runs_dir: str | Path = "runs",
+    say=None,
 ) -> dict | None:
-    """summary["judge"] (with "embedding" when that stage ran), or None when no stage applies."""
+    """summary["judge"] (with "embedding" when that stage ran), or None when no stage applies.
+    `say(text)` hears of each stage as it starts."""
+    say = say or (lambda text: None)
+    if embedding_config(suite) is not None:
+        say("embedding the answers for embedding_cosine…")
     embedding = embed_records(suite, dataset, records, run_dir)
+    cfgs = configs(suite)
+    if cfgs:
+        say(f"judging the answers ({', '.join(sorted({c.model for c in cfgs}))})…")
     section = judge_records(
         suite,
         dataset,

@@ -20,6 +20,7 @@ from harness.rundir.reader import load_run
 from harness.score import registry as M
 from harness.score.table import make_table
 from harness.stats import bootstrap as S
+from harness.stats.numbers import value, with_ci
 
 
 def compare_runs(
@@ -166,12 +167,10 @@ def render(result: dict[str, Any]) -> str:
             if r["value"] is None:
                 lines.append(f"    {metric:<20} n/a")
                 continue
-            ci = ""
-            if r["ci_low"] is not None:
-                ci = f" [{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]"
             mark = "  REGRESSED" if r["regressed"] else ""
+            delta = with_ci(r, metric, delta=True)
             lines.append(
-                f"    {metric:<20} {_num(r['a'])} → {_num(r['b'])}  Δ {r['value']:+.4f}{ci}{mark}"
+                f"    {metric:<20} {value(r['a'], metric)} → {value(r['b'], metric)}  Δ {delta}{mark}"
             )
     for side in ("only_in_a", "only_in_b"):
         if result[side]:
@@ -186,7 +185,3 @@ def render(result: dict[str, Any]) -> str:
     else:
         lines.append(f"no regression beyond tolerance {result['tolerance']:g}")
     return "\n".join(lines)
-
-
-def _num(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.4g}"

@@ -345,3 +345,15 @@ def build_summary(
     if judge is not None:
         summary["judge"] = judge_section(judge, summary)
     return summary
+
+
+def primary_metric(summary: dict[str, Any]) -> str | None:
+    """The hypothesis metric, else the first declared quality metric."""
+    hyp = summary.get("hypothesis") or {}
+    if hyp.get("metric") and hyp["metric"] != NET_MONTHLY_VALUE:
+        return hyp["metric"]
+    names = list(summary.get("metrics") or [])
+    for v in (summary.get("variants") or {}).values():
+        names += [m for m in v.get("metrics", {}) if m not in names]
+    quality = [m for m in names if M.is_quality(m)]
+    return (quality or names or [None])[0]

@@ -114,6 +114,11 @@ def _import_mlflow() -> None:
 
 def main() -> None:
     store._mlflow_env()
+    # stdout carries the one answer line: whatever else prints (MLflow's "View run" links, a
+    # library's notice) goes to stderr, so it can never be taken for the answer.
+    answer_out = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
     line = sys.stdin.readline()
     if line.strip() == "warm":
         # In a thread, so that EOF (the parent is gone) ends the child without waiting for it.
@@ -132,8 +137,8 @@ def main() -> None:
         answer = {"run_id": log.log_run(request["run_dir"], request["uri"])}
     except TrackingError as e:
         answer = {"error": str(e)}
-    sys.stdout.write(json.dumps(answer) + "\n")
-    sys.stdout.flush()
+    answer_out.write(json.dumps(answer) + "\n")
+    answer_out.flush()
     # Everything is committed; tearing down MLflow's modules would only keep the parent waiting
     # (~0.7 s).
     os._exit(0)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.score.record import example_score, reason_text
+from harness.stats.summary import primary_metric
 from harness.track.store import ROLE_TAG
 
 # ---------------------------------------------------------------- what gets logged (pure)
@@ -45,6 +46,8 @@ def parent_fields(run) -> tuple[dict[str, str], dict[str, float], dict[str, str]
             metrics[_key(f"{name}.cost_usd")] = float(v["cost_usd"])
             total_cost += float(v["cost_usd"])
     metrics["total_cost_usd"] = total_cost  # the variants' calls; the judge's is apart
+    # The runs table's cost column is the children's `cost_usd`: the parent row shows the total.
+    metrics["cost_usd"] = total_cost
     judge = s.get("judge") if isinstance(s.get("judge"), dict) else {}
     for k in ("cost_usd", "calls", "cached_calls", "errors", "tokens_in", "tokens_out"):
         if _finite(judge.get(k)):
@@ -65,6 +68,8 @@ def parent_fields(run) -> tuple[dict[str, str], dict[str, float], dict[str, str]
         "harness.exit_code": str(s.get("exit_code")),
         "mlflow.note.content": _note(s),
     }
+    if verdicts:  # the verdict column of the first view, on the parent row too
+        tags["harness.verdict"] = ", ".join(f"{n}: {v}" for n, v in verdicts.items())
     for name, verdict in verdicts.items():
         tags[_key(f"harness.verdict.{name}")] = verdict
     commit = git_commit(_suite_dir(run))
@@ -120,6 +125,59 @@ def variant_fields(run, name: str) -> tuple[dict[str, str], dict[str, float], di
     if v.get("kind"):
         tags["harness.kind"] = str(v["kind"])
     return params, metrics, tags
+
+
+def run_name(run, name: str) -> str:
+    """A variant run's name: the variant, and for a guarded one its iteration ("ft-mini · x3"),
+    so that the runs table tells the iterations of a lineage apart."""
+    v = ((run.summary.get("guard") or {}).get("verdicts") or {}).get(name)
+    iterations = ((v or {}).get("ledger") or {}).get("iterations") if isinstance(v, dict) else None
+    return f"{name} · x{iterations}" if iterations else name
+
+
+def headline_metrics(summary: dict[str, Any]) -> list[str]:
+    """The metric keys the first view shows: the decision's metric with its interval and Δ."""
+    m = primary_metric(summary)
+    keys = [
+        m,
+        f"{m}_ci_low",
+        f"{m}_ci_high",
+        f"delta_{m}",
+        f"delta_{m}_ci_low",
+        f"delta_{m}_ci_high",
+    ]
+    return [_key(k) for k in keys] if m else []
+
+
+LEDGER_FILE = "ledger.json"
+
+
+def ledger_table(summary: dict[str, Any]):
+    """The sunk-cost ledger of each guarded variant, one row per counted run (this one last)."""
+    import pandas as pd
+
+    rows = []
+    for name, v in ((summary.get("guard") or {}).get("verdicts") or {}).items():
+        led = (v.get("ledger") or {}) if isinstance(v, dict) else {}
+        models = led.get("models") or []
+        for h in led.get("history") or []:
+            ci = h.get("delta_ci") or [None, None]
+            this = h.get("run_id") is None
+            rows.append(
+                {
+                    "variant": name,
+                    "iteration": models.index(h["model"]) + 1 if h.get("model") in models else None,
+                    "run_id": summary.get("run_id") if this else h.get("run_id"),
+                    "model": h.get("model"),
+                    "training_usd": h.get("training_usd"),
+                    "metric": h.get("metric"),
+                    "delta": h.get("delta"),
+                    "delta_ci_low": ci[0],
+                    "delta_ci_high": ci[1],
+                    "verdict": v.get("verdict") if this else h.get("verdict"),
+                }
+            )
+    return pd.DataFrame(rows)
 
 
 _CI_PARTS = (("value", ""), ("ci_low", "_ci_low"), ("ci_high", "_ci_high"))

@@ -1,8 +1,9 @@
 """Logging a run directory to MLflow.
 
 Layout: one experiment per suite; one parent run per `harness run` (tag harness.role=suite)
-holding the hypothesis, verdicts, report and resolved suite; one nested run per variant (run
-name = variant name) holding flattened settings, metrics with CI bounds, deltas, the per-example
+holding the hypothesis, verdicts (the sentences as its description), the sunk-cost ledger table
+(`ledger.json`), report and resolved suite; one nested run per variant (run name = variant name,
+with the iteration of a guarded one: "ft-mini · x3"; its verdict as tag harness.verdict) holding flattened settings, metrics with CI bounds, deltas, the per-example
 table (`examples.json`, via log_table) and the test set (log_inputs)."""
 
 from __future__ import annotations
@@ -15,15 +16,28 @@ from pathlib import Path
 from harness.errors import TrackingError
 from harness.rundir.reader import RunFiles, load_run
 from harness.track.fields import (
+    LEDGER_FILE,
     _ms,
     _quote,
     _text,
     _verdicts,
     example_table,
+    headline_metrics,
+    ledger_table,
     parent_fields,
+    run_name,
     variant_fields,
 )
-from harness.track.store import PUSH_LATER, TABLE_FILE, _client, _experiment_id
+from harness.track.store import (
+    PUSH_LATER,
+    TABLE_FILE,
+    VIEW_TAG,
+    _client,
+    _experiment_id,
+    first_view,
+)
+
+RUN_TYPE_TAG = "mlflow.runType"
 
 # ---------------------------------------------------------------- logging
 
@@ -79,6 +93,8 @@ def _log(client, exp_id: str, run) -> str:
     end = _ms(s.get("finished_at")) or int(time.time() * 1000)
     now = int(time.time() * 1000)
     verdicts = _verdicts(s)
+    # The columns the UI link opens with follow this run's headline metric.
+    client.set_experiment_tag(exp_id, VIEW_TAG, first_view(headline_metrics(s)))
 
     parent = client.create_run(exp_id, start_time=start, run_name=harness_run_id)
     pid = parent.info.run_id
@@ -94,11 +110,15 @@ def _log(client, exp_id: str, run) -> str:
     for i, name in enumerate(run.variants):
         c_params, c_metrics, c_tags = variant_fields(run, name)
         c_tags.update({MLFLOW_PARENT_RUN_ID: pid, "harness.run_id": harness_run_id})
+        # The UI expands a parent whose children are evaluation runs: the first view shows them.
+        c_tags[RUN_TYPE_TAG] = "evaluation"
         if name in verdicts:
             c_tags["harness.verdict"] = verdicts[name]
         # The UI lists newest first: staggered start times keep the suite's order (baseline on top).
         c_start = (start or now) + len(run.variants) - i
-        child = client.create_run(exp_id, start_time=c_start, run_name=name, tags=c_tags)
+        child = client.create_run(
+            exp_id, start_time=c_start, run_name=run_name(run, name), tags=c_tags
+        )
         cid = child.info.run_id
         _batch(
             client,
@@ -113,6 +133,9 @@ def _log(client, exp_id: str, run) -> str:
         dataset = dataset or _dataset_input(run)  # built once: schema inference is the slow part
         client.log_inputs(cid, datasets=[dataset])
         client.set_terminated(cid, end_time=end)
+    ledger = ledger_table(s)
+    if len(ledger):  # the sunk-cost ledger as a table (Artifacts tab: iterations, models, Δ)
+        client.log_table(pid, data=ledger, artifact_file=LEDGER_FILE)
     _log_artifacts(client, pid, run.path)
     client.set_terminated(pid, status="FINISHED", end_time=end)
     return pid

@@ -6,6 +6,7 @@ reliance on MLflow's implicit default store."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import threading
@@ -80,6 +81,9 @@ def _mlflow_env() -> None:
     # MLflow sends usage telemetry to a remote endpoint by default; an eval harness run in CI
     # or offline should not phone home (and it costs ~1 s per run).
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    # On a server MLflow prints "View run … at: <url>" for every run it ends (5 lines a run);
+    # harness prints the one link that matters, the suite's runs table.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
 def prewarm() -> threading.Thread:
@@ -200,6 +204,78 @@ def _experiment_id(client, name: str, uri: str) -> str:
 
 
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+
+# The MLflow UI (3.x) opens an experiment with the columns of a "shared view" named in its URL
+# (?viewStateShareKey=K) and stored as the experiment tag mlflow.sharedViewState.K. Without one
+# the runs table shows no metric column until the user picks some from dozens.
+VIEW_KEY = "harness"
+VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
+
+
+def first_view(metric_keys: list[str]) -> str:
+    """The shared view's JSON: the verdict, the model, the headline metrics and the cost, each
+    column wide enough for its name (delta_x_ci_low and delta_x_ci_high must not look alike)."""
+    columns = [
+        "tags.`harness.verdict`",
+        "params.`model`",
+        *(f"metrics.`{k}`" for k in [*metric_keys, "cost_usd"]),
+    ]
+    # The UI applies widths only to the columns it is told the order of.
+    order = ["attributes.`Run Name`", *columns]
+    widths = {c: max(120, 8 * len(c.split("`")[1]) + 36) for c in order}
+    widths["attributes.`Run Name`"] = 170
+    widths["params.`model`"] = 250  # fine-tuned ids are long: openai/ft:gpt-4o-mini:acme::x3
+    return json.dumps(
+        {
+            "selectedColumns": columns,
+            "columnOrder": order,
+            "columnWidths": widths,
+            "orderByKey": "attributes.start_time",
+            "orderByAsc": False,
+        }
+    )
+
+
+def experiment_url(server: str, experiment_id: str) -> str:
+    """The link that opens a suite's runs table (not MLflow 3's GenAI overview) in its first view."""
+    return (
+        f"{server.rstrip('/')}/#/experiments/{experiment_id}/runs"
+        f"?workflowType=machine_learning&viewStateShareKey={VIEW_KEY}"
+    )
+
+
+def experiment_link(server: str, suite_name: str, timeout: float = 10) -> str | None:
+    """The runs-table link of a suite's experiment on an MLflow server or UI, asked over its REST
+    API (no MLflow import); None when the server has no such experiment."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    query = urllib.parse.urlencode({"experiment_name": suite_name})
+    url = f"{server.rstrip('/')}/api/2.0/mlflow/experiments/get-by-name?{query}"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            exp = json.loads(r.read())["experiment"]
+    except urllib.error.HTTPError as e:
+        if e.code == 404:
+            return None
+        raise TrackingError(
+            f"{server} answered HTTP {e.code} for experiment {suite_name!r}"
+        ) from None
+    except (urllib.error.URLError, OSError, ValueError, KeyError) as e:
+        raise TrackingError(f"tracking server {server} is unreachable ({e})") from None
+    return experiment_url(server, exp["experiment_id"])
+
+
+def ui_link(uri: str, suite_name: str) -> str | None:
+    """The suite's runs-table link when the store is a server someone can browse; else None
+    (a local store has no UI until `harness ui` starts one). Never fails: it is a convenience."""
+    if not uri.startswith(("http://", "https://")):
+        return None
+    try:
+        return experiment_link(uri, suite_name)
+    except TrackingError:
+        return None
 
 
 def ui_env() -> dict[str, str]:

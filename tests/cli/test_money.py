@@ -92,7 +92,7 @@ def test_cached_rerun_spends_nothing_but_still_costs_per_request(openai_server, 
     result = invoke("run", suite, "--runs-dir", runs)
     assert server.requests == 6  # everything came from the cache
     row = next(line for line in result.output.splitlines() if line.startswith("│ zero-shot"))
-    assert [c.strip() for c in row.split("│")[-3:-1]] == ["0.0000", "0.0490"]  # spent, would cost
+    assert [c.strip() for c in row.split("│")[-3:-1]] == ["$0", "$0.049"]  # spent, would cost
     again = run_json(suite, runs)
     base, ft = again["variants"]["zero-shot"], again["variants"]["ft"]
     assert (base["spent_usd"], ft["spent_usd"]) == (0.0, 0.0)
@@ -146,7 +146,7 @@ def test_partial_costs_are_reported_with_their_count(openai_server, fake_key, tm
         "2 priced calls"
     )
     assert any(note in n for n in ft["notes"])
-    assert "0.0330 (1 unpriced)" in result.output and note in result.output
+    assert "$0.033 (1 unpriced)" in result.output and note in result.output
     report = next((tmp_path / "runs" / "test-suite").glob("*/report.md")).read_text()
     assert "(partial: 1 unpriced)" in report and note in report
 
@@ -186,6 +186,6 @@ def test_report_reprices_a_summary_written_with_unpriced_answers(openai_server, 
     report = (run_dir / "report.md").read_text()
     row = next(line for line in report.splitlines() if line.startswith("| **zero-shot**"))
     assert "$0.049" in row  # 37 tokens in at $1,000/1M + 6 out at $2,000/1M
-    be = next(line for line in report.splitlines() if line.startswith("| **ft** | $1 |"))
+    be = next(line for line in report.splitlines() if line.startswith("| **ft** | $1.00 |"))
     assert f"{1.0 / ((BASE_USD - FT_USD) / 3):,.0f}" in be  # 68 requests
     assert "costs of zero-shot re-priced from their token counts" in report

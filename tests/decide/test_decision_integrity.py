@@ -13,6 +13,7 @@ from conftest import write_suite
 from test_guard_scenarios import VARIANTS, scripted
 
 from harness.cli import main
+from harness.stats.numbers import money
 
 GUARD = """
 baseline: zero-shot
@@ -70,7 +71,7 @@ def test_loosened_margin_pass_never_switches_abandon_off(tmp_path, openai_server
     assert "rename" not in out  # no advice to reset the record
     report = (tmp_path / "runs" / "test-suite" / s["run_id"] / "report.md").read_text()
     assert "**This run's hypothesis** (weaker — it does not count for the ledger)" in report
-    assert "- **ft — pass — flagged: goalposts moved (exit 1)**: ft: " in report
+    assert "- **ft — pass (flagged: goalposts moved)**: ft: " in report
     assert "**Hypothesis** (pre-registered)" not in report
     assert (
         "non-inferiority on `accuracy`, margin 0.03, confidence 0.95.\n\n**This run's hypothesis**"
@@ -81,7 +82,7 @@ def test_loosened_margin_pass_never_switches_abandon_off(tmp_path, openai_server
     assert code == 1 and verdict_line(out) == (
         "ABANDON: ft: −5.0 pts accuracy [−11.7, +0.0] vs zero-shot; no worse than −3.0 not shown "
         "— abandon, at 0.10× the baseline's cost per request: 3 of 3 iterations without a pass; "
-        "$120 sunk ($120 training + $0.0026 evaluation), best so far −5.0 pts."
+        "$120 sunk ($120 training + $0.00258 evaluation), best so far −5.0 pts."
     )
     code, out, s = run("fake-ft-v4", 0.03, acc=0.5)  # even a clean result can't revive it
     v = s["guard"]["verdicts"]["ft"]
@@ -89,8 +90,10 @@ def test_loosened_margin_pass_never_switches_abandon_off(tmp_path, openai_server
     assert verdict_line(out) == (
         "ABANDON: ft: +0.0 pts accuracy [+0.0, +0.0] vs zero-shot; no worse than −3.0 shown — "
         "abandon, at 0.10× the baseline's cost per request: 4 of 3 iterations without a pass; "
-        "$160 sunk ($160 training + $0.0034 evaluation), best so far +0.0 pts."
+        f"$160 sunk ($160 training + {money(v['ledger']['eval_usd'])} evaluation), best so far "
+        "+0.0 pts."
     )
+    assert round(v["ledger"]["eval_usd"], 4) == 0.0034
 
 
 def test_smoke_run_stays_out_of_the_record(tmp_path, openai_server, fake_key):

@@ -201,7 +201,7 @@ def test_cli_run_writes_junit_and_step_summary(tmp_path, openai_server, fake_key
     )
     failure = ET.parse(junit).getroot().find("testsuite/testcase/failure")
     assert failure.get("type") == "fail" and failure.get("message").startswith(
-        "ft: +0.0 pts accuracy"
+        "fail: ft: +0.0 pts accuracy"  # the verdict label first, then the sentence
     )
     assert "| ft | ❌ fail |" in step.read_text()
 

@@ -25,6 +25,7 @@ def test_ledger_entry_holds_model_costs_and_delta(tmp_path):
                 "training_usd": 0.0,
                 "eval_cost_usd": 2.0,
                 "delta": None,
+                "delta_ci": None,
                 "verdict": None,
                 "honest_pass": None,
             },
@@ -34,6 +35,7 @@ def test_ledger_entry_holds_model_costs_and_delta(tmp_path):
                 "training_usd": 40.0,
                 "eval_cost_usd": 1.25,
                 "delta": 0.031,
+                "delta_ci": [-0.008, 0.07],  # the interval, for the report's iteration history
                 "verdict": "inconclusive",
                 "honest_pass": False,
             },

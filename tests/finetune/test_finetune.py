@@ -169,8 +169,8 @@ def test_over_budget_refuses_before_any_upload(openai_server, isolated_cwd, fake
     estimate = tokens * 2 * PRICE / 1e6  # epochs: 2
     assert f"{estimate:.4f}" == "0.0041"
     assert result.output == (
-        "Error: ft would spend $0.0041 ($0 so far + $0.0041 estimated for this job) of its "
-        "$0.0010 budget — no new job.\n"
+        "Error: ft would spend $0.00408 ($0 so far + $0.00408 estimated for this job) of its "
+        "$0.001 budget — no new job.\n"
     )
     assert server.files.uploads == [] and server.fine_tuning.created == []
 

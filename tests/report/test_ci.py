@@ -26,7 +26,7 @@ def test_junit_failure_carries_sentence(tmp_path):
     assert case.get("name") == "ft" and case.get("classname") == "harness.guarded"
     failure = case.find("failure")
     assert failure.get("type") == "fail"
-    assert failure.get("message") == s["guard"]["verdicts"]["ft"]["sentence"]
+    assert failure.get("message") == "fail: " + s["guard"]["verdicts"]["ft"]["sentence"]
 
 
 def test_junit_pass_and_skipped_inconclusive(tmp_path):
@@ -53,6 +53,11 @@ def test_junit_moved_goalposts_pass_is_failure(tmp_path):
     s = decided(tmp_path, (0.03, 0.025, 0.035), [past_run("r1")], guard={"margin": 0.02})
     failure = _root(s, tmp_path).find("testsuite/testcase/failure")
     assert failure.get("type") == "moved_goalposts"
+    # A flagged pass reads as flagged in every display, never as a plain pass.
+    assert failure.get("message").startswith("pass (flagged: goalposts moved): ft: ")
+    text = markdown(s)
+    assert "| ft | 🚩 pass (flagged: goalposts moved) | +3.0 pts [+2.5, +3.5] |" in text
+    assert "✅" not in text
 
 
 def _root(s, tmp_path):
@@ -66,9 +71,13 @@ def test_step_summary_appended_only_when_set(tmp_path):
     assert append_step_summary(s, env={}) is None
     append_step_summary(s, env={"GITHUB_STEP_SUMMARY": str(target)})
     text = target.read_text()
-    assert text.startswith("earlier step\n### harness: guarded (run run-now) — exit 1")
+    assert text.startswith(
+        "earlier step\n### harness: guarded (run run-now) — exit code 1 — the guard flagged a "
+        "variant (fail, inconclusive, abandon or moved goalposts)\n"
+    )
+    assert "| ft | ❌ fail | +1.0 pts [−1.0, +3.0] |" in text
     assert (
-        "| ft | ❌ fail | ft: +1.0 pts macro-F1 [−1.0, +3.0] vs base; target +5.0 ruled out — fail."
+        "- **ft**: ft: +1.0 pts macro-F1 [−1.0, +3.0] vs base; target +5.0 ruled out — fail."
         in text
     )
 

@@ -22,10 +22,10 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def rendered(tmp_path_factory):
     run_dir = make_run_dir(tmp_path_factory.mktemp("rep"))
     # A model output that tries to inject markup into the HTML report.
-    path = run_dir / "results" / "ft-mini.jsonl"
+    path = run_dir / "results" / "zero-shot.jsonl"  # the baseline's worst examples show it
     recs = [json.loads(line) for line in path.read_text().splitlines()]
     bad = next(r for r in recs if r["scores"]["correct"] == 0 and not r["error"])
-    bad["output"] = "<script>alert(1)</script> | not a cell"
+    bad["output"] = bad["parsed"] = "<script>alert(1)</script> | not a cell"
     path.write_text("".join(json.dumps(r) + "\n" for r in recs))
     return run_dir, render_report(run_dir)
 
@@ -74,8 +74,9 @@ def test_comparison_row_matches_sklearn(rendered):
     row = _table_row(md, "**ft-mini**")
     # variant | kind | model | accuracy | macro_f1 | cost | cost/1k | errors
     assert row[1:3] == ["fine-tuned", "openai/ft:gpt-4o-mini:acme::x1"]
-    assert row[3] == f"{acc:.3f} [{acc - 0.1:.3f}, {min(1.0, acc + 0.1):.3f}]"
-    assert row[4].startswith(f"{mf1:.3f} [")
+    # One number format everywhere: rates in percent, differences in points.
+    assert row[3] == f"{acc:.1%} [{acc - 0.1:.1%}, {min(1.0, acc + 0.1):.1%}]"
+    assert row[4].startswith(f"{mf1:.1%} [")
     base = _table_row(md, "**zero-shot** (baseline)")
     n_err = sum(1 for r in load_run(run_dir).records["zero-shot"] if r["error"])
     assert base[-1] == f"{n_err} / 30 (timeout: {n_err})"
@@ -86,10 +87,8 @@ def test_deltas_verdicts_and_worst_examples(rendered):
     md = paths["md"].read_text()
     summary = json.loads((run_dir / "summary.json").read_text())
     d = summary["variants"]["few-shot"]["delta"]["macro_f1"]
-    assert (
-        f"| **few-shot** | macro_f1 | {d['value']:.3f} [{d['ci_low']:.3f}, {d['ci_high']:.3f}] | 0.04 |"
-        in md
-    )
+    pts = [f"{100 * d[k]:+.1f}".replace("-", "−") for k in ("value", "ci_low", "ci_high")]
+    assert f"| **few-shot** | macro_f1 | {pts[0]} pts [{pts[1]}, {pts[2]}] | 0.04 |" in md
     assert "- **ft-mini — inconclusive**: ft-mini: +3.1 pts macro-F1 vs zero-shot" in md
     assert "superiority on `macro_f1`, margin 0.05, confidence 0.95" in md
     # Worst examples show the input and the expected label re-read from the data file,
@@ -266,12 +265,12 @@ def test_judge_section(judged):
     sec = {x["id"]: x["score"] for x in base if x["model"] == "openai/judge2"}
     base_ids = sorted(i for i in prim if i in sec)
     kappa = cohen_kappa_score([prim[i] for i in base_ids], [sec[i] for i in base_ids])
-    rows = [r for r in md.splitlines() if r.startswith("| **base** (baseline) | 0.000")]
+    rows = [r for r in md.splitlines() if r.startswith("| **base** (baseline) | 0.0% [")]
     # The Judge table shows the summary's own interval (Wilson for 0/6), as the Comparison does.
     ci = json.loads((judged / "summary.json").read_text())["variants"]["base"]["metrics"]["judge"]
     assert ci["ci_high"] > 0.3
     assert rows == [
-        f"| **base** (baseline) | 0.000 [{ci['ci_low']:.3f}, {ci['ci_high']:.3f}] | 0.500 [0.500, 0.500] | – | – | "
+        f"| **base** (baseline) | 0.0% [{ci['ci_low']:.1%}, {ci['ci_high']:.1%}] | 50.0% [50.0%, 50.0%] | – | – | "
         f"{kappa:.2f} (n=6) | 0 |"
     ]
     # cand: always preferred in both orders (no position bias); its ex2 could not be judged.
@@ -279,7 +278,7 @@ def test_judge_section(judged):
     pref = pref["preference"]
     assert pref["ci_low"] < 1.0  # Wilson for 6/6, as in the Comparison table
     assert (
-        f"| **cand** | 1.000 [1.000, 1.000] | 1.000 [{pref['ci_low']:.3f}, 1.000] | 6 / 0 / 0 | 0% | "
+        f"| **cand** | 100.0% [100.0%, 100.0%] | 100.0% [{pref['ci_low']:.1%}, 100.0%] | 6 / 0 / 0 | 0% | "
         "– (n=5) | 1 |" in md
     )
 
@@ -289,7 +288,7 @@ def test_worst_examples_show_judge_scores_and_reasons(judged):
     assert run.variants == ["base", "cand"]  # <variant>.judge.jsonl files are not variants
     md = (judged / "report.md").read_text()
     section = md.split("### base", 1)[1].split("###", 1)[0]
-    assert "| id | input | expected | output | score | judge | reason |" in section
+    assert "| id | input | expected | got | score | judge | reason |" in section
     row = _table_row(section, "ex1")
     assert row[3] == "base reply for ex1"
     assert row[4] == "0.250"  # judge 0 and preference 0.5 (the baseline against itself)
@@ -308,7 +307,49 @@ def test_retrieval_section_and_retrieved_passages(tmp_path):
     md = render_report(run_dir)["md"].read_text()
     assert "## Retrieval (gold passages named by the data)" in md
     assert "| **ft-mini** | 2 | 28 | 0.750 | 0.607 | 0.905 (n=21) | 0.429 (n=7) |" in md
-    section = md.split("### ft-mini", 1)[1]
-    assert "| id | input | expected | output | score | retrieved | reason |" in section
+    section = md.split("### ft-mini wrong, zero-shot right", 1)[1]
+    assert "| id | input | expected | ft-mini got | zero-shot got | score | retrieved |" in section
     assert "| docs/a.md (7.25), docs/b.md (3.5) |" in section
     assert "## Judge" not in md  # no judge stage in this suite
+
+
+def test_unpriced_winner_is_named_not_dropped_from_the_plot(tmp_path):
+    """The winning variant without a price: the plot leaves it out and the report says why,
+    and the terminal's `pricing:` note reaches the report."""
+    run_dir = make_run_dir(tmp_path)
+    s = json.loads((run_dir / "summary.json").read_text())
+    ft = s["variants"]["ft-mini"]
+    note = "no price for openai/ft:gpt-4o-mini:acme::x1 in litellm's price list — set `pricing:` on the variant"
+    ft.update(cost_usd=None, unpriced_calls=ft["n_calls"], notes=[note])
+    (run_dir / "summary.json").write_text(json.dumps(s))
+    md = render_report(run_dir)["md"].read_text()
+    escaped = note.replace("`", "\\`").replace("_", "\\_")  # markdown-escaped as written
+    assert f"- ft-mini: {escaped}" in md
+    assert (
+        "- `ft-mini` is not in the cost/quality plot: none of its 30 calls has a price — "
+        "set `pricing:` on the variant" in md
+    )
+    assert _table_row(md.split("## Cost per request", 1)[1], "**ft-mini**") == [
+        "**ft-mini**",
+        "–",
+        "–",
+    ]
+
+
+def test_iteration_history_and_disagreements(rendered):
+    run_dir, paths = rendered
+    md = paths["md"].read_text()
+    history = md.split("## Iteration history", 1)[1].split("\n## ", 1)[0]
+    assert "**ft-mini**: 2 iteration(s), $20 training + $0.01 evaluation = $20 spent" in history
+    assert (
+        "| 1 | `20261120-101500-cd34` | openai/ft:gpt-4o-mini:acme::x0 | $8.00 | "
+        "−1.2 pts \\[−9.0, +6.6\\] macro\\_f1 | fail |" in history
+    )
+    # Disagreements with the baseline, counted from the records themselves.
+    run = load_run(run_dir)
+    base = {r["id"]: r["scores"]["correct"] for r in run.records["zero-shot"]}
+    lost = sum(1 for r in run.records["ft-mini"] if r["scores"]["correct"] < base[r["id"]])
+    won = sum(1 for r in run.records["ft-mini"] if r["scores"]["correct"] > base[r["id"]])
+    assert f"### ft-mini wrong, zero-shot right ({lost})" in md
+    assert f"### ft-mini right, zero-shot wrong ({won})" in md
+    assert md.index("ft-mini wrong, zero-shot right") < md.index("ft-mini right, zero-shot wrong")

@@ -31,6 +31,7 @@ from harness.cli import main
 
 GOLDEN = Path(__file__).parent / "golden"
 EXPECTED = GOLDEN / "summary.json"
+EXPECTED_REPORT = GOLDEN / "report.md"  # the report snapshot of the same run
 UPDATE = os.environ.get("HARNESS_UPDATE_GOLDEN") == "1"
 LABELS = ["card_arrival", "lost_or_stolen_card", "exchange_rate"]
 
@@ -159,7 +160,9 @@ def golden_run(root: Path, api_base: str, runs_dir: Path) -> dict:
     """`harness run` of a copy of tests/golden under `root`; returns the normalised summary."""
     suite_dir = root / "suite"
     if not suite_dir.exists():
-        shutil.copytree(GOLDEN, suite_dir, ignore=shutil.ignore_patterns("summary.json"))
+        shutil.copytree(
+            GOLDEN, suite_dir, ignore=shutil.ignore_patterns("summary.json", "report.md")
+        )
         text = (suite_dir / "suite.yaml").read_text(encoding="utf-8")
         (suite_dir / "suite.yaml").write_text(text.replace("@API_BASE@", api_base), "utf-8")
     result = CliRunner().invoke(
@@ -170,26 +173,60 @@ def golden_run(root: Path, api_base: str, runs_dir: Path) -> dict:
     # The guard flags the worse fine-tuned variant: exit 1 is part of the golden behaviour.
     assert result.exit_code == 1, result.output
     (summary_path,) = runs_dir.glob("golden/*/summary.json")
+    report = (summary_path.parent / "report.md").read_text("utf-8")
+    golden_run.report = normalise_report(report, root=root, api_base=api_base)
     return normalise(json.loads(summary_path.read_text("utf-8")), root=root, api_base=api_base)
 
 
+def normalise_report(md: str, *, root: Path, api_base: str) -> str:
+    """report.md with the same volatile values replaced as in `normalise`: run ids, times, the
+    tmp dir and URL, and wall-clock figures (the cells of latency columns, and the Δ of a
+    latency metric)."""
+    md = md.replace(str(root), "<root>").replace(api_base, "<api_base>")
+    md = re.sub(r"started \S+, finished \S+", "started <time>, finished <time>", md)
+    md = _RUN_ID.sub("<run-id>", md)
+    out, timed = [], set()
+    for line in md.splitlines():
+        if line.startswith("|") and not line.startswith("|---"):
+            cells = line.strip("|").split(" | ")
+            if any("latency" in c for c in cells) and cells[0].strip() == "variant":
+                timed = {i for i, c in enumerate(cells) if "latency" in c}  # a header
+            elif len(cells) > 1 and "latency" in cells[1]:  # a Differences row
+                cells[2:3] = ["<timing>"]
+            else:
+                cells = ["<timing>" if i in timed else c for i, c in enumerate(cells)]
+            line = "|" + " | ".join(cells) + "|"
+        elif not line.strip():
+            timed = set()
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def assert_report(md: str) -> None:
+    _assert_snapshot(md, EXPECTED_REPORT)
+
+
 def assert_golden(summary: dict) -> None:
-    got = _dump(summary)
+    _assert_snapshot(_dump(summary), EXPECTED)
+
+
+def _assert_snapshot(got: str, path: Path) -> None:
+    """`got` equals the committed file (HARNESS_UPDATE_GOLDEN=1 rewrites it instead)."""
     if UPDATE:
-        EXPECTED.write_text(got, encoding="utf-8")
+        path.write_text(got, encoding="utf-8")
         return
-    want = EXPECTED.read_text(encoding="utf-8")
+    want = path.read_text(encoding="utf-8")
     if got != want:
         diff = "".join(
             difflib.unified_diff(
                 want.splitlines(keepends=True),
                 got.splitlines(keepends=True),
-                "tests/golden/summary.json (expected)",
+                f"tests/run/golden/{path.name} (expected)",
                 "this run",
             )
         )
         pytest.fail(
-            "summary.json differs from the golden file "
+            f"{path.name} differs from the golden file "
             "(regenerate with HARNESS_UPDATE_GOLDEN=1 if the change is intended):\n" + diff,
             pytrace=False,
         )
@@ -206,6 +243,7 @@ def test_golden_run_gives_the_committed_summary_cold_and_warm(
     # Every variant asked every example once: HTTP 400 is not retried.
     assert server.requests == 4 * 24
     assert_golden(cold)
+    assert_report(golden_run.report)
 
     # Warm: a fresh runs dir and MLflow store (no history for the ledger) holding only the cold
     # run's response cache. The answers come from the cache; only e24 (an error, never cached)

@@ -139,3 +139,56 @@ def test_paired_macro_f1_when_runs_predict_different_classes(runs):
     assert (row["ci_low"], row["ci_high"], row["p_value"]) == pytest.approx(
         (ref["ci_low"], ref["ci_high"], ref["p_value"])
     )
+
+
+def test_bless_then_compare_uses_the_blessed_run(runs, tmp_path):
+    good, same, bad = runs
+    cli = CliRunner()
+    res = cli.invoke(main, ["compare", str(bad)])
+    assert res.exit_code == 2
+    assert res.output == (
+        f"Error: no blessed run for {bad.parent} — bless one with `harness bless "
+        f"{bad.parent}/<run-id>`, or compare two runs: `harness compare RUN_A RUN_B`\n"
+    )
+    res = cli.invoke(main, ["bless", str(good)])
+    assert (res.exit_code, res.output) == (
+        0,
+        "blessed a of suite quickstart: `harness compare RUN` now compares RUN against it\n",
+    )
+    entry = json.loads((good.parent / "blessed.json").read_text())
+    assert entry["run_dir"] == "a" and entry["suite_hash"] == "0123456789abcdef"
+    # One run given: it is B, the blessed run is A — the same result as naming both.
+    res = cli.invoke(main, ["compare", str(bad), "--json"])
+    assert res.exit_code == 1
+    assert res.stderr == "comparing with the blessed run a\n"
+    assert json.loads(res.stdout) == compare_runs(good, bad)
+    assert "Warning" not in res.stderr  # same suite and data: nothing to warn about
+
+
+def test_compare_warns_when_the_blessed_run_is_older_than_suite_or_data(runs):
+    good, same, _ = runs
+    cli = CliRunner()
+    assert cli.invoke(main, ["bless", str(good)]).exit_code == 0
+    summary = json.loads((same / "summary.json").read_text())
+    summary["suite_hash"] = "edited-suite"
+    summary["data_hashes"] = {"data/test.csv": "e" * 64}
+    (same / "summary.json").write_text(json.dumps(summary))
+    res = cli.invoke(main, ["compare", str(same)])
+    assert res.exit_code == 0
+    assert res.stderr.splitlines()[1] == (
+        "Warning: the blessed run a is older than the suite and the data (changed since it "
+        "ran) — a difference may come from that change, not the model; bless a newer run "
+        "with `harness bless RUN_DIR`"
+    )
+
+
+def test_bless_refuses_smoke_runs_and_missing_runs(runs, tmp_path):
+    good, _, _ = runs
+    summary = json.loads((good / "summary.json").read_text())
+    summary["limit"] = 5
+    (good / "summary.json").write_text(json.dumps(summary))
+    res = CliRunner().invoke(main, ["bless", str(good)])
+    assert res.exit_code == 2 and "is a smoke run (--limit 5)" in res.output
+    res = CliRunner().invoke(main, ["bless", str(tmp_path / "nope")])
+    assert res.exit_code == 2 and "summary.json not found" in res.output
+    assert not (good.parent / "blessed.json").exists()

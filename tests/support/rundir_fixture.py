@@ -219,6 +219,38 @@ def make_run_dir(
                     "verdict": verdict,
                     "sentence": f"{guarded}: +3.1 pts macro-F1 vs {baseline}; target +5.0 not shown — {verdict}.",
                     "required_n": 420,
+                    # As harness.decide.ledger.lineage folds it: an earlier iteration, then this run.
+                    "ledger": {
+                        "iterations": 2,
+                        "models": [
+                            "openai/ft:gpt-4o-mini:acme::x0",
+                            "openai/ft:gpt-4o-mini:acme::x1",
+                        ],
+                        "training_usd": 20.0,
+                        "eval_usd": 0.01,
+                        "spent_usd": 20.01,
+                        "best_delta": 0.031,
+                        "history": [
+                            {
+                                "run_id": "20261120-101500-cd34",
+                                "model": "openai/ft:gpt-4o-mini:acme::x0",
+                                "training_usd": 8.0,
+                                "delta": -0.012,
+                                "delta_ci": [-0.09, 0.066],
+                                "metric": "macro_f1",
+                                "verdict": "fail",
+                            },
+                            {
+                                "run_id": None,
+                                "model": "openai/ft:gpt-4o-mini:acme::x1",
+                                "training_usd": 12.0,
+                                "delta": 0.031,
+                                "delta_ci": [-0.049, 0.111],
+                                "metric": "macro_f1",
+                                "verdict": None,
+                            },
+                        ],
+                    },
                 }
             }
         },

@@ -24,7 +24,7 @@ from harness.errors import TrackingError
 from harness.report.render import render_report
 from harness.track.history import history
 from harness.track.log import log_run
-from harness.track.store import TABLE_FILE, tracking_uri, ui_command
+from harness.track.store import TABLE_FILE, experiment_link, tracking_uri, ui_command
 
 SERVER_START_TIMEOUT_S = 120  # `mlflow server` imports a lot; 2 busy cores can take ~30 s
 
@@ -125,8 +125,9 @@ def test_experiment_parent_and_children(logged):
     children = client.search_runs(
         [exp.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{pid}'"
     )
-    assert sorted(c.info.run_name for c in children) == ["few-shot", "ft-mini", "zero-shot"]
-    ft = next(c for c in children if c.info.run_name == "ft-mini")
+    # A guarded variant's run carries its iteration: the runs table tells iterations apart.
+    assert sorted(c.info.run_name for c in children) == ["few-shot", "ft-mini · x2", "zero-shot"]
+    ft = next(c for c in children if c.info.run_name == "ft-mini · x2")
     v = summary["variants"]["ft-mini"]
     m = ft.data.metrics
     assert m["accuracy"] == pytest.approx(v["metrics"]["accuracy"]["value"])
@@ -160,7 +161,9 @@ def test_experiment_parent_and_children(logged):
 def test_per_example_table_and_dataset(logged, tmp_path):
     root, run_dir, uri, pid, client = logged
     exp = client.get_experiment_by_name("quickstart")
-    ft = client.search_runs([exp.experiment_id], filter_string="attributes.run_name = 'ft-mini'")[0]
+    ft = client.search_runs(
+        [exp.experiment_id], filter_string="tags.`harness.variant` = 'ft-mini'"
+    )[0]
     # (client.load_table searches through the global tracking URI, so read the artifact directly.)
     table = pd.read_json(
         client.download_artifacts(ft.info.run_id, TABLE_FILE, str(tmp_path)), orient="split"
@@ -267,10 +270,12 @@ def test_ui_command(tmp_path):
     assert cmd[cmd.index("--port") + 1] == "5001"
     assert cmd[cmd.index("--artifacts-destination") + 1] == (tmp_path / "mlruns").as_uri()
     assert ui_command("http://mlflow.example:5000", "127.0.0.1", 5000) is None
-    result = CliRunner().invoke(main, ["ui", "--tracking-uri", "http://mlflow.example:5000"])
-    assert (
-        result.output
-        == "the tracking store is an MLflow server — open http://mlflow.example:5000 in a browser\n"
+    result = CliRunner().invoke(
+        main, ["ui", "--tracking-uri", "http://mlflow.example:5000", "--no-browser"]
+    )
+    assert result.output == (
+        "experiments (one per suite): http://mlflow.example:5000/#/experiments  — "
+        "`harness ui SUITE.yaml` opens a suite's runs\n"
     )
 
 
@@ -336,11 +341,12 @@ def test_real_server_rest_api(server, tmp_path):
         url, "runs/search", {"experiment_ids": [exp["experiment_id"]], "max_results": 100}
     )["runs"]
     by_name = {r["info"]["run_name"]: r for r in runs}
-    assert set(by_name) == {"20261125-132501-ab12", "zero-shot", "few-shot", "ft-mini"}
+    assert set(by_name) == {"20261125-132501-ab12", "zero-shot", "few-shot", "ft-mini · x2"}
     assert by_name["20261125-132501-ab12"]["info"]["run_id"] == pid
-    for name in ("zero-shot", "few-shot", "ft-mini"):
+    for name in ("zero-shot", "few-shot", "ft-mini · x2"):
         tags = {t["key"]: t["value"] for t in by_name[name]["data"]["tags"]}
         assert tags["mlflow.parentRunId"] == pid
+    by_name["ft-mini"] = by_name["ft-mini · x2"]
     metrics = {m["key"]: m["value"] for m in by_name["ft-mini"]["data"]["metrics"]}
     summary = json.loads((run_dir / "summary.json").read_text())
     assert metrics["macro_f1"] == pytest.approx(
@@ -361,6 +367,99 @@ def test_real_server_rest_api(server, tmp_path):
         table = json.loads(r.read())
     assert len(table["data"]) == 30 and "expected" in table["columns"]
     assert [e["run_id"] for e in history("quickstart", url)] == ["20261125-132501-ab12"]
+    _first_view_through_rest(url, exp, by_name, pid, summary)
+
+
+def _first_view_through_rest(url, exp, by_name, pid, summary):
+    """What the UI link opens: the experiment's shared view names columns every child fills."""
+    exp_id = exp["experiment_id"]
+    link = (
+        f"{url}/#/experiments/{exp_id}/runs?workflowType=machine_learning&viewStateShareKey=harness"
+    )
+    assert experiment_link(url, "quickstart") == link
+    assert experiment_link(url, "no-such-suite") is None
+    tags = {t["key"]: t["value"] for t in exp["tags"]}
+    view = json.loads(tags["mlflow.sharedViewState.harness"])
+    assert view["selectedColumns"] == [
+        "tags.`harness.verdict`",
+        "params.`model`",
+        "metrics.`macro_f1`",  # the guard's metric, its interval and the paired Δ
+        "metrics.`macro_f1_ci_low`",
+        "metrics.`macro_f1_ci_high`",
+        "metrics.`delta_macro_f1`",
+        "metrics.`delta_macro_f1_ci_low`",
+        "metrics.`delta_macro_f1_ci_high`",
+        "metrics.`cost_usd`",
+    ]
+    ft = by_name["ft-mini"]
+    ft_metrics = {m["key"]: m["value"] for m in ft["data"]["metrics"]}
+    d = summary["variants"]["ft-mini"]["delta"]["macro_f1"]
+    assert ft_metrics["delta_macro_f1_ci_high"] == pytest.approx(d["ci_high"])
+    for col in view["selectedColumns"]:
+        kind, key = col.split(".", 1)
+        if kind == "metrics":
+            assert key.strip("`") in ft_metrics, col
+    # Widths apply to the columns given an order: every selected one, after the run name.
+    assert view["columnOrder"] == ["attributes.`Run Name`", *view["selectedColumns"]]
+    assert set(view["columnWidths"]) == set(view["columnOrder"])
+    ft_tags = {t["key"]: t["value"] for t in ft["data"]["tags"]}
+    assert ft_tags["harness.verdict"] == "inconclusive"
+    assert ft_tags["mlflow.runType"] == "evaluation"  # the UI expands the parent on first visit
+    assert ft_tags["harness.variant"] == "ft-mini"
+    # The parent row: the verdicts, the sentence as its description, the total cost.
+    parent = by_name["20261125-132501-ab12"]
+    p_tags = {t["key"]: t["value"] for t in parent["data"]["tags"]}
+    assert p_tags["harness.verdict"] == "ft-mini: inconclusive"
+    assert p_tags["mlflow.note.content"] == (
+        "- **ft-mini** (inconclusive): ft-mini: +3.1 pts macro-F1 vs zero-shot; "
+        "target +5.0 not shown — inconclusive."
+    )
+    p_metrics = {m["key"]: m["value"] for m in parent["data"]["metrics"]}
+    assert p_metrics["cost_usd"] == pytest.approx(
+        sum(v["cost_usd"] for v in summary["variants"].values())
+    )
+    # The sunk-cost ledger as a table artifact of the parent: one row per iteration.
+    files = {f["path"] for f in _rest(url, "artifacts/list", run_id=pid).get("files", [])}
+    assert "ledger.json" in files
+    with urllib.request.urlopen(
+        f"{url}/get-artifact?path=ledger.json&run_uuid={pid}", timeout=30
+    ) as r:
+        ledger = json.loads(r.read())
+    rows = [dict(zip(ledger["columns"], row, strict=True)) for row in ledger["data"]]
+    assert rows == [
+        {
+            "variant": "ft-mini",
+            "iteration": 1,
+            "run_id": "20261120-101500-cd34",
+            "model": "openai/ft:gpt-4o-mini:acme::x0",
+            "training_usd": 8.0,
+            "metric": "macro_f1",
+            "delta": -0.012,
+            "delta_ci_low": -0.09,
+            "delta_ci_high": 0.066,
+            "verdict": "fail",
+        },
+        {
+            "variant": "ft-mini",
+            "iteration": 2,
+            "run_id": "20261125-132501-ab12",
+            "model": "openai/ft:gpt-4o-mini:acme::x1",
+            "training_usd": 12.0,
+            "metric": "macro_f1",
+            "delta": 0.031,
+            "delta_ci_low": -0.049,
+            "delta_ci_high": 0.111,
+            "verdict": "inconclusive",
+        },
+    ]
+    # `harness ui SUITE` on a server prints the real link (no literal <id>).
+    out = CliRunner().invoke(main, ["ui", "quickstart", "--tracking-uri", url, "--no-browser"])
+    assert (out.exit_code, out.output) == (0, f"quickstart: {link}\n")
+    out = CliRunner().invoke(main, ["ui", "nope", "--tracking-uri", url, "--no-browser"])
+    assert out.exit_code == 2
+    assert out.output == (
+        f"Error: no experiment 'nope' in {url} yet — run the suite first (`harness run`)\n"
+    )
 
 
 # ---------------------------------------------------------------- the whole `harness run`
@@ -500,7 +599,9 @@ def test_retrieval_metrics_and_retrieved_passages(tmp_path, store):
     log_run(run_dir, uri)
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("quickstart")
-    ft = client.search_runs([exp.experiment_id], filter_string="attributes.run_name = 'ft-mini'")[0]
+    ft = client.search_runs(
+        [exp.experiment_id], filter_string="tags.`harness.variant` = 'ft-mini'"
+    )[0]
     m = ft.data.metrics
     assert m["recall_at_k"] == 0.75 and m["mrr"] == pytest.approx(0.6071428571)
     assert m["retrieval_k"] == 2 and m["retrieval_n_gold"] == 28
@@ -540,3 +641,20 @@ def test_mlflow_info_lines_are_quiet_warnings_are_not(tmp_path, capsys, monkeypa
     monkeypatch.setattr(logging.getLogger("mlflow"), "level", logging.INFO)
     store._client(_sqlite(tmp_path))
     assert logging.getLogger("mlflow").level == logging.INFO
+
+
+def test_harness_run_prints_the_suite_link_of_a_server(server, openai_server, fake_key, tmp_path):
+    from conftest import write_suite
+
+    url, _ = server
+    api = openai_server()
+    suite = write_suite(tmp_path, api.url)
+    result = CliRunner().invoke(
+        main,
+        ["run", str(suite), "--runs-dir", str(tmp_path / "runs"), "--workers", "0",
+         "--tracking-uri", url],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    link = experiment_link(url, "test-suite")
+    assert link.startswith(f"{url}/#/experiments/") and "<id>" not in link
+    assert result.output.splitlines()[-1] == f"MLflow: {link}"

@@ -1,0 +1,198 @@
+"""report.md sections for the manager's question "fine-tune or not?": each lineage's iteration
+history, the cost per request at the suite's monthly volume (and when there is no break-even),
+why a variant is missing from the cost/quality plot, and the examples on which the candidate and
+the baseline disagree.
+
+Each section takes the decision's values as summary.json holds them (harness.decide); nothing
+here decides anything."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.decide.costs import cost_per_request, cost_ratio
+from harness.report.cells import _cell, _inline, _table
+from harness.rundir.reader import RunFiles
+from harness.score.record import example_score, judge_text, retrieved_text
+from harness.stats.numbers import money, signed, value, verdict_label
+
+DISAGREEMENTS_SHOWN = 5
+
+
+def iteration_history(s: dict[str, Any]) -> list[str]:
+    """One table per guarded lineage: its iterations with model id, training cost, Δ and verdict."""
+    verdicts = (s.get("guard") or {}).get("verdicts") or {}
+    lines: list[str] = []
+    for name, v in verdicts.items():
+        led = v.get("ledger") if isinstance(v, dict) else None
+        rows_in = (led or {}).get("history") or []
+        if not rows_in:
+            continue
+        models = led.get("models") or []
+        rows = []
+        for h in rows_in:
+            this = h.get("run_id") is None
+            metric = h.get("metric") or ""
+            delta = "–"
+            if h.get("delta") is not None:
+                delta = signed(h["delta"], metric, unit=True)
+                if h.get("delta_ci"):
+                    lo, hi = h["delta_ci"]
+                    delta += f" [{signed(lo, metric)}, {signed(hi, metric)}]"
+            it = models.index(h["model"]) + 1 if h.get("model") in models else "–"
+            rows.append(
+                [
+                    str(it),
+                    f"`{s.get('run_id')}` (this run)" if this else f"`{h.get('run_id')}`",
+                    _cell(h.get("model")),
+                    money(h.get("training_usd")),
+                    _inline(f"{delta} {metric}".strip()),
+                    _cell(verdict_label(v) if this else (h.get("verdict") or "–")),
+                ]
+            )
+        if not lines:
+            lines += ["## Iteration history", ""]
+        lines += [
+            f"**{name}**: {led.get('iterations')} iteration(s), {money(led.get('training_usd'))} "
+            f"training + {money(led.get('eval_usd'))} evaluation = "
+            f"{money(led.get('spent_usd'))} spent",
+            "",
+        ]
+        header = ["iteration", "run", "model", "training", "Δ vs baseline [CI]", "verdict"]
+        lines += _table(header, rows)
+    return lines
+
+
+def costs_at_volume(s: dict[str, Any], monthly: float | None) -> list[str]:
+    """Cost per request, its ratio to the baseline, the monthly cost at `volume.monthly_requests`,
+    and an explicit line for each candidate that costs more per request (no break-even)."""
+    variants = s.get("variants") or {}
+    baseline = s.get("baseline")
+    base_cpr = cost_per_request(variants.get(baseline) or {})
+    rows, dearer = [], []
+    for name, v in variants.items():
+        cpr = cost_per_request(v)
+        ratio = cost_ratio(cpr, base_cpr) if name != baseline else None
+        row = [
+            f"**{name}** (baseline)" if name == baseline else f"**{name}**",
+            money(cpr),
+            "1.00×" if name == baseline and cpr is not None else _ratio(ratio),
+        ]
+        if monthly:
+            row.append(money(cpr * monthly) if cpr is not None else "–")
+        rows.append(row)
+        if ratio is not None and ratio > 1 and name not in (s.get("break_even") or {}):
+            dearer.append((name, cpr, ratio))
+    if all(r[1] == "–" for r in rows):
+        return []
+    header = ["variant", "cost / request", "× baseline"]
+    if monthly:
+        header.append(f"monthly at {monthly:,.0f} requests")
+    lines = ["## Cost per request", ""] + _table(header, rows)
+    for name, cpr, ratio in dearer:
+        lines.append(
+            f"- **no break-even for {_inline(name)}**: the candidate costs more per request "
+            f"than `{_inline(baseline)}` ({money(cpr)} vs {money(base_cpr)}, {_ratio(ratio)})"
+            + (
+                f"; it adds {money((cpr - base_cpr) * monthly)} a month at {monthly:,.0f} requests"
+                if monthly
+                else ""
+            )
+            + "."
+        )
+    if not monthly:
+        lines.append("- Set `volume: {monthly_requests: N}` in the suite for monthly costs.")
+    return lines + [""]
+
+
+def _ratio(r: float | None) -> str:
+    return "–" if r is None else f"{r:.2f}×"
+
+
+def plot_gaps(s: dict[str, Any], metric: str | None) -> list[str]:
+    """Why a variant is missing from the cost/quality plot (never silently)."""
+    if not metric:
+        return []
+    out = []
+    for name, v in (s.get("variants") or {}).items():
+        m = (v.get("metrics") or {}).get(metric) or {}
+        if cost_per_request(v) is None:
+            out.append(
+                f"- `{_inline(name)}` is not in the cost/quality plot: none of its "
+                f"{v.get('n_calls', 0)} calls has a price — set `pricing:` on the variant"
+            )
+        elif m.get("value") is None:
+            out.append(f"- `{_inline(name)}` is not in the cost/quality plot: no {metric} value")
+    return out + [""] if out else []
+
+
+def disagreements(run: RunFiles) -> list[str]:
+    """Examples on which a candidate and the baseline disagree, the candidate's losses first:
+    what decides "is it better", with the input, the expected answer and both answers."""
+    baseline = run.summary.get("baseline")
+    base = {(r.get("id"), r.get("repeat", 0)): r for r in run.records.get(baseline) or []}
+    if not base:
+        return []
+    lines: list[str] = []
+    for name in run.variants:
+        if name == baseline:
+            continue
+        lost, won = [], []
+        for r in run.records.get(name) or []:
+            b = base.get((r.get("id"), r.get("repeat", 0)))
+            if b is None:
+                continue
+            gap = example_score(b) - example_score(r)
+            if gap > 0:
+                lost.append((gap, r, b))
+            elif gap < 0:
+                won.append((-gap, r, b))
+        if not lost and not won:
+            continue
+        if not lines:
+            lines += [
+                f"## Where the candidates and the baseline `{_inline(baseline)}` disagree",
+                "",
+            ]
+        for title, group in (
+            (f"{name} wrong, {baseline} right", lost),
+            (f"{name} right, {baseline} wrong", won),
+        ):
+            group.sort(key=lambda t: (-t[0], str(t[1].get("id"))))
+            if not group:
+                continue
+            lines += [f"### {_inline(title)} ({len(group)})", ""]
+            shown = group[:DISAGREEMENTS_SHOWN]
+            extra = record_extras([r for _, r, _ in shown])
+            rows = []
+            for _, r, b in shown:
+                rows.append(
+                    example_cells(run, r)
+                    + [_cell(_got(b)), f"{value(example_score(r))} / {value(example_score(b))}"]
+                    + [_cell(f(r)) for f in extra.values()]
+                )
+            header = ["id", "input", "expected", f"{name} got", f"{baseline} got", "score"]
+            lines += _table([_inline(h) for h in [*header, *extra]], rows)
+    return lines
+
+
+def record_extras(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Columns the shown records have: the judge's samples, the retrieved passages."""
+    extra = {
+        "judge": judge_text if any(r.get("judge") for r in records) else None,
+        "retrieved": retrieved_text if any(r.get("retrieved") for r in records) else None,
+    }
+    return {k: f for k, f in extra.items() if f is not None}
+
+
+def example_cells(run: RunFiles, r: dict[str, Any]) -> list[str]:
+    """id, input, expected (re-read from the data) and what the model gave, as table cells."""
+    ex = run.examples.get(r.get("id"), {})
+    return [_cell(r.get("id")), _cell(ex.get("input")), _cell(ex.get("expected")), _cell(_got(r))]
+
+
+def _got(r: dict[str, Any]) -> Any:
+    """What the model answered: the parsed answer, else its raw output, else the error."""
+    if r.get("error") is not None:
+        return f"error: {r['error']}"
+    return r.get("parsed") if r.get("parsed") is not None else r.get("output")

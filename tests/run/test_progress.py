@@ -1,0 +1,63 @@
+"""The terminal while `harness run` works: phase lines, bars with an overall ETA/spend line, and
+retries shown live and counted in the summary (checked against the test server's request count)."""
+
+from __future__ import annotations
+
+import io
+import re
+
+from conftest import write_suite
+from rich.console import Console
+
+from harness.run.pipeline import run_suite
+
+
+def test_phases_overall_line_and_live_retries(openai_server, fake_key, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    server = openai_server(rate_500=0.3, seed=3)
+    suite = write_suite(tmp_path, server.url)
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=200, color_system=None)
+    outcome = run_suite(
+        suite, runs_dir=tmp_path / "runs", workers=0, console=console, show_progress=True
+    )
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.getvalue())  # cursor moves, not text
+    lines = [x for x in text.splitlines() if x.startswith("harness: ")]
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    assert lines == [
+        "harness: loading the data…",
+        "harness: sending 24 calls (0 cached) — loading litellm before the first answer…",
+        f"harness: writing report.md / report.html, then logging to MLflow ({uri})…",
+    ]
+    retries = sum(v["retries"] for v in outcome.summary["variants"].values())
+    # Every attempt beyond a call's first reached the server: the count is not a guess.
+    assert retries == server.requests - 24 > 0
+    # The last frame of the overall line: all calls, their retries, spend and an ETA column.
+    overall = [x for x in re.split(r"[\r\n]", text) if x.startswith("(all)")][-1]
+    assert re.search(r"24/24 errors \d+ retries (\d+) \$0\.\d{4} \d:\d\d:\d\d ETA", overall)
+    assert int(re.search(r"retries (\d+)", overall).group(1)) == retries
+    per_variant = {
+        name: int(
+            re.search(
+                r"retries (\d+)",
+                [x for x in re.split(r"[\r\n]", text) if x.startswith(name + " ")][-1],
+            ).group(1)
+        )
+        for name in ("zero-shot", "few-shot")
+    }
+    assert per_variant == {n: v["retries"] for n, v in outcome.summary["variants"].items()}
+
+
+def test_no_progress_output_when_not_a_terminal(openai_server, fake_key, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    server = openai_server()
+    out = io.StringIO()
+    run_suite(
+        write_suite(tmp_path, server.url),
+        runs_dir=tmp_path / "runs",
+        workers=0,
+        console=Console(file=out, force_terminal=False),
+    )
+    assert out.getvalue() == ""  # CI logs get the summary only, not bar frames
