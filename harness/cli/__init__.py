@@ -29,6 +29,7 @@ COMMANDS = {
     'ledger exclude RUN_ID --why "..."` takes a run out of it (visibly: every later verdict '
     "says so).",
     "export": "Write OpenAI chat fine-tuning JSONL from the train split or a teacher's outputs.",
+    "merge": "Join the shard runs of `harness run --shard i/N` into one run with one verdict.",
     "report": "Re-render report.md, report.html and plots/ of a finished run from its files.",
     "run": "Run every variant of a suite over the same examples and write runs/<suite>/<run-id>/.",
     "schema": "Print the suite JSON Schema (point your editor at it).",

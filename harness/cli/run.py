@@ -67,6 +67,21 @@ from harness.run.warmup import exit_process
     default=None,
     help="Processes making the calls [default: one per core (max 4) for runs of 256+ calls; 0: this process].",
 )
+@click.option(
+    "--shard",
+    default=None,
+    metavar="I/N",
+    help="Run the I-th of N deterministic slices of the test examples (join them with "
+    "`harness merge`).",
+)
+@click.option(
+    "--batch",
+    is_flag=True,
+    help="Send the calls through the provider's batch API (OpenAI: half price, up to 24 h).",
+)
+@click.option(
+    "--timings", is_flag=True, help="Print wall and CPU time per phase (and timings.json)."
+)
 @handle_errors
 def run(
     suite_path,
@@ -81,6 +96,9 @@ def run(
     junit,
     allow_inconclusive,
     workers,
+    shard,
+    batch,
+    timings,
 ):
     """Run every variant of a suite over the same examples and write runs/<suite>/<run-id>/."""
     options = RunOptions(
@@ -95,6 +113,9 @@ def run(
         junit=junit,
         allow_inconclusive=allow_inconclusive,
         tracking_child=True,  # MLflow off this process (harness.track.child)
+        shard=shard,
+        batch=batch,
+        timings=timings,
     )
     outcome = run_suite(suite_path, options)
     # The summary's variant notes: the engine's, plus what the summary found (partial costs).

@@ -20,7 +20,13 @@ from harness.calls.engine import check_credentials
 from harness.data.dataset import Dataset, load_dataset
 from harness.decide.guard import decide
 from harness.decide.history import LocalHistory, gather, lineage_id
-from harness.errors import LocalModelCrashed, ProviderError, RunInterrupted, TrackingError
+from harness.errors import (
+    LocalModelCrashed,
+    ProviderError,
+    RunInterrupted,
+    SuiteError,
+    TrackingError,
+)
 from harness.prompt.templates import validate_templates
 from harness.report.ci import append_step_summary, write_junit
 from harness.report.render import render_report
@@ -32,9 +38,10 @@ from harness.run.execute import (
     make_engine,
     send,
 )
-from harness.run.options import RunOptions
+from harness.run.options import RunOptions, parse_shard
 from harness.run.plan import Job, build_jobs, check_same_data, resume_command, select_variants
 from harness.run.progress import Progress
+from harness.run.timings import Timings
 from harness.run.warmup import prewarm_post_run
 from harness.rundir.reader import load_run
 from harness.rundir.writer import ResultsWriter, RunDir, create_run, open_run, write_stage_scores
@@ -84,27 +91,34 @@ def run_suite(
     """
     opts = options or RunOptions(**fields)
     t0 = time.perf_counter()
+    timings = Timings()
     started_at = _now()
     opts.check()
-    suite = validate_suite(load_suite(suite_path))
+    with timings.phase("suite/data"):
+        suite = validate_suite(load_suite(suite_path))
     resumed = None
-    names, limit = opts.variants, opts.limit
+    names, limit, shard = opts.variants, opts.limit, opts.shard
     if opts.resume is not None:
         resumed = open_run(opts.runs_dir, suite, opts.resume)
         names = names or resumed.meta.get("variants")
         limit = resumed.meta.get("limit") if limit is None else limit
+        shard = resumed_shard(resumed, shard)
     selected = select_variants(suite, names)
     pool = PoolSlot(opts.workers)
     # Before the data loads: the workers' litellm import (~3 s) overlaps everything until the
     # first call, and no thread exists yet that a fork could catch holding a lock.
-    pool.start(selected, opts.concurrency, limit)
+    if not opts.batch:  # a batch run polls a file; it needs no workers
+        pool.start(selected, opts.concurrency, limit)
     # MLflow in a child process (harness.track.child): its import overlaps the run and its
     # memory stays out of this process. The CLI asks for it; library callers log in-process.
+    # A shard is not logged: the merged run is (harness merge).
     logger = None
     try:
-        if opts.tracking_child:
+        if opts.tracking_child and shard is None:
             logger = start_if_useful()
-        stage = _Run(suite_path, suite, selected, resumed, limit, opts, pool, logger)
+        stage = _Run(
+            suite_path, suite, selected, resumed, limit, shard, opts, pool, logger, timings
+        )
         return stage.run(t0, started_at)
     except BaseException:
         pool.close(now=True)  # a suite error or Ctrl-C: don't wait for a litellm import to end
@@ -113,6 +127,18 @@ def run_suite(
         pool.close()
         if logger is not None:
             logger.close()
+
+
+def resumed_shard(resumed: RunDir, asked: str | None) -> str | None:
+    """A resumed shard keeps its slice; asking for another one is a mistake, not a new slice."""
+    was = resumed.meta.get("shard")
+    if asked is not None and was != asked:
+        raise SuiteError(
+            f"--resume {resumed.run_id} --shard {asked}: that run is "
+            + (f"shard {was}" if was else "not a shard")
+            + " — resume it without --shard, or start a new run for the other slice"
+        )
+    return was
 
 
 @dataclass
@@ -124,16 +150,46 @@ class _Run:
     selected: list[Variant]
     resumed: RunDir | None
     limit: int | None
+    shard: str | None
     opts: RunOptions
     pool: PoolSlot
     logger: Any
+    timings: Timings
 
     def run(self, t0: float, started_at: str) -> RunOutcome:
         dataset, jobs, warm = self.prepare()
         run_dir, jobs, done = self.open_run_dir(dataset, jobs)
-        sent = self.send(dataset, run_dir, jobs, done, warm)
+        with self.timings.phase("calls"):
+            sent = self.send(dataset, run_dir, jobs, done, warm)
         records = {v.name: run_dir.records(v.name) for v in self.selected}
-        # Post-call stages (LLM judge, embedding cosine): scores merged into the records.
+        with self.timings.phase("post-call stages"):
+            judge = self.post_call_stages(dataset, records, run_dir)
+        outcome = RunOutcome(
+            run_dir=run_dir.path,
+            run_id=run_dir.run_id,
+            suite=self.suite,
+            dataset=dataset,
+            variants=[v.name for v in self.selected],
+            records=records,
+            started_at=run_dir.meta.get("started_at") or started_at,
+            finished_at=_now(),
+            wall_s=time.perf_counter() - t0,
+            requests=sent.requests,
+            cache_hits=sent.cache_hits,
+            notes=sent_notes(self.sink),
+        )
+        return conclude(
+            outcome,
+            judge,
+            opts=self.opts,
+            limit=self.limit,
+            shard=self.shard,
+            log=self.logger.log if self.logger else None,
+            timings=self.timings,
+        )
+
+    def post_call_stages(self, dataset: Dataset, records, run_dir: RunDir) -> dict | None:
+        """LLM judge, embedding cosine: scores merged into the records (and persisted)."""
         try:
             judge = run_post_call_stages(
                 self.suite,
@@ -152,57 +208,17 @@ class _Run:
             ) from None
         if judge is not None:
             write_stage_scores(run_dir.path, records)
-        outcome = RunOutcome(
-            run_dir=run_dir.path,
-            run_id=run_dir.run_id,
-            suite=self.suite,
-            dataset=dataset,
-            variants=[v.name for v in self.selected],
-            records=records,
-            started_at=run_dir.meta.get("started_at") or started_at,
-            finished_at=_now(),
-            wall_s=time.perf_counter() - t0,
-            requests=sent.requests,
-            cache_hits=sent.cache_hits,
-            notes=sent_notes(self.sink),
-        )
-        if all(r.get("error") is not None for recs in records.values() for r in recs):
-            outcome.exit_code = ProviderError.exit_code
-        outcome.summary = build_summary(
-            self.suite,
-            dataset,
-            records,
-            outcome.variants,
-            meta={
-                "run_id": outcome.run_id,
-                "started_at": outcome.started_at,
-                "finished_at": outcome.finished_at,
-                "exit_code": outcome.exit_code,
-                "limit": self.limit,
-            },
-            notes=outcome.notes,
-            judge=judge,
-        )
-        self.decide(outcome)
-        write_json_atomic(outcome.run_dir / "summary.json", outcome.summary)
-        # report.md/html + plots, then MLflow; an unreachable store only warns.
-        outcome.mlflow_run_id = publish(
-            outcome.run_dir,
-            self.opts.tracking_uri,
-            log=self.logger.log if self.logger else None,
-        )
-        # CI outputs: --junit FILE and the GitHub Actions step summary.
-        if self.opts.junit:
-            write_junit(outcome.summary, self.opts.junit)
-        append_step_summary(outcome.summary)
-        return outcome
+        return judge
 
     def prepare(self) -> tuple[Dataset, list[Job], Any]:
         """Templates and data checked, the calls rendered; imports warmed where they overlap."""
-        validate_templates(self.suite)
-        dataset = load_dataset(self.suite, self.limit)
-        if self.resumed is not None:
-            check_same_data(self.resumed, dataset)
+        with self.timings.phase("suite/data"):
+            validate_templates(self.suite)
+            dataset = load_dataset(self.suite, self.limit)
+            if self.resumed is not None:
+                check_same_data(self.resumed, dataset)
+            if self.shard is not None:
+                dataset = dataset.shard(*parse_shard(self.shard))
         self.pool.keep_if_needed(len(dataset.test) * sum(v.repeats for v in self.selected))
         # Without the child: import MLflow in a thread while the calls run; only after the fork
         # (import locks). With workers, wait for their first answer: until then they import
@@ -211,7 +227,8 @@ class _Run:
         if self.pool.pool is None:
             warm()
             prewarm_post_run()
-        jobs = build_jobs(self.suite, dataset, self.selected, runs_dir=self.opts.runs_dir)
+        with self.timings.phase("prompts/index"):
+            jobs = build_jobs(self.suite, dataset, self.selected, runs_dir=self.opts.runs_dir)
         return dataset, jobs, warm
 
     def open_run_dir(
@@ -226,6 +243,7 @@ class _Run:
                 dataset,
                 variants=[v.name for v in self.selected],
                 limit=self.limit,
+                shard=self.shard,
             )
             return run, jobs, {v.name: set() for v in self.selected}
         done = {v.name: self.resumed.prepare_resume(v.name) for v in self.selected}
@@ -281,52 +299,114 @@ class _Run:
             )
         return sent
 
-    def decide(self, outcome: RunOutcome) -> None:
-        """The guard: verdicts, sunk-cost ledger, break-even and the exit code."""
-        history: list[dict] = []
-        outcome.summary["lineage"] = lineage_id(self.suite, outcome.dataset.hashes)
-        if self.suite.spec.guard is not None:
-            history, notes = gather(
-                self.suite.name,
-                MlflowHistory.at(self.opts.tracking_uri, outcome.summary["lineage"]),
-                LocalHistory(self.opts.runs_dir, outcome.summary["lineage"]),
-            )
-            if notes:
-                outcome.summary.setdefault("notes", []).extend(notes)
-        decision = decide(
-            self.suite,
-            outcome.summary,
-            history,
-            allow_inconclusive=self.opts.allow_inconclusive,
-        )
-        decision.apply(outcome.summary)
-        if self.limit is not None:
-            outcome.summary.setdefault("notes", []).append(
-                f"smoke run (--limit {self.limit}): a stratified subset of "
-                f"{outcome.summary.get('n_examples')} test examples; not counted in the sunk-cost "
-                "ledger (no iteration, no training cost, no hypothesis registered, no best so far)"
-            )
-        outcome.exit_code = outcome.exit_code or decision.exit_code
-
 
 def sent_notes(sink: RecordSink) -> dict[str, list[str]]:
     return {k: sorted(v) for k, v in sink.notes.items()}
 
 
-def publish(run_dir: str | Path, cli_uri: str | None = None, warn=None, log=None) -> str | None:
-    """The end of `harness run`: render the report, then log to MLflow.
+def conclude(
+    outcome: RunOutcome,
+    judge: dict | None,
+    *,
+    opts: RunOptions,
+    limit: int | None,
+    shard: str | None = None,
+    log=None,
+    timings: Timings | None = None,
+    extra_meta: dict | None = None,
+) -> RunOutcome:
+    """From the records to the end: summary, the guard, summary.json, report, MLflow, CI outputs.
+    `harness run` and `harness merge` share it, so a merged run is summarised and judged exactly
+    as one run over all the examples would be."""
+    timings = timings or Timings()
+    with timings.phase("summary/guard"):
+        if all(r.get("error") is not None for recs in outcome.records.values() for r in recs):
+            outcome.exit_code = ProviderError.exit_code
+        outcome.summary = build_summary(
+            outcome.suite,
+            outcome.dataset,
+            outcome.records,
+            outcome.variants,
+            meta={
+                "run_id": outcome.run_id,
+                "started_at": outcome.started_at,
+                "finished_at": outcome.finished_at,
+                "exit_code": outcome.exit_code,
+                "limit": limit,
+                **({"shard": shard} if shard else {}),
+                **(extra_meta or {}),
+            },
+            notes=outcome.notes,
+            judge=judge,
+        )
+        if shard is None:
+            apply_guard(outcome, opts, limit)
+        else:
+            index, count = parse_shard(shard)
+            outcome.summary.setdefault("notes", []).append(
+                f"shard {shard}: {len(outcome.dataset.test)} of the test examples, no verdict "
+                f"and not in the ledger — `harness merge` the {count} shard run directories for "
+                "one run and its verdict"
+            )
+        write_json_atomic(outcome.run_dir / "summary.json", outcome.summary)
+    # report.md/html + plots, then MLflow (not for a shard); an unreachable store only warns.
+    with timings.phase("report/plots"):
+        run = load_run(outcome.run_dir)  # read once for the report and an in-process log_run
+        render_report(run)
+    if shard is None:
+        with timings.phase("tracking"):
+            outcome.mlflow_run_id = publish(run, opts.tracking_uri, log=log)
+    # CI outputs: --junit FILE and the GitHub Actions step summary.
+    if opts.junit:
+        write_junit(outcome.summary, opts.junit)
+    append_step_summary(outcome.summary)
+    if opts.timings:
+        timings.write(outcome.run_dir)
+        print(timings.table(), file=sys.stderr)
+    return outcome
+
+
+def apply_guard(outcome: RunOutcome, opts: RunOptions, limit: int | None) -> None:
+    """The guard: verdicts, sunk-cost ledger, break-even and the exit code."""
+    suite = outcome.suite
+    history: list[dict] = []
+    outcome.summary["lineage"] = lineage_id(suite, outcome.dataset.hashes)
+    if suite.spec.guard is not None:
+        history, notes = gather(
+            suite.name,
+            MlflowHistory.at(opts.tracking_uri, outcome.summary["lineage"]),
+            LocalHistory(opts.runs_dir, outcome.summary["lineage"]),
+        )
+        if notes:
+            outcome.summary.setdefault("notes", []).extend(notes)
+    decision = decide(
+        suite,
+        outcome.summary,
+        history,
+        allow_inconclusive=opts.allow_inconclusive,
+    )
+    decision.apply(outcome.summary)
+    if limit is not None:
+        outcome.summary.setdefault("notes", []).append(
+            f"smoke run (--limit {limit}): a stratified subset of "
+            f"{outcome.summary.get('n_examples')} test examples; not counted in the sunk-cost "
+            "ledger (no iteration, no training cost, no hypothesis registered, no best so far)"
+        )
+    outcome.exit_code = outcome.exit_code or decision.exit_code
+
+
+def publish(run, cli_uri: str | None = None, warn=None, log=None) -> str | None:
+    """Log a run (a RunFiles read back from its directory) to MLflow.
 
     An unusable tracking store never fails the run: the warning says how to push later, the
     results stay in run_dir and the exit code still reflects the verdict. Returns the parent
     run id, or None when logging failed. `log(run_dir, uri)` replaces `log_run` (the CLI
     passes harness.track.child's, which logs in a child process).
     """
-    run = load_run(run_dir)  # read once for the report and an in-process log_run
-    render_report(run)
     try:
         if log is None:
             return log_run(run, tracking_uri(cli_uri))
-        return log(run_dir, tracking_uri(cli_uri))  # a child process reads the run itself
+        return log(run.path, tracking_uri(cli_uri))  # a child process reads the run itself
     except TrackingError as e:
         (warn or (lambda m: print(m, file=sys.stderr)))(f"Warning: MLflow logging skipped: {e}")
         return None
