@@ -80,6 +80,14 @@ from harness.run.warmup import exit_process
     help="Send the calls through the provider's batch API (OpenAI: half price, up to 24 h).",
 )
 @click.option(
+    "--batch-poll",
+    type=click.FloatRange(min=0.01),
+    default=30.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="With --batch: seconds between status polls.",
+)
+@click.option(
     "--timings", is_flag=True, help="Print wall and CPU time per phase (and timings.json)."
 )
 @handle_errors
@@ -98,6 +106,7 @@ def run(
     workers,
     shard,
     batch,
+    batch_poll,
     timings,
 ):
     """Run every variant of a suite over the same examples and write runs/<suite>/<run-id>/."""
@@ -115,6 +124,7 @@ def run(
         tracking_child=True,  # MLflow off this process (harness.track.child)
         shard=shard,
         batch=batch,
+        batch_poll_s=batch_poll,
         timings=timings,
     )
     outcome = run_suite(suite_path, options)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness._util.jsonl import write_json_atomic
+from harness.calls.batch import check_batchable
 from harness.calls.engine import check_credentials
 from harness.data.dataset import Dataset, load_dataset
 from harness.decide.guard import decide
@@ -30,6 +31,7 @@ from harness.errors import (
 from harness.prompt.templates import validate_templates
 from harness.report.ci import append_step_summary, write_junit
 from harness.report.render import render_report
+from harness.run.batch import send_batch
 from harness.run.execute import (
     PoolSlot,
     RecordSink,
@@ -104,6 +106,9 @@ def run_suite(
         limit = resumed.meta.get("limit") if limit is None else limit
         shard = resumed_shard(resumed, shard)
     selected = select_variants(suite, names)
+    if opts.batch:
+        for v in selected:
+            check_batchable(v)  # exit 2 before a run directory exists
     pool = PoolSlot(opts.workers)
     # Before the data loads: the workers' litellm import (~3 s) overlaps everything until the
     # first call, and no thread exists yet that a fork could catch holding a lock.
@@ -271,15 +276,25 @@ class _Run:
             scorer=make_scorer(self.suite, dataset), writer=writer, progress=progress
         )
         try:
-            sent = send(
-                jobs,
-                hits,
-                cache,
-                self.sink,
-                self.pool,
-                lambda: make_engine(self.selected, self.opts.concurrency),
-                on_first=lambda: (warm(), prewarm_post_run()),
-            )
+            if self.opts.batch:
+                sent = send_batch(
+                    jobs,
+                    hits,
+                    cache,
+                    self.sink,
+                    run.path,
+                    poll_s=self.opts.batch_poll_s,
+                )
+            else:
+                sent = send(
+                    jobs,
+                    hits,
+                    cache,
+                    self.sink,
+                    self.pool,
+                    lambda: make_engine(self.selected, self.opts.concurrency),
+                    on_first=lambda: (warm(), prewarm_post_run()),
+                )
         except LocalModelCrashed as e:
             writer.flush()  # the count in the message is what is on disk
             raise LocalModelCrashed(
