@@ -191,6 +191,10 @@ def test_three_shards_through_the_proxy_merge_into_the_mlflow_server(
     )  # fmt: skip
     assert merged.returncode == 0, merged.stderr
     assert "Warning" not in merged.stderr
+    assert merged.stdout.startswith("{") and whole.stdout.startswith("{"), (
+        merged.stdout[:300],
+        whole.stdout[:300],
+    )
     m, w = json.loads(merged.stdout), json.loads(whole.stdout)
     assert {k: v for k, v in m.items() if k not in RUN_FIELDS} == {
         k: v for k, v in w.items() if k not in RUN_FIELDS
