@@ -91,7 +91,9 @@ def postgres(tmp_path):
     if start.returncode != 0:
         pytest.skip(f"PostgreSQL did not start: {start.stderr.strip()}")
     yield f"postgresql+psycopg2://harness@127.0.0.1:{port}/postgres"
-    subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+    subprocess.run(
+        [*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True
+    )
     shutil.rmtree(base, ignore_errors=True)
 
 
