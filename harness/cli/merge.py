@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import click
 
-from harness.cli._common import EXIT_CODES_HELP, handle_errors, tracking_uri_option
+from harness.cli._common import (
+    EXIT_CODES_HELP,
+    handle_errors,
+    runs_dir_option,
+    tracking_uri_option,
+    verdict_options,
+)
 from harness.report.console import print_summary
 from harness.run import RunOptions
 from harness.run.merge import merge_runs
@@ -14,24 +20,8 @@ from harness.run.warmup import exit_process
 @click.command(epilog=EXIT_CODES_HELP)
 @click.argument("run_dirs", metavar="RUN_DIR...", nargs=-1, type=click.Path(file_okay=False))
 @tracking_uri_option
-@click.option(
-    "--runs-dir",
-    default="runs",
-    show_default=True,
-    type=click.Path(file_okay=False),
-    help="Where the merged run directory goes.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
-@click.option(
-    "--junit",
-    default=None,
-    type=click.Path(dir_okay=False),
-    metavar="FILE",
-    help="Write verdicts as JUnit XML (for CI).",
-)
-@click.option(
-    "--allow-inconclusive", is_flag=True, help="Exit 0 when a guarded variant is only inconclusive."
-)
+@runs_dir_option("Where the merged run directory goes.")
+@verdict_options
 @handle_errors
 def merge(run_dirs, tracking_uri, runs_dir, as_json, junit, allow_inconclusive):
     """Join the shard runs of `harness run --shard i/N` into one run with one verdict."""

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import click
 
-from harness.cli._common import EXIT_CODES_HELP, handle_errors, tracking_uri_option
+from harness.cli._common import (
+    EXIT_CODES_HELP,
+    handle_errors,
+    runs_dir_option,
+    tracking_uri_option,
+    verdict_options,
+)
 from harness.report.console import print_summary
 from harness.run import RunOptions, run_suite
 from harness.run.warmup import exit_process
@@ -43,24 +49,8 @@ from harness.run.warmup import exit_process
     help="Finish an interrupted run (default: the suite's latest) without repeating completed calls.",
 )
 @tracking_uri_option
-@click.option(
-    "--runs-dir",
-    default="runs",
-    show_default=True,
-    type=click.Path(file_okay=False),
-    help="Where run directories and the cache live.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
-@click.option(
-    "--junit",
-    default=None,
-    type=click.Path(dir_okay=False),
-    metavar="FILE",
-    help="Write verdicts as JUnit XML (for CI).",
-)
-@click.option(
-    "--allow-inconclusive", is_flag=True, help="Exit 0 when a guarded variant is only inconclusive."
-)
+@runs_dir_option("Where run directories and the cache live.")
+@verdict_options
 @click.option(
     "--workers",
     type=click.IntRange(min=0),
