@@ -80,6 +80,11 @@ from harness.run.warmup import exit_process
 @click.option(
     "--timings", is_flag=True, help="Print wall and CPU time per phase (and timings.json)."
 )
+@click.option(
+    "--checkpoints",
+    is_flag=True,
+    help="Also evaluate each `finetune:` variant's checkpoints (as NAME.step-N, not guarded).",
+)
 @handle_errors
 def run(
     suite_path,
@@ -98,6 +103,7 @@ def run(
     batch,
     batch_poll,
     timings,
+    checkpoints,
 ):
     """Run every variant of a suite over the same examples and write runs/<suite>/<run-id>/."""
     options = RunOptions(
@@ -111,6 +117,7 @@ def run(
         tracking_uri=tracking_uri,
         junit=junit,
         allow_inconclusive=allow_inconclusive,
+        checkpoints=checkpoints,
         tracking_child=True,  # MLflow off this process (harness.track.child)
         shard=shard,
         batch=batch,

@@ -34,6 +34,7 @@ class RunOptions:
     timings: bool = False  # print the phase breakdown and write timings.json
     batch: bool = False  # send the calls through the provider's batch API (harness.run.batch)
     batch_poll_s: float = 30.0  # seconds between batch status polls
+    checkpoints: bool = False  # evaluate a trained variant's checkpoints as extra variants
 
     def check(self) -> None:
         """Exit 2 before anything starts when a flag is out of range."""

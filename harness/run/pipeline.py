@@ -28,6 +28,7 @@ from harness.errors import (
     SuiteError,
     TrackingError,
 )
+from harness.finetune.resolve import check_resumed_models, resolve_trained
 from harness.prompt.templates import validate_templates
 from harness.report.ci import append_step_summary, write_junit
 from harness.report.render import render_report
@@ -40,6 +41,7 @@ from harness.run.execute import (
     make_engine,
     send,
 )
+from harness.run.forgetting import check_forgetting
 from harness.run.options import RunOptions, parse_shard
 from harness.run.plan import Job, build_jobs, check_same_data, resume_command, select_variants
 from harness.run.progress import Progress
@@ -83,11 +85,12 @@ def _now() -> str:
 
 
 def run_suite(
-    suite_path: str | Path, options: RunOptions | None = None, **fields: Any
+    suite_path: str | Path | Suite, options: RunOptions | None = None, **fields: Any
 ) -> RunOutcome:
     """Run the selected variants of a suite; records land in runs/<suite>/<run-id>/results/.
 
-    Pass a RunOptions, or its fields as keywords (`run_suite(path, limit=5)`).
+    Pass a RunOptions, or its fields as keywords (`run_suite(path, limit=5)`); a loaded Suite
+    instead of a path runs that suite (harness finetune's distillation does).
     Raises SuiteError (exit 2) before any call when the suite, data, options or credentials are
     wrong; RunInterrupted (exit 130) on Ctrl-C with the resume command in its message.
     """
@@ -97,7 +100,10 @@ def run_suite(
     started_at = _now()
     opts.check()
     with timings.phase("suite/data"):
-        suite = validate_suite(load_suite(suite_path))
+        if isinstance(suite_path, Suite):
+            suite, suite_path = suite_path, suite_path.display_path
+        else:
+            suite = validate_suite(load_suite(suite_path))
     resumed = None
     names, limit, shard = opts.variants, opts.limit, opts.shard
     if opts.resume is not None:
@@ -105,7 +111,12 @@ def run_suite(
         names = names or resumed.meta.get("variants")
         limit = resumed.meta.get("limit") if limit is None else limit
         shard = resumed_shard(resumed, shard)
-    selected = select_variants(suite, names)
+    # A `finetune:` variant is evaluated as its latest succeeded job's model, at that job's cost.
+    suite, selected, trained = resolve_trained(
+        suite, select_variants(suite, names), opts.runs_dir, checkpoints=opts.checkpoints
+    )
+    if resumed is not None:
+        check_resumed_models(resumed.path, selected)
     if opts.batch:
         for v in selected:
             check_batchable(v)  # exit 2 before a run directory exists
@@ -122,7 +133,7 @@ def run_suite(
         if opts.tracking_child and shard is None:
             logger = start_if_useful()
         stage = _Run(
-            suite_path, suite, selected, resumed, limit, shard, opts, pool, logger, timings
+            suite_path, suite, selected, resumed, limit, shard, opts, pool, logger, timings, trained
         )
         return stage.run(t0, started_at)
     except BaseException:
@@ -160,6 +171,7 @@ class _Run:
     pool: PoolSlot
     logger: Any
     timings: Timings
+    trained: list[str]  # where each trained variant's model id and cost came from
 
     def run(self, t0: float, started_at: str) -> RunOutcome:
         dataset, jobs, warm = self.prepare()
@@ -191,7 +203,38 @@ class _Run:
             shard=self.shard,
             log=self.logger.log if self.logger else None,
             timings=self.timings,
+            trained=self.trained,
+            forgetting=None if self.shard else self.forgetting,
         )
+
+    def forgetting(self, outcome: RunOutcome) -> None:
+        """Trained variants with `forgetting:` against their base on the out-of-domain suite; a
+        verdict other than pass makes the run's exit code 1."""
+        opts = self.opts
+        found = check_forgetting(
+            self.suite,
+            self.selected,
+            lambda derived: run_suite(
+                derived,
+                RunOptions(
+                    limit=self.limit,
+                    concurrency=opts.concurrency,
+                    no_cache=opts.no_cache,
+                    runs_dir=opts.runs_dir,
+                    tracking_uri=opts.tracking_uri,
+                    workers=0,
+                    console=opts.console,
+                    show_progress=opts.show_progress,
+                ),
+            ),
+        )
+        if not found:
+            return
+        outcome.summary["forgetting"] = found
+        outcome.summary.setdefault("notes", []).extend(f["note"] for f in found.values())
+        if any(f["verdict"] != "pass" for f in found.values()):
+            outcome.exit_code = max(outcome.exit_code, 1)
+            outcome.summary["exit_code"] = outcome.exit_code
 
     def post_call_stages(self, dataset: Dataset, records, run_dir: RunDir) -> dict | None:
         """LLM judge, embedding cosine: scores merged into the records (and persisted)."""
@@ -329,6 +372,8 @@ def conclude(
     log=None,
     timings: Timings | None = None,
     extra_meta: dict | None = None,
+    trained: list[str] | None = None,
+    forgetting=None,
 ) -> RunOutcome:
     """From the records to the end: summary, the guard, summary.json, report, MLflow, CI outputs.
     `harness run` and `harness merge` share it, so a merged run is summarised and judged exactly
@@ -354,8 +399,12 @@ def conclude(
             notes=outcome.notes,
             judge=judge,
         )
+        if trained:
+            outcome.summary.setdefault("notes", []).extend(trained)
         if shard is None:
             apply_guard(outcome, opts, limit)
+            if forgetting is not None:
+                forgetting(outcome)  # `forgetting:` checks of trained variants (exit 1 if not pass)
         else:
             index, count = parse_shard(shard)
             outcome.summary.setdefault("notes", []).append(

@@ -1,6 +1,7 @@
-"""The OpenAI Files and Batch APIs on the test server (tests/support/openai_server.py), for
-`harness run --batch`: POST /v1/files (multipart, purpose "batch"), GET /v1/files/{id}/content,
-POST /v1/batches, GET /v1/batches/{id}, POST /v1/batches/{id}/cancel.
+"""The OpenAI Batch API on the test server (tests/support/openai_server.py), for
+`harness run --batch`: POST /v1/batches, GET /v1/batches/{id}, POST /v1/batches/{id}/cancel.
+Input and output files live in the server's one files API (`openai_server.Files`, shared with
+fine-tuning).
 
 A batch answers each line with the server's chat answer (the same scripted `answer` and usage
 as /v1/chat/completions) after `batch_delay` seconds; a line whose prompt holds one of
@@ -18,51 +19,41 @@ from aiohttp import web
 
 
 class BatchAPI:
-    def __init__(self, server, *, batch_delay: float = 0.3):
+    def __init__(self, server, files, *, batch_delay: float = 0.3):
         self.server = server
+        self.files = files  # openai_server.Files
         self.batch_delay = batch_delay
-        self.files: dict[str, bytes] = {}
         self.batches: dict[str, dict] = {}
         self.created = 0  # batches submitted (a resumed run must not submit again)
 
     def add_routes(self, app: web.Application) -> None:
-        app.router.add_post("/v1/files", self._upload)
-        app.router.add_get("/v1/files/{id}/content", self._content)
         app.router.add_post("/v1/batches", self._create)
         app.router.add_get("/v1/batches/{id}", self._retrieve)
         app.router.add_post("/v1/batches/{id}/cancel", self._cancel)
 
     def _file(self, content: bytes, purpose: str) -> dict:
-        file_id = "file-" + secrets.token_hex(6)
-        self.files[file_id] = content
-        return {
+        """An output file, stored where the files API serves it."""
+        file_id = "file-batch-" + secrets.token_hex(6)
+        obj = {
             "id": file_id,
             "object": "file",
             "bytes": len(content),
             "created_at": int(time.time()),
             "filename": f"{file_id}.jsonl",
             "purpose": purpose,
+            "status": "processed",
         }
-
-    async def _upload(self, request: web.Request) -> web.Response:
-        form = await request.post()
-        upload = form.get("file")
-        content = upload.file.read() if hasattr(upload, "file") else str(upload or "").encode()
-        return web.json_response(self._file(content, str(form.get("purpose") or "batch")))
-
-    async def _content(self, request: web.Request) -> web.Response:
-        content = self.files.get(request.match_info["id"])
-        if content is None:
-            return web.json_response({"error": {"message": "no such file"}}, status=404)
-        return web.Response(body=content, content_type="application/octet-stream")
+        self.files.content[file_id] = content
+        self.files.objects[file_id] = obj
+        return obj
 
     async def _create(self, request: web.Request) -> web.Response:
         body = await request.json()
-        if body.get("input_file_id") not in self.files:
+        if body.get("input_file_id") not in self.files.content:
             return web.json_response({"error": {"message": "no such input file"}}, status=400)
         self.created += 1
         batch_id = "batch_" + secrets.token_hex(6)
-        lines = self.files[body["input_file_id"]].decode().splitlines()
+        lines = self.files.content[body["input_file_id"]].decode().splitlines()
         batch = {
             "id": batch_id,
             "object": "batch",
