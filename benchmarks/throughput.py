@@ -2,7 +2,7 @@
 
     python benchmarks/throughput.py [--examples 2000] [--latency 0.2] [--concurrency 32]
 
-Starts tests/openai_server.py in its own process with a fixed latency, writes a suite of N
+Starts tests/support/openai_server.py in its own process with a fixed latency, writes a suite of N
 examples, then times `harness run` as a subprocess (start-up, litellm import, calls, scoring and
 writing results included) and compares it with the ideal `examples × latency / concurrency`.
 Then re-runs the same suite: every answer comes from runs/.cache.sqlite, so the server must see
@@ -90,19 +90,53 @@ def timed_run(
         str(concurrency),
         "--runs-dir",
         str(runs),
+        "--timings",  # timings.json: the phase breakdown printed below
     ]
     if workers is not None:
         cmd += ["--workers", workers]
     start = time.perf_counter()
     start_clock = time.time()
     # cwd: the run's MLflow store (mlruns/) lands in the temporary directory too.
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, cwd=runs.parent)
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=runs.parent
+    )
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"harness run failed with exit {os.waitstatus_to_exitcode(status)}")
     last = max(p.stat().st_mtime for p in runs.glob(f"{suite.stem}/*/results/*.jsonl"))
     return wall, usage.ru_maxrss // 1024, usage.ru_utime + usage.ru_stime, last - start_clock
+
+
+def phases(runs: Path, suite: Path) -> dict:
+    """The latest run's timings.json (harness run --timings)."""
+    path = sorted(runs.glob(f"{suite.stem}/*/timings.json"))[-1]
+    return json.loads(path.read_text())
+
+
+def print_phases(t: dict) -> None:
+    for p in t["phases"]:
+        print(f"    {p['name']:<18} wall {p['wall_s']:6.2f} s  CPU {p['cpu_s']:6.2f} s")
+    print(
+        f"    this process CPU {t['process_cpu_s']:.2f} s, workers + children {t['children_cpu_s']:.2f} s;"
+        f" loaded: {', '.join(t['imported']) or 'none'}"
+    )
+
+
+def bare_litellm(url: str, n: int, concurrency: int) -> dict:
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "bare_litellm.py"),
+            url,
+            str(n),
+            str(concurrency),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -123,11 +157,14 @@ def main() -> None:
             timed_run(write_suite(Path(tmp), url, 1, name="warmup"), runs, args.concurrency, "0")
             before = requests_seen(url)
             wall, rss, cpu, calls_done = timed_run(suite, runs, args.concurrency, args.workers)
+            full_phases = phases(runs, suite)
             sent = requests_seen(url) - before
             cached_wall, cached_rss, cached_cpu, cached_done = timed_run(
                 suite, runs, args.concurrency, args.workers
             )
             cached_sent = requests_seen(url) - sent - before
+            cached_phases = phases(runs, suite)
+            bare = bare_litellm(url, args.examples, args.concurrency)
     finally:
         server.terminate()
         server.wait()
@@ -150,6 +187,22 @@ def main() -> None:
         f"fully cached re-run   {cached_wall:6.2f} s  ({cached_sent} requests), peak RSS {cached_rss} MB, CPU {cached_cpu:.2f} s"
     )
     print(f"  last result written {cached_done:6.2f} s")
+    print("phases of the full run (harness run --timings):")
+    print_phases(full_phases)
+    print("phases of the cached re-run:")
+    print_phases(cached_phases)
+    # CPU per call beside a bare litellm loop: both with and without the one-time imports.
+    startup = sum(p["cpu_s"] for p in full_phases["phases"] if p["name"] == "start-up imports")
+    bare_call = bare["calls_cpu_s"] / args.examples * 1000
+    print(
+        f"bare litellm loop     calls {bare['calls_wall_s']:6.2f} s wall, {bare_call:.2f} ms CPU per call"
+        f" (+ import {bare['import_cpu_s']:.2f} s CPU)"
+    )
+    ours = (cpu - startup - bare["import_cpu_s"]) / args.examples * 1000
+    print(
+        f"harness CPU per call  {ours:.2f} ms beyond start-up and one litellm import"
+        f" = {ours / bare_call:.2f}x bare litellm (target <= 1.5x)"
+    )
     print(f"machine load (1 min)  {os.getloadavg()[0]:6.2f} on {os.cpu_count()} cores")
 
 

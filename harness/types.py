@@ -36,3 +36,4 @@ class CallResult:
     error: str | None = None
     attempts: int = 0
     note: str | None = None  # e.g. why cost is null; reported once per variant, not per record
+    price_factor: float = 1.0  # of the list price: 0.5 for OpenAI Batch API answers

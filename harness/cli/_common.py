@@ -27,6 +27,35 @@ tracking_uri_option = click.option(
 )
 
 
+def runs_dir_option(help_text: str):
+    return click.option(
+        "--runs-dir",
+        default="runs",
+        show_default=True,
+        type=click.Path(file_okay=False),
+        help=help_text,
+    )
+
+
+def verdict_options(fn):
+    """--json, --junit and --allow-inconclusive: what every command ending in a verdict takes."""
+    fn = click.option(
+        "--allow-inconclusive",
+        is_flag=True,
+        help="Exit 0 when a guarded variant is only inconclusive.",
+    )(fn)
+    fn = click.option(
+        "--junit",
+        default=None,
+        type=click.Path(dir_okay=False),
+        metavar="FILE",
+        help="Write verdicts as JUnit XML (for CI).",
+    )(fn)
+    return click.option(
+        "--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout."
+    )(fn)
+
+
 def handle_errors(fn):
     """User errors print one clear message and exit with their code; bugs keep their traceback."""
 

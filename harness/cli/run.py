@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import click
 
-from harness.cli._common import EXIT_CODES_HELP, handle_errors, tracking_uri_option
+from harness.cli._common import (
+    EXIT_CODES_HELP,
+    handle_errors,
+    runs_dir_option,
+    tracking_uri_option,
+    verdict_options,
+)
 from harness.report.console import print_summary
 from harness.run import RunOptions, run_suite
 from harness.run.warmup import exit_process
@@ -43,21 +49,8 @@ from harness.run.warmup import exit_process
     help="Finish an interrupted run (default: the suite's latest) without repeating completed calls.",
 )
 @tracking_uri_option
-@click.option(
-    "--runs-dir",
-    default="runs",
-    show_default=True,
-    type=click.Path(file_okay=False),
-    help="Where run directories and the cache live.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
-@click.option(
-    "--junit",
-    default=None,
-    type=click.Path(dir_okay=False),
-    metavar="FILE",
-    help="Write verdicts as JUnit XML (for CI).",
-)
+@runs_dir_option("Where run directories and the cache live.")
+@verdict_options
 @click.option(
     "--pr-comment",
     default=None,
@@ -66,13 +59,33 @@ from harness.run.warmup import exit_process
     help="Write the verdict table as markdown for a pull-request comment (any CI).",
 )
 @click.option(
-    "--allow-inconclusive", is_flag=True, help="Exit 0 when a guarded variant is only inconclusive."
-)
-@click.option(
     "--workers",
     type=click.IntRange(min=0),
     default=None,
     help="Processes making the calls [default: one per core (max 4) for runs of 256+ calls; 0: this process].",
+)
+@click.option(
+    "--shard",
+    default=None,
+    metavar="I/N",
+    help="Run the I-th of N deterministic slices of the test examples (join them with "
+    "`harness merge`).",
+)
+@click.option(
+    "--batch",
+    is_flag=True,
+    help="Send the calls through the provider's batch API (OpenAI: half price, up to 24 h).",
+)
+@click.option(
+    "--batch-poll",
+    type=click.FloatRange(min=0.01),
+    default=30.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="With --batch: seconds between status polls.",
+)
+@click.option(
+    "--timings", is_flag=True, help="Print wall and CPU time per phase (and timings.json)."
 )
 @click.option(
     "--checkpoints",
@@ -94,6 +107,10 @@ def run(
     pr_comment,
     allow_inconclusive,
     workers,
+    shard,
+    batch,
+    batch_poll,
+    timings,
     checkpoints,
 ):
     """Run every variant of a suite over the same examples and write runs/<suite>/<run-id>/."""
@@ -111,6 +128,10 @@ def run(
         allow_inconclusive=allow_inconclusive,
         checkpoints=checkpoints,
         tracking_child=True,  # MLflow off this process (harness.track.child)
+        shard=shard,
+        batch=batch,
+        batch_poll_s=batch_poll,
+        timings=timings,
     )
     outcome = run_suite(suite_path, options)
     # The summary's variant notes: the engine's, plus what the summary found (partial costs).

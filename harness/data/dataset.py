@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,13 @@ class Dataset:
 
     def by_id(self) -> dict[str, Example]:
         return {e.id: e for e in self.test}
+
+    def shard(self, index: int, count: int) -> Dataset:
+        """The index-th (1-based) of `count` slices of the test examples: every count-th example
+        in data order, so the slices are disjoint, cover the test set and differ in size by at
+        most one. Train examples and labels stay whole (few-shot draws and macro-F1's classes
+        are the unsharded run's)."""
+        return replace(self, test=self.test[index - 1 :: count])
 
 
 def file_hash(path: Path) -> str:

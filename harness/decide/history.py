@@ -113,8 +113,8 @@ def local_history(runs_dir, suite_name: str, lineage: str | None = None) -> list
     out = []
     for path in Path(runs_dir).glob("*/*/summary.json"):
         s = read_json(path)
-        if not isinstance(s, dict):
-            continue
+        if not isinstance(s, dict) or s.get("shard"):
+            continue  # a shard is part of a run: its merged run is the one in the ledger
         if path.parent.parent.name != suite_name and (
             lineage is None or s.get("lineage") != lineage
         ):

@@ -96,6 +96,8 @@ class RecordSink:
             # Attempts beyond the first (429 / 5xx / timeouts); a cached answer made none now.
             "retries": 0 if result.cached else max(0, result.attempts - 1),
         }
+        if result.price_factor != 1.0:  # a batch answer: every re-pricing keeps its discount
+            record["price_factor"] = result.price_factor
         self.writer.append(job.variant, record)
         if result.note:
             self.notes.setdefault(job.variant, set()).add(result.note)

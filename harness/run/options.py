@@ -31,6 +31,10 @@ class RunOptions:
     allow_inconclusive: bool = False
     console: Any = None  # a rich Console for the progress bar (default: stderr)
     show_progress: bool | None = None  # None: when stderr is a terminal
+    shard: str | None = None  # "i/N": the i-th of N deterministic slices of the test examples
+    timings: bool = False  # print the phase breakdown and write timings.json
+    batch: bool = False  # send the calls through the provider's batch API (harness.run.batch)
+    batch_poll_s: float = 30.0  # seconds between batch status polls
     checkpoints: bool = False  # evaluate a trained variant's checkpoints as extra variants
 
     def check(self) -> None:
@@ -39,3 +43,20 @@ class RunOptions:
             raise SuiteError(f"--concurrency must be at least 1 (got {self.concurrency})")
         if self.limit is not None and self.limit < 1:
             raise SuiteError(f"--limit must be at least 1 (got {self.limit})")
+        if self.shard is not None:
+            parse_shard(self.shard)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """ "2/3" -> (2, 3); exit 2 for anything else, saying what is accepted."""
+    parts = str(text).strip().split("/")
+    try:
+        index, count = (int(x) for x in parts)
+    except ValueError:
+        index = count = 0
+    if len(parts) != 2 or not 1 <= index <= count:
+        raise SuiteError(
+            f"--shard {text}: expected i/N with 1 <= i <= N (e.g. --shard 2/3 for the second "
+            "of three slices)"
+        )
+    return index, count

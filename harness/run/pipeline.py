@@ -19,16 +19,24 @@ from typing import Any
 
 from harness._util.jsonl import write_json_atomic
 from harness.calls._litellm import needs_local_provider
+from harness.calls.batch import check_batchable
 from harness.calls.engine import check_credentials
 from harness.data.dataset import Dataset, load_dataset
 from harness.decide.guard import decide, settled
 from harness.decide.history import LocalHistory, gather, lineage_id
 from harness.decide.rule import look_sizes, spending_levels
-from harness.errors import LocalModelCrashed, ProviderError, RunInterrupted, TrackingError
+from harness.errors import (
+    LocalModelCrashed,
+    ProviderError,
+    RunInterrupted,
+    SuiteError,
+    TrackingError,
+)
 from harness.finetune.resolve import check_resumed_models, resolve_trained
 from harness.prompt.templates import validate_templates
 from harness.report.ci import append_step_summary, write_junit, write_pr_comment
 from harness.report.render import render_report
+from harness.run.batch import send_batch
 from harness.run.execute import (
     PoolSlot,
     RecordSink,
@@ -38,7 +46,7 @@ from harness.run.execute import (
     send,
 )
 from harness.run.forgetting import check_forgetting
-from harness.run.options import RunOptions
+from harness.run.options import RunOptions, parse_shard
 from harness.run.plan import (
     Job,
     build_jobs,
@@ -48,6 +56,7 @@ from harness.run.plan import (
     select_variants,
 )
 from harness.run.progress import Phases, Progress
+from harness.run.timings import Timings
 from harness.run.warmup import prewarm_post_run
 from harness.rundir.reader import load_run
 from harness.rundir.writer import ResultsWriter, RunDir, create_run, open_run, write_stage_scores
@@ -100,36 +109,46 @@ def run_suite(
     """
     opts = options or RunOptions(**fields)
     t0 = time.perf_counter()
+    timings = Timings()
     started_at = _now()
     opts.check()
     check_uri(tracking_uri(opts.tracking_uri))
-    if isinstance(suite_path, Suite):
-        suite, suite_path = suite_path, suite_path.display_path
-    else:
-        suite = validate_suite(load_suite(suite_path))
+    with timings.phase("suite/data"):
+        if isinstance(suite_path, Suite):
+            suite, suite_path = suite_path, suite_path.display_path
+        else:
+            suite = validate_suite(load_suite(suite_path))
     resumed = None
-    names, limit = opts.variants, opts.limit
+    names, limit, shard = opts.variants, opts.limit, opts.shard
     if opts.resume is not None:
         resumed = open_run(opts.runs_dir, suite, opts.resume)
         names = names or resumed.meta.get("variants")
         limit = resumed.meta.get("limit") if limit is None else limit
+        shard = resumed_shard(resumed, shard)
     # A `finetune:` variant is evaluated as its latest succeeded job's model, at that job's cost.
     suite, selected, trained = resolve_trained(
         suite, select_variants(suite, names), opts.runs_dir, checkpoints=opts.checkpoints
     )
     if resumed is not None:
         check_resumed_models(resumed.path, selected)
+    if opts.batch:
+        for v in selected:
+            check_batchable(v)  # exit 2 before a run directory exists
     pool = PoolSlot(opts.workers)
     # Before the data loads: the workers' litellm import (~3 s) overlaps everything until the
     # first call, and no thread exists yet that a fork could catch holding a lock.
-    pool.start(selected, opts.concurrency, limit)
+    if not opts.batch:  # a batch run polls a file; it needs no workers
+        pool.start(selected, opts.concurrency, limit)
     # MLflow in a child process (harness.track.child): its import overlaps the run and its
     # memory stays out of this process. The CLI asks for it; library callers log in-process.
+    # A shard is not logged: the merged run is (harness merge).
     logger = None
     try:
-        if opts.tracking_child:
+        if opts.tracking_child and shard is None:
             logger = start_if_useful()
-        stage = _Run(suite_path, suite, selected, resumed, limit, opts, pool, logger, trained)
+        stage = _Run(
+            suite_path, suite, selected, resumed, limit, shard, opts, pool, logger, timings, trained
+        )
         return stage.run(t0, started_at)
     except BaseException:
         pool.close(now=True)  # a suite error or Ctrl-C: don't wait for a litellm import to end
@@ -138,6 +157,18 @@ def run_suite(
         pool.close()
         if logger is not None:
             logger.close()
+
+
+def resumed_shard(resumed: RunDir, asked: str | None) -> str | None:
+    """A resumed shard keeps its slice; asking for another one is a mistake, not a new slice."""
+    was = resumed.meta.get("shard")
+    if asked is not None and was != asked:
+        raise SuiteError(
+            f"--resume {resumed.run_id} --shard {asked}: that run is "
+            + (f"shard {was}" if was else "not a shard")
+            + " — resume it without --shard, or start a new run for the other slice"
+        )
+    return was
 
 
 @dataclass
@@ -149,9 +180,11 @@ class _Run:
     selected: list[Variant]
     resumed: RunDir | None
     limit: int | None
+    shard: str | None
     opts: RunOptions
     pool: PoolSlot
     logger: Any
+    timings: Timings
     trained: list[str]  # where each trained variant's model id and cost came from
 
     def run(self, t0: float, started_at: str) -> RunOutcome:
@@ -164,17 +197,49 @@ class _Run:
             self.check_calls(jobs, hits, warm)
             run_dir = self.open_run_dir(dataset)
             look = None
-            if self.suite.sequential is not None:
-                sent, dataset, look = self.send_in_looks(
-                    dataset, run_dir, jobs, done, cache, hits, warm
-                )
-            else:
-                sent = self.send(dataset, run_dir, jobs, done, cache, hits, warm)
+            with self.timings.phase("calls"):
+                if self.suite.sequential is not None:
+                    sent, dataset, look = self.send_in_looks(
+                        dataset, run_dir, jobs, done, cache, hits, warm
+                    )
+                else:
+                    sent = self.send(dataset, run_dir, jobs, done, cache, hits, warm)
         finally:
             if cache is not None:
                 cache.close()
         records = {v.name: run_dir.records(v.name) for v in self.selected}
-        # Post-call stages (LLM judge, embedding cosine): scores merged into the records.
+        with self.timings.phase("post-call stages"):
+            judge = self.post_call_stages(dataset, records, run_dir)
+        outcome = RunOutcome(
+            run_dir=run_dir.path,
+            run_id=run_dir.run_id,
+            suite=self.suite,
+            dataset=dataset,
+            variants=[v.name for v in self.selected],
+            records=records,
+            started_at=run_dir.meta.get("started_at") or started_at,
+            finished_at=_now(),
+            wall_s=time.perf_counter() - t0,
+            requests=sent.requests,
+            cache_hits=sent.cache_hits,
+            notes=sent_notes(self.sink),
+        )
+        return conclude(
+            outcome,
+            judge,
+            opts=self.opts,
+            limit=self.limit,
+            shard=self.shard,
+            log=self.logger.log if self.logger else None,
+            timings=self.timings,
+            trained=self.trained,
+            forgetting=None if self.shard else self.forgetting,
+            look=look,
+            say=self.phases.say,
+        )
+
+    def post_call_stages(self, dataset: Dataset, records, run_dir: RunDir) -> dict | None:
+        """LLM judge, embedding cosine: scores merged into the records (and persisted)."""
         try:
             judge = run_post_call_stages(
                 self.suite,
@@ -194,68 +259,19 @@ class _Run:
             ) from None
         if judge is not None:
             write_stage_scores(run_dir.path, records)
-        outcome = RunOutcome(
-            run_dir=run_dir.path,
-            run_id=run_dir.run_id,
-            suite=self.suite,
-            dataset=dataset,
-            variants=[v.name for v in self.selected],
-            records=records,
-            started_at=run_dir.meta.get("started_at") or started_at,
-            finished_at=_now(),
-            wall_s=time.perf_counter() - t0,
-            requests=sent.requests,
-            cache_hits=sent.cache_hits,
-            notes=sent_notes(self.sink),
-        )
-        if all(r.get("error") is not None for recs in records.values() for r in recs):
-            outcome.exit_code = ProviderError.exit_code
-        outcome.summary = build_summary(
-            self.suite,
-            dataset,
-            records,
-            outcome.variants,
-            meta={
-                "run_id": outcome.run_id,
-                "started_at": outcome.started_at,
-                "finished_at": outcome.finished_at,
-                "exit_code": outcome.exit_code,
-                "limit": self.limit,
-                **({"sequential": look} if look else {}),
-            },
-            notes=outcome.notes,
-            judge=judge,
-        )
-        if self.trained:
-            outcome.summary.setdefault("notes", []).extend(self.trained)
-        self.decide(outcome, look)
-        write_json_atomic(outcome.run_dir / "summary.json", outcome.summary)
-        uri = tracking_uri(self.opts.tracking_uri)
-        self.phases.say(f"writing report.md / report.html, then logging to MLflow ({uri})…")
-        # report.md/html + plots, then MLflow; an unreachable store only warns.
-        outcome.mlflow_run_id = publish(
-            outcome.run_dir,
-            self.opts.tracking_uri,
-            log=self.logger.log if self.logger else None,
-        )
-        if outcome.mlflow_run_id is not None:
-            outcome.mlflow_url = ui_link(tracking_uri(self.opts.tracking_uri), self.suite.name)
-        # CI outputs: --junit FILE and the GitHub Actions step summary.
-        if self.opts.junit:
-            write_junit(outcome.summary, self.opts.junit)
-        if self.opts.pr_comment:
-            write_pr_comment(outcome.summary, self.opts.pr_comment)
-        append_step_summary(outcome.summary)
-        return outcome
+        return judge
 
     def prepare(self) -> tuple[Dataset, list[Job], Any]:
         """Templates and data checked, the calls rendered; imports warmed where they overlap."""
-        validate_templates(self.suite)
-        self.phases.say("loading the data…")
-        dataset = load_dataset(self.suite, self.limit)
-        if self.resumed is not None:
-            check_same_suite(self.resumed, self.suite)
-            check_same_data(self.resumed, dataset)
+        with self.timings.phase("suite/data"):
+            validate_templates(self.suite)
+            self.phases.say("loading the data…")
+            dataset = load_dataset(self.suite, self.limit)
+            if self.resumed is not None:
+                check_same_suite(self.resumed, self.suite)
+                check_same_data(self.resumed, dataset)
+            if self.shard is not None:
+                dataset = dataset.shard(*parse_shard(self.shard))
         self.pool.keep_if_needed(len(dataset.test) * sum(v.repeats for v in self.selected))
         # Without the child: import MLflow in a thread while the calls run; only after the fork
         # (import locks). With workers, wait for their first answer: until then they import
@@ -264,9 +280,10 @@ class _Run:
         if self.pool.pool is None:
             warm()
             prewarm_post_run()
-        jobs = build_jobs(
-            self.suite, dataset, self.selected, runs_dir=self.opts.runs_dir, say=self.phases.say
-        )
+        with self.timings.phase("prompts/index"):
+            jobs = build_jobs(
+                self.suite, dataset, self.selected, runs_dir=self.opts.runs_dir, say=self.phases.say
+            )
         return dataset, jobs, warm
 
     def todo(self, jobs: list[Job]) -> tuple[list[Job], dict[str, set]]:
@@ -300,6 +317,7 @@ class _Run:
             dataset,
             variants=[v.name for v in self.selected],
             limit=self.limit,
+            shard=self.shard,
         )
 
     def send(self, dataset: Dataset, run: RunDir, jobs: list[Job], done, cache, hits, warm) -> Sent:
@@ -320,15 +338,20 @@ class _Run:
             scorer=make_scorer(self.suite, dataset), writer=writer, progress=progress
         )
         try:
-            sent = send(
-                jobs,
-                hits,
-                cache,
-                self.sink,
-                self.pool,
-                lambda: make_engine(self.selected, self.opts.concurrency),
-                on_first=lambda: (warm(), prewarm_post_run()),
-            )
+            if self.opts.batch:
+                sent = send_batch(
+                    jobs, hits, cache, self.sink, run.path, poll_s=self.opts.batch_poll_s
+                )
+            else:
+                sent = send(
+                    jobs,
+                    hits,
+                    cache,
+                    self.sink,
+                    self.pool,
+                    lambda: make_engine(self.selected, self.opts.concurrency),
+                    on_first=lambda: (warm(), prewarm_post_run()),
+                )
         except LocalModelCrashed as e:
             writer.flush()  # the count in the message is what is on disk
             raise LocalModelCrashed(
@@ -398,52 +421,6 @@ class _Run:
         }
         return total, part, look
 
-    def decide(self, outcome: RunOutcome, look: dict | None = None) -> None:
-        """The guard: verdicts, sunk-cost ledger, break-even and the exit code."""
-        history: list[dict] = []
-        outcome.summary["lineage"] = lineage_id(self.suite, outcome.dataset.hashes)
-        if self.suite.guards:
-            history, notes = gather(
-                self.suite.name,
-                MlflowHistory.at(self.opts.tracking_uri, outcome.summary["lineage"]),
-                LocalHistory(self.opts.runs_dir, outcome.summary["lineage"]),
-            )
-            if notes:
-                outcome.summary.setdefault("notes", []).extend(notes)
-        decision = decide(
-            self.suite,
-            outcome.summary,
-            history,
-            allow_inconclusive=self.opts.allow_inconclusive,
-            look=look,
-        )
-        if look and look["stopped_early"]:
-            # What the calls not made would have cost, at each variant's measured price.
-            saved = sum(
-                n * ((outcome.summary["variants"].get(name) or {}).get("cost_per_request") or 0.0)
-                for name, n in look["calls_skipped_by_variant"].items()
-            )
-            look["saved_usd"] = saved
-            outcome.summary.setdefault("notes", []).append(
-                f"sequential: every hypothesis decided at look {look['look']} of {look['looks']} "
-                f"({look['n_examples']} of {look['sizes'][-1]} test examples); stopped calling "
-                f"models — {look['calls_skipped']} calls not made, ~${saved:.4g} not spent"
-            )
-        decision.apply(outcome.summary)
-        if self.limit is not None:
-            outcome.summary.setdefault("notes", []).append(
-                f"smoke run (--limit {self.limit}): a stratified subset of "
-                f"{outcome.summary.get('n_examples')} test examples; not counted in the sunk-cost "
-                "ledger (no iteration, no training cost, no hypothesis registered, no best so far)"
-            )
-        outcome.exit_code = outcome.exit_code or decision.exit_code
-        for key in literal_secrets(self.suite.raw):
-            outcome.summary.setdefault("notes", []).append(
-                f"{key} is a credential written in the suite (redacted in runs/ and MLflow) — "
-                "keep it in the environment: `${env:NAME}`"
-            )
-        self.forgetting(outcome)
-
     def forgetting(self, outcome: RunOutcome) -> None:
         """Trained variants with `forgetting:` against their base on the out-of-domain suite; a
         verdict other than pass makes the run's exit code 1."""
@@ -478,20 +455,149 @@ def sent_notes(sink: RecordSink) -> dict[str, list[str]]:
     return {k: sorted(v) for k, v in sink.notes.items()}
 
 
-def publish(run_dir: str | Path, cli_uri: str | None = None, warn=None, log=None) -> str | None:
-    """The end of `harness run`: render the report, then log to MLflow.
+def conclude(
+    outcome: RunOutcome,
+    judge: dict | None,
+    *,
+    opts: RunOptions,
+    limit: int | None,
+    shard: str | None = None,
+    log=None,
+    timings: Timings | None = None,
+    extra_meta: dict | None = None,
+    trained: list[str] | None = None,
+    forgetting=None,
+    look: dict | None = None,
+    say=None,
+) -> RunOutcome:
+    """From the records to the end: summary, the guard, summary.json, report, MLflow, CI outputs.
+    `harness run` and `harness merge` share it, so a merged run is summarised and judged exactly
+    as one run over all the examples would be."""
+    timings = timings or Timings()
+    say = say or (lambda text: None)
+    with timings.phase("summary/guard"):
+        if all(r.get("error") is not None for recs in outcome.records.values() for r in recs):
+            outcome.exit_code = ProviderError.exit_code
+        outcome.summary = build_summary(
+            outcome.suite,
+            outcome.dataset,
+            outcome.records,
+            outcome.variants,
+            meta={
+                "run_id": outcome.run_id,
+                "started_at": outcome.started_at,
+                "finished_at": outcome.finished_at,
+                "exit_code": outcome.exit_code,
+                "limit": limit,
+                **({"shard": shard} if shard else {}),
+                **({"sequential": look} if look else {}),
+                **(extra_meta or {}),
+            },
+            notes=outcome.notes,
+            judge=judge,
+        )
+        if trained:
+            outcome.summary.setdefault("notes", []).extend(trained)
+        if shard is None:
+            apply_guard(outcome, opts, limit, look)
+            if forgetting is not None:
+                forgetting(outcome)  # `forgetting:` checks of trained variants (exit 1 if not pass)
+        else:
+            index, count = parse_shard(shard)
+            outcome.summary.setdefault("notes", []).append(
+                f"shard {shard}: {len(outcome.dataset.test)} of the test examples, no verdict "
+                f"and not in the ledger — `harness merge` the {count} shard run directories for "
+                "one run and its verdict"
+            )
+        for key in literal_secrets(outcome.suite.raw):
+            outcome.summary.setdefault("notes", []).append(
+                f"{key} is a credential written in the suite (redacted in runs/ and MLflow) — "
+                "keep it in the environment: `${env:NAME}`"
+            )
+        write_json_atomic(outcome.run_dir / "summary.json", outcome.summary)
+    uri = tracking_uri(opts.tracking_uri)
+    # report.md/html + plots, then MLflow (not for a shard); an unreachable store only warns.
+    with timings.phase("report/plots"):
+        say(
+            "writing report.md / report.html"
+            + ("" if shard else f", then logging to MLflow ({uri})")
+            + "…"
+        )
+        run = load_run(outcome.run_dir)  # read once for the report and an in-process log_run
+        render_report(run)
+    if shard is None:
+        with timings.phase("tracking"):
+            outcome.mlflow_run_id = publish(run, opts.tracking_uri, log=log)
+        if outcome.mlflow_run_id is not None:
+            outcome.mlflow_url = ui_link(uri, outcome.suite.name)
+    # CI outputs: --junit FILE, --pr-comment FILE and the GitHub Actions step summary.
+    if opts.junit:
+        write_junit(outcome.summary, opts.junit)
+    if opts.pr_comment:
+        write_pr_comment(outcome.summary, opts.pr_comment)
+    append_step_summary(outcome.summary)
+    if opts.timings:
+        timings.write(outcome.run_dir)
+        print(timings.table(), file=sys.stderr)
+    return outcome
+
+
+def apply_guard(
+    outcome: RunOutcome, opts: RunOptions, limit: int | None, look: dict | None = None
+) -> None:
+    """The guard: verdicts, sunk-cost ledger, break-even and the exit code."""
+    suite = outcome.suite
+    history: list[dict] = []
+    outcome.summary["lineage"] = lineage_id(suite, outcome.dataset.hashes)
+    if suite.guards:
+        history, notes = gather(
+            suite.name,
+            MlflowHistory.at(opts.tracking_uri, outcome.summary["lineage"]),
+            LocalHistory(opts.runs_dir, outcome.summary["lineage"]),
+        )
+        if notes:
+            outcome.summary.setdefault("notes", []).extend(notes)
+    decision = decide(
+        suite,
+        outcome.summary,
+        history,
+        allow_inconclusive=opts.allow_inconclusive,
+        look=look,
+    )
+    if look and look["stopped_early"]:
+        # What the calls not made would have cost, at each variant's measured price.
+        saved = sum(
+            n * ((outcome.summary["variants"].get(name) or {}).get("cost_per_request") or 0.0)
+            for name, n in look["calls_skipped_by_variant"].items()
+        )
+        look["saved_usd"] = saved
+        outcome.summary.setdefault("notes", []).append(
+            f"sequential: every hypothesis decided at look {look['look']} of {look['looks']} "
+            f"({look['n_examples']} of {look['sizes'][-1]} test examples); stopped calling "
+            f"models — {look['calls_skipped']} calls not made, ~${saved:.4g} not spent"
+        )
+    decision.apply(outcome.summary)
+    if limit is not None:
+        outcome.summary.setdefault("notes", []).append(
+            f"smoke run (--limit {limit}): a stratified subset of "
+            f"{outcome.summary.get('n_examples')} test examples; not counted in the sunk-cost "
+            "ledger (no iteration, no training cost, no hypothesis registered, no best so far)"
+        )
+    outcome.exit_code = outcome.exit_code or decision.exit_code
+
+
+def publish(run, cli_uri: str | None = None, warn=None, log=None) -> str | None:
+    """Log a run (a RunFiles read back from its directory) to MLflow.
 
     An unusable tracking store never fails the run: the warning says how to push later, the
     results stay in run_dir and the exit code still reflects the verdict. Returns the parent
     run id, or None when logging failed. `log(run_dir, uri)` replaces `log_run` (the CLI
     passes harness.track.child's, which logs in a child process).
     """
-    run = load_run(run_dir)  # read once for the report and an in-process log_run
-    render_report(run)
     try:
         if log is None:
             return log_run(run, tracking_uri(cli_uri))
-        return log(run_dir, tracking_uri(cli_uri))  # a child process reads the run itself
+        return log(run.path, tracking_uri(cli_uri))  # a child process reads the run itself
     except TrackingError as e:
         (warn or (lambda m: print(m, file=sys.stderr)))(f"Warning: MLflow logging skipped: {e}")
         return None

@@ -69,7 +69,14 @@ class RunDir:
 
 
 def create_run(
-    runs_dir: str | Path, suite, dataset, *, variants: list[str], limit: int | None
+    runs_dir: str | Path,
+    suite,
+    dataset,
+    *,
+    variants: list[str],
+    limit: int | None,
+    shard: str | None = None,
+    merged_from: list[str] | None = None,
 ) -> RunDir:
     run_id = new_run_id()
     path = suite_runs_dir(runs_dir, suite.name) / run_id
@@ -78,6 +85,10 @@ def create_run(
         path = suite_runs_dir(runs_dir, suite.name) / run_id
     (path / RESULTS).mkdir(parents=True)
     meta = {"run_id": run_id, "variants": variants, "limit": limit, "started_at": _now()}
+    if shard is not None:
+        meta["shard"] = shard  # "i/N": `harness merge` checks the slices add up
+    if merged_from is not None:
+        meta["merged_from"] = merged_from
     write_resolved_suite(path / "suite.yaml", suite, dataset, meta)
     return RunDir(path=path, suite_name=suite.name, run_id=run_id, meta=meta)
 

@@ -210,12 +210,22 @@ def priced(suite: Any, records: dict[str, list[dict]]) -> dict[str, list[dict]]:
             out[name] = recs
             continue
         out[name] = [
-            {**r, "cost_usd": price_tokens(pricing, r.get("tokens_in"), r.get("tokens_out"))}
+            {
+                **r,
+                "cost_usd": _times(
+                    price_tokens(pricing, r.get("tokens_in"), r.get("tokens_out")),
+                    r.get("price_factor", 1.0),
+                ),
+            }
             if r.get("error") is None
             else r
             for r in recs
         ]
     return out
+
+
+def _times(cost: float | None, factor: float) -> float | None:
+    return None if cost is None else cost * factor
 
 
 def _with_ci(result, confidence: float, B: int, seed: int) -> dict:

@@ -81,8 +81,9 @@ def _mlflow_env() -> None:
     # MLflow sends usage telemetry to a remote endpoint by default; an eval harness run in CI
     # or offline should not phone home (and it costs ~1 s per run).
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    # On a server MLflow prints "View run … at: <url>" for every run it ends (5 lines a run);
-    # harness prints the one link that matters, the suite's runs table.
+    # With a tracking server MLflow writes "View run … at: URL" to stdout for every run it
+    # ends: that broke `--json` output and the logging child's one-line answer (found by the
+    # team-setup test, tests/run/test_team_setup.py).
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 

@@ -23,6 +23,11 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+try:
+    from openai_batches import BatchAPI
+except ImportError:  # run as a script or imported by path: the module sits beside this one
+    from tests.support.openai_batches import BatchAPI
+
 Answer = str | dict[str, str] | Callable[[list[dict], dict], str]
 
 
@@ -66,6 +71,7 @@ class FakeOpenAI:
         sequence: list[str] | None = None,
         seed: int = 0,
         port: int = 0,
+        batch_delay: float = 0.3,
         finetune_lives: list[str] | None = None,
     ):
         self.answer = answer
@@ -106,6 +112,7 @@ class FakeOpenAI:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
+        self.batch_api = BatchAPI(self, self.files, batch_delay=batch_delay)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -157,6 +164,7 @@ class FakeOpenAI:
         self.files.routes(app)
         self.fine_tuning.routes(app)
         app.router.add_get("/stats", self._stats)  # request counts, for tests driving a subprocess
+        self.batch_api.add_routes(app)  # /v1/batches (openai_batches.py), files above
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self.port, backlog=1024)

@@ -1,0 +1,79 @@
+"""`harness run --timings` and what a run without calls loads: a fully cached or fully resumed
+run imports neither litellm nor the provider stack (checked in the CLI process's sys.modules)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import FAKE_KEY, intent_answer, write_suite
+
+from harness.run.timings import Timings
+
+PHASES = [
+    "start-up imports",
+    "suite/data",
+    "prompts/index",
+    "calls",
+    "post-call stages",
+    "summary/guard",
+    "report/plots",
+    "tracking",
+]
+PROVIDER_STACK = {"litellm", "openai", "tiktoken"}
+
+
+@pytest.fixture(autouse=True)
+def _isolated(isolated_cwd):
+    """MLflow store and any relative output stay in the test's tmp_path."""
+
+
+def harness_run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", "run", *args, "--timings"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OPENAI_API_KEY": FAKE_KEY},
+        timeout=300,
+    )
+
+
+def timings_of(runs, run_id=None) -> dict:
+    paths = sorted(runs.glob("*/*/timings.json"))
+    path = paths[-1] if run_id is None else next(p for p in paths if p.parent.name == run_id)
+    return json.loads(path.read_text())
+
+
+def test_cached_and_resumed_runs_load_no_provider_stack(openai_server, tmp_path):
+    server = openai_server(intent_answer)
+    suite = write_suite(tmp_path, server.url, n=6)
+    runs = tmp_path / "runs"
+    first = harness_run(str(suite), "--runs-dir", str(runs), "--workers", "0")
+    assert first.returncode == 0, first.stderr
+    t = timings_of(runs)
+    assert [p["name"] for p in t["phases"]] == PHASES
+    assert "litellm" in t["imported"]  # it made calls, in this process
+    assert all(p["wall_s"] >= 0 and p["cpu_s"] >= 0 for p in t["phases"])
+    assert "phase" in first.stderr and "heavy modules loaded here: " in first.stderr
+    sent = server.requests
+    cached = harness_run(str(suite), "--runs-dir", str(runs))
+    assert cached.returncode == 0, cached.stderr
+    assert server.requests == sent
+    assert not PROVIDER_STACK & set(timings_of(runs)["imported"])
+    run_id = sorted(p.name for p in (runs / "test-suite").iterdir())[0]
+    resumed = harness_run(str(suite), "--runs-dir", str(runs), "--resume", run_id, "--no-cache")
+    assert resumed.returncode == 0, resumed.stderr
+    assert server.requests == sent
+    assert not PROVIDER_STACK & set(timings_of(runs, run_id)["imported"])
+
+
+def test_phases_entered_twice_add_up():
+    t = Timings()
+    t.add("calls", 1.0, 0.5)
+    t.add("calls", 2.0, 0.25)
+    calls = [p for p in t.as_dict()["phases"] if p["name"] == "calls"]
+    assert calls == [{"name": "calls", "wall_s": 3.0, "cpu_s": 0.75}]
+    assert t.table().splitlines()[0].split() == ["phase", "wall", "s", "CPU", "s"]
