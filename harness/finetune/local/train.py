@@ -50,12 +50,12 @@ class Cancelled(Exception):
     pass
 
 
-def load_base(threads: int | None):
+def load_base(threads: int):
     """(tokenizer, f32 model) from the shipped GGUF; no weights are fetched."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    torch.set_num_threads(threads or len(os.sched_getaffinity(0)))
+    torch.set_num_threads(threads)
     path = local_processes.model_path()
     tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
     model = AutoModelForCausalLM.from_pretrained(
