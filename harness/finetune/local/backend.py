@@ -14,6 +14,7 @@ Cost is measured, not quoted: the training process's wall-clock × `price_per_ho
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from harness.calls.local_trained import models_dir
+from harness.data.dataset import file_hash
 from harness.errors import SuiteError
 from harness.finetune.local.job import (
     FINAL,
@@ -107,13 +109,26 @@ def submit(spec: Any, train_path: str | Path, val_path: str | Path | None, metad
     job_id = new_job_id()
     folder = job_folder(job_id)
     folder.mkdir(parents=True)
+    # The job trains on copies: a data file edited (or deleted) after submit cannot change what
+    # this job's model learnt, and the folder keeps the exact examples.
+    files = {}
+    for name, path in (("train", train_path), ("val", val_path)):
+        if path is not None:
+            copy = folder / f"{name}.jsonl"
+            shutil.copyfile(path, copy)
+            files[name] = {
+                "path": str(copy.resolve()),
+                "source": str(Path(path).resolve()),
+                "sha256": file_hash(copy),
+            }
     write_json_atomic(
         folder / JOB,
         {
             "job_id": job_id,
             "options": opts.model_dump(),
-            "train_path": str(Path(train_path).resolve()),
-            "val_path": None if val_path is None else str(Path(val_path).resolve()),
+            "train_path": files["train"]["path"],
+            "val_path": files["val"]["path"] if "val" in files else None,
+            "files": files,
             "metadata": metadata,
             "created_at": time.time(),
         },
@@ -195,7 +210,19 @@ def poll(job_id: str) -> JobState:
     events = read_events(folder, after=_seen.get(job_id, 0))
     if events:
         _seen[job_id] = events[-1]["seq"]
-    model = [str(folder / state["file"])] if state.get("file") else []
+    # One checkpoint, the final model (the shape #15's provider backends report).
+    model = (
+        [
+            {
+                "id": job_id,
+                "step": state.get("step"),
+                "model_id": state.get("model_id"),
+                "path": str(folder / state["file"]),
+            }
+        ]
+        if state.get("file")
+        else []
+    )
     return JobState(
         job_id=job_id,
         status=state["status"],

@@ -5,7 +5,8 @@ watcher and the trainer share, so a watcher can die, come back and read on. It i
 model's folder too (`<models dir>/ft-<job id>/`, harness.calls.local_trained): the model id and
 the job id are one name.
 
-    job.json        the request: options, data paths, metadata (written once, by submit)
+    job.json        the request: options, data files, metadata (written once, by submit)
+    train.jsonl, val.jsonl   copies of the data it was given (with their sha256 in job.json)
     state.json      status, pid, timings, result (replaced atomically by whoever changes it)
     events.jsonl    one line per event: {"seq", "at", "type": "message" | "metrics", ...}
     train.log       the trainer's stderr (tracebacks, library warnings)
@@ -88,7 +89,7 @@ class JobState:
     cost_usd: float | None = None
     wall_s: float | None = None
     events: list[dict[str, Any]] = field(default_factory=list)  # new since the caller's last poll
-    checkpoints: list[str] = field(default_factory=list)
+    checkpoints: list[dict[str, Any]] = field(default_factory=list)  # {id, step, model_id, path}
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
