@@ -64,11 +64,15 @@ def main() -> None:
     wall = time.time() - start
     print(f"status: {state.status} {state.error or ''}")
     print(f"model: {state.model_id}")
-    print(f"wall: {wall:.1f} s (training process {state.wall_s} s; model load until step 1: "
-          f"{(first_step_at or start) - start:.1f} s)")
+    print(
+        f"wall: {wall:.1f} s (training process {state.wall_s} s; model load until step 1: "
+        f"{(first_step_at or start) - start:.1f} s)"
+    )
     print(f"steps: {len(losses)}, trained tokens: {state.trained_tokens}")
-    print(f"loss: first {losses[0][1]:.3f}, last {losses[-1][1]:.3f}, curve "
-          + " ".join(f"{loss:.2f}" for _, loss in losses))
+    print(
+        f"loss: first {losses[0][1]:.3f}, last {losses[-1][1]:.3f}, curve "
+        + " ".join(f"{loss:.2f}" for _, loss in losses)
+    )
     print(f"cost: ${state.cost_usd} (wall-clock × ${args.price_per_hour}/h)")
     if matched:
         print(f"served answers equal training-time answers: {matched[0]}/{matched[1]}")
