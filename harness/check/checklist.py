@@ -8,6 +8,7 @@ from pathlib import Path
 from harness.check.hygiene import DEFAULT_NEAR_DUP_THRESHOLD, check_hygiene
 from harness.check.readiness import FAIL, PASS, WARN, power_lines, readiness_lines
 from harness.data.dataset import Dataset, load_dataset
+from harness.finetune.backends import finetune_spec
 from harness.prompt.templates import validate_templates
 from harness.retrieve import validate_retrieval
 from harness.score.registry import validate_suite
@@ -72,6 +73,15 @@ def check_suite(path: str | Path, *, near_dup_threshold: float | None = None) ->
         report.add(PASS, "labels", f"{len(dataset.labels)} classes")
     for status, name, detail in retrieval:
         report.add(status, name, detail)
+    for v in suite.variants:
+        if v.finetune is not None:
+            spec = finetune_spec(suite, v)  # the backend's own keys: exit 2 with their line
+            source = f"distilled from {spec.teacher}" if spec.teacher else "the train split"
+            report.add(
+                PASS,
+                "training",
+                f"{v.name}: `harness finetune` trains {spec.base_model} on {source} ({spec.provider})",
+            )
     _add_readiness(report, near_dup_threshold)
     return report
 

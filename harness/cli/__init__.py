@@ -28,6 +28,8 @@ COMMANDS = {
     "ledger": "The sunk-cost ledger of a suite: `harness ledger SUITE.yaml` shows it, `harness "
     'ledger exclude RUN_ID --why "..."` takes a run out of it (visibly: every later verdict '
     "says so).",
+    "finetune": "Train a `finetune:` variant under the guard's budget and iterations, and watch "
+    "the job.",
     "export": "Write OpenAI chat fine-tuning JSONL from the train split or a teacher's outputs.",
     "report": "Re-render report.md, report.html and plots/ of a finished run from its files.",
     "run": "Run every variant of a suite over the same examples and write runs/<suite>/<run-id>/.",

@@ -8,6 +8,7 @@ from harness.cli._common import handle_errors, tracking_uri_option
 from harness.data.dataset import file_hash, shown
 from harness.decide.history import LocalHistory, exclude_run, gather
 from harness.decide.view import ledger_lines
+from harness.finetune.records import JobStore
 from harness.suite import load_suite
 from harness.track.history import MlflowHistory
 
@@ -53,7 +54,8 @@ def show(suite_path, runs_dir, tracking_uri):
     history, notes = gather(
         suite.name, MlflowHistory.at(tracking_uri, key), LocalHistory(runs_dir, key)
     )
-    for line in ledger_lines(suite, history, key) + [f"note: {n}" for n in notes]:
+    jobs = JobStore(runs_dir, key).jobs()
+    for line in ledger_lines(suite, history, key, jobs) + [f"note: {n}" for n in notes]:
         click.echo(line)
 
 

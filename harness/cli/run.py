@@ -67,6 +67,11 @@ from harness.run.warmup import exit_process
     default=None,
     help="Processes making the calls [default: one per core (max 4) for runs of 256+ calls; 0: this process].",
 )
+@click.option(
+    "--checkpoints",
+    is_flag=True,
+    help="Also evaluate each `finetune:` variant's checkpoints (as NAME.step-N, not guarded).",
+)
 @handle_errors
 def run(
     suite_path,
@@ -81,6 +86,7 @@ def run(
     junit,
     allow_inconclusive,
     workers,
+    checkpoints,
 ):
     """Run every variant of a suite over the same examples and write runs/<suite>/<run-id>/."""
     options = RunOptions(
@@ -94,6 +100,7 @@ def run(
         tracking_uri=tracking_uri,
         junit=junit,
         allow_inconclusive=allow_inconclusive,
+        checkpoints=checkpoints,
         tracking_child=True,  # MLflow off this process (harness.track.child)
     )
     outcome = run_suite(suite_path, options)

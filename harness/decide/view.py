@@ -7,7 +7,10 @@ from harness.decide.ledger import lineage, usd
 from harness.decide.sentence import _signed
 
 
-def ledger_lines(suite, history: list[dict], lineage_key: str | None) -> list[str]:
+def ledger_lines(
+    suite, history: list[dict], lineage_key: str | None, jobs: list[dict] | None = None
+) -> list[str]:
+    """`jobs` are the lineage's fine-tuning jobs (harness.finetune.records), shown after the runs."""
     guard = suite.spec.guard
     metric = guard.metric if guard else None
     lines = [
@@ -37,6 +40,18 @@ def ledger_lines(suite, history: list[dict], lineage_key: str | None) -> list[st
                 f"  {run.get('run_id')}  {name}  {e.get('model')}  {usd(spend)}  Δ {shown}  "
                 f"{verdict}{tail}"
             )
+    if jobs:
+        lines.append(f"{len(jobs)} fine-tuning job(s):")
+    for job in jobs or []:
+        cost = job.get("cost_usd")
+        shown_cost = usd(float(cost)) if cost is not None else "cost unknown"
+        tail = f"  error: {job['error']}" if job.get("error") else ""
+        lines.append(
+            f"  job {job['job_id']}  {job.get('variant')}  {job.get('status')}  "
+            f"{job.get('model_id') or '—'}  {job.get('n_train')} rows, "
+            f"{job.get('trained_tokens') or 0} trained tokens, {shown_cost}  "
+            f"{job.get('created_at')}{tail}"
+        )
     for name in suite.guarded():
         led = lineage(name, history, {"metric": metric, "variants": {}})
         best = (

@@ -30,6 +30,7 @@ class RunOptions:
     allow_inconclusive: bool = False
     console: Any = None  # a rich Console for the progress bar (default: stderr)
     show_progress: bool | None = None  # None: when stderr is a terminal
+    checkpoints: bool = False  # evaluate a trained variant's checkpoints as extra variants
 
     def check(self) -> None:
         """Exit 2 before anything starts when a flag is out of range."""

@@ -21,6 +21,7 @@ from harness.data.dataset import Dataset, load_dataset
 from harness.decide.guard import decide
 from harness.decide.history import LocalHistory, gather, lineage_id
 from harness.errors import LocalModelCrashed, ProviderError, RunInterrupted, TrackingError
+from harness.finetune.resolve import check_resumed_models, resolve_trained
 from harness.prompt.templates import validate_templates
 from harness.report.ci import append_step_summary, write_junit
 from harness.report.render import render_report
@@ -32,6 +33,7 @@ from harness.run.execute import (
     make_engine,
     send,
 )
+from harness.run.forgetting import check_forgetting
 from harness.run.options import RunOptions
 from harness.run.plan import Job, build_jobs, check_same_data, resume_command, select_variants
 from harness.run.progress import Progress
@@ -74,11 +76,12 @@ def _now() -> str:
 
 
 def run_suite(
-    suite_path: str | Path, options: RunOptions | None = None, **fields: Any
+    suite_path: str | Path | Suite, options: RunOptions | None = None, **fields: Any
 ) -> RunOutcome:
     """Run the selected variants of a suite; records land in runs/<suite>/<run-id>/results/.
 
-    Pass a RunOptions, or its fields as keywords (`run_suite(path, limit=5)`).
+    Pass a RunOptions, or its fields as keywords (`run_suite(path, limit=5)`); a loaded Suite
+    instead of a path runs that suite (harness finetune's distillation does).
     Raises SuiteError (exit 2) before any call when the suite, data, options or credentials are
     wrong; RunInterrupted (exit 130) on Ctrl-C with the resume command in its message.
     """
@@ -86,14 +89,22 @@ def run_suite(
     t0 = time.perf_counter()
     started_at = _now()
     opts.check()
-    suite = validate_suite(load_suite(suite_path))
+    if isinstance(suite_path, Suite):
+        suite, suite_path = suite_path, suite_path.display_path
+    else:
+        suite = validate_suite(load_suite(suite_path))
     resumed = None
     names, limit = opts.variants, opts.limit
     if opts.resume is not None:
         resumed = open_run(opts.runs_dir, suite, opts.resume)
         names = names or resumed.meta.get("variants")
         limit = resumed.meta.get("limit") if limit is None else limit
-    selected = select_variants(suite, names)
+    # A `finetune:` variant is evaluated as its latest succeeded job's model, at that job's cost.
+    suite, selected, trained = resolve_trained(
+        suite, select_variants(suite, names), opts.runs_dir, checkpoints=opts.checkpoints
+    )
+    if resumed is not None:
+        check_resumed_models(resumed.path, selected)
     pool = PoolSlot(opts.workers)
     # Before the data loads: the workers' litellm import (~3 s) overlaps everything until the
     # first call, and no thread exists yet that a fork could catch holding a lock.
@@ -104,7 +115,7 @@ def run_suite(
     try:
         if opts.tracking_child:
             logger = start_if_useful()
-        stage = _Run(suite_path, suite, selected, resumed, limit, opts, pool, logger)
+        stage = _Run(suite_path, suite, selected, resumed, limit, opts, pool, logger, trained)
         return stage.run(t0, started_at)
     except BaseException:
         pool.close(now=True)  # a suite error or Ctrl-C: don't wait for a litellm import to end
@@ -127,6 +138,7 @@ class _Run:
     opts: RunOptions
     pool: PoolSlot
     logger: Any
+    trained: list[str]  # where each trained variant's model id and cost came from
 
     def run(self, t0: float, started_at: str) -> RunOutcome:
         dataset, jobs, warm = self.prepare()
@@ -183,6 +195,8 @@ class _Run:
             notes=outcome.notes,
             judge=judge,
         )
+        if self.trained:
+            outcome.summary.setdefault("notes", []).extend(self.trained)
         self.decide(outcome)
         write_json_atomic(outcome.run_dir / "summary.json", outcome.summary)
         # report.md/html + plots, then MLflow; an unreachable store only warns.
@@ -307,6 +321,36 @@ class _Run:
                 "ledger (no iteration, no training cost, no hypothesis registered, no best so far)"
             )
         outcome.exit_code = outcome.exit_code or decision.exit_code
+        self.forgetting(outcome)
+
+    def forgetting(self, outcome: RunOutcome) -> None:
+        """Trained variants with `forgetting:` against their base on the out-of-domain suite; a
+        verdict other than pass makes the run's exit code 1."""
+        opts = self.opts
+        found = check_forgetting(
+            self.suite,
+            self.selected,
+            lambda derived: run_suite(
+                derived,
+                RunOptions(
+                    limit=self.limit,
+                    concurrency=opts.concurrency,
+                    no_cache=opts.no_cache,
+                    runs_dir=opts.runs_dir,
+                    tracking_uri=opts.tracking_uri,
+                    workers=0,
+                    console=opts.console,
+                    show_progress=opts.show_progress,
+                ),
+            ),
+        )
+        if not found:
+            return
+        outcome.summary["forgetting"] = found
+        outcome.summary.setdefault("notes", []).extend(f["note"] for f in found.values())
+        if any(f["verdict"] != "pass" for f in found.values()):
+            outcome.exit_code = max(outcome.exit_code, 1)
+            outcome.summary["exit_code"] = outcome.exit_code
 
 
 def sent_notes(sink: RecordSink) -> dict[str, list[str]]:

@@ -126,6 +126,45 @@ class Training(Strict):
         return 0.0
 
 
+class Distill(Strict):
+    distill: str = Field(
+        description="Teacher variant run over the train split; its correct, in-format answers are the training data."
+    )
+
+
+class Finetune(BaseModel):
+    """How a fine-tuned variant is trained (`harness finetune`). The common keys are here; each
+    backend (harness.finetune.backends) validates its own keys (e.g. openai's price_per_1m), so
+    the extra keys are kept for it."""
+
+    model_config = ConfigDict(extra="allow")
+    provider: str = Field("openai", description="Training backend (openai, ...).")
+    base_model: str | None = Field(
+        None, description="Model to tune, e.g. openai/gpt-4o-mini-2024-07-18 (default: base_model)."
+    )
+    data: Literal["train"] | Distill = Field(
+        "train", description="`train` (the train split's targets) or {distill: <teacher variant>}."
+    )
+    epochs: PositiveInt | None = Field(
+        None, description="Training epochs (default: the provider's)."
+    )
+    seed: int = Field(0, description="Seed of the shuffle and of the provider's training.")
+    validation: float = Field(
+        0.0, ge=0, lt=0.5, description="Share of the training rows held out as the validation file."
+    )
+
+
+class Forgetting(Strict):
+    """The seed's warning that tuning can degrade what the model did outside the task: the
+    trained model and its base run on an out-of-domain suite, judged non-inferior by `margin`."""
+
+    suite: str = Field(description="Out-of-domain suite file (relative to this one).")
+    margin: NonNegFloat = Field(description="Largest acceptable drop, in metric units.")
+    metric: str | None = Field(
+        None, description="Metric of that suite (default: its guard metric, else its first)."
+    )
+
+
 class Pricing(Strict):
     input_per_1m: NonNegFloat
     output_per_1m: NonNegFloat
@@ -197,6 +236,12 @@ class VariantSpec(Defaults):
     )
     base_model: str | None = None
     training: Training | None = None
+    finetune: Finetune | None = Field(
+        None,
+        description="Train the model with `harness finetune` instead of naming a model id; `harness run` uses the latest succeeded job's model and cost.",
+    )
+
+    forgetting: Forgetting | None = None
 
     @field_validator("kind")
     @classmethod
@@ -279,6 +324,8 @@ class Variant(BaseModel):
     retriever: str | None
     base_model: str | None
     training: Training | None
+    finetune: Finetune | None = None
+    forgetting: Forgetting | None = None
     index: int  # position in the YAML `variants` list, for error locations
 
 

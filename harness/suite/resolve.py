@@ -101,7 +101,7 @@ def _merged(
             else:
                 merged[key] = val
     # Kind-specific settings come only from the variant chain, never from defaults.
-    for key in ("retrieval", "retriever", "base_model", "training"):
+    for key in ("retrieval", "retriever", "base_model", "training", "finetune", "forgetting"):
         for source in reversed(chain):
             val = getattr(source, key)
             if val is not None:
@@ -116,7 +116,10 @@ def _merged(
 
 def _variant_ok(kind: str, merged: dict[str, Any], i: int, spec: SuiteFile, fail) -> bool:
     """Check what the variant's kind needs; False when it cannot be resolved at all."""
-    if not merged.get("model"):
+    ft = merged.get("finetune")
+    if ft is not None and not _finetune_ok(spec, kind, merged, i, fail):
+        return False
+    if not merged.get("model") and ft is None:
         fail(
             "required — " + EXAMPLES["model"] + " (set it on the variant or in defaults)",
             ("variants", i, "model"),
@@ -154,14 +157,16 @@ def _variant_ok(kind: str, merged: dict[str, Any], i: int, spec: SuiteFile, fail
             "or set `retriever: package.module:function`",
             ("variants", i, "retrieval", "corpus"),
         )
-    if KINDS[kind].trained and not merged.get("base_model"):
+    if KINDS[kind].trained and not merged.get("base_model") and ft is None:
         fail(
             "required for a fine-tuned variant — the model it was tuned from, e.g. openai/gpt-4o-mini",
             ("variants", i, "base_model"),
         )
-    if not KINDS[kind].trained and (merged.get("training") or merged.get("base_model")):
+    if not KINDS[kind].trained and (
+        merged.get("training") or merged.get("base_model") or merged.get("forgetting")
+    ):
         fail(
-            "`training`/`base_model` belong to `kind: fine-tuned` variants",
+            "`training`/`base_model`/`forgetting` belong to `kind: fine-tuned` variants",
             ("variants", i, "kind"),
         )
     if merged.get("few_shot") and not spec.data.train:
@@ -175,6 +180,48 @@ def _variant_ok(kind: str, merged: dict[str, Any], i: int, spec: SuiteFile, fail
             "response_format: output_schema needs a top-level `output_schema:` file",
             ("variants", i, "response_format"),
         )
+    return True
+
+
+def _finetune_ok(spec: SuiteFile, kind: str, merged: dict[str, Any], i: int, fail) -> bool:
+    """A `finetune:` block trains the model, so the id and the cost come from its job."""
+    ft = merged["finetune"]
+    where = ("variants", i, "finetune")
+    if spec.variants[i].model:
+        fail(
+            "the model id of a `finetune:` variant comes from its latest succeeded job — "
+            "remove `model` (or remove `finetune` to evaluate a model trained elsewhere)",
+            ("variants", i, "model"),
+        )
+        return False
+    if not KINDS[kind].trained:
+        fail("`finetune` trains a model — it belongs to `kind: fine-tuned` variants", where)
+        return False
+    if merged.get("training") is not None:
+        fail(
+            "`training` is the cost of a model trained elsewhere — with `finetune:` the cost "
+            "comes from the job; remove `training`",
+            ("variants", i, "training"),
+        )
+        return False
+    base = ft.base_model or merged.get("base_model")
+    if not base:
+        fail(
+            "required — the model to tune, e.g. base_model: openai/gpt-4o-mini-2024-07-18",
+            (*where, "base_model"),
+        )
+        return False
+    if ft.base_model and merged.get("base_model") and ft.base_model != merged["base_model"]:
+        fail(
+            f"finetune.base_model {ft.base_model!r} differs from base_model "
+            f"{merged['base_model']!r} — keep one",
+            (*where, "base_model"),
+        )
+        return False
+    merged["base_model"] = base
+    # The model id is the latest succeeded job's (harness.finetune.resolve); until then the
+    # variant names its training, never a model someone typed.
+    merged["model"] = f"finetune:{spec.variants[i].name}"
     return True
 
 
@@ -197,6 +244,8 @@ def _variant(v: VariantSpec, kind: str, merged: dict[str, Any], i: int) -> Varia
         retriever=merged.get("retriever"),
         base_model=merged.get("base_model"),
         training=merged.get("training"),
+        finetune=merged.get("finetune"),
+        forgetting=merged.get("forgetting"),
         index=i,
     )
 

@@ -81,7 +81,7 @@ def test_several_problems_are_reported_together_in_line_order(tmp_path):
     assert lines == [
         f"{tmp_path / 'suite.yaml'}:14:14: variants[0].repeats: must be greater than or equal to 1 (got 0)",
         f"{tmp_path / 'suite.yaml'}:15:5: variants[0].colour: unknown key — allowed keys: "
-        "api_base, base_model, extends, few_shot, kind, model, name, params, pricing, rate_limit, "
+        "api_base, base_model, extends, few_shot, finetune, forgetting, kind, model, name, params, pricing, rate_limit, "
         "repeats, response_format, retrieval, retriever, system, timeout, training, user",
     ]
 

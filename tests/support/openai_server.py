@@ -3,8 +3,9 @@
 It speaks enough of the OpenAI API for litellm's real client path: POST /v1/chat/completions
 (scripted answers chosen by prompt content, usage tokens, configurable latency, injected 429 with
 Retry-After / 500 / timeouts / malformed JSON / dropped connections at seeded rates, and forced
-statuses by prompt content) and POST /v1/embeddings (deterministic vectors from a hash of the
-text). It runs on 127.0.0.1 on a free port in a background thread, or as a process:
+statuses by prompt content), POST /v1/embeddings (deterministic vectors from a hash of the
+text), the files API (`Files`) and the fine-tuning jobs API (`FineTuning`: scripted job lives on
+a fast clock, one tick per retrieve). It runs on 127.0.0.1 on a free port in a background thread, or as a process:
 
     python tests/openai_server.py --latency 0.2     # prints the base URL, serves until killed
 """
@@ -64,6 +65,7 @@ class FakeOpenAI:
         sequence: list[str] | None = None,
         seed: int = 0,
         port: int = 0,
+        finetune_lives: list[str] | None = None,
     ):
         self.answer = answer
         self.latency = latency
@@ -94,6 +96,8 @@ class FakeOpenAI:
         # (time.monotonic() on arrival, model) per chat request: rate-limit tests count windows.
         self.arrivals: list[tuple[float, str]] = []
         self.embedding_requests = 0
+        self.files = Files()
+        self.fine_tuning = FineTuning(self.files, finetune_lives)
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -146,6 +150,8 @@ class FakeOpenAI:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/embeddings", self._embeddings)
         app.router.add_get("/v1/models", self._models)
+        self.files.routes(app)
+        self.fine_tuning.routes(app)
         app.router.add_get("/stats", self._stats)  # request counts, for tests driving a subprocess
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -303,10 +309,269 @@ class FakeOpenAI:
 
     async def _stats(self, request: web.Request) -> web.Response:
         with self._lock:
-            return web.json_response({"requests": self.requests, "outcomes": dict(self.outcomes)})
+            return web.json_response(
+                {
+                    "requests": self.requests,
+                    "outcomes": dict(self.outcomes),
+                    "uploads": len(self.files.uploads),
+                    "jobs": len(self.fine_tuning.created),
+                }
+            )
 
     async def _models(self, request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": "fake", "object": "model"}]})
+
+
+class Files:
+    """POST /v1/files (multipart upload), GET /v1/files/{id} and /v1/files/{id}/content.
+
+    A store of its own so the fine-tuning and batch endpoints share one files API."""
+
+    def __init__(self):
+        self.content: dict[str, bytes] = {}
+        self.objects: dict[str, dict] = {}
+        self.uploads: list[dict] = []  # the file objects, in upload order
+        self._n = 0
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_post("/v1/files", self._create)
+        app.router.add_get("/v1/files/{id}", self._retrieve)
+        app.router.add_get("/v1/files/{id}/content", self._content)
+
+    async def _create(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        upload, purpose = form.get("file"), form.get("purpose")
+        if upload is None or not purpose:
+            return _api_error(400, "file and purpose are required")
+        self._n += 1
+        file_id = f"file-{self._n:06d}"
+        data = upload.file.read()
+        self.content[file_id] = data
+        obj = {
+            "id": file_id,
+            "object": "file",
+            "bytes": len(data),
+            "created_at": int(time.time()),
+            "filename": upload.filename,
+            "purpose": purpose,
+            "status": "processed",
+        }
+        self.objects[file_id] = obj
+        self.uploads.append(obj)
+        return web.json_response(obj)
+
+    async def _retrieve(self, request: web.Request) -> web.Response:
+        obj = self.objects.get(request.match_info["id"])
+        return web.json_response(obj) if obj else _api_error(404, "No such File object")
+
+    async def _content(self, request: web.Request) -> web.Response:
+        data = self.content.get(request.match_info["id"])
+        if data is None:
+            return _api_error(404, "No such File object")
+        return web.Response(body=data, content_type="application/octet-stream")
+
+
+class FineTuning:
+    """/v1/fine_tuning/jobs: create, list, retrieve, events, checkpoints, cancel.
+
+    Each created job takes the next of `lives` ("succeeded", default; "failed"; "hang": runs
+    until cancelled) and moves one tick per retrieve: validating_files → queued → running (one
+    step per tick, a training-loss event each, a checkpoint at each epoch's end) → its end.
+    Trained tokens are the training file's words × epochs."""
+
+    STEPS_PER_EPOCH = 2
+
+    def __init__(self, files: Files, lives: list[str] | None = None):
+        self.files = files
+        self.lives = list(lives or [])
+        self.jobs: dict[str, dict] = {}
+        self.created: list[dict] = []  # the create request bodies
+        self._events: dict[str, list[dict]] = {}
+        self._checkpoints: dict[str, list[dict]] = {}
+        self._state: dict[str, dict] = {}
+        self._n = 0
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_post("/v1/fine_tuning/jobs", self._create)
+        app.router.add_get("/v1/fine_tuning/jobs", self._list)
+        app.router.add_get("/v1/fine_tuning/jobs/{id}", self._retrieve)
+        app.router.add_get("/v1/fine_tuning/jobs/{id}/events", self._list_events)
+        app.router.add_get("/v1/fine_tuning/jobs/{id}/checkpoints", self._list_checkpoints)
+        app.router.add_post("/v1/fine_tuning/jobs/{id}/cancel", self._cancel)
+
+    async def _create(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        train = self.files.content.get(body.get("training_file", ""))
+        if train is None:
+            return _api_error(400, f"invalid training_file: {body.get('training_file')}")
+        self.created.append(body)
+        self._n += 1
+        job_id = f"ftjob-{self._n:06d}"
+        hyper = ((body.get("method") or {}).get("supervised") or {}).get("hyperparameters") or {}
+        epochs = int(hyper.get("n_epochs") or 3)
+        job = {
+            "id": job_id,
+            "object": "fine_tuning.job",
+            "created_at": int(time.time()),
+            "model": body["model"],
+            "status": "validating_files",
+            "training_file": body["training_file"],
+            "validation_file": body.get("validation_file"),
+            "hyperparameters": {"n_epochs": epochs},
+            "seed": body.get("seed", 0),
+            "metadata": body.get("metadata"),
+            "method": body.get("method"),
+            "organization_id": "org-test",
+            "result_files": [],
+            "fine_tuned_model": None,
+            "finished_at": None,
+            "trained_tokens": None,
+            "error": None,
+        }
+        self.jobs[job_id] = job
+        self._events[job_id] = []
+        self._checkpoints[job_id] = []
+        self._state[job_id] = {
+            "tick": 0,
+            "life": self.lives.pop(0) if self.lives else "succeeded",
+            "epochs": epochs,
+            "tokens": len(train.split()) * epochs,
+            "suffix": body.get("suffix") or "",
+        }
+        self._event(job_id, "info", f"Created fine-tuning job: {job_id}")
+        return web.json_response(job)
+
+    def _event(self, job_id: str, level: str, message: str, data: dict | None = None) -> None:
+        events = self._events[job_id]
+        events.append(
+            {
+                "id": f"ftevent-{job_id[-6:]}-{len(events):04d}",
+                "object": "fine_tuning.job.event",
+                "created_at": int(time.time()),
+                "level": level,
+                "message": message,
+                "data": data or {},
+                "type": "metrics" if data else "message",
+            }
+        )
+
+    def _tick(self, job_id: str) -> None:
+        """One step of the job's scripted life (the fast clock)."""
+        job, st = self.jobs[job_id], self._state[job_id]
+        if job["status"] in ("succeeded", "failed", "cancelled"):
+            return
+        st["tick"] += 1
+        total = st["epochs"] * self.STEPS_PER_EPOCH
+        if job["status"] == "validating_files":
+            job["status"] = "queued"
+            self._event(job_id, "info", "Files validated, moving job to queued state")
+            return
+        if job["status"] == "queued":
+            job["status"] = "running"
+            self._event(job_id, "info", "Fine-tuning job started")
+            return
+        step = st.setdefault("step", 0) + 1
+        st["step"] = step
+        if st["life"] == "failed" and step == 2:
+            job.update(
+                status="failed",
+                finished_at=int(time.time()),
+                error={
+                    "code": "invalid_training_file",
+                    "message": "The job failed due to an invalid training file.",
+                    "param": "training_file",
+                },
+            )
+            self._event(job_id, "error", "The job failed due to an invalid training file.")
+            return
+        if st["life"] == "hang":
+            step = min(step, total - 1)
+        loss = round(2.0 / (1 + step), 4)
+        self._event(
+            job_id,
+            "info",
+            f"Step {step}/{total}: training loss={loss}",
+            {"step": step, "train_loss": loss, "total_steps": total},
+        )
+        model = f"ft:{job['model']}:harness-test:{st['suffix']}:{job_id[-6:]}"
+        if step % self.STEPS_PER_EPOCH == 0 and step < total:
+            self._checkpoints[job_id].append(
+                {
+                    "id": f"ftckpt-{job_id[-6:]}-{step}",
+                    "object": "fine_tuning.job.checkpoint",
+                    "created_at": int(time.time()),
+                    "fine_tuned_model_checkpoint": f"{model}:ckpt-step-{step}",
+                    "fine_tuning_job_id": job_id,
+                    "step_number": step,
+                    "metrics": {"step": step, "train_loss": loss},
+                }
+            )
+        if step >= total and st["life"] == "succeeded":
+            job.update(
+                status="succeeded",
+                fine_tuned_model=model,
+                trained_tokens=st["tokens"],
+                finished_at=int(time.time()),
+            )
+            self._event(job_id, "info", "The job has successfully completed")
+
+    def _job(self, request: web.Request) -> dict | None:
+        return self.jobs.get(request.match_info["id"])
+
+    async def _retrieve(self, request: web.Request) -> web.Response:
+        job = self._job(request)
+        if job is None:
+            return _api_error(404, "No such fine-tuning job")
+        self._tick(job["id"])
+        return web.json_response(job)
+
+    async def _list(self, request: web.Request) -> web.Response:
+        wanted = {k[9:-1]: v for k, v in request.query.items() if k.startswith("metadata[")}
+        data = [
+            j
+            for j in reversed(self.jobs.values())
+            if all((j.get("metadata") or {}).get(k) == v for k, v in wanted.items())
+        ]
+        return web.json_response({"object": "list", "data": data, "has_more": False})
+
+    async def _list_events(self, request: web.Request) -> web.Response:
+        job = self._job(request)
+        if job is None:
+            return _api_error(404, "No such fine-tuning job")
+        limit = int(request.query.get("limit", 20))
+        data = list(reversed(self._events[job["id"]]))[:limit]  # newest first, as OpenAI
+        return web.json_response({"object": "list", "data": data, "has_more": False})
+
+    async def _list_checkpoints(self, request: web.Request) -> web.Response:
+        job = self._job(request)
+        if job is None:
+            return _api_error(404, "No such fine-tuning job")
+        data = list(reversed(self._checkpoints[job["id"]]))
+        return web.json_response({"object": "list", "data": data, "has_more": False})
+
+    async def _cancel(self, request: web.Request) -> web.Response:
+        job = self._job(request)
+        if job is None:
+            return _api_error(404, "No such fine-tuning job")
+        if job["status"] in ("succeeded", "failed", "cancelled"):
+            return _api_error(400, f"Job {job['id']} has already {job['status']}")
+        job.update(status="cancelled", finished_at=int(time.time()))
+        self._event(job["id"], "info", "The job was cancelled")
+        return web.json_response(job)
+
+
+def _api_error(status: int, message: str) -> web.Response:
+    return web.json_response(
+        {
+            "error": {
+                "message": message,
+                "type": "invalid_request_error",
+                "param": None,
+                "code": None,
+            }
+        },
+        status=status,
+    )
 
 
 def embed(text: str, dim: int = 32) -> list[float]:

@@ -1,0 +1,79 @@
+"""The job store: every fine-tuning job of a lineage, in runs/.finetune/<lineage>.jsonl.
+
+Keyed by the lineage (the test data's hash, harness.decide.history.lineage_id), so renaming the
+suite or moving its files keeps the record. Each line is a whole snapshot of one job, appended
+and fsynced when the job changes (created, a new status, checkpoints, the end); the last line of
+a job id is its state. The first line is written the moment the provider returns the job id, so
+a command killed afterwards finds the job and watches it instead of creating another.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness._util.jsonl import read_lines
+from harness.data.dataset import file_hash
+from harness.suite import Suite
+
+STORE_DIR = ".finetune"
+
+
+def suite_lineage(suite: Suite) -> str | None:
+    """The lineage of a suite from its test file (None when the file is missing)."""
+    test = suite.resolve_path(suite.spec.data.test)
+    return file_hash(test) if test.is_file() else None
+
+
+@dataclass
+class JobStore:
+    runs_dir: str | Path
+    lineage: str
+
+    @property
+    def path(self) -> Path:
+        return Path(self.runs_dir) / STORE_DIR / f"{self.lineage}.jsonl"
+
+    def append(self, record: dict[str, Any]) -> dict[str, Any]:
+        record = {**record, "updated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        return record
+
+    def jobs(self, variant: str | None = None) -> list[dict[str, Any]]:
+        """The latest state of each job, oldest job first; a torn last line is not a record."""
+        latest: dict[str, dict] = {}
+        for rec in read_lines(self.path, on_torn="skip"):
+            if isinstance(rec, dict) and rec.get("job_id"):
+                latest[rec["job_id"]] = rec  # dicts keep the first insertion's position
+        return [r for r in latest.values() if variant is None or r.get("variant") == variant]
+
+    def latest(self, variant: str) -> dict[str, Any] | None:
+        jobs = self.jobs(variant)
+        return jobs[-1] if jobs else None
+
+    def latest_succeeded(self, variant: str) -> dict[str, Any] | None:
+        done = [j for j in self.jobs(variant) if j.get("status") == "succeeded"]
+        return done[-1] if done else None
+
+
+def iteration_cost(jobs: list[dict[str, Any]], job_id: str) -> float:
+    """The training cost of the iteration that ended in `job_id`: its own cost (and its teacher's
+    distillation run) plus the failed or cancelled jobs since the variant's previous succeeded job
+    (those were paid for this model)."""
+    total = 0.0
+    for j in jobs:
+        if j.get("status") == "succeeded" and j["job_id"] != job_id:
+            total = 0.0  # an earlier model's iteration: charged to that model
+            continue
+        total += float(j.get("cost_usd") or 0.0) + float(j.get("distill_usd") or 0.0)
+        if j["job_id"] == job_id:
+            return round(total, 6)
+    return round(total, 6)

@@ -1,0 +1,90 @@
+"""The forgetting check: a trained variant and its base on an out-of-domain suite.
+
+`forgetting: {suite: general.yaml, margin: 0.02}` on a fine-tuned variant runs that suite's
+baseline templates twice — as the base model and as the trained model, each where the variant
+calls it (api_base, params) — under a non-inferiority guard at `margin`. The verdict is recorded
+in the main run's summary (`forgetting`), shown as a note, and joins the exit code: a trained
+model that lost what it could do elsewhere is not a pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from harness.decide.sentence import _signed
+from harness.score.registry import validate_suite
+from harness.suite import Suite, Variant, load_suite
+from harness.suite.model import SuiteFile
+from harness.suite.resolve import resolve
+
+BASE, TRAINED = "base", "trained"
+
+
+def forgetting_suite(suite: Suite, variant: Variant) -> Suite:
+    """The out-of-domain suite with two variants (base, trained) and a non-inferiority guard."""
+    f = variant.forgetting
+    general = load_suite(suite.resolve_path(f.suite))
+    metric = f.metric or (general.spec.guard.metric if general.spec.guard else None)
+    metric = metric or _first_metric(general)
+    where = {"api_base": variant.api_base} if variant.api_base else {}
+    raw = {k: v for k, v in general.raw.items() if k not in ("guard", "volume")}
+    raw["name"] = f"{general.name}.forgetting"
+    raw["variants"] = [
+        *general.raw["variants"],
+        {"name": BASE, "extends": general.baseline, "model": variant.base_model, **where},
+        {
+            "name": TRAINED,
+            "extends": general.baseline,
+            "kind": "fine-tuned",
+            "model": variant.model,
+            "base_model": variant.base_model,
+            **where,
+        },
+    ]
+    raw["baseline"] = BASE
+    raw["guard"] = {
+        "metric": metric,
+        "test": "non-inferiority",
+        "margin": f.margin,
+        "applies_to": [TRAINED],
+    }
+    spec = SuiteFile.model_validate(raw)
+    return validate_suite(resolve(general.path, raw, spec, {}))
+
+
+def _first_metric(suite: Suite) -> str:
+    first = suite.spec.metrics[0]
+    return first if isinstance(first, str) else next(iter(first))
+
+
+def check_forgetting(
+    suite: Suite, selected: list[Variant], run: Callable[[Suite], Any]
+) -> dict[str, dict[str, Any]]:
+    """{variant: {suite, run_id, metric, margin, verdict, sentence, delta}} for each selected
+    variant with `forgetting:`; `run(suite)` runs the derived suite (harness.run.pipeline)."""
+    out: dict[str, dict[str, Any]] = {}
+    for v in selected:
+        if v.forgetting is None:
+            continue
+        derived = forgetting_suite(suite, v)
+        outcome = run(derived)
+        verdict = outcome.summary["guard"]["verdicts"][TRAINED]
+        guard = derived.spec.guard
+        delta = (verdict.get("delta") or {}).get("value")
+        out[v.name] = {
+            "suite": v.forgetting.suite,
+            "run_id": outcome.run_id,
+            "metric": guard.metric,
+            "margin": guard.margin,
+            "verdict": verdict["verdict"],
+            "delta": delta,
+            "note": (
+                f"forgetting: {v.name} vs its base {v.base_model} on {derived.name} "
+                f"({guard.metric}, no worse than {_signed(-guard.margin, guard.metric, unit=True)}): "
+                f"{verdict['verdict']} — Δ "
+                + (_signed(delta, guard.metric, unit=True) if delta is not None else "—")
+                + f" (run {outcome.run_id})"
+            ),
+        }
+    return out
