@@ -11,6 +11,7 @@ answers. Saves the curve as benchmarks/local_finetune_loss.png. Needs the train 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -22,6 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from harness.export.finetune import export_finetune  # noqa: E402
 from harness.finetune.local import backend  # noqa: E402
+from harness.finetune.local.job import job_folder  # noqa: E402
 from harness.suite import load_suite  # noqa: E402
 
 
@@ -62,10 +64,11 @@ def main() -> None:
             break
         time.sleep(1)
     wall = time.time() - start
+    trainer_wall = json.loads((job_folder(job) / "state.json").read_text())["wall_s"]
     print(f"status: {state.status} {state.error or ''}")
     print(f"model: {state.model_id}")
     print(
-        f"wall: {wall:.1f} s (training process {state.wall_s} s; model load until step 1: "
+        f"wall: {wall:.1f} s (training process {trainer_wall} s; model load until step 1: "
         f"{(first_step_at or start) - start:.1f} s)"
     )
     print(f"steps: {len(losses)}, trained tokens: {state.trained_tokens}")

@@ -94,7 +94,8 @@ def test_a_trainer_that_died_silently_is_failed_with_its_cost(tmp_path, monkeypa
         state = backend.poll(name[3:])
         assert state.status == "failed"
         assert state.error.startswith(f"the training process {pid} ended without a result")
-        assert (state.wall_s, state.cost_usd) == (100.0, 0.01)  # until it last said something
+        wall_s = json.loads((folder / STATE).read_text())["wall_s"]
+        assert (wall_s, state.cost_usd) == (100.0, 0.01)  # until it last said something
         assert [e["seq"] for e in state.events] == [1]
         assert backend.poll(name[3:]).events == []  # only new events on the next poll
 
@@ -198,7 +199,8 @@ def test_training_lowers_the_loss_and_records_its_measured_cost(lora_job, models
     assert len(losses) == 6  # 12 examples / 4 per step × 2 epochs
     assert np.mean(losses[-2:]) < 0.5 * np.mean(losses[:2])
     assert [e["step"] for e in events if "val_loss" in e] == [3, 6]
-    assert state.cost_usd == pytest.approx(state.wall_s / 3600 * PRICE, abs=1e-6)
+    wall_s = json.loads((models / f"ft-{job}" / STATE).read_text())["wall_s"]
+    assert state.cost_usd == pytest.approx(wall_s / 3600 * PRICE, abs=1e-6)
     assert state.trained_tokens > 12 * 2 * 50
     assert state.checkpoints == [
         {
@@ -251,7 +253,8 @@ def test_cancel_stops_the_trainer_and_serves_nothing(data, models, lora_job):
     state = backend.cancel(job)
     assert state.status == "cancelled"
     assert not _alive(pid)
-    assert state.cost_usd == pytest.approx(state.wall_s / 3600 * PRICE, abs=1e-6)
+    wall_s = json.loads((models / f"ft-{job}" / STATE).read_text())["wall_s"]
+    assert state.cost_usd == pytest.approx(wall_s / 3600 * PRICE, abs=1e-6)
     assert not (models / f"ft-{job}" / "model.json").exists()
     with pytest.raises(SuiteError, match="no trained model"):
         local_processes.resolve(f"local/ft-{job}")

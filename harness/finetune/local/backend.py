@@ -28,12 +28,11 @@ from pydantic import ValidationError
 from harness.calls.local_trained import models_dir
 from harness.data.dataset import file_hash
 from harness.errors import SuiteError
+from harness.finetune.backends import TERMINAL, FinetuneSpec, JobState, backend
 from harness.finetune.local.job import (
-    FINAL,
     JOB,
     LOG,
     STATE,
-    JobState,
     LocalOptions,
     close_state,
     job_folder,
@@ -192,10 +191,10 @@ def poll(job_id: str) -> JobState:
     """The job as its folder says now; events new since this process last polled it. A trainer
     that died without saying so (killed, out of memory) is recorded as failed here."""
     folder, state = _state(job_id)
-    if state["status"] not in FINAL and not _alive(job_id, state.get("pid"), folder):
+    if state["status"] not in TERMINAL and not _alive(job_id, state.get("pid"), folder):
         # Read again: it may have finished between the two reads.
         state = read_json(folder / STATE)
-        if state["status"] not in FINAL:
+        if state["status"] not in TERMINAL:
             log = folder / LOG
             tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
             last = read_events(folder)
@@ -224,12 +223,10 @@ def poll(job_id: str) -> JobState:
         else []
     )
     return JobState(
-        job_id=job_id,
         status=state["status"],
         model_id=state.get("model_id"),
         trained_tokens=state.get("trained_tokens"),
         cost_usd=state.get("cost_usd"),
-        wall_s=state.get("wall_s"),
         events=events,
         checkpoints=model,
         error=state.get("error"),
@@ -241,7 +238,7 @@ def cancel(job_id: str) -> JobState:
     CANCEL_GRACE_S if it does not)."""
     folder, state = _state(job_id)
     pid = state.get("pid")
-    if state["status"] in FINAL or not _alive(job_id, pid, folder):
+    if state["status"] in TERMINAL or not _alive(job_id, pid, folder):
         return poll(job_id)
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + CANCEL_GRACE_S
@@ -251,6 +248,34 @@ def cancel(job_id: str) -> JobState:
         os.killpg(pid, signal.SIGKILL)
         while _alive(job_id, pid, folder):
             time.sleep(0.05)
-    if read_json(folder / STATE)["status"] not in FINAL:
+    if read_json(folder / STATE)["status"] not in TERMINAL:
         close_state(folder, "cancelled", error="killed: it did not stop within the grace time")
     return poll(job_id)
+
+
+@backend("local", options=LocalOptions)
+class LocalBackend:
+    """`finetune: {provider: local, ...}`: the functions above behind #15's registry. The common
+    keys (base_model, epochs, seed) come from the FinetuneSpec; the rest are LocalOptions."""
+
+    def __init__(self, spec: FinetuneSpec):
+        self.spec = spec
+
+    @staticmethod
+    def _options(spec: FinetuneSpec) -> LocalOptions:
+        common = {"base_model": spec.base_model or spec.options.base_model, "seed": spec.seed}
+        if spec.epochs:
+            common["epochs"] = spec.epochs
+        return options({**spec.options.model_dump(), **common})
+
+    def estimate_usd(self, spec: FinetuneSpec, train_tokens: int) -> float | None:
+        return estimate_usd(self._options(spec), train_tokens)
+
+    def submit(self, spec: FinetuneSpec, train_path, val_path, metadata) -> str:
+        return submit(self._options(spec), train_path, val_path, metadata)
+
+    def poll(self, job_id: str) -> JobState:
+        return poll(job_id)
+
+    def cancel(self, job_id: str) -> JobState:
+        return cancel(job_id)

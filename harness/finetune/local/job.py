@@ -8,7 +8,8 @@ the job id are one name.
     job.json        the request: options, data files, metadata (written once, by submit)
     train.jsonl, val.jsonl   copies of the data it was given (with their sha256 in job.json)
     state.json      status, pid, timings, result (replaced atomically by whoever changes it)
-    events.jsonl    one line per event: {"seq", "at", "type": "message" | "metrics", ...}
+    events.jsonl    one line per event: {"seq", "at", "type": "message" | "metrics", "level",
+                    "message", ...metrics (step, epoch, train_loss, val_loss)}
     train.log       the trainer's stderr (tracebacks, library warnings)
     adapter.gguf | model.gguf, verify.jsonl, model.json (the manifest, last)
 """
@@ -18,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,10 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from harness._util.jsonl import read_lines
 from harness.calls.local_processes import MODEL_ID
 from harness.calls.local_trained import model_folder
+from harness.finetune.backends import Status
 from harness.finetune.local.gguf import LLAMA_LINEAR
-
-Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-FINAL = ("succeeded", "failed", "cancelled")
 
 JOB, STATE, EVENTS, LOG = "job.json", "state.json", "events.jsonl", "train.log"
 VERIFY = "verify.jsonl"
@@ -41,7 +39,7 @@ DEFAULT_LR = {"lora": 1e-3, "full": 5e-5}
 class LocalOptions(BaseModel):
     """`finetune:` settings the local backend reads (the rest of the block is the command's)."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
 
     base_model: str = MODEL_ID
     method: Literal["lora", "full"] = "lora"
@@ -78,24 +76,6 @@ class LocalOptions(BaseModel):
         return self.learning_rate or DEFAULT_LR[self.method]
 
 
-@dataclass
-class JobState:
-    """What poll() answers: the job as its folder says now."""
-
-    job_id: str
-    status: Status
-    model_id: str | None = None
-    trained_tokens: int | None = None
-    cost_usd: float | None = None
-    wall_s: float | None = None
-    events: list[dict[str, Any]] = field(default_factory=list)  # new since the caller's last poll
-    checkpoints: list[dict[str, Any]] = field(default_factory=list)  # {id, step, model_id, path}
-    error: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
 def job_folder(job_id: str) -> Path:
     return model_folder(job_id)
 
@@ -128,9 +108,18 @@ class Events:
         self.path = folder / EVENTS
         self.seq = len(read_lines(self.path, on_torn="skip"))
 
-    def add(self, type_: str, **fields) -> None:
+    def add(self, type_: str, message: str | None = None, **fields) -> None:
         self.seq += 1
-        line = {"seq": self.seq, "at": round(time.time(), 3), "type": type_, **fields}
+        # Every event has a message, as a provider's do: the watcher prints it.
+        message = message or ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in fields.items())
+        line = {
+            "seq": self.seq,
+            "at": round(time.time(), 3),
+            "type": type_,
+            "level": "info",
+            "message": message,
+            **fields,
+        }
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(line) + "\n")
             f.flush()
