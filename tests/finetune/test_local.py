@@ -290,3 +290,38 @@ def test_full_fine_tuning_writes_a_gguf_at_the_base_types_that_serves(data, mode
     q = next(t for t in trained.tensors if t.name == "blk.0.attn_q.weight")
     q0 = next(t for t in base.tensors if t.name == "blk.0.attn_q.weight")
     assert not np.array_equal(q.data, q0.data)  # trained, not copied
+
+
+def _suite_with(tmp_path, block: str):
+    from harness.suite import load_suite
+
+    text = (ROOT / "suites/quickstart.yaml").read_text().replace("../data", str(ROOT / "data"))
+    text = text.replace(
+        "baseline: zero-shot",
+        "  - name: lora\n    kind: fine-tuned\n    base_model: local/smollm2\n"
+        f"    finetune: {block}\nbaseline: zero-shot",
+    )
+    path = tmp_path / "ft.yaml"
+    path.write_text(text)
+    return load_suite(path)
+
+
+def test_the_local_provider_of_harness_finetune_takes_common_keys_from_the_block(tmp_path):
+    from harness.finetune.backends import finetune_spec, make_backend
+
+    suite = _suite_with(tmp_path, "{provider: local, epochs: 2, seed: 7, lora_r: 4}")
+    spec = finetune_spec(suite, suite.variants[-1])
+    opts = make_backend(spec)._options(spec)
+    assert (opts.base_model, opts.epochs, opts.seed, opts.lora_r) == ("local/smollm2", 2, 7, 4)
+
+
+def test_a_misspelt_local_key_is_refused_with_its_line(tmp_path):
+    from harness.finetune.backends import finetune_spec
+
+    suite = _suite_with(tmp_path, "{provider: local, lora_rank: 4}")
+    with pytest.raises(SuiteError) as err:
+        finetune_spec(suite, suite.variants[-1])
+    assert str(err.value) == (
+        f"{tmp_path / 'ft.yaml'}:36:44: variants[2].finetune.lora_rank: Extra inputs are not "
+        "permitted (provider local)"
+    )
