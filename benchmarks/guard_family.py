@@ -47,11 +47,11 @@ def simulate(delta, *, sims, n, k, B, margin=MARGIN, confidence=0.95, seed=0) ->
             d = paired_bootstrap(
                 ra.stats, ra.combine, rb.stats, rb.combine, confidence=confidence, B=B, seed=s
             )
-            d = {**d, "threshold": margin}
+            d = {**d, "threshold": margin, "confidence": confidence}
             status = classify(d["ci_low"], d["ci_high"], margin)
             verdicts[f"v{j}"] = {"delta": d, "status": status, "verdict": status, "flags": []}
         raw = sum(v["verdict"] == "pass" for v in verdicts.values())
-        holm(verdicts, confidence)
+        holm(verdicts)
         adjusted = sum(v["verdict"] == "pass" for v in verdicts.values())
         any_raw += raw > 0
         any_holm += adjusted > 0

@@ -8,9 +8,10 @@ baseline, a pre-registered hypothesis, 200–2000 training examples for a fine-t
 
 from __future__ import annotations
 
+from harness.check.plan import plan
 from harness.data.dataset import Dataset
 from harness.score.registry import entry_name, is_quality
-from harness.stats.bootstrap import min_detectable_difference, required_n
+from harness.stats.bootstrap import min_detectable_difference
 from harness.suite import Suite
 from harness.suite.kinds import KINDS
 
@@ -39,10 +40,11 @@ def readiness_lines(suite: Suite, dataset: Dataset) -> list[Line]:
 
 
 def power_lines(suite: Suite, n_test: int) -> list[Line]:
-    """What the guard can decide with this many test examples, and how many its margin needs:
-    the method (stats.bootstrap.required_n) of the run's "~N test examples would decide"."""
-    guard = suite.spec.guard
-    confidence = guard.confidence if guard else 0.95
+    """What the guard can decide with this many test examples, and how many each hypothesis
+    needs: `harness plan`'s sizing (harness.check.plan), the method of the run's "~N test
+    examples would decide"."""
+    hyps = suite.hypotheses()
+    confidence = hyps[0].confidence if hyps else 0.95
     pct = f"{confidence:.0%}"
     if n_test < 2:
         return [(WARN, "power", f"{n_test} test example(s) — too few for any comparison")]
@@ -56,36 +58,22 @@ def power_lines(suite: Suite, n_test: int) -> list[Line]:
             "difference; the run's figure uses the spread it observes)",
         )
     ]
-    if guard is None:
-        return lines
-    if guard.margin <= 0:
-        lines.append(
-            (
-                WARN,
-                "power for margin",
-                "margin is 0 — no test-set size is enough to show it; set a margin",
+    for row in plan(suite):
+        h = row.hypothesis
+        name = "power for margin" if len(hyps) == 1 else f"power for {h.key}"
+        if row.n is None:
+            lines.append((WARN, name, row.why_not or "cannot be sized"))
+            continue
+        level = f" at Holm's α/{len(hyps)}" if len(hyps) > 1 and suite.correction == "holm" else ""
+        need = f"margin {h.margin:g} needs ≥ {row.n} test examples{level}; you have {n_test}"
+        if n_test >= row.n:
+            lines.append(
+                (PASS, name, need + " (80% power when the true Δ is a margin beyond the threshold)")
             )
-        )
-        return lines
-    need = required_n(guard.margin, confidence=confidence)
-    if n_test >= need:
-        lines.append(
-            (
-                PASS,
-                "power for margin",
-                f"margin {guard.margin:g} needs ≥ {need} test examples; you have {n_test}"
-                " (80% power when the true Δ is a margin beyond the threshold)",
+        else:
+            lines.append(
+                (WARN, name, need + " — add test examples or expect an inconclusive verdict")
             )
-        )
-    else:
-        lines.append(
-            (
-                WARN,
-                "power for margin",
-                f"margin {guard.margin:g} needs ≥ {need} test examples; you have {n_test} — "
-                "add test examples or expect an inconclusive verdict",
-            )
-        )
     return lines
 
 
@@ -142,25 +130,37 @@ def _baseline_line(suite: Suite) -> Line:
 
 
 def _hypothesis_line(suite: Suite) -> Line:
-    guard = suite.spec.guard
-    if guard is None:
+    hyps = suite.hypotheses()
+    if not suite.guards:
         return (
             WARN,
             "hypothesis",
             "no `guard:` — pre-register the metric, test and margin before running candidates",
         )
-    guarded = suite.guarded()
-    if not guarded:
+    if not hyps:
         return (
             WARN,
             "hypothesis",
             "the guard applies to no variant — add a fine-tuned variant or `guard.applies_to`",
         )
+    if not isinstance(suite.spec.guard, list):
+        h = hyps[0]
+        return (
+            PASS,
+            "hypothesis",
+            f"{h.metric} {h.test}, margin {h.margin:g} at {h.confidence:.0%} confidence "
+            f"({', '.join(suite.guarded())})",
+        )
+    family = "Holm" if suite.correction == "holm" else "no correction"
     return (
         PASS,
         "hypothesis",
-        f"{guard.metric} {guard.test}, margin {guard.margin:g} at {guard.confidence:.0%} confidence "
-        f"({', '.join(guarded)})",
+        f"{len(hyps)} hypotheses ({family}): "
+        + "; ".join(
+            f"{h.candidate} vs {h.baseline} {h.metric} {h.test} margin {h.margin:g} at "
+            f"{h.confidence:.0%}"
+            for h in hyps
+        ),
     )
 
 
@@ -198,7 +198,7 @@ def _training_lines(suite: Suite, dataset: Dataset) -> list[Line]:
 
 
 def _budget_line(suite: Suite) -> Line:
-    guard = suite.spec.guard
+    guard = suite.guards[0] if suite.guards else None
     limits = []
     if guard and guard.max_iterations is not None:
         limits.append(f"max {guard.max_iterations} iterations")

@@ -31,6 +31,7 @@ COMMANDS = {
     "finetune": "Train a `finetune:` variant under the guard's budget and iterations, and watch "
     "the job.",
     "export": "Write OpenAI chat fine-tuning JSONL from the train split or a teacher's outputs.",
+    "plan": "Test examples each hypothesis needs at its confidence and a chosen power (no model calls).",
     "report": "Re-render report.md, report.html and plots/ of a finished run from its files.",
     "run": "Run every variant of a suite over the same examples and write runs/<suite>/<run-id>/.",
     "schema": "Print the suite JSON Schema (point your editor at it).",

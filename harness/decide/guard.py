@@ -26,15 +26,13 @@ from harness.decide.rule import (
     INCONCLUSIVE,
     PASS,
     classify,
+    decided_at_look,
     fingerprint,
     holm,
     required_n,
     threshold_of,
 )
 from harness.decide.sentence import _num, headline, sentence
-
-# ---------------------------------------------------------------- the decision rule (pure)
-
 
 # ---------------------------------------------------------------- moved goalposts
 
@@ -77,21 +75,41 @@ def counted(history: list[dict]) -> list[dict]:
     ]
 
 
-def moved_goalposts(hypothesis: dict | None, history: list[dict]) -> dict | None:
-    """Flag a hypothesis weaker than the first registered one, set after a non-passing run."""
+def registered_for(hypothesis: dict | None, key: str | None) -> dict | None:
+    """One hypothesis of a run's `hypothesis` field: a single guard's mapping is every key's;
+    a list's entry is found by its key."""
+    if not hypothesis:
+        return None
+    if "hypotheses" not in hypothesis:
+        return hypothesis
+    return next((h for h in hypothesis["hypotheses"] if h.get("key") == key), None)
+
+
+def moved_goalposts(
+    hypothesis: dict | None, history: list[dict], key: str | None = None
+) -> dict | None:
+    """Flag a hypothesis weaker than the first registered one, set after a non-passing run.
+    `key`: which hypothesis of a list (its verdict is the one that must not have passed)."""
     if not hypothesis:
         return None
     history = counted(history)
-    first = next((i for i, run in enumerate(history) if run.get("hypothesis")), None)
+    first = next(
+        (i for i, run in enumerate(history) if registered_for(run.get("hypothesis"), key)), None
+    )
     if first is None:
         return None
-    registered = history[first]["hypothesis"]
+    registered = registered_for(history[first]["hypothesis"], key)
     changes = weakening(registered, hypothesis)
     if not changes:
         return None
-    failing = [
-        r for r in history[first:] if any(v != PASS for v in _verdict_values(r.get("verdicts")))
-    ]
+
+    def outcomes(run: dict) -> list[str]:
+        verdicts = run.get("verdicts") or {}
+        if key in verdicts:
+            verdicts = {key: verdicts[key]}
+        return _verdict_values(verdicts)
+
+    failing = [r for r in history[first:] if any(v != PASS for v in outcomes(r))]
     if not failing:
         return None
     return {
@@ -103,9 +121,6 @@ def moved_goalposts(hypothesis: dict | None, history: list[dict]) -> dict | None
         "after_failing_run_id": failing[-1].get("run_id"),
         "changes": changes,
     }
-
-
-# ---------------------------------------------------------------- sentences
 
 
 # ---------------------------------------------------------------- the whole decision
@@ -150,32 +165,47 @@ def decide(
     history: list[dict] | None = None,
     *,
     allow_inconclusive: bool = False,
+    look: dict | None = None,
 ) -> Decision:
     """Guard verdicts, break-even, the ledger entry and the exit code of a summarised run.
 
     `history`: earlier parent runs of the suite, oldest first (harness.decide.history.gather).
-    The guard metric's delta is read as is: harness.stats.summary computes its paired CI at the
-    guard's confidence.
+    One verdict per hypothesis (suite.hypotheses(): a single `guard:` is a list of one), keyed
+    by the hypothesis key (the candidate's name where unique); Holm across all of them unless
+    `correction: none`. Each delta is read as is: harness.stats.summary computes the paired CI
+    of every hypothesis at its confidence ("comparisons"). `look`: a sequential run's last look
+    ({"look", "looks", "alpha", "n_examples"}): passes need p at its share of α.
     """
     history = [r for r in (history or []) if r.get("run_id") != summary.get("run_id")]
-    guard = suite.spec.guard
     table = break_even_table(suite, summary)
     entry = ledger_entry(suite, summary)
     hypothesis = suite.hypothesis()
-    if guard is None:
+    if not suite.guards:
         code = 3 if _all_failed(summary) else 0
         return Decision(hypothesis, table, None, entry, code)
 
-    moved = moved_goalposts(hypothesis, history)
     verdicts: dict[str, dict] = {}
-    for name in suite.guarded():
-        stats = summary.get("variants", {}).get(name)
+    for h in suite.hypotheses():
+        stats = summary.get("variants", {}).get(h.candidate)
         if stats is not None:  # None: not selected with --variant
-            verdicts[name] = _verdict(suite, summary, name, stats, history, entry, table)
-    holm(verdicts, guard.confidence)
-    for name, v in verdicts.items():
-        _ledger_rule(v, moved, guard)
-        v["sentence"] = sentence(name, suite.baseline, v, guard)
+            verdicts[h.key] = _verdict(suite, summary, h, stats, history, entry, table)
+    hyps = {h.key: h for h in suite.hypotheses()}
+    holm(verdicts, suite.correction, alpha=look["alpha"] if look else None)
+    moved_any = None
+    for key, v in verdicts.items():
+        h = hyps[key]
+        moved = moved_goalposts(h.as_dict(), history, key)
+        v["moved_goalposts"] = moved
+        moved_any = moved_any or (moved and {**moved, "key": key})
+        _ledger_rule(v, moved)
+        v["required_n"] = _required(v, h)
+        v["sentence"] = sentence(h.candidate, h.baseline, v, h)
+        if look:
+            v["sentence"] += (
+                f" Sequential: decided at look {look['look']} of {look['looks']} "
+                f"({look['n_examples']:,} test examples), one-sided α = {look['alpha']:.4g} "
+                "spent at this look."
+            )
         if moved:
             v["flags"].append("moved_goalposts")
             v["sentence"] += (
@@ -195,20 +225,56 @@ def decide(
                     f"{r['excluded'].get('why')}."
                 )
         v["headline"] = headline(v, moved)
-        entry["variants"][name]["verdict"] = v["verdict"]
-        entry["variants"][name]["honest_pass"] = v["verdict"] == PASS and not moved
+    _lineage_verdicts(entry, verdicts, hyps)
+    top = hypothesis if "hypotheses" not in hypothesis else {"hypotheses": hypothesis["hypotheses"]}
     section = {
-        **hypothesis,
+        **top,
+        "correction": suite.correction,
         "fingerprint": fingerprint(hypothesis),
         "allow_inconclusive": allow_inconclusive,
         "verdicts": verdicts,
-        "moved_goalposts": moved,
+        "moved_goalposts": moved_any,
     }
-    code = exit_code(verdicts, moved, allow_inconclusive, _all_failed(summary))
+    code = exit_code(verdicts, moved_any, allow_inconclusive, _all_failed(summary))
     return Decision(hypothesis, table, section, entry, code)
 
 
-def _ledger_rule(v: dict, moved: dict | None, guard) -> None:
+def settled(suite, summary: dict[str, Any], alpha: float) -> bool:
+    """A sequential look of the run: every hypothesis decided at one-sided `alpha`
+    (rule.decided_at_look) on the examples called so far."""
+    verdicts = {}
+    entry = ledger_entry(suite, summary)
+    for h in suite.hypotheses():
+        stats = summary.get("variants", {}).get(h.candidate)
+        if stats is not None:
+            verdicts[h.key] = _verdict(suite, summary, h, stats, [], entry, {})
+    return decided_at_look(verdicts, suite.correction, alpha)
+
+
+def _lineage_verdicts(entry: dict, verdicts: dict[str, dict], hyps: dict) -> None:
+    """The ledger is per lineage however many hypotheses name it: its verdict is its worst one
+    (abandon, then fail, then inconclusive), an honest pass is every one of them passing."""
+    worst = [ABANDON, FAIL, INCONCLUSIVE, PASS]
+    by_name: dict[str, list[dict]] = {}
+    for key, v in verdicts.items():
+        by_name.setdefault(hyps[key].candidate, []).append(v)
+    for name, vs in by_name.items():
+        verdict = min((v["verdict"] for v in vs), key=worst.index)
+        entry["variants"][name]["verdict"] = verdict
+        entry["variants"][name]["honest_pass"] = verdict == PASS and not any(
+            v["moved_goalposts"] for v in vs
+        )
+
+
+def _required(v: dict, h) -> int | None:
+    """The test-set size that would decide an inconclusive verdict, at the level Holm tests it
+    with all hypotheses left (`harness plan`'s level, rule.planned_alpha)."""
+    if v["verdict"] != INCONCLUSIVE or "error_rate" in v["flags"] or not v["delta"].get("metric"):
+        return None
+    return required_n(v["delta"], v["n_examples"], h.margin, v["holm"]["planned_alpha"])
+
+
+def _ledger_rule(v: dict, moved: dict | None) -> None:
     """Abandon: the lineage reached its limit without an honest pass, or was abandoned before."""
     led = v["ledger"]
     honest = v["status"] == PASS and not moved
@@ -219,54 +285,71 @@ def _ledger_rule(v: dict, moved: dict | None, guard) -> None:
         v["limit"] = v["limit"] or f"abandoned in run {led['abandoned_in']}"
     elif not honest and v["limit"] and not led["passed_before"]:
         v["verdict"] = ABANDON
-    if v["verdict"] == ABANDON:
-        v["required_n"] = None
 
 
-def _verdict(suite, summary, name, stats, history, entry, table) -> dict[str, Any]:
-    """One guarded variant's verdict by the rule on its delta (the ledger's rule comes after
-    Holm), with its ledger and error rate."""
-    guard = suite.spec.guard
-    base_stats = summary.get("variants", {}).get(suite.baseline) or {}
+def _delta_of(summary: dict, h, stats: dict) -> dict | None:
+    """The hypothesis's paired delta: summary["comparisons"], else (a summary from before
+    comparisons existed) the candidate's delta vs the suite's baseline."""
+    d = (summary.get("comparisons") or {}).get(h.key)
+    if d is None and h.baseline == summary.get("baseline"):
+        d = (stats.get("delta") or {}).get(h.metric)
+    return d
+
+
+def _verdict(suite, summary, h, stats, history, entry, table) -> dict[str, Any]:
+    """One hypothesis's verdict by the rule on its delta (the ledger's rule comes after Holm),
+    with its lineage's ledger and error rate."""
+    base_stats = summary.get("variants", {}).get(h.baseline) or {}
     base_cpr = cost_per_request(base_stats) if base_stats else None
-    thr = threshold_of(guard.test, guard.margin)
+    thr = threshold_of(h.test, h.margin)
     flags: list[str] = []
-    delta = (stats.get("delta") or {}).get(guard.metric)
+    delta = _delta_of(summary, h, stats)
     d = None
-    if delta is not None:
+    if delta is not None and delta.get("value") is not None:
         d = {
-            "metric": guard.metric,
+            "metric": h.metric,
             "value": delta.get("value"),
             "ci_low": delta.get("ci_low"),
             "ci_high": delta.get("ci_high"),
             "p_value": delta.get("p_value"),
-            "confidence": guard.confidence,
+            "confidence": h.confidence,
             "threshold": thr,
         }
-    status = classify(d and d["ci_low"], d and d["ci_high"], thr) if d else INCONCLUSIVE
+        for k in (
+            "api_saving_usd",
+            "extra_errors_usd",
+            "extra_errors_ci_low",
+            "extra_errors_ci_high",
+            "extra_training_usd",
+        ):
+            if k in delta:
+                d[k] = delta[k]
+    status = classify(d["ci_low"], d["ci_high"], thr) if d else INCONCLUSIVE
     n = stats.get("n_examples") or summary.get("n_examples") or 0
-    led = lineage(name, history, entry)
-    limit = limit_reached(led, guard.max_iterations, guard.budget_usd)
+    led = lineage(h.candidate, history, entry)
+    limit = limit_reached(led, h.max_iterations, h.budget_usd)
     v: dict[str, Any] = {
         "verdict": status,
         "status": status,
-        "delta": d or {"metric": guard.metric, "value": None, "threshold": thr},
-        "required_n": (
-            required_n(d, n, guard.margin, guard.confidence)
-            if (d and status == INCONCLUSIVE)
-            else None
-        ),
+        "hypothesis": {
+            "key": h.key,
+            "candidate": h.candidate,
+            "baseline": h.baseline,
+            **h.as_dict(),
+        },
+        "delta": d
+        or {"metric": h.metric, "value": None, "threshold": thr, "confidence": h.confidence},
+        "required_n": None,
         "n_examples": n,
         "ledger": led,
         "limit": limit,
         "cost_ratio": cost_ratio(cost_per_request(stats), base_cpr),
-        "break_even": table.get(name),
+        "break_even": table.get(h.candidate) if h.baseline == suite.baseline else None,
         "flags": flags,
     }
-    problem = _error_problem(summary, [suite.baseline, name], guard.max_error_rate)
+    problem = _error_problem(summary, [h.baseline, h.candidate], h.max_error_rate)
     if problem:
         v["verdict"] = v["status"] = INCONCLUSIVE
-        v["required_n"] = None
         v["errors"] = problem
         flags.append("error_rate")
     return v

@@ -19,22 +19,34 @@ from typing import Any
 def ledger_entry(suite, summary: dict[str, Any]) -> dict:
     """This run's contribution to every lineage's ledger (small: it travels as an MLflow tag).
 
-    {"metric": "macro_f1", "limit": None, "variants": {name: {"model", "training_usd",
+    {"metric": "macro_f1", "limit": None, "variants": {name: {"model", "metric", "training_usd",
     "eval_cost_usd", "delta", "verdict", "honest_pass"}}}; `limit` is --limit's N for a smoke run;
-    `delta` is the guard metric's Δ vs the baseline (None without a guard); `verdict` and
+    `delta` is the Δ of the first hypothesis about the variant, on its `metric` (the guard
+    metric vs the baseline for others; None without a guard); `verdict` and
     `honest_pass` are None here and filled in by harness.decide.guard.decide once the verdicts
     exist.
     """
-    guard = suite.spec.guard
-    metric = guard.metric if guard else None
+    hyps = suite.hypotheses()
+    metric = hyps[0].metric if hyps else None
+    # A lineage's Δ is that of the first hypothesis about it (the guard metric vs the baseline
+    # for a variant no hypothesis names).
+    first = {}
+    for h in reversed(hyps):
+        first[h.candidate] = h
     out: dict[str, dict] = {}
     for v in suite.variants:
         stats = summary.get("variants", {}).get(v.name)
         if stats is None:  # not selected in this run (--variant)
             continue
+        h = first.get(v.name)
         delta = (stats.get("delta") or {}).get(metric) if metric else None
+        if h is not None:
+            delta = (summary.get("comparisons") or {}).get(h.key) or (
+                (stats.get("delta") or {}).get(h.metric) if h.baseline == suite.baseline else None
+            )
         out[v.name] = {
             "model": v.model,
+            "metric": h.metric if h is not None else metric,
             "training_usd": round(v.training.total_usd(), 6) if v.training else 0.0,
             # Real calls only: a cached answer was paid for by the run that sent it.
             "eval_cost_usd": round(float(stats.get("spent_usd") or 0.0), 6),
@@ -83,11 +95,10 @@ def lineage(name: str, history: list[dict], current: dict) -> dict:
         if e.get("model") not in models:
             models.append(e.get("model"))
         d = e.get("delta")
-        if (
-            d is not None
-            and le.get("metric") == current.get("metric")
-            and (best is None or d > best)
-        ):
+        same_metric = e.get("metric", le.get("metric")) == (
+            (this or {}).get("metric", current.get("metric"))
+        )
+        if d is not None and same_metric and (best is None or d > best):
             best = d
         if is_current:
             continue

@@ -1,14 +1,15 @@
 """The decision rule, pure: an interval against a threshold, the pre-registration's fingerprint,
-the test-set size that would decide, and Holm's step-down across several guarded variants."""
+the test-set size that would decide, and Holm's step-down across several hypotheses."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from statistics import NormalDist
 
+from harness.stats.bootstrap import POWER, sd_from_interval
 from harness.stats.bootstrap import required_n as stats_required_n
-from harness.stats.bootstrap import sd_from_interval
 
 PASS, FAIL, INCONCLUSIVE, ABANDON = "pass", "fail", "inconclusive", "abandon"
 
@@ -26,15 +27,24 @@ def threshold_of(test: str, margin: float) -> float:
     return margin if test == "superiority" else -margin
 
 
-def required_n(delta: dict, n: int, margin: float, confidence: float) -> int | None:
-    """Test-set size that decides with 80% power, by `harness check`'s method (stats.bootstrap):
-    the true Δ one margin beyond the threshold (0 for non-inferiority), and this run's observed
-    spread (from its interval) in place of check's assumed sd 0.5. None without an interval or
-    with a zero margin (no size shows a difference of 0)."""
-    if delta.get("ci_low") is None or delta.get("ci_high") is None or not n or margin <= 0:
+def required_n(delta: dict, n: int, gap: float, alpha: float, power: float = POWER) -> int | None:
+    """Test-set size that shows a true Δ `gap` beyond the threshold with `power` at one-sided
+    level `alpha`, with the spread `delta`'s interval shows on its n examples (at its
+    `confidence`): stats.bootstrap.required_n with a pilot's sd. The run asks it with gap = the
+    margin (the true Δ one margin beyond the threshold, 0 for non-inferiority) at the plan's
+    level (`planned_alpha`); `harness plan --pilot` asks the same function. None without an
+    interval or a gap (no size shows a difference of 0)."""
+    if delta.get("ci_low") is None or delta.get("ci_high") is None or not n or gap <= 0:
         return None
-    sd = sd_from_interval(delta["ci_low"], delta["ci_high"], n, confidence)
-    return stats_required_n(margin, sd=sd, confidence=confidence)
+    sd = sd_from_interval(delta["ci_low"], delta["ci_high"], n, delta["confidence"])
+    return stats_required_n(gap, sd=sd, alpha=alpha, power=power)
+
+
+def planned_alpha(confidence: float, m: int, correction: str) -> float:
+    """The one-sided level a hypothesis is sized at: α = (1 − confidence) / 2, divided by the
+    number of hypotheses under Holm (its first step, the level every hypothesis is sure to get)."""
+    alpha = (1 - confidence) / 2
+    return alpha / m if correction == "holm" and m > 1 else alpha
 
 
 def fingerprint(hypothesis: dict | None) -> str | None:
@@ -58,24 +68,59 @@ def one_sided_p(d: dict | None, confidence: float) -> float:
     return 1 - NormalDist().cdf((d["value"] - d["threshold"]) / se)
 
 
-def holm(verdicts: dict[str, dict], confidence: float) -> None:
-    """Holm's step-down over the guarded variants' passes, family-wise at the guard's one-sided
-    α = (1 − confidence) / 2.
+def spending_levels(alpha: float, looks: int) -> list[float]:
+    """One-sided level of each of `looks` equally spaced looks under an O'Brien–Fleming-type
+    alpha-spending function (Lan–DeMets: α(t) = 2 − 2Φ(z_{1−α/2} / √t), α(1) = α), each look
+    testing at the increment it spends. By the union bound the chance of any false pass over
+    all looks is at most the sum, α, however the looks correlate (conservative: an exact
+    group-sequential boundary would give the last look a little more). Early looks spend
+    almost nothing, so only a large effect stops the run early."""
+    z = NormalDist().inv_cdf(1 - alpha / 2)
+    spent = [2 - 2 * NormalDist().cdf(z / math.sqrt(k / looks)) for k in range(1, looks + 1)]
+    return [spent[0]] + [b - a for a, b in zip(spent, spent[1:], strict=False)]
 
-    Exactly Holm on the one-sided p-values (`one_sided_p`): with r hypotheses left, every one with
-    p ≤ α/r is a pass (the smallest would be, and each pass only raises the next level α/(r−1)),
-    then r shrinks; the first step with none stops. A pass the CI showed but Holm did not becomes
-    inconclusive; fail (the upper bound below the threshold) is not a pass claim and stays. One
-    guarded variant: α/1, the plain rule. Each verdict gets {"m", "alpha", "p_value"}.
+
+def look_sizes(n: int, looks: int) -> list[int]:
+    """Test examples seen by each look: equal steps, the last look the whole set."""
+    return [max(1, math.ceil(n * k / looks)) for k in range(1, looks + 1)]
+
+
+def holm(verdicts: dict[str, dict], correction: str = "holm", alpha: float | None = None) -> None:
+    """Holm's step-down over the hypotheses' passes, family-wise at one-sided α = the smallest
+    (1 − confidence) / 2 among them.
+
+    Exactly Holm on the one-sided p-values (`one_sided_p`, each from its own interval): with r
+    hypotheses left, every one with p ≤ α/r is a pass (the smallest would be, and each pass only
+    raises the next level α/(r−1)), then r shrinks; the first step with none stops. A pass the
+    CI showed but Holm did not becomes inconclusive; fail (the upper bound below the threshold)
+    is not a pass claim and stays. One hypothesis: α/1, the plain rule; `correction: none`: each
+    at its own α. `alpha`: the family's level when it is not the confidence's (a sequential
+    look's share of it, `spending_levels`); then a pass needs p ≤ its step even alone. Each
+    verdict gets {"m", "correction", "alpha", "p_value", "planned_alpha"}.
     """
     m = len(verdicts)
-    alpha = (1 - confidence) / 2
+    conf = {n: v["delta"].get("confidence") or 0.95 for n, v in verdicts.items()}
     ps = {
-        n: 1.0 if "error_rate" in v["flags"] else one_sided_p(v["delta"], confidence)
+        n: 1.0 if "error_rate" in v["flags"] else one_sided_p(v["delta"], conf[n])
         for n, v in verdicts.items()
     }
+    if correction == "none" or m <= 1:
+        for n, v in verdicts.items():
+            a = (1 - conf[n]) / 2 if alpha is None else alpha
+            v["holm"] = {
+                "m": m,
+                "correction": "none" if m > 1 else correction,
+                "alpha": a,
+                "p_value": ps[n],
+                "planned_alpha": a,
+            }
+            if alpha is not None and v["status"] == PASS and ps[n] > a:
+                v["status"] = v["verdict"] = INCONCLUSIVE
+        return
+    if alpha is None:
+        alpha = min((1 - c) / 2 for c in conf.values())
     left = set(verdicts)
-    level = {n: alpha / m for n in verdicts} if m else {}
+    level = {n: alpha / m for n in verdicts}
     while left:
         step = alpha / len(left)
         passed = {n for n in left if ps[n] <= step}
@@ -85,6 +130,32 @@ def holm(verdicts: dict[str, dict], confidence: float) -> None:
             break
         left -= passed
     for n, v in verdicts.items():
-        v["holm"] = {"m": m, "alpha": level[n], "p_value": ps[n]}
-        if m > 1 and v["status"] == PASS and n in left:
+        v["holm"] = {
+            "m": m,
+            "correction": "holm",
+            "alpha": level[n],
+            "p_value": ps[n],
+            "planned_alpha": alpha / m,
+        }
+        if v["status"] == PASS and n in left:
             v["status"] = v["verdict"] = INCONCLUSIVE
+
+
+def decided_at_look(verdicts: dict[str, dict], correction: str, alpha: float) -> bool:
+    """A sequential look: is every hypothesis decided at this look's one-sided `alpha`? A pass
+    needs Holm's step at `alpha` (as the last look's verdict would); a fail, the upper side's
+    p ≤ alpha / m (stopping for a fail never adds a false pass). One the run cannot judge
+    (no delta, provider errors) keeps the run going. Runs `holm` on `verdicts`."""
+    if not verdicts:
+        return False
+    holm(verdicts, correction, alpha=alpha)
+    m = len(verdicts)
+    for v in verdicts.values():
+        if "error_rate" in v["flags"] or v["delta"].get("value") is None:
+            return False
+        if v["verdict"] == PASS:
+            continue
+        upper_p = 1 - one_sided_p(v["delta"], v["delta"].get("confidence") or 0.95)
+        if not (v["status"] == FAIL and upper_p <= alpha / m):
+            return False
+    return True

@@ -5,6 +5,7 @@ from __future__ import annotations
 from harness.decide.ledger import usd
 from harness.decide.rule import ABANDON, FAIL, INCONCLUSIVE, PASS
 from harness.score.registry import is_quality
+from harness.suite import NET_MONTHLY_VALUE
 
 # How metric names read in a sentence.
 _NAMES = {
@@ -15,6 +16,7 @@ _NAMES = {
     "exact_match": "exact match",
     "format_compliance": "format compliance",
     "win_rate": "win rate",
+    NET_MONTHLY_VALUE: "net monthly value",
 }
 
 
@@ -33,8 +35,54 @@ def _num(x: float) -> str:
 
 
 def _signed(x: float, metric: str, unit: bool = False) -> str:
+    if metric == NET_MONTHLY_VALUE:
+        return dollars(x, signed=True) + ("/month" if unit else "")
     s = (f"{x * 100:+.1f}" + (" pts" if unit else "")) if is_rate(metric) else f"{x:+.3g}"
     return s.replace("-", "−")
+
+
+def dollars(x: float, signed: bool = False) -> str:
+    """$23,800 / −$23,800 / +$190: whole dollars from $100, cents below."""
+    body = f"${abs(x):,.0f}" if abs(x) >= 100 else f"${abs(x):,.2f}"
+    sign = "−" if x < 0 and round(abs(x), 2) > 0 else ("+" if signed else "")
+    return sign + body
+
+
+def value_sentence(name: str, baseline: str, d: dict) -> str:
+    """The month in dollars, e.g. "ft-mini vs gpt-4o: saves $190/month in API calls and costs
+    $24,000 [−$9,600, +$56,000]/month in extra errors; net −$23,800 [−$55,000, +$9,800]/month
+    (95% paired CI)"."""
+    api = d["api_saving_usd"]
+    api_part = (
+        f"saves {dollars(api)}/month in API calls"
+        if api >= 0
+        else f"costs {dollars(-api)}/month more in API calls"
+    )
+    extra, lo, hi = (
+        d["extra_errors_usd"],
+        d.get("extra_errors_ci_low"),
+        d.get("extra_errors_ci_high"),
+    )
+    sign = 1 if extra >= 0 else -1  # "saves" reads the interval the other way round
+    ci = ""
+    if lo is not None and hi is not None:
+        lo, hi = sorted((sign * lo, sign * hi))
+        ci = f" [{dollars(lo, True)}, {dollars(hi, True)}]"
+    err_part = (
+        f"costs {dollars(extra)}{ci}/month in extra errors"
+        if extra >= 0
+        else f"saves {dollars(-extra)}{ci}/month in errors avoided"
+    )
+    train = d.get("extra_training_usd") or 0.0
+    train_part = f", {dollars(train, True)}/month amortised training" if train else ""
+    net_ci = ""
+    if d.get("ci_low") is not None:
+        net_ci = f" [{dollars(d['ci_low'], True)}, {dollars(d['ci_high'], True)}]"
+    conf = f" ({d['confidence']:.0%} paired CI)" if d.get("confidence") else ""
+    return (
+        f"{name} vs {baseline}: {api_part} and {err_part}{train_part}; "
+        f"net {dollars(d['value'], True)}{net_ci}/month{conf}"
+    )
 
 
 def _count(n: float) -> str:
@@ -67,6 +115,8 @@ def sentence(name: str, baseline: str, v: dict, guard) -> str:
         if d.get("ci_low") is not None and d.get("ci_high") is not None:
             ci = f" [{_signed(d['ci_low'], metric)}, {_signed(d['ci_high'], metric)}]"
         head = f"{name}: {_signed(d['value'], metric, unit=True)} {label}{ci} vs {baseline}"
+        if metric == NET_MONTHLY_VALUE and "api_saving_usd" in d:
+            head = f"{value_sentence(name, baseline, d)}"
     thr = _signed(d["threshold"], metric)
     superiority = guard.test == "superiority"
     target = f"target {thr}" if superiority else f"no worse than {thr}"
@@ -92,9 +142,14 @@ def sentence(name: str, baseline: str, v: dict, guard) -> str:
                 "when the true Δ is a margin beyond it"
             )
     holm_ = v.get("holm") or {}
-    if holm_.get("m", 1) > 1:
+    if holm_.get("m", 1) > 1 and holm_.get("correction") == "none":
         text += (
-            f" (Holm across {holm_['m']} guarded variants: tested at one-sided "
+            f" (no correction across {holm_['m']} hypotheses (correction: none): tested at "
+            f"one-sided α = {holm_['alpha']:.4g}, p = {holm_['p_value']:.3g})"
+        )
+    elif holm_.get("m", 1) > 1:
+        text += (
+            f" (Holm across {holm_['m']} hypotheses: tested at one-sided "
             f"α = {holm_['alpha']:.4g}, p = {holm_['p_value']:.3g})"
         )
     if not superiority and v.get("cost_ratio") is not None:

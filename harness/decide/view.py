@@ -11,8 +11,10 @@ def ledger_lines(
     suite, history: list[dict], lineage_key: str | None, jobs: list[dict] | None = None
 ) -> list[str]:
     """`jobs` are the lineage's fine-tuning jobs (harness.finetune.records), shown after the runs."""
-    guard = suite.spec.guard
-    metric = guard.metric if guard else None
+    hyps = suite.hypotheses()
+    metric_of = {}
+    for h in reversed(hyps):
+        metric_of[h.candidate] = h.metric
     lines = [
         f"ledger of {suite.name} (lineage {lineage_key or 'unknown'}: the test data's hash): "
         f"{len(history)} run(s)"
@@ -30,7 +32,8 @@ def ledger_lines(
             if name == suite.baseline:
                 continue
             delta = e.get("delta")
-            shown = _signed(delta, metric, unit=True) if delta is not None and metric else "—"
+            m = e.get("metric", le.get("metric"))
+            shown = _signed(delta, m, unit=True) if delta is not None and m else "—"
             spend = float(e.get("training_usd") or 0) + float(e.get("eval_cost_usd") or 0)
             verdict = e.get("verdict") or "—"
             if verdict == "pass" and e.get("honest_pass") is False:
@@ -53,9 +56,11 @@ def ledger_lines(
             f"{job.get('created_at')}{tail}"
         )
     for name in suite.guarded():
-        led = lineage(name, history, {"metric": metric, "variants": {}})
+        led = lineage(name, history, {"metric": metric_of[name], "variants": {}})
         best = (
-            _signed(led["best_delta"], metric, unit=True) if led["best_delta"] is not None else "—"
+            _signed(led["best_delta"], metric_of[name], unit=True)
+            if led["best_delta"] is not None
+            else "—"
         )
         text = (
             f"{name}: {led['iterations']} iteration(s), {usd(led['spent_usd'])} spent "

@@ -13,7 +13,7 @@ from harness.errors import SuiteError
 from harness.finetune.backends import finetune_spec
 from harness.finetune.records import JobStore, iteration_cost, suite_lineage
 from harness.suite import Suite, Variant
-from harness.suite.model import Training
+from harness.suite.model import Guard, Training
 
 
 def resolve_trained(
@@ -75,10 +75,18 @@ def resolve_trained(
         return [x for v in variants for x in (replaced.get(v.name, v), *extra.get(v.name, []))]
 
     update: dict = {"variants": expand(suite.variants)}
-    if any(extra.values()) and suite.spec.guard and suite.spec.guard.applies_to is None:
+    g = suite.spec.guard
+    # Only a single guard with the default (every fine-tuned variant) would pick the checkpoints
+    # up; list entries name their candidate.
+    if (
+        any(extra.values())
+        and isinstance(g, Guard)
+        and g.applies_to is None
+        and g.candidate is None
+    ):
         # The guard keeps judging the variants it judged; the checkpoints are only measured.
         applies_to = suite.guarded()
-        guard = suite.spec.guard.model_copy(update={"applies_to": applies_to})
+        guard = g.model_copy(update={"applies_to": applies_to})
         update["spec"] = suite.spec.model_copy(update={"guard": guard})
         update["raw"] = {**suite.raw, "guard": {**suite.raw["guard"], "applies_to": applies_to}}
     return suite.model_copy(update=update), expand(selected), notes

@@ -10,6 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from harness.decide.sentence import value_sentence
 from harness.score.registry import is_quality, lookup
 
 
@@ -46,6 +47,14 @@ def print_summary(
     # Notes about the run as a whole, e.g. a ledger read from runs/ only: they weaken the verdict.
     for note in summary.get("notes") or []:
         console.print(f"note: {note}", markup=False, highlight=False)
+    # The month in dollars (suites with `value:`): what the decision is worth.
+    for name, d in ((summary.get("value") or {}).get("vs_baseline") or {}).items():
+        if d is not None and d.get("value") is not None:
+            console.print(
+                f"value: {value_sentence(name, summary.get('baseline'), d)}",
+                markup=False,
+                highlight=False,
+            )
     # The guard's verdicts, one plain sentence each (markup off: sentences hold brackets).
     for v in ((summary.get("guard") or {}).get("verdicts") or {}).values():
         console.print(

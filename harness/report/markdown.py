@@ -9,10 +9,12 @@ from typing import Any
 from harness.decide.costs import cost_per_request
 from harness.report.cells import _cell, _ci, _inline, _money, _num, _table, as_text
 from harness.report.stage_sections import _judge, _retrieval
+from harness.report.value_section import value_lines
 from harness.rundir.reader import RunFiles
 from harness.score.record import example_score, judge_text, reason_text, retrieved_text
 from harness.score.registry import is_quality
 from harness.stats.summary import partial_cost_note
+from harness.suite import NET_MONTHLY_VALUE
 
 WORST_PER_VARIANT = 5
 
@@ -20,7 +22,7 @@ WORST_PER_VARIANT = 5
 def primary_metric(summary: dict[str, Any]) -> str | None:
     """The hypothesis metric, else the first declared quality metric."""
     hyp = summary.get("hypothesis") or {}
-    if hyp.get("metric"):
+    if hyp.get("metric") and hyp["metric"] != NET_MONTHLY_VALUE:
         return hyp["metric"]
     names = list(summary.get("metrics") or [])
     for v in (summary.get("variants") or {}).values():
@@ -74,6 +76,7 @@ def render_markdown(run: RunFiles, plot_paths: list[Path]) -> str:
         lines += _table(["variant", "metric", "Δ [95% CI]", "p"], delta_rows)
 
     lines += _break_even(s)
+    lines += value_lines(s)
     lines += _judge(s)
     lines += _retrieval(s)
 

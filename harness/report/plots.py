@@ -33,7 +33,8 @@ def _save(fig, path: Path) -> Path:
 def cost_quality(points: list[dict[str, Any]], metric: str, path: Path) -> Path | None:
     """Quality vs cost per 1k requests, one point per variant with its CI; the baseline marked.
 
-    points: [{"name", "cost_per_1k", "value", "ci_low", "ci_high", "baseline": bool}]
+    points: [{"name", "cost_per_1k", "value", "ci_low", "ci_high", "baseline": bool,
+    "monthly_usd": monthly cost with errors priced (suites with `value:`) or None}]
     """
     points = [p for p in points if p.get("value") is not None and p.get("cost_per_1k") is not None]
     if not points:
@@ -52,6 +53,8 @@ def cost_quality(points: list[dict[str, Any]], metric: str, path: Path) -> Path 
             p["cost_per_1k"], p["value"], yerr=[[lo], [hi]], capsize=4, linestyle="none", **style
         )
         label = p["name"] + (" (baseline)" if p.get("baseline") else "")
+        if p.get("monthly_usd") is not None:  # the suite's `value:`: the month in dollars
+            label += f"\n${p['monthly_usd']:,.0f}/month"
         ax.annotate(
             label, (p["cost_per_1k"], p["value"]), textcoords="offset points", xytext=(8, 6)
         )

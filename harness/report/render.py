@@ -15,6 +15,7 @@ from harness.decide.costs import break_even_table
 from harness.errors import SuiteError
 from harness.report import plots
 from harness.report.markdown import cost_per_1k, primary_metric, render_markdown
+from harness.report.value_section import monthly_cost
 from harness.rundir.reader import RunFiles, load_run, resolved_suite
 from harness.score import registry as M
 from harness.score.metrics import cost_figures
@@ -95,6 +96,7 @@ def _plots(run: RunFiles) -> list[Path]:
                     "ci_low": m.get("ci_low"),
                     "ci_high": m.get("ci_high"),
                     "baseline": name == s.get("baseline"),
+                    "monthly_usd": monthly_cost(s, name),
                 }
             )
         paths.append(plots.cost_quality(points, metric, out_dir / "cost_quality.png"))

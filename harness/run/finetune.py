@@ -285,8 +285,10 @@ def _distill(suite: Suite, spec: FinetuneSpec, opts: FinetuneOptions) -> tuple[P
 
 def _check_limits(suite, spec, store: JobStore, estimate: float | None, opts) -> None:
     """Refuse (exit 1, one sentence) when this job would pass the lineage's limits."""
-    guard = suite.spec.guard
-    if guard is None or spec.variant not in suite.guarded():
+    # The lineage's limits are those of the first hypothesis about it (a `guard:` list may name
+    # a variant more than once; its ledger is one).
+    guard = next((h for h in suite.hypotheses() if h.candidate == spec.variant), None)
+    if guard is None:
         return
     key = store.lineage
     history, _ = gather(

@@ -25,7 +25,7 @@ def forgetting_suite(suite: Suite, variant: Variant) -> Suite:
     """The out-of-domain suite with two variants (base, trained) and a non-inferiority guard."""
     f = variant.forgetting
     general = load_suite(suite.resolve_path(f.suite))
-    metric = f.metric or (general.spec.guard.metric if general.spec.guard else None)
+    metric = f.metric or (general.guards[0].metric if general.guards else None)
     metric = metric or _first_metric(general)
     where = {"api_base": variant.api_base} if variant.api_base else {}
     raw = {k: v for k, v in general.raw.items() if k not in ("guard", "volume")}
@@ -70,7 +70,7 @@ def check_forgetting(
         derived = forgetting_suite(suite, v)
         outcome = run(derived)
         verdict = outcome.summary["guard"]["verdicts"][TRAINED]
-        guard = derived.spec.guard
+        guard = derived.guards[0]
         delta = (verdict.get("delta") or {}).get("value")
         out[v.name] = {
             "suite": v.forgetting.suite,

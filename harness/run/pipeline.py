@@ -9,17 +9,20 @@ records go to a writer thread that batches fsyncs).
 
 from __future__ import annotations
 
+import hashlib
 import sys
 import time
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from harness._util.jsonl import write_json_atomic
 from harness.calls.engine import check_credentials
 from harness.data.dataset import Dataset, load_dataset
-from harness.decide.guard import decide
+from harness.decide.guard import decide, settled
 from harness.decide.history import LocalHistory, gather, lineage_id
+from harness.decide.rule import look_sizes, spending_levels
 from harness.errors import LocalModelCrashed, ProviderError, RunInterrupted, TrackingError
 from harness.finetune.resolve import check_resumed_models, resolve_trained
 from harness.prompt.templates import validate_templates
@@ -143,7 +146,11 @@ class _Run:
     def run(self, t0: float, started_at: str) -> RunOutcome:
         dataset, jobs, warm = self.prepare()
         run_dir, jobs, done = self.open_run_dir(dataset, jobs)
-        sent = self.send(dataset, run_dir, jobs, done, warm)
+        look = None
+        if self.suite.sequential is not None:
+            sent, dataset, look = self.send_in_looks(dataset, run_dir, jobs, done, warm)
+        else:
+            sent = self.send(dataset, run_dir, jobs, done, warm)
         records = {v.name: run_dir.records(v.name) for v in self.selected}
         # Post-call stages (LLM judge, embedding cosine): scores merged into the records.
         try:
@@ -191,13 +198,14 @@ class _Run:
                 "finished_at": outcome.finished_at,
                 "exit_code": outcome.exit_code,
                 "limit": self.limit,
+                **({"sequential": look} if look else {}),
             },
             notes=outcome.notes,
             judge=judge,
         )
         if self.trained:
             outcome.summary.setdefault("notes", []).extend(self.trained)
-        self.decide(outcome)
+        self.decide(outcome, look)
         write_json_atomic(outcome.run_dir / "summary.json", outcome.summary)
         # report.md/html + plots, then MLflow; an unreachable store only warns.
         outcome.mlflow_run_id = publish(
@@ -295,11 +303,62 @@ class _Run:
             )
         return sent
 
-    def decide(self, outcome: RunOutcome) -> None:
+    def send_in_looks(
+        self, dataset: Dataset, run: RunDir, jobs: list[Job], done, warm
+    ) -> tuple[Sent, Dataset, dict]:
+        """`guard.sequential`: send the calls look by look (a fixed, shuffled order of the test
+        examples, so a look is never one class of a sorted file) and stop once every hypothesis
+        is decided at that look's share of α (harness.decide.rule.spending_levels). Returns
+        what was sent, the examples the verdict is on, and summary.json's `sequential`."""
+        looks = self.suite.sequential.looks
+        order = sorted(dataset.test, key=lambda e: hashlib.sha256(e.id.encode()).hexdigest())
+        sizes = look_sizes(len(order), looks)
+        alpha = (
+            min((1 - h.confidence) / 2 for h in self.suite.hypotheses())
+            if self.suite.hypotheses()
+            else 0.025
+        )
+        levels = spending_levels(alpha, looks)
+        # One process: each look's calls are few, and a closed worker pool cannot be reused.
+        self.pool.close(now=True)
+        self.pool.pool = None
+        total = Sent()
+        seen = 0
+        for k, size in enumerate(sizes):
+            ids = {e.id for e in order[seen:size]}
+            sent = self.send(dataset, run, [j for j in jobs if j.example.id in ids], done, warm)
+            total.requests += sent.requests
+            total.cache_hits += sent.cache_hits
+            seen = size
+            kept = {e.id for e in order[:size]}
+            part = replace(dataset, test=[e for e in dataset.test if e.id in kept])
+            if k == looks - 1:
+                break
+            records = {v.name: run.records(v.name) for v in self.selected}
+            summary = build_summary(
+                self.suite, part, records, [v.name for v in self.selected], meta={}, notes={}
+            )
+            if settled(self.suite, summary, levels[k]):
+                break
+        skipped = [j for j in jobs if j.example.id not in kept]
+        look = {
+            "looks": looks,
+            "look": k + 1,
+            "sizes": sizes,
+            "levels": levels,
+            "alpha": levels[k],
+            "n_examples": len(part.test),
+            "calls_skipped": len(skipped),
+            "calls_skipped_by_variant": dict(Counter(j.variant for j in skipped)),
+            "stopped_early": k + 1 < looks,
+        }
+        return total, part, look
+
+    def decide(self, outcome: RunOutcome, look: dict | None = None) -> None:
         """The guard: verdicts, sunk-cost ledger, break-even and the exit code."""
         history: list[dict] = []
         outcome.summary["lineage"] = lineage_id(self.suite, outcome.dataset.hashes)
-        if self.suite.spec.guard is not None:
+        if self.suite.guards:
             history, notes = gather(
                 self.suite.name,
                 MlflowHistory.at(self.opts.tracking_uri, outcome.summary["lineage"]),
@@ -312,7 +371,20 @@ class _Run:
             outcome.summary,
             history,
             allow_inconclusive=self.opts.allow_inconclusive,
+            look=look,
         )
+        if look and look["stopped_early"]:
+            # What the calls not made would have cost, at each variant's measured price.
+            saved = sum(
+                n * ((outcome.summary["variants"].get(name) or {}).get("cost_per_request") or 0.0)
+                for name, n in look["calls_skipped_by_variant"].items()
+            )
+            look["saved_usd"] = saved
+            outcome.summary.setdefault("notes", []).append(
+                f"sequential: every hypothesis decided at look {look['look']} of {look['looks']} "
+                f"({look['n_examples']} of {look['sizes'][-1]} test examples); stopped calling "
+                f"models — {look['calls_skipped']} calls not made, ~${saved:.4g} not spent"
+            )
         decision.apply(outcome.summary)
         if self.limit is not None:
             outcome.summary.setdefault("notes", []).append(

@@ -38,15 +38,15 @@ def select_variants(suite, names) -> list:
     for n in names:
         if n not in seen:
             seen.append(n)
-    # A guarded variant is judged against the baseline: without it the run would spend money
-    # and log a run that cannot reach a verdict.
-    guarded = [n for n in seen if n in suite.guarded()]
-    if guarded and suite.baseline not in seen:
-        raise SuiteError(
-            f"--variant {guarded[0]}: the guard judges it against the baseline "
-            f"{suite.baseline!r}, which is not selected — add --variant {suite.baseline} "
-            "(or run without --variant)"
-        )
+    # A guarded variant is judged against its hypothesis's baseline: without it the run would
+    # spend money and log a run that cannot reach a verdict.
+    for h in suite.hypotheses():
+        if h.candidate in seen and h.baseline not in seen:
+            raise SuiteError(
+                f"--variant {h.candidate}: the guard judges it against the baseline "
+                f"{h.baseline!r}, which is not selected — add --variant {h.baseline} "
+                "(or run without --variant)"
+            )
     return [suite.variant(n) for n in seen]
 
 

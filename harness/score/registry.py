@@ -29,6 +29,7 @@ from pydantic import BaseModel, ValidationError
 
 from harness.errors import SuiteError, SuiteErrors
 from harness.score.table import Table
+from harness.suite.model import NET_MONTHLY_VALUE
 
 CLASSIFICATION, EXTRACTION, GENERATION = "classification", "extraction", "generation"
 ALL_TASKS = (CLASSIFICATION, EXTRACTION, GENERATION)
@@ -181,21 +182,28 @@ def validate_metrics(spec: Any, fail: Callable[[str, tuple], None]) -> None:
 
 
 def validate_guard_metric(spec: Any, fail: Callable[[str, tuple], None]) -> None:
-    """The verdict needs a quality metric the run computes (declared in `metrics:`)."""
-    g = spec.guard.metric
+    """Each verdict needs a quality metric the run computes (declared in `metrics:`), or the
+    dollars of `value:` (net_monthly_value, checked with the suite)."""
+    listed = isinstance(spec.guard, list)
     declared = [entry_name(e)[0] for e in spec.metrics]
-    if g not in declared:
-        fail(
-            f"{g!r} is not in `metrics:` — add it there so it is computed, or guard one of {declared}",
-            ("guard", "metric"),
-        )
-        return
-    m = lookup(g)
-    if m is not None and not m.quality:
-        fail(
-            f"{g!r} is not a quality metric — guard a quality metric (e.g. accuracy, macro_f1, field_f1); cost shows as the cost ratio and break-even",
-            ("guard", "metric"),
-        )
+    for i, guard in enumerate(spec.guard if listed else [spec.guard]):
+        g = guard.metric
+        key = ("guard", i, "metric") if listed else ("guard", "metric")
+        if g == NET_MONTHLY_VALUE:
+            continue
+        if g not in declared:
+            fail(
+                f"{g!r} is not in `metrics:` — add it there so it is computed, or guard one of "
+                f"{declared} (or {NET_MONTHLY_VALUE} with `value:`)",
+                key,
+            )
+            continue
+        m = lookup(g)
+        if m is not None and not m.quality:
+            fail(
+                f"{g!r} is not a quality metric — guard a quality metric (e.g. accuracy, macro_f1, field_f1) or {NET_MONTHLY_VALUE}; cost shows as the cost ratio and break-even",
+                key,
+            )
 
 
 def validate_suite(suite: Any) -> Any:

@@ -191,12 +191,19 @@ def min_detectable_difference(
 
 
 def required_n(
-    gap: float, *, sd: float = 0.5, confidence: float = 0.95, power: float = POWER
+    gap: float,
+    *,
+    sd: float = 0.5,
+    confidence: float = 0.95,
+    power: float = POWER,
+    alpha: float | None = None,
 ) -> int:
-    """Examples needed to show a true difference `gap` (> 0) beyond the threshold with `power`."""
+    """Examples needed to show a true difference `gap` (> 0) beyond the threshold with `power`;
+    `alpha`: the one-sided level when it is not (1 − confidence) / 2 (Holm's α/m)."""
     if gap <= 0:
         raise ValueError(f"the distance to the threshold must be > 0 to size a test (got {gap})")
-    return max(1, math.ceil(((_z_interval(confidence) + _z(power)) * sd / gap) ** 2))
+    z = _z(1 - alpha) if alpha is not None else _z_interval(confidence)
+    return max(1, math.ceil(((z + _z(power)) * sd / gap) ** 2))
 
 
 def sd_from_interval(ci_low: float, ci_high: float, n: int, confidence: float) -> float:

@@ -28,7 +28,8 @@ from harness.score.judge import SECTION_METRICS
 from harness.score.metrics import cost_figures, latency_percentile, per_class
 from harness.score.table import Table, make_table
 from harness.stats import bootstrap as S
-from harness.suite import suite_hash
+from harness.stats import value as V
+from harness.suite import NET_MONTHLY_VALUE, suite_hash
 from harness.suite.kinds import KINDS
 
 SCHEMA_VERSION = 1
@@ -43,10 +44,14 @@ def summarize(
     seed = int(meta.pop("seed", S.DEFAULT_SEED))
     targets = {e.id: e.target for e in dataset.test}
     entries = [M.entry_name(e) for e in suite.spec.metrics]
-    guard = suite.spec.guard
-    ci_conf = {
-        name: (guard.confidence if guard and guard.metric == name else 0.95) for name, _ in entries
-    }
+    hyps = suite.hypotheses()
+    # A metric's intervals (its value's and its delta vs the suite's baseline) use the confidence
+    # of the first guard entry on it against that baseline, whether or not a variant is guarded
+    # yet; a hypothesis with another baseline or confidence gets its own in "comparisons".
+    ci_conf = {name: 0.95 for name, _ in entries}
+    for g in reversed(suite.guards):
+        if (g.baseline or suite.baseline) == suite.baseline and g.metric in ci_conf:
+            ci_conf[g.metric] = g.confidence
 
     records = priced(suite, records)
     tables = {v: make_table(recs, targets, dataset.labels) for v, recs in records.items()}
@@ -95,8 +100,81 @@ def summarize(
         "bootstrap": {"resamples": B, "seed": seed, "interval": "percentile", "unit": "example"},
         "variants": variants,
     }
+    if suite.spec.value is not None:
+        summary["value"] = _value_section(suite, tables, targets, dataset.labels, B, seed)
+    if hyps:
+        summary["comparisons"] = _comparisons(
+            suite, hyps, entries, tables, variants, targets, dataset.labels, ci_conf, B, seed
+        )
     summary.update(meta)  # anything else the runner wants at the top level
     return summary
+
+
+def _paired_tables(ta: Table, tb: Table, targets, labels) -> tuple[Table, Table]:
+    """Both tables on the examples both variants have."""
+    common = sorted(set(ta.ids) & set(tb.ids))
+    if ta.ids != common:
+        ta = make_table(ta.records, targets, labels, ids=common)
+    if tb.ids != common:
+        tb = make_table(tb.records, targets, labels, ids=common)
+    return ta, tb
+
+
+def _value_section(suite, tables, targets, labels, B, seed) -> dict:
+    """summary["value"]: each variant's month in dollars, and its net value vs the baseline."""
+    spec, baseline = suite.spec.value, suite.baseline
+    out: dict[str, Any] = {
+        "error_cost_usd": spec.error_cost_usd,
+        "per_class": spec.per_class,
+        "amortise_months": spec.amortise_months,
+        "monthly_requests": suite.spec.volume.monthly_requests,
+        "variants": {n: V.variant_value(suite, n, t) for n, t in tables.items()},
+        "vs_baseline": {},
+    }
+    for name, table in tables.items():
+        if name != baseline and baseline in tables:
+            ta, tb = _paired_tables(tables[baseline], table, targets, labels)
+            out["vs_baseline"][name] = V.value_delta(
+                suite, baseline, ta, name, tb, confidence=0.95, B=B, seed=seed
+            )
+    return out
+
+
+def _comparisons(suite, hyps, entries, tables, variants, targets, labels, ci_conf, B, seed):
+    """summary["comparisons"][hypothesis key]: the candidate − baseline delta each hypothesis
+    is judged on, at its confidence (the variant's own delta when it is the same comparison)."""
+    args_of = dict(entries)
+    out: dict[str, dict] = {}
+    for h in hyps:
+        if h.candidate not in tables or h.baseline not in tables:
+            continue  # not selected with --variant
+        same = h.baseline == suite.baseline and ci_conf.get(h.metric) == h.confidence
+        if same and h.metric in args_of:
+            d = (variants[h.candidate].get("delta") or {}).get(h.metric)
+        else:
+            ta, tb = _paired_tables(tables[h.baseline], tables[h.candidate], targets, labels)
+            if h.metric == NET_MONTHLY_VALUE:
+                d = V.value_delta(
+                    suite, h.baseline, ta, h.candidate, tb, confidence=h.confidence, B=B, seed=seed
+                )
+            else:
+                d = _deltas(
+                    [(h.metric, args_of[h.metric])],
+                    ta,
+                    tb,
+                    targets,
+                    labels,
+                    {h.metric: h.confidence},
+                    B,
+                    seed,
+                )[h.metric]
+        out[h.key] = {
+            "candidate": h.candidate,
+            "baseline": h.baseline,
+            "metric": h.metric,
+            **(d or {}),
+        }
+    return out
 
 
 def _variant_header(v: Any, table: Table) -> dict:
@@ -155,11 +233,7 @@ def _with_ci(result, confidence: float, B: int, seed: int) -> dict:
 
 def _deltas(entries, ta: Table, tb: Table, targets, labels, ci_conf, B, seed) -> dict:
     """variant - baseline on the examples both variants have (the full tables when they agree)."""
-    common = sorted(set(ta.ids) & set(tb.ids))
-    if ta.ids != common:
-        ta = make_table(ta.records, targets, labels, ids=common)
-    if tb.ids != common:
-        tb = make_table(tb.records, targets, labels, ids=common)
+    ta, tb = _paired_tables(ta, tb, targets, labels)
     out: dict[str, dict] = {}
     for name, args in entries:
         ra, rb = M.compute(name, ta, args), M.compute(name, tb, args)

@@ -2,8 +2,10 @@
 
 from harness.suite.model import (
     EXAMPLES,
+    NET_MONTHLY_VALUE,
     CorpusColumn,
     FewShot,
+    Hypothesis,
     Pricing,
     RateLimit,
     Retrieval,
@@ -18,7 +20,9 @@ from harness.suite.resolve import load_suite, resolve
 
 __all__ = [
     "EXAMPLES",
+    "NET_MONTHLY_VALUE",
     "CorpusColumn",
+    "Hypothesis",
     "FewShot",
     "Pricing",
     "RateLimit",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -249,23 +250,97 @@ class VariantSpec(Defaults):
         return _one_of(v, list(KINDS))
 
 
+# The guard metric in dollars: (variant − baseline) of the monthly value `value:` defines.
+NET_MONTHLY_VALUE = "net_monthly_value"
+
+
+class Sequential(Strict):
+    """Evaluate in stages and stop calling models once every hypothesis is decided."""
+
+    looks: Annotated[int, Field(ge=2, le=20)] = Field(
+        description="Number of looks (stages) the test set is split into; the last is the full set."
+    )
+
+
 class Guard(Strict):
-    metric: str
+    metric: str = Field(
+        description="A declared quality metric, or net_monthly_value (needs `value:` and `volume:`)."
+    )
     test: Literal["superiority", "non-inferiority"] = "superiority"
     margin: NonNegFloat = Field(
-        description="Absolute, in metric units (0.05 = 5 points of a rate)."
+        description="Absolute, in metric units (0.05 = 5 points of a rate; dollars a month for net_monthly_value)."
     )
     confidence: float = Field(0.95, gt=0.5, lt=1)
+    candidate: str | None = Field(
+        None, description="The one variant this hypothesis is about (instead of applies_to)."
+    )
+    baseline: str | None = Field(
+        None, description="The variant it is compared with (default: the suite's baseline)."
+    )
     applies_to: list[str] | None = Field(
         None, description="Guarded variants (default: every fine-tuned variant)."
     )
     max_iterations: PositiveInt | None = None
     budget_usd: NonNegFloat | None = None
     max_error_rate: float = Field(0.02, ge=0, le=1)
+    correction: Literal["holm", "none"] = Field(
+        "holm",
+        description="Family-wise error control across several hypotheses: holm (default) or none. Every entry must say the same.",
+    )
+    sequential: Sequential | None = Field(
+        None,
+        description="Group-sequential design: stop calling models once every hypothesis is decided. Every entry must say the same.",
+    )
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """One pre-registered claim: `candidate` vs `baseline` on `metric`. A `guard:` entry with
+    several guarded variants is one hypothesis per variant; `key` names it in summary.json's
+    verdicts (the candidate's name where that is unique)."""
+
+    key: str
+    candidate: str
+    baseline: str
+    metric: str
+    test: str
+    margin: float
+    confidence: float
+    max_iterations: int | None
+    budget_usd: float | None
+    max_error_rate: float
+    index: int | None  # position in the `guard:` list (None: a single mapping)
+
+    @property
+    def location(self) -> tuple:
+        return ("guard",) if self.index is None else ("guard", self.index)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The pre-registration: what the fingerprint and moved-goalposts check compare."""
+        return {
+            "metric": self.metric,
+            "test": self.test,
+            "margin": self.margin,
+            "confidence": self.confidence,
+        }
 
 
 class Volume(Strict):
     monthly_requests: Annotated[float, Field(gt=0)]
+
+
+class Value(Strict):
+    """What a wrong answer costs the business: the monthly cost of a variant is
+    volume × (API cost per request + error rate × error cost) + training / amortise_months."""
+
+    error_cost_usd: NonNegFloat = Field(description="Cost of one wrong answer, in dollars.")
+    per_class: dict[str, NonNegFloat] | None = Field(
+        None,
+        description="Classification: the cost of a wrong answer by its true class (others cost error_cost_usd).",
+    )
+    amortise_months: Annotated[float, Field(gt=0)] = Field(
+        12, description="Months over which a variant's training cost is spread."
+    )
 
 
 MetricEntry = str | dict[str, dict[str, Any] | str]
@@ -286,8 +361,12 @@ class SuiteFile(Strict):
     defaults: Defaults = Field(default_factory=Defaults)
     variants: list[VariantSpec] = Field(min_length=1)
     baseline: str | None = None
-    guard: Guard | None = None
+    guard: Guard | list[Guard] | None = Field(
+        None,
+        description="The pre-registered hypothesis, or a list of them (Holm across the list unless `correction: none`).",
+    )
     volume: Volume | None = None
+    value: Value | None = None
 
     @field_validator("labels")
     @classmethod
@@ -368,19 +447,81 @@ class Suite(BaseModel):
             f"unknown variant {name!r} — choose one of {[v.name for v in self.variants]}"
         )
 
-    def guarded(self) -> list[str]:
+    @property
+    def guards(self) -> list[Guard]:
+        """The `guard:` entries: a single mapping is a one-element list."""
         g = self.spec.guard
         if g is None:
             return []
-        if g.applies_to is not None:
-            return list(g.applies_to)
-        return [v.name for v in self.variants if KINDS[v.kind].trained and v.name != self.baseline]
+        return list(g) if isinstance(g, list) else [g]
+
+    @property
+    def correction(self) -> str:
+        return self.guards[0].correction if self.guards else "holm"
+
+    @property
+    def sequential(self) -> Sequential | None:
+        return self.guards[0].sequential if self.guards else None
+
+    def hypotheses(self) -> list[Hypothesis]:
+        """Every guard entry expanded to one hypothesis per guarded variant, in suite order."""
+        listed = isinstance(self.spec.guard, list)
+        rows = []
+        for i, g in enumerate(self.guards):
+            baseline = g.baseline or self.baseline
+            if g.candidate is not None:
+                names = [g.candidate]
+            elif g.applies_to is not None:
+                names = list(g.applies_to)
+            else:
+                names = [
+                    v.name for v in self.variants if KINDS[v.kind].trained and v.name != baseline
+                ]
+            rows += [(i if listed else None, g, n, baseline) for n in names]
+        out = []
+        for index, g, name, baseline in rows:
+            key = name
+            if sum(r[2] == name for r in rows) > 1:
+                key = f"{name} vs {baseline}"
+                if sum(r[2] == name and r[3] == baseline for r in rows) > 1:
+                    key += f" ({g.metric})"
+            out.append(
+                Hypothesis(
+                    key=key,
+                    candidate=name,
+                    baseline=baseline,
+                    metric=g.metric,
+                    test=g.test,
+                    margin=g.margin,
+                    confidence=g.confidence,
+                    max_iterations=g.max_iterations,
+                    budget_usd=g.budget_usd,
+                    max_error_rate=g.max_error_rate,
+                    index=index,
+                )
+            )
+        return out
+
+    def guarded(self) -> list[str]:
+        """The variants some hypothesis is about (each a lineage in the ledger), in order."""
+        return list(dict.fromkeys(h.candidate for h in self.hypotheses()))
 
     def hypothesis(self) -> dict[str, Any] | None:
-        g = self.spec.guard
-        if g is None:
+        """summary.json's `hypothesis`: the guard's (metric, test, margin, confidence) for a
+        single `guard:` mapping as before; for a list, one entry per hypothesis with its key,
+        candidate and baseline."""
+        hyps = self.hypotheses()
+        if not self.guards:
             return None
-        return {"metric": g.metric, "test": g.test, "margin": g.margin, "confidence": g.confidence}
+        if not isinstance(self.spec.guard, list):
+            return self.guards[0].model_dump(include={"metric", "test", "margin", "confidence"})
+        return {
+            "hypotheses": [
+                {"key": h.key, "candidate": h.candidate, "baseline": h.baseline, **h.as_dict()}
+                for h in hyps
+            ],
+            "correction": self.correction,
+        }
 
     def fail(self, message: str, key: tuple = ()) -> SuiteError:
         line, col = self.locate(key)

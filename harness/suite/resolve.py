@@ -20,6 +20,7 @@ from harness.suite.model import (
     DEFAULT_TIMEOUT_S,
     EXAMPLES,
     INHERITED,
+    NET_MONTHLY_VALUE,
     Suite,
     SuiteFile,
     Variant,
@@ -261,15 +262,67 @@ def _check_suite(spec: SuiteFile, names: dict[str, int], fail) -> None:
             f"required for task {spec.task} — the field holding the expected answer",
             ("data", "target"),
         )
-    if spec.guard:
-        for j, name in enumerate(spec.guard.applies_to or []):
+    _check_guards(spec, names, fail)
+    _check_value(spec, fail)
+
+
+def _check_guards(spec: SuiteFile, names: dict[str, int], fail) -> None:
+    """Each guard entry names known variants, never a variant against itself; the family's
+    settings (correction, sequential) are one choice, so every entry must agree."""
+    listed = isinstance(spec.guard, list)
+    guards = (spec.guard if listed else [spec.guard]) if spec.guard else []
+    suite_baseline = spec.baseline or spec.variants[0].name
+    for i, g in enumerate(guards):
+        at = ("guard", i) if listed else ("guard",)
+        baseline = g.baseline or suite_baseline
+        if g.baseline is not None and g.baseline not in names:
+            fail(f"unknown variant {g.baseline!r} — choose one of {list(names)}", (*at, "baseline"))
+        if g.candidate is not None and g.applies_to is not None:
+            fail("set `candidate` or `applies_to`, not both", (*at, "candidate"))
+        guarded = [((*at, "candidate"), g.candidate)] if g.candidate is not None else []
+        guarded += [((*at, "applies_to", j), n) for j, n in enumerate(g.applies_to or [])]
+        for key, name in guarded:
             if name not in names:
+                fail(f"unknown variant {name!r} — choose one of {list(names)}", key)
+            elif name == baseline:
+                fail("the baseline cannot be guarded against itself", key)
+        if listed and g.candidate is None and g.applies_to is None:
+            fail("a hypothesis in a list names its `candidate` (a variant)", at)
+        if g.metric == NET_MONTHLY_VALUE and (spec.value is None or spec.volume is None):
+            fail(
+                "net_monthly_value needs `value: {error_cost_usd: ...}` and "
+                "`volume: {monthly_requests: ...}` — the dollars it compares come from them",
+                (*at, "metric"),
+            )
+        for field in ("correction", "sequential"):
+            if getattr(g, field) != getattr(guards[0], field):
                 fail(
-                    f"unknown variant {name!r} — choose one of {list(names)}",
-                    ("guard", "applies_to", j),
+                    f"`{field}` applies to the whole family of hypotheses — give every entry the "
+                    f"same value as the first ({getattr(guards[0], field)!r})",
+                    (*at, field),
                 )
-            elif name == (spec.baseline or spec.variants[0].name):
-                fail("the baseline cannot be guarded against itself", ("guard", "applies_to", j))
+
+
+def _check_value(spec: SuiteFile, fail) -> None:
+    if spec.value is None:
+        return
+    if spec.volume is None:
+        fail("`value:` prices errors per month — set `volume: {monthly_requests: N}`", ("value",))
+    if spec.task == "generation":
+        fail(
+            "`value:` needs answers that are right or wrong (classification or extraction)",
+            ("value",),
+        )
+    if spec.value.per_class is not None:
+        if spec.task != "classification":
+            fail("per_class is for classification suites", ("value", "per_class"))
+        elif isinstance(spec.labels, list):
+            for label in spec.value.per_class:
+                if label not in spec.labels:
+                    fail(
+                        f"unknown label {label!r} — choose one of {spec.labels}",
+                        ("value", "per_class", label),
+                    )
 
 
 def _extends_chain(

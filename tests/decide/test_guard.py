@@ -374,23 +374,30 @@ def test_holm_step_down_by_hand():
     assert [one_sided_p(x["delta"], 0.95) for x in v.values()] == pytest.approx(
         [0.02, 0.001, 0.012]
     )
-    holm(v, 0.95)
+    holm(v)
     assert [x["verdict"] for x in v.values()] == ["pass", "pass", "pass"]
     assert [x["holm"]["alpha"] for x in v.values()] == pytest.approx([0.025, 0.025 / 3, 0.0125])
     # 0.001 passes at α/3; then 0.013 and 0.014 both exceed α/2 = 0.0125: the procedure stops,
     # though either alone would pass at 0.025.
     v = _holm_case([0.013, 0.001, 0.014])
-    holm(v, 0.95)
+    holm(v)
     assert [x["verdict"] for x in v.values()] == ["inconclusive", "pass", "inconclusive"]
     assert [x["holm"]["alpha"] for x in v.values()] == pytest.approx([0.0125, 0.025 / 3, 0.0125])
     # One guarded variant: the plain rule, untouched.
     v = _holm_case([0.02])
-    holm(v, 0.95)
+    holm(v)
     assert v["v0"]["verdict"] == "pass" and v["v0"]["holm"] == {
         "m": 1,
+        "correction": "holm",
         "alpha": pytest.approx(0.025),
         "p_value": pytest.approx(0.02),
+        "planned_alpha": pytest.approx(0.025),
     }
+    # correction: none — each at its own α, as if alone.
+    v = _holm_case([0.013, 0.001, 0.014])
+    holm(v, "none")
+    assert [x["verdict"] for x in v.values()] == ["pass", "pass", "pass"]
+    assert [x["holm"]["alpha"] for x in v.values()] == pytest.approx([0.025] * 3)
 
 
 def test_holm_matches_the_textbook_procedure():
@@ -405,7 +412,7 @@ def test_holm_matches_the_textbook_procedure():
             rng.choice([rng.uniform(0, 0.03), rng.uniform(0, 1)]) for _ in range(rng.randint(2, 8))
         ]
         v = _holm_case(ps)
-        holm(v, 0.95)
+        holm(v)
         expected = set()
         for k, i in enumerate(sorted(range(len(ps)), key=lambda i: ps[i])):
             if ps[i] > 0.025 / (len(ps) - k):

@@ -21,6 +21,7 @@ def test_ledger_entry_holds_model_costs_and_delta(tmp_path):
         "variants": {
             "base": {
                 "model": "openai/gpt-4o",
+                "metric": "macro_f1",
                 "training_usd": 0.0,
                 "eval_cost_usd": 2.0,
                 "delta": None,
@@ -29,6 +30,7 @@ def test_ledger_entry_holds_model_costs_and_delta(tmp_path):
             },
             "ft": {
                 "model": "openai/ft:gpt-4o-mini:acme::v1",
+                "metric": "macro_f1",
                 "training_usd": 40.0,
                 "eval_cost_usd": 1.25,
                 "delta": 0.031,

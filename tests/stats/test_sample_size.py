@@ -11,21 +11,49 @@ import pytest
 from scipy.stats import norm
 
 from harness.check.readiness import power_lines
-from harness.decide.rule import required_n as run_required_n
+from harness.decide.rule import planned_alpha
+from harness.decide.rule import required_n as rule_required_n
 from harness.stats import bootstrap as S
 from harness.stats.bootstrap import required_n
+from harness.suite import Hypothesis
 
 
 def interval(value: float, sd: float, n: int, confidence: float) -> dict:
     """The two-sided interval at `confidence` of a mean difference with per-example sd `sd`."""
     half = norm.ppf((1 + confidence) / 2) * sd / math.sqrt(n)
-    return {"value": value, "ci_low": value - half, "ci_high": value + half}
+    return {
+        "value": value,
+        "ci_low": value - half,
+        "ci_high": value + half,
+        "confidence": confidence,
+    }
+
+
+def run_required_n(delta: dict, n: int, margin: float, confidence: float, m: int = 1) -> int:
+    """The run's "~N test examples would decide" for one of m hypotheses under Holm."""
+    return rule_required_n(delta, n, margin, planned_alpha(confidence, m, "holm"))
 
 
 def check_figure(margin: float, confidence: float) -> int:
-    guard = SimpleNamespace(margin=margin, confidence=confidence)
-    _, (_, _, text) = power_lines(SimpleNamespace(spec=SimpleNamespace(guard=guard)), 10)
+    suite = SimpleNamespace(hypotheses=lambda: [_hypothesis(margin, confidence)], correction="holm")
+    _, (_, _, text) = power_lines(suite, 10)
     return int(text.split("needs ≥ ")[1].split(" ")[0].replace(",", ""))
+
+
+def _hypothesis(margin: float, confidence: float, key: str = "ft") -> Hypothesis:
+    return Hypothesis(
+        key=key,
+        candidate=key,
+        baseline="base",
+        metric="accuracy",
+        test="non-inferiority",
+        margin=margin,
+        confidence=confidence,
+        max_iterations=None,
+        budget_usd=None,
+        max_error_rate=0.02,
+        index=None,
+    )
 
 
 @pytest.mark.parametrize("margin", [0.03, 0.05, 0.1])
@@ -95,7 +123,7 @@ def test_n_examples_decide_at_about_the_intended_rate():
 
     pilot_n = 400
     _, pilot = _passes(*_pairs(rng, pilot_n, 0.1), -margin, confidence, 0)
-    n_run = run_required_n(pilot, pilot_n, margin, confidence)
+    n_run = run_required_n({**pilot, "confidence": confidence}, pilot_n, margin, confidence)
     assert 60 <= n_run <= 100  # the true sd sqrt(0.1) gives 79
     hits = sum(_passes(*_pairs(rng, n_run, 0.1), -margin, confidence, i)[0] for i in range(reps))
     assert 0.70 <= hits / reps <= 0.90

@@ -45,6 +45,9 @@ def make_suite(tmp_path: Path, guard=_KEEP, **overrides):
         del raw["guard"]
     elif guard is not _KEEP:
         raw["guard"] = {**raw["guard"], **guard}
+    guard_list = overrides.pop("guard_list", None)
+    if guard_list is not None:  # several hypotheses: `guard:` as a list
+        raw["guard"] = guard_list
     model = overrides.pop("ft_model", None)
     if model:
         raw["variants"][1]["model"] = model

@@ -1,0 +1,96 @@
+"""Monte Carlo of `guard.sequential`: false-pass rate and spend against the fixed design.
+
+    python benchmarks/guard_sequential.py [--sims 1000] [--n 400] [--looks 4] [--B 500]
+
+Each simulation draws n paired answers (baseline, variant) with true accuracy difference Δ
+(benchmarks/guard_false_pass.draw_pair) in the order the run would call them, and looks after
+each of `looks` equal stages: the paired bootstrap CI on the examples so far
+(harness.stats.bootstrap, as harness.stats.summary does), the guard's rule
+(harness.decide.rule.classify), then the look's decision with its share of α from the
+O'Brien–Fleming-type spending function (harness.decide.rule.spending_levels and
+decided_at_look, exactly what the run calls). It stops at the first look where the hypothesis
+is decided. Reported per true Δ: pass rate and the mean share of the test set called (spend),
+next to the fixed design (one look on all n at the full α).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+from guard_false_pass import MARGIN, _table, draw_pair
+
+
+def _verdict(base, var, confidence, B, seed, margin):
+    from harness.decide.rule import classify
+    from harness.score.metrics import accuracy
+    from harness.stats.bootstrap import paired_bootstrap
+
+    ra, rb = accuracy(_table(base)), accuracy(_table(var))
+    d = paired_bootstrap(
+        ra.stats, ra.combine, rb.stats, rb.combine, confidence=confidence, B=B, seed=seed
+    )
+    d = {**d, "threshold": margin, "confidence": confidence}
+    status = classify(d["ci_low"], d["ci_high"], margin)
+    return {"delta": d, "status": status, "verdict": status, "flags": []}
+
+
+def simulate(delta, *, sims, n, looks, B, margin=MARGIN, confidence=0.95, seed=0) -> dict:
+    from harness.decide.rule import decided_at_look, holm, look_sizes, spending_levels
+
+    rng = np.random.default_rng(seed)
+    sizes = look_sizes(n, looks)
+    levels = spending_levels((1 - confidence) / 2, looks)
+    seq_pass = fixed_pass = 0
+    called = 0
+    for s in range(sims):
+        base, var = draw_pair(rng, n, delta)
+        for k, size in enumerate(sizes):
+            v = {"h": _verdict(base[:size], var[:size], confidence, B, s, margin)}
+            if k == looks - 1:
+                holm(v, alpha=levels[k])
+                break
+            if decided_at_look(v, "holm", levels[k]):
+                break
+        seq_pass += v["h"]["verdict"] == "pass"
+        called += size
+        fixed = {"h": _verdict(base, var, confidence, B, s, margin)}
+        holm(fixed)
+        fixed_pass += fixed["h"]["verdict"] == "pass"
+    return {
+        "sequential_pass": seq_pass / sims,
+        "fixed_pass": fixed_pass / sims,
+        "spend": called / (sims * n),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sims", type=int, default=1000)
+    ap.add_argument("--n", type=int, default=400)
+    ap.add_argument("--looks", type=int, default=4)
+    ap.add_argument("--B", type=int, default=500)
+    args = ap.parse_args(argv)
+    print(f"{args.looks} looks, n={args.n}, {args.sims} simulations, B={args.B}, margin {MARGIN}")
+    ok = True
+    for delta, label in [
+        (MARGIN - 0.02, "margin − 0.02 (a false pass)"),
+        (MARGIN + 0.15, "margin + 0.15 (large)"),
+    ]:
+        t0 = time.perf_counter()
+        r = simulate(delta, sims=args.sims, n=args.n, looks=args.looks, B=args.B)
+        print(
+            f"true Δ = {label}: pass {r['sequential_pass']:.2%} sequential vs "
+            f"{r['fixed_pass']:.2%} fixed; spend {r['spend']:.0%} of the fixed design's calls "
+            f"[{time.perf_counter() - t0:.0f}s]"
+        )
+        if delta < MARGIN:
+            ok = r["sequential_pass"] <= 0.05
+    print("sequential false pass ≤ 5%" if ok else "SEQUENTIAL FALSE PASS ABOVE 5%")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
