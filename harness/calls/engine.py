@@ -25,7 +25,7 @@ from harness.calls._litellm import (
 )
 from harness.calls.cache import cache_key
 from harness.calls.local_model import call_slot, ensure_registered
-from harness.calls.local_processes import check_installed, take_crash
+from harness.calls.local_processes import resolve, take_crash
 from harness.errors import LocalModelCrashed, SuiteError
 from harness.suite.secrets import expand_env, missing_env, redact_text
 from harness.types import CallResult, CallSpec
@@ -37,8 +37,8 @@ DEFAULT_MAX_ATTEMPTS = 8
 def check_credentials(variants) -> None:
     """Stop before the first call when a selected variant lacks its API key or, for local/
     models, the `local` extra (exit 2)."""
-    if any(needs_local_provider(v.model) for v in variants):
-        check_installed()
+    for model in sorted({v.model for v in variants if needs_local_provider(v.model)}):
+        resolve(model)  # the extra is installed and, for a trained model, its files are there
     check_calls_can_be_made(variants)
     missing = {v.name: missing_credentials(v.model, v.api_base) for v in variants}
     ready = [name for name, keys in missing.items() if not keys]
@@ -351,7 +351,7 @@ class Engine:
         gate = self.semaphore
         local = needs_local_provider(spec.model)
         if local:
-            ensure_registered()
+            ensure_registered(spec.model)
             # The local model answers one call at a time: queueing behind the global semaphore
             # would count waiting time as model latency.
             gate = call_slot()

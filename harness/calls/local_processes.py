@@ -23,6 +23,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from harness.calls.local_trained import TRAINED_PREFIX, Served, resolve_trained
 from harness.errors import LocalModelCrashed, SuiteError
 
 PROVIDER = "local"
@@ -65,6 +66,20 @@ def check_installed() -> Path:
     if importlib.util.find_spec("llama_cpp") is None:
         raise SuiteError(INSTALL_HINT)
     return model_path()
+
+
+def resolve(model_id: str = MODEL_ID) -> Served:
+    """What the workers load for a `local/...` id: the base, or a model trained here
+    (harness.calls.local_trained). Any other name is an error, never the base in disguise."""
+    base = check_installed()
+    if model_id == MODEL_ID:
+        return Served(model_id, base)
+    if model_id.startswith(f"{PROVIDER}/{TRAINED_PREFIX}"):
+        return resolve_trained(model_id, base)
+    raise SuiteError(
+        f"unknown local model {model_id!r} — the local provider serves {MODEL_ID} and models "
+        f"trained by `harness finetune` ({PROVIDER}/{TRAINED_PREFIX}<job id>)"
+    )
 
 
 def _cores() -> int:
@@ -144,8 +159,7 @@ def crash_message(returncode: int, stderr_tail: str) -> str:
 class _Worker:
     """The child process that runs llama.cpp (harness.calls.local_worker), one request at a time."""
 
-    def __init__(self):
-        path = check_installed()
+    def __init__(self, served: Served):
         # Lives as long as the worker; closed in close().
         self.stderr = tempfile.TemporaryFile()  # noqa: SIM115
         self.proc = subprocess.Popen(
@@ -153,9 +167,10 @@ class _Worker:
                 sys.executable,
                 "-m",
                 "harness.calls.local_worker",
-                str(path),
+                str(served.gguf),
                 str(N_CTX),
                 str(n_threads()),
+                *([str(served.lora)] if served.lora else []),
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -210,13 +225,14 @@ class _Worker:
 
 def new_worker() -> _Worker:
     """A worker of one's own (`harness doctor` tries a generation in it); close() it after."""
-    return _Worker()
+    return _Worker(resolve())
 
 
 class _Pool:
-    """Up to n_workers() worker processes, started as calls need them and reused."""
+    """Up to n_workers() worker processes of one model, started as calls need them and reused."""
 
-    def __init__(self):
+    def __init__(self, served: Served):
+        self.served = served
         self.cond = threading.Condition()
         self.idle: list[_Worker] = []
         self.started = 0
@@ -230,7 +246,7 @@ class _Pool:
                 return self.idle.pop()
             self.started += 1
         try:
-            return _Worker()
+            return _Worker(self.served)
         except BaseException:
             self._forget()
             raise
@@ -243,7 +259,7 @@ class _Pool:
             self.started += max(0, missing)
         for _ in range(missing):
             try:
-                worker = _Worker()
+                worker = _Worker(self.served)
             except BaseException:
                 self._forget()
                 raise
@@ -274,15 +290,27 @@ class _Pool:
             worker.close()
 
 
-_pool = _Pool()
+# One pool per model id (the base and each trained model have workers of their own).
+_pools: dict[str, _Pool] = {}
 _pool_lock = threading.Lock()
 _crash: LocalModelCrashed | None = None
 atexit.register(lambda: close())
 
 
-def prestart() -> None:
-    """Start the worker processes ahead of the first call (see _Pool.prestart)."""
-    _pool.prestart()
+def _pool_for(model_id: str) -> _Pool:
+    with _pool_lock:
+        pool = _pools.get(model_id)
+    if pool is not None:
+        return pool
+    served = resolve(model_id)  # outside the lock: it may hash the base GGUF once
+    with _pool_lock:
+        return _pools.setdefault(model_id, _Pool(served))
+
+
+def prestart(model_ids: tuple[str, ...] = (MODEL_ID,)) -> None:
+    """Start the models' worker processes ahead of the first call (see _Pool.prestart)."""
+    for model_id in model_ids:
+        _pool_for(model_id).prestart()
 
 
 def take_crash() -> LocalModelCrashed | None:
@@ -295,17 +323,20 @@ def take_crash() -> LocalModelCrashed | None:
 
 def close() -> None:
     """Stop the worker processes (busy ones when their call ends); the next call starts anew."""
-    global _pool
     with _pool_lock:
-        old, _pool = _pool, _Pool()
-    old.close()
+        old = list(_pools.values())
+        _pools.clear()
+    for pool in old:
+        pool.close()
 
 
-def generate(messages: list[dict], optional_params: dict | None = None) -> dict:
+def generate(
+    messages: list[dict], optional_params: dict | None = None, model_id: str = MODEL_ID
+) -> dict:
     """One blocking chat completion: {"text", "finish_reason", "prompt_tokens", "completion_tokens"}."""
     global _crash
     params = {k: v for k, v in (optional_params or {}).items() if _json_safe(v)}
-    pool = _pool
+    pool = _pool_for(model_id)
     worker = pool.acquire()
     try:
         answer = worker.request(messages, params)

@@ -5,6 +5,7 @@ the machine does not run (a native build made elsewhere; AVX-512/AMX that a hype
 but does not enable) it dies with SIGILL — and a crash in-process would take the run with it,
 silently. In a child, the parent sees the signal and stops the run with exit 3 and the fix.
 
+Arguments: GGUF path, context size, threads, and optionally a LoRA adapter GGUF to apply.
 Protocol: one JSON object per line on stdin, one answer per line on the original stdout. fd 1 is
 pointed at stderr first, so whatever native code prints can never corrupt an answer.
 
@@ -73,11 +74,13 @@ def _text(content: Any) -> str:
 class Model:
     """The loaded model; answers one request at a time (the parent serialises them)."""
 
-    def __init__(self, path: str, n_ctx: int, threads: int):
+    def __init__(self, path: str, n_ctx: int, threads: int, lora: str | None = None):
         from llama_cpp import Llama
 
         self.llm = Llama(
             model_path=path,
+            # A trained LoRA adapter (harness.finetune.local.gguf) on the unchanged base weights.
+            lora_path=lora,
             n_ctx=n_ctx,
             n_threads=threads,
             n_threads_batch=threads,  # prompt (batch) decoding too: its default is every core
@@ -123,7 +126,7 @@ def _crash_plan() -> tuple[int, int] | None:
     return int(getattr(signal, name)), int(nth or 1)
 
 
-def serve(path: str, n_ctx: int, threads: int) -> None:
+def serve(path: str, n_ctx: int, threads: int, lora: str | None = None) -> None:
     answers = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
@@ -132,7 +135,7 @@ def serve(path: str, n_ctx: int, threads: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     crash = _crash_plan()
     # Loaded before the first request arrives, so its ~0.5 s overlaps the parent's own start-up.
-    model = Model(path, n_ctx, threads)
+    model = Model(path, n_ctx, threads, lora)
     for calls, line in enumerate(sys.stdin, start=1):
         request = json.loads(line)
         if crash is not None and calls == crash[1]:
@@ -148,4 +151,4 @@ if __name__ == "__main__":
     if sys.argv[1:] == ["--info"]:
         print(json.dumps(info()))
     else:
-        serve(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))
+        serve(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), *sys.argv[4:5])

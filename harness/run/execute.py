@@ -34,9 +34,10 @@ class PoolSlot:
         of their own (harness.calls.local_processes), started here for the same reason.
         """
         workers = self.workers
-        if any(needs_local_provider(v.model) for v in selected):
-            # llama.cpp's own worker processes: loading the model overlaps the litellm import.
-            prestart_local_workers()
+        local = sorted({v.model for v in selected if needs_local_provider(v.model)})
+        if local:
+            # llama.cpp's own worker processes: loading the models overlaps the litellm import.
+            prestart_local_workers(tuple(local))
             return
         if workers == 0:
             return

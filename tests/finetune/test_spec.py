@@ -78,7 +78,7 @@ def test_suite_errors(tmp_path, variant, message):
     [
         (
             "{base_model: openai/m, provider: acme}",
-            "finetune.provider: unknown provider 'acme' — choose one of ['openai']",
+            "finetune.provider: unknown provider 'acme' — choose one of ['local', 'openai']",
         ),
         ("{base_model: openai/m}", "finetune.price_per_1m: Field required (provider openai)"),
         (

@@ -1,0 +1,281 @@
+"""The `local` fine-tuning backend: train on this machine, serve with the local provider.
+
+The protocol `harness finetune` drives (the same for a provider's API):
+    estimate_usd(spec, train_tokens) -> float | None
+    submit(spec, train_path, val_path, metadata) -> job_id      (returns once the job exists)
+    poll(job_id) -> JobState                                     (new events since the last poll)
+    cancel(job_id) -> JobState
+`spec` is the suite's `finetune:` block (a mapping or an object with those attributes), read
+through LocalOptions. The trained model is `local/ft-<job id>`.
+
+Cost is measured, not quoted: the training process's wall-clock × `price_per_hour`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from harness.calls.local_trained import models_dir
+from harness.data.dataset import file_hash
+from harness.errors import SuiteError
+from harness.finetune.backends import TERMINAL, FinetuneSpec, JobState, backend
+from harness.finetune.local.job import (
+    JOB,
+    LOG,
+    STATE,
+    LocalOptions,
+    close_state,
+    job_folder,
+    read_events,
+    read_json,
+    update_state,
+    write_json_atomic,
+)
+
+# How long cancel() waits for the trainer to stop at a step boundary before killing it.
+CANCEL_GRACE_S = 20.0
+
+# Events already handed to each job's watcher in this process (poll returns only new ones).
+_seen: dict[str, int] = {}
+
+
+def options(spec: Any) -> LocalOptions:
+    """The local backend's settings from the `finetune:` block; SuiteError naming the key."""
+    try:
+        if isinstance(spec, LocalOptions):
+            return spec
+        if isinstance(spec, dict):
+            return LocalOptions.model_validate(spec)
+        return LocalOptions.model_validate(spec, from_attributes=True)
+    except ValidationError as e:
+        first = e.errors()[0]
+        key = ".".join(str(p) for p in first["loc"]) or None
+        raise SuiteError(first["msg"], key=f"finetune.{key}" if key else "finetune") from None
+
+
+def measured_tokens_per_s() -> float | None:
+    """This machine's training throughput, from the last finished local job (None before one)."""
+    best: tuple[float, float] | None = None
+    root = models_dir()
+    if not root.is_dir():
+        return None
+    for state_path in root.glob(f"*/{STATE}"):
+        try:
+            state = read_json(state_path)
+        except (OSError, ValueError):
+            continue
+        if (
+            state.get("status") == "succeeded"
+            and state.get("wall_s")
+            and state.get("trained_tokens")
+        ):
+            at = state.get("finished_at", 0)
+            if best is None or at > best[0]:
+                best = (at, state["trained_tokens"] / state["wall_s"])
+    return None if best is None else best[1]
+
+
+def estimate_usd(spec: Any, train_tokens: int) -> float | None:
+    """price_per_hour × the hours this machine took per token last time (None: no price, or no
+    job measured yet — never a guessed rate)."""
+    opts = options(spec)
+    rate = measured_tokens_per_s()
+    if opts.price_per_hour is None or rate is None:
+        return None
+    return train_tokens * opts.epochs / rate / 3600 * opts.price_per_hour
+
+
+def new_job_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+
+
+def submit(spec: Any, train_path: str | Path, val_path: str | Path | None, metadata: dict) -> str:
+    """Start a detached training process for the job and return its id at once."""
+    opts = options(spec)
+    for label, path in (("train", train_path), ("validation", val_path)):
+        if path is not None and not Path(path).is_file():
+            raise SuiteError(f"{label} file {path} does not exist — export it first")
+    job_id = new_job_id()
+    folder = job_folder(job_id)
+    folder.mkdir(parents=True)
+    # The job trains on copies: a data file edited (or deleted) after submit cannot change what
+    # this job's model learnt, and the folder keeps the exact examples.
+    files = {}
+    for name, path in (("train", train_path), ("val", val_path)):
+        if path is not None:
+            copy = folder / f"{name}.jsonl"
+            shutil.copyfile(path, copy)
+            files[name] = {
+                "path": str(copy.resolve()),
+                "source": str(Path(path).resolve()),
+                "sha256": file_hash(copy),
+            }
+    write_json_atomic(
+        folder / JOB,
+        {
+            "job_id": job_id,
+            "options": opts.model_dump(),
+            "train_path": files["train"]["path"],
+            "val_path": files["val"]["path"] if "val" in files else None,
+            "files": files,
+            "metadata": metadata,
+            "created_at": time.time(),
+        },
+    )
+    write_json_atomic(folder / STATE, {"status": "queued", "created_at": time.time()})
+    with open(folder / LOG, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "harness.finetune.local.train", str(folder.resolve())],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            # Its own session: a Ctrl-C on the watcher's terminal leaves the training running,
+            # and the watcher exiting does not end it.
+            start_new_session=True,
+            close_fds=True,
+        )
+    _children[job_id] = proc
+    update_state(folder, pid=proc.pid)
+    return job_id
+
+
+# Trainers this process started: poll() reaps them, so a finished one is not a zombie that
+# os.kill(pid, 0) would take for alive.
+_children: dict[str, subprocess.Popen] = {}
+
+
+def _alive(job_id: str, pid: int | None, folder: Path) -> bool:
+    if pid is None:
+        return False
+    child = _children.get(job_id)
+    if child is not None:
+        return child.poll() is None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # The pid may have been reused by another process: it must be this job's trainer.
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if cmdline.exists():
+        try:
+            text = cmdline.read_bytes().decode(errors="replace")
+        except OSError:
+            return False
+        return str(folder.resolve()) in text
+    return True
+
+
+def _state(job_id: str) -> tuple[Path, dict]:
+    folder = job_folder(job_id)
+    if not (folder / STATE).is_file():
+        raise SuiteError(
+            f"no local training job {job_id} in {folder.parent} — check the job id, or the models "
+            f"folder (HARNESS_MODELS_DIR) it was started with"
+        )
+    return folder, read_json(folder / STATE)
+
+
+def poll(job_id: str) -> JobState:
+    """The job as its folder says now; events new since this process last polled it. A trainer
+    that died without saying so (killed, out of memory) is recorded as failed here."""
+    folder, state = _state(job_id)
+    if state["status"] not in TERMINAL and not _alive(job_id, state.get("pid"), folder):
+        # Read again: it may have finished between the two reads.
+        state = read_json(folder / STATE)
+        if state["status"] not in TERMINAL:
+            log = folder / LOG
+            tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
+            last = read_events(folder)
+            state = close_state(
+                folder,
+                "failed",
+                # It stopped costing when it last said something.
+                ended_at=last[-1]["at"] if last else None,
+                error=f"the training process {state.get('pid')} ended without a result"
+                + (f" (last log line: {tail[0]})" if tail else f" — see {log}"),
+            )
+    events = read_events(folder, after=_seen.get(job_id, 0))
+    if events:
+        _seen[job_id] = events[-1]["seq"]
+    # One checkpoint, the final model (the shape #15's provider backends report).
+    model = (
+        [
+            {
+                "id": job_id,
+                "step": state.get("step"),
+                "model_id": state.get("model_id"),
+                "path": str(folder / state["file"]),
+            }
+        ]
+        if state.get("file")
+        else []
+    )
+    return JobState(
+        status=state["status"],
+        model_id=state.get("model_id"),
+        trained_tokens=state.get("trained_tokens"),
+        cost_usd=state.get("cost_usd"),
+        events=events,
+        checkpoints=model,
+        error=state.get("error"),
+    )
+
+
+def cancel(job_id: str) -> JobState:
+    """Stop the trainer (SIGTERM: it ends at the next step, status cancelled; killed after
+    CANCEL_GRACE_S if it does not)."""
+    folder, state = _state(job_id)
+    pid = state.get("pid")
+    if state["status"] in TERMINAL or not _alive(job_id, pid, folder):
+        return poll(job_id)
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + CANCEL_GRACE_S
+    while time.monotonic() < deadline and _alive(job_id, pid, folder):
+        time.sleep(0.1)
+    if _alive(job_id, pid, folder):
+        os.killpg(pid, signal.SIGKILL)
+        while _alive(job_id, pid, folder):
+            time.sleep(0.05)
+    if read_json(folder / STATE)["status"] not in TERMINAL:
+        close_state(folder, "cancelled", error="killed: it did not stop within the grace time")
+    return poll(job_id)
+
+
+@backend("local", options=LocalOptions)
+class LocalBackend:
+    """`finetune: {provider: local, ...}`: the functions above behind #15's registry. The common
+    keys (base_model, epochs, seed) come from the FinetuneSpec; the rest are LocalOptions."""
+
+    def __init__(self, spec: FinetuneSpec):
+        self.spec = spec
+
+    @staticmethod
+    def _options(spec: FinetuneSpec) -> LocalOptions:
+        common = {"base_model": spec.base_model or spec.options.base_model, "seed": spec.seed}
+        if spec.epochs:
+            common["epochs"] = spec.epochs
+        return options({**spec.options.model_dump(), **common})
+
+    def estimate_usd(self, spec: FinetuneSpec, train_tokens: int) -> float | None:
+        return estimate_usd(self._options(spec), train_tokens)
+
+    def submit(self, spec: FinetuneSpec, train_path, val_path, metadata) -> str:
+        return submit(self._options(spec), train_path, val_path, metadata)
+
+    def poll(self, job_id: str) -> JobState:
+        return poll(job_id)
+
+    def cancel(self, job_id: str) -> JobState:
+        return cancel(job_id)

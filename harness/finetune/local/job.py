@@ -1,0 +1,144 @@
+"""A local training job's folder: what it was asked, where it stands, what it said.
+
+The training runs in a detached process (harness.finetune.local.train); this folder is all the
+watcher and the trainer share, so a watcher can die, come back and read on. It is the trained
+model's folder too (`<models dir>/ft-<job id>/`, harness.calls.local_trained): the model id and
+the job id are one name.
+
+    job.json        the request: options, data files, metadata (written once, by submit)
+    train.jsonl, val.jsonl   copies of the data it was given (with their sha256 in job.json)
+    state.json      status, pid, timings, result (replaced atomically by whoever changes it)
+    events.jsonl    one line per event: {"seq", "at", "type": "message" | "metrics", "level",
+                    "message", ...metrics (step, epoch, train_loss, val_loss)}
+    train.log       the trainer's stderr (tracebacks, library warnings)
+    adapter.gguf | model.gguf, verify.jsonl, model.json (the manifest, last)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from harness._util.jsonl import read_lines
+from harness.calls.local_processes import MODEL_ID
+from harness.calls.local_trained import model_folder
+from harness.finetune.backends import Status
+from harness.finetune.local.gguf import LLAMA_LINEAR
+
+JOB, STATE, EVENTS, LOG = "job.json", "state.json", "events.jsonl", "train.log"
+VERIFY = "verify.jsonl"
+
+DEFAULT_LR = {"lora": 1e-3, "full": 5e-5}
+
+
+class LocalOptions(BaseModel):
+    """`finetune:` settings the local backend reads (the rest of the block is the command's)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_model: str = MODEL_ID
+    method: Literal["lora", "full"] = "lora"
+    epochs: int = Field(3, ge=1)
+    max_steps: int | None = Field(None, ge=1)  # stop early (smoke tests, benchmarks)
+    batch_size: int = Field(8, ge=1)
+    learning_rate: float | None = Field(None, gt=0)  # default per method: DEFAULT_LR
+    lora_r: int = Field(8, ge=1)
+    lora_alpha: float = Field(16, gt=0)
+    lora_dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj"]
+    seed: int = 0
+    price_per_hour: float | None = Field(None, ge=0)  # USD per hour of this machine (CPU or GPU)
+    # torch threads. One by default: on 2 shared cores a LoRA step took 7 s on one thread and
+    # 16 s on two (threads spin at barriers when anything else wants a core); raise it on an
+    # idle machine with more cores.
+    threads: int = Field(1, ge=1)
+    verify_examples: int = Field(4, ge=0)  # greedy answers kept to check the served model
+    max_new_tokens: int = Field(32, ge=1)
+
+    @model_validator(mode="after")
+    def _checks(self):
+        if self.base_model != MODEL_ID:
+            raise ValueError(f"the local backend trains {MODEL_ID} only, not {self.base_model}")
+        unknown = [m for m in self.target_modules if m not in LLAMA_LINEAR]
+        if unknown:
+            raise ValueError(
+                f"target_modules {unknown} are not LLaMA linear layers; use some of {list(LLAMA_LINEAR)}"
+            )
+        return self
+
+    @property
+    def lr(self) -> float:
+        return self.learning_rate or DEFAULT_LR[self.method]
+
+
+def job_folder(job_id: str) -> Path:
+    return model_folder(job_id)
+
+
+def write_json_atomic(path: Path, value: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(value, f, indent=2)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def update_state(folder: Path, **changes) -> dict[str, Any]:
+    state = read_json(folder / STATE)
+    state.update(changes)
+    write_json_atomic(folder / STATE, state)
+    return state
+
+
+class Events:
+    """The append side of events.jsonl (the trainer's); each line flushed as it is said."""
+
+    def __init__(self, folder: Path):
+        self.path = folder / EVENTS
+        self.seq = len(read_lines(self.path, on_torn="skip"))
+
+    def add(self, type_: str, message: str | None = None, **fields) -> None:
+        self.seq += 1
+        # Every event has a message, as a provider's do: the watcher prints it.
+        message = message or ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in fields.items())
+        line = {
+            "seq": self.seq,
+            "at": round(time.time(), 3),
+            "type": type_,
+            "level": "info",
+            "message": message,
+            **fields,
+        }
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(line) + "\n")
+            f.flush()
+
+
+def read_events(folder: Path, after: int = 0) -> list[dict[str, Any]]:
+    """Events with seq > after (a line being written is not there yet)."""
+    return [e for e in read_lines(folder / EVENTS, on_torn="skip") if e.get("seq", 0) > after]
+
+
+def close_state(folder: Path, status: Status, ended_at: float | None = None, **extra) -> dict:
+    """Record a final status with its measured cost: wall-clock since the trainer started ×
+    price_per_hour (a job stopped or killed before it finished has cost its time too)."""
+    ended_at = time.time() if ended_at is None else ended_at
+    state = read_json(folder / STATE)
+    started = state.get("started_at") or state.get("created_at") or ended_at
+    wall = max(0.0, ended_at - started)
+    price = read_json(folder / JOB)["options"].get("price_per_hour")
+    cost = None if price is None else round(wall / 3600 * price, 6)
+    return update_state(
+        folder, status=status, finished_at=ended_at, wall_s=round(wall, 3), cost_usd=cost, **extra
+    )
