@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -13,6 +14,11 @@ sys.path.insert(0, str(Path(__file__).parent / "support"))
 sys.path.insert(0, str(Path(__file__).parent))
 
 from openai_server import FakeOpenAI  # noqa: E402
+
+# A shell starts background jobs with SIGINT ignored, and a child keeps an ignored signal across
+# exec: the Ctrl-C tests would then interrupt nothing. With the default handler here, every
+# harness subprocess gets Ctrl-C as a user's terminal delivers it.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 FAKE_KEY = "sk-test-FAKE-0123456789abcdef"
 LABELS = ["card_arrival", "lost_or_stolen_card", "exchange_rate"]
