@@ -6,7 +6,7 @@ import json
 
 import click
 
-from harness.cli._common import EXIT_CODES_HELP, handle_errors
+from harness.cli._common import EXIT_CODES_HELP, handle_errors, runs_dir_option
 from harness.errors import SuiteError
 from harness.export.finetune import export_finetune
 from harness.score.registry import validate_suite
@@ -35,13 +35,7 @@ from harness.suite import load_suite
     type=click.Path(file_okay=False),
     help="Finished run directory holding the teacher's results [default: the suite's latest run with them].",
 )
-@click.option(
-    "--runs-dir",
-    default="runs",
-    show_default=True,
-    type=click.Path(file_okay=False),
-    help="Where run directories live (to find the latest run).",
-)
+@runs_dir_option("Where run directories live (to find the latest run).")
 @click.option(
     "--include-incorrect",
     is_flag=True,

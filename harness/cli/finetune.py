@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from harness.cli._common import EXIT_CODES_HELP, handle_errors, tracking_uri_option
+from harness.cli._common import EXIT_CODES_HELP, handle_errors, runs_dir_option, tracking_uri_option
 from harness.run.finetune import FinetuneOptions
 from harness.run.finetune import finetune as run_finetune
 from harness.run.warmup import exit_process
@@ -27,13 +27,7 @@ from harness.run.warmup import exit_process
     help="Seconds between status checks while watching.",
 )
 @tracking_uri_option
-@click.option(
-    "--runs-dir",
-    default="runs",
-    show_default=True,
-    type=click.Path(file_okay=False),
-    help="Where run directories and the job store (runs/.finetune/) live.",
-)
+@runs_dir_option("Where run directories and the job store (runs/.finetune/) live.")
 @handle_errors
 def finetune(suite_path, variant, cancel, poll_interval, tracking_uri, runs_dir):
     """Train a `finetune:` variant under the guard's budget and iterations, and watch the job.

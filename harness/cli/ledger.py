@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from harness.cli._common import handle_errors, tracking_uri_option
+from harness.cli._common import handle_errors, runs_dir_option, tracking_uri_option
 from harness.data.dataset import file_hash, shown
 from harness.decide.history import LocalHistory, exclude_run, gather
 from harness.decide.view import ledger_lines
@@ -12,13 +12,7 @@ from harness.finetune.records import JobStore
 from harness.suite import load_suite
 from harness.track.history import MlflowHistory
 
-runs_dir_option = click.option(
-    "--runs-dir",
-    default="runs",
-    show_default=True,
-    type=click.Path(file_okay=False),
-    help="Where run directories live.",
-)
+_runs_dir_opt = runs_dir_option("Where run directories live.")
 
 
 class _LedgerGroup(click.Group):
@@ -38,7 +32,7 @@ def ledger():
 
 @ledger.command()
 @click.argument("suite_path", metavar="SUITE.yaml", type=click.Path(dir_okay=False))
-@runs_dir_option
+@_runs_dir_opt
 @tracking_uri_option
 @handle_errors
 def show(suite_path, runs_dir, tracking_uri):
@@ -62,7 +56,7 @@ def show(suite_path, runs_dir, tracking_uri):
 @ledger.command()
 @click.argument("run_id")
 @click.option("--why", required=True, help="Why the run no longer counts (shown in every verdict).")
-@runs_dir_option
+@_runs_dir_opt
 @handle_errors
 def exclude(run_id, why, runs_dir):
     """Take RUN_ID out of the ledger: its spend stays, it counts for nothing else."""
