@@ -153,7 +153,7 @@ def _read_csv(where: str, text: str) -> list[dict[str, Any]]:
                     f"{where}:{reader.line_num}: {len(fields)} fields, but the header has "
                     f"{len(header)} — quote fields that contain commas"
                 )
-            rows.append(dict(zip(header, fields + [""] * (len(header) - len(fields)))))
+            rows.append(dict(zip(header, fields + [""] * (len(header) - len(fields)), strict=True)))
     except csv.Error as e:
         raise SuiteError(
             f"{where}:{reader.line_num}: cannot parse CSV ({e}) — quote fields that contain "

@@ -279,7 +279,6 @@ class _Run:
         warm = self.logger.warm if self.logger is not None else prewarm
         if self.pool.pool is None:
             warm()
-            prewarm_post_run()
         with self.timings.phase("prompts/index"):
             jobs = build_jobs(
                 self.suite, dataset, self.selected, runs_dir=self.opts.runs_dir, say=self.phases.say
@@ -301,6 +300,8 @@ class _Run:
             self.pool.close(now=True)  # everything cached: don't wait for the workers' import
             if self.pool.pool is not None:
                 warm()  # no first answer will come to trigger it
+        elif self.pool.pool is None:
+            prewarm_post_run()  # this process will wait on the calls (with workers: at the first answer)
         # Credentials matter only for variants that will actually call a model.
         calling = {j.variant for j in misses}
         if calling:

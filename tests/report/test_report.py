@@ -371,4 +371,3 @@ def test_confusion_counts_match_sklearn():
     assert cm.tolist() == confusion_matrix(y_true, other, labels=shown).tolist()
     shown, cm = confusion_counts(labels, ["a"], ["a"])  # no "(other)" column when none is
     assert shown == labels and cm.tolist() == [[1, 0, 0], [0, 0, 0], [0, 0, 0]]
-
