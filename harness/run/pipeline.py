@@ -231,6 +231,7 @@ class _Run:
             limit=self.limit,
             shard=self.shard,
             log=self.logger.log if self.logger else None,
+            begin_log=self.logger.begin if self.logger else None,
             timings=self.timings,
             trained=self.trained,
             forgetting=None if self.shard else self.forgetting,
@@ -464,6 +465,7 @@ def conclude(
     limit: int | None,
     shard: str | None = None,
     log=None,
+    begin_log=None,
     timings: Timings | None = None,
     extra_meta: dict | None = None,
     trained: list[str] | None = None,
@@ -473,7 +475,8 @@ def conclude(
 ) -> RunOutcome:
     """From the records to the end: summary, the guard, summary.json, report, MLflow, CI outputs.
     `harness run` and `harness merge` share it, so a merged run is summarised and judged exactly
-    as one run over all the examples would be."""
+    as one run over all the examples would be. `begin_log(run_dir, uri)` (the logging child's)
+    starts the MLflow logging once summary.json is written, so it overlaps the report."""
     timings = timings or Timings()
     say = say or (lambda text: None)
     with timings.phase("summary/guard"):
@@ -517,6 +520,8 @@ def conclude(
             )
         write_json_atomic(outcome.run_dir / "summary.json", outcome.summary)
     uri = tracking_uri(opts.tracking_uri)
+    if shard is None and begin_log is not None:
+        begin_log(outcome.run_dir, uri)
     # report.md/html + plots, then MLflow (not for a shard); an unreachable store only warns.
     with timings.phase("report/plots"):
         say(

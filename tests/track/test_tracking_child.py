@@ -58,6 +58,87 @@ def test_child_reports_an_unreachable_store_as_tracking_error(tmp_path):
     )
 
 
+def test_child_logs_while_the_report_is_written_and_adds_it_at_finish(tmp_path):
+    """begin() once summary.json exists: the runs are logged before the report is; the report
+    written after begin() is still in the parent's artifacts, and only then is it FINISHED."""
+    from mlflow import MlflowClient
+
+    run_dir = make_run_dir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    child = TrackingChild().start()
+    try:
+        child.warm()
+        child.begin(run_dir, uri)
+        parent = _wait_for_parent(uri)
+        assert parent.info.status == "RUNNING"  # logged, waiting for the report
+        (run_dir / "report.md").write_text("# written after begin\n")
+        pid = child.log(run_dir, uri)
+    finally:
+        child.close()
+    client = MlflowClient(uri)
+    assert pid == parent.info.run_id and client.get_run(pid).info.status == "FINISHED"
+    report = client.download_artifacts(pid, "report.md", str(tmp_path))
+    assert Path(report).read_text() == "# written after begin\n"
+
+
+def test_child_deletes_what_it_logged_when_the_report_never_comes(tmp_path):
+    """The parent fails or is stopped between summary.json and its report: no half-logged run
+    is left in MLflow (the run directory stays for `harness report RUN --log`)."""
+    from mlflow import MlflowClient
+
+    run_dir = make_run_dir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    child = TrackingChild().start()
+    proc = child.proc
+    child.warm()
+    child.begin(run_dir, uri)
+    parent = _wait_for_parent(uri)
+    child.close()  # EOF instead of "finish"
+    assert proc.returncode == 0
+    exp = MlflowClient(uri).get_experiment(parent.info.experiment_id)
+    assert MlflowClient(uri).search_runs([exp.experiment_id]) == []
+
+
+def test_child_that_failed_at_begin_still_answers_the_store_error(tmp_path):
+    run_dir = make_run_dir(tmp_path)
+    bad = f"http://127.0.0.1:{_free_port()}"
+    child = TrackingChild().start()
+    proc = child.proc
+    try:
+        child.begin(run_dir, bad)
+        proc.wait(timeout=60)  # it answered and exited: "finish" meets a closed pipe
+        with pytest.raises(TrackingError) as e:
+            child.log(run_dir, bad)
+    finally:
+        child.close()
+    assert str(e.value) == (
+        f"tracking server {bad} is unreachable ([Errno 111] Connection refused) — results stay in "
+        f"{run_dir}; log them later with `harness report {run_dir} --log`"
+    )
+
+
+def _wait_for_parent(uri: str, timeout: float = 60.0):
+    from mlflow import MlflowClient
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            exp = MlflowClient(uri).get_experiment_by_name("quickstart")
+            runs = (
+                MlflowClient(uri).search_runs(
+                    [exp.experiment_id], filter_string="tags.`harness.role` = 'suite'"
+                )
+                if exp
+                else []
+            )
+        except Exception:  # the child is still creating the store
+            runs = []
+        if runs:
+            return runs[0]
+        time.sleep(0.05)
+    raise AssertionError("the child logged no parent run")
+
+
 def test_child_exits_on_eof_without_logging(tmp_path):
     child = TrackingChild().start()
     proc = child.proc
