@@ -27,7 +27,7 @@ import threading
 from pathlib import Path
 
 from harness.errors import TrackingError
-from harness.track import log, store
+from harness.track import history, log, store
 
 
 class TrackingChild:
@@ -98,6 +98,29 @@ class TrackingChild:
             raise TrackingError(answer["error"])
         return answer["run_id"]
 
+    def history(self, suite_name: str, uri: str, lineage: str | None) -> list[dict]:
+        """`harness.track.history.history` in the child (it imports MLflow for the logging
+        anyway): the suite's earlier runs for the sunk-cost ledger, or TrackingError."""
+        proc = self.proc
+        assert proc is not None and proc.stdin is not None and proc.stdout is not None
+        self.warm()  # the guard needs MLflow now
+        request = {"history": suite_name, "uri": uri, "lineage": lineage, "cwd": os.getcwd()}
+        try:
+            proc.stdin.write(json.dumps(request) + "\n")
+            proc.stdin.flush()
+            line = proc.stdout.readline()
+        except OSError:
+            line = ""
+        try:
+            answer = json.loads(line)
+        except ValueError:
+            raise TrackingError(
+                "the MLflow logging process failed — the sunk-cost ledger needs the run history"
+            ) from None
+        if "error" in answer:
+            raise TrackingError(answer["error"])
+        return answer["runs"]
+
     def close(self) -> None:
         proc, self.proc = self.proc, None
         if proc is None:
@@ -136,19 +159,30 @@ def main() -> None:
     answer_out = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    line = sys.stdin.readline()
-    if line.strip() == "warm":
-        # In a thread, so that EOF (the parent is gone) ends the child without waiting for it.
-        importing = threading.Thread(target=_import_mlflow, daemon=True)
-        importing.start()
+    importing = None
+    while True:
         line = sys.stdin.readline()
-    else:
-        importing = None
-    if not line.strip():
-        os._exit(0)  # nothing to log
-    request = json.loads(line)
-    if importing is not None:
-        importing.join()
+        if not line.strip():
+            os._exit(0)  # EOF: nothing (more) to do
+        if line.strip() == "warm":
+            # In a thread, so that EOF (the parent is gone) ends the child without waiting for it.
+            importing = threading.Thread(target=_import_mlflow, daemon=True)
+            importing.start()
+            continue
+        request = json.loads(line)
+        if importing is not None:
+            importing.join()
+        if "history" not in request:
+            break
+        os.chdir(request["cwd"])
+        try:
+            reply = {
+                "runs": history.history(request["history"], request["uri"], request["lineage"])
+            }
+        except TrackingError as e:
+            reply = {"error": str(e)}
+        answer_out.write(json.dumps(reply) + "\n")
+        answer_out.flush()
     os.chdir(request["cwd"])  # relative artifact paths resolve as in the parent
     try:
         pending = log.begin_log(request["run_dir"], request["uri"])

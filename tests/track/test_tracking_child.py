@@ -170,6 +170,58 @@ def test_cli_run_logs_through_the_child_and_exits_with_the_verdict(openai_server
     assert Path(tmp_path / "runs" / "test-suite" / summary["run_id"] / "report.html").exists()
 
 
+def test_cli_guarded_run_reads_the_ledger_through_the_child(openai_server, tmp_path):
+    """The guard's history comes from MLflow via the logging child: the second run (another
+    runs directory, so only MLflow knows the first) folds the first into its ledger, and MLflow
+    never loads in the `harness run` process."""
+    from conftest import FAKE_KEY, intent_answer, write_suite
+
+    server = openai_server(intent_answer)
+    guard = "\nguard: {metric: accuracy, test: superiority, margin: 0.05, applies_to: [few-shot]}"
+    suite = write_suite(tmp_path, server.url, extra=guard)
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    env = dict(os.environ, OPENAI_API_KEY=FAKE_KEY, MLFLOW_TRACKING_URI=uri)
+    summaries = []
+    for runs in ("runs-a", "runs-b"):
+        cmd = [sys.executable, "-m", "harness.cli", "run", str(suite), "--runs-dir", runs]
+        done = subprocess.run(
+            [*cmd, "--json", "--timings"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode in (0, 1), done.stderr
+        summaries.append(json.loads(done.stdout))
+    first, second = summaries
+    rows = second["guard"]["verdicts"]["few-shot"]["ledger"]["history"]
+    assert [r["run_id"] for r in rows] == [first["run_id"], None]
+    (timings,) = (tmp_path / "runs-b").glob("*/*/timings.json")
+    assert "mlflow" not in json.loads(timings.read_text())["imported"]
+
+
+def test_cli_guarded_run_with_an_unreachable_store_says_where_its_ledger_came_from(
+    openai_server, tmp_path
+):
+    from conftest import FAKE_KEY, intent_answer, write_suite
+
+    server = openai_server(intent_answer)
+    guard = "\nguard: {metric: accuracy, test: superiority, margin: 0.05, applies_to: [few-shot]}"
+    suite = write_suite(tmp_path, server.url, extra=guard)
+    bad = f"http://127.0.0.1:{_free_port()}"
+    env = dict(os.environ, OPENAI_API_KEY=FAKE_KEY)
+    cmd = [sys.executable, "-m", "harness.cli", "run", str(suite), "--tracking-uri", bad, "--json"]
+    done = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode in (0, 1), done.stderr
+    assert (
+        f"ledger read from runs/test-suite only: the tracking store could not be read (tracking "
+        f"server {bad} is unreachable ([Errno 111] Connection refused) — the sunk-cost ledger "
+        "needs the run history)" in json.loads(done.stdout)["notes"]
+    )
+    assert "Warning: MLflow logging skipped" in done.stderr
+
+
 def test_cli_run_finishes_when_the_store_is_unreachable(openai_server, tmp_path):
     from conftest import FAKE_KEY, write_suite
 
