@@ -502,6 +502,8 @@ def conclude(
         if trained:
             outcome.summary.setdefault("notes", []).extend(trained)
         if shard is None:
+            if tracker is not None and outcome.suite.guards:
+                prewarm_post_run(summary=False)  # while the child reads the guard's history
             apply_guard(outcome, opts, limit, look, read=tracker.history if tracker else None)
             if forgetting is not None:
                 forgetting(outcome)  # `forgetting:` checks of trained variants (exit 1 if not pass)
