@@ -101,49 +101,26 @@ def confusion(
     """Confusion matrix (rows: expected, columns: predicted; unparsed answers as 'other')."""
     if not labels or len(labels) > MAX_CONFUSION_CLASSES or not y_true:
         return None
-    import numpy as np
-
-    shown, cm = confusion_counts(labels, y_true, y_pred)
-    plt = _pyplot()
-    size = 3 + 0.4 * len(shown)
-    fig, ax = plt.subplots(figsize=(size, size))
-    # Drawn as scikit-learn's ConfusionMatrixDisplay does, without importing scikit-learn.
-    image = ax.imshow(cm, interpolation="nearest", cmap="Blues")
-    light, dark = image.cmap(0.0), image.cmap(1.0)  # dark text on light cells, and back
-    middle = (cm.max() + cm.min()) / 2
-    for (i, j), n in np.ndenumerate(cm):
-        ax.text(j, i, str(n), ha="center", va="center", color=dark if n < middle else light)
-    ax.set(
-        xticks=np.arange(len(shown)),
-        yticks=np.arange(len(shown)),
-        xticklabels=shown,
-        yticklabels=shown,
-        xlabel="Predicted label",
-        ylabel="True label",
-    )
-    ax.set_ylim(len(shown) - 0.5, -0.5)
-    plt.setp(ax.get_xticklabels(), rotation="vertical")
-    ax.set_title(title)
-    return _save(fig, path)
-
-
-def confusion_counts(
-    labels: list[str], y_true: list[str], y_pred: list[str]
-) -> tuple[list[str], Any]:
-    """The classes shown (labels, then "(other)" for answers outside them) and the matrix of
-    counts, rows expected and columns predicted (scikit-learn's `confusion_matrix` layout)."""
-    import numpy as np
+    from sklearn.metrics import ConfusionMatrixDisplay
 
     shown = list(labels)
     y_pred = [p if p in labels else "(other)" for p in y_pred]
     if "(other)" in y_pred:
         shown.append("(other)")
-    index = {c: i for i, c in enumerate(shown)}
-    cm = np.zeros((len(shown), len(shown)), dtype=int)
-    for t, p in zip(y_true, y_pred, strict=True):
-        if t in index:  # an expected value outside the labels has no row
-            cm[index[t], index[p]] += 1
-    return shown, cm
+    plt = _pyplot()
+    size = 3 + 0.4 * len(shown)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ConfusionMatrixDisplay.from_predictions(
+        y_true,
+        y_pred,
+        labels=shown,
+        ax=ax,
+        colorbar=False,
+        xticks_rotation="vertical",
+        cmap="Blues",
+    )
+    ax.set_title(title)
+    return _save(fig, path)
 
 
 def break_even(summary: dict[str, Any], path: Path) -> Path | None:

@@ -106,7 +106,7 @@ def prf_from_counts(S: np.ndarray, average: str, what: str) -> np.ndarray:
         per = _safe_div(tp, tp + fn)
     else:
         per = _safe_div(2 * tp, 2 * tp + fp + fn)
-    if average in ("micro", "none"):  # none: one value per class
+    if average == "micro":
         return per
     if average == "weighted":
         support = tp + fn
@@ -117,32 +117,48 @@ def prf_from_counts(S: np.ndarray, average: str, what: str) -> np.ndarray:
         return np.where(k > 0, (per * present).sum(-1) / np.maximum(k, 1), np.nan)
 
 
+def _sklearn_prf(table: Table, classes: list[str], average: str, what: str) -> float:
+    from sklearn.metrics import precision_recall_fscore_support
+
+    true, pred = table.y_classes()
+    p, r, f, _ = precision_recall_fscore_support(
+        true, pred, labels=classes, average=average, zero_division=0
+    )
+    return float({"precision": p, "recall": r, "f1": f}[what])
+
+
 def _prf_metric(average: str, what: str):
     def fn(table: Table) -> Decomposed | None:
         if table.n_records == 0:
             return None
-        _, counts = class_counts(table)
-        return Decomposed(counts, lambda S: prf_from_counts(S, average, what))
+        classes, counts = class_counts(table)
+        return Decomposed(
+            counts,
+            lambda S: prf_from_counts(S, average, what),
+            value=_sklearn_prf(table, classes, average, what),
+        )
 
-    fn.__doc__ = f"{average} {what} over classes (as scikit-learn's, zero_division=0)."
+    fn.__doc__ = f"{average} {what} over classes (scikit-learn, zero_division=0)."
     return fn
 
 
 def per_class(table: Table) -> dict[str, dict[str, float]]:
-    """Per-class precision, recall, F1 and support (as scikit-learn's, zero_division=0)."""
+    """Per-class precision, recall, F1 and support (scikit-learn)."""
     if table.n_records == 0:
         return {}
-    classes, counts = class_counts(table)
-    S = counts.sum(axis=0)
-    C = len(classes)
-    support = S[:C] + S[2 * C :]  # tp + fn
-    p, r, f = (prf_from_counts(S, "none", what) for what in ("precision", "recall", "f1"))
+    from sklearn.metrics import precision_recall_fscore_support
+
+    classes, _ = class_counts(table)
+    true, pred = table.y_classes()
+    p, r, f, s = precision_recall_fscore_support(
+        true, pred, labels=classes, average=None, zero_division=0
+    )
     return {
         c: {
             "precision": float(p[i]),
             "recall": float(r[i]),
             "f1": float(f[i]),
-            "support": int(support[i]),
+            "support": int(s[i]),
         }
         for i, c in enumerate(classes)
     }
@@ -158,11 +174,14 @@ def accuracy(table: Table) -> Decomposed | None:
     """Share of calls whose parsed answer is the target label (errors are wrong)."""
     if table.n_records == 0:
         return None
+    from sklearn.metrics import accuracy_score
+
     # From labels, not the stored `correct` score, so an error record is wrong even if unscored.
     true, pred = table.y_classes()
     correct = np.array([p == t for t, p in zip(true, pred, strict=True)], dtype=float)
     stats = np.c_[table.per_example(correct), table.per_example(np.ones(table.n_records))]
-    return Decomposed(stats, ratio, binary=bool(np.all(stats[:, 1] == 1)))
+    value = float(accuracy_score(true, pred))
+    return Decomposed(stats, ratio, value=value, binary=bool(np.all(stats[:, 1] == 1)))
 
 
 metric("macro_f1", tasks=C_ONLY)(_prf_metric("macro", "f1"))

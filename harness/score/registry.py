@@ -41,7 +41,7 @@ class Decomposed:
 
     stats: np.ndarray  # (n_examples, k)
     combine: Callable[[np.ndarray], np.ndarray]  # (..., k) summed columns -> (...)
-    value: float | None = None  # a point value other than combine(column sums), if a metric has one
+    value: float | None = None  # exact point value when a library computes it (sklearn)
     binary: bool = False  # one 0/1 record per example: a plain proportion (Wilson interval)
 
     def point(self) -> float | None:

@@ -1,4 +1,4 @@
-"""Confidence intervals, paired differences, McNemar and power (vectorised numpy, the standard library).
+"""Confidence intervals, paired differences, McNemar and power (vectorised numpy + scipy).
 
 The bootstrap (`resample_sums`) resamples *examples* with replacement (a cluster bootstrap
 when an example has several repeats: all its samples move together) and recomputes the metric
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from statistics import NormalDist
 
 import numpy as np
 
@@ -94,17 +93,15 @@ def bootstrap_ci(
 def wilson_ci(
     successes: int, n: int, confidence: float = 0.95
 ) -> tuple[float | None, float | None]:
-    """Wilson score interval of a plain proportion (Newcombe 1998, as scipy's
-    `binomtest(...).proportion_ci(method="wilson")`; tests hold them equal)."""
+    """Wilson score interval of a plain proportion (scipy)."""
     if n <= 0:
         return None, None
-    k, n = int(successes), int(n)
-    z = _z(0.5 + 0.5 * confidence)
-    p = k / n
-    denom = 2 * (n + z**2)
-    center = (2 * n * p + z**2) / denom
-    delta = z / denom * math.sqrt(4 * n * p * (1 - p) + z**2)
-    return (0.0 if k == 0 else center - delta), (1.0 if k == n else center + delta)
+    from scipy.stats import binomtest
+
+    ci = binomtest(int(successes), int(n)).proportion_ci(
+        confidence_level=confidence, method="wilson"
+    )
+    return float(ci.low), float(ci.high)
 
 
 def paired_bootstrap(
@@ -151,22 +148,16 @@ def bootstrap_p(deltas: np.ndarray) -> float | None:
 
 
 def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> float:
-    """Exact McNemar p-value: the two-sided binomial test (p = 0.5) on the discordant pairs, as
-    scipy's `binomtest(only_b, discordant).pvalue` (tests hold them equal)."""
+    """Exact McNemar p-value (two-sided binomial test on the discordant pairs)."""
+    from scipy.stats import binomtest
+
     a = np.asarray(correct_a, bool)
     b = np.asarray(correct_b, bool)
     only_a = int((a & ~b).sum())
     only_b = int((~a & b).sum())
-    n = only_a + only_b
-    if n == 0 or only_a == only_b:
+    if only_a + only_b == 0:
         return 1.0
-    # Symmetric at p = 0.5: the outcomes at most as likely as the observed one are both tails
-    # up to min(only_a, only_b). Exact integers; int / int division rounds once.
-    term = tail = 1  # C(n, 0)
-    for i in range(min(only_a, only_b)):
-        term = term * (n - i) // (i + 1)
-        tail += term
-    return min(1.0, 2 * tail / 2**n)
+    return float(binomtest(only_b, only_a + only_b, 0.5).pvalue)
 
 
 # ---------------------------------------------------------------- power
@@ -180,8 +171,9 @@ POWER = 0.8
 
 
 def _z(p: float) -> float:
-    """The standard normal quantile (statistics.NormalDist: no SciPy import for one number)."""
-    return NormalDist().inv_cdf(p)
+    from scipy.stats import norm
+
+    return float(norm.ppf(p))
 
 
 def _z_interval(confidence: float) -> float:

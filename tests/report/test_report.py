@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
@@ -354,20 +353,3 @@ def test_iteration_history_and_disagreements(rendered):
     assert f"### ft-mini wrong, zero-shot right ({lost})" in md
     assert f"### ft-mini right, zero-shot wrong ({won})" in md
     assert md.index("ft-mini wrong, zero-shot right") < md.index("ft-mini right, zero-shot wrong")
-
-
-def test_confusion_counts_match_sklearn():
-    from sklearn.metrics import confusion_matrix
-
-    from harness.report.plots import confusion_counts
-
-    rng = np.random.default_rng(3)
-    labels = ["a", "b", "ü"]
-    y_true = [labels[i] for i in rng.integers(0, 3, 300)]
-    y_pred = [(labels + ["garbage", ""])[i] for i in rng.integers(0, 5, 300)]
-    shown, cm = confusion_counts(labels, y_true, y_pred)
-    assert shown == ["a", "b", "ü", "(other)"]
-    other = [p if p in labels else "(other)" for p in y_pred]
-    assert cm.tolist() == confusion_matrix(y_true, other, labels=shown).tolist()
-    shown, cm = confusion_counts(labels, ["a"], ["a"])  # no "(other)" column when none is
-    assert shown == labels and cm.tolist() == [[1, 0, 0], [0, 0, 0], [0, 0, 0]]
