@@ -1,5 +1,5 @@
 """`harness run --timings` and what a run without calls loads: a fully cached or fully resumed
-run imports neither litellm nor the provider stack, nor scikit-learn, SciPy or pandas (checked
+run imports neither litellm nor the provider stack, nor MLflow (checked
 in the CLI process's sys.modules), and is still logged to MLflow."""
 
 from __future__ import annotations
@@ -64,9 +64,8 @@ def test_cached_and_resumed_runs_load_no_provider_stack(openai_server, tmp_path)
     assert cached.returncode == 0, cached.stderr
     assert server.requests == sent
     assert not PROVIDER_STACK & set(timings_of(runs)["imported"])
-    # Summary, guard and data need none of these either (numpy and the standard library): a
-    # cached run's parent pays only for matplotlib (the report's plots).
-    assert not {"sklearn", "scipy", "pandas", "mlflow"} & set(timings_of(runs)["imported"])
+    # The guard's history comes through the logging child: MLflow stays out of this process.
+    assert "mlflow" not in timings_of(runs)["imported"]
     # ... and the run is still logged to MLflow (by the child process), read back.
     from mlflow import MlflowClient
 
