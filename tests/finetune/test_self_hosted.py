@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from test_finetune import LABELS, write_data
+from test_finetune import answer as provider_answer
 
 from harness.calls import local_processes, local_trained
 from harness.cli import main
@@ -33,33 +35,10 @@ from harness.suite import load_suite
 
 PRICE_PER_HOUR = 0.36  # $0.0001 a second
 PRICE_PER_1M = 3.0  # the provider's training price
-LABELS = ["card_arrival", "lost_or_stolen_card", "exchange_rate"]
-QUESTIONS = {
-    "card_arrival": "When will my new card arrive? ({i})",
-    "lost_or_stolen_card": "I lost my card, please block it ({i})",
-    "exchange_rate": "Which exchange rate do you use? ({i})",
-}
-
-
-def provider_answer(messages, body) -> str:
-    """The provider's tuned model routes every question; its base misses the lost cards."""
-    q = messages[-1]["content"].lower()
-    label = "card_arrival" if "arrive" in q else "lost_or_stolen_card" if "lost" in q else None
-    label = label or "exchange_rate"
-    if not str(body.get("model", "")).startswith("ft:") and label == "lost_or_stolen_card":
-        label = "exchange_rate"
-    return json.dumps({"intent": label})
 
 
 def write_suite(root: Path, api_base: str, *, name: str = "both", lora: str = "") -> Path:
-    data = root / "data"
-    data.mkdir(exist_ok=True)
-    for split, n in (("test", 9), ("train", 20)):
-        rows = ["text,category"]
-        for i in range(n):
-            label = LABELS[i % 3]
-            rows.append(f'"{QUESTIONS[label].format(i=f"{split} {i}")}",{label}')
-        (data / f"{split}.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    write_data(root, n_test=9, n_train=20)
     lora = lora or (
         "{provider: local, method: lora, epochs: 1, max_steps: 4, batch_size: 4, seed: 1, "
         f"validation: 0.2, verify_examples: 2, max_new_tokens: 12, price_per_hour: {PRICE_PER_HOUR}}}"
