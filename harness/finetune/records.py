@@ -71,8 +71,9 @@ class JobStore:
 
 
 def job_cost_text(job: dict[str, Any], cost: float | None) -> str:
-    """ "$0.0017"; a self-hosted job's says how it was measured ("$0.0061 (7.4 min × $0.05/h,
-    self-hosted)"); without a price "unknown — set finetune.price_per_hour …", never $0."""
+    """A job's training cost: "$0.0017"; a self-hosted job's with how it was measured ("$0.0061
+    (7.4 min × $0.05/h, self-hosted)"); without a price "unknown — set finetune.price_per_hour …",
+    never $0."""
     options = (job.get("settings") or {}).get("options") or {}
     hosted = "price_per_hour" in options
     if cost is None:

@@ -30,6 +30,7 @@ def resolve_trained(
 
     With `checkpoints`, the job's intermediate checkpoints join as variants `<name>.step-<N>`:
     evaluated and reported, never guarded (their training is the variant's, charged once)."""
+    # Every variant's: a wrong key is exit 2 before anything runs.
     specs = {v.name: finetune_spec(suite, v) for v in suite.variants if v.finetune is not None}
     trained = [v for v in selected if v.finetune is not None]
     if not trained:
