@@ -22,7 +22,7 @@ from harness.calls import local_processes
 from harness.calls._litellm import import_litellm, needs_local_provider
 from harness.errors import HarnessError, TrackingError
 from harness.score.judge.config import configs
-from harness.suite import load_suite
+from harness.suite import Suite, load_suite
 from harness.track.store import _probe
 from harness.track.store import tracking_uri as resolve_uri
 
@@ -30,6 +30,11 @@ from harness.track.store import tracking_uri as resolve_uri
 # them is native to the machine that compiled it.
 NON_PORTABLE = re.compile(r"^(AVX512|AMX)")
 _KEY_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD)", re.I)
+
+# The `train` extra (self-hosted fine-tuning). torch from its CPU index: an unpinned `torch` from
+# PyPI is a CUDA build of several GB even on a machine without a GPU.
+TRAIN_EXTRA = ("torch", "transformers", "peft", "gguf")
+TRAIN_INSTALL = "pip install torch --index-url https://download.pytorch.org/whl/cpu && pip install -e '.[train]'"
 
 
 @dataclass
@@ -187,11 +192,56 @@ def _one_token() -> Line:
     )
 
 
-def keys(suite_path: str) -> Section:
+def train(needed: bool) -> Section:
+    """The `train` extra: versions, and where torch would train (read in a child: importing
+    torch takes seconds and a broken build may crash)."""
+    s = Section("train extra (finetune provider: local)")
+    found = {dist: _version(dist) for dist in TRAIN_EXTRA}
+    missing = [dist for dist, v in found.items() if v == "not installed"]
+    for dist, v in found.items():
+        value = v if dist != "torch" or dist in missing else f"{v} ({_torch_device()})"
+        s.lines.append(Line(dist, value))
+    if missing:
+        s.lines.append(
+            Line(
+                "installed",
+                f"no ({', '.join(missing)} missing) — install with: {TRAIN_INSTALL}",
+                problem=f"this suite trains locally: {TRAIN_INSTALL}" if needed else None,
+            )
+        )
+    return s
+
+
+def _torch_device() -> str:
+    code = (
+        "import json, torch; c = torch.cuda.is_available(); print(json.dumps([torch.version.cuda,"
+        " torch.cuda.get_device_name(0) if c else None]))"
+    )
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+        )
+    except subprocess.TimeoutExpired:
+        return "import did not finish within 120 s"
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no message"])[-1]
+        return f"import failed: {last}"
+    cuda, gpu = json.loads(proc.stdout.strip().splitlines()[-1])
+    if cuda is None:
+        return "CPU build"
+    # The local backend trains on the CPU either way (harness.finetune.local.train).
+    return f"CUDA {cuda} build, " + (f"GPU {gpu}" if gpu else "no GPU visible") + "; trains on CPU"
+
+
+def keys(suite: Suite, suite_path: str) -> Section:
     """Which variants (and judges) have the API keys they need: names, never values."""
-    suite = load_suite(suite_path)
     s = Section(f"suite {suite_path}")
-    models = [(v.name, v.model, v.api_base) for v in suite.variants]
+    # A `finetune:` variant has no model id before its job; it trains and is served where its
+    # base model is.
+    models = [
+        (v.name, v.base_model if v.finetune is not None else v.model, v.api_base)
+        for v in suite.variants
+    ]
     models += [(f"{c.kind} judge", m, c.api_base) for c in configs(suite) for m in c.models]
     wanting: dict[str, list[str]] = {}  # key name -> who needs it and lacks it
     for name, model, api_base in models:
@@ -236,7 +286,8 @@ def needed_keys(model: str) -> list[str]:
 
 def diagnose(suite_path: str | None = None, tracking_uri: str | None = None) -> Diagnosis:
     sections = [versions(), tracking(resolve_uri(tracking_uri))]
-    suite_section = keys(suite_path) if suite_path else None
+    suite = load_suite(suite_path) if suite_path else None
+    suite_section = keys(suite, suite_path) if suite is not None else None
     needs_local = suite_section is not None and any(
         "runs locally" in ln.value for ln in suite_section.lines
     )
@@ -254,6 +305,10 @@ def diagnose(suite_path: str | None = None, tracking_uri: str | None = None) -> 
                 ],
             )
         )
+    trains_here = suite is not None and any(
+        v.finetune is not None and v.finetune.provider == "local" for v in suite.variants
+    )
+    sections.append(train(needed=trains_here))
     if suite_section is not None:
         sections.append(suite_section)
     return Diagnosis(sections)

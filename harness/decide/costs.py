@@ -73,6 +73,8 @@ def break_even_table(suite, summary: dict[str, Any]) -> dict[str, dict]:
         if cpr is None:
             continue
         training = v.training.total_usd() if v.training else 0.0
+        if training is None:  # no price for the training: no break-even to state
+            continue
         row = break_even(training, base_cpr, cpr, monthly)
         if row is not None:
             out[v.name] = row

@@ -49,7 +49,7 @@ def ledger_entry(suite, summary: dict[str, Any]) -> dict:
         out[v.name] = {
             "model": v.model,
             "metric": h.metric if h is not None else metric,
-            "training_usd": round(v.training.total_usd(), 6) if v.training else 0.0,
+            "training_usd": _training_usd(v),
             # Real calls only: a cached answer was paid for by the run that sent it.
             "eval_cost_usd": round(float(stats.get("spent_usd") or 0.0), 6),
             "delta": None if not delta or delta.get("value") is None else round(delta["value"], 6),
@@ -59,6 +59,30 @@ def ledger_entry(suite, summary: dict[str, Any]) -> dict:
             "honest_pass": None,
         }
     return {"metric": metric, "limit": summary.get("limit"), "variants": out}
+
+
+def _training_usd(v) -> float | None:
+    """A variant's training cost; None (unknown) for a `training:` or job with no price."""
+    if v.training is None:
+        return 0.0
+    cost = v.training.total_usd()
+    return None if cost is None else round(cost, 6)
+
+
+def spend_text(led: dict) -> str:
+    """ "$X spent ($A training + $B evaluation)", saying which iterations have no training price."""
+    text = (
+        f"{usd(led['spent_usd'])} spent ({usd(led['training_usd'])} training + "
+        f"{usd(led['eval_usd'])} evaluation)"
+    )
+    return text + unknown_training_text(led)
+
+
+def unknown_training_text(led: dict) -> str:
+    unknown = led.get("training_unknown") or []
+    if not unknown:
+        return ""
+    return f"; training cost of {', '.join(unknown)} unknown (no price)"
 
 
 def lineage(name: str, history: list[dict], current: dict) -> dict:
@@ -87,16 +111,21 @@ def lineage(name: str, history: list[dict], current: dict) -> dict:
     passed_before = False
     abandoned_in = None
     charged: set = set()  # model ids whose training is counted
+    unknown: list[str] = []  # model ids whose training had no price
     rows: list[dict] = []  # the iteration history, one row per counted run
     for le, e, run_id, is_current, excluded in entries:
         evaluation += float(e.get("eval_cost_usd") or 0.0)
         if le.get("limit") is not None:
             continue
-        trained = 0.0
+        trained: float | None = 0.0
         if e.get("model") not in charged:
             charged.add(e.get("model"))
-            trained = float(e.get("training_usd") or 0.0)
-            training += trained
+            trained = e.get("training_usd")
+            if trained is None and "training_usd" in e:
+                unknown.append(e.get("model"))
+            else:
+                trained = float(trained or 0.0)
+                training += trained
         if excluded:
             continue
         rows.append(
@@ -129,7 +158,8 @@ def lineage(name: str, history: list[dict], current: dict) -> dict:
         "iterations": len(models),
         "models": models,
         "runs": len(entries),
-        "training_usd": round(training, 6),
+        "training_usd": round(training, 6),  # the priced iterations'
+        "training_unknown": unknown,
         "eval_usd": round(evaluation, 6),
         "spent_usd": round(training + evaluation, 6),
         "best_delta": best,

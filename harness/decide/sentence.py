@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.decide.ledger import usd
+from harness.decide.ledger import unknown_training_text, usd
 from harness.decide.rule import ABANDON, FAIL, INCONCLUSIVE, PASS
 from harness.stats.numbers import dollars, p_value
 from harness.stats.numbers import signed as _signed
@@ -152,7 +152,8 @@ def sentence(name: str, baseline: str, v: dict, guard) -> str:
     if verdict == ABANDON:
         text += (
             f": {v['limit']} without a pass; {usd(led['spent_usd'])} sunk "
-            f"({usd(led['training_usd'])} training + {usd(led['eval_usd'])} evaluation)"
+            f"({usd(led['training_usd'])} training + {usd(led['eval_usd'])} evaluation"
+            f"{unknown_training_text(led)})"
         )
         if led.get("best_delta") is not None:
             text += f", best so far {_signed(led['best_delta'], metric, unit=True)}"
@@ -169,7 +170,7 @@ def sentence(name: str, baseline: str, v: dict, guard) -> str:
             if guard.budget_usd is not None
             else usd(led["spent_usd"])
         )
-        text += f". {its} {word}, {spent} spent."
+        text += f". {its} {word}, {spent} spent{unknown_training_text(led)}."
     return text
 
 

@@ -3,7 +3,7 @@ verdicts, exclusions), and each guarded variant's folded ledger."""
 
 from __future__ import annotations
 
-from harness.decide.ledger import lineage, usd
+from harness.decide.ledger import lineage, spend_text, usd
 from harness.stats.numbers import signed as _signed
 
 
@@ -35,12 +35,13 @@ def ledger_lines(
             m = e.get("metric", le.get("metric"))
             shown = _signed(delta, m, unit=True) if delta is not None and m else "—"
             spend = float(e.get("training_usd") or 0) + float(e.get("eval_cost_usd") or 0)
+            priced = "" if e.get("training_usd", 0) is not None else " + training cost unknown"
             verdict = e.get("verdict") or "—"
             if verdict == "pass" and e.get("honest_pass") is False:
                 verdict = "pass (flagged: goalposts moved)"
             tail = f" [{'; '.join(marks)}]" if marks else ""
             lines.append(
-                f"  {run.get('run_id')}  {name}  {e.get('model')}  {usd(spend)}  Δ {shown}  "
+                f"  {run.get('run_id')}  {name}  {e.get('model')}  {usd(spend)}{priced}  Δ {shown}  "
                 f"{verdict}{tail}"
             )
     if jobs:
@@ -62,11 +63,7 @@ def ledger_lines(
             if led["best_delta"] is not None
             else "—"
         )
-        text = (
-            f"{name}: {led['iterations']} iteration(s), {usd(led['spent_usd'])} spent "
-            f"({usd(led['training_usd'])} training + {usd(led['eval_usd'])} evaluation), "
-            f"best so far {best}"
-        )
+        text = f"{name}: {led['iterations']} iteration(s), {spend_text(led)}, best so far {best}"
         if led["passed_before"]:
             text += ", passed"
         if led["abandoned_in"]:

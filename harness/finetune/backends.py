@@ -33,6 +33,7 @@ class JobState:
     model_id: str | None = None  # a litellm model id ("openai/ft:...") once succeeded
     trained_tokens: int | None = None
     cost_usd: float | None = None  # from trained_tokens; the cost so far on failure
+    wall_s: float | None = None  # a self-hosted job's measured wall-clock (its cost's basis)
     events: list[dict[str, Any]] = field(default_factory=list)  # new since the last poll
     checkpoints: list[dict[str, Any]] = field(default_factory=list)  # {id, step, model_id, metrics}
     error: str | None = None
@@ -89,16 +90,18 @@ class Registered:
     name: str
     options: type[BaseModel]
     factory: Any  # (FinetuneSpec) -> Backend
+    # Trains on hardware paid by the hour (the report's self-hosted rows), not per token.
+    self_hosted: bool = False
 
 
 BACKENDS: dict[str, Registered] = {}
 
 
-def backend(name: str, *, options: type[BaseModel]):
+def backend(name: str, *, options: type[BaseModel], self_hosted: bool = False):
     """Register a backend class under `name`; it is built as `cls(spec)`."""
 
     def register(cls):
-        BACKENDS[name] = Registered(name, options, cls)
+        BACKENDS[name] = Registered(name, options, cls, self_hosted)
         return cls
 
     return register

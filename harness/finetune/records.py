@@ -23,6 +23,12 @@ from harness.suite import Suite
 STORE_DIR = ".finetune"
 
 
+def train_split_hash(suite: Suite) -> str | None:
+    train = suite.spec.data.train
+    path = suite.resolve_path(train) if train else None
+    return file_hash(path) if path is not None and path.is_file() else None
+
+
 def suite_lineage(suite: Suite) -> str | None:
     """The lineage of a suite from its test file (None when the file is missing)."""
     test = suite.resolve_path(suite.spec.data.test)
@@ -64,15 +70,32 @@ class JobStore:
         return done[-1] if done else None
 
 
-def iteration_cost(jobs: list[dict[str, Any]], job_id: str) -> float:
+def job_cost_text(job: dict[str, Any], cost: float | None) -> str:
+    """A job's training cost: "$0.0017"; a self-hosted job's with how it was measured ("$0.0061
+    (7.4 min × $0.05/h, self-hosted)"); without a price "unknown — set finetune.price_per_hour …",
+    never $0."""
+    options = (job.get("settings") or {}).get("options") or {}
+    hosted = "price_per_hour" in options
+    if cost is None:
+        return "unknown — set finetune.price_per_hour to price it" if hosted else "unknown"
+    text = f"${cost:.4f}"
+    if hosted and job.get("wall_s") is not None:
+        text += f" ({job['wall_s'] / 60:.1f} min × ${options['price_per_hour']}/h, self-hosted)"
+    return text
+
+
+def iteration_cost(jobs: list[dict[str, Any]], job_id: str) -> float | None:
     """The training cost of the iteration that ended in `job_id`: its own cost (and its teacher's
     distillation run) plus the failed or cancelled jobs since the variant's previous succeeded job
-    (those were paid for this model)."""
+    (those were paid for this model). None when the job itself has no cost (a local job without
+    price_per_hour): unknown, never $0."""
     total = 0.0
     for j in jobs:
         if j.get("status") == "succeeded" and j["job_id"] != job_id:
             total = 0.0  # an earlier model's iteration: charged to that model
             continue
+        if j["job_id"] == job_id and j.get("cost_usd") is None:
+            return None
         total += float(j.get("cost_usd") or 0.0) + float(j.get("distill_usd") or 0.0)
         if j["job_id"] == job_id:
             return round(total, 6)

@@ -10,10 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.errors import SuiteError
-from harness.finetune.backends import finetune_spec
-from harness.finetune.records import JobStore, iteration_cost, suite_lineage
+from harness.finetune.backends import BACKENDS, finetune_spec
+from harness.finetune.records import (
+    JobStore,
+    iteration_cost,
+    job_cost_text,
+    suite_lineage,
+    train_split_hash,
+)
 from harness.suite import Suite, Variant
-from harness.suite.model import Guard, Training
+from harness.suite.model import Guard, Training, TrainingJob
 
 
 def resolve_trained(
@@ -24,9 +30,8 @@ def resolve_trained(
 
     With `checkpoints`, the job's intermediate checkpoints join as variants `<name>.step-<N>`:
     evaluated and reported, never guarded (their training is the variant's, charged once)."""
-    for v in suite.variants:
-        if v.finetune is not None:
-            finetune_spec(suite, v)  # a wrong key is exit 2 before anything runs
+    # Every variant's: a wrong key is exit 2 before anything runs.
+    specs = {v.name: finetune_spec(suite, v) for v in suite.variants if v.finetune is not None}
     trained = [v for v in selected if v.finetune is not None]
     if not trained:
         return suite, selected, []
@@ -50,13 +55,19 @@ def resolve_trained(
                 f"{suite.display_path} --variant {v.name}`, or leave it out with --variant"
             )
         job = done[-1]
+        notes += _stale(suite, v.name, job, specs[v.name])
         cost = iteration_cost(jobs, job["job_id"])
+        training = Training(cost_usd=cost, job=training_job(job))
         replaced[v.name] = v.model_copy(
-            update={"model": job["model_id"], "training": Training(cost_usd=cost), "finetune": None}
+            update={"model": job["model_id"], "training": training, "finetune": None}
         )
+        own = job.get("cost_usd")
         notes.append(
-            f"{v.name}: {job['model_id']} from job {job['job_id']} "
-            f"({job.get('trained_tokens')} trained tokens, training ${cost:.4f})"
+            f"{v.name}: {job['model_id']} from job {job['job_id']} ({job.get('trained_tokens')} "
+            f"trained tokens, training {'' if own is not None else 'cost '}"
+            f"{job_cost_text(job, own)}"
+            + (f"; with the failed jobs before it ${cost:.4f}" if cost not in (None, own) else "")
+            + ")"
         )
         if checkpoints:
             extra[v.name] = [
@@ -90,6 +101,43 @@ def resolve_trained(
         update["spec"] = suite.spec.model_copy(update={"guard": guard})
         update["raw"] = {**suite.raw, "guard": {**suite.raw["guard"], "applies_to": applies_to}}
     return suite.model_copy(update=update), expand(selected), notes
+
+
+def _stale(suite: Suite, name: str, job: dict, spec) -> list[str]:
+    """What changed in the suite since the job trained: the model is still evaluated, and the
+    terminal and report say that it is not the suite's current training."""
+    again = f"`harness finetune {suite.display_path} --variant {name}` trains on the current ones"
+    out = []
+    before = job.get("train_sha256")
+    if before is not None and before != train_split_hash(suite):
+        out.append(
+            f"{name}: the train split changed after job {job['job_id']} trained on it — this "
+            f"run evaluates the model of the old rows; {again}"
+        )
+    if job.get("settings") is not None and job["settings"] != spec.settings():
+        out.append(
+            f"{name}: the `finetune:` settings changed after job {job['job_id']} — this run "
+            f"evaluates the model of the old settings; {again}"
+        )
+    return out
+
+
+def training_job(job: dict) -> TrainingJob:
+    """The facts of a job record the report's training-cost table shows."""
+    provider = job.get("provider") or "openai"
+    options = (job.get("settings") or {}).get("options") or {}
+    registered = BACKENDS.get(provider)
+    return TrainingJob(
+        job_id=job["job_id"],
+        provider=provider,
+        self_hosted=registered.self_hosted if registered else False,
+        method=options.get("method"),
+        trained_tokens=job.get("trained_tokens"),
+        cost_usd=job.get("cost_usd"),
+        wall_s=job.get("wall_s"),
+        price_per_hour=options.get("price_per_hour"),
+        price_per_1m=options.get("price_per_1m"),
+    )
 
 
 def check_resumed_models(run_dir: str | Path, selected: list[Variant]) -> None:

@@ -105,6 +105,67 @@ def costs_at_volume(s: dict[str, Any], monthly: float | None) -> list[str]:
     return lines + [""]
 
 
+def training_costs(s: dict[str, Any]) -> list[str]:
+    """What each trained variant's training cost and how it was measured: a provider's job
+    (trained tokens × its price per 1M), a self-hosted one (wall-clock × price per hour), or a
+    declared `training:` cost; unknown where nothing prices it, never $0. Where a provider row
+    exists, the self-hosted jobs' trained tokens are priced at its rate too."""
+    trained = {n: v["training"] for n, v in (s.get("variants") or {}).items() if v.get("training")}
+    if not any(t.get("job") for t in trained.values()):
+        return []
+    rows = []
+    for name, t in trained.items():
+        job = t.get("job") or {}
+        where = "declared (`training:`)"
+        if job:
+            where = f"{'self-hosted' if job['self_hosted'] else 'provider'} ({job['provider']})"
+        price = "–"
+        if job.get("price_per_hour") is not None:
+            price = f"{money(job['price_per_hour'])} / hour"
+        elif job.get("price_per_1m") is not None:
+            price = f"{money(job['price_per_1m'])} / 1M tokens"
+        wall = job.get("wall_s")
+        rows.append(
+            [
+                f"**{_inline(name)}**",
+                where,
+                _cell(job.get("method")),
+                "–" if job.get("trained_tokens") is None else f"{job['trained_tokens']:,}",
+                "–" if wall is None else f"{wall / 60:.1f} min",
+                price,
+                _training_cost(t),
+            ]
+        )
+    header = ["variant", "trained by", "method", "trained tokens", "wall-clock", "price", "cost"]
+    lines = ["## Training cost", "", *_table(header, rows)]
+    providers = [
+        (n, t["job"]) for n, t in trained.items() if t.get("job") and not t["job"]["self_hosted"]
+    ]
+    for name, t in trained.items():
+        job = t.get("job") or {}
+        if not job.get("self_hosted") or job.get("trained_tokens") is None:
+            continue
+        for pname, pjob in providers:
+            if pjob.get("price_per_1m") is None:
+                continue
+            at = job["trained_tokens"] * pjob["price_per_1m"] / 1e6
+            lines.append(
+                f"- **{_inline(name)}** at {_inline(pname)}'s price ({money(pjob['price_per_1m'])}"
+                f" / 1M trained tokens): {money(at)} for its {job['trained_tokens']:,} trained "
+                "tokens (counted by its own tokenizer)."
+            )
+    return lines + [""]
+
+
+def _training_cost(t: dict[str, Any]) -> str:
+    cost, own = t.get("cost_usd"), (t.get("job") or {}).get("cost_usd")
+    if cost is None:
+        return "unknown (no price)"
+    if own is not None and round(cost - own, 6) > 0:
+        return f"{money(cost)} (with {money(cost - own)} of failed jobs)"
+    return money(cost)
+
+
 def _ratio(r: float | None) -> str:
     return "–" if r is None else f"{r:.2f}×"
 

@@ -15,6 +15,7 @@ from harness.report.decision_sections import (
     iteration_history,
     plot_gaps,
     record_extras,
+    training_costs,
 )
 from harness.report.stage_sections import _judge, _retrieval
 from harness.report.value_section import value_lines
@@ -78,6 +79,7 @@ def render_markdown(run: RunFiles, plot_paths: list[Path]) -> str:
         lines += [f"## Differences vs baseline `{baseline}` (paired, same examples)", ""]
         lines += _table(["variant", "metric", "Δ [95% CI]", "p"], delta_rows)
 
+    lines += training_costs(s)
     lines += _break_even(s)
     lines += value_lines(s)
     lines += costs_at_volume(s, (run.suite.get("volume") or {}).get("monthly_requests"))

@@ -30,7 +30,14 @@ from harness.decide.rule import fingerprint
 from harness.errors import ProviderError, RunInterrupted, SuiteError
 from harness.export.finetune import export_finetune, validate_chat_jsonl
 from harness.finetune.backends import TERMINAL, FinetuneSpec, JobState, finetune_spec, make_backend
-from harness.finetune.records import STORE_DIR, JobStore, iteration_cost, suite_lineage
+from harness.finetune.records import (
+    STORE_DIR,
+    JobStore,
+    iteration_cost,
+    job_cost_text,
+    suite_lineage,
+    train_split_hash,
+)
 from harness.run.options import RunOptions
 from harness.run.pipeline import run_suite
 from harness.score.registry import validate_suite
@@ -131,6 +138,8 @@ def finetune(suite_path: str | Path, opts: FinetuneOptions) -> FinetuneOutcome:
             "base_model": spec.base_model,
             "settings": spec.settings(),
             "inputs": prepared["inputs"],
+            # What `harness run` checks the trained model against (a later edit is a note).
+            "train_sha256": train_split_hash(suite),
             "n_train": prepared["n_train"],
             "n_val": prepared["n_val"],
             "train_tokens": prepared["train_tokens"],
@@ -363,10 +372,11 @@ class _Watch:
             total = iteration_cost(self.store.jobs(record["variant"]), job_id)
             lines = [
                 f"job {job_id} succeeded: {state.model_id}",
-                f"  trained tokens: {state.trained_tokens}; training cost {cost}"
+                f"  trained tokens: {state.trained_tokens}; training cost "
+                + job_cost_text({**record, **state.to_dict()}, state.cost_usd)
                 + (
                     f" (this iteration with earlier failed jobs: {usd(total)})"
-                    if total != (state.cost_usd or 0)
+                    if total is not None and total != state.cost_usd
                     else ""
                 ),
             ]

@@ -196,7 +196,14 @@ def _variant_header(v: Any, table: Table) -> dict:
         **cost_figures(recs),
         "tokens_in": int(sum(r.get("tokens_in") or 0 for r in recs if r.get("error") is None)),
         "tokens_out": int(sum(r.get("tokens_out") or 0 for r in recs if r.get("error") is None)),
+        **({"training": training_figures(v.training)} if v.training is not None else {}),
     }
+
+
+def training_figures(t: Any) -> dict:
+    """A trained variant's training cost (None: unknown) and, from `harness finetune`, its job."""
+    job = t.job.model_dump() if t.job is not None else None
+    return {"cost_usd": t.total_usd(), "job": job}
 
 
 def priced(suite: Any, records: dict[str, list[dict]]) -> dict[str, list[dict]]:

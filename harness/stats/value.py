@@ -60,18 +60,20 @@ def _monthly(volume: float, training_month: float):
     return total, api, errors
 
 
-def training_per_month(suite: Any, name: str) -> float:
+def training_per_month(suite: Any, name: str) -> float | None:
+    """None when the training has no price (its month is unknown, never $0)."""
     v = suite.variant(name)
-    return (v.training.total_usd() if v.training else 0.0) / suite.spec.value.amortise_months
+    cost = v.training.total_usd() if v.training else 0.0
+    return None if cost is None else cost / suite.spec.value.amortise_months
 
 
 def variant_value(suite: Any, name: str, table: Table) -> dict[str, Any] | None:
     """{monthly_cost_usd, api_usd, errors_usd, training_usd, error_rate}: a month at the suite's
     volume. None when the variant's cost is unknown."""
     stats = per_example(suite, table)
-    if stats is None:
-        return None
     train = training_per_month(suite, name)
+    if stats is None or train is None:
+        return None
     total, api, errors = _monthly(suite.spec.volume.monthly_requests, train)
     s = stats.sum(0)
     return {
@@ -108,10 +110,10 @@ def value_delta(
     cost − the candidate's: positive saves money), with its paired interval, and the parts of
     the difference: API saving, extra error cost (with its own interval), training."""
     sa, sb = per_example(suite, base), per_example(suite, table)
-    if sa is None or sb is None:
+    ta, tb = training_per_month(suite, base_name), training_per_month(suite, name)
+    if sa is None or sb is None or ta is None or tb is None:
         return None
     volume = suite.spec.volume.monthly_requests
-    ta, tb = training_per_month(suite, base_name), training_per_month(suite, name)
     total_a, api_a, err_a = _monthly(volume, ta)
     total_b, api_b, err_b = _monthly(volume, tb)
     net = S.paired_bootstrap(

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from harness.errors import SuiteError
 from harness.suite._yaml import format_key, locate
@@ -113,18 +114,35 @@ class Retrieval(Strict):
         return _one_of(v, RETRIEVAL_METHODS)
 
 
+class TrainingJob(Strict):
+    """Where a `finetune:` variant's model came from: its job in the job store, as
+    harness.finetune.resolve reads it (never written in a suite)."""
+
+    job_id: str
+    provider: str
+    self_hosted: bool  # trained on a machine you pay by the hour, not by a provider per token
+    method: str | None = None
+    trained_tokens: int | None = None
+    cost_usd: float | None = None  # this job's own (the variant's training adds failed jobs)
+    wall_s: float | None = None
+    price_per_hour: float | None = None
+    price_per_1m: float | None = None
+
+
 class Training(Strict):
     cost_usd: NonNegFloat | None = None
     tokens: NonNegFloat | None = None
     price_per_1m: NonNegFloat | None = None
     epochs: PositiveInt = 1
+    job: SkipJsonSchema[TrainingJob | None] = None
 
-    def total_usd(self) -> float:
+    def total_usd(self) -> float | None:
+        """The training cost; None when nothing prices it (unknown is never $0)."""
         if self.cost_usd is not None:
             return self.cost_usd
         if self.tokens is not None and self.price_per_1m is not None:
             return self.tokens * self.price_per_1m / 1e6 * self.epochs
-        return 0.0
+        return None
 
 
 class Distill(Strict):

@@ -147,3 +147,62 @@ def test_the_installed_build_generates_one_token_in_a_child(isolated_cwd):
     result = invoke()
     assert "    installed         yes (" in result.output
     assert re.search(r"    generation        ok: 1 token in [\d.]+ s", result.output), result.output
+
+
+LOCAL_FT_SUITE = """\
+name: ft-here
+task: classification
+data: {test: test.csv, train: test.csv, input: text, target: category}
+labels: from-data
+metrics: [accuracy]
+defaults: {model: local/smollm2, user: "{{ text }}"}
+variants:
+  - name: zero-shot
+  - name: lora
+    kind: fine-tuned
+    base_model: local/smollm2
+    finetune: {provider: local, price_per_hour: 0.05}
+baseline: zero-shot
+"""
+
+
+def _train_lines(output: str) -> list[str]:
+    block = output.split("train extra (finetune provider: local)\n", 1)[1]
+    return [ln for ln in block.splitlines() if ln.startswith("  ")][:5]
+
+
+def test_the_train_extra_is_shown_with_torch_and_its_device(no_local, isolated_cwd):
+    pytest.importorskip("torch")
+    import importlib.metadata as md
+
+    import torch
+
+    device = "CPU build" if torch.version.cuda is None else f"CUDA {torch.version.cuda} build"
+    result = invoke()
+    lines = _train_lines(result.output)
+    assert lines[0].startswith(f"    torch             {md.version('torch')} ({device}")
+    assert lines[1:4] == [
+        f"    {dist.ljust(18)}{md.version(dist)}" for dist in ("transformers", "peft", "gguf")
+    ]
+    assert result.exit_code == 0, result.output
+
+
+def test_a_missing_train_extra_is_a_problem_only_for_a_suite_that_trains_locally(
+    monkeypatch, no_local, isolated_cwd
+):
+    real = doctor._version
+    monkeypatch.setattr(doctor, "_version", lambda d: "not installed" if d == "peft" else real(d))
+    (isolated_cwd / "test.csv").write_text("text,category\na,x\nb,y\n")
+    (isolated_cwd / "suite.yaml").write_text(LOCAL_FT_SUITE)
+    missing = f"no (peft missing) — install with: {doctor.TRAIN_INSTALL}"
+
+    plain = invoke()
+    assert f"    installed         {missing}" in plain.output
+    assert plain.exit_code == 0, plain.output  # nothing asked to train
+
+    trains = invoke("suite.yaml")
+    assert trains.exit_code == 2
+    assert f"  ✗ installed         {missing}" in trains.output
+    assert f"  - this suite trains locally: {doctor.TRAIN_INSTALL}" in trains.output
+    # The variant is served where its base model is, with no key.
+    assert "    lora              local/smollm2: runs locally, no key" in trains.output

@@ -45,15 +45,20 @@ def answer(messages, body) -> str:
     return json.dumps({"intent": label})
 
 
-def write_suite(root: Path, api_base: str, *, guard: str = "", finetune: str = "") -> Path:
+def write_data(root: Path, n_test: int = 30, n_train: int = 24) -> None:
+    """data/test.csv and data/train.csv: the three intents in turn, every question distinct."""
     data = root / "data"
     data.mkdir(parents=True, exist_ok=True)
-    for split, n, tag in (("test", 30, "#"), ("train", 24, "train #")):
+    for split, n, tag in (("test", n_test, "#"), ("train", n_train, "train #")):
         rows = ["text,category"]
         for i in range(n):
             label = LABELS[i % 3]
             rows.append(f'"{QUESTIONS[label].format(tag=tag, i=i)}",{label}')
         (data / f"{split}.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+
+
+def write_suite(root: Path, api_base: str, *, guard: str = "", finetune: str = "") -> Path:
+    write_data(root)
     finetune = finetune or (
         "{provider: openai, base_model: openai/gpt-4o-mini-2024-07-18, epochs: 2, seed: 1, "
         f"validation: 0.25, price_per_1m: {PRICE}}}"

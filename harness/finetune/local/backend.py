@@ -227,6 +227,7 @@ def poll(job_id: str) -> JobState:
         model_id=state.get("model_id"),
         trained_tokens=state.get("trained_tokens"),
         cost_usd=state.get("cost_usd"),
+        wall_s=state.get("wall_s"),
         events=events,
         checkpoints=model,
         error=state.get("error"),
@@ -253,7 +254,7 @@ def cancel(job_id: str) -> JobState:
     return poll(job_id)
 
 
-@backend("local", options=LocalOptions)
+@backend("local", options=LocalOptions, self_hosted=True)
 class LocalBackend:
     """`finetune: {provider: local, ...}`: the functions above behind #15's registry. The common
     keys (base_model, epochs, seed) come from the FinetuneSpec; the rest are LocalOptions."""
