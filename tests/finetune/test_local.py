@@ -52,6 +52,28 @@ def test_estimate_is_none_until_this_machine_has_a_measured_job(tmp_path, monkey
     assert backend.estimate_usd({}, 10_000) is None  # no price: unknown, never $0
 
 
+def test_device_cuda_without_one_is_refused_before_a_job_exists(tmp_path, monkeypatch):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    monkeypatch.setenv(local_trained.MODELS_ENV, str(tmp_path))
+    train = tmp_path / "train.jsonl"
+    train.write_text(
+        '{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}\n'
+    )
+    with pytest.raises(SuiteError) as err:
+        backend.submit({"device": "cuda"}, train, None, {})
+    assert str(err.value) == (
+        f"finetune.device: cuda, but torch {torch.__version__} (a CPU-only build) sees no CUDA "
+        "device — use device: auto (CUDA where there is one, else the CPU) or cpu"
+    )
+    assert list(tmp_path.iterdir()) == [train]  # no job folder, no trainer
+    with pytest.raises(
+        SuiteError, match="finetune.device: Input should be 'auto', 'cpu' or 'cuda'"
+    ):
+        backend.options({"device": "gpu"})
+
+
 def test_q_k_permutation_undoes_what_transformers_does_on_load():
     pytest.importorskip("transformers")
     pytest.importorskip("llama_cpp")
@@ -199,6 +221,10 @@ def test_training_lowers_the_loss_and_records_its_measured_cost(lora_job, models
     assert len(losses) == 6  # 12 examples / 4 per step × 2 epochs
     assert np.mean(losses[-2:]) < 0.5 * np.mean(losses[:2])
     assert [e["step"] for e in events if "val_loss" in e] == [3, 6]
+    import torch
+
+    where = "cuda (" if torch.cuda.is_available() else "the CPU (1 thread)"
+    assert any(e["message"].startswith(f"training lora on {where}") for e in events)
     wall_s = json.loads((models / f"ft-{job}" / STATE).read_text())["wall_s"]
     assert state.cost_usd == pytest.approx(wall_s / 3600 * PRICE, abs=1e-6)
     assert state.trained_tokens > 12 * 2 * 50

@@ -95,6 +95,18 @@ def estimate_usd(spec: Any, train_tokens: int) -> float | None:
     return train_tokens * opts.epochs / rate / 3600 * opts.price_per_hour
 
 
+def _check_cuda() -> None:
+    """`device: cuda` on a machine where torch sees none fails here, before a job exists."""
+    import torch
+
+    if not torch.cuda.is_available():
+        build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+        raise SuiteError(
+            f"finetune.device: cuda, but torch {torch.__version__} ({build}) sees no CUDA "
+            "device — use device: auto (CUDA where there is one, else the CPU) or cpu"
+        )
+
+
 def new_job_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
 
@@ -102,6 +114,8 @@ def new_job_id() -> str:
 def submit(spec: Any, train_path: str | Path, val_path: str | Path | None, metadata: dict) -> str:
     """Start a detached training process for the job and return its id at once."""
     opts = options(spec)
+    if opts.device == "cuda":
+        _check_cuda()
     for label, path in (("train", train_path), ("validation", val_path)):
         if path is not None and not Path(path).is_file():
             raise SuiteError(f"{label} file {path} does not exist — export it first")

@@ -57,6 +57,9 @@ class LocalOptions(BaseModel):
     # 16 s on two (threads spin at barriers when anything else wants a core); raise it on an
     # idle machine with more cores.
     threads: int = Field(1, ge=1)
+    # Where torch trains: a CUDA device when torch sees one (auto), or the one named. The served
+    # model runs in llama.cpp on the CPU either way; only the training moves.
+    device: Literal["auto", "cpu", "cuda"] = "auto"
     verify_examples: int = Field(4, ge=0)  # greedy answers kept to check the served model
     max_new_tokens: int = Field(32, ge=1)
 

@@ -107,19 +107,37 @@ def _batches(encoded, batch_size: int, rng: random.Random, pad_id: int):
         yield ids, labels, mask
 
 
-def _mean_loss(model, encoded, batch_size: int, pad_id: int) -> float:
+def pick_device(asked: str) -> str:
+    """ "cuda" when asked or (auto) when torch sees a CUDA device, else "cpu"."""
+    import torch
+
+    if asked == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return asked
+
+
+def _mean_loss(model, encoded, batch_size: int, pad_id: int, device: str) -> float:
     import torch
 
     model.eval()
     total, n = 0.0, 0
     with torch.no_grad():
-        for ids, labels, mask in _batches(encoded, batch_size, random.Random(0), pad_id):
+        for batch in _batches(encoded, batch_size, random.Random(0), pad_id):
+            ids, labels, mask = (t.to(device) for t in batch)
             out = model(input_ids=ids, attention_mask=mask, labels=labels)
             k = int((labels[:, 1:] != -100).sum())
             total += float(out.loss) * k
             n += k
     model.train()
     return total / max(n, 1)
+
+
+def _device_name(device: str, threads: int) -> str:
+    import torch
+
+    if device == "cuda":
+        return f"cuda ({torch.cuda.get_device_name()})"
+    return f"the CPU ({threads} thread{'s' if threads > 1 else ''})"
 
 
 def greedy(tok, model, messages: list[dict], max_new_tokens: int) -> str:
@@ -173,6 +191,8 @@ def train(folder: Path, events: Events) -> dict[str, Any]:
                 task_type="CAUSAL_LM",
             ),
         )
+    device = pick_device(opts.device)
+    model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=opts.lr, weight_decay=0.0)
     steps_per_epoch = -(-len(train_enc) // opts.batch_size)
@@ -182,17 +202,18 @@ def train(folder: Path, events: Events) -> dict[str, Any]:
     trainable = sum(p.numel() for p in params)
     events.add(
         "message",
-        message=f"training {opts.method}: {len(train_enc)} examples, {total_steps} steps, "
-        f"{trainable} trainable parameters",
+        message=f"training {opts.method} on {_device_name(device, opts.threads)}: "
+        f"{len(train_enc)} examples, {total_steps} steps, {trainable} trainable parameters",
     )
     update_state(folder, total_steps=total_steps)
 
     model.train()
     step, trained_tokens = 0, 0
     for epoch in range(opts.epochs):
-        for ids, labels, mask in _batches(train_enc, opts.batch_size, rng, pad_id):
+        for batch in _batches(train_enc, opts.batch_size, rng, pad_id):
             if _stop:
                 raise Cancelled
+            ids, labels, mask = (t.to(device) for t in batch)
             loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
             loss.backward()
             optimizer.step()
@@ -204,13 +225,16 @@ def train(folder: Path, events: Events) -> dict[str, Any]:
             if step >= total_steps:
                 break
         if val_enc:
-            val_loss = _mean_loss(model, val_enc, opts.batch_size, pad_id)
+            val_loss = _mean_loss(model, val_enc, opts.batch_size, pad_id, device)
             events.add("metrics", step=step, epoch=epoch + 1, val_loss=round(val_loss, 5))
         if step >= total_steps:
             break
     if _stop:
         raise Cancelled
 
+    # The GGUF writers and the training-time answers read the weights on the CPU, where the
+    # served model (llama.cpp) computes too.
+    model.to("cpu")
     base = local_processes.model_path()
     if opts.method == "lora":
         file = "adapter.gguf"
