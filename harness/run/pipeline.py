@@ -304,8 +304,9 @@ class _Run:
         # Credentials matter only for variants that will actually call a model.
         calling = {j.variant for j in misses}
         if calling:
-            check_credentials([v for v in self.selected if v.name in calling])
-            check_judge_credentials(self.suite)  # before the variants spend anything
+            facts = self.pool.facts  # a worker's litellm answers: none imported here
+            check_credentials([v for v in self.selected if v.name in calling], facts)
+            check_judge_credentials(self.suite, facts)  # before the variants spend anything
 
     def open_run_dir(self, dataset: Dataset) -> RunDir:
         """A new run directory, or the resumed one."""
