@@ -273,6 +273,7 @@ class Engine:
     ):
         if concurrency < 1:
             raise SuiteError(f"--concurrency must be at least 1 (got {concurrency})")
+        self.concurrency = concurrency
         self.semaphore = asyncio.Semaphore(concurrency)
         self.cache = cache
         self.max_attempts = max_attempts or DEFAULT_MAX_ATTEMPTS
@@ -304,6 +305,22 @@ class Engine:
         if result.error is None and self.cache is not None:
             self.cache.put(key, result, spec.model)
         return result
+
+    async def call_each(self, items, on_result) -> None:
+        """`call(spec)` for each `(tag, spec)` of `items`, `on_result(tag, result)` as each ends.
+
+        `concurrency` runners share one iterator, so at most that many coroutines exist however
+        many calls there are (100k calls were 100k tasks: memory per call, and a scheduler that
+        woke each one through the semaphore). A call waiting out a retry keeps its runner, so a
+        provider that said "slow down" is not handed the next request in its place.
+        """
+        todo = iter(items)
+
+        async def runner() -> None:
+            for tag, spec in todo:
+                on_result(tag, await self.call(spec))
+
+        await asyncio.gather(*(runner() for _ in range(self.concurrency)))
 
     # -------------------------------------------------------- internals
 

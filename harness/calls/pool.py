@@ -339,8 +339,8 @@ async def _serve(conn: Connection, jobs: list[tuple[int, Any]], engine, cache) -
 
     ready = asyncio.Event()
 
-    async def one(i: int, spec) -> None:
-        result = await engine.call(spec)
+    def answered(job: tuple[int, Any], result) -> None:
+        i, spec = job
         if cache is not None:  # durable here, before the pipe (see WorkerPool.run)
             cache.put(cache_key(spec), result, spec.model)
         out.append((i, result))
@@ -358,7 +358,7 @@ async def _serve(conn: Connection, jobs: list[tuple[int, Any]], engine, cache) -
             conn.send(("results", batch))
 
     task = asyncio.create_task(flusher())
-    await asyncio.gather(*(one(i, s) for i, s in jobs))
+    await engine.call_each(((job, job[1]) for job in jobs), answered)
     task.cancel()
     if out:
         conn.send(("results", out[:]))

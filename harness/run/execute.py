@@ -136,13 +136,9 @@ def run_loop(engine, jobs: list[Job], answered, on_retry=None) -> bool:
         variant_of = {id(j.spec): j.variant for j in jobs}
         engine.on_retry = lambda spec: on_retry(variant_of.get(id(spec)))
 
-    async def one(job: Job) -> None:
-        answered(job, await engine.call(job.spec))
-
-    async def main() -> None:
-        await asyncio.gather(*(one(j) for j in jobs))
-
-    return _interruptible(lambda: asyncio.run(main()))
+    return _interruptible(
+        lambda: asyncio.run(engine.call_each(((j, j.spec) for j in jobs), answered))
+    )
 
 
 def _interruptible(send) -> bool:
