@@ -207,6 +207,9 @@ class _Run:
         finally:
             if cache is not None:
                 cache.close()
+        # The rendered calls and cached answers are on disk now: at 100k examples they are
+        # hundreds of MB that the summary and report would otherwise hold beside the records.
+        del jobs, hits
         records = {v.name: run_dir.records(v.name) for v in self.selected}
         with self.timings.phase("post-call stages"):
             judge = self.post_call_stages(dataset, records, run_dir)
@@ -524,7 +527,8 @@ def conclude(
             + ("" if shard else f", then logging to MLflow ({uri})")
             + "…"
         )
-        run = load_run(outcome.run_dir)  # read once for the report and an in-process log_run
+        # For the report and an in-process log_run; the records in memory are the file's.
+        run = load_run(outcome.run_dir, records=outcome.records)
         render_report(run)
     if shard is None:
         with timings.phase("tracking"):
