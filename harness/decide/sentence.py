@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from harness.decide.ledger import usd
 from harness.decide.rule import ABANDON, FAIL, INCONCLUSIVE, PASS
-from harness.stats.numbers import dollars
+from harness.stats.numbers import dollars, p_value
 from harness.stats.numbers import signed as _signed
 from harness.suite import NET_MONTHLY_VALUE
 
@@ -19,6 +19,12 @@ _NAMES = {
     "win_rate": "win rate",
     NET_MONTHLY_VALUE: "net monthly value",
 }
+
+
+def _p(p: float | None) -> str:
+    """ "= 0.0123" or "< 0.001", to follow "p"."""
+    text = p_value(p)
+    return text if text.startswith("<") else f"= {text}"
 
 
 def metric_label(metric: str) -> str:
@@ -127,12 +133,12 @@ def sentence(name: str, baseline: str, v: dict, guard) -> str:
     if holm_.get("m", 1) > 1 and holm_.get("correction") == "none":
         text += (
             f" (no correction across {holm_['m']} hypotheses (correction: none): tested at "
-            f"one-sided α = {holm_['alpha']:.4g}, p = {holm_['p_value']:.3g})"
+            f"one-sided α = {holm_['alpha']:.4g}, p {_p(holm_['p_value'])})"
         )
     elif holm_.get("m", 1) > 1:
         text += (
             f" (Holm across {holm_['m']} hypotheses: tested at one-sided "
-            f"α = {holm_['alpha']:.4g}, p = {holm_['p_value']:.3g})"
+            f"α = {holm_['alpha']:.4g}, p {_p(holm_['p_value'])})"
         )
     if not superiority and v.get("cost_ratio") is not None:
         text += f", at {v['cost_ratio']:.2f}× the baseline's cost per request"

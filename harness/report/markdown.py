@@ -20,7 +20,7 @@ from harness.report.stage_sections import _judge, _retrieval
 from harness.report.value_section import value_lines
 from harness.rundir.reader import RunFiles
 from harness.score.record import example_score, reason_text
-from harness.stats.numbers import exit_text, money, verdict_label
+from harness.stats.numbers import exit_text, money, p_value, verdict_label
 from harness.stats.summary import partial_cost_note, primary_metric
 
 WORST_PER_VARIANT = 5
@@ -73,10 +73,7 @@ def render_markdown(run: RunFiles, plot_paths: list[Path]) -> str:
     delta_rows = []
     for name, v in variants.items():
         for m, d in (v.get("delta") or {}).items():
-            p = d.get("p_value")
-            delta_rows.append(
-                [f"**{name}**", m, _ci(d, m, delta=True), "–" if p is None else f"{p:.3g}"]
-            )
+            delta_rows.append([f"**{name}**", m, _ci(d, m, delta=True), p_value(d.get("p_value"))])
     if delta_rows:
         lines += [f"## Differences vs baseline `{baseline}` (paired, same examples)", ""]
         lines += _table(["variant", "metric", "Δ [95% CI]", "p"], delta_rows)

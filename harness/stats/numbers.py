@@ -69,6 +69,14 @@ def dollars(x: float, signed: bool = False) -> str:
     return sign + body
 
 
+def p_value(p: float | None) -> str:
+    """A p-value: 0.0123, or "< 0.001" where it is smaller (a bootstrap or a normal tail this far
+    out says "tiny", not "zero")."""
+    if p is None:
+        return "–"
+    return "< 0.001" if p < 0.001 else f"{p:.3g}"
+
+
 def with_ci(m: dict[str, Any] | None, metric: str, *, delta: bool = False) -> str:
     """A value or a difference with its interval: 53.1% [43.1%, 63.1%] / +3.1 pts [−0.8, +7.0]."""
     if not m or m.get("value") is None:

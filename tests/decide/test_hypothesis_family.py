@@ -162,3 +162,14 @@ def test_spending_levels_are_obrien_fleming_and_sum_to_alpha():
 
 def test_base_suite_fixture_untouched():
     assert "guard_list" not in BASE_SUITE
+
+
+def test_a_p_value_too_small_to_print_reads_below_0_001_not_zero(tmp_path):
+    # Δ 30 points 10 standard errors past the margin: the normal tail underflows to 0.0.
+    suite = family_suite(tmp_path)
+    deltas = [_interval(0.95, 0.03)] + [_interval(0.06, 0.03)] * 4
+    verdicts = decided(suite, summary_with(deltas), [])["guard"]["verdicts"]
+    assert verdicts["ft0"]["holm"]["p_value"] == 0.0
+    assert verdicts["ft0"]["sentence"].endswith("p < 0.001). 1 iteration, $11 spent.")
+    p = verdicts["ft1"]["holm"]["p_value"]
+    assert f"p = {p:.3g})" in verdicts["ft1"]["sentence"]
