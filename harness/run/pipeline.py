@@ -233,7 +233,7 @@ class _Run:
             opts=self.opts,
             limit=self.limit,
             shard=self.shard,
-            log=self.logger.log if self.logger else None,
+            tracker=self.logger,
             timings=self.timings,
             trained=self.trained,
             forgetting=None if self.shard else self.forgetting,
@@ -282,7 +282,6 @@ class _Run:
         warm = self.logger.warm if self.logger is not None else prewarm
         if self.pool.pool is None:
             warm()
-            prewarm_post_run()
         with self.timings.phase("prompts/index"):
             jobs = build_jobs(
                 self.suite, dataset, self.selected, runs_dir=self.opts.runs_dir, say=self.phases.say
@@ -304,6 +303,8 @@ class _Run:
             self.pool.close(now=True)  # everything cached: don't wait for the workers' import
             if self.pool.pool is not None:
                 warm()  # no first answer will come to trigger it
+        elif self.pool.pool is None:
+            prewarm_post_run()  # this process will wait on the calls (with workers: at the first answer)
         # Credentials matter only for variants that will actually call a model.
         calling = {j.variant for j in misses}
         if calling:
@@ -466,7 +467,7 @@ def conclude(
     opts: RunOptions,
     limit: int | None,
     shard: str | None = None,
-    log=None,
+    tracker=None,
     timings: Timings | None = None,
     extra_meta: dict | None = None,
     trained: list[str] | None = None,
@@ -476,7 +477,9 @@ def conclude(
 ) -> RunOutcome:
     """From the records to the end: summary, the guard, summary.json, report, MLflow, CI outputs.
     `harness run` and `harness merge` share it, so a merged run is summarised and judged exactly
-    as one run over all the examples would be."""
+    as one run over all the examples would be. `tracker`: the MLflow logging child
+    (harness.track.child) of `harness run`, which also reads the ledger's history and starts
+    logging once summary.json is written, so that it overlaps the report; None: in-process."""
     timings = timings or Timings()
     say = say or (lambda text: None)
     with timings.phase("summary/guard"):
@@ -503,7 +506,9 @@ def conclude(
         if trained:
             outcome.summary.setdefault("notes", []).extend(trained)
         if shard is None:
-            apply_guard(outcome, opts, limit, look)
+            if tracker is not None and outcome.suite.guards:
+                prewarm_post_run(summary=False)  # while the child reads the guard's history
+            apply_guard(outcome, opts, limit, look, read=tracker.history if tracker else None)
             if forgetting is not None:
                 forgetting(outcome)  # `forgetting:` checks of trained variants (exit 1 if not pass)
         else:
@@ -520,6 +525,8 @@ def conclude(
             )
         write_json_atomic(outcome.run_dir / "summary.json", outcome.summary)
     uri = tracking_uri(opts.tracking_uri)
+    if shard is None and tracker is not None:
+        tracker.begin(outcome.run_dir, uri)
     # report.md/html + plots, then MLflow (not for a shard); an unreachable store only warns.
     with timings.phase("report/plots"):
         say(
@@ -532,6 +539,7 @@ def conclude(
         render_report(run)
     if shard is None:
         with timings.phase("tracking"):
+            log = tracker.log if tracker is not None else None
             outcome.mlflow_run_id = publish(run, opts.tracking_uri, log=log)
         if outcome.mlflow_run_id is not None:
             outcome.mlflow_url = ui_link(uri, outcome.suite.name)
@@ -548,16 +556,17 @@ def conclude(
 
 
 def apply_guard(
-    outcome: RunOutcome, opts: RunOptions, limit: int | None, look: dict | None = None
+    outcome: RunOutcome, opts: RunOptions, limit: int | None, look: dict | None = None, read=None
 ) -> None:
-    """The guard: verdicts, sunk-cost ledger, break-even and the exit code."""
+    """The guard: verdicts, sunk-cost ledger, break-even and the exit code. `read`: how the
+    MLflow history is read (MlflowHistory.read; default: in this process)."""
     suite = outcome.suite
     history: list[dict] = []
     outcome.summary["lineage"] = lineage_id(suite, outcome.dataset.hashes)
     if suite.guards:
         history, notes = gather(
             suite.name,
-            MlflowHistory.at(opts.tracking_uri, outcome.summary["lineage"]),
+            MlflowHistory.at(opts.tracking_uri, outcome.summary["lineage"], read),
             LocalHistory(opts.runs_dir, outcome.summary["lineage"]),
         )
         if notes:

@@ -9,17 +9,20 @@ import threading
 from harness.report import plots
 
 
-def prewarm_post_run() -> None:
+def prewarm_post_run(summary: bool = True) -> None:
     """Import what the steps after the calls need (scikit-learn and SciPy for the summary,
-    matplotlib for the report: ~1 s of CPU) in a thread while this process waits on the calls.
-    Not for a fully cached run: there this process is busy and the import would only interleave.
+    matplotlib for the report: ~1 s of CPU) in a thread while this process waits
+    — on the calls, or (`summary=False`, the summary is built) on the logging child's MLflow
+    import for the guard's history. Not while this process is busy: the import would only
+    interleave with its work.
     """
 
     def load() -> None:
         try:
-            import scipy.sparse  # noqa: F401
-            import scipy.stats  # noqa: F401
-            import sklearn.metrics  # noqa: F401
+            if summary:
+                import scipy.sparse  # noqa: F401
+                import scipy.stats  # noqa: F401
+                import sklearn.metrics  # noqa: F401
 
             plots._pyplot()  # the Agg backend, chosen before pyplot loads
         except Exception:  # only a head start: the steps import (and report) for real later

@@ -5,11 +5,12 @@ make that process the largest of the run and put the import on the run's critica
 CLI starts this child when the run starts (its interpreter start-up overlaps the run); the parent
 says `warm` when the import may take a core — at the first answer, so it never competes with the
 workers' litellm import, or at once when everything came from the cache — and the child imports
-MLflow while the run goes on. Then it waits for one request on stdin — the finished run
-directory and the tracking URI — logs it with
-`harness.track.log.log_run` and answers one JSON line on stdout: `{"run_id": ...}` or
-`{"error": <TrackingError message>}`. When the parent exits or never asks (a suite error, Ctrl-C),
-stdin reaches EOF and the child exits.
+MLflow while the run goes on. Then it waits for one request on stdin — the run directory and the
+tracking URI, sent once summary.json is written — and logs the run (`harness.track.log.begin_log`)
+while the parent renders the report; on `finish` it adds the report files and answers one JSON
+line on stdout: `{"run_id": ...}` or `{"error": <TrackingError message>}`. When the parent exits
+or never asks (a suite error, Ctrl-C), stdin reaches EOF and the child exits; after the request
+but before `finish`, it first deletes the runs it logged.
 
 A process that has already imported MLflow (a notebook, the test suite) logs in-process: there
 the import is paid and the child would only add a second copy.
@@ -26,15 +27,17 @@ import threading
 from pathlib import Path
 
 from harness.errors import TrackingError
-from harness.track import log, store
+from harness.track import history, log, store
 
 
 class TrackingChild:
-    """Parent side: `start()` early, `log(run_dir, uri)` once at the end, `close()` always."""
+    """Parent side: `start()` early, `warm()`, `begin(run_dir, uri)` once summary.json is written,
+    `log(run_dir, uri)` once the report is, `close()` always."""
 
     def __init__(self) -> None:
         self.proc: subprocess.Popen | None = None
         self.warmed = False
+        self.begun = False
 
     def start(self) -> TrackingChild:
         self.proc = subprocess.Popen(
@@ -55,15 +58,29 @@ class TrackingChild:
             self.proc.stdin.write("warm\n")
             self.proc.stdin.flush()
 
+    def begin(self, run_dir: str | Path, uri: str) -> None:
+        """summary.json is written: the child logs all but the report files while the parent
+        renders them (idempotent; `log` sends it if it was not sent)."""
+        if self.begun or self.proc is None:
+            return
+        self.begun = True
+        # run_dir as given (relative to cwd): the messages name it as the user wrote it.
+        request = {"run_dir": str(run_dir), "uri": uri, "cwd": os.getcwd()}
+        with contextlib.suppress(OSError):  # a child that died is reported by `log`
+            self.proc.stdin.write(json.dumps(request) + "\n")
+            self.proc.stdin.flush()
+
     def log(self, run_dir: str | Path, uri: str) -> str:
         """Same contract as `log_run`: the parent run id, or TrackingError."""
         proc = self.proc
         assert proc is not None and proc.stdin is not None and proc.stdout is not None
-        # run_dir as given (relative to cwd): the messages name it as the user wrote it.
-        request = {"run_dir": str(run_dir), "uri": uri, "cwd": os.getcwd()}
+        self.begin(run_dir, uri)
         try:
-            proc.stdin.write(json.dumps(request) + "\n")
+            proc.stdin.write("finish\n")  # the report files are written
             proc.stdin.close()
+        except OSError:  # it stopped early (an unusable store): its answer is on stdout
+            pass
+        try:
             line = proc.stdout.readline()
         except OSError:
             line = ""
@@ -80,6 +97,29 @@ class TrackingChild:
         if "error" in answer:
             raise TrackingError(answer["error"])
         return answer["run_id"]
+
+    def history(self, suite_name: str, uri: str, lineage: str | None) -> list[dict]:
+        """`harness.track.history.history` in the child (it imports MLflow for the logging
+        anyway): the suite's earlier runs for the sunk-cost ledger, or TrackingError."""
+        proc = self.proc
+        assert proc is not None and proc.stdin is not None and proc.stdout is not None
+        self.warm()  # the guard needs MLflow now
+        request = {"history": suite_name, "uri": uri, "lineage": lineage, "cwd": os.getcwd()}
+        try:
+            proc.stdin.write(json.dumps(request) + "\n")
+            proc.stdin.flush()
+            line = proc.stdout.readline()
+        except OSError:
+            line = ""
+        try:
+            answer = json.loads(line)
+        except ValueError:
+            raise TrackingError(
+                "the MLflow logging process failed — the sunk-cost ledger needs the run history"
+            ) from None
+        if "error" in answer:
+            raise TrackingError(answer["error"])
+        return answer["runs"]
 
     def close(self) -> None:
         proc, self.proc = self.proc, None
@@ -119,22 +159,37 @@ def main() -> None:
     answer_out = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    line = sys.stdin.readline()
-    if line.strip() == "warm":
-        # In a thread, so that EOF (the parent is gone) ends the child without waiting for it.
-        importing = threading.Thread(target=_import_mlflow, daemon=True)
-        importing.start()
+    importing = None
+    while True:
         line = sys.stdin.readline()
-    else:
-        importing = None
-    if not line.strip():
-        os._exit(0)  # nothing to log
-    request = json.loads(line)
-    if importing is not None:
-        importing.join()
+        if not line.strip():
+            os._exit(0)  # EOF: nothing (more) to do
+        if line.strip() == "warm":
+            # In a thread, so that EOF (the parent is gone) ends the child without waiting for it.
+            importing = threading.Thread(target=_import_mlflow, daemon=True)
+            importing.start()
+            continue
+        request = json.loads(line)
+        if importing is not None:
+            importing.join()
+        if "history" not in request:
+            break
+        os.chdir(request["cwd"])
+        try:
+            reply = {
+                "runs": history.history(request["history"], request["uri"], request["lineage"])
+            }
+        except TrackingError as e:
+            reply = {"error": str(e)}
+        answer_out.write(json.dumps(reply) + "\n")
+        answer_out.flush()
     os.chdir(request["cwd"])  # relative artifact paths resolve as in the parent
     try:
-        answer = {"run_id": log.log_run(request["run_dir"], request["uri"])}
+        pending = log.begin_log(request["run_dir"], request["uri"])
+        if sys.stdin.readline().strip() != "finish":
+            pending.discard()  # the parent failed or was stopped before its report: log nothing
+            os._exit(0)
+        answer = {"run_id": pending.finish()}
     except TrackingError as e:
         answer = {"error": str(e)}
     answer_out.write(json.dumps(answer) + "\n")

@@ -3,6 +3,7 @@ sunk-cost ledger (harness.decide.history)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,17 +18,20 @@ from harness.track.store import ROLE_TAG, _client, tracking_uri
 class MlflowHistory:
     uri: str
     lineage: str | None = None  # also runs of this lineage logged under other suite names
+    # history(suite_name, uri, lineage) done elsewhere: harness run asks its logging child
+    # (harness.track.child), which imports MLflow anyway, instead of importing it here too.
+    read: Callable[[str, str, str | None], list[PastRun]] | None = None
 
     @classmethod
-    def at(cls, uri: str | None, lineage: str | None = None) -> MlflowHistory:
+    def at(cls, uri: str | None, lineage: str | None = None, read=None) -> MlflowHistory:
         """The store `uri` names, or the default one ($MLFLOW_TRACKING_URI, else ./mlruns)."""
-        return cls(tracking_uri(uri), lineage)
+        return cls(tracking_uri(uri), lineage, read)
 
     def runs(self, suite_name: str) -> list[PastRun]:
         # No SQLite file yet means no history: skip MLflow's import and table creation.
         if self.uri.startswith("sqlite:///") and not Path(self.uri[len("sqlite:///") :]).exists():
             return []
-        return history(suite_name, self.uri, self.lineage)
+        return (self.read or history)(suite_name, self.uri, self.lineage)
 
 
 # ---------------------------------------------------------------- history (for the ledger)

@@ -8,10 +8,13 @@ table (`examples.json`, via log_table) and the test set (log_inputs)."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 import warnings
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from harness.errors import TrackingError
 from harness.rundir.reader import RunFiles, load_run
@@ -50,6 +53,37 @@ def log_run(run_dir: str | Path | RunFiles, tracking_uri: str) -> str:
     push, or after `--resume`, leaves exactly one parent per harness run).
     Raises TrackingError (saying how to push later) when the store can't be used.
     """
+    return begin_log(run_dir, tracking_uri).finish()
+
+
+@dataclass
+class PendingLog:
+    """A run logged but for its report files: `finish()` adds them and ends the parent run;
+    `discard()` deletes what was logged (the report never came)."""
+
+    client: Any
+    tracking_uri: str
+    run_dir: Path
+    parent_id: str
+    created: list[str]  # the parent and its variant runs
+    end: int
+
+    def finish(self) -> str:
+        with _store_errors(self.tracking_uri, self.run_dir):
+            _log_artifacts(self.client, self.parent_id, self.run_dir)
+            self.client.set_terminated(self.parent_id, status="FINISHED", end_time=self.end)
+        return self.parent_id
+
+    def discard(self) -> None:
+        with contextlib.suppress(Exception):  # best effort: `harness report --log` replaces them
+            for run_id in self.created:
+                self.client.delete_run(run_id)
+
+
+def begin_log(run_dir: str | Path | RunFiles, tracking_uri: str) -> PendingLog:
+    """Everything `log_run` logs except report.md/html, plots and the other files (`finish()`):
+    the part that needs only summary.json and the results, so it can run while the report is
+    rendered (harness.track.child)."""
     run = run_dir if isinstance(run_dir, RunFiles) else load_run(run_dir)
     run_dir = run.path
     with _store_errors(tracking_uri, run_dir):
@@ -57,7 +91,9 @@ def log_run(run_dir: str | Path | RunFiles, tracking_uri: str) -> str:
     with _store_errors(tracking_uri, run_dir):
         exp_id = _experiment_id(client, run.suite_name, tracking_uri)
         _delete_previous(client, exp_id, str(run.summary.get("run_id", run_dir.name)))
-        return _log(client, exp_id, run)
+        created: list[str] = []
+        end = _log(client, exp_id, run, created)
+    return PendingLog(client, tracking_uri, run_dir, created[0], created, end)
 
 
 @contextmanager
@@ -83,7 +119,9 @@ def _delete_previous(client, exp_id: str, run_id: str) -> None:
         client.delete_run(r.info.run_id)
 
 
-def _log(client, exp_id: str, run) -> str:
+def _log(client, exp_id: str, run, created: list[str]) -> int:
+    """The parent run and its variant runs (their ids appended to `created`, parent first);
+    returns the parent's end time for `PendingLog.finish`."""
     from mlflow.entities import Metric, Param, RunTag
     from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
@@ -98,6 +136,7 @@ def _log(client, exp_id: str, run) -> str:
 
     parent = client.create_run(exp_id, start_time=start, run_name=harness_run_id)
     pid = parent.info.run_id
+    created.append(pid)
     p_params, p_metrics, p_tags = parent_fields(run)
     _batch(
         client,
@@ -120,6 +159,7 @@ def _log(client, exp_id: str, run) -> str:
             exp_id, start_time=c_start, run_name=run_name(run, name), tags=c_tags
         )
         cid = child.info.run_id
+        created.append(cid)
         _batch(
             client,
             cid,
@@ -136,9 +176,7 @@ def _log(client, exp_id: str, run) -> str:
     ledger = ledger_table(s)
     if len(ledger):  # the sunk-cost ledger as a table (Artifacts tab: iterations, models, Δ)
         client.log_table(pid, data=ledger, artifact_file=LEDGER_FILE)
-    _log_artifacts(client, pid, run.path)
-    client.set_terminated(pid, status="FINISHED", end_time=end)
-    return pid
+    return end
 
 
 def _batch(client, run_id: str, metrics, params, tags) -> None:

@@ -93,6 +93,34 @@ def test_empty_target_is_an_error(tmp_path):
         load_dataset(suite_for(tmp_path, "t.csv"))
 
 
+def test_csv_reads_as_pandas_did_for_well_formed_files(tmp_path):
+    """Quoted commas and line breaks, CRLF, a BOM, blank lines, short rows, "" escapes."""
+    from harness.data.dataset import read_table
+
+    text = 'text,label,note\r\n"hi, you",a,\r\n\r\n"two\nlines",b\r\n  \r\nshort,c\r\n"say ""x""",a,n\r\n'
+    path = tmp_path / "t.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    expected = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    assert read_table(path) == expected.to_dict(orient="records")
+    assert [r["text"] for r in read_table(path)] == ["hi, you", "two\nlines", "short", 'say "x"']
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        # pandas took the first column as an index here and shifted every value (silently).
+        ("text,label\nhi,a,extra\nyo,b\n", "t.csv:2: 3 fields, but the header has 2"),
+        ('text,label\nhi,a\n"unterminated,b\n', "t.csv:3: cannot parse CSV"),
+        ("text,text\nhi,a\n", "duplicate column header 'text'"),
+        ("text,label\n", "no records"),
+    ],
+)
+def test_malformed_csv_names_the_line(tmp_path, text, message):
+    (tmp_path / "t.csv").write_text(text)
+    with pytest.raises(SuiteError, match=message.replace("(", "\\(")):
+        load_dataset(suite_for(tmp_path, "t.csv"))
+
+
 def test_csv_values_stay_text(tmp_path):
     (tmp_path / "t.csv").write_text("text,label\n007,NA\n")
     ex = load_dataset(suite_for(tmp_path, "t.csv")).test[0]

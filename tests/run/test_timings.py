@@ -1,5 +1,6 @@
 """`harness run --timings` and what a run without calls loads: a fully cached or fully resumed
-run imports neither litellm nor the provider stack (checked in the CLI process's sys.modules)."""
+run imports neither litellm nor the provider stack, nor MLflow (checked
+in the CLI process's sys.modules), and is still logged to MLflow."""
 
 from __future__ import annotations
 
@@ -63,6 +64,16 @@ def test_cached_and_resumed_runs_load_no_provider_stack(openai_server, tmp_path)
     assert cached.returncode == 0, cached.stderr
     assert server.requests == sent
     assert not PROVIDER_STACK & set(timings_of(runs)["imported"])
+    # The guard's history comes through the logging child: MLflow stays out of this process.
+    assert "mlflow" not in timings_of(runs)["imported"]
+    # ... and the run is still logged to MLflow (by the child process), read back.
+    from mlflow import MlflowClient
+
+    cached_id = json.loads(sorted(runs.glob("*/*/summary.json"))[-1].read_text())["run_id"]
+    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    exp = client.get_experiment_by_name("test-suite")
+    logged = client.search_runs([exp.experiment_id], f"tags.`harness.run_id` = '{cached_id}'")
+    assert len(logged) == 1 + 2 and {r.info.status for r in logged} == {"FINISHED"}
     run_id = sorted(p.name for p in (runs / "test-suite").iterdir())[0]
     resumed = harness_run(str(suite), "--runs-dir", str(runs), "--resume", run_id, "--no-cache")
     assert resumed.returncode == 0, resumed.stderr
