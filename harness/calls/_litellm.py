@@ -39,6 +39,26 @@ def missing_credentials(model: str, api_base: str | None) -> list[str]:
     return list(info.get("missing_keys") or [])
 
 
+def provider_facts(pairs: list[tuple[str, str | None]]) -> list[tuple[bool, list[str]]]:
+    """What the checks before the first call ask litellm, for each (model, api_base): does it
+    name a provider litellm knows, and which environment variables does it lack. A run with
+    worker processes has them answered there (WorkerPool.facts), where litellm is imported
+    anyway, so the run's own process never pays the ~3 s import."""
+    answers = []
+    for model, api_base in pairs:
+        if needs_local_provider(model):
+            answers.append((True, []))
+            continue
+        litellm = import_litellm()
+        try:
+            litellm.get_llm_provider(model=model, api_base=api_base)
+            known = True
+        except Exception:
+            known = False
+        answers.append((known, missing_credentials(model, api_base)))
+    return answers
+
+
 def server_kwargs(model: str, api_base: str | None) -> dict[str, Any]:
     """litellm arguments for `api_base`: a self-hosted OpenAI-compatible server needs no key,
     but the SDK insists on one, so a placeholder goes in when the environment has none."""

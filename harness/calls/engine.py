@@ -19,8 +19,8 @@ from typing import Any
 
 from harness.calls._litellm import (
     import_litellm,
-    missing_credentials,
     needs_local_provider,
+    provider_facts,
     server_kwargs,
 )
 from harness.calls.cache import cache_key
@@ -34,13 +34,15 @@ RETRYABLE_KINDS = frozenset({"rate_limit", "server_error", "timeout", "connectio
 DEFAULT_MAX_ATTEMPTS = 8
 
 
-def check_credentials(variants) -> None:
+def check_credentials(variants, facts=provider_facts) -> None:
     """Stop before the first call when a selected variant lacks its API key or, for local/
-    models, the `local` extra (exit 2)."""
+    models, the `local` extra (exit 2). `facts` answers litellm's part (`provider_facts`; a
+    worker pool's `facts` asks a worker that has litellm loaded)."""
     for model in sorted({v.model for v in variants if needs_local_provider(v.model)}):
         resolve(model)  # the extra is installed and, for a trained model, its files are there
-    check_calls_can_be_made(variants)
-    missing = {v.name: missing_credentials(v.model, v.api_base) for v in variants}
+    answers = facts([(v.model, v.api_base) for v in variants]) if variants else []
+    check_calls_can_be_made(variants, [known for known, _ in answers])
+    missing = {v.name: keys for v, (_, keys) in zip(variants, answers, strict=True)}
     ready = [name for name, keys in missing.items() if not keys]
     by_keys: dict[tuple[str, ...], list[str]] = {}
     for name, keys in missing.items():
@@ -56,22 +58,18 @@ def check_credentials(variants) -> None:
         raise SuiteError("; ".join(problems))
 
 
-def check_calls_can_be_made(variants) -> None:
+def check_calls_can_be_made(variants, known: list[bool]) -> None:
     """What only litellm can tell, asked before the first call (exit 2 instead of a failed
-    call per example): each model names a provider, each `${env:NAME}` is set."""
+    call per example): each model names a provider (`known`, from `provider_facts`), each
+    `${env:NAME}` is set."""
     problems = []
-    for v in variants:
+    for v, provider_known in zip(variants, known, strict=True):
         missing = missing_env([getattr(v, "params", None), v.api_base])
         if missing:
             problems.append(
                 f"{v.name}: ${{env:{missing[0]}}} is not set — export {missing[0]} before the run"
             )
-        if needs_local_provider(v.model):
-            continue
-        litellm = import_litellm()
-        try:
-            litellm.get_llm_provider(model=v.model, api_base=v.api_base)
-        except Exception:
+        if not provider_known:
             name = v.model.split("/")[-1]
             problems.append(
                 f"{v.name}: model {v.model!r} names no provider litellm knows — write "
@@ -275,6 +273,7 @@ class Engine:
     ):
         if concurrency < 1:
             raise SuiteError(f"--concurrency must be at least 1 (got {concurrency})")
+        self.concurrency = concurrency
         self.semaphore = asyncio.Semaphore(concurrency)
         self.cache = cache
         self.max_attempts = max_attempts or DEFAULT_MAX_ATTEMPTS
@@ -306,6 +305,22 @@ class Engine:
         if result.error is None and self.cache is not None:
             self.cache.put(key, result, spec.model)
         return result
+
+    async def call_each(self, items, on_result) -> None:
+        """`call(spec)` for each `(tag, spec)` of `items`, `on_result(tag, result)` as each ends.
+
+        `concurrency` runners share one iterator, so at most that many coroutines exist however
+        many calls there are (100k calls were 100k tasks: memory per call, and a scheduler that
+        woke each one through the semaphore). A call waiting out a retry keeps its runner, so a
+        provider that said "slow down" is not handed the next request in its place.
+        """
+        todo = iter(items)
+
+        async def runner() -> None:
+            for tag, spec in todo:
+                on_result(tag, await self.call(spec))
+
+        await asyncio.gather(*(runner() for _ in range(self.concurrency)))
 
     # -------------------------------------------------------- internals
 

@@ -150,6 +150,19 @@ class WorkerPool:
             child.close()
         return self
 
+    def facts(self, pairs: list[tuple[str, str | None]]) -> list[tuple[bool, list[str]]]:
+        """`provider_facts(pairs)` answered by the first worker, which imports litellm anyway:
+        the checks before the first call then cost this process no litellm import. Asked here
+        itself if that worker cannot answer (it died, or litellm failed to import there)."""
+        from harness.calls._litellm import provider_facts
+
+        try:
+            self.conns[0].send(("facts", pairs))
+            kind, payload = self.conns[0].recv()
+        except (EOFError, OSError):
+            kind, payload = "error", None
+        return payload if kind == "facts" else provider_facts(pairs)
+
     def run(self, specs: list[Any], on_result, cache_path: str | None = None) -> None:
         """Send every spec; call `on_result(index, CallResult)` in this process as results come.
 
@@ -273,14 +286,19 @@ def _die_with_parent() -> None:
 def _serve_conn(conn: Connection) -> None:
     _die_with_parent()
     try:
+        from harness.calls._litellm import provider_facts
         from harness.calls.engine import Engine, import_litellm
         from harness.suite import RateLimit
 
         import_litellm()
         try:
-            _, jobs, concurrency, limits, cache_path = conn.recv()
+            message = conn.recv()
+            while message[0] == "facts":  # the checks before the first call (WorkerPool.facts)
+                conn.send(("facts", provider_facts(message[1])))
+                message = conn.recv()
         except (EOFError, OSError):
             return  # the parent needed no calls after all
+        _, jobs, concurrency, limits, cache_path = message
         if not jobs:  # more workers than the plan could use (a rate limit kept them idle)
             conn.send(("done", {"requests": 0}))
             return
@@ -321,8 +339,8 @@ async def _serve(conn: Connection, jobs: list[tuple[int, Any]], engine, cache) -
 
     ready = asyncio.Event()
 
-    async def one(i: int, spec) -> None:
-        result = await engine.call(spec)
+    def answered(job: tuple[int, Any], result) -> None:
+        i, spec = job
         if cache is not None:  # durable here, before the pipe (see WorkerPool.run)
             cache.put(cache_key(spec), result, spec.model)
         out.append((i, result))
@@ -340,7 +358,7 @@ async def _serve(conn: Connection, jobs: list[tuple[int, Any]], engine, cache) -
             conn.send(("results", batch))
 
     task = asyncio.create_task(flusher())
-    await asyncio.gather(*(one(i, s) for i, s in jobs))
+    await engine.call_each(((job, job[1]) for job in jobs), answered)
     task.cancel()
     if out:
         conn.send(("results", out[:]))

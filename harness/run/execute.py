@@ -9,7 +9,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.calls._litellm import needs_local_provider
+from harness.calls._litellm import needs_local_provider, provider_facts
 from harness.calls.cache import Cache, cache_key
 from harness.calls.engine import Engine
 from harness.calls.local_processes import prestart as prestart_local_workers
@@ -57,6 +57,11 @@ class PoolSlot:
     def close(self, *, now: bool = False) -> None:
         if self.pool is not None:
             self.pool.close(now=now)
+
+    @property
+    def facts(self):
+        """Who answers the checks' questions to litellm: a started worker, else this process."""
+        return self.pool.facts if self.pool is not None else provider_facts
 
 
 def make_engine(variants, concurrency: int):
@@ -131,13 +136,9 @@ def run_loop(engine, jobs: list[Job], answered, on_retry=None) -> bool:
         variant_of = {id(j.spec): j.variant for j in jobs}
         engine.on_retry = lambda spec: on_retry(variant_of.get(id(spec)))
 
-    async def one(job: Job) -> None:
-        answered(job, await engine.call(job.spec))
-
-    async def main() -> None:
-        await asyncio.gather(*(one(j) for j in jobs))
-
-    return _interruptible(lambda: asyncio.run(main()))
+    return _interruptible(
+        lambda: asyncio.run(engine.call_each(((j, j.spec) for j in jobs), answered))
+    )
 
 
 def _interruptible(send) -> bool:

@@ -207,6 +207,9 @@ class _Run:
         finally:
             if cache is not None:
                 cache.close()
+        # The rendered calls and cached answers are on disk now: at 100k examples they are
+        # hundreds of MB that the summary and report would otherwise hold beside the records.
+        del jobs, hits
         records = {v.name: run_dir.records(v.name) for v in self.selected}
         with self.timings.phase("post-call stages"):
             judge = self.post_call_stages(dataset, records, run_dir)
@@ -305,8 +308,9 @@ class _Run:
         # Credentials matter only for variants that will actually call a model.
         calling = {j.variant for j in misses}
         if calling:
-            check_credentials([v for v in self.selected if v.name in calling])
-            check_judge_credentials(self.suite)  # before the variants spend anything
+            facts = self.pool.facts  # a worker's litellm answers: none imported here
+            check_credentials([v for v in self.selected if v.name in calling], facts)
+            check_judge_credentials(self.suite, facts)  # before the variants spend anything
 
     def open_run_dir(self, dataset: Dataset) -> RunDir:
         """A new run directory, or the resumed one."""
@@ -530,7 +534,8 @@ def conclude(
             + ("" if shard else f", then logging to MLflow ({uri})")
             + "…"
         )
-        run = load_run(outcome.run_dir)  # read once for the report and an in-process log_run
+        # For the report and an in-process log_run; the records in memory are the file's.
+        run = load_run(outcome.run_dir, records=outcome.records)
         render_report(run)
     if shard is None:
         with timings.phase("tracking"):

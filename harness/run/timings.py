@@ -31,6 +31,16 @@ def _process_age() -> float | None:
         return None
 
 
+def _peak_rss_mb() -> float | None:
+    """This process's peak resident memory (Linux: ru_maxrss is in KiB)."""
+    try:
+        import resource
+
+        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    except (ImportError, OSError):
+        return None
+
+
 def _children_cpu() -> float:
     try:
         import resource
@@ -82,6 +92,7 @@ class Timings:
             ],
             "process_cpu_s": round(time.process_time(), 4),
             "children_cpu_s": round(_children_cpu() - self._children0, 4),
+            "process_peak_rss_mb": _peak_rss_mb(),
             "imported": sorted(m for m in HEAVY if m in sys.modules),
         }
 

@@ -52,8 +52,12 @@ class RunFiles:
         return {}
 
 
-def load_run(run_dir: str | Path) -> RunFiles:
-    """Read a run directory. A missing/corrupt summary.json is a SuiteError naming the file."""
+def load_run(run_dir: str | Path, records: dict[str, list[dict]] | None = None) -> RunFiles:
+    """Read a run directory. A missing/corrupt summary.json is a SuiteError naming the file.
+
+    `records`: the run's records already in memory, stage scores joined (the end of `harness
+    run`): used as they are instead of a second copy read from results/ (at 100k examples each
+    copy is hundreds of MB)."""
     import yaml
 
     path = Path(run_dir)
@@ -74,16 +78,25 @@ def load_run(run_dir: str | Path) -> RunFiles:
     if suite_path.exists():
         loaded = yaml.safe_load(suite_path.read_text(encoding="utf-8"))
         suite = loaded if isinstance(loaded, dict) else {}
+    if records is not None:
+        run = RunFiles(path=path, summary=summary, suite=suite, records=records)
+    else:
+        run = RunFiles(
+            path=path, summary=summary, suite=suite, records=_read_records(path, summary)
+        )
+        join_stage_scores(run)
+    run.examples, run.labels = _examples(run)
+    return run
+
+
+def _read_records(path: Path, summary: dict) -> dict[str, list[dict[str, Any]]]:
     records = {}
     variants = set(summary.get("variants") or {})
     for f in sorted((path / RESULTS).glob("*.jsonl")):
         if f.stem not in variants and f.stem.rsplit(".", 1)[-1] in STAGE_FILES:
             continue  # <variant>.judge.jsonl / .embedding.jsonl / .stages.jsonl: not records
         records[f.stem] = read_lines(f, on_torn="skip")
-    run = RunFiles(path=path, summary=summary, suite=suite, records=records)
-    join_stage_scores(run)
-    run.examples, run.labels = _examples(run)
-    return run
+    return records
 
 
 def join_stage_scores(run: RunFiles) -> None:

@@ -88,3 +88,21 @@ def test_phases_entered_twice_add_up():
     calls = [p for p in t.as_dict()["phases"] if p["name"] == "calls"]
     assert calls == [{"name": "calls", "wall_s": 3.0, "cpu_s": 0.75}]
     assert t.table().splitlines()[0].split() == ["phase", "wall", "s", "CPU", "s"]
+
+
+def test_a_run_with_workers_imports_litellm_only_there(openai_server, tmp_path):
+    """The checks before the first call (provider known, API key set) are answered by a worker,
+    which imports litellm anyway: the run's own process loads none of the provider stack."""
+    server = openai_server(intent_answer)
+    suite = write_suite(tmp_path, server.url, n=6)
+    runs = tmp_path / "runs"
+    run = harness_run(str(suite), "--runs-dir", str(runs), "--workers", "2")
+    assert run.returncode == 0, run.stderr
+    assert server.requests == 12
+    assert not PROVIDER_STACK & set(timings_of(runs)["imported"])
+    # The worker's answer still stops a model litellm cannot place, before any call.
+    suite.write_text(suite.read_text().replace("model: openai/fake-model", "model: fake-model"))
+    bad = harness_run(str(suite), "--runs-dir", str(runs), "--workers", "2", "--no-cache")
+    assert bad.returncode == 2, bad.stderr
+    assert "zero-shot: model 'fake-model' names no provider litellm knows" in bad.stderr
+    assert server.requests == 12

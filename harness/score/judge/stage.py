@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from harness._util.jsonl import read_lines
+from harness.calls._litellm import provider_facts
 from harness.calls.cache import Cache
 from harness.calls.engine import CallSpec, Engine, check_credentials
 from harness.errors import RunInterrupted
@@ -173,9 +174,10 @@ def _judged_lines(tasks: list[_Task], done: dict, records) -> dict[str, list[dic
     }
 
 
-def check_judge_credentials(suite: Any) -> None:
-    """Exit 2 naming the judge and the missing variable when a judge model lacks its API key."""
-    check_credentials([_JudgeAsVariant(c, m) for c in configs(suite) for m in c.models])
+def check_judge_credentials(suite: Any, facts=provider_facts) -> None:
+    """Exit 2 naming the judge and the missing variable when a judge model lacks its API key
+    (`facts`: see harness.calls.engine.check_credentials)."""
+    check_credentials([_JudgeAsVariant(c, m) for c in configs(suite) for m in c.models], facts)
 
 
 @dataclass
