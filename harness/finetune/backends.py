@@ -77,8 +77,16 @@ class Backend(Protocol):
     def estimate_usd(self, spec: FinetuneSpec, train_tokens: int) -> float | None: ...
 
     def submit(
-        self, spec: FinetuneSpec, train_path: Path, val_path: Path | None, metadata: dict[str, str]
-    ) -> str: ...
+        self,
+        spec: FinetuneSpec,
+        train_path: Path,
+        val_path: Path | None,
+        metadata: dict[str, str],
+        max_cost_usd: float | None = None,
+    ) -> str:
+        """Start the job; a self-hosted backend stops it once it has cost `max_cost_usd` (the
+        budget left), a provider's is priced before it starts."""
+        ...
 
     def poll(self, job_id: str) -> JobState: ...
 

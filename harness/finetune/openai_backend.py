@@ -68,7 +68,10 @@ class OpenAIBackend:
         epochs = spec.epochs or 1
         return train_tokens * epochs * self.options.price_per_1m / 1e6
 
-    def submit(self, spec, train_path: Path, val_path: Path | None, metadata) -> str:
+    def submit(
+        self, spec, train_path: Path, val_path: Path | None, metadata, max_cost_usd=None
+    ) -> str:
+        # max_cost_usd: unused — the job is priced from its tokens before it is created.
         files = self.client.files
         with open(train_path, "rb") as f:
             train = self._call("upload", files.create, file=f, purpose="fine-tune")

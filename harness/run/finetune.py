@@ -106,12 +106,17 @@ def finetune(suite_path: str | Path, opts: FinetuneOptions) -> FinetuneOutcome:
             )
             return FinetuneOutcome(job)
     estimate = backend.estimate_usd(spec, prepared["train_tokens"])
-    _check_limits(suite, spec, store, estimate, opts)
+    cap = _check_limits(suite, spec, store, estimate, opts, backend)
     opts.echo(
         f"{prepared['n_train']} training rows ({prepared['n_val']} for validation), "
         f"{prepared['train_tokens']} tokens × {spec.epochs or 1} epoch(s): estimated "
         + (usd(estimate) if estimate is not None else "cost unknown")
     )
+    if cap is not None:
+        opts.echo(
+            f"capped at {usd(cap)}, what is left of budget_usd: the trainer is stopped once its "
+            "wall-clock has cost that"
+        )
     hyp = suite.hypothesis()
     metadata = {
         "harness_suite": suite.name,
@@ -127,7 +132,9 @@ def finetune(suite_path: str | Path, opts: FinetuneOptions) -> FinetuneOutcome:
     if job_id is not None:
         opts.echo(f"found job {job_id} at {spec.provider} for these rows and settings; adopting it")
     else:
-        job_id = backend.submit(spec, prepared["train_path"], prepared["val_path"], metadata)
+        job_id = backend.submit(
+            spec, prepared["train_path"], prepared["val_path"], metadata, max_cost_usd=cap
+        )
     record = store.append(
         {
             "job_id": job_id,
@@ -292,13 +299,18 @@ def _distill(suite: Suite, spec: FinetuneSpec, opts: FinetuneOptions) -> tuple[P
 # ---------------------------------------------------------------- limits
 
 
-def _check_limits(suite, spec, store: JobStore, estimate: float | None, opts) -> None:
+def _check_limits(
+    suite, spec, store: JobStore, estimate: float | None, opts, backend
+) -> float | None:
+    """Refuse a job the guard's limits do not allow (OverLimit); return what is left of
+    budget_usd where the backend stops a job at a cost (self-hosted: wall-clock × price), so
+    that a slower-than-estimated or unestimated job cannot spend past the budget."""
     """Refuse (exit 1, one sentence) when this job would pass the lineage's limits."""
     # The lineage's limits are those of the first hypothesis about it (a `guard:` list may name
     # a variant more than once; its ledger is one).
     guard = next((h for h in suite.hypotheses() if h.candidate == spec.variant), None)
     if guard is None:
-        return
+        return None
     key = store.lineage
     history, _ = gather(
         suite.name, MlflowHistory.at(opts.tracking_uri, key), LocalHistory(opts.runs_dir, key)
@@ -322,16 +334,27 @@ def _check_limits(suite, spec, store: JobStore, estimate: float | None, opts) ->
             f"{v} has used {iterations} of {guard.max_iterations} iterations "
             f"(max_iterations) — no new job."
         )
-    if guard.budget_usd is not None:
-        if estimate is None:
-            raise OverLimit(
-                f"{v}: the training cost cannot be estimated, so budget_usd cannot be checked — no job."
-            )
-        if spent + estimate > guard.budget_usd:
-            raise OverLimit(
-                f"{v} would spend {usd(spent + estimate)} ({usd(spent)} so far + {usd(estimate)} "
-                f"estimated for this job) of its {usd(guard.budget_usd)} budget — no new job."
-            )
+    if guard.budget_usd is None:
+        return None
+    caps = getattr(backend, "caps_cost", None)
+    capped = caps is not None and caps(spec)
+    left = guard.budget_usd - spent
+    if left <= 0:
+        raise OverLimit(
+            f"{v} has spent {usd(spent)} of its {usd(guard.budget_usd)} budget — no new job."
+        )
+    if estimate is None and not capped:
+        hint = " Set finetune.price_per_hour to price and cap it." if caps is not None else ""
+        raise OverLimit(
+            f"{v}: the training cost cannot be estimated, so budget_usd cannot be checked — "
+            f"no job.{hint}"
+        )
+    if estimate is not None and spent + estimate > guard.budget_usd:
+        raise OverLimit(
+            f"{v} would spend {usd(spent + estimate)} ({usd(spent)} so far + {usd(estimate)} "
+            f"estimated for this job) of its {usd(guard.budget_usd)} budget — no new job."
+        )
+    return left if capped else None
 
 
 # ---------------------------------------------------------------- watching

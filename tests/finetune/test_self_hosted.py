@@ -306,3 +306,62 @@ def test_self_hosted_and_provider_training_costs_reach_ledger_summary_mlflow_and
         f"- **lora** at ft's price ($3.00 / 1M trained tokens): {money(at_provider)} for its "
         f"{state['trained_tokens']:,} trained tokens (counted by its own tokenizer)."
     ) in report
+
+
+@pytest.mark.train
+def test_budget_usd_caps_a_self_hosted_job_this_machine_cannot_estimate_yet(
+    openai_server, isolated_cwd, fake_key, models
+):
+    """No local job has finished on this machine, so nothing estimates the job; with
+    `price_per_hour` it still runs, stopped by a timer once its wall-clock has cost what is left of
+    budget_usd (here 3 s: the model does not even finish loading). The next job is refused."""
+    pytest.importorskip("torch")
+    suite = write_suite(isolated_cwd, openai_server(provider_answer).url)
+    text = suite.read_text(encoding="utf-8").replace(
+        "candidate: lora, max_iterations: 3", "candidate: lora, budget_usd: 0.0003"
+    )
+    suite.write_text(text, encoding="utf-8")
+    first = invoke("finetune", suite, "--variant", "lora", "--poll-interval", "0.2")
+    assert "estimated cost unknown\n" in first.output
+    assert (
+        "capped at $0.0003, what is left of budget_usd: the trainer is stopped once its "
+        "wall-clock has cost that\n" in first.output
+    )
+    message = (
+        "stopped at its cap of 0.1 min of training: the $0.0003 left of budget_usd at $0.36/hour"
+    )
+    assert message in first.output
+    assert first.exit_code == 3
+    job = JobStore("runs", suite_lineage(load_suite(suite))).latest("lora")
+    state = _state(models, job["job_id"])
+    assert (state["status"], state["error"]) == ("failed", message)
+    assert 3.0 <= state["wall_s"] < 3.5  # the timer, not a check between training steps
+    assert state["cost_usd"] == pytest.approx(state["wall_s"] / 3600 * PRICE_PER_HOUR, abs=1e-6)
+    assert not (models / f"ft-{job['job_id']}" / "model.json").exists()
+
+    again = invoke("finetune", suite, "--variant", "lora")
+    assert again.exit_code == 1
+    assert again.output == (
+        f"Error: lora has spent {money(state['cost_usd'])} of its $0.0003 budget — no new job.\n"
+    )
+
+
+def test_budget_usd_with_an_unpriced_self_hosted_job_is_refused_with_the_fix(
+    openai_server, isolated_cwd, fake_key, models
+):
+    lora = (
+        "{provider: local, method: lora, epochs: 1, max_steps: 4, batch_size: 4, seed: 1, "
+        "validation: 0.2}"
+    )
+    suite = write_suite(isolated_cwd, openai_server(provider_answer).url, lora=lora)
+    text = suite.read_text(encoding="utf-8").replace(
+        "candidate: lora, max_iterations: 3", "candidate: lora, budget_usd: 5"
+    )
+    suite.write_text(text, encoding="utf-8")
+    result = invoke("finetune", suite, "--variant", "lora")
+    assert result.exit_code == 1
+    assert result.output == (
+        "Error: lora: the training cost cannot be estimated, so budget_usd cannot be checked — "
+        "no job. Set finetune.price_per_hour to price and cap it.\n"
+    )
+    assert not models.exists() or not any(models.iterdir())  # no job folder, no trainer

@@ -111,7 +111,24 @@ def new_job_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
 
 
-def submit(spec: Any, train_path: str | Path, val_path: str | Path | None, metadata: dict) -> str:
+def wall_cap_s(opts: LocalOptions, max_cost_usd: float | None) -> float | None:
+    """How long the trainer may run: `max_minutes`, and what `max_cost_usd` buys at
+    `price_per_hour` — whichever is shorter (None: no cap)."""
+    caps = []
+    if opts.max_minutes is not None:
+        caps.append(opts.max_minutes * 60)
+    if max_cost_usd is not None and opts.price_per_hour:
+        caps.append(max(0.0, max_cost_usd) / opts.price_per_hour * 3600)
+    return min(caps) if caps else None
+
+
+def submit(
+    spec: Any,
+    train_path: str | Path,
+    val_path: str | Path | None,
+    metadata: dict,
+    max_cost_usd: float | None = None,
+) -> str:
     """Start a detached training process for the job and return its id at once."""
     opts = options(spec)
     if opts.device == "cuda":
@@ -143,6 +160,8 @@ def submit(spec: Any, train_path: str | Path, val_path: str | Path | None, metad
             "val_path": files["val"]["path"] if "val" in files else None,
             "files": files,
             "metadata": metadata,
+            "max_wall_s": wall_cap_s(opts, max_cost_usd),
+            "max_cost_usd": max_cost_usd,
             "created_at": time.time(),
         },
     )
@@ -286,8 +305,12 @@ class LocalBackend:
     def estimate_usd(self, spec: FinetuneSpec, train_tokens: int) -> float | None:
         return estimate_usd(self._options(spec), train_tokens)
 
-    def submit(self, spec: FinetuneSpec, train_path, val_path, metadata) -> str:
-        return submit(self._options(spec), train_path, val_path, metadata)
+    def caps_cost(self, spec: FinetuneSpec) -> bool:
+        """A job can be stopped at a cost: its wall-clock has a price."""
+        return self._options(spec).price_per_hour is not None
+
+    def submit(self, spec: FinetuneSpec, train_path, val_path, metadata, max_cost_usd=None) -> str:
+        return submit(self._options(spec), train_path, val_path, metadata, max_cost_usd)
 
     def poll(self, job_id: str) -> JobState:
         return poll(job_id)

@@ -45,6 +45,8 @@ class LocalOptions(BaseModel):
     method: Literal["lora", "full"] = "lora"
     epochs: int = Field(3, ge=1)
     max_steps: int | None = Field(None, ge=1)  # stop early (smoke tests, benchmarks)
+    # A wall-clock cap: the trainer is stopped (failed, its time paid) once it has run this long.
+    max_minutes: float | None = Field(None, gt=0)
     batch_size: int = Field(8, ge=1)
     learning_rate: float | None = Field(None, gt=0)  # default per method: DEFAULT_LR
     lora_r: int = Field(8, ge=1)

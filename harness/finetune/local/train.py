@@ -20,6 +20,7 @@ import os
 import random
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -270,16 +271,51 @@ def served_answers(model_id: str, verify: list[dict], max_new_tokens: int) -> li
         local_processes.close()
 
 
+def cap_message(job: dict[str, Any]) -> str:
+    """Why a capped job was stopped, in the words of what capped it."""
+    cap, price = job["max_wall_s"], job["options"].get("price_per_hour")
+    text = f"stopped at its cap of {cap / 60:.1f} min of training"
+    minutes = job["options"].get("max_minutes")
+    if job.get("max_cost_usd") is not None and (minutes is None or cap < minutes * 60):
+        text += f": the ${job['max_cost_usd']:.4g} left of budget_usd at ${price:g}/hour"
+    else:
+        text += " (finetune.max_minutes)"
+    return text
+
+
 def main(folder: Path) -> int:
     signal.signal(signal.SIGTERM, _on_term)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C on the watcher's terminal is not ours
     events = Events(folder)
-    job_id = read_json(folder / JOB)["job_id"]
-    update_state(folder, status="running", pid=os.getpid(), started_at=time.time())
+    job = read_json(folder / JOB)
+    job_id = job["job_id"]
+    started = time.time()
+    update_state(folder, status="running", pid=os.getpid(), started_at=started)
+    closing = threading.Lock()
+    closed = False
 
     def finish(status, **extra) -> int:
-        close_state(folder, status, **extra)
+        nonlocal closed
+        with closing:
+            close_state(folder, status, **extra)
+            closed = True
         return 0 if status == "succeeded" else 1
+
+    def at_cap() -> None:
+        # A timer, not a check between steps: loading the model alone can outlast a small
+        # budget, and the cap is what the budget check let this job spend.
+        with closing:
+            if closed:
+                return
+            message = cap_message(job)
+            events.add("message", message=message)
+            close_state(folder, "failed", error=message)
+            os._exit(1)
+
+    if job.get("max_wall_s") is not None:
+        timer = threading.Timer(max(0.0, job["max_wall_s"] - (time.time() - started)), at_cap)
+        timer.daemon = True
+        timer.start()
 
     try:
         result = train(folder, events)
