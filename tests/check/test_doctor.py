@@ -191,10 +191,13 @@ def test_a_missing_train_extra_is_a_problem_only_for_a_suite_that_trains_locally
     monkeypatch, no_local, isolated_cwd
 ):
     real = doctor._version
-    monkeypatch.setattr(doctor, "_version", lambda d: "not installed" if d == "peft" else real(d))
+    # peft missing, gguf present, whatever this machine has: the line names exactly what is missing.
+    fake = {"peft": "not installed", "gguf": "0.19.0"}
+    monkeypatch.setattr(doctor, "_version", lambda d: fake.get(d) or real(d))
     (isolated_cwd / "test.csv").write_text("text,category\na,x\nb,y\n")
     (isolated_cwd / "suite.yaml").write_text(LOCAL_FT_SUITE)
-    missing = f"no (peft missing) — install with: {doctor.TRAIN_INSTALL}"
+    gone = [d for d in doctor.TRAIN_EXTRA if d != "gguf" and doctor._version(d) == "not installed"]
+    missing = f"no ({', '.join(gone)} missing) — install with: {doctor.TRAIN_INSTALL}"
 
     plain = invoke()
     assert f"    installed         {missing}" in plain.output
