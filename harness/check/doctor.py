@@ -21,6 +21,7 @@ from harness import __version__
 from harness.calls import local_processes
 from harness.calls._litellm import import_litellm, needs_local_provider
 from harness.errors import HarnessError, TrackingError
+from harness.finetune.local.backend import TRAIN_EXTRA, TRAIN_INSTALL
 from harness.score.judge.config import configs
 from harness.suite import Suite, load_suite
 from harness.track.store import _probe
@@ -33,8 +34,6 @@ _KEY_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD)", re.I)
 
 # The `train` extra (self-hosted fine-tuning). torch from its CPU index: an unpinned `torch` from
 # PyPI is a CUDA build of several GB even on a machine without a GPU.
-TRAIN_EXTRA = ("torch", "transformers", "peft", "gguf")
-TRAIN_INSTALL = "pip install torch --index-url https://download.pytorch.org/whl/cpu && pip install -e '.[train]'"
 
 
 @dataclass

@@ -52,6 +52,26 @@ def test_estimate_is_none_until_this_machine_has_a_measured_job(tmp_path, monkey
     assert backend.estimate_usd({}, 10_000) is None  # no price: unknown, never $0
 
 
+def test_a_missing_train_extra_is_refused_before_a_job_exists(tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: None if n == "peft" else real(n, *a)
+    )
+    monkeypatch.setenv(local_trained.MODELS_ENV, str(tmp_path))
+    train = tmp_path / "train.jsonl"
+    train.write_text("{}\n")
+    with pytest.raises(SuiteError) as err:
+        backend.submit({}, train, None, {})
+    absent = [d for d in backend.TRAIN_EXTRA if d == "peft" or real(d) is None]
+    assert str(err.value) == (
+        f"finetune: provider local needs the train extra ({', '.join(absent)} missing) — "
+        f"install with: {backend.TRAIN_INSTALL}"
+    )
+    assert list(tmp_path.iterdir()) == [train]  # no job folder, no trainer
+
+
 def test_device_cuda_without_one_is_refused_before_a_job_exists(tmp_path, monkeypatch):
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():

@@ -13,6 +13,7 @@ Cost is measured, not quoted: the training process's wall-clock × `price_per_ho
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import signal
@@ -95,6 +96,22 @@ def estimate_usd(spec: Any, train_tokens: int) -> float | None:
     return train_tokens * opts.epochs / rate / 3600 * opts.price_per_hour
 
 
+# The distributions the trainer imports (the `train` extra), and how to get them; torch's CPU
+# build first, as an unpinned `torch` is a CUDA build of several GB.
+TRAIN_EXTRA = ("torch", "transformers", "peft", "gguf")
+TRAIN_INSTALL = "pip install torch --index-url https://download.pytorch.org/whl/cpu && pip install -e '.[train]'"
+
+
+def _check_train_extra() -> None:
+    """A job the trainer could not start is refused before it exists (no failed job, no record)."""
+    missing = [d for d in TRAIN_EXTRA if importlib.util.find_spec(d) is None]
+    if missing:
+        raise SuiteError(
+            f"finetune: provider local needs the train extra ({', '.join(missing)} missing) — "
+            f"install with: {TRAIN_INSTALL}"
+        )
+
+
 def _check_cuda() -> None:
     """`device: cuda` on a machine where torch sees none fails here, before a job exists."""
     import torch
@@ -131,6 +148,7 @@ def submit(
 ) -> str:
     """Start a detached training process for the job and return its id at once."""
     opts = options(spec)
+    _check_train_extra()
     if opts.device == "cuda":
         _check_cuda()
     for label, path in (("train", train_path), ("validation", val_path)):
