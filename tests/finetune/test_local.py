@@ -122,6 +122,20 @@ def _alive(pid: int) -> bool:
     return not (stat.exists() and stat.read_text().split()[2] == "Z")
 
 
+def test_a_job_that_did_not_succeed_keeps_no_manifest(tmp_path):
+    from harness.finetune.local.job import close_state
+
+    for status, kept in (("failed", False), ("cancelled", False), ("succeeded", True)):
+        folder = tmp_path / status
+        folder.mkdir()
+        write_json_atomic(folder / JOB, {"options": {"price_per_hour": 0.36}})
+        write_json_atomic(folder / STATE, {"status": "running", "started_at": 100.0})
+        (folder / local_trained.MANIFEST).write_text("{}")
+        state = close_state(folder, status, ended_at=110.0)
+        assert (state["status"], state["cost_usd"]) == (status, 0.001)
+        assert (folder / local_trained.MANIFEST).exists() is kept
+
+
 def test_a_trainer_that_died_silently_is_failed_with_its_cost(tmp_path, monkeypatch):
     monkeypatch.setenv(local_trained.MODELS_ENV, str(tmp_path))
     for name, pid in (("ft-dead", _dead_pid()), ("ft-reused", os.getpid())):

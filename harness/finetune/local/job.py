@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from harness._util.jsonl import read_lines
 from harness.calls.local_processes import MODEL_ID
-from harness.calls.local_trained import model_folder
+from harness.calls.local_trained import MANIFEST, model_folder
 from harness.finetune.backends import Status
 from harness.finetune.local.gguf import LLAMA_LINEAR
 
@@ -144,6 +144,10 @@ def close_state(folder: Path, status: Status, ended_at: float | None = None, **e
     wall = max(0.0, ended_at - started)
     price = read_json(folder / JOB)["options"].get("price_per_hour")
     cost = None if price is None else round(wall / 3600 * price, 6)
+    if status != "succeeded":
+        # Stopped after its GGUF and manifest were written (a cap or a cancel during the served
+        # check): a job that did not succeed serves nothing.
+        (folder / MANIFEST).unlink(missing_ok=True)
     return update_state(
         folder, status=status, finished_at=ended_at, wall_s=round(wall, 3), cost_usd=cost, **extra
     )
