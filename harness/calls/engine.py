@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from harness.calls import clock
 from harness.calls._litellm import (
     import_litellm,
     needs_local_provider,
@@ -384,7 +385,10 @@ class Engine:
                 # Calls queued behind the one that crashed stop here, before litellm starts
                 # work that the run's teardown would leave half done.
                 raise self._crash
+            if not local:
+                kwargs["shared_session"] = await clock.shared_session()
             self.stats.requests += 1
+            timer = clock.start()
             start = time.perf_counter()
             try:
                 response = await asyncio.wait_for(
@@ -406,7 +410,8 @@ class Engine:
                         self._crash = crash
                         raise crash from None
                 raise
-            latency_ms = (time.perf_counter() - start) * 1000
+            # The provider's time, not the client's (harness.calls.clock).
+            latency_ms = timer.latency_ms((time.perf_counter() - start) * 1000)
         return self._result(spec, response, latency_ms)
 
     async def _throttle(self, spec: CallSpec) -> None:

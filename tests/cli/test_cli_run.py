@@ -112,3 +112,23 @@ def test_json_stdout_is_pure_json_and_mlflow_stays_quiet(openai_server, fake_key
     assert "Creating initial MLflow database tables" not in result.stderr
     assert "Updating database tables" not in result.stderr
     assert " INFO " not in result.stderr
+
+
+def test_latency_is_the_servers_time_even_when_the_client_is_saturated(
+    openai_server, fake_key, tmp_path
+):
+    """400 calls at concurrency 64 keep the workers' event loops busy with litellm's CPU; the
+    records still say what the 50 ms server took (harness.calls.clock), not the client's queue."""
+    server = openai_server(intent_answer, latency=0.05)
+    suite = write_suite(tmp_path, server.url, n=400, variants="\n  - name: zero-shot\n")
+    result = invoke(
+        "run", suite, "--runs-dir", tmp_path / "runs", "--concurrency", 64, "--workers", 2
+    )
+    assert result.exit_code == 0, result.output
+    lines = (tmp_path / "runs" / "test-suite").glob("*/results/zero-shot.jsonl")
+    records = [json.loads(line) for path in lines for line in path.read_text().splitlines()]
+    latencies = sorted(r["latency_ms"] for r in records)
+    assert len(latencies) == 400
+    # Read at the kernel's tick (1-10 ms); the test server shares the machine's cores.
+    assert latencies[0] >= 40, latencies[:5]
+    assert latencies[200] <= 80, latencies[195:205]
