@@ -8,6 +8,11 @@ decides it cannot change the answer. Only successful answers
 are stored. A hit comes back marked `cached` with the latency, tokens and cost of the original
 call, so latency metrics describe the model, not the cache.
 
+Each answer also records the run that paid for it (`run_id`). A resumed run looks its remaining
+calls up with `own_run`: an answer its own killed part paid for, which reached the cache but not
+results/ (it was in a worker's pipe), comes back *not* marked cached, so the run's spend counts it
+once instead of never.
+
 Durability: `put` commits before it returns (write-through; WAL with synchronous=NORMAL, so the
 commit is a write to the WAL file, ~0.05 ms, no fsync). A process killed with SIGKILL therefore
 loses no answer it was handed, and a re-run pays again for at most the calls that were in flight.
@@ -39,7 +44,8 @@ CREATE TABLE IF NOT EXISTS responses (
     tokens_in INTEGER,
     tokens_out INTEGER,
     cost_usd REAL,
-    created_at REAL DEFAULT (unixepoch('subsec'))
+    created_at REAL DEFAULT (unixepoch('subsec')),
+    run_id TEXT
 )
 """
 
@@ -66,6 +72,13 @@ class Cache:
             self._db.execute(SCHEMA)
         except sqlite3.OperationalError:  # SQLite older than 3.42 lacks unixepoch('subsec')
             self._db.execute(SCHEMA.replace("DEFAULT (unixepoch('subsec'))", ""))
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(responses)")}
+        if "run_id" not in columns:  # a cache written before answers named their run
+            try:
+                self._db.execute("ALTER TABLE responses ADD COLUMN run_id TEXT")
+            except sqlite3.OperationalError as e:  # another process added it first
+                if "duplicate column" not in str(e):
+                    raise
 
     def get(self, key: str):
         with self._lock:
@@ -75,23 +88,27 @@ class Cache:
             ).fetchone()
         return None if row is None else _hit(row)
 
-    def get_many(self, keys: list[str]) -> dict[str, Any]:
-        """Hits among `keys` in one pass (a cached re-run of thousands of calls stays fast)."""
+    def get_many(self, keys: list[str], own_run: str | None = None) -> dict[str, Any]:
+        """Hits among `keys` in one pass (a cached re-run of thousands of calls stays fast).
+        Answers `own_run` paid for come back not marked cached (see the module docstring)."""
         out: dict[str, Any] = {}
         with self._lock:
             for i in range(0, len(keys), 500):
                 chunk = keys[i : i + 500]
                 marks = ",".join("?" * len(chunk))
                 rows = self._db.execute(
-                    "SELECT key, output, latency_ms, tokens_in, tokens_out, cost_usd "
+                    "SELECT key, output, latency_ms, tokens_in, tokens_out, cost_usd, run_id "
                     f"FROM responses WHERE key IN ({marks})",
                     chunk,
                 ).fetchall()
-                for key, *row in rows:
-                    out[key] = _hit(row)
+                for key, *row, run_id in rows:
+                    hit = _hit(row)
+                    if own_run is not None and run_id == own_run:
+                        hit.cached = False
+                    out[key] = hit
         return out
 
-    def put(self, key: str, result: Any, model: str = "") -> None:
+    def put(self, key: str, result: Any, model: str = "", run_id: str | None = None) -> None:
         if result.error is not None or result.output is None:
             return
         row = (
@@ -102,11 +119,12 @@ class Cache:
             result.tokens_in,
             result.tokens_out,
             result.cost_usd,
+            run_id,
         )
         with self._lock:
             self._db.execute(
-                "INSERT OR REPLACE INTO responses "
-                "(key, model, output, latency_ms, tokens_in, tokens_out, cost_usd) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO responses (key, model, output, latency_ms, tokens_in, "
+                "tokens_out, cost_usd, run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 row,
             )
 

@@ -110,3 +110,34 @@ def test_processes_write_concurrently(tmp_path):
         p.join(60)
         assert p.exitcode == 0
     assert len(Cache(path)) == 300
+
+
+def test_an_answer_the_run_itself_paid_for_is_its_spend_not_a_hit(tmp_path):
+    cache = Cache(tmp_path / "c.sqlite")
+    cache.put("mine", ok("a"), "openai/m", "20261201-100000-aaaa")
+    cache.put("theirs", ok("b"), "openai/m", "20261130-090000-bbbb")
+    hits = cache.get_many(["mine", "theirs"], own_run="20261201-100000-aaaa")
+    assert (hits["mine"].cached, hits["theirs"].cached) == (False, True)
+    assert hits["mine"].cost_usd == 0.001  # counted once, in the run that paid
+    # A new run (no own_run) finds both in the cache.
+    assert all(h.cached for h in cache.get_many(["mine", "theirs"]).values())
+    cache.close()
+
+
+def test_a_cache_from_before_run_ids_is_upgraded_in_place(tmp_path):
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.execute(
+        "CREATE TABLE responses (key TEXT PRIMARY KEY, model TEXT NOT NULL, output TEXT NOT NULL,"
+        " latency_ms REAL, tokens_in INTEGER, tokens_out INTEGER, cost_usd REAL, created_at REAL)"
+    )
+    db.execute("INSERT INTO responses VALUES ('k', 'openai/m', 'old', 5.0, 1, 1, 0.5, 0)")
+    db.commit()
+    db.close()
+    first, second = Cache(path), Cache(path)  # the second finds the column already there
+    hit = first.get_many(["k"], own_run="any")["k"]
+    assert (hit.output, hit.cached) == ("old", True)  # nobody's own answer: a cache hit
+    second.put("k2", ok(), "openai/m", "r")
+    assert second.get_many(["k2"], own_run="r")["k2"].cached is False
+    first.close()
+    second.close()
