@@ -47,10 +47,11 @@ class CallClock:
         self.transport: Any = None
         self.tcp_ms: float | None = None
 
-    def latency_ms(self, wall_ms: float) -> float:
+    def read(self, wall_ms: float) -> tuple[float, str]:
+        """(latency in ms, which clock gave it) for an attempt the stopwatch timed at wall_ms."""
         if self.tcp_ms is not None and self.tcp_ms <= wall_ms:
-            return self.tcp_ms
-        return wall_ms
+            return self.tcp_ms, "tcp"
+        return wall_ms, "stopwatch"
 
 
 def start() -> CallClock:

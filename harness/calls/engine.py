@@ -411,8 +411,8 @@ class Engine:
                         raise crash from None
                 raise
             # The provider's time, not the client's (harness.calls.clock).
-            latency_ms = timer.latency_ms((time.perf_counter() - start) * 1000)
-        return self._result(spec, response, latency_ms)
+            latency = timer.read((time.perf_counter() - start) * 1000)
+        return self._result(spec, response, latency)
 
     async def _throttle(self, spec: CallSpec) -> None:
         if spec.rate_limit_key is None or not self._buckets:
@@ -424,7 +424,7 @@ class Engine:
         if tpm is not None:
             await tpm.acquire(estimate_tokens(spec))
 
-    def _result(self, spec: CallSpec, response, latency_ms: float) -> CallResult:
+    def _result(self, spec: CallSpec, response, latency: tuple[float, str]) -> CallResult:
         choices = getattr(response, "choices", None) or []
         if not choices:
             raise MalformedReply("the provider's reply has no choices (`choices: []`)")
@@ -442,7 +442,8 @@ class Engine:
         cost, note = call_cost(spec, tokens_in, tokens_out)
         return CallResult(
             output=output,
-            latency_ms=round(latency_ms, 3),
+            latency_ms=round(latency[0], 3),
+            latency_clock=latency[1],
             tokens_in=tokens_in,
             tokens_out=tokens_out,
             cost_usd=cost,

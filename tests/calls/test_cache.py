@@ -6,7 +6,7 @@ import multiprocessing as mp
 import sqlite3
 import threading
 
-from harness.calls.cache import Cache, cache_key
+from harness.calls.cache import STOPWATCH_NOTE, Cache, cache_key
 from harness.calls.engine import CallResult, CallSpec
 
 
@@ -19,7 +19,14 @@ def spec(**kw) -> CallSpec:
 
 
 def ok(text="answer", latency=123.4) -> CallResult:
-    return CallResult(output=text, latency_ms=latency, tokens_in=5, tokens_out=2, cost_usd=0.001)
+    return CallResult(
+        output=text,
+        latency_ms=latency,
+        tokens_in=5,
+        tokens_out=2,
+        cost_usd=0.001,
+        latency_clock="tcp",
+    )
 
 
 def test_key_covers_model_server_messages_params_format_and_repeat():
@@ -137,6 +144,10 @@ def test_a_cache_from_before_run_ids_is_upgraded_in_place(tmp_path):
     first, second = Cache(path), Cache(path)  # the second finds the column already there
     hit = first.get_many(["k"], own_run="any")["k"]
     assert (hit.output, hit.cached) == ("old", True)  # nobody's own answer: a cache hit
+    # Its 5 ms came from a stopwatch that counted the client's own work: not a latency to
+    # compare with the kernel's, so unknown, with the note the run shows.
+    assert hit.latency_ms is None and hit.note == STOPWATCH_NOTE
+    assert (hit.tokens_in, hit.cost_usd) == (1, 0.5)
     second.put("k2", ok(), "openai/m", "r")
     assert second.get_many(["k2"], own_run="r")["k2"].cached is False
     first.close()

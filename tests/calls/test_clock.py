@@ -41,10 +41,10 @@ def test_tcp_clock_is_request_to_reply_however_late_it_is_read():
 
 def test_a_reading_above_the_stopwatch_is_not_believed():
     clock = CallClock()
-    assert clock.latency_ms(12.5) == 12.5  # nothing read: the stopwatch
+    assert clock.read(12.5) == (12.5, "stopwatch")  # nothing read
     clock.tcp_ms = 40.0
-    assert clock.latency_ms(12.5) == 12.5  # impossible: a reused connection
-    assert clock.latency_ms(90.0) == 40.0
+    assert clock.read(12.5) == (12.5, "stopwatch")  # impossible: a reused connection
+    assert clock.read(90.0) == (40.0, "tcp")
 
 
 @linux_only
@@ -81,5 +81,6 @@ def test_latency_is_the_providers_time_not_the_blocked_event_loops(openai_server
     wall = asyncio.run(go())
     assert wall >= 0.5
     assert len(results) == 8 and all(r.error is None for r in results)
+    assert {r.latency_clock for r in results} == {"tcp"}
     latencies = sorted(r.latency_ms for r in results)
     assert latencies[0] >= 90 and latencies[-1] <= 250, latencies
