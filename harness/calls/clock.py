@@ -7,10 +7,13 @@ concurrency 64 that read ~400 ms at the median: the client's queue, not the mode
 
 The kernel knows better. `TCP_INFO` tells, for a connection, how long ago it last sent data and
 how long ago it last received data (milliseconds, at the kernel's tick: 1–4 ms). Read as the
-reply's headers are parsed, their difference is the time from the request's last byte leaving
-this machine to the reply arriving: the network and the provider, and nothing the client did.
-So each call runs under a `CallClock`; the connector hands it the connection the request goes
-out on, and the trace hook reads the clock before the connection can carry another request.
+connection is released (the reply's last byte is in), their difference is the time from the
+request's last byte leaving this machine to the reply's last byte arriving: the network and the
+provider, and nothing the client did. Not as the headers are parsed: a gateway that flushes its
+headers before the model has answered would read ~1 ms for a call of seconds. So each call runs
+under a `CallClock`; the connector notes which connection each of its requests goes out on and
+reads it on release, before the connection can carry another request. A redirected call is one
+request per hop, each on its connection: the clock is their sum.
 
 Where there is no TCP socket to ask (a local model, a platform without `TCP_INFO`, a provider
 client litellm does not route through the shared session), the stopwatch is the latency, as
@@ -39,17 +42,23 @@ _CURRENT: contextvars.ContextVar[CallClock | None] = contextvars.ContextVar(
 
 
 class CallClock:
-    """One attempt's reading: the transport the request used, and the kernel's time for it."""
+    """One attempt's reading: the kernel's time for each request it made (a redirect is two)."""
 
-    __slots__ = ("transport", "tcp_ms")
+    __slots__ = ("tcp_ms", "unread")
 
     def __init__(self) -> None:
-        self.transport: Any = None
         self.tcp_ms: float | None = None
+        self.unread = False  # a request whose connection could not be read: the sum is partial
+
+    def add(self, ms: float | None) -> None:
+        if ms is None:
+            self.unread = True
+        else:
+            self.tcp_ms = ms if self.tcp_ms is None else self.tcp_ms + ms
 
     def read(self, wall_ms: float) -> tuple[float, str]:
         """(latency in ms, which clock gave it) for an attempt the stopwatch timed at wall_ms."""
-        if self.tcp_ms is not None and self.tcp_ms <= wall_ms:
+        if self.tcp_ms is not None and not self.unread and self.tcp_ms <= wall_ms:
             return self.tcp_ms, "tcp"
         return wall_ms, "stopwatch"
 
@@ -75,14 +84,6 @@ def tcp_elapsed_ms(sock) -> float | None:
     (since_received,) = struct.unpack_from("I", raw, _LAST_DATA_RECV)
     elapsed = int(since_sent) - int(since_received)
     return float(elapsed) if elapsed >= 0 else None
-
-
-async def _on_request_end(session, ctx, params) -> None:
-    clock = _CURRENT.get()
-    if clock is None or clock.transport is None:
-        return
-    transport, clock.transport = clock.transport, None
-    clock.tcp_ms = tcp_elapsed_ms(transport.get_extra_info("socket"))
 
 
 _SESSIONS: dict[Any, Any] = {}  # running loop -> (session, the generator that closes it)
@@ -127,12 +128,29 @@ def _session():
     from litellm.secret_managers.main import str_to_bool
 
     class ClockedConnector(aiohttp.TCPConnector):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self._clocks: dict[Any, CallClock] = {}  # connection's protocol -> its request's
+
         async def connect(self, req, traces, timeout):
             connection = await super().connect(req, traces, timeout)
             clock = _CURRENT.get()
             if clock is not None:
-                clock.transport = connection.transport
+                self._clocks[connection.protocol] = clock
             return connection
+
+        def _release(self, key, protocol, *, should_close: bool = False) -> None:
+            # Called as the reply's last byte is parsed, from the protocol's callback (not the
+            # call's task, so not from the contextvar), and before the connection is pooled.
+            clock = self._clocks.pop(protocol, None)
+            if clock is not None:
+                transport = protocol.transport
+                clock.add(
+                    None
+                    if transport is None
+                    else tcp_elapsed_ms(transport.get_extra_info("socket"))
+                )
+            super()._release(key, protocol, should_close=should_close)
 
     kwargs: dict[str, Any] = {
         "limit": 0,
@@ -146,11 +164,8 @@ def _session():
         bool(litellm.aiohttp_trust_env)
         or str_to_bool(os.getenv("AIOHTTP_TRUST_ENV", "False")) is True
     )
-    trace = aiohttp.TraceConfig()
-    trace.on_request_end.append(_on_request_end)
     return aiohttp.ClientSession(
         connector=ClockedConnector(**kwargs),
         cookie_jar=aiohttp.DummyCookieJar(),
         trust_env=trust_env,
-        trace_configs=[trace],
     )

@@ -84,3 +84,43 @@ def test_latency_is_the_providers_time_not_the_blocked_event_loops(openai_server
     assert {r.latency_clock for r in results} == {"tcp"}
     latencies = sorted(r.latency_ms for r in results)
     assert latencies[0] >= 90 and latencies[-1] <= 250, latencies
+
+
+def _one_call(server_url: str):
+    spec = CallSpec(
+        model="openai/fake-model",
+        messages=[{"role": "user", "content": "q"}],
+        api_base=server_url,
+        timeout=10,
+    )
+    results = []
+
+    async def go() -> float:
+        start = time.perf_counter()
+        await Engine(concurrency=1).call_each([(0, spec)], lambda i, r: results.append(r))
+        return (time.perf_counter() - start) * 1000
+
+    wall = asyncio.run(go())
+    assert len(results) == 1 and results[0].error is None, results
+    return results[0], wall
+
+
+@linux_only
+def test_a_reply_whose_headers_come_before_its_body_is_timed_to_the_body(openai_server, fake_key):
+    """A gateway that flushes the headers at once and the body 400 ms later: the provider took
+    400 ms, not the 1 ms to the headers (the reading was taken as the headers were parsed)."""
+    result, wall = _one_call(openai_server("ok", body_delay=0.4).url)
+    assert result.latency_clock == "tcp"
+    assert 380 <= result.latency_ms <= wall, (result.latency_ms, wall)
+
+
+@linux_only
+def test_a_redirected_call_counts_both_servers_time(openai_server, fake_key):
+    """307 after 300 ms to a server that answers in 200 ms: 500 ms of providers' time, not the
+    last hop's 200 (each hop is another connection, and each is read)."""
+    target = openai_server("ok", latency=0.2)
+    front = openai_server("ok", latency=0.3, redirect_to=target.url)
+    result, wall = _one_call(front.url)
+    assert front.outcomes["307"] == 1 and target.outcomes["ok"] == 1
+    assert result.latency_clock == "tcp"
+    assert 480 <= result.latency_ms <= wall, (result.latency_ms, wall)

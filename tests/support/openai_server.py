@@ -58,6 +58,8 @@ class FakeOpenAI:
         answer: Answer = '{"answer": "ok"}',
         *,
         latency: float = 0.0,
+        body_delay: float = 0.0,
+        redirect_to: str | None = None,
         rate_429: float = 0.0,
         rate_500: float = 0.0,
         rate_timeout: float = 0.0,
@@ -76,6 +78,11 @@ class FakeOpenAI:
     ):
         self.answer = answer
         self.latency = latency
+        # Headers at once, the body this many seconds later (a gateway that flushes its headers
+        # before the model has answered).
+        self.body_delay = body_delay
+        # After `latency`, a 307 to this base URL (another server answers the same path).
+        self.redirect_to = redirect_to
         self.rates = {
             "429": rate_429,
             "500": rate_500,
@@ -230,6 +237,9 @@ class FakeOpenAI:
     async def _answer(self, request, messages, body, prompt, fault) -> web.StreamResponse:
         if self.latency:
             await asyncio.sleep(self.latency)
+        if self.redirect_to:
+            self._count("307")
+            raise web.HTTPTemporaryRedirect(self.redirect_to.rstrip("/") + "/chat/completions")
         if fault == "429":
             return self._error(429, "Rate limit reached", {"Retry-After": f"{self.retry_after:g}"})
         if fault == "500":
@@ -260,7 +270,7 @@ class FakeOpenAI:
         if any(s in prompt for s in self.no_usage):
             usage = None
         override = next((b for k, b in self.bodies.items() if k in prompt), {})
-        return web.json_response(
+        reply = web.json_response(
             {
                 "id": "chatcmpl-"
                 + hashlib.sha1(f"{prompt}{time.time()}".encode()).hexdigest()[:12],
@@ -278,6 +288,14 @@ class FakeOpenAI:
                 **override,
             }
         )
+        if not self.body_delay:
+            return reply
+        stream = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+        await stream.prepare(request)  # the headers leave now
+        await asyncio.sleep(self.body_delay)
+        await stream.write(reply.body)
+        await stream.write_eof()
+        return stream
 
     def _count(self, outcome: str) -> None:
         with self._lock:
