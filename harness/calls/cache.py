@@ -13,6 +13,10 @@ calls up with `own_run`: an answer its own killed part paid for, which reached t
 results/ (it was in a worker's pipe), comes back *not* marked cached, so the run's spend counts it
 once instead of never.
 
+The share of the list price it was paid at (`price_factor`: 0.5 for a Batch API answer), so a
+resumed batch run's own answers count at what was paid, not the list price when the summary
+re-prices them.
+
 And the clock that timed it (`latency_clock`): an answer cached by a harness that timed calls with
 a stopwatch (which counted the client's own work, see harness.calls.clock) comes back with its
 latency unknown and a note, so it is never compared with latencies the kernel measured.
@@ -50,7 +54,8 @@ CREATE TABLE IF NOT EXISTS responses (
     cost_usd REAL,
     created_at REAL DEFAULT (unixepoch('subsec')),
     run_id TEXT,
-    latency_clock TEXT
+    latency_clock TEXT,
+    price_factor REAL
 )
 """
 
@@ -78,11 +83,16 @@ class Cache:
         except sqlite3.OperationalError:  # SQLite older than 3.42 lacks unixepoch('subsec')
             self._db.execute(SCHEMA.replace("DEFAULT (unixepoch('subsec'))", ""))
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(responses)")}
-        for column in ("run_id", "latency_clock"):  # a cache written by an earlier harness
+        # A cache written by an earlier harness gets the columns it lacks (NULL in its rows).
+        for column, kind in (
+            ("run_id", "TEXT"),
+            ("latency_clock", "TEXT"),
+            ("price_factor", "REAL"),
+        ):
             if column in columns:
                 continue
             try:
-                self._db.execute(f"ALTER TABLE responses ADD COLUMN {column} TEXT")
+                self._db.execute(f"ALTER TABLE responses ADD COLUMN {column} {kind}")
             except sqlite3.OperationalError as e:  # another process added it first
                 if "duplicate column" not in str(e):
                     raise
@@ -126,11 +136,13 @@ class Cache:
             result.cost_usd,
             run_id,
             result.latency_clock,
+            result.price_factor,
         )
         with self._lock:
             self._db.execute(
                 "INSERT OR REPLACE INTO responses (key, model, output, latency_ms, tokens_in, "
-                "tokens_out, cost_usd, run_id, latency_clock) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "tokens_out, cost_usd, run_id, latency_clock, price_factor) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 row,
             )
 
@@ -143,7 +155,7 @@ class Cache:
             self._db.close()
 
 
-_COLUMNS = "output, latency_ms, tokens_in, tokens_out, cost_usd, latency_clock"
+_COLUMNS = "output, latency_ms, tokens_in, tokens_out, cost_usd, latency_clock, price_factor"
 
 STOPWATCH_NOTE = (
     "latency unknown for answers cached by an earlier harness, whose stopwatch counted the "
@@ -153,7 +165,7 @@ STOPWATCH_NOTE = (
 
 def _hit(row) -> CallResult:
     """A stored row (`_COLUMNS`) as a cached CallResult."""
-    output, latency_ms, tokens_in, tokens_out, cost_usd, clock = row
+    output, latency_ms, tokens_in, tokens_out, cost_usd, clock, factor = row
     unclocked = latency_ms is not None and clock is None
     return CallResult(
         output=output,
@@ -164,4 +176,6 @@ def _hit(row) -> CallResult:
         cached=True,
         note=STOPWATCH_NOTE if unclocked else None,
         latency_clock=clock,
+        # A Batch API answer was paid at half the price: its cost stays what was paid.
+        price_factor=1.0 if factor is None else factor,
     )

@@ -110,3 +110,29 @@ def test_killed_batch_run_resumes_by_batch_id(openai_server, fake_key, tmp_path)
         r["error"] is None for r in out.records["zero-shot"]
     )
     assert out.summary["variants"]["few-shot"]["n_calls"] == 8
+
+
+def test_a_resumed_batch_run_counts_its_own_answers_at_the_batch_price(
+    openai_server, fake_key, tmp_path
+):
+    """A batch run killed while it wrote the batch's answers (each one is in the cache before
+    results/) resumes with the rest from the cache as its own spend: at the half price it paid,
+    not the list price."""
+    server = openai_server(intent_answer, batch_delay=0.1)
+    suite = write_suite(tmp_path, server.url, n=8, variants=PRICED)
+    runs = tmp_path / "runs"
+    full = run_suite(suite, runs_dir=runs, batch=True, batch_poll_s=0.05)
+    spent = {v: full.summary["variants"][v]["spent_usd"] for v in ("zero-shot", "few-shot")}
+    # The state a kill halfway through writing the answers leaves: half of them in results/.
+    for v in ("zero-shot", "few-shot"):
+        path = full.run_dir / "results" / f"{v}.jsonl"
+        lines = path.read_text().splitlines(keepends=True)
+        path.write_text("".join(lines[:4]))
+    (full.run_dir / "summary.json").unlink()
+    out = run_suite(suite, runs_dir=runs, resume="latest", batch=True, batch_poll_s=0.05)
+    assert out.run_dir == full.run_dir and server.batch_api.created == 1
+    for v in ("zero-shot", "few-shot"):
+        recs = out.records[v]
+        assert len(recs) == 8 and not any(r["cached"] for r in recs)
+        assert all(r["price_factor"] == 0.5 for r in recs), [r.get("price_factor") for r in recs]
+        assert out.summary["variants"][v]["spent_usd"] == pytest.approx(spent[v])
