@@ -38,6 +38,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from harness.errors import SuiteError
 from harness.types import CallResult, CallSpec
 
 # How the call is sent or priced, never what comes back: a cached answer stays valid across them.
@@ -75,6 +76,19 @@ class Cache:
         self._db = sqlite3.connect(
             self.path, timeout=30, check_same_thread=False, isolation_level=None
         )
+        try:
+            self._open()
+        except sqlite3.DatabaseError as e:
+            self._db.close()
+            if isinstance(e, sqlite3.OperationalError):  # locked, read-only, disk full: as it says
+                raise
+            raise SuiteError(
+                f"not a readable answer store ({e}). Move it aside (with its -wal and -shm "
+                "files) and run again: the answers it held are asked for, and paid for, again",
+                file=str(self.path),
+            ) from None
+
+    def _open(self) -> None:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=30000")
