@@ -80,20 +80,32 @@ def test_kill_9_at_random_points_repeats_at_most_the_calls_in_flight(
         assert not (tmp_path / "runs" / ".cache.sqlite").exists()  # and the cache stayed out
 
 
+@pytest.mark.parametrize(
+    ("workers", "first"),
+    [("0", ()), ("2", ("--no-cache",))],
+    ids=["one-process", "workers-no-cache"],
+)
 def test_ctrl_c_exits_130_without_traceback_and_repeats_at_most_the_calls_in_flight(
-    openai_server, fake_key, tmp_path
+    openai_server, fake_key, tmp_path, workers, first
 ):
     server = openai_server(intent_answer, latency=0.01)
     suite = _suite(tmp_path, server)
-    out, err = _stop_after(_start(suite, tmp_path, "--workers", "0"), server, 60, signal.SIGINT)
+    proc = _start(suite, tmp_path, "--workers", workers, *first)
+    out, err = _stop_after(proc, server, 60, signal.SIGINT)
+    assert proc.returncode == 130, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     assert "Resume with: harness run" in err
-    first = server.requests
-    proc = _start(suite, tmp_path, "--workers", "0", "--resume")
+    (run_dir,) = (tmp_path / "runs" / "test-suite").iterdir()
+    if first:  # Ctrl-C is not the end of the run: its journal stays for the resume
+        assert (run_dir / "answers.sqlite").exists()
+    before = server.requests
+    proc = _start(suite, tmp_path, "--workers", workers, "--resume")
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     assert len(server.prompts) == N
-    assert server.requests - N <= CONCURRENCY, (first, server.requests)
+    assert server.requests - N <= CONCURRENCY * max(1, int(workers)), (before, server.requests)
+    records = [json.loads(line) for line in (run_dir / "results" / "zero-shot.jsonl").open()]
+    assert len(records) == N and not [r["id"] for r in records if r["cached"]]
 
 
 def test_two_first_runs_at_once_on_a_fresh_store_are_both_logged(openai_server, fake_key, tmp_path):
