@@ -38,6 +38,7 @@ from harness.report.ci import append_step_summary, write_junit, write_pr_comment
 from harness.report.render import render_report
 from harness.run.batch import send_batch
 from harness.run.execute import (
+    JOURNAL,
     PoolSlot,
     RecordSink,
     Sent,
@@ -127,7 +128,11 @@ def run_suite(
         names = names or resumed.meta.get("variants")
         limit = resumed.meta.get("limit") if limit is None else limit
         shard = resumed_shard(resumed, shard)
-        if resumed.meta.get("no_cache") and not opts.no_cache:
+        # A run started with --no-cache, or resumed with it (its journal is there): the printed
+        # resume command carries no flag, and the journal holds answers the cache does not.
+        if (
+            resumed.meta.get("no_cache") or (resumed.path / JOURNAL).exists()
+        ) and not opts.no_cache:
             opts = replace(opts, no_cache=True)
     # A `finetune:` variant is evaluated as its latest succeeded job's model, at that job's cost.
     suite, selected, trained = resolve_trained(

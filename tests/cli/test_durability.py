@@ -123,3 +123,26 @@ def test_two_first_runs_at_once_on_a_fresh_store_are_both_logged(openai_server, 
     assert len(parents) == 2
     third = _start(suite, tmp_path, "--workers", "0")  # the store still works afterwards
     assert third.wait(300) == 0
+
+
+def test_a_run_resumed_with_no_cache_stays_no_cache_on_the_printed_resume_command(
+    openai_server, fake_key, tmp_path
+):
+    """A cached run resumed with --no-cache and killed again prints the plain resume command;
+    that resume reads the answers the --no-cache part journalled (not the cache) and removes
+    the journal at the end, instead of leaving it behind and asking again."""
+    server = openai_server(intent_answer, latency=0.01)
+    suite = _suite(tmp_path, server)
+    _stop_after(_start(suite, tmp_path, "--workers", "2"), server, 40, signal.SIGKILL)
+    proc = _start(suite, tmp_path, "--workers", "2", "--resume", "--no-cache")
+    _stop_after(proc, server, 120, signal.SIGKILL)
+    assert proc.returncode == -signal.SIGKILL
+    (run_dir,) = (tmp_path / "runs" / "test-suite").iterdir()
+    assert (run_dir / "answers.sqlite").exists()
+    proc = _start(suite, tmp_path, "--workers", "2", "--resume")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert len(server.prompts) == N
+    assert not (run_dir / "answers.sqlite").exists()
+    records = [json.loads(line) for line in (run_dir / "results" / "zero-shot.jsonl").open()]
+    assert len(records) == N and not [r["id"] for r in records if r["cached"]]
