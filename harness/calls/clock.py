@@ -17,8 +17,8 @@ request per hop, each on its connection: the clock is their sum.
 
 Where there is no TCP socket to ask (a local model, a platform without `TCP_INFO`, a provider
 client litellm does not route through the shared session), the stopwatch is the latency, as
-before. A kernel reading larger than the stopwatch cannot be right (a connection reused by
-another request in between), so the stopwatch wins then too.
+before. A kernel reading larger than the stopwatch cannot be right, so the stopwatch wins then
+too; so it does when one of the attempt's connections could not be read (the sum is partial).
 """
 
 from __future__ import annotations
