@@ -118,12 +118,16 @@ async def _closes_at_shutdown(loop, opened):
 
 def _session():
     """An aiohttp session for litellm's `shared_session`: litellm's own settings (keep-alive,
-    DNS cache, TCP keep-alive probes, no cookies, proxies from the environment only when litellm
-    is told to trust it), plus the clock. TLS is set per request by litellm's transport, as for
+    DNS cache, TCP keep-alive probes, `force_ipv4`, no cookies, proxies from the environment only
+    when litellm is told to trust it), plus the clock. TLS is set per request by litellm's transport, as for
     its own sessions. No connection limit: the engine's semaphore is the limit."""
     import aiohttp
     import litellm
-    from litellm.constants import AIOHTTP_KEEPALIVE_TIMEOUT, AIOHTTP_TTL_DNS_CACHE
+    from litellm.constants import (
+        AIOHTTP_KEEPALIVE_TIMEOUT,
+        AIOHTTP_NEEDS_CLEANUP_CLOSED,
+        AIOHTTP_TTL_DNS_CACHE,
+    )
     from litellm.llms.custom_httpx.http_handler import build_aiohttp_keepalive_socket_factory
     from litellm.secret_managers.main import str_to_bool
 
@@ -139,24 +143,30 @@ def _session():
                 self._clocks[connection.protocol] = clock
             return connection
 
-        def _release(self, key, protocol, *, should_close: bool = False) -> None:
+        def _release(self, key, protocol, *args, **kwargs) -> None:
             # Called as the reply's last byte is parsed, from the protocol's callback (not the
             # call's task, so not from the contextvar), and before the connection is pooled.
+            # aiohttp's own hook (private, hence *args): whatever goes wrong reading the clock,
+            # the connection is released and the call falls back to the stopwatch.
             clock = self._clocks.pop(protocol, None)
             if clock is not None:
-                transport = protocol.transport
-                clock.add(
-                    None
-                    if transport is None
-                    else tcp_elapsed_ms(transport.get_extra_info("socket"))
-                )
-            super()._release(key, protocol, should_close=should_close)
+                try:
+                    transport = protocol.transport
+                    sock = None if transport is None else transport.get_extra_info("socket")
+                    clock.add(tcp_elapsed_ms(sock))
+                except Exception:
+                    clock.add(None)
+            super()._release(key, protocol, *args, **kwargs)
 
     kwargs: dict[str, Any] = {
         "limit": 0,
         "keepalive_timeout": AIOHTTP_KEEPALIVE_TIMEOUT,
         "ttl_dns_cache": AIOHTTP_TTL_DNS_CACHE,
     }
+    if litellm.force_ipv4:
+        kwargs["local_addr"] = ("0.0.0.0", 0)
+    if AIOHTTP_NEEDS_CLEANUP_CLOSED:
+        kwargs["enable_cleanup_closed"] = True
     factory = build_aiohttp_keepalive_socket_factory()
     if factory is not None:
         kwargs["socket_factory"] = factory
