@@ -37,3 +37,4 @@ class CallResult:
     attempts: int = 0
     note: str | None = None  # e.g. why cost is null; reported once per variant, not per record
     price_factor: float = 1.0  # of the list price: 0.5 for OpenAI Batch API answers
+    latency_clock: str | None = None  # "tcp" (the kernel's: harness.calls.clock) or "stopwatch"

@@ -8,6 +8,15 @@ decides it cannot change the answer. Only successful answers
 are stored. A hit comes back marked `cached` with the latency, tokens and cost of the original
 call, so latency metrics describe the model, not the cache.
 
+Each answer also records the run that paid for it (`run_id`). A resumed run looks its remaining
+calls up with `own_run`: an answer its own killed part paid for, which reached the cache but not
+results/ (it was in a worker's pipe), comes back *not* marked cached, so the run's spend counts it
+once instead of never.
+
+And the clock that timed it (`latency_clock`): an answer cached by a harness that timed calls with
+a stopwatch (which counted the client's own work, see harness.calls.clock) comes back with its
+latency unknown and a note, so it is never compared with latencies the kernel measured.
+
 Durability: `put` commits before it returns (write-through; WAL with synchronous=NORMAL, so the
 commit is a write to the WAL file, ~0.05 ms, no fsync). A process killed with SIGKILL therefore
 loses no answer it was handed, and a re-run pays again for at most the calls that were in flight.
@@ -39,7 +48,9 @@ CREATE TABLE IF NOT EXISTS responses (
     tokens_in INTEGER,
     tokens_out INTEGER,
     cost_usd REAL,
-    created_at REAL DEFAULT (unixepoch('subsec'))
+    created_at REAL DEFAULT (unixepoch('subsec')),
+    run_id TEXT,
+    latency_clock TEXT
 )
 """
 
@@ -66,32 +77,43 @@ class Cache:
             self._db.execute(SCHEMA)
         except sqlite3.OperationalError:  # SQLite older than 3.42 lacks unixepoch('subsec')
             self._db.execute(SCHEMA.replace("DEFAULT (unixepoch('subsec'))", ""))
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(responses)")}
+        for column in ("run_id", "latency_clock"):  # a cache written by an earlier harness
+            if column in columns:
+                continue
+            try:
+                self._db.execute(f"ALTER TABLE responses ADD COLUMN {column} TEXT")
+            except sqlite3.OperationalError as e:  # another process added it first
+                if "duplicate column" not in str(e):
+                    raise
 
     def get(self, key: str):
         with self._lock:
             row = self._db.execute(
-                "SELECT output, latency_ms, tokens_in, tokens_out, cost_usd FROM responses WHERE key = ?",
-                (key,),
+                f"SELECT {_COLUMNS} FROM responses WHERE key = ?", (key,)
             ).fetchone()
         return None if row is None else _hit(row)
 
-    def get_many(self, keys: list[str]) -> dict[str, Any]:
-        """Hits among `keys` in one pass (a cached re-run of thousands of calls stays fast)."""
+    def get_many(self, keys: list[str], own_run: str | None = None) -> dict[str, Any]:
+        """Hits among `keys` in one pass (a cached re-run of thousands of calls stays fast).
+        Answers `own_run` paid for come back not marked cached (see the module docstring)."""
         out: dict[str, Any] = {}
         with self._lock:
             for i in range(0, len(keys), 500):
                 chunk = keys[i : i + 500]
                 marks = ",".join("?" * len(chunk))
                 rows = self._db.execute(
-                    "SELECT key, output, latency_ms, tokens_in, tokens_out, cost_usd "
-                    f"FROM responses WHERE key IN ({marks})",
+                    f"SELECT key, {_COLUMNS}, run_id FROM responses WHERE key IN ({marks})",
                     chunk,
                 ).fetchall()
-                for key, *row in rows:
-                    out[key] = _hit(row)
+                for key, *row, run_id in rows:
+                    hit = _hit(row)
+                    if own_run is not None and run_id == own_run:
+                        hit.cached = False
+                    out[key] = hit
         return out
 
-    def put(self, key: str, result: Any, model: str = "") -> None:
+    def put(self, key: str, result: Any, model: str = "", run_id: str | None = None) -> None:
         if result.error is not None or result.output is None:
             return
         row = (
@@ -102,11 +124,13 @@ class Cache:
             result.tokens_in,
             result.tokens_out,
             result.cost_usd,
+            run_id,
+            result.latency_clock,
         )
         with self._lock:
             self._db.execute(
-                "INSERT OR REPLACE INTO responses "
-                "(key, model, output, latency_ms, tokens_in, tokens_out, cost_usd) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO responses (key, model, output, latency_ms, tokens_in, "
+                "tokens_out, cost_usd, run_id, latency_clock) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 row,
             )
 
@@ -119,14 +143,25 @@ class Cache:
             self._db.close()
 
 
+_COLUMNS = "output, latency_ms, tokens_in, tokens_out, cost_usd, latency_clock"
+
+STOPWATCH_NOTE = (
+    "latency unknown for answers cached by an earlier harness, whose stopwatch counted the "
+    "client's own work — run with --no-cache to measure them"
+)
+
+
 def _hit(row) -> CallResult:
-    """A stored (output, latency_ms, tokens_in, tokens_out, cost_usd) row as a cached CallResult."""
-    output, latency_ms, tokens_in, tokens_out, cost_usd = row
+    """A stored row (`_COLUMNS`) as a cached CallResult."""
+    output, latency_ms, tokens_in, tokens_out, cost_usd, clock = row
+    unclocked = latency_ms is not None and clock is None
     return CallResult(
         output=output,
-        latency_ms=latency_ms,
+        latency_ms=None if unclocked else latency_ms,
         tokens_in=tokens_in,
         tokens_out=tokens_out,
         cost_usd=cost_usd,
         cached=True,
+        note=STOPWATCH_NOTE if unclocked else None,
+        latency_clock=clock,
     )

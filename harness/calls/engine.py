@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from harness.calls import clock
 from harness.calls._litellm import (
     import_litellm,
     needs_local_provider,
@@ -408,7 +409,10 @@ class Engine:
                 # Calls queued behind the one that crashed stop here, before litellm starts
                 # work that the run's teardown would leave half done.
                 raise self._crash
+            if not local:
+                kwargs["shared_session"] = await clock.shared_session()
             self.stats.requests += 1
+            timer = clock.start()
             start = time.perf_counter()
             try:
                 response = await asyncio.wait_for(
@@ -430,8 +434,9 @@ class Engine:
                         self._crash = crash
                         raise crash from None
                 raise
-            latency_ms = (time.perf_counter() - start) * 1000
-        return self._result(spec, response, latency_ms)
+            # The provider's time, not the client's (harness.calls.clock).
+            latency = timer.read((time.perf_counter() - start) * 1000)
+        return self._result(spec, response, latency)
 
     async def _throttle(self, spec: CallSpec) -> None:
         if spec.rate_limit_key is None or not self._buckets:
@@ -443,7 +448,7 @@ class Engine:
         if tpm is not None:
             await tpm.acquire(estimate_tokens(spec))
 
-    def _result(self, spec: CallSpec, response, latency_ms: float) -> CallResult:
+    def _result(self, spec: CallSpec, response, latency: tuple[float, str]) -> CallResult:
         choices = getattr(response, "choices", None) or []
         if not choices:
             raise MalformedReply("the provider's reply has no choices (`choices: []`)")
@@ -461,7 +466,8 @@ class Engine:
         cost, note = call_cost(spec, tokens_in, tokens_out)
         return CallResult(
             output=output,
-            latency_ms=round(latency_ms, 3),
+            latency_ms=round(latency[0], 3),
+            latency_clock=latency[1],
             tokens_in=tokens_in,
             tokens_out=tokens_out,
             cost_usd=cost,

@@ -163,18 +163,25 @@ class WorkerPool:
             kind, payload = "error", None
         return payload if kind == "facts" else provider_facts(pairs)
 
-    def run(self, specs: list[Any], on_result, cache_path: str | None = None) -> None:
+    def run(
+        self,
+        specs: list[Any],
+        on_result,
+        cache_path: str | None = None,
+        run_id: str | None = None,
+    ) -> None:
         """Send every spec; call `on_result(index, CallResult)` in this process as results come.
 
-        With `cache_path`, each worker stores its answers in that cache itself before sending
-        them here: an answer waiting in a pipe when harness is killed is not paid for twice.
+        With `cache_path`, each worker stores its answers there itself (as paid by `run_id`)
+        before sending them here: an answer waiting in a pipe when harness is killed is not paid
+        for twice, and the resumed run still counts it as its spend.
         """
         from harness.types import CallResult
 
         work = plan(specs, self.n, self.concurrency, self.rate_limits)
         pending = {k: {i for i, _ in jobs} for k, (jobs, _, _) in enumerate(work)}
         for conn, (jobs, concurrency, limits) in zip(self.conns, work, strict=True):
-            conn.send(("jobs", jobs, concurrency, limits, cache_path))
+            conn.send(("jobs", jobs, concurrency, limits, cache_path, run_id))
         live = {conn: k for k, conn in enumerate(self.conns)}
         while live:
             for conn in wait(list(live), timeout=1.0):
@@ -298,7 +305,7 @@ def _serve_conn(conn: Connection) -> None:
                 message = conn.recv()
         except (EOFError, OSError):
             return  # the parent needed no calls after all
-        _, jobs, concurrency, limits, cache_path = message
+        _, jobs, concurrency, limits, cache_path, run_id = message
         if not jobs:  # more workers than the plan could use (a rate limit kept them idle)
             conn.send(("done", {"requests": 0}))
             return
@@ -313,7 +320,7 @@ def _serve_conn(conn: Connection) -> None:
 
             cache = Cache(cache_path)
         try:
-            asyncio.run(_serve(conn, jobs, engine, cache))
+            asyncio.run(_serve(conn, jobs, engine, cache, run_id))
         finally:
             if cache is not None:
                 cache.close()
@@ -325,7 +332,9 @@ def _serve_conn(conn: Connection) -> None:
             conn.send(("error", f"{type(e).__name__}: {e}"))
 
 
-async def _serve(conn: Connection, jobs: list[tuple[int, Any]], engine, cache) -> None:
+async def _serve(
+    conn: Connection, jobs: list[tuple[int, Any]], engine, cache, run_id: str | None
+) -> None:
     from harness.calls.cache import cache_key
 
     loop = asyncio.get_running_loop()
@@ -342,7 +351,7 @@ async def _serve(conn: Connection, jobs: list[tuple[int, Any]], engine, cache) -
     def answered(job: tuple[int, Any], result) -> None:
         i, spec = job
         if cache is not None:  # durable here, before the pipe (see WorkerPool.run)
-            cache.put(cache_key(spec), result, spec.model)
+            cache.put(cache_key(spec), result, spec.model, run_id)
         out.append((i, result))
         ready.set()
 

@@ -36,9 +36,9 @@ def _read_state(path: Path) -> dict:
 
 def send_batch(jobs, hits, cache, sink, run_dir: Path, *, poll_s: float, log=None) -> Sent:
     """Record the cache hits, then each endpoint's misses as one batch (or the batch a killed
-    run left running); every answer goes through `sink` and the cache."""
+    run left running); every answer goes through `sink` and the cache (as paid by this run)."""
     log = log or (lambda m: print(m, file=sys.stderr))
-    sent = Sent(cache_hits=len(hits))
+    sent = Sent(cache_hits=sum(1 for j in jobs if j.key in hits and hits[j.key].cached))
     for j in jobs:
         if j.key in hits:
             sink.finish(j, hits[j.key])
@@ -87,7 +87,7 @@ def send_batch(jobs, hits, cache, sink, run_dir: Path, *, poll_s: float, log=Non
         for cid, result in api.results(client, done, {c: j.spec for c, j in by_id.items()}).items():
             job = by_id[cid]
             if cache is not None:
-                cache.put(job.key, result, job.spec.model)  # successful answers only
+                cache.put(job.key, result, job.spec.model, run_dir.name)  # answers only
             sink.finish(job, result)
         pending["joined"] = True
         write_json_atomic(state_path, state)

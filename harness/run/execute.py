@@ -114,9 +114,9 @@ class RecordSink:
         )
 
 
-def run_pool(pool, jobs: list[Job], answered, on_first=None, cache_path=None) -> bool:
-    """Calls spread over worker processes (which store answers in the cache at `cache_path`);
-    True when interrupted."""
+def run_pool(pool, jobs: list[Job], answered, on_first=None, cache_path=None, run_id=None) -> bool:
+    """Calls spread over worker processes (which store answers in the cache at `cache_path`,
+    as paid by `run_id`); True when interrupted."""
     first_hook = on_first
 
     def on_result(i: int, result) -> None:
@@ -126,7 +126,7 @@ def run_pool(pool, jobs: list[Job], answered, on_first=None, cache_path=None) ->
             hook()
         answered(jobs[i], result)
 
-    return _interruptible(lambda: pool.run([j.spec for j in jobs], on_result, cache_path))
+    return _interruptible(lambda: pool.run([j.spec for j in jobs], on_result, cache_path, run_id))
 
 
 def run_loop(engine, jobs: list[Job], answered, on_retry=None) -> bool:
@@ -165,15 +165,45 @@ class Sent:
     interrupted: bool = False
 
 
-def cached_answers(jobs: list[Job], runs_dir, no_cache: bool) -> tuple[Cache | None, dict]:
-    """The open cache (None with --no-cache) and its hits for `jobs`, looked up in one batch
-    before any call (a fully cached re-run never imports litellm)."""
+# With --no-cache the answers still reach a store before the pipe to this process: the run's own,
+# which only `--resume` of that run reads, and which goes once every answer is in results/.
+JOURNAL = "answers.sqlite"
+
+
+def cached_answers(
+    jobs: list[Job], runs_dir, no_cache: bool, resumed=None
+) -> tuple[Cache | None, dict]:
+    """The open answer store and its hits for `jobs`, looked up in one batch before any call (a
+    fully cached re-run never imports litellm). The store is the shared cache, or with
+    --no-cache a resumed run's journal (None for a new run: `open_journal` once it exists).
+    A resumed run's own answers come back as its spend, not as cache hits (Cache.get_many)."""
+    own = resumed.run_id if resumed is not None else None
     if no_cache:
-        return None, {}
-    cache = Cache(Path(runs_dir) / ".cache.sqlite")
+        if resumed is None or not (resumed.path / JOURNAL).exists():
+            return None, {}
+        store = Cache(resumed.path / JOURNAL)
+    else:
+        store = Cache(Path(runs_dir) / ".cache.sqlite")
+    _key(jobs)
+    return store, store.get_many([j.key for j in jobs], own_run=own)
+
+
+def open_journal(run_path: Path, jobs: list[Job]) -> Cache:
+    """A --no-cache run's own answer store (see JOURNAL)."""
+    _key(jobs)
+    return Cache(run_path / JOURNAL)
+
+
+def drop_journal(run_path: Path) -> None:
+    """Every answer is in results/ now: the journal holds nothing the run can lose."""
+    for suffix in ("", "-wal", "-shm"):
+        (run_path / (JOURNAL + suffix)).unlink(missing_ok=True)
+
+
+def _key(jobs: list[Job]) -> None:
     for j in jobs:
-        j.key = cache_key(j.spec)
-    return cache, cache.get_many([j.key for j in jobs])
+        if j.key is None:
+            j.key = cache_key(j.spec)
 
 
 def send(
@@ -184,6 +214,7 @@ def send(
     pool: PoolSlot,
     engine_for_misses,
     on_first=None,
+    run_id: str | None = None,
 ) -> Sent:
     """Record the cache hits, then send the misses (worker pool, else `engine_for_misses()`)."""
 
@@ -191,10 +222,10 @@ def send(
     # before the next one is handled, so a kill repeats at most the calls in flight.
     def answered(job: Job, result: CallResult) -> None:
         if cache is not None:
-            cache.put(job.key, result, job.spec.model)  # stores successful answers only
+            cache.put(job.key, result, job.spec.model, run_id)  # successful answers only
         sink.finish(job, result)
 
-    sent = Sent(cache_hits=len(hits))
+    sent = Sent(cache_hits=sum(1 for j in jobs if j.key in hits and hits[j.key].cached))
     for j in jobs:
         if j.key in hits:
             sink.finish(j, hits[j.key])
@@ -207,6 +238,7 @@ def send(
             sink.finish,
             on_first=on_first,
             cache_path=None if cache is None else str(cache.path),
+            run_id=run_id,
         )
         sent.requests = pool.pool.requests
     elif misses:

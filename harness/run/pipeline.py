@@ -42,7 +42,9 @@ from harness.run.execute import (
     RecordSink,
     Sent,
     cached_answers,
+    drop_journal,
     make_engine,
+    open_journal,
     send,
 )
 from harness.run.forgetting import check_forgetting
@@ -125,6 +127,8 @@ def run_suite(
         names = names or resumed.meta.get("variants")
         limit = resumed.meta.get("limit") if limit is None else limit
         shard = resumed_shard(resumed, shard)
+        if resumed.meta.get("no_cache") and not opts.no_cache:
+            opts = replace(opts, no_cache=True)
     # A `finetune:` variant is evaluated as its latest succeeded job's model, at that job's cost.
     suite, selected, trained = resolve_trained(
         suite, select_variants(suite, names), opts.runs_dir, checkpoints=opts.checkpoints
@@ -191,11 +195,13 @@ class _Run:
         self.phases = Phases(console=self.opts.console, enabled=self.opts.show_progress)
         dataset, jobs, warm = self.prepare()
         jobs, done = self.todo(jobs)
-        cache, hits = cached_answers(jobs, self.opts.runs_dir, self.opts.no_cache)
+        cache, hits = cached_answers(jobs, self.opts.runs_dir, self.opts.no_cache, self.resumed)
         try:
             # Everything that can stop the run is checked before a run directory exists.
             self.check_calls(jobs, hits, warm)
             run_dir = self.open_run_dir(dataset)
+            if cache is None and self.opts.no_cache:
+                cache = open_journal(run_dir.path, jobs)
             look = None
             with self.timings.phase("calls"):
                 if self.suite.sequential is not None:
@@ -207,6 +213,8 @@ class _Run:
         finally:
             if cache is not None:
                 cache.close()
+        if self.opts.no_cache:
+            drop_journal(run_dir.path)
         # The rendered calls and cached answers are on disk now: at 100k examples they are
         # hundreds of MB that the summary and report would otherwise hold beside the records.
         del jobs, hits
@@ -323,6 +331,7 @@ class _Run:
             variants=[v.name for v in self.selected],
             limit=self.limit,
             shard=self.shard,
+            no_cache=self.opts.no_cache,
         )
 
     def send(self, dataset: Dataset, run: RunDir, jobs: list[Job], done, cache, hits, warm) -> Sent:
@@ -356,6 +365,7 @@ class _Run:
                     self.pool,
                     lambda: make_engine(self.selected, self.opts.concurrency),
                     on_first=lambda: (warm(), prewarm_post_run()),
+                    run_id=run.run_id,
                 )
         except LocalModelCrashed as e:
             writer.flush()  # the count in the message is what is on disk

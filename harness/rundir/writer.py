@@ -77,6 +77,7 @@ def create_run(
     limit: int | None,
     shard: str | None = None,
     merged_from: list[str] | None = None,
+    no_cache: bool = False,
 ) -> RunDir:
     run_id = new_run_id()
     path = suite_runs_dir(runs_dir, suite.name) / run_id
@@ -89,6 +90,8 @@ def create_run(
         meta["shard"] = shard  # "i/N": `harness merge` checks the slices add up
     if merged_from is not None:
         meta["merged_from"] = merged_from
+    if no_cache:
+        meta["no_cache"] = True  # `--resume` keeps it: the cache stays out of the whole run
     write_resolved_suite(path / "suite.yaml", suite, dataset, meta)
     return RunDir(path=path, suite_name=suite.name, run_id=run_id, meta=meta)
 

@@ -6,7 +6,7 @@ import multiprocessing as mp
 import sqlite3
 import threading
 
-from harness.calls.cache import Cache, cache_key
+from harness.calls.cache import STOPWATCH_NOTE, Cache, cache_key
 from harness.calls.engine import CallResult, CallSpec
 
 
@@ -19,7 +19,14 @@ def spec(**kw) -> CallSpec:
 
 
 def ok(text="answer", latency=123.4) -> CallResult:
-    return CallResult(output=text, latency_ms=latency, tokens_in=5, tokens_out=2, cost_usd=0.001)
+    return CallResult(
+        output=text,
+        latency_ms=latency,
+        tokens_in=5,
+        tokens_out=2,
+        cost_usd=0.001,
+        latency_clock="tcp",
+    )
 
 
 def test_key_covers_model_server_messages_params_format_and_repeat():
@@ -110,3 +117,38 @@ def test_processes_write_concurrently(tmp_path):
         p.join(60)
         assert p.exitcode == 0
     assert len(Cache(path)) == 300
+
+
+def test_an_answer_the_run_itself_paid_for_is_its_spend_not_a_hit(tmp_path):
+    cache = Cache(tmp_path / "c.sqlite")
+    cache.put("mine", ok("a"), "openai/m", "20261201-100000-aaaa")
+    cache.put("theirs", ok("b"), "openai/m", "20261130-090000-bbbb")
+    hits = cache.get_many(["mine", "theirs"], own_run="20261201-100000-aaaa")
+    assert (hits["mine"].cached, hits["theirs"].cached) == (False, True)
+    assert hits["mine"].cost_usd == 0.001  # counted once, in the run that paid
+    # A new run (no own_run) finds both in the cache.
+    assert all(h.cached for h in cache.get_many(["mine", "theirs"]).values())
+    cache.close()
+
+
+def test_a_cache_from_before_run_ids_is_upgraded_in_place(tmp_path):
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.execute(
+        "CREATE TABLE responses (key TEXT PRIMARY KEY, model TEXT NOT NULL, output TEXT NOT NULL,"
+        " latency_ms REAL, tokens_in INTEGER, tokens_out INTEGER, cost_usd REAL, created_at REAL)"
+    )
+    db.execute("INSERT INTO responses VALUES ('k', 'openai/m', 'old', 5.0, 1, 1, 0.5, 0)")
+    db.commit()
+    db.close()
+    first, second = Cache(path), Cache(path)  # the second finds the column already there
+    hit = first.get_many(["k"], own_run="any")["k"]
+    assert (hit.output, hit.cached) == ("old", True)  # nobody's own answer: a cache hit
+    # Its 5 ms came from a stopwatch that counted the client's own work: not a latency to
+    # compare with the kernel's, so unknown, with the note the run shows.
+    assert hit.latency_ms is None and hit.note == STOPWATCH_NOTE
+    assert (hit.tokens_in, hit.cost_usd) == (1, 0.5)
+    second.put("k2", ok(), "openai/m", "r")
+    assert second.get_many(["k2"], own_run="r")["k2"].cached is False
+    first.close()
+    second.close()

@@ -3,6 +3,7 @@ resumed repeats at most the calls that were in flight. The server counts every r
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -40,20 +41,26 @@ def _suite(tmp_path, server):
     return write_suite(tmp_path, server.url, n=N, variants="\n  - name: zero-shot\n")
 
 
-@pytest.mark.parametrize("workers", ["0", "2"])
+@pytest.mark.parametrize(
+    ("workers", "first"),
+    [("0", ()), ("2", ()), ("2", ("--no-cache",))],
+    ids=["one-process", "workers", "workers-no-cache"],
+)
 def test_kill_9_at_random_points_repeats_at_most_the_calls_in_flight(
-    openai_server, fake_key, tmp_path, workers
+    openai_server, fake_key, tmp_path, workers, first
 ):
+    """`first` goes to the first invocation only: the resumes are the printed resume command,
+    so a --no-cache run must keep its own answer journal (and its no-cache) across them."""
     server = openai_server(intent_answer, latency=0.01)
     suite = _suite(tmp_path, server)
-    rng = random.Random(20 + int(workers))
+    rng = random.Random(20 + int(workers) + len(first))
     kills = 0
-    resume = ()
+    extra = first
     while True:
         at = server.requests + rng.randint(10, 60)
-        proc = _start(suite, tmp_path, "--workers", workers, *resume)
+        proc = _start(suite, tmp_path, "--workers", workers, *extra)
         _stop_after(proc, server, at, signal.SIGKILL)
-        resume = ("--resume",)
+        extra = ("--resume",)
         if proc.returncode != -signal.SIGKILL:
             break
         kills += 1
@@ -62,6 +69,15 @@ def test_kill_9_at_random_points_repeats_at_most_the_calls_in_flight(
     assert proc.returncode == 0 and kills >= 2
     assert len(server.prompts) == N  # every example answered once in the end
     assert server.requests - N <= kills * CONCURRENCY, (server.requests, kills)
+    (run_dir,) = (tmp_path / "runs" / "test-suite").iterdir()
+    records = [json.loads(line) for line in (run_dir / "results" / "zero-shot.jsonl").open()]
+    assert len(records) == N
+    # Every answer was paid for by this run, so its spend counts each once: an answer that
+    # reached the cache but not results/ before a kill is this run's, not a cache hit.
+    assert not [r["id"] for r in records if r["cached"]]
+    assert not (run_dir / "answers.sqlite").exists()  # the --no-cache journal goes at the end
+    if first:
+        assert not (tmp_path / "runs" / ".cache.sqlite").exists()  # and the cache stayed out
 
 
 def test_ctrl_c_exits_130_without_traceback_and_repeats_at_most_the_calls_in_flight(
