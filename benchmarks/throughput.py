@@ -123,7 +123,8 @@ def print_phases(t: dict) -> None:
     )
 
 
-def bare_litellm(url: str, n: int, concurrency: int) -> dict:
+def bare_litellm(url: str, n: int, concurrency: int, config: str = "harness") -> dict:
+    """benchmarks/bare_litellm.py in its own process; `config`: harness | defaults."""
     out = subprocess.run(
         [
             sys.executable,
@@ -131,6 +132,8 @@ def bare_litellm(url: str, n: int, concurrency: int) -> dict:
             url,
             str(n),
             str(concurrency),
+            "--config",
+            config,
         ],
         capture_output=True,
         text=True,

@@ -246,7 +246,7 @@ def call_cost(
 # ---------------------------------------------------------------- the engine
 
 
-# The call a task is making, for the retry hook (tenacity's wait callback doesn't get it).
+# The call a task is making, for the retry hook (tenacity's callbacks don't get it).
 _CALLING: contextvars.ContextVar = contextvars.ContextVar("harness_calling")
 
 
@@ -331,29 +331,53 @@ class Engine:
         # Full jitter: uniform(0, backoff * 2^n), capped; never earlier than the provider asked.
         wait = random.uniform(0, min(self.max_backoff, self.backoff * 2 ** (n - 1)))
         after = retry_after_seconds(exc) if exc is not None else None
-        if self.on_retry is not None:
-            self.on_retry(_CALLING.get(None))
         if after is not None:
             wait = max(wait, min(after, self.max_backoff * 4))
         return wait
 
+    def _announce_retry(self, retry_state) -> None:
+        if self.on_retry is not None:
+            self.on_retry(_CALLING.get(None))
+
     async def _call_with_retries(self, spec: CallSpec) -> CallResult:
+        # Most calls succeed at once: the first attempt runs outside tenacity, whose per-call
+        # set-up (retrying object, action chain, async wrappers: ~300 Python calls) was ~4% of a
+        # call's CPU (benchmarks/README.md, scale.py). A failure enters the same retry policy.
+        try:
+            result = await self._attempt(spec)
+        except LocalModelCrashed:
+            raise  # not a failed call: the model is gone, and the run must stop
+        except Exception as exc:
+            return await self._retry(spec, exc)
+        result.attempts = 1
+        return result
+
+    async def _retry(self, spec: CallSpec, first: Exception) -> CallResult:
+        """Attempts 2.. after `first` failed: tenacity sees `first` as its attempt 1, so the
+        retry rule, the backoff and the attempt count are those of one retry loop."""
         from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
-        _CALLING.set(spec)  # per task: `_wait` names the call it retries
+        _CALLING.set(spec)  # per task: `_announce_retry` names the call it retries
         attempts = 0
+        failed: Exception | None = first
         try:
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception(lambda e: classify(e)[1]),
                 stop=stop_after_attempt(self.max_attempts),
                 wait=self._wait,
+                # Not in `_wait`: tenacity asks for the wait before it checks the stop, so the
+                # last failed attempt was announced as a retry that never came.
+                before_sleep=self._announce_retry,
                 reraise=True,
             ):
                 with attempt:
                     attempts = attempt.retry_state.attempt_number
+                    if failed is not None:
+                        exc, failed = failed, None
+                        raise exc
                     result = await self._attempt(spec)
         except LocalModelCrashed:
-            raise  # not a failed call: the model is gone, and the run must stop
+            raise
         except Exception as exc:
             return CallResult(
                 output=None, latency_ms=None, error=reason(exc, attempts), attempts=attempts

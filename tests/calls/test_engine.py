@@ -86,6 +86,26 @@ def test_transient_faults_are_retried_until_an_answer(openai_server, fake_key):
     assert server.requests == 5
 
 
+def test_the_retry_hook_hears_each_retry_and_one_attempt_means_no_retry(openai_server, fake_key):
+    # The first attempt runs outside tenacity (engine._call_with_retries): the retries after a
+    # failed first attempt are still counted, announced and bounded by max_attempts.
+    server = openai_server("fine", sequence=["500", "429", "ok"], retry_after=0.01)
+    engine = Engine(backoff=0.001)
+    heard = []
+    engine.on_retry = heard.append
+    call = spec(server)
+    result = run(engine.call(call))
+    assert (result.output, result.attempts, server.requests) == ("fine", 3, 3)
+    assert heard == [call, call]
+
+    server = openai_server("fine", sequence=["500", "ok"])
+    engine = Engine(backoff=0.001, max_attempts=1)
+    engine.on_retry = heard.append
+    result = run(engine.call(spec(server)))
+    assert (result.attempts, server.requests, len(heard)) == (1, 1, 2)
+    assert result.error.startswith("server_error: ") and "attempts" not in result.error
+
+
 def test_retry_after_is_honoured_and_retries_end_in_an_error_record(openai_server, fake_key):
     server = openai_server("ok", rate_429=1.0, retry_after=0.3)
     start = time.perf_counter()
