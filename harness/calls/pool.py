@@ -21,11 +21,14 @@ import asyncio
 import contextlib
 import multiprocessing as mp
 import os
+import selectors
 import signal
 import sys
 import time
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 from typing import Any
+
+from harness.types import CallResult
 
 
 def default_workers(concurrency: int) -> int:
@@ -176,15 +179,25 @@ class WorkerPool:
         before sending them here: an answer waiting in a pipe when harness is killed is not paid
         for twice, and the resumed run still counts it as its spend.
         """
-        from harness.types import CallResult
-
         work = plan(specs, self.n, self.concurrency, self.rate_limits)
         pending = {k: {i for i, _ in jobs} for k, (jobs, _, _) in enumerate(work)}
         for conn, (jobs, concurrency, limits) in zip(self.conns, work, strict=True):
             conn.send(("jobs", jobs, concurrency, limits, cache_path, run_id))
         live = {conn: k for k, conn in enumerate(self.conns)}
+        # One selector for the whole run: `multiprocessing.connection.wait` builds one per call,
+        # ~17% of this process's CPU per answer (benchmarks/README.md, "CPU per call").
+        selector = selectors.DefaultSelector()
+        for conn in live:
+            selector.register(conn, selectors.EVENT_READ)
+        try:
+            self._receive(selector, live, pending, on_result)
+        finally:
+            selector.close()
+
+    def _receive(self, selector, live: dict, pending: dict, on_result) -> None:
         while live:
-            for conn in wait(list(live), timeout=1.0):
+            for key, _ in selector.select(timeout=1.0):
+                conn = key.fileobj
                 k = live[conn]
                 try:
                     kind, payload = conn.recv()
@@ -199,6 +212,7 @@ class WorkerPool:
                         )
                     pending[k].clear()
                     del live[conn]
+                    selector.unregister(conn)
                     continue
                 if kind == "results":
                     for i, result in payload:
@@ -207,6 +221,7 @@ class WorkerPool:
                 elif kind == "done":
                     self.requests += payload.get("requests", 0)
                     del live[conn]
+                    selector.unregister(conn)
                 elif kind == "error":
                     raise RuntimeError(f"worker failed: {payload}")
 
