@@ -107,15 +107,18 @@ def test_child_deletes_what_it_logged_when_the_report_never_comes(tmp_path):
 
 def _wait_for_parent(uri: str, timeout: float = 300.0):
     # A wait, not a timing: a first run creates the store (~50 migrations), which on a loaded
-    # 2-core CI machine took more than 60 s.
-    from mlflow import MlflowClient
+    # 2-core CI machine took more than 60 s. Opened as harness opens it (under the store's lock):
+    # a bare MlflowClient here creates and migrates the store itself, racing the child's creation
+    # of it (the two-first-runs race), and the child then logged nothing.
+    from harness.track.store import _client
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            exp = MlflowClient(uri).get_experiment_by_name("quickstart")
+            client = _client(uri)
+            exp = client.get_experiment_by_name("quickstart")
             runs = (
-                MlflowClient(uri).search_runs(
+                client.search_runs(
                     [exp.experiment_id], filter_string="tags.`harness.role` = 'suite'"
                 )
                 if exp
