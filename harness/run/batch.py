@@ -15,7 +15,7 @@ from pathlib import Path
 
 from harness._util.jsonl import write_json_atomic
 from harness.calls import batch as api
-from harness.run.execute import Sent
+from harness.run.execute import Sent, cache_hits
 from harness.run.plan import Job
 
 STATE = "batch.json"
@@ -38,7 +38,7 @@ def send_batch(jobs, hits, cache, sink, run_dir: Path, *, poll_s: float, log=Non
     """Record the cache hits, then each endpoint's misses as one batch (or the batch a killed
     run left running); every answer goes through `sink` and the cache (as paid by this run)."""
     log = log or (lambda m: print(m, file=sys.stderr))
-    sent = Sent(cache_hits=sum(1 for j in jobs if j.key in hits and hits[j.key].cached))
+    sent = Sent(cache_hits=cache_hits(jobs, hits))
     for j in jobs:
         if j.key in hits:
             sink.finish(j, hits[j.key])

@@ -165,6 +165,12 @@ class Sent:
     interrupted: bool = False
 
 
+def cache_hits(jobs: list[Job], hits: dict[str, CallResult]) -> int:
+    """Answers of `jobs` that came from the cache: a resumed run's own (found in a store, not
+    marked cached) are its spend, and a look of `guard.sequential` counts only its own jobs."""
+    return sum(1 for j in jobs if j.key in hits and hits[j.key].cached)
+
+
 # With --no-cache the answers still reach a store before the pipe to this process: the run's own,
 # which only `--resume` of that run reads, and which goes once every answer is in results/.
 JOURNAL = "answers.sqlite"
@@ -225,7 +231,7 @@ def send(
             cache.put(job.key, result, job.spec.model, run_id)  # successful answers only
         sink.finish(job, result)
 
-    sent = Sent(cache_hits=sum(1 for j in jobs if j.key in hits and hits[j.key].cached))
+    sent = Sent(cache_hits=cache_hits(jobs, hits))
     for j in jobs:
         if j.key in hits:
             sink.finish(j, hits[j.key])
