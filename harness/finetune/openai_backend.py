@@ -9,15 +9,19 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from harness._util.text import strip_controls
+from harness.calls.create import create_once, no_retries
+from harness.calls.engine import plausible_count
 from harness.errors import ProviderError, SuiteError
 from harness.finetune.backends import FinetuneSpec, JobState, backend
+from harness.suite.secrets import redact_text
 
 STATUS = {"validating_files": "queued", "queued": "queued", "running": "running"}
 
 
 class OpenAIOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    price_per_1m: Annotated[float, Field(ge=0)] = Field(
+    price_per_1m: Annotated[float, Field(ge=0, le=10_000, allow_inf_nan=False)] = Field(
         description="Training price per 1M trained tokens (the cost is computed from the job's trained_tokens)."
     )
     suffix: str | None = Field(None, max_length=64)
@@ -38,6 +42,8 @@ class OpenAIBackend:
         self.options: OpenAIOptions = spec.options
         self._seen: set[str] = set()
         self._client = None
+        # Jobs a retried create turned up besides the adopted one (recorded by the caller).
+        self.duplicates: list[str] = []
 
     @property
     def client(self):
@@ -59,10 +65,8 @@ class OpenAIBackend:
 
         try:
             return fn(*args, **kwargs)
-        except openai.APIStatusError as e:
-            raise ProviderError(f"OpenAI {what}: HTTP {e.status_code}: {_message(e)}") from None
         except openai.APIError as e:
-            raise ProviderError(f"OpenAI {what}: {e.__class__.__name__}: {e}") from None
+            raise ProviderError(f"OpenAI {what}: {_describe(e)}") from None
 
     def estimate_usd(self, spec: FinetuneSpec, train_tokens: int) -> float | None:
         epochs = spec.epochs or 1
@@ -72,13 +76,11 @@ class OpenAIBackend:
         self, spec, train_path: Path, val_path: Path | None, metadata, max_cost_usd=None
     ) -> str:
         # max_cost_usd: unused — the job is priced from its tokens before it is created.
-        files = self.client.files
-        with open(train_path, "rb") as f:
-            train = self._call("upload", files.create, file=f, purpose="fine-tune")
+        tag = metadata["harness_inputs"]
+        train = self._upload(train_path, f"harness-{tag}-train.jsonl")
         val = None
         if val_path is not None:
-            with open(val_path, "rb") as f:
-                val = self._call("upload", files.create, file=f, purpose="fine-tune")
+            val = self._upload(val_path, f"harness-{tag}-val.jsonl")
         hyper = {
             k: v
             for k, v in {
@@ -90,20 +92,50 @@ class OpenAIBackend:
         }
         kwargs = {
             "model": _api_model(spec.base_model),
-            "training_file": train.id,
+            "training_file": train,
             "seed": spec.seed,
             "metadata": metadata,
             "method": {"type": "supervised", "supervised": {"hyperparameters": hyper}},
         }
         if val is not None:
-            kwargs["validation_file"] = val.id
+            kwargs["validation_file"] = val
         if self.options.suffix:
             kwargs["suffix"] = self.options.suffix
-        job = self._call("create job", self.client.fine_tuning.jobs.create, **kwargs)
-        return job.id
+        jobs = no_retries(self.client).fine_tuning.jobs
+        job_id, self.duplicates = create_once(
+            "OpenAI create job",
+            lambda: jobs.create(**kwargs).id,
+            lambda: self.find_all(metadata),
+            describe=_describe,
+        )
+        return job_id
+
+    def _upload(self, path: Path, name: str) -> str:
+        """The file's id: uploaded once under a name made of the inputs' digest, so a retry
+        finds an upload the provider kept although it answered with an error."""
+        data = path.read_bytes()
+        files = no_retries(self.client).files
+
+        def find() -> list[str]:
+            page = self._call("list files", self.client.files.list, purpose="fine-tune")
+            return [f.id for f in page.data if f.filename == name and f.bytes == len(data)]
+
+        file_id, _ = create_once(
+            "OpenAI upload",
+            lambda: files.create(file=(name, data), purpose="fine-tune").id,
+            find,
+            describe=_describe,
+        )
+        return file_id
 
     def find(self, metadata: dict[str, str]) -> str | None:
         """A live or succeeded job created with exactly this metadata (a lost record's job)."""
+        found = self.find_all(metadata)
+        self.duplicates = found[1:]
+        return found[0] if found else None
+
+    def find_all(self, metadata: dict[str, str]) -> list[str]:
+        """Every live or succeeded job created with exactly this metadata, oldest first."""
         jobs = self.client.fine_tuning.jobs
         page = self._call(
             "list jobs",
@@ -111,10 +143,12 @@ class OpenAIBackend:
             metadata={"harness_inputs": metadata["harness_inputs"]},
             limit=20,
         )
-        for job in page.data:
-            if (job.metadata or {}) == metadata and job.status not in ("failed", "cancelled"):
-                return job.id
-        return None
+        found = [
+            job
+            for job in page.data
+            if (job.metadata or {}) == metadata and job.status not in ("failed", "cancelled")
+        ]
+        return [job.id for job in sorted(found, key=lambda j: j.created_at or 0)]
 
     def poll(self, job_id: str) -> JobState:
         jobs = self.client.fine_tuning.jobs
@@ -126,7 +160,7 @@ class OpenAIBackend:
                 continue
             self._seen.add(e.id)
             events.append(
-                {"at": e.created_at, "level": e.level, "message": e.message, "data": e.data}
+                {"at": e.created_at, "level": e.level, "message": _clean(e.message), "data": e.data}
             )
         status = STATUS.get(job.status, job.status)
         checkpoints = []
@@ -144,7 +178,7 @@ class OpenAIBackend:
                 ),
                 key=lambda c: c["step"],
             )
-        tokens = job.trained_tokens
+        tokens = plausible_count(job.trained_tokens)
         return JobState(
             status=status,
             model_id="openai/" + job.fine_tuned_model if job.fine_tuned_model else None,
@@ -165,9 +199,22 @@ def _job_error(error) -> str:
         return "failed (the provider gave no reason)"
     parts = [p for p in (error.code, error.message) if p]
     text = ": ".join(parts) or "failed"
-    return f"{text} (param {error.param})" if error.param else text
+    return _clean(f"{text} (param {error.param})" if error.param else text)
+
+
+def _clean(text) -> str:
+    """Provider text as harness keeps and prints it: no credential, no terminal control."""
+    return strip_controls(redact_text(str(text or "")))
 
 
 def _message(e) -> str:
     body = e.body if isinstance(e.body, dict) else {}
     return str(body.get("message") or e.message)
+
+
+def _describe(e: BaseException) -> str:
+    import openai
+
+    if isinstance(e, openai.APIStatusError):
+        return _clean(f"HTTP {e.status_code}: {_message(e)}")
+    return _clean(f"{e.__class__.__name__}: {e}")

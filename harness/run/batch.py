@@ -65,6 +65,15 @@ def send_batch(jobs, hits, cache, sink, run_dir: Path, *, poll_s: float, log=Non
                 "joined": False,
             }
             state["batches"].append(pending)
+            # Paid duplicates a retried create left (cancelled): on record, never joined twice.
+            for dup in submitted.duplicates:
+                state.setdefault("duplicates", []).append(
+                    {"api_base": api_base, "batch_id": dup, "duplicate_of": submitted.batch_id}
+                )
+                log(
+                    f"batch {dup}: a duplicate of {submitted.batch_id} (created by a retried "
+                    f"request), cancelled; recorded in {state_path}"
+                )
             write_json_atomic(state_path, state)  # before the wait: a kill resumes this batch
             sent.requests += submitted.n_requests
             log(f"batch {submitted.batch_id}: {submitted.n_requests} requests submitted")

@@ -135,6 +135,17 @@ def finetune(suite_path: str | Path, opts: FinetuneOptions) -> FinetuneOutcome:
         job_id = backend.submit(
             spec, prepared["train_path"], prepared["val_path"], metadata, max_cost_usd=cap
         )
+    base = {
+        "provider": spec.provider,
+        "variant": spec.variant,
+        "suite": suite.name,
+        "lineage": key,
+        "base_model": spec.base_model,
+        "settings": spec.settings(),
+        "inputs": prepared["inputs"],
+        "metadata": metadata,
+    }
+    _record_duplicates(store, backend, job_id, base, opts)
     record = store.append(
         {
             "job_id": job_id,
@@ -163,6 +174,24 @@ def finetune(suite_path: str | Path, opts: FinetuneOptions) -> FinetuneOutcome:
         f"{spec.base_model}); recorded in {store.path}"
     )
     return watch.until_done(record)
+
+
+def _record_duplicates(store: JobStore, backend, job_id: str, base: dict, opts) -> None:
+    """Jobs a retried create (or an older harness's blind SDK retry) left at the provider for the
+    same metadata besides `job_id`: each is paid training nobody asked for, so it is cancelled
+    and recorded in the job store, where the budget and the ledger count what it cost."""
+    for dup in getattr(backend, "duplicates", None) or []:
+        try:
+            state = backend.cancel(dup)
+        except ProviderError:
+            state = backend.poll(dup)
+        store.append(
+            {**base, "job_id": dup, "duplicate_of": job_id, "created_at": None, **state.to_dict()}
+        )
+        opts.echo(
+            f"job {dup} is a duplicate of {job_id} (same rows and settings, created by a retried "
+            f"request): {state.status}, recorded in {store.path} and counted in the budget"
+        )
 
 
 def _pick(suite: Suite, name: str | None):

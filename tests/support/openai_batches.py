@@ -25,9 +25,14 @@ class BatchAPI:
         self.batch_delay = batch_delay
         self.batches: dict[str, dict] = {}
         self.created = 0  # batches submitted (a resumed run must not submit again)
+        self.fail_after_create = 0  # the next n creates make the batch, then answer 500
+        # {substring of the prompt: the output line written instead, "{line}" standing for the
+        # real one}: a corrupt line ("{line"), a duplicate ("{line}\n{line}")
+        self.output_lines: dict[str, str] = {}
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/batches", self._create)
+        app.router.add_get("/v1/batches", self._list)
         app.router.add_get("/v1/batches/{id}", self._retrieve)
         app.router.add_post("/v1/batches/{id}/cancel", self._cancel)
 
@@ -65,10 +70,18 @@ class BatchAPI:
             "error_file_id": None,
             "created_at": int(time.time()),
             "request_counts": {"total": len(lines), "completed": 0, "failed": 0},
+            "metadata": body.get("metadata"),
         }
         self.batches[batch_id] = batch
         asyncio.get_running_loop().create_task(self._process(batch, lines))
+        if self.fail_after_create > 0:
+            self.fail_after_create -= 1
+            return web.json_response({"error": {"message": "server error"}}, status=500)
         return web.json_response(batch)
+
+    async def _list(self, request: web.Request) -> web.Response:
+        data = list(reversed(self.batches.values()))
+        return web.json_response({"object": "list", "data": data, "has_more": False})
 
     async def _process(self, batch: dict, lines: list[str]) -> None:
         await asyncio.sleep(self.batch_delay / 3)
@@ -111,7 +124,11 @@ class BatchAPI:
                     },
                 },
             }
-            out.append({"id": f"r{i}", "custom_id": req["custom_id"], "response": response})
+            template = next((t for k, t in self.output_lines.items() if k in prompt), None)
+            out.append(
+                {"id": f"r{i}", "custom_id": req["custom_id"], "response": response}
+                | ({"_template": template} if template else {})
+            )
             batch["request_counts"]["completed"] += 1
             if i % 5 == 4:
                 await asyncio.sleep(self.batch_delay / max(1, len(lines)))
@@ -121,7 +138,11 @@ class BatchAPI:
             return
 
         def jsonl(rows):
-            return "".join(json.dumps(r) + "\n" for r in rows).encode()
+            lines = []
+            for r in rows:
+                template = r.pop("_template", "{line}")
+                lines.append(template.replace("{line}", json.dumps(r)))
+            return "".join(line + "\n" for line in lines).encode()
 
         batch["output_file_id"] = self._file(jsonl(out), "batch_output")["id"] if out else None
         batch["error_file_id"] = self._file(jsonl(errors), "batch_output")["id"] if errors else None

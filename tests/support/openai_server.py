@@ -75,6 +75,8 @@ class FakeOpenAI:
         port: int = 0,
         batch_delay: float = 0.3,
         finetune_lives: list[str] | None = None,
+        fail_after_create: dict[str, int] | None = None,
+        echo_auth: bool = False,
     ):
         self.answer = answer
         self.latency = latency
@@ -120,6 +122,15 @@ class FakeOpenAI:
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
         self.batch_api = BatchAPI(self, self.files, batch_delay=batch_delay)
+        # Every /v1 request answered 401 with its credentials echoed back, as some gateways do
+        # ("Incorrect API key provided: Bearer sk-…"): nothing harness prints may repeat them.
+        self.echo_auth = echo_auth
+        # {"files" | "jobs" | "batches": n}: the next n creates make the object, then answer 500
+        # (a provider failing after it did the work: a blind retry pays twice).
+        fail = fail_after_create or {}
+        self.files.fail_after_create = fail.get("files", 0)
+        self.fine_tuning.fail_after_create = fail.get("jobs", 0)
+        self.batch_api.fail_after_create = fail.get("batches", 0)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -164,7 +175,7 @@ class FakeOpenAI:
         self._loop.run_forever()
 
     async def _start_site(self) -> None:
-        app = web.Application()
+        app = web.Application(middlewares=[self._auth_echo])
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/embeddings", self._embeddings)
         app.router.add_get("/v1/models", self._models)
@@ -179,6 +190,22 @@ class FakeOpenAI:
         self.port = site._server.sockets[0].getsockname()[1]  # the free port the OS chose
 
     # ------------------------------------------------------------ handlers
+
+    @web.middleware
+    async def _auth_echo(self, request: web.Request, handler):
+        if not self.echo_auth or not request.path.startswith("/v1"):
+            return await handler(request)
+        sent = [
+            f"{k}: {v}"
+            for k, v in request.headers.items()
+            if k.lower() in ("authorization", "api-key")
+            or "key" in k.lower()
+            or "auth" in k.lower()
+        ]
+        auth = request.headers.get("Authorization", "")
+        return self._error(
+            401, f"Incorrect API key provided: {auth} (headers {'; '.join(sent)}; {request.url})"
+        )
 
     def _draw(self) -> str | None:
         with self._lock:
@@ -363,10 +390,12 @@ class Files:
         self.content: dict[str, bytes] = {}
         self.objects: dict[str, dict] = {}
         self.uploads: list[dict] = []  # the file objects, in upload order
+        self.fail_after_create = 0
         self._n = 0
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/files", self._create)
+        app.router.add_get("/v1/files", self._list)
         app.router.add_get("/v1/files/{id}", self._retrieve)
         app.router.add_get("/v1/files/{id}/content", self._content)
 
@@ -390,7 +419,15 @@ class Files:
         }
         self.objects[file_id] = obj
         self.uploads.append(obj)
+        if self.fail_after_create > 0:
+            self.fail_after_create -= 1
+            return _api_error(500, "The server had an error while processing your request")
         return web.json_response(obj)
+
+    async def _list(self, request: web.Request) -> web.Response:
+        purpose = request.query.get("purpose")
+        data = [o for o in reversed(self.objects.values()) if purpose in (None, o["purpose"])]
+        return web.json_response({"object": "list", "data": data, "has_more": False})
 
     async def _retrieve(self, request: web.Request) -> web.Response:
         obj = self.objects.get(request.match_info["id"])
@@ -418,6 +455,7 @@ class FineTuning:
         self.lives = list(lives or [])
         self.jobs: dict[str, dict] = {}
         self.created: list[dict] = []  # the create request bodies
+        self.fail_after_create = 0
         self._events: dict[str, list[dict]] = {}
         self._checkpoints: dict[str, list[dict]] = {}
         self._state: dict[str, dict] = {}
@@ -471,6 +509,9 @@ class FineTuning:
             "suffix": body.get("suffix") or "",
         }
         self._event(job_id, "info", f"Created fine-tuning job: {job_id}")
+        if self.fail_after_create > 0:
+            self.fail_after_create -= 1
+            return _api_error(500, "The server had an error while processing your request")
         return web.json_response(job)
 
     def _event(self, job_id: str, level: str, message: str, data: dict | None = None) -> None:
