@@ -71,6 +71,13 @@ class SuiteErrors(SuiteError):
         return "\n".join(e.render() for e in self.errors)
 
 
+class StorageError(HarnessError):
+    """Results could not be written (disk full, a read-only runs dir, an unwritable --junit or
+    --pr-comment path): nothing paid is lost, the message says how to resume (exit 4)."""
+
+    exit_code = 4
+
+
 class RunInterrupted(HarnessError):
     """Ctrl-C / SIGTERM: results so far are on disk; the message says how to resume."""
 

@@ -38,3 +38,4 @@ class CallResult:
     note: str | None = None  # e.g. why cost is null; reported once per variant, not per record
     price_factor: float = 1.0  # of the list price: 0.5 for OpenAI Batch API answers
     latency_clock: str | None = None  # "tcp" (the kernel's: harness.calls.clock) or "stopwatch"
+    truncated: bool = False  # finish_reason "length": the answer was cut at max_tokens

@@ -48,3 +48,21 @@ def normalize_label(text: Any) -> str:
     """Label form: free-text normalisation plus spaces, '-' and '_' treated alike, so
     "Card arrival" and "card-arrival" both find the label card_arrival."""
     return _SEPARATORS.sub("_", normalize_text(text)).strip("_")
+
+
+# Terminal control sequences: OSC (ESC ] … BEL or ST: window titles, OSC 52 clipboard writes,
+# hyperlinks), DCS/SOS/PM/APC strings, CSI (ESC [ …: colours, cursor moves), other two-byte
+# escapes, their 8-bit C1 forms, and every other C0/C1 control but tab and newline.
+_CONTROLS = re.compile(
+    r"(?:\x1b\]|\x9d)[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
+    r"|(?:\x1b[PX^_]|[\x90\x98\x9e\x9f])[^\x1b\x9c]*(?:\x1b\\|\x9c)?"
+    r"|(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?"
+    r"|\x1b[ -/]*[0-~]?"
+    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]"
+)
+
+
+def strip_controls(text: Any) -> str:
+    """Text from a provider, a data file or a model made safe to print: no terminal control
+    sequence survives (an OSC 52 in an error message would write the user's clipboard)."""
+    return _CONTROLS.sub("", str(text))

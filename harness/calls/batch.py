@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness._util.text import strip_controls
 from harness.calls._litellm import missing_credentials
 from harness.calls.create import create_once
 from harness.calls.engine import call_cost, usage_tokens
@@ -225,7 +226,10 @@ def _result(spec: CallSpec, row: dict) -> CallResult:
         message = (body.get("error") or row.get("error") or {}).get("message") or f"status {status}"
         kind = "rate_limit" if status == 429 else "bad_request" if status in (400, 422) else "batch"
         return CallResult(
-            output=None, latency_ms=None, error=redact(f"{kind}: {message}"), attempts=1
+            output=None,
+            latency_ms=None,
+            error=strip_controls(redact(f"{kind}: {message}")),
+            attempts=1,
         )
     try:
         output = body["choices"][0]["message"].get("content") or ""

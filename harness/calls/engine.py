@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import email.utils
+import math
 import random
 import re
 import time
 from dataclasses import dataclass
 from typing import Any
 
+from harness._util.text import strip_controls
 from harness.calls import clock
 from harness.calls._litellm import (
     import_litellm,
@@ -32,6 +34,12 @@ from harness.suite.secrets import expand_env, missing_env, redact_text
 from harness.types import CallResult, CallSpec
 
 RETRYABLE_KINDS = frozenset({"rate_limit", "server_error", "timeout", "connection"})
+# Kinds a second attempt rarely changes (a deterministic bad reply): retried once at most.
+RETRY_ONCE_KINDS = frozenset({"malformed_reply"})
+_UNREADABLE_200 = re.compile(
+    r"Invalid response object|Expecting (value|property name|',' delimiter|':' delimiter)|"
+    r"Unterminated string|Extra data: line|Invalid control character"
+)
 DEFAULT_MAX_ATTEMPTS = 8
 
 
@@ -93,6 +101,10 @@ def classify(exc: BaseException) -> tuple[str, bool]:
     """(reason kind, retryable) for an exception raised by a call."""
     if isinstance(exc, MalformedReply):
         return "malformed_reply", False
+    if _UNREADABLE_200.search(str(exc)):
+        # litellm reports a 200 whose body is not a chat completion as a 500: the same request
+        # tends to get the same body, so one retry (RETRY_ONCE_KINDS), never eight paid ones.
+        return "malformed_reply", True
     if isinstance(exc, asyncio.TimeoutError | TimeoutError):
         return "timeout", True
     name = type(exc).__name__
@@ -122,12 +134,20 @@ def classify(exc: BaseException) -> tuple[str, bool]:
     return "other", False
 
 
+def stop_if_once_is_enough(retry_state) -> bool:
+    """tenacity stop: after the second attempt of a RETRY_ONCE_KINDS failure."""
+    exc = retry_state.outcome.exception() if retry_state.outcome else None
+    return (
+        exc is not None and retry_state.attempt_number >= 2 and classify(exc)[0] in RETRY_ONCE_KINDS
+    )
+
+
 def reason(exc: BaseException, attempts: int) -> str:
     kind, _ = classify(exc)
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     message = re.sub(r"^litellm\.\w+:\s*", "", message)[:200]
     tail = f" (after {attempts} attempts)" if attempts > 1 else ""
-    return redact_text(f"{kind}: {message}{tail}")
+    return strip_controls(redact_text(f"{kind}: {message}{tail}"))
 
 
 def retry_after_seconds(exc: BaseException) -> float | None:
@@ -226,21 +246,56 @@ def price_tokens(pricing: Any, tokens_in: int | None, tokens_out: int | None) ->
     return (tokens_in * pair[0] + tokens_out * pair[1]) / 1e6
 
 
+# No single call or job trains or reads this many tokens: a count above it is a provider bug.
+MAX_PLAUSIBLE_TOKENS = 10**12
+IMPLAUSIBLE_USAGE = "the provider reported implausible token usage (negative, non-integer or huge)"
+
+
+def plausible_count(value: Any, limit: int = MAX_PLAUSIBLE_TOKENS) -> int | None:
+    """A token count from a provider as an int, or None (unknown) when it is not a finite,
+    non-negative, plausible integer: `trained_tokens: -1e9` must not become a refund."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if not math.isfinite(value) or value < 0 or value > limit or value != int(value):
+        return None
+    return int(value)
+
+
+def usage_tokens(usage: Any) -> tuple[int | None, int | None, str | None]:
+    """(tokens in, tokens out, note) from a reply's usage (object or dict): unknown unless
+    both counts are plausible, and a prompt of 0 tokens (what litellm fills in for a usage the
+    provider left out) is unknown too, so the call is unpriced rather than free."""
+    get = usage.get if isinstance(usage, dict) else lambda k: getattr(usage, k, None)
+    raw_in, raw_out = (get("prompt_tokens"), get("completion_tokens")) if usage else (None, None)
+    tokens_in, tokens_out = plausible_count(raw_in), plausible_count(raw_out)
+    if raw_in is not None and raw_out is not None and (tokens_in is None or tokens_out is None):
+        return None, None, IMPLAUSIBLE_USAGE
+    if not tokens_in or tokens_out is None:
+        return None, None, None
+    return tokens_in, tokens_out, None
+
+
 def call_cost(
     spec: CallSpec, tokens_in: int | None, tokens_out: int | None
 ) -> tuple[float | None, str | None]:
-    """(cost in USD, note). Unknown price → (None, why): never a silent 0 for a paid model."""
+    """(cost in USD, note). Unknown price → (None, why): never a silent 0 for a paid model,
+    never a negative or infinite amount."""
     if tokens_in is None or tokens_out is None:
         return None, "the provider reported no token usage"
     if spec.pricing is not None:
-        return price_tokens(spec.pricing, tokens_in, tokens_out), None
-    prices = litellm_prices(spec.model)
-    if prices is None:
-        return (
-            None,
-            f"no price for {spec.model} in litellm's price list — set `pricing:` on the variant",
-        )
-    return tokens_in * prices[0] + tokens_out * prices[1], None
+        cost = price_tokens(spec.pricing, tokens_in, tokens_out)
+    else:
+        prices = litellm_prices(spec.model)
+        if prices is None:
+            return (
+                None,
+                f"no price for {spec.model} in litellm's price list — set `pricing:` on the "
+                "variant",
+            )
+        cost = tokens_in * prices[0] + tokens_out * prices[1]
+    if cost is not None and not (math.isfinite(cost) and cost >= 0):
+        return None, f"the computed cost ({cost}) is not a finite, non-negative amount"
+    return cost, None
 
 
 # ---------------------------------------------------------------- the engine
@@ -363,7 +418,7 @@ class Engine:
         try:
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception(lambda e: classify(e)[1]),
-                stop=stop_after_attempt(self.max_attempts),
+                stop=stop_after_attempt(self.max_attempts) | stop_if_once_is_enough,
                 wait=self._wait,
                 # Not in `_wait`: tenacity asks for the wait before it checks the stop, so the
                 # last failed attempt was announced as a retry that never came.
@@ -456,14 +511,9 @@ class Engine:
         if output is None:
             finish = getattr(choices[0], "finish_reason", None)
             raise MalformedReply(f"the provider's reply has no content (finish_reason: {finish})")
-        usage = getattr(response, "usage", None)
-        tokens_in = getattr(usage, "prompt_tokens", None) if usage else None
-        tokens_out = getattr(usage, "completion_tokens", None) if usage else None
-        if not tokens_in:
-            # litellm fills a usage the provider left out with zeros, and no prompt is 0 tokens:
-            # unknown, so the call is reported unpriced rather than free.
-            tokens_in = tokens_out = None
+        tokens_in, tokens_out, bad = usage_tokens(getattr(response, "usage", None))
         cost, note = call_cost(spec, tokens_in, tokens_out)
+        note = bad or note
         return CallResult(
             output=output,
             latency_ms=round(latency[0], 3),
@@ -472,4 +522,5 @@ class Engine:
             tokens_out=tokens_out,
             cost_usd=cost,
             note=note,
+            truncated=getattr(choices[0], "finish_reason", None) == "length",
         )

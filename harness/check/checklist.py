@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from harness.prompt.templates import validate_templates
 from harness.retrieve import validate_retrieval
 from harness.score.registry import validate_suite
 from harness.suite import Suite, load_suite
+from harness.suite.secrets import literal_secrets, missing_env
 
 MARKS = {PASS: "✓", WARN: "!", FAIL: "✗"}
 
@@ -82,8 +84,32 @@ def check_suite(path: str | Path, *, near_dup_threshold: float | None = None) ->
                 "training",
                 f"{v.name}: `harness finetune` trains {spec.base_model} on {source} ({spec.provider})",
             )
+    _add_credentials(report)
     _add_readiness(report, near_dup_threshold)
     return report
+
+
+def _add_credentials(report: CheckReport) -> None:
+    """Literal credentials (redacted wherever harness writes them, but better in the
+    environment) and `${env:NAME}` references this environment cannot expand: `run` stops
+    on those before any call."""
+    suite = report.suite
+    for key in literal_secrets(suite.raw):
+        report.add(
+            WARN,
+            "credentials",
+            f"{key} is a credential written in the suite (redacted in runs/, MLflow and "
+            "messages) — keep it in the environment: `${env:NAME}`",
+        )
+    for v in suite.variants:
+        for name in dict.fromkeys(missing_env([v.params, v.api_base])):
+            state = "is empty" if name in os.environ else "is not set"
+            report.add(
+                WARN,
+                "credentials",
+                f"{v.name}: ${{env:{name}}} {state} here — `harness run` stops before any call "
+                f"until {name} is exported",
+            )
 
 
 def _add_readiness(report: CheckReport, near_dup_threshold: float | None) -> None:

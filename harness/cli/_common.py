@@ -7,7 +7,9 @@ from functools import wraps
 
 import click
 
-from harness.errors import HarnessError
+from harness._util.text import strip_controls
+from harness.errors import HarnessError, StorageError
+from harness.suite.secrets import redact_text
 
 EXIT_CODES_HELP = """\b
 Exit codes:
@@ -16,6 +18,8 @@ Exit codes:
   2  the suite or the command line is wrong; nothing was called
   3  the run could not be judged: provider errors above max_error_rate, or the local
      model crashed (the message says how to rebuild it and resume)
+  4  results could not be written (disk full, read-only directory, unwritable --junit or
+     --pr-comment path): nothing paid is lost; free space or fix the path and --resume
   130  interrupted (Ctrl-C / SIGTERM): results so far are saved; finish with --resume
 """
 
@@ -56,8 +60,19 @@ def verdict_options(fn):
     )(fn)
 
 
+def safe_text(text) -> str:
+    """What harness prints: one redaction (harness.suite.secrets.redact_text) and no terminal
+    control sequences, whatever the message came from (a provider, a data file, a model)."""
+    return strip_controls(redact_text(str(text)))
+
+
+def echo(text="", **kwargs) -> None:
+    click.echo(safe_text(text), **kwargs)
+
+
 def handle_errors(fn):
-    """User errors print one clear message and exit with their code; bugs keep their traceback."""
+    """User errors print one clear message and exit with their code; bugs keep their traceback.
+    A write that fails on the disk (full, read-only) is a StorageError (exit 4), not a bug."""
 
     @wraps(fn)
     def wrapper(*args, **kwargs):
@@ -65,8 +80,15 @@ def handle_errors(fn):
             return fn(*args, **kwargs)
         except HarnessError as e:
             for line in str(e).splitlines():
-                click.echo(f"Error: {line}", err=True)
+                click.echo(f"Error: {safe_text(line)}", err=True)
             sys.exit(e.exit_code)
+        except OSError as e:
+            if not is_storage_failure(e):
+                raise
+            err = storage_error(e)
+            for line in str(err).splitlines():
+                click.echo(f"Error: {safe_text(line)}", err=True)
+            sys.exit(err.exit_code)
         except KeyboardInterrupt:
             # Ctrl-C outside the send loop (loading, rendering, the report): nothing half-done
             # is kept or lost there, and a user who pressed it wants no traceback.
@@ -74,3 +96,21 @@ def handle_errors(fn):
             sys.exit(130)
 
     return wrapper
+
+
+STORAGE_ERRNOS = {"ENOSPC", "EROFS", "EACCES", "EPERM", "EDQUOT", "EFBIG", "EISDIR", "ENOTDIR"}
+
+
+def is_storage_failure(e: OSError) -> bool:
+    import errno
+
+    return errno.errorcode.get(e.errno or 0) in STORAGE_ERRNOS
+
+
+def storage_error(e: OSError, resume: str = "the same command with --resume") -> StorageError:
+    where = f" ({e.filename})" if e.filename else ""
+    return StorageError(
+        f"could not write results{where}: {e.strerror or e} — nothing paid is lost (answers are "
+        f"in the response cache and the run directory); free space or fix the path, then run "
+        f"{resume}"
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from harness.cli._common import handle_errors
+from harness.cli._common import echo, handle_errors
 from harness.rundir.bless import bless as bless_run
 
 
@@ -14,7 +14,7 @@ from harness.rundir.bless import bless as bless_run
 def bless(run_dir):
     """Make a finished run the baseline `harness compare RUN` measures new runs against."""
     entry = bless_run(run_dir)
-    click.echo(
+    echo(
         f"blessed {entry['run_id']} of suite {entry['suite']}: "
         f"`harness compare RUN` now compares RUN against it"
     )

@@ -7,7 +7,7 @@ import json
 import click
 
 from harness.check.checklist import check_suite
-from harness.cli._common import EXIT_CODES_HELP, handle_errors
+from harness.cli._common import EXIT_CODES_HELP, echo, handle_errors
 
 
 @click.command(epilog=EXIT_CODES_HELP)
@@ -24,6 +24,6 @@ def check(suite_path, as_json, near_dup_threshold):
     """Validate a suite and its data without calling any model."""
     report = check_suite(suite_path, near_dup_threshold=near_dup_threshold)
     if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2))
+        echo(json.dumps(report.to_dict(), indent=2))
     else:
-        click.echo(report.render())
+        echo(report.render())

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from harness.cli._common import EXIT_CODES_HELP, handle_errors
+from harness.cli._common import EXIT_CODES_HELP, echo, handle_errors
 from harness.rundir.bless import blessed_run
 from harness.stats.compare import compare_runs, render
 
@@ -37,7 +37,7 @@ def compare(runs, tolerance, confidence, as_json):
     run_a, run_b = runs if len(runs) == 2 else (None, runs[0])
     if run_a is None:  # the suite's blessed run (`harness bless`)
         run_a, entry = blessed_run(run_b)
-        click.echo(f"comparing with the blessed run {entry['run_id']}", err=True)
+        echo(f"comparing with the blessed run {entry['run_id']}", err=True)
     result = compare_runs(run_a, run_b, tolerance=tolerance, confidence=confidence)
     if len(runs) == 1:
         changed = [
@@ -46,11 +46,11 @@ def compare(runs, tolerance, confidence, as_json):
             if result[key]
         ]
         if changed:
-            click.echo(
+            echo(
                 f"Warning: the blessed run {entry['run_id']} is older than "
                 f"{' and '.join(changed)} (changed since it ran) — a difference may come from "
                 "that change, not the model; bless a newer run with `harness bless RUN_DIR`",
                 err=True,
             )
-    click.echo(json.dumps(result, indent=2, default=str) if as_json else render(result))
+    echo(json.dumps(result, indent=2, default=str) if as_json else render(result))
     sys.exit(result["exit_code"])

@@ -7,7 +7,7 @@ import sys
 import click
 
 from harness.check.doctor import diagnose, render
-from harness.cli._common import handle_errors, tracking_uri_option
+from harness.cli._common import echo, handle_errors, tracking_uri_option
 
 
 @click.command()
@@ -20,5 +20,5 @@ def doctor(suite_path, tracking_uri):
     """Versions, tracking store, local model (build and a 1-token try) and, for a suite, which API
     keys are set (names only). Exit 0 when ready, 2 with the fix otherwise."""
     d = diagnose(suite_path, tracking_uri)
-    click.echo(render(d))
+    echo(render(d))
     sys.exit(d.exit_code)

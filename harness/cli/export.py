@@ -6,7 +6,7 @@ import json
 
 import click
 
-from harness.cli._common import EXIT_CODES_HELP, handle_errors, runs_dir_option
+from harness.cli._common import EXIT_CODES_HELP, echo, handle_errors, runs_dir_option
 from harness.errors import SuiteError
 from harness.export.finetune import export_finetune
 from harness.score.registry import validate_suite
@@ -96,7 +96,7 @@ def export(
         price_per_1m=price_per_1m,
         max_tokens_per_example=max_tokens_per_example,
     )
-    click.echo(json.dumps(result.to_dict(), indent=2) if as_json else result.render())
+    echo(json.dumps(result.to_dict(), indent=2) if as_json else result.render())
     if result.problems:
         raise SuiteError(
             f"{out}: {len(result.problems)} format problem(s) — fix the data or templates and export again"

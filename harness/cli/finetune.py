@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import click
 
-from harness.cli._common import EXIT_CODES_HELP, handle_errors, runs_dir_option, tracking_uri_option
+from harness.cli._common import (
+    EXIT_CODES_HELP,
+    echo,
+    handle_errors,
+    runs_dir_option,
+    tracking_uri_option,
+)
 from harness.run.finetune import FinetuneOptions
 from harness.run.finetune import finetune as run_finetune
 from harness.run.warmup import exit_process
@@ -43,7 +49,7 @@ def finetune(suite_path, variant, cancel, poll_interval, tracking_uri, runs_dir)
             runs_dir=runs_dir,
             tracking_uri=tracking_uri,
             poll_interval=poll_interval,
-            echo=click.echo,
+            echo=echo,
         ),
     )
     exit_process(outcome.exit_code)

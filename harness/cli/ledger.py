@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from harness.cli._common import handle_errors, runs_dir_option, tracking_uri_option
+from harness.cli._common import echo, handle_errors, runs_dir_option, tracking_uri_option
 from harness.data.dataset import file_hash, shown
 from harness.decide.history import LocalHistory, exclude_run, gather
 from harness.decide.view import ledger_lines
@@ -50,7 +50,7 @@ def show(suite_path, runs_dir, tracking_uri):
     )
     jobs = JobStore(runs_dir, key).jobs()
     for line in ledger_lines(suite, history, key, jobs) + [f"note: {n}" for n in notes]:
-        click.echo(line)
+        echo(line)
 
 
 @ledger.command()
@@ -61,7 +61,7 @@ def show(suite_path, runs_dir, tracking_uri):
 def exclude(run_id, why, runs_dir):
     """Take RUN_ID out of the ledger: its spend stays, it counts for nothing else."""
     run_dir = exclude_run(runs_dir, run_id, why)
-    click.echo(
+    echo(
         f"excluded run {run_id} ({run_dir}) from the ledger: {why.strip()} — "
         "every later verdict of the suite says so"
     )

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from harness.cli._common import EXIT_CODES_HELP, handle_errors
+from harness.cli._common import EXIT_CODES_HELP, echo, handle_errors
 
 
 @click.command(epilog=EXIT_CODES_HELP)
@@ -46,11 +46,11 @@ def plan(suite_path, power, expect_delta, pilot_dir, as_json):
     rows = size_all(suite, power=power, expect_delta=expect_delta, pilot=pilot)
     n_test = len(load_dataset(suite).test)
     if as_json:
-        click.echo(
+        echo(
             json.dumps(
                 {"n_test": n_test, "power": power, "hypotheses": [r.to_dict() for r in rows]},
                 indent=2,
             )
         )
     else:
-        click.echo("\n".join(plan_lines(suite, rows, n_test, power)))
+        echo("\n".join(plan_lines(suite, rows, n_test, power)))

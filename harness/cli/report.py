@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from harness.cli._common import handle_errors, tracking_uri_option
+from harness.cli._common import echo, handle_errors, tracking_uri_option
 from harness.report.render import render_report, reprice
 from harness.rundir.reader import load_run
 from harness.track.log import log_run
@@ -23,8 +23,8 @@ def report(run_dir, log, tracking_uri):
     run = load_run(run_dir)  # read once for both the report and MLflow
     reprice(run)  # the dollars as a run would price them now
     paths = render_report(run)
-    click.echo(f"wrote {paths['md']}, {paths['html']} and {len(paths['plots'])} plot(s)")
+    echo(f"wrote {paths['md']}, {paths['html']} and {len(paths['plots'])} plot(s)")
     if log:
         uri = resolve_uri(tracking_uri)
         run_id = log_run(run, uri)
-        click.echo(f"logged to MLflow at {uri}: parent run {run_id} (browse with `harness ui`)")
+        echo(f"logged to MLflow at {uri}: parent run {run_id} (browse with `harness ui`)")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -36,7 +39,10 @@ def ui(suite, port, host, no_browser, tracking_uri):
         return
     server = f"http://{host}:{port}"
     click.echo(f"MLflow UI on {uri}: {server}  (Ctrl-C to stop)")
-    proc = subprocess.Popen(cmd, env=ui_env())
+    # Its own process group: `mlflow ui` starts a server that starts workers, and stopping
+    # only the first would leave the others serving (and holding the port).
+    proc = subprocess.Popen(cmd, env=ui_env(), start_new_session=True)
+    previous = signal.signal(signal.SIGTERM, _terminated)
     try:
         if _wait_ready(server, proc):
             try:
@@ -47,11 +53,32 @@ def ui(suite, port, host, no_browser, tracking_uri):
         code = proc.wait()
     except KeyboardInterrupt:
         code = 0
-    finally:  # Ctrl-C, or the UI never came up: don't leave it running
-        if proc.poll() is None:
-            proc.terminate()
-            proc.wait()
+    except _Terminated:
+        code = 128 + signal.SIGTERM
+    finally:  # Ctrl-C, SIGTERM, or the UI never came up: don't leave any of it running
+        signal.signal(signal.SIGTERM, previous)
+        _stop_group(proc)
     sys.exit(code)
+
+
+class _Terminated(BaseException):
+    """SIGTERM (a service manager, `kill`): stop the UI's process group, then exit."""
+
+
+def _terminated(signum, frame) -> None:
+    raise _Terminated
+
+
+def _stop_group(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(grace_s)
+    with contextlib.suppress(ProcessLookupError):  # workers that outlived it or ignored TERM
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 def _suite_name(suite: str) -> str:

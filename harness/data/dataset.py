@@ -72,6 +72,12 @@ def read_table(path: Path) -> list[dict[str, Any]]:
         raise SuiteError(not_found(path, where))
     if path.is_dir():
         raise SuiteError(f"{where} is a directory — point at a data file ({', '.join(FORMATS)})")
+    if not path.is_file():
+        # /dev/zero, a FIFO or a socket (perhaps behind a symlink named data.csv): reading it
+        # never ends or never means a table.
+        raise SuiteError(
+            f"{where} is not a regular file (a device, pipe or socket) — point at a data file"
+        )
     ext = path.suffix.lower()
     if ext not in FORMATS:
         raise SuiteError(

@@ -81,6 +81,7 @@ class RecordSink:
         self.writer = writer
         self.progress = progress
         self.notes: dict[str, set[str]] = {}
+        self.truncated: dict[str, int] = {}  # answers cut at max_tokens, per variant
 
     def finish(self, job: Job, result) -> None:
         scored = self.scorer.score(job.example, result.output, result.error)
@@ -107,6 +108,8 @@ class RecordSink:
         self.writer.append(job.variant, record)
         if result.note:
             self.notes.setdefault(job.variant, set()).add(result.note)
+        if result.truncated:
+            self.truncated[job.variant] = self.truncated.get(job.variant, 0) + 1
         # The bar shows spend: a cached answer cost nothing in this run.
         spent = None if result.cached else result.cost_usd
         self.progress.advance(

@@ -29,6 +29,7 @@ from harness.errors import (
     LocalModelCrashed,
     ProviderError,
     RunInterrupted,
+    StorageError,
     SuiteError,
     TrackingError,
 )
@@ -472,7 +473,14 @@ class _Run:
 
 
 def sent_notes(sink: RecordSink) -> dict[str, list[str]]:
-    return {k: sorted(v) for k, v in sink.notes.items()}
+    notes = {k: sorted(v) for k, v in sink.notes.items()}
+    for variant, n in sink.truncated.items():
+        # A cut answer usually scores wrong: the variant looks worse than it is.
+        notes.setdefault(variant, []).append(
+            f"{n} answer(s) were cut at max_tokens (finish_reason: length) — raise "
+            "params.max_tokens and run again"
+        )
+    return notes
 
 
 def conclude(
@@ -559,10 +567,19 @@ def conclude(
         if outcome.mlflow_run_id is not None:
             outcome.mlflow_url = ui_link(uri, outcome.suite.name)
     # CI outputs: --junit FILE, --pr-comment FILE and the GitHub Actions step summary.
-    if opts.junit:
-        write_junit(outcome.summary, opts.junit)
-    if opts.pr_comment:
-        write_pr_comment(outcome.summary, opts.pr_comment)
+    for flag, target, write in (
+        ("--junit", opts.junit, write_junit),
+        ("--pr-comment", opts.pr_comment, write_pr_comment),
+    ):
+        if target:
+            try:
+                write(outcome.summary, target)
+            except OSError as e:
+                raise StorageError(
+                    f"could not write {flag} {target}: {e.strerror or e} — nothing paid is "
+                    f"lost, the run is saved in {outcome.run_dir}; fix the path and run the same "
+                    "command with --resume (it sends no call again)"
+                ) from None
     append_step_summary(outcome.summary)
     if opts.timings:
         timings.write(outcome.run_dir)

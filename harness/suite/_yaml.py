@@ -46,6 +46,10 @@ QUOTE_TEMPLATE = 'a template starting with {{ must be quoted — user: "{{ text 
 # Nodes a suite may expand to once aliases are followed: a real suite has a few thousand; a
 # 1 KB "billion laughs" of nested aliases would otherwise cost minutes of CPU before any message.
 MAX_NODES = 100_000
+# A suite is a few levels deep; thousands of nested brackets only exhaust Python's stack.
+MAX_DEPTH = 64
+# No setting of a suite needs an integer this large (a 400-digit one overflows every float).
+MAX_INT = 2**63
 
 
 def _construct_mapping(loader, node, deep=False):
@@ -76,6 +80,10 @@ def read_yaml(path: Path) -> tuple[Any, dict[tuple, tuple[int, int]]]:
         raise SuiteError("suite " + not_found(path).replace(f" — {RELATIVE}", " — check the path"))
     if path.is_dir():
         raise SuiteError(f"{path} is a directory — pass the suite's .yaml file")
+    if not path.is_file():
+        raise SuiteError(
+            f"{path} is not a regular file (a device or pipe) — pass the suite's .yaml file"
+        )
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
@@ -92,6 +100,11 @@ def read_yaml(path: Path) -> tuple[Any, dict[tuple, tuple[int, int]]]:
                 file=str(path),
             )
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
+    except RecursionError:
+        raise SuiteError(
+            f"the YAML is nested too deeply — a suite needs at most {MAX_DEPTH} levels",
+            file=str(path),
+        ) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         problem = getattr(e, "problem", None) or str(e)
@@ -115,7 +128,41 @@ def read_yaml(path: Path) -> tuple[Any, dict[tuple, tuple[int, int]]]:
         raise SuiteError(
             "a suite is a YAML mapping (name:, task:, data:, ...)", file=str(path), line=1
         )
+    _check_values(node, path)
     return data, _positions(node) if node is not None else {}
+
+
+def _check_values(root: yaml.Node | None, path: Path) -> None:
+    """Depth and integer size, walked without recursion (the checks exist for inputs that
+    would exhaust it)."""
+    stack = [(root, 1)] if root is not None else []
+    seen: set[int] = set()
+    while stack:
+        node, depth = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        line = node.start_mark.line + 1
+        if depth > MAX_DEPTH:
+            raise SuiteError(
+                f"the YAML is nested more than {MAX_DEPTH} levels deep — a suite needs a few",
+                file=str(path),
+                line=line,
+            )
+        if isinstance(node, yaml.MappingNode):
+            stack += [(n, depth + 1) for pair in node.value for n in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            stack += [(n, depth + 1) for n in node.value]
+        elif node.tag == "tag:yaml.org,2002:int":
+            digits = node.value.lstrip("+-").replace("_", "")
+            if len(digits) > 19 or (digits.isdigit() and int(digits) >= MAX_INT):
+                raise SuiteError(
+                    f"the integer {node.value[:24]}{'…' if len(node.value) > 24 else ''} is too "
+                    "large for any setting — write a realistic number",
+                    file=str(path),
+                    line=line,
+                    column=node.start_mark.column + 1,
+                )
 
 
 def _expanded_size(root: yaml.Node) -> int:

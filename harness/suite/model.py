@@ -30,7 +30,12 @@ class Strict(BaseModel):
 
 
 PositiveInt = Annotated[int, Field(ge=1)]
-NonNegFloat = Annotated[float, Field(ge=0)]
+NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+# Per 1M tokens: the dearest model costs a few hundred dollars; more is a typo (1e308, .inf)
+# that would turn every cost the run reports into nonsense after it has paid for the calls.
+TokenPrice = Annotated[float, Field(ge=0, le=10_000, allow_inf_nan=False)]
+# Dollars a person types (a wrong answer's cost, a budget): finite and below a trillion.
+Dollars = Annotated[float, Field(ge=0, le=1e12, allow_inf_nan=False)]
 
 
 class Sample(Strict):
@@ -185,8 +190,8 @@ class Forgetting(Strict):
 
 
 class Pricing(Strict):
-    input_per_1m: NonNegFloat
-    output_per_1m: NonNegFloat
+    input_per_1m: TokenPrice
+    output_per_1m: TokenPrice
 
 
 class RateLimit(Strict):
@@ -350,7 +355,7 @@ class Guard(Strict):
         None, description="Guarded variants (default: every fine-tuned variant)."
     )
     max_iterations: PositiveInt | None = None
-    budget_usd: NonNegFloat | None = None
+    budget_usd: Dollars | None = None
     max_error_rate: float = Field(DEFAULT_MAX_ERROR_RATE, ge=0, le=1)
     correction: Literal["holm", "none"] = Field(
         "holm",
@@ -395,19 +400,19 @@ class Hypothesis:
 
 
 class Volume(Strict):
-    monthly_requests: Annotated[float, Field(gt=0)]
+    monthly_requests: Annotated[float, Field(gt=0, le=1e15, allow_inf_nan=False)]
 
 
 class Value(Strict):
     """What a wrong answer costs the business: the monthly cost of a variant is
     volume × (API cost per request + error rate × error cost) + training / amortise_months."""
 
-    error_cost_usd: NonNegFloat = Field(description="Cost of one wrong answer, in dollars.")
-    per_class: dict[str, NonNegFloat] | None = Field(
+    error_cost_usd: Dollars = Field(description="Cost of one wrong answer, in dollars.")
+    per_class: dict[str, Dollars] | None = Field(
         None,
         description="Classification: the cost of a wrong answer by its true class (others cost error_cost_usd).",
     )
-    amortise_months: Annotated[float, Field(gt=0)] = Field(
+    amortise_months: Annotated[float, Field(gt=0, le=1200, allow_inf_nan=False)] = Field(
         12, description="Months over which a variant's training cost is spread."
     )
 
@@ -446,6 +451,25 @@ class SuiteFile(Strict):
             dupes = sorted({x for x in v if v.count(x) > 1})
             if dupes:
                 raise ValueError(f"duplicate labels {dupes}")
+        return v
+
+    @field_validator("guard")
+    @classmethod
+    def _guard_list(cls, v):
+        if isinstance(v, list):
+            if not v:
+                # An empty list would run every variant unguarded while the suite looks guarded.
+                raise ValueError(
+                    "empty guard list — write at least one hypothesis, or remove `guard:`"
+                )
+            dumped = [g.model_dump(exclude_unset=True) for g in v]
+            for i, g in enumerate(dumped):
+                if g in dumped[:i]:
+                    raise ValueError(
+                        f"guard[{i}] repeats guard[{dumped.index(g)}] word for word — a "
+                        "duplicate hypothesis would be counted twice in the Holm correction; "
+                        "remove one"
+                    )
         return v
 
 

@@ -26,12 +26,28 @@ from harness.suite.model import (
     Variant,
     VariantSpec,
 )
+from harness.suite.secrets import malformed_refs, remember_literals
 
 
 def load_suite(path: str | Path) -> Suite:
     """Read, validate and resolve a suite file. Raises SuiteError with file:line: key: message."""
     path = Path(path)
     raw, locations = read_yaml(path)
+    remember_literals(raw)  # masked in every message from here on, whatever the path
+    bad = malformed_refs(raw)
+    if bad:
+        raise SuiteErrors(
+            [
+                SuiteError(
+                    f"{ref} is not an environment reference — write ${{env:NAME}} with NAME "
+                    "a variable name (letters, digits, _; not starting with a digit)",
+                    file=str(path),
+                    key=format_key(key),
+                    line=locate(locations, key)[0],
+                )
+                for key, ref in bad
+            ]
+        )
     try:
         spec = SuiteFile.model_validate(raw)
     except ValidationError as e:

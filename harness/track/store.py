@@ -185,11 +185,13 @@ def _probe(uri: str) -> None:
 
 def _experiment_id(client, name: str, uri: str) -> str:
     exp = client.get_experiment_by_name(name)
+    root = artifact_root(uri)
     if exp is not None:
         if exp.lifecycle_stage == "deleted":
             client.restore_experiment(exp.experiment_id)
+        if root and uri.startswith("sqlite:///"):
+            relocate_artifacts(uri, exp.experiment_id, exp.artifact_location, root)
         return exp.experiment_id
-    root = artifact_root(uri)
     location = f"{root}/{_safe(name)}" if root else None
     # Without the kind, MLflow 3's UI opens a new experiment on its GenAI traces dashboard
     # (empty here) instead of the runs table users browse.
@@ -202,6 +204,31 @@ def _experiment_id(client, name: str, uri: str) -> str:
         if exp is None:
             raise
         return exp.experiment_id
+
+
+def relocate_artifacts(uri: str, experiment_id: str, location: str | None, root: str) -> bool:
+    """Point an experiment's artifacts back beside its SQLite store when the store was copied or
+    moved with its project: MLflow records an absolute location, so a copy would write its
+    artifacts into the original's mlruns/ (and a moved one into a deleted path). True when the
+    location was rewritten (the experiment's and its runs' artifact URIs)."""
+    import sqlite3
+
+    if not location or not location.startswith("file:") or location.startswith(root + "/"):
+        return False
+    old_root = location.rsplit("/", 1)[0]
+    db = Path(uri[len("sqlite:///") :])
+    with sqlite3.connect(db, timeout=30) as con:
+        con.execute(
+            "UPDATE experiments SET artifact_location = ? || substr(artifact_location, ?) "
+            "WHERE experiment_id = ?",
+            (root, len(old_root) + 1, int(experiment_id)),
+        )
+        con.execute(
+            "UPDATE runs SET artifact_uri = ? || substr(artifact_uri, ?) "
+            "WHERE experiment_id = ? AND artifact_uri LIKE ? || '%'",
+            (root, len(old_root) + 1, int(experiment_id), old_root),
+        )
+    return True
 
 
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
