@@ -40,8 +40,9 @@ def show(suite_path, runs_dir, tracking_uri):
     suite = load_suite(suite_path)
     test = suite.resolve_path(suite.spec.data.test)
     if not test.is_file():
+        what = "is not a regular file" if test.exists() else "not found"
         raise suite.fail(
-            f"{shown(test)} not found — the ledger's lineage is the test data's hash",
+            f"{shown(test)} {what} — the ledger's lineage is the test data's hash",
             ("data", "test"),
         )
     key = file_hash(test)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,26 @@ class RunOptions:
             raise SuiteError(f"--limit must be at least 1 (got {self.limit})")
         if self.shard is not None:
             parse_shard(self.shard)
+        if not math.isfinite(self.batch_poll_s):
+            raise SuiteError(f"--batch-poll must be a number of seconds (got {self.batch_poll_s})")
+        for flag, target in (("--junit", self.junit), ("--pr-comment", self.pr_comment)):
+            if target:
+                check_writable_path(flag, target)
+
+
+def check_writable_path(flag: str, target: str | Path) -> None:
+    """Exit 2 before any call for an output file that can never be written (a directory, or a
+    path under a file): found only after the calls, it would be exit 4 with everything paid."""
+    path = Path(target)
+    if path.is_dir():
+        raise SuiteError(f"{flag} {target} is a directory — name a file")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise SuiteError(
+                    f"{flag} {target}: {parent} is a file, not a directory — choose another path"
+                )
+            break
 
 
 def parse_shard(text: str) -> tuple[int, int]:

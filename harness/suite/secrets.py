@@ -197,6 +197,8 @@ def remember_literals(raw: Any) -> None:
     """Mask a loaded suite's literal credentials in every later message (a provider echoing a
     header back in its error text)."""
     for _, value in _literals(raw):
+        if "${env:" in value:
+            continue  # a reference, or a malformed one (a suite error that must stay readable)
         if "://" in value:
             for m in _QUERY_SECRET.finditer(value):
                 _literal.add(value[m.end(1) : m.end()])

@@ -104,3 +104,7 @@ def test_action_runs_the_suite_posts_one_sticky_comment_and_gates(
         gate.stdout == "::error::harness exit 1: the guard flagged a variant (see the PR comment)\n"
     )
     assert _bash(steps["Gate on the exit code"], {**env, "CODE": "0"}).returncode == 0
+    # A storage failure is its own code, never reported as the guard's.
+    storage = _bash(steps["Gate on the exit code"], {**env, "CODE": "4"})
+    assert storage.returncode == 4
+    assert storage.stdout.startswith("::error::harness exit 4: could not write results")

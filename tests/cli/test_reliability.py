@@ -145,16 +145,34 @@ def test_a_bad_or_duplicated_batch_line_is_that_examples_error(openai_server, fa
 # ---------------------------------------------------------------- 4. storage failures: exit 4
 
 
-def test_an_unwritable_junit_or_pr_comment_path_is_exit_4(openai_server, fake_key, tmp_path):
+def test_an_unwritable_junit_or_pr_comment_path_is_exit_4(
+    openai_server, fake_key, tmp_path, monkeypatch
+):
+    import harness.run.pipeline as pipeline
+
     server = openai_server(intent_answer)
     suite = write_suite(tmp_path, server.url, n=3)
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
     for flag in ("--junit", "--pr-comment"):
+        # A path that can never be written is refused before any call.
         result = _cli("run", suite, "--variant", "zero-shot", flag, blocker / "out.xml")
+        assert result.exit_code == 2, result.output
+        assert f"{blocker} is a file, not a directory" in result.output
+    assert server.requests == 0
+
+    def denied(summary, path):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(pipeline, "write_junit", denied)
+    monkeypatch.setattr(pipeline, "write_pr_comment", denied)
+    for flag in ("--junit", "--pr-comment"):
+        out = tmp_path / f"out{flag}.txt"
+        result = _cli("run", suite, "--variant", "zero-shot", flag, out)
         assert result.exit_code == 4, result.output
-        assert f"Error: could not write {flag} {blocker / 'out.xml'}" in result.output
+        assert f"Error: could not write {flag} {out}: Permission denied" in result.output
         assert "nothing paid is lost" in result.output and "--resume" in result.output
+    assert server.requests == 3  # the second run's answers came from the cache
 
 
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS])
