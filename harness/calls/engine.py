@@ -134,12 +134,18 @@ def classify(exc: BaseException) -> tuple[str, bool]:
     return "other", False
 
 
-def stop_if_once_is_enough(retry_state) -> bool:
-    """tenacity stop: after the second attempt of a RETRY_ONCE_KINDS failure."""
-    exc = retry_state.outcome.exception() if retry_state.outcome else None
-    return (
-        exc is not None and retry_state.attempt_number >= 2 and classify(exc)[0] in RETRY_ONCE_KINDS
-    )
+def once_is_enough():
+    """A tenacity stop for one call: after the second RETRY_ONCE_KINDS failure, whatever other
+    transient faults came between."""
+    seen = [0]
+
+    def stop(retry_state) -> bool:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        if exc is not None and classify(exc)[0] in RETRY_ONCE_KINDS:
+            seen[0] += 1
+        return seen[0] >= 2
+
+    return stop
 
 
 def reason(exc: BaseException, attempts: int) -> str:
@@ -418,7 +424,7 @@ class Engine:
         try:
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception(lambda e: classify(e)[1]),
-                stop=stop_after_attempt(self.max_attempts) | stop_if_once_is_enough,
+                stop=stop_after_attempt(self.max_attempts) | once_is_enough(),
                 wait=self._wait,
                 # Not in `_wait`: tenacity asks for the wait before it checks the stop, so the
                 # last failed attempt was announced as a retry that never came.
