@@ -24,7 +24,7 @@ from harness.errors import HarnessError, TrackingError
 from harness.finetune.local.backend import TRAIN_EXTRA, TRAIN_INSTALL
 from harness.score.judge.config import configs
 from harness.suite import Suite, load_suite
-from harness.track.store import _probe
+from harness.track.store import _probe, check_uri
 from harness.track.store import tracking_uri as resolve_uri
 
 # CPU features a build may use that some machines or hypervisors don't run: a build with any of
@@ -110,6 +110,10 @@ def _store_answers(uri: str) -> Line:
                 problem=f"{path} is not a readable MLflow store ({e}) — move it aside and run again",
             )
         return Line("answers", f"yes ({runs} runs in {path})")
+    try:
+        check_uri(uri)  # what `run` refuses before its first call (foo://bar, a file store)
+    except HarnessError as e:
+        return Line("answers", "no", problem=str(e))
     return Line("answers", "not checked (MLflow opens it on the first run)")
 
 

@@ -459,3 +459,9 @@ def test_a_copied_store_writes_artifacts_beside_itself(openai_server, fake_key, 
         locations = [r[0] for r in con.execute("SELECT artifact_location FROM experiments")]
         uris = [r[0] for r in con.execute("SELECT artifact_uri FROM runs")]
     assert all(str(original) not in x for x in locations + uris), locations + uris
+
+
+def test_doctor_is_not_ready_for_a_tracking_uri_run_would_refuse(tmp_path):
+    result = _cli("doctor", "--tracking-uri", "foo://bar")
+    assert "not ready" in result.output
+    assert "--tracking-uri 'foo://bar': unknown store 'foo'" in result.output
