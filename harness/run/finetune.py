@@ -149,13 +149,7 @@ def finetune(suite_path: str | Path, opts: FinetuneOptions) -> FinetuneOutcome:
     record = store.append(
         {
             "job_id": job_id,
-            "provider": spec.provider,
-            "variant": spec.variant,
-            "suite": suite.name,
-            "lineage": key,
-            "base_model": spec.base_model,
-            "settings": spec.settings(),
-            "inputs": prepared["inputs"],
+            **base,
             # What `harness run` checks the trained model against (a later edit is a note).
             "train_sha256": train_split_hash(suite),
             "n_train": prepared["n_train"],
@@ -164,7 +158,6 @@ def finetune(suite_path: str | Path, opts: FinetuneOptions) -> FinetuneOutcome:
             "estimate_usd": estimate,
             "distill_usd": prepared["distill_usd"],
             "skipped": prepared["skipped"],
-            "metadata": metadata,
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "status": "queued",
         }
