@@ -17,7 +17,7 @@ import click
 from click.utils import make_default_short_help
 
 from harness import __version__
-from harness.cli._common import EXIT_CODES_HELP
+from harness.cli._common import EXIT_CODES_HELP, handle_errors
 
 COMMANDS = {
     "bless": "Make a finished run the baseline `harness compare RUN` measures new runs against.",
@@ -33,6 +33,8 @@ COMMANDS = {
     "the job.",
     "export": "Write OpenAI chat fine-tuning JSONL from the train split or a teacher's outputs.",
     "merge": "Join the shard runs of `harness run --shard i/N` into one run with one verdict.",
+    "plugins": "List the plugins loaded (built-ins, `harness` entry points, $HARNESS_PLUGINS) and "
+    "what each registered.",
     "plan": "Test examples each hypothesis needs at its confidence and a chosen power (no model calls).",
     "report": "Re-render report.md, report.html and plots/ of a finished run from its files.",
     "run": "Run every variant of a suite over the same examples and write runs/<suite>/<run-id>/.",
@@ -66,8 +68,14 @@ class _LazyGroup(click.Group):
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 @click.version_option(__version__, prog_name="harness")
+@handle_errors
 def main():
     """Evaluate prompt, few-shot, RAG and fine-tuned variants against a pre-registered hypothesis."""
+    # Every command sees the plugins' metrics, retrieval methods and backends (not --help:
+    # click answers it before this runs, so it stays fast).
+    from harness.plugins import load_plugins
+
+    load_plugins()
 
 
 if __name__ == "__main__":  # pragma: no cover
