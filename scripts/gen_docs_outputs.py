@@ -36,7 +36,7 @@ def run(cmd: str) -> str:
     argv = [sys.executable, "-m", "harness.cli", *args[1:]] if args[0] == "harness" else args
     env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "120", "NO_COLOR": "1"}
     proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True)
-    text = (proc.stdout + proc.stderr).rstrip()
+    text = (proc.stdout + proc.stderr).rstrip().replace(f"{ROOT}/", "")  # as run from the checkout
     return f"```console\n$ {cmd}\n{text}\n(exit {proc.returncode})\n```\n"
 
 
@@ -46,7 +46,7 @@ def main() -> int:
     for page in sorted(DOCS.rglob("*.md")):
         text = page.read_text(encoding="utf-8")
 
-        def replace(m: re.Match) -> str:
+        def replace(m: re.Match, page: Path = page) -> str:
             if m["slow"] and not slow:
                 return m.group(0)
             body = run(m["cmd"])

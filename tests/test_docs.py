@@ -132,9 +132,8 @@ def test_every_link_resolves(page):
             continue  # an external address
         path, _, anchor = target.partition("#")
         dest = (page.parent / path).resolve() if path else page
-        if not dest.exists():
-            broken.append(target)
-        elif anchor and dest.suffix == ".md" and anchor not in _anchors(dest):
+        missing_anchor = anchor and dest.suffix == ".md" and anchor not in _anchors(dest)
+        if not dest.exists() or missing_anchor:
             broken.append(target)
     assert not broken, f"{page.relative_to(ROOT)}: broken links {broken}"
 
@@ -143,7 +142,7 @@ def test_the_readme_stays_short_and_keeps_the_two_set_up_commands():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert len(readme.encode()) <= 8500
     assert (
-        'CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install --no-cache-dir -e \'.[local,test]\' && '
+        "CMAKE_ARGS=\"-DGGML_NATIVE=OFF\" pip install --no-cache-dir -e '.[local,test]' && "
         "bash scripts/check.sh"
     ) in readme
 
