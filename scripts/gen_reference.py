@@ -13,6 +13,8 @@ import inspect
 import json
 import re
 import sys
+import types
+import typing
 from pathlib import Path
 
 import click
@@ -133,6 +135,26 @@ def _keys_table(obj: dict, defs: dict) -> list[str]:
     return rows
 
 
+def _annotation(tp) -> str:
+    """A Python type as the suite reference writes schema types: `a` \\| `b`, X or null."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Annotated:
+        return _annotation(args[0])
+    if origin is typing.Literal:
+        return " \\| ".join(f"`{a}`" for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(
+            dict.fromkeys("null" if a is type(None) else _annotation(a) for a in args)
+        )
+    if origin in (list, tuple):
+        return f"list of {_annotation(args[0])}" if args else "list"
+    if origin is dict:
+        return "mapping"
+    return {"str": "string", "int": "integer", "float": "number", "bool": "boolean"}.get(
+        getattr(tp, "__name__", str(tp)), getattr(tp, "__name__", str(tp))
+    )
+
+
 def suite_page() -> str:
     from harness.finetune.backends import BACKENDS
 
@@ -181,10 +203,8 @@ def suite_page() -> str:
             default = (
                 "required" if field.is_required() else f"`{json.dumps(field.default, default=str)}`"
             )
-            ann = getattr(field.annotation, "__name__", None) or str(field.annotation).replace(
-                "typing.", ""
-            )
-            lines.append(f"| `{key}` | {_cell(ann)} | {default} | {_cell(field.description)} |")
+            kind = _annotation(field.annotation)
+            lines.append(f"| `{key}` | {kind} | {default} | {_cell(field.description)} |")
         lines.append("")
     return "\n".join(lines)
 

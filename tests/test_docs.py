@@ -82,6 +82,20 @@ def test_every_suite_key_is_documented():
         if f"| `{key}` |" not in sections.get(where, "")
     ]
     assert not missing, f"not in docs/reference/suite.md: {sorted(missing)}"
+    # A key the schema does not describe is explained in prose: a guide page or DESIGN.
+    prose = "\n".join(p.read_text(encoding="utf-8") for p in GUIDES + [DOCS / "DESIGN.md"])
+    unexplained = [
+        f"{where}.{key}"
+        for where, key in _schema_keys(schema)
+        if not _described(schema, where, key)
+        and not re.search(rf"`{re.escape(key)}[`:= ]|\b{re.escape(key)}:", prose)
+    ]
+    assert not unexplained, f"explained nowhere (add a description or a sentence): {unexplained}"
+
+
+def _described(schema: dict, where: str, key: str) -> bool:
+    obj = schema if where == "Top level" else schema["$defs"][where]
+    return bool(obj["properties"][key].get("description"))
 
 
 def test_every_metric_is_documented():

@@ -188,3 +188,9 @@ def test_a_plugin_that_cannot_be_imported_is_exit_2_naming_it(tmp_path, isolated
         "(is it on PYTHONPATH?)\n"
     )
     assert result.stdout == ""
+
+
+def test_a_commands_help_does_not_load_plugins(tmp_path, isolated_cwd):
+    result = harness_cli("plan", "--help", cwd=tmp_path, env={"HARNESS_PLUGINS": "no_such_plugin"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Usage: python -m harness.cli plan [OPTIONS] SUITE.yaml")

@@ -53,6 +53,14 @@ class _LazyGroup(click.Group):
             return None
         return getattr(importlib.import_module(f"harness.cli.{name}"), name)
 
+    def invoke(self, ctx: click.Context):
+        # Every command sees the plugins' metrics, retrieval methods and backends; a command's
+        # --help does not wait for them (nor fail on a broken one).
+        rest = [*getattr(ctx, "_protected_args", ()), *ctx.args][1:]
+        if not set(rest) & set(ctx.help_option_names):
+            _load_plugins()
+        return super().invoke(ctx)
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         names = self.list_commands(ctx)
         # The width click's own listing gives each line (see click.Group.format_commands).
@@ -62,20 +70,21 @@ class _LazyGroup(click.Group):
             formatter.write_dl(rows)
 
 
+@handle_errors
+def _load_plugins() -> None:
+    from harness.plugins import load_plugins
+
+    load_plugins()
+
+
 @click.group(
     cls=_LazyGroup,
     epilog=EXIT_CODES_HELP,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 @click.version_option(__version__, prog_name="harness")
-@handle_errors
 def main():
     """Evaluate prompt, few-shot, RAG and fine-tuned variants against a pre-registered hypothesis."""
-    # Every command sees the plugins' metrics, retrieval methods and backends (not --help:
-    # click answers it before this runs, so it stays fast).
-    from harness.plugins import load_plugins
-
-    load_plugins()
 
 
 if __name__ == "__main__":  # pragma: no cover
