@@ -11,12 +11,14 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import write_suite
+from conftest import keyword_rag_suite
 
 REPO = Path(__file__).resolve().parents[1]
 
-PLUGIN = '''
+PLUGIN = r'''
 """A plugin: one metric with an option, one retrieval method."""
+
+import re
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -45,18 +47,19 @@ def starts_with(table: harness.Table, prefix: str):
 
 @harness.retrieval_index("keyword")
 class KeywordIndex(harness.TextIndex):
-    """Chunks scored by how many of the query's words they contain."""
+    """Chunks ranked by how many distinct words they share with the query."""
 
     def __init__(self, texts):
-        self.words = [set(t.lower().split()) for t in texts]
+        self.vocab = [set(re.findall(r"\w+", t.lower())) for t in texts]
 
     def search(self, queries, k):
-        out = []
-        for q in queries:
-            words = set(q.lower().replace("?", " ").split())
-            scores = [(i, float(len(w & words))) for i, w in enumerate(self.words)]
-            out.append(sorted((s for s in scores if s[1] > 0), key=lambda s: -s[1])[:k])
-        return out
+        results = []
+        for query in queries:
+            asked = set(re.findall(r"\w+", query.lower()))
+            shared = [(i, float(len(asked & words))) for i, words in enumerate(self.vocab)]
+            ranked = sorted(shared, key=lambda hit: -hit[1])
+            results.append([hit for hit in ranked if hit[1] > 0][:k])
+        return results
 '''
 
 
@@ -90,15 +93,7 @@ def harness_cli(*args, cwd, extra_path=None, env=None):
 
 
 def _rag_suite(tmp_path, url):
-    (tmp_path / "docs").mkdir()
-    (tmp_path / "docs" / "cards.md").write_text("When will my card arrive: within five days.")
-    (tmp_path / "docs" / "rates.md").write_text("Our exchange rate is the market rate.")
-    rag = (
-        "\n  - name: zero-shot\n  - name: rag\n    kind: rag\n"
-        "    retrieval: {corpus: 'docs/*.md', method: keyword, k: 1}\n"
-        "    user: \"{{ context[0].text if context else '' }} Question: {{ text }}\"\n"
-    )
-    path = write_suite(tmp_path, url, variants=rag)
+    path = keyword_rag_suite(tmp_path, url)
     path.write_text(
         path.read_text().replace(
             "metrics: [accuracy]",
