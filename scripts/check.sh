@@ -5,5 +5,5 @@ cd "$(dirname "$0")/.."
 ruff check harness tests benchmarks
 ruff format --check harness tests benchmarks
 lint-imports  # the pipeline layers (pyproject.toml [tool.importlinter])
-mkdocs build --strict --quiet --site-dir "$(mktemp -d)"  # the docs site: every page, link and anchor
+NO_MKDOCS_2_WARNING=1 mkdocs build --strict --quiet --site-dir "$(mktemp -d)"  # the docs site: every page, link and anchor
 python -m pytest -q "$@"
