@@ -81,8 +81,18 @@ def _owned(before: dict, after: dict, module: str) -> dict[str, list[str]]:
     return out
 
 
+def _registries() -> dict[str, dict]:
+    return {
+        "metrics": registry.REGISTRY,
+        "record scores": scorer.RECORD_SCORES,
+        "retrieval methods": indexes.INDEXES,
+        "fine-tuning backends": backends.BACKENDS,
+    }
+
+
 def _import(name: str, module: str, source: str, how_to_fix: str) -> Plugin:
     before = _registrations()
+    saved = {kind: dict(reg) for kind, reg in _registries().items()}
     try:
         importlib.import_module(module)
     except ModuleNotFoundError as e:
@@ -94,7 +104,22 @@ def _import(name: str, module: str, source: str, how_to_fix: str) -> Plugin:
             f"plugin {name!r} ({source}): importing {module!r} failed: "
             f"{type(e).__name__}: {e} — fix the plugin or {how_to_fix}"
         ) from None
-    return Plugin(name, module, source, _owned(before, _registrations(), module))
+    after = _registrations()
+    # A name another module registered first (a built-in's, another plugin's) would silently
+    # change what suites naming it measure; refuse it and keep the first registration.
+    for kind in KINDS:
+        taken = sorted(n for n, where in before[kind].items() if after[kind][n] != where)
+        if taken:
+            for k, reg in _registries().items():
+                reg.clear()
+                reg.update(saved[k])
+            names = ", ".join(map(repr, taken))
+            owners = ", ".join(sorted({before[kind][n] for n in taken}))
+            raise PluginError(
+                f"plugin {name!r} ({source}): registers {kind} {names}, already registered by "
+                f"{owners} — rename it in the plugin"
+            )
+    return Plugin(name, module, source, _owned(before, after, module))
 
 
 def load_plugins() -> list[Plugin]:

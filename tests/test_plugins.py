@@ -189,3 +189,18 @@ def test_a_commands_help_does_not_load_plugins(tmp_path, isolated_cwd):
     result = harness_cli("plan", "--help", cwd=tmp_path, env={"HARNESS_PLUGINS": "no_such_plugin"})
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("Usage: python -m harness.cli plan [OPTIONS] SUITE.yaml")
+
+
+def test_a_plugin_that_takes_a_built_in_name_is_refused(tmp_path, isolated_cwd):
+    # Silently replacing `accuracy` would change what every suite's hypothesis measures.
+    (tmp_path / "clash.py").write_text(
+        "import harness\n\n\n@harness.metric('accuracy')\ndef accuracy(table):\n    return 1.0\n"
+    )
+    result = harness_cli(
+        "plugins", cwd=tmp_path, extra_path=tmp_path, env={"HARNESS_PLUGINS": "clash"}
+    )
+    assert result.returncode == 2
+    assert result.stderr == (
+        "Error: plugin 'clash' (HARNESS_PLUGINS): registers metrics 'accuracy', already "
+        "registered by harness.score.metrics — rename it in the plugin\n"
+    )
