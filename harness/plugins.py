@@ -90,11 +90,22 @@ def _registries() -> dict[str, dict]:
     }
 
 
-def _import(name: str, module: str, source: str, how_to_fix: str) -> Plugin:
+def _import(name: str, module: str, source: str, how_to_fix: str, ep=None) -> Plugin:
     before = _registrations()
     saved = {kind: dict(reg) for kind, reg in _registries().items()}
     try:
-        importlib.import_module(module)
+        if ep is not None and ep.attr:
+            # `name = "pkg.mod:attr"`: the attribute must exist, or the entry point is wrong.
+            try:
+                ep.load()
+            except AttributeError as e:
+                raise PluginError(
+                    f"plugin {name!r} ({source}): cannot load {ep.value!r} ({e}) — {how_to_fix}"
+                ) from None
+        else:
+            importlib.import_module(module)
+    except PluginError:
+        raise
     except ModuleNotFoundError as e:
         raise PluginError(
             f"plugin {name!r} ({source}): cannot import {module!r} ({e}) — {how_to_fix}"
@@ -136,7 +147,7 @@ def load_plugins() -> list[Plugin]:
         dist = getattr(ep, "dist", None)
         source = f"entry point of {dist.name} {dist.version}" if dist else "entry point"
         fix = f"reinstall {dist.name} or uninstall it" if dist else "reinstall its package"
-        loaded.append(_import(ep.name, ep.module, source, fix))
+        loaded.append(_import(ep.name, ep.module, source, fix, ep))
     for module in filter(None, (m.strip() for m in os.environ.get(ENV_VAR, "").split(","))):
         fix = f"check the module path in {ENV_VAR} (is it on PYTHONPATH?)"
         loaded.append(_import(module, module, ENV_VAR, fix))

@@ -204,3 +204,16 @@ def test_a_plugin_that_takes_a_built_in_name_is_refused(tmp_path, isolated_cwd):
         "Error: plugin 'clash' (HARNESS_PLUGINS): registers metrics 'accuracy', already "
         "registered by harness.score.metrics — rename it in the plugin\n"
     )
+
+
+def test_an_entry_point_naming_a_missing_attribute_is_exit_2(tmp_path, plugin_path, isolated_cwd):
+    (plugin_path / "harness_keyword-0.3.dist-info" / "entry_points.txt").write_text(
+        "[harness]\nkeyword = harness_keyword:register\n"
+    )
+    result = harness_cli("plugins", cwd=tmp_path, extra_path=plugin_path)
+    assert result.returncode == 2
+    assert result.stderr == (
+        "Error: plugin 'keyword' (entry point of harness-keyword 0.3): cannot load "
+        "'harness_keyword:register' (module 'harness_keyword' has no attribute 'register') — "
+        "reinstall harness-keyword or uninstall it\n"
+    )
