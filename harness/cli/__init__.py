@@ -56,7 +56,9 @@ class _LazyGroup(click.Group):
     def invoke(self, ctx: click.Context):
         # Every command sees the plugins' metrics, retrieval methods and backends; a command's
         # --help does not wait for them (nor fail on a broken one).
-        rest = [*getattr(ctx, "_protected_args", ()), *ctx.args][1:]
+        # click >= 8.2 keeps the command name in `_protected_args`, 8.1 in `protected_args`.
+        name = ctx._protected_args if hasattr(ctx, "_protected_args") else ctx.protected_args
+        rest = [*name, *ctx.args][1:]
         if not set(rest) & set(ctx.help_option_names):
             _load_plugins()
         return super().invoke(ctx)
