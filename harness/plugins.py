@@ -148,7 +148,9 @@ def load_plugins() -> list[Plugin]:
         source = f"entry point of {dist.name} {dist.version}" if dist else "entry point"
         fix = f"reinstall {dist.name} or uninstall it" if dist else "reinstall its package"
         loaded.append(_import(ep.name, ep.module, source, fix, ep))
-    for module in filter(None, (m.strip() for m in os.environ.get(ENV_VAR, "").split(","))):
+    named = dict.fromkeys(filter(None, (m.strip() for m in os.environ.get(ENV_VAR, "").split(","))))
+    # A module an entry point already loaded, or named twice, is one plugin (listed once).
+    for module in (m for m in named if m not in {p.module for p in loaded}):
         fix = f"check the module path in {ENV_VAR} (is it on PYTHONPATH?)"
         loaded.append(_import(module, module, ENV_VAR, fix))
     _LOADED = loaded

@@ -217,3 +217,14 @@ def test_an_entry_point_naming_a_missing_attribute_is_exit_2(tmp_path, plugin_pa
         "'harness_keyword:register' (module 'harness_keyword' has no attribute 'register') — "
         "reinstall harness-keyword or uninstall it\n"
     )
+
+
+def test_a_module_named_twice_is_loaded_and_listed_once(tmp_path, isolated_cwd):
+    (tmp_path / "mine.py").write_text(
+        "import harness\n\n\n@harness.record_score('shouts')\ndef shouts(seen):\n    return 1.0\n"
+    )
+    result = harness_cli(
+        "plugins", cwd=tmp_path, extra_path=tmp_path, env={"HARNESS_PLUGINS": "mine, mine"}
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("mine (HARNESS_PLUGINS)") == 1
