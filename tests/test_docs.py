@@ -176,6 +176,10 @@ def test_the_readme_stays_short_and_keeps_the_two_set_up_commands():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert len(readme.encode()) <= 8500
     assert (
+        'CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install --no-cache-dir --force-reinstall --no-deps '
+        "llama-cpp-python==0.3.36 && pip install -e '.[local]' && harness run suites/quickstart.yaml"
+    ) in readme
+    assert (
         "CMAKE_ARGS=\"-DGGML_NATIVE=OFF\" pip install --no-cache-dir -e '.[local,test]' && "
         "bash scripts/check.sh"
     ) in readme
