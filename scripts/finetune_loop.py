@@ -1,10 +1,10 @@
-"""The README's fine-tuning loop, run for real against the test server (tests/support).
+"""The docs' fine-tuning loop (docs/how-to/finetune-api.md), run for real against the test server (tests/support).
 
 baseline → hypothesis → `harness finetune` → `harness run` → verdict → a second iteration, in a
-temporary directory; prints each command and its exact output (the README copies it).
+temporary directory; prints each command and its exact output (the docs page copies it).
 
     PYTHONPATH=$PWD python scripts/finetune_loop.py            # print it
-    PYTHONPATH=$PWD python scripts/finetune_loop.py --readme   # and replace README.md's copy
+    PYTHONPATH=$PWD python scripts/finetune_loop.py --docs     # and replace the docs page's copy
 """
 
 from __future__ import annotations
@@ -69,8 +69,8 @@ guard: {{metric: accuracy, margin: 0.2, max_iterations: 3, budget_usd: 5}}
 """
 
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-START, END = "<!-- finetune-loop: scripts/finetune_loop.py --readme -->", "<!-- /finetune-loop -->"
+PAGE = Path(__file__).resolve().parents[1] / "docs" / "how-to" / "finetune-api.md"
+START, END = "<!-- finetune-loop: scripts/finetune_loop.py --docs -->", "<!-- /finetune-loop -->"
 
 
 def main() -> None:
@@ -113,12 +113,12 @@ def main() -> None:
         harness("ledger", "suite.yaml")
     finally:
         server.stop()
-    if "--readme" in sys.argv:
+    if "--docs" in sys.argv:
         suite = SUITE.format(url="http://127.0.0.1:PORT/v1", epochs=1)
         block = f"{START}\n```yaml\n{suite}```\n\n```console\n" + "\n".join(out) + "```\n" + END
-        text = README.read_text(encoding="utf-8")
+        text = PAGE.read_text(encoding="utf-8")
         head, rest = text.split(START, 1)
-        README.write_text(head + block + rest.split(END, 1)[1], encoding="utf-8")
+        PAGE.write_text(head + block + rest.split(END, 1)[1], encoding="utf-8")
 
 
 if __name__ == "__main__":

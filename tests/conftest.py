@@ -135,6 +135,20 @@ variants:{variants}{extra}
     return suite
 
 
+def keyword_rag_suite(root: Path, api_base: str) -> Path:
+    """write_suite with a rag variant whose `retrieval.method` is `keyword` (not a built-in: the
+    tests that register it, in-process or as a plugin, use this) over two one-line documents."""
+    (root / "docs").mkdir()
+    (root / "docs" / "cards.md").write_text("When will my card arrive: within five days.")
+    (root / "docs" / "rates.md").write_text("Our exchange rate is the market rate.")
+    rag = (
+        "\n  - name: zero-shot\n  - name: rag\n    kind: rag\n"
+        "    retrieval: {corpus: 'docs/*.md', method: keyword, k: 1}\n"
+        "    user: \"{{ context[0].text if context else '' }} Question: {{ text }}\"\n"
+    )
+    return write_suite(root, api_base, variants=rag)
+
+
 @pytest.fixture
 def isolated_cwd(tmp_path, monkeypatch):
     """Run from tmp_path with a private MLflow store, so `harness run` writes nothing in the repo."""

@@ -10,6 +10,7 @@ from harness.check.hygiene import DEFAULT_NEAR_DUP_THRESHOLD, check_hygiene
 from harness.check.readiness import FAIL, PASS, WARN, power_lines, readiness_lines
 from harness.data.dataset import Dataset, load_dataset
 from harness.finetune.backends import finetune_spec
+from harness.plugins import load_plugins
 from harness.prompt.templates import validate_templates
 from harness.retrieve import validate_retrieval
 from harness.score.registry import validate_suite
@@ -59,6 +60,7 @@ class CheckReport:
 
 
 def check_suite(path: str | Path, *, near_dup_threshold: float | None = None) -> CheckReport:
+    load_plugins()
     suite = validate_suite(load_suite(path))
     # Data before templates: a wrong column name is reported as such, not as a template variable.
     dataset = load_dataset(suite)

@@ -17,7 +17,7 @@ import click
 from click.utils import make_default_short_help
 
 from harness import __version__
-from harness.cli._common import EXIT_CODES_HELP
+from harness.cli._common import EXIT_CODES_HELP, handle_errors
 
 COMMANDS = {
     "bless": "Make a finished run the baseline `harness compare RUN` measures new runs against.",
@@ -33,6 +33,8 @@ COMMANDS = {
     "the job.",
     "export": "Write OpenAI chat fine-tuning JSONL from the train split or a teacher's outputs.",
     "merge": "Join the shard runs of `harness run --shard i/N` into one run with one verdict.",
+    "plugins": "List the plugins loaded (built-ins, `harness` entry points, $HARNESS_PLUGINS) and "
+    "what each registered.",
     "plan": "Test examples each hypothesis needs at its confidence and a chosen power (no model calls).",
     "report": "Re-render report.md, report.html and plots/ of a finished run from its files.",
     "run": "Run every variant of a suite over the same examples and write runs/<suite>/<run-id>/.",
@@ -51,6 +53,16 @@ class _LazyGroup(click.Group):
             return None
         return getattr(importlib.import_module(f"harness.cli.{name}"), name)
 
+    def invoke(self, ctx: click.Context):
+        # Every command sees the plugins' metrics, retrieval methods and backends; a command's
+        # --help does not wait for them (nor fail on a broken one).
+        # click >= 8.2 keeps the command name in `_protected_args`, 8.1 in `protected_args`.
+        name = ctx._protected_args if hasattr(ctx, "_protected_args") else ctx.protected_args
+        rest = [*name, *ctx.args][1:]
+        if not set(rest) & set(ctx.help_option_names):
+            _load_plugins()
+        return super().invoke(ctx)
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         names = self.list_commands(ctx)
         # The width click's own listing gives each line (see click.Group.format_commands).
@@ -58,6 +70,13 @@ class _LazyGroup(click.Group):
         rows = [(n, make_default_short_help(COMMANDS[n], limit)) for n in names]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
+
+
+@handle_errors
+def _load_plugins() -> None:
+    from harness.plugins import load_plugins
+
+    load_plugins()
 
 
 @click.group(

@@ -34,6 +34,7 @@ from harness.errors import (
     TrackingError,
 )
 from harness.finetune.resolve import check_resumed_models, resolve_trained
+from harness.plugins import load_plugins
 from harness.prompt.templates import validate_templates
 from harness.report.ci import append_step_summary, write_junit, write_pr_comment
 from harness.report.render import render_report
@@ -112,6 +113,7 @@ def run_suite(
     wrong; RunInterrupted (exit 130) on Ctrl-C with the resume command in its message.
     """
     opts = options or RunOptions(**fields)
+    load_plugins()  # a suite may name a plugin's metric, retrieval method or backend
     t0 = time.perf_counter()
     timings = Timings()
     started_at = _now()

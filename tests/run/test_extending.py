@@ -4,7 +4,7 @@ a metric with an option, a variant kind, a retrieval method. Built-ins use the s
 from __future__ import annotations
 
 import pytest
-from conftest import write_suite
+from conftest import keyword_rag_suite, write_suite
 
 from harness.errors import SuiteError
 from harness.retrieve import indexes
@@ -89,15 +89,7 @@ def test_a_retrieval_method_is_one_registered_class(
     openai_server, tmp_path, fake_key, keyword_index
 ):
     server = openai_server()
-    (tmp_path / "docs").mkdir()
-    (tmp_path / "docs" / "cards.md").write_text("When will my card arrive: within five days.")
-    (tmp_path / "docs" / "rates.md").write_text("Our exchange rate is the market rate.")
-    rag = (
-        "\n  - name: zero-shot\n  - name: rag\n    kind: rag\n"
-        "    retrieval: {corpus: 'docs/*.md', method: keyword, k: 1}\n"
-        "    user: \"{{ context[0].text if context else '' }} Question: {{ text }}\"\n"
-    )
-    path = write_suite(tmp_path, server.url, variants=rag)
+    path = keyword_rag_suite(tmp_path, server.url)
     outcome = _run(path, tmp_path)
     records = outcome.records["rag"]
     by_text = {e.id: e.inputs["text"] for e in outcome.dataset.test}

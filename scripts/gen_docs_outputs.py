@@ -1,0 +1,67 @@
+"""Rerun the commands whose output the docs show, and rewrite those blocks with what they print.
+
+A page marks a block with the command that prints it:
+
+    <!-- output: harness check suites/quickstart-finetune.yaml -->
+    ```console ... ```
+    <!-- /output -->
+
+`--slow` on the marker (`<!-- output --slow: harness run suites/quickstart-finetune.yaml -->`)
+marks a command that calls the local model or trains it (minutes of CPU): it is rerun only with
+`--slow`. Commands run from the repository root, as a reader runs them.
+
+    PYTHONPATH=$PWD python scripts/gen_docs_outputs.py            # the cheap ones
+    PYTHONPATH=$PWD python scripts/gen_docs_outputs.py --slow     # and the local-model ones
+    PYTHONPATH=$PWD python scripts/gen_docs_outputs.py --check    # exit 1 when a cheap one differs
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+BLOCK = re.compile(
+    r"<!-- output(?P<slow> --slow)?: (?P<cmd>.+?) -->\n(?P<body>.*?)<!-- /output -->", re.S
+)
+
+
+def run(cmd: str) -> str:
+    args = shlex.split(cmd)
+    argv = [sys.executable, "-m", "harness.cli", *args[1:]] if args[0] == "harness" else args
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "120", "NO_COLOR": "1"}
+    proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True)
+    text = (proc.stdout + proc.stderr).rstrip().replace(f"{ROOT}/", "")  # as run from the checkout
+    return f"```console\n$ {cmd}\n{text}\n(exit {proc.returncode})\n```\n"
+
+
+def main() -> int:
+    slow, check = "--slow" in sys.argv, "--check" in sys.argv
+    differs = []
+    for page in sorted(DOCS.rglob("*.md")):
+        text = page.read_text(encoding="utf-8")
+
+        def replace(m: re.Match, page: Path = page) -> str:
+            if m["slow"] and not slow:
+                return m.group(0)
+            body = run(m["cmd"])
+            if body != m["body"]:
+                differs.append(f"{page.relative_to(ROOT)}: {m['cmd']}")
+            return f"<!-- output{m['slow'] or ''}: {m['cmd']} -->\n{body}<!-- /output -->"
+
+        new = BLOCK.sub(replace, text)
+        if new != text and not check:
+            page.write_text(new, encoding="utf-8")
+    if check and differs:
+        print("outputs differ — rerun scripts/gen_docs_outputs.py:", *differs, sep="\n  ")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
