@@ -31,9 +31,14 @@ from typing import Any
 from harness.types import CallResult
 
 
-def default_workers(concurrency: int) -> int:
-    cpus = os.cpu_count() or 1
-    return max(1, min(cpus, 4, concurrency))
+def default_workers(concurrency: int, cpus: int | None = None) -> int:
+    """One worker per core this process may run on, up to the concurrency: a 16-core runner
+    drives a fast server with 16 senders, and no worker is left without a call in flight."""
+    if cpus is None:
+        from harness.calls.local_processes import _cores
+
+        cpus = _cores()  # a container's or taskset's share of the cores, not the host's
+    return max(1, min(cpus, concurrency))
 
 
 def _share(total: float | int | None, n: int, i: int):
@@ -120,6 +125,14 @@ def plan(specs: list[Any], n: int, concurrency: int, rate_limits: dict[str, Any]
     return list(zip(jobs, shares, limits, strict=True))
 
 
+def merge_paths(into: dict[str, dict], other: dict[str, dict]) -> None:
+    """Add one engine's `paths` (variant -> path and request counts) to another's."""
+    for name, entry in other.items():
+        have = into.setdefault(name, {"path": entry["path"], "lean": 0, "litellm": 0})
+        have["lean"] += entry["lean"]
+        have["litellm"] += entry["litellm"]
+
+
 class WorkerPool:
     """`start()` early; `run(specs, on_result)` later; `close()` always (also on Ctrl-C)."""
 
@@ -130,6 +143,9 @@ class WorkerPool:
         self.procs: list[mp.Process] = []
         self.conns: list[Connection] = []
         self.requests = 0
+        self.paths: dict[
+            str, dict
+        ] = {}  # variant -> its transport path and requests (Engine.paths)
 
     def start(self) -> WorkerPool:
         # fork: the child starts instantly with the parent's modules; spawn where fork is unsafe.
@@ -220,6 +236,7 @@ class WorkerPool:
                         on_result(i, result)
                 elif kind == "done":
                     self.requests += payload.get("requests", 0)
+                    merge_paths(self.paths, payload.get("paths", {}))
                     del live[conn]
                     selector.unregister(conn)
                 elif kind == "error":
@@ -339,7 +356,7 @@ def _serve_conn(conn: Connection) -> None:
         finally:
             if cache is not None:
                 cache.close()
-        conn.send(("done", {"requests": engine.stats.requests}))
+        conn.send(("done", {"requests": engine.stats.requests, "paths": engine.paths}))
     except (BrokenPipeError, EOFError, ConnectionResetError):
         pass
     except Exception as e:  # a bug: let the parent show it
