@@ -199,11 +199,20 @@ def _catching_client(caught: list[dict]):
                     "data": request.content,
                     # as litellm's aiohttp transport maps httpx's timeouts
                     "timeout": _client_timeout(t.get("connect"), t.get("read"), t.get("pool")),
+                    # the TLS settings litellm gives its SDK clients' transport
+                    "ssl": _litellm_ssl(),
                 }
             )
             raise _Caught()
 
     return httpx.AsyncClient(transport=CatchingTransport())
+
+
+def _litellm_ssl():
+    from litellm.llms.custom_httpx.http_handler import get_ssl_configuration
+
+    ssl = get_ssl_configuration()
+    return ssl if ssl is False or not isinstance(ssl, bool) else None
 
 
 def _client_timeout(sock_connect, sock_read, connect):
@@ -343,12 +352,8 @@ class Timeout(Exception):
     """No reply within the variant's timeout (litellm's class of the same name)."""
 
 
-class APIConnectionError(Exception):
-    """The connection failed or dropped before a reply (litellm's class of the same name)."""
-
-
 class InternalServerError(Exception):
-    """A 2xx reply that is not JSON."""
+    """A dropped connection or a 2xx reply that is not JSON (litellm's class for both)."""
 
 
 class ProviderError(Exception):
@@ -404,6 +409,10 @@ def provider_error(route: Route, status: int, raw: bytes, headers) -> Exception:
         )
     except Exception as mapped:  # exception_type raises what it maps to
         if getattr(mapped, "status_code", None) is not None or "Error" in type(mapped).__name__:
+            if not getattr(mapped, "headers", None):
+                # Retry-After, where the engine looks for it (litellm's own call keeps the
+                # reply's headers on the exception's response)
+                mapped.headers = headers
             return mapped
     return ProviderError(f"{_prefix(route)}Exception - {message}", status, headers)
 
@@ -422,17 +431,19 @@ async def send(route: Route, body: bytes) -> dict:
             status = response.status
             headers = response.headers
     except (asyncio.TimeoutError, TimeoutError):  # aiohttp's ServerTimeoutError is one too
-        raise Timeout(f"{_prefix(route)}Exception - Request timed out.") from None
-    except aiohttp.ClientConnectionError as e:
-        raise APIConnectionError(f"Connection error: {e}") from None
-    except aiohttp.ClientPayloadError as e:
-        raise APIConnectionError(f"Connection error: {e}") from None
+        t = route.options["timeout"]
+        raise Timeout(
+            f"APITimeoutError - Request timed out. - timeout value={t.sock_read}"
+        ) from None
+    except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as e:
+        # As litellm reports them: the SDK's words, or the aiohttp error its handler saw.
+        what = "Connection error." if route.sdk else str(e)
+        raise InternalServerError(
+            f"InternalServerError: {_prefix(route)}Exception - {what}"
+        ) from None
     if status >= 400:
         raise provider_error(route, status, raw, headers)
     try:
         return json.loads(raw)
-    except ValueError:
-        raise InternalServerError(
-            f"{_prefix(route)}Exception - the reply is not JSON: "
-            f"{raw[:200].decode('utf-8', 'replace')}"
-        ) from None
+    except ValueError as e:
+        raise InternalServerError(f"InternalServerError: {_prefix(route)}Exception - {e}") from None
