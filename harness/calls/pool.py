@@ -143,9 +143,9 @@ class WorkerPool:
         self.procs: list[mp.Process] = []
         self.conns: list[Connection] = []
         self.requests = 0
-        self.paths: dict[
-            str, dict
-        ] = {}  # variant -> its transport path and requests (Engine.paths)
+        # variant -> its transport path and requests per path (Engine.paths)
+        self.paths: dict[str, dict] = {}
+        self.calls_cpu_s = 0.0  # the workers' CPU while sending (their litellm import excluded)
 
     def start(self) -> WorkerPool:
         # fork: the child starts instantly with the parent's modules; spawn where fork is unsafe.
@@ -237,6 +237,7 @@ class WorkerPool:
                 elif kind == "done":
                     self.requests += payload.get("requests", 0)
                     merge_paths(self.paths, payload.get("paths", {}))
+                    self.calls_cpu_s += payload.get("cpu_s", 0.0)
                     del live[conn]
                     selector.unregister(conn)
                 elif kind == "error":
@@ -351,12 +352,16 @@ def _serve_conn(conn: Connection) -> None:
             from harness.calls.cache import Cache
 
             cache = Cache(cache_path)
+        cpu = time.process_time()
         try:
             asyncio.run(_serve(conn, jobs, engine, cache, run_id))
         finally:
             if cache is not None:
                 cache.close()
-        conn.send(("done", {"requests": engine.stats.requests, "paths": engine.paths}))
+        cpu = time.process_time() - cpu
+        conn.send(
+            ("done", {"requests": engine.stats.requests, "paths": engine.paths, "cpu_s": cpu})
+        )
     except (BrokenPipeError, EOFError, ConnectionResetError):
         pass
     except Exception as e:  # a bug: let the parent show it

@@ -165,6 +165,7 @@ class Sent:
     interrupted: bool = False
     # variant -> the transport its calls took and requests per path (Engine.paths, --timings)
     paths: dict = field(default_factory=dict)
+    workers_cpu_s: float | None = None  # the worker pool's CPU while sending, if it sent
 
 
 def cache_hits(jobs: list[Job], hits: dict[str, CallResult]) -> int:
@@ -250,6 +251,7 @@ def send(
         )
         sent.requests = pool.pool.requests
         sent.paths = pool.pool.paths
+        sent.workers_cpu_s = pool.pool.calls_cpu_s
     elif misses:
         engine = engine_for_misses()
         sent.interrupted = run_loop(engine, misses, answered, on_retry=sink.progress.retry)

@@ -217,6 +217,7 @@ class _Run:
                 else:
                     sent = self.send(dataset, run_dir, jobs, done, cache, hits, warm)
             self.timings.transport = sent.paths
+            self.timings.workers_calls_cpu_s = sent.workers_cpu_s
         finally:
             if cache is not None:
                 cache.close()

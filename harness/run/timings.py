@@ -64,6 +64,7 @@ class Timings:
     _children0: float = field(default_factory=_children_cpu)
     # variant -> which transport sent its calls and requests per path (harness.calls.transport)
     transport: dict[str, dict] = field(default_factory=dict)
+    workers_calls_cpu_s: float | None = None  # the worker pool's CPU while sending (no import)
 
     def __post_init__(self) -> None:
         # What ran before the pipeline: interpreter start-up and harness's own imports.
@@ -97,6 +98,7 @@ class Timings:
             "process_peak_rss_mb": _peak_rss_mb(),
             "imported": sorted(m for m in HEAVY if m in sys.modules),
             "transport": self.transport,
+            "workers_calls_cpu_s": self.workers_calls_cpu_s,
         }
 
     def table(self) -> str:
