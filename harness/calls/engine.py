@@ -257,6 +257,16 @@ class EngineStats:
     requests: int = 0  # attempts sent to providers (retries included)
 
 
+class _Gate:
+    """litellm calls in flight and routes being built, across this process's engines."""
+
+    calls = 0
+    building = 0
+
+
+_GATE = _Gate()
+
+
 def lean_enabled() -> bool:
     """The lean transport is on unless `HARNESS_TRANSPORT=litellm` (every call through litellm,
     as before it: for a comparison, or a provider the lean path gets wrong)."""
@@ -306,9 +316,6 @@ class Engine:
         self._routes: dict[tuple, transport.Route | transport.Fallback] = {}
         self._last: tuple | None = None  # the last spec's variant and route: most calls repeat it
         self._resolving = asyncio.Lock()
-        self._litellm_calls = 0  # litellm calls in flight (a route is built while there are none)
-        self._litellm_free = asyncio.Event()
-        self._litellm_free.set()
         self.paths: dict[str, dict[str, Any]] = {}  # variant -> {"path", "lean", "litellm"}
 
     # -------------------------------------------------------- public
@@ -438,12 +445,12 @@ class Engine:
                 raise self._crash
             if not local:
                 kwargs["shared_session"] = await clock.shared_session()
-            if not self._litellm_free.is_set():
-                await self._litellm_free.wait()  # a route is being built (see `_route`)
+            while _GATE.building:  # a route is being built (see `_build_route`)
+                await asyncio.sleep(0.005)
             self.stats.requests += 1
             timer = clock.start()
             start = time.perf_counter()
-            self._litellm_calls += 1
+            _GATE.calls += 1
             try:
                 response = await asyncio.wait_for(
                     litellm.acompletion(
@@ -465,7 +472,7 @@ class Engine:
                         raise crash from None
                 raise
             finally:
-                self._litellm_calls -= 1
+                _GATE.calls -= 1
             # The provider's time, not the client's (harness.calls.clock).
             latency = timer.read((time.perf_counter() - start) * 1000)
         return self._result(spec, response, latency)
@@ -532,15 +539,19 @@ class Engine:
             return transport.Fallback(why)
         kwargs = self._litellm_kwargs(spec)
         kwargs.update(model=spec.model, timeout=spec.timeout, num_retries=0, max_retries=0)
-        # litellm builds the request to catch with a client cache of its own; no litellm call
-        # may be under way meanwhile, or it could pick that cache up (transport.build_route).
-        self._litellm_free.clear()
+        # litellm builds the request to catch with a client cache of its own: no litellm call of
+        # any engine in this process may be under way meanwhile, or it could put a real client
+        # (on the shared session's open connections) where the catch takes it
+        # (transport.build_route).
+        while _GATE.building:  # one at a time: each swaps litellm's client cache
+            await asyncio.sleep(0.005)
+        _GATE.building += 1
         try:
-            while self._litellm_calls:
+            while _GATE.calls:
                 await asyncio.sleep(0.005)
             return await transport.build_route(litellm, provider, model, spec.messages, kwargs)
         finally:
-            self._litellm_free.set()
+            _GATE.building -= 1
 
     def _count(self, spec: CallSpec, path: str, route) -> None:
         """Requests per variant and path, for `--timings`."""
