@@ -202,15 +202,24 @@ def one_latency(latency: float, args, tmp: Path) -> dict:
             for name in order:
                 if name in ("lean", "litellm"):
                     runs = tmp / tag / f"runs-{name}-{r}"
-                    rows[name].append(
-                        harness_row(suite, runs, url, args, "auto" if name == "lean" else "litellm")
+                    row = harness_row(
+                        suite, runs, url, args, "auto" if name == "lean" else "litellm"
                     )
+                    seen = {k: row[k] for k in ("wall", "cpu", "rss", "sent", "workers_cpu")}
                 elif name == "bare aiohttp":
-                    rows[name].append(bare_aiohttp(url, args.examples, args.concurrency))
+                    row = seen = bare_aiohttp(url, args.examples, args.concurrency)
                 else:
-                    rows[name].append(bare_litellm(url, args.examples, args.concurrency))
+                    row = seen = bare_litellm(url, args.examples, args.concurrency)
+                rows[name].append(row)
+                # As measured: a run cut short still shows what it got.
+                print(f"[{latency * 1000:.0f} ms, round {r}] {name}: {seen}", flush=True)
         # The fully cached re-run of the first lean run (same runs directory: its cache).
         cached = harness_row(suite, tmp / tag / "runs-lean-0", url, args, "auto")
+        print(
+            f"[{latency * 1000:.0f} ms] fully cached re-run: "
+            f"{ {k: cached[k] for k in ('wall', 'cpu', 'rss', 'sent')} }",
+            flush=True,
+        )
         return {"latency": latency, "rows": rows, "cached": cached}
     finally:
         server.terminate()
@@ -283,6 +292,10 @@ def main() -> None:
     p.add_argument("--workers", default=None, help="passed to harness run --workers")
     args = p.parse_args()
     load0 = os.getloadavg()
+    print(
+        f"machine load (1/5/15 min) before: {load0[0]:.2f}/{load0[1]:.2f}/{load0[2]:.2f}",
+        flush=True,
+    )
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for latency in (float(x) for x in args.latency.split(",")):
