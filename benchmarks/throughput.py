@@ -130,39 +130,24 @@ def print_phases(t: dict) -> None:
     )
 
 
-def bare_litellm(url: str, n: int, concurrency: int, config: str = "harness") -> dict:
-    """benchmarks/bare_litellm.py in its own process; `config`: harness | defaults."""
+def bare_loop(script: str, url: str, n: int, concurrency: int, *extra: str) -> dict:
+    """benchmarks/<script> (a bare client loop) in its own process: its one JSON line."""
     out = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "bare_litellm.py"),
-            url,
-            str(n),
-            str(concurrency),
-            "--config",
-            config,
-        ],
+        [sys.executable, str(ROOT / "benchmarks" / script), url, str(n), str(concurrency), *extra],
         capture_output=True,
         text=True,
         check=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def bare_litellm(url: str, n: int, concurrency: int, config: str = "harness") -> dict:
+    """bare_litellm.py; `config`: harness | defaults."""
+    return bare_loop("bare_litellm.py", url, n, concurrency, "--config", config)
 
 
 def bare_aiohttp(url: str, n: int, concurrency: int) -> dict:
-    out = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "bare_aiohttp.py"),
-            url,
-            str(n),
-            str(concurrency),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return bare_loop("bare_aiohttp.py", url, n, concurrency)
 
 
 def harness_row(suite: Path, runs: Path, url: str, args, transport: str) -> dict:
