@@ -568,19 +568,12 @@ class Engine:
             start = time.perf_counter()
             reply = await transport.send(route, body)
             latency = timer.read((time.perf_counter() - start) * 1000)
-        choices = reply.get("choices") if isinstance(reply, dict) else None
-        if not choices:
-            raise MalformedReply("the provider's reply has no choices (`choices: []`)")
-        first = choices[0] if isinstance(choices[0], dict) else {}
-        output = (first.get("message") or {}).get("content")
+        output, finish, tokens_in, tokens_out = transport.parse_reply(route, reply)
         if output is None:
-            raise MalformedReply(
-                f"the provider's reply has no content (finish_reason: {first.get('finish_reason')})"
-            )
-        usage = reply.get("usage") or {}
-        return self._finish(
-            spec, output, usage.get("prompt_tokens"), usage.get("completion_tokens"), latency
-        )
+            if finish is ...:
+                raise MalformedReply("the provider's reply has no choices (`choices: []`)")
+            raise MalformedReply(f"the provider's reply has no content (finish_reason: {finish})")
+        return self._finish(spec, output, tokens_in, tokens_out, latency)
 
     async def _throttle(self, spec: CallSpec) -> None:
         if spec.rate_limit_key is None or not self._buckets:

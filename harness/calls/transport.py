@@ -447,3 +447,56 @@ async def send(route: Route, body: bytes) -> dict:
         return json.loads(raw)
     except ValueError as e:
         raise InternalServerError(f"InternalServerError: {_prefix(route)}Exception - {e}") from None
+
+
+def _tokens(value) -> int | None:
+    """A usage count as litellm's response model reads it (`"5"` is 5); None when not a count."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str | float):
+        try:
+            return int(value)
+        except ValueError:
+            return None
+    return None
+
+
+def parse_reply(route: Route, reply: Any) -> tuple[str | None, Any, int | None, int | None]:
+    """(content, finish_reason, prompt tokens, completion tokens) of a 200 reply; content None
+    with finish_reason `...` when there are no choices. A reply whose shape litellm's response
+    model refuses (not an object, choices not a list, a message or usage that is not an object,
+    content that is not text) raises the InternalServerError litellm raises for it: retried, and
+    never recorded as an answer."""
+
+    def invalid(what: str) -> InternalServerError:
+        return InternalServerError(
+            f"InternalServerError: {_prefix(route)}Exception - Invalid response object ({what})"
+        )
+
+    if not isinstance(reply, dict):
+        raise invalid("the reply is not a JSON object")
+    choices = reply.get("choices")
+    if choices is not None and not isinstance(choices, list):
+        raise invalid("choices is not a list")
+    usage = reply.get("usage")
+    if usage is not None and not isinstance(usage, dict):
+        raise invalid("usage is not an object")
+    usage = usage or {}
+    tokens_in, tokens_out = (
+        _tokens(usage.get("prompt_tokens")),
+        _tokens(usage.get("completion_tokens")),
+    )
+    if not choices:
+        return None, ..., tokens_in, tokens_out
+    first = choices[0]
+    if not isinstance(first, dict):
+        raise invalid("a choice is not an object")
+    message = first.get("message")
+    if message is not None and not isinstance(message, dict):
+        raise invalid("the message is not an object")
+    content = (message or {}).get("content")
+    if content is not None and not isinstance(content, str):
+        raise invalid("the message's content is not text")
+    return content, first.get("finish_reason"), tokens_in, tokens_out

@@ -204,3 +204,32 @@ def test_what_the_lean_path_does_not_cover_goes_through_litellm(server):
         "lean": 0,
         "litellm": 1,
     }
+
+
+OK_CHOICE = {"index": 0, "finish_reason": "stop"}
+ODD_REPLIES = {
+    # A content that is not text: litellm refuses the reply (server_error), never an answer.
+    "CONTENTINT": {"choices": [{**OK_CHOICE, "message": {"role": "assistant", "content": 5}}]},
+    "CONTENTLIST": {
+        "choices": [{**OK_CHOICE, "message": {"role": "assistant", "content": [{"type": "text"}]}}]
+    },
+    "MSGSTR": {"choices": [{**OK_CHOICE, "message": "hello"}]},
+    "CHOICESDICT": {"choices": {"a": 1}},
+    "USAGELIST": {"usage": [1, 2]},
+    # Token counts as strings: litellm reads them as numbers.
+    "TOKENSTR": {"usage": {"prompt_tokens": "5", "completion_tokens": "1"}},
+}
+
+
+@pytest.mark.parametrize("marker", sorted(ODD_REPLIES))
+def test_odd_200_replies_make_the_records_litellm_makes(openai_server, marker):
+    server = openai_server("ok", bodies=ODD_REPLIES)
+    spec = _spec(server, "openai", CASES["plain"], text=f"{marker} please")
+    theirs, ours, paths = _both(server, spec, max_attempts=2)
+    assert paths["v"]["path"] == "lean (openai)"
+    mine, their = ours["record"], theirs["record"]
+    assert mine["output"] == their["output"]
+    assert (mine["tokens_in"], mine["tokens_out"]) == (their["tokens_in"], their["tokens_out"])
+    assert mine["attempts"] == their["attempts"]
+    assert (mine["error"] or "").split(":")[0] == (their["error"] or "").split(":")[0]
+    assert isinstance(mine["output"], str | None)
