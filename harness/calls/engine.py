@@ -127,9 +127,10 @@ def classify(exc: BaseException) -> tuple[str, bool]:
 def reason(exc: BaseException, attempts: int) -> str:
     kind, _ = classify(exc)
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    message = re.sub(r"^litellm\.\w+:\s*", "", message)[:200]
+    # Redacted before it is cut: a key cut in two by the limit would be matched by nothing.
+    message = redact_text(re.sub(r"^litellm\.\w+:\s*", "", message))[:200]
     tail = f" (after {attempts} attempts)" if attempts > 1 else ""
-    return redact_text(f"{kind}: {message}{tail}")
+    return f"{kind}: {message}{tail}"
 
 
 def retry_after_seconds(exc: BaseException) -> float | None:
