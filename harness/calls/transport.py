@@ -313,6 +313,10 @@ def _route_from(
     url = caught["url"]
     if isinstance(url, str) or not isinstance(url, yarl.URL):
         url = yarl.URL(str(url), encoded=True)
+    if url.raw_user or url.raw_password:
+        # aiohttp turns them into an Authorization of its own beside the key's: litellm's path
+        # fails on it as it always has, and the record should read as it does there.
+        return Fallback("api_base carries credentials in its URL")
     # What litellm's transport asks aiohttp for besides the request (timeouts, TLS, SNI); the
     # reply is decompressed by aiohttp here (litellm's httpx did that after its transport).
     options = {

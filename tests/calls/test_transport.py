@@ -233,3 +233,14 @@ def test_odd_200_replies_make_the_records_litellm_makes(openai_server, marker):
     assert mine["attempts"] == their["attempts"]
     assert (mine["error"] or "").split(":")[0] == (their["error"] or "").split(":")[0]
     assert isinstance(mine["output"], str | None)
+
+
+def test_an_api_base_with_credentials_in_it_stays_on_litellm(server):
+    # aiohttp refuses a URL's userinfo beside the Authorization header: the record must be the
+    # one litellm's path makes, and the variant's path must say why it took it.
+    spec = _spec(server, "openai", CASES["plain"])
+    spec = CallSpec(**{**spec.__dict__, "api_base": server.url.replace("://", "://bob:pw1234@")})
+    theirs, ours, paths = _both(server, spec, max_attempts=2)
+    assert ours == theirs
+    assert paths["v"]["path"] == "litellm (api_base carries credentials in its URL)"
+    assert "pw1234" not in str(ours)
