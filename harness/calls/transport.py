@@ -127,7 +127,10 @@ class Route:
             if type(m["content"]) is not str:
                 return None
         text = json.dumps(messages, ensure_ascii=self.ensure_ascii, separators=self.separators)
-        return self.prefix + text.encode() + self.suffix
+        try:
+            return self.prefix + text.encode() + self.suffix
+        except UnicodeEncodeError:  # a lone surrogate: litellm's path reports it its own way
+            return None
 
 
 @dataclass(frozen=True)

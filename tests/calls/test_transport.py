@@ -244,3 +244,12 @@ def test_an_api_base_with_credentials_in_it_stays_on_litellm(server):
     assert ours == theirs
     assert paths["v"]["path"] == "litellm (api_base carries credentials in its URL)"
     assert "pw1234" not in str(ours)
+
+
+def test_a_message_utf8_cannot_encode_makes_the_record_litellm_makes(server):
+    # A lone surrogate (text cut from a UTF-16 source): no request is sent either way.
+    spec = _spec(server, "openai", CASES["plain"], text="half an emoji \ud83d")
+    theirs, ours, paths = _both(server, spec, max_attempts=2)
+    assert ours == theirs
+    assert theirs["requests"] == []
+    assert paths["v"] == {"path": "lean (openai)", "lean": 0, "litellm": 2}
