@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import email.utils
+import json
 import math
+import os
 import random
 import re
 import time
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness._util.text import strip_controls
-from harness.calls import clock
+from harness.calls import clock, transport
 from harness.calls._litellm import (
     import_litellm,
     needs_local_provider,
@@ -151,7 +153,8 @@ def once_is_enough():
 def reason(exc: BaseException, attempts: int) -> str:
     kind, _ = classify(exc)
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    message = re.sub(r"^litellm\.\w+:\s*", "", message)[:200]
+    # Redacted before it is cut: a key cut in two by the limit would be matched by nothing.
+    message = redact_text(re.sub(r"^litellm\.\w+:\s*", "", message))[:200]
     tail = f" (after {attempts} attempts)" if attempts > 1 else ""
     return strip_controls(redact_text(f"{kind}: {message}{tail}"))
 
@@ -316,6 +319,22 @@ class EngineStats:
     requests: int = 0  # attempts sent to providers (retries included)
 
 
+class _Gate:
+    """litellm calls in flight and routes being built, across this process's engines."""
+
+    calls = 0
+    building = 0
+
+
+_GATE = _Gate()
+
+
+def lean_enabled() -> bool:
+    """The lean transport is on unless `HARNESS_TRANSPORT=litellm` (every call through litellm,
+    as before it: for a comparison, or a provider the lean path gets wrong)."""
+    return os.environ.get("HARNESS_TRANSPORT", "auto").strip().lower() != "litellm"
+
+
 class Engine:
     """Reusable call engine (the runner and the judge share it).
 
@@ -332,6 +351,7 @@ class Engine:
         max_attempts: int | None = None,
         backoff: float = 0.5,
         max_backoff: float = 30.0,
+        lean: bool | None = None,
     ):
         if concurrency < 1:
             raise SuiteError(f"--concurrency must be at least 1 (got {concurrency})")
@@ -353,6 +373,12 @@ class Engine:
                 self._buckets[(key, "tpm")] = TokenBucket(limit.tpm)
         self._server_kwargs: dict[tuple[str, str], dict[str, Any]] = {}
         self._crash: LocalModelCrashed | None = None
+        # The path each variant's calls take (harness.calls.transport), resolved once per variant.
+        self.lean = lean_enabled() if lean is None else lean
+        self._routes: dict[tuple, transport.Route | transport.Fallback] = {}
+        self._last: tuple | None = None  # the last spec's variant and route: most calls repeat it
+        self._resolving = asyncio.Lock()
+        self.paths: dict[str, dict[str, Any]] = {}  # variant -> {"path", "lean", "litellm"}
 
     # -------------------------------------------------------- public
 
@@ -376,6 +402,13 @@ class Engine:
         woke each one through the semaphore). A call waiting out a retry keeps its runner, so a
         provider that said "slow down" is not handed the next request in its place.
         """
+        if self.lean:
+            items = list(items)
+            # Every variant's route before the first call: nothing is in flight while litellm
+            # builds a request to catch (see `_route`).
+            for _, spec in items:
+                if not needs_local_provider(spec.model):
+                    await self._route(spec)
         todo = iter(items)
 
         async def runner() -> None:
@@ -448,23 +481,25 @@ class Engine:
 
     async def _attempt(self, spec: CallSpec) -> CallResult:
         await self._throttle(spec)
+        local = needs_local_provider(spec.model)
+        if self.lean and not local:
+            route = await self._route(spec)
+            if isinstance(route, transport.Route):
+                body = route.body(spec.messages)
+                if body is not None:
+                    self._count(spec, "lean", route)
+                    return await self._send_lean(spec, route, body)
+            self._count(spec, "litellm", route)
+        elif not local:
+            self._count(spec, "litellm", transport.Fallback("HARNESS_TRANSPORT=litellm"))
         litellm = import_litellm()
         gate = self.semaphore
-        local = needs_local_provider(spec.model)
         if local:
             ensure_registered(spec.model)
             # The local model answers one call at a time: queueing behind the global semaphore
             # would count waiting time as model latency.
             gate = call_slot()
-        # `${env:NAME}` references become values only here, in the request itself.
-        kwargs = expand_env(spec.params)
-        if spec.response_format is not None:
-            kwargs["response_format"] = spec.response_format
-        if spec.api_base:
-            key = (spec.model, spec.api_base)
-            if key not in self._server_kwargs:  # once per model: validate_environment is slow
-                self._server_kwargs[key] = server_kwargs(spec.model, expand_env(spec.api_base))
-            kwargs.update(self._server_kwargs[key])
+        kwargs = self._litellm_kwargs(spec)
         async with gate:
             if self._crash is not None:
                 # Calls queued behind the one that crashed stop here, before litellm starts
@@ -472,9 +507,12 @@ class Engine:
                 raise self._crash
             if not local:
                 kwargs["shared_session"] = await clock.shared_session()
+            while _GATE.building:  # a route is being built (see `_build_route`)
+                await asyncio.sleep(0.005)
             self.stats.requests += 1
             timer = clock.start()
             start = time.perf_counter()
+            _GATE.calls += 1
             try:
                 response = await asyncio.wait_for(
                     litellm.acompletion(
@@ -495,9 +533,109 @@ class Engine:
                         self._crash = crash
                         raise crash from None
                 raise
+            finally:
+                _GATE.calls -= 1
             # The provider's time, not the client's (harness.calls.clock).
             latency = timer.read((time.perf_counter() - start) * 1000)
         return self._result(spec, response, latency)
+
+    def _litellm_kwargs(self, spec: CallSpec) -> dict[str, Any]:
+        """litellm's arguments for `spec` beyond model, messages, timeout and retries."""
+        # `${env:NAME}` references become values only here, in the request itself.
+        kwargs = expand_env(spec.params)
+        if spec.response_format is not None:
+            kwargs["response_format"] = spec.response_format
+        if spec.api_base:
+            key = (spec.model, spec.api_base)
+            if key not in self._server_kwargs:  # once per model: validate_environment is slow
+                self._server_kwargs[key] = server_kwargs(spec.model, expand_env(spec.api_base))
+            kwargs.update(self._server_kwargs[key])
+        return kwargs
+
+    # -------------------------------------------------------- the lean transport
+
+    async def _route(self, spec: CallSpec) -> transport.Route | transport.Fallback:
+        """The variant's path, built by litellm on its first call (harness.calls.transport)."""
+        last = self._last
+        if (
+            last is not None
+            and last[0] is spec.response_format
+            and last[1] == spec.model
+            and last[2] == spec.api_base
+            and last[3] == spec.timeout
+            and last[4] == spec.params
+        ):
+            return last[5]
+        key = (
+            spec.model,
+            spec.api_base,
+            spec.timeout,
+            json.dumps([spec.params, spec.response_format], sort_keys=True, default=str),
+        )
+        route = self._routes.get(key)
+        if route is None:
+            async with self._resolving:
+                route = self._routes.get(key)
+                if route is None:
+                    route = await self._build_route(spec)
+                    self._routes[key] = route
+        self._last = (
+            spec.response_format,
+            spec.model,
+            spec.api_base,
+            spec.timeout,
+            spec.params,
+            route,
+        )
+        return route
+
+    async def _build_route(self, spec: CallSpec) -> transport.Route | transport.Fallback:
+        litellm = import_litellm()
+        api_base = expand_env(spec.api_base) if spec.api_base else None
+        try:
+            model, provider, _, _ = litellm.get_llm_provider(model=spec.model, api_base=api_base)
+        except Exception:
+            return transport.Fallback("litellm names no provider for the model")
+        why = transport.why_not(provider, spec.params, spec.response_format)
+        if why is not None:
+            return transport.Fallback(why)
+        kwargs = self._litellm_kwargs(spec)
+        kwargs.update(model=spec.model, timeout=spec.timeout, num_retries=0, max_retries=0)
+        # litellm builds the request to catch with a client cache of its own: no litellm call of
+        # any engine in this process may be under way meanwhile, or it could put a real client
+        # (on the shared session's open connections) where the catch takes it
+        # (transport.build_route).
+        while _GATE.building:  # one at a time: each swaps litellm's client cache
+            await asyncio.sleep(0.005)
+        _GATE.building += 1
+        try:
+            while _GATE.calls:
+                await asyncio.sleep(0.005)
+            return await transport.build_route(litellm, provider, model, spec.messages, kwargs)
+        finally:
+            _GATE.building -= 1
+
+    def _count(self, spec: CallSpec, path: str, route) -> None:
+        """Requests per variant and path, for `--timings`."""
+        name = spec.rate_limit_key or spec.model
+        entry = self.paths.get(name)
+        if entry is None:
+            entry = self.paths[name] = {"path": transport.label(route), "lean": 0, "litellm": 0}
+        entry[path] += 1
+
+    async def _send_lean(self, spec: CallSpec, route: transport.Route, body: bytes) -> CallResult:
+        async with self.semaphore:
+            self.stats.requests += 1
+            timer = clock.start()
+            start = time.perf_counter()
+            reply = await transport.send(route, body)
+            latency = timer.read((time.perf_counter() - start) * 1000)
+        output, finish, tokens_in, tokens_out = transport.parse_reply(route, reply)
+        if output is None:
+            if finish is ...:
+                raise MalformedReply("the provider's reply has no choices (`choices: []`)")
+            raise MalformedReply(f"the provider's reply has no content (finish_reason: {finish})")
+        return self._finish(spec, output, tokens_in, tokens_out, latency, finish)
 
     async def _throttle(self, spec: CallSpec) -> None:
         if spec.rate_limit_key is None or not self._buckets:
@@ -517,7 +655,19 @@ class Engine:
         if output is None:
             finish = getattr(choices[0], "finish_reason", None)
             raise MalformedReply(f"the provider's reply has no content (finish_reason: {finish})")
-        tokens_in, tokens_out, bad = usage_tokens(getattr(response, "usage", None))
+        usage = getattr(response, "usage", None)
+        get = usage.get if isinstance(usage, dict) else lambda k: getattr(usage, k, None)
+        raw = (get("prompt_tokens"), get("completion_tokens")) if usage else (None, None)
+        return self._finish(spec, output, *raw, latency, getattr(choices[0], "finish_reason", None))
+
+    def _finish(
+        self, spec: CallSpec, output: str, raw_in, raw_out, latency, finish: Any
+    ) -> CallResult:
+        tokens_in, tokens_out, bad = usage_tokens(
+            None
+            if raw_in is None and raw_out is None
+            else {"prompt_tokens": raw_in, "completion_tokens": raw_out}
+        )
         cost, note = call_cost(spec, tokens_in, tokens_out)
         note = bad or note
         return CallResult(
@@ -528,5 +678,5 @@ class Engine:
             tokens_out=tokens_out,
             cost_usd=cost,
             note=note,
-            truncated=getattr(choices[0], "finish_reason", None) == "length",
+            truncated=finish == "length",
         )

@@ -31,9 +31,14 @@ from typing import Any
 from harness.types import CallResult
 
 
-def default_workers(concurrency: int) -> int:
-    cpus = os.cpu_count() or 1
-    return max(1, min(cpus, 4, concurrency))
+def default_workers(concurrency: int, cpus: int | None = None) -> int:
+    """One worker per core this process may run on, up to the concurrency: a 16-core runner
+    drives a fast server with 16 senders, and no worker is left without a call in flight."""
+    if cpus is None:
+        from harness.calls.local_processes import _cores
+
+        cpus = _cores()  # a container's or taskset's share of the cores, not the host's
+    return max(1, min(cpus, concurrency))
 
 
 def _share(total: float | int | None, n: int, i: int):
@@ -120,6 +125,14 @@ def plan(specs: list[Any], n: int, concurrency: int, rate_limits: dict[str, Any]
     return list(zip(jobs, shares, limits, strict=True))
 
 
+def merge_paths(into: dict[str, dict], other: dict[str, dict]) -> None:
+    """Add one engine's `paths` (variant -> path and request counts) to another's."""
+    for name, entry in other.items():
+        have = into.setdefault(name, {"path": entry["path"], "lean": 0, "litellm": 0})
+        have["lean"] += entry["lean"]
+        have["litellm"] += entry["litellm"]
+
+
 class WorkerPool:
     """`start()` early; `run(specs, on_result)` later; `close()` always (also on Ctrl-C)."""
 
@@ -130,6 +143,9 @@ class WorkerPool:
         self.procs: list[mp.Process] = []
         self.conns: list[Connection] = []
         self.requests = 0
+        # variant -> its transport path and requests per path (Engine.paths)
+        self.paths: dict[str, dict] = {}
+        self.calls_cpu_s = 0.0  # the workers' CPU while sending (their litellm import excluded)
 
     def start(self) -> WorkerPool:
         # fork: the child starts instantly with the parent's modules; spawn where fork is unsafe.
@@ -220,6 +236,8 @@ class WorkerPool:
                         on_result(i, result)
                 elif kind == "done":
                     self.requests += payload.get("requests", 0)
+                    merge_paths(self.paths, payload.get("paths", {}))
+                    self.calls_cpu_s += payload.get("cpu_s", 0.0)
                     del live[conn]
                     selector.unregister(conn)
                 elif kind == "error":
@@ -334,12 +352,16 @@ def _serve_conn(conn: Connection) -> None:
             from harness.calls.cache import Cache
 
             cache = Cache(cache_path)
+        cpu = time.process_time()
         try:
             asyncio.run(_serve(conn, jobs, engine, cache, run_id))
         finally:
             if cache is not None:
                 cache.close()
-        conn.send(("done", {"requests": engine.stats.requests}))
+        cpu = time.process_time() - cpu
+        conn.send(
+            ("done", {"requests": engine.stats.requests, "paths": engine.paths, "cpu_s": cpu})
+        )
     except (BrokenPipeError, EOFError, ConnectionResetError):
         pass
     except Exception as e:  # a bug: let the parent show it

@@ -62,7 +62,7 @@ from harness.run.warmup import exit_process
     "--workers",
     type=click.IntRange(min=0),
     default=None,
-    help="Processes making the calls [default: one per core (max 4) for runs of 256+ calls; 0: this process].",
+    help="Processes making the calls [default: one per core, up to --concurrency, for runs of 256+ calls; 0: this process].",
 )
 @click.option(
     "--shard",

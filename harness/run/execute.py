@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.calls._litellm import needs_local_provider, provider_facts
@@ -166,6 +166,9 @@ class Sent:
     requests: int = 0  # requests sent (retries included)
     cache_hits: int = 0
     interrupted: bool = False
+    # variant -> the transport its calls took and requests per path (Engine.paths, --timings)
+    paths: dict = field(default_factory=dict)
+    workers_cpu_s: float | None = None  # the worker pool's CPU while sending, if it sent
 
 
 def cache_hits(jobs: list[Job], hits: dict[str, CallResult]) -> int:
@@ -250,8 +253,11 @@ def send(
             run_id=run_id,
         )
         sent.requests = pool.pool.requests
+        sent.paths = pool.pool.paths
+        sent.workers_cpu_s = pool.pool.calls_cpu_s
     elif misses:
         engine = engine_for_misses()
         sent.interrupted = run_loop(engine, misses, answered, on_retry=sink.progress.retry)
         sent.requests = engine.stats.requests
+        sent.paths = engine.paths
     return sent

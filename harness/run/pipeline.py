@@ -21,6 +21,7 @@ from harness._util.jsonl import write_json_atomic
 from harness.calls._litellm import needs_local_provider
 from harness.calls.batch import check_batchable
 from harness.calls.engine import check_credentials
+from harness.calls.pool import merge_paths
 from harness.data.dataset import Dataset, load_dataset
 from harness.decide.guard import decide, settled
 from harness.decide.history import LocalHistory, gather, lineage_id
@@ -218,6 +219,8 @@ class _Run:
                     )
                 else:
                     sent = self.send(dataset, run_dir, jobs, done, cache, hits, warm)
+            self.timings.transport = sent.paths
+            self.timings.workers_calls_cpu_s = sent.workers_cpu_s
         finally:
             if cache is not None:
                 cache.close()
@@ -419,6 +422,7 @@ class _Run:
             sent = self.send(dataset, run, look_jobs, done, cache, hits, warm)
             total.requests += sent.requests
             total.cache_hits += sent.cache_hits
+            merge_paths(total.paths, sent.paths)
             seen = size
             kept = {e.id for e in order[:size]}
             part = replace(dataset, test=[e for e in dataset.test if e.id in kept])

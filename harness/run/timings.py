@@ -62,6 +62,9 @@ class Phase:
 class Timings:
     phases: list[Phase] = field(default_factory=list)
     _children0: float = field(default_factory=_children_cpu)
+    # variant -> which transport sent its calls and requests per path (harness.calls.transport)
+    transport: dict[str, dict] = field(default_factory=dict)
+    workers_calls_cpu_s: float | None = None  # the worker pool's CPU while sending (no import)
 
     def __post_init__(self) -> None:
         # What ran before the pipeline: interpreter start-up and harness's own imports.
@@ -94,6 +97,8 @@ class Timings:
             "children_cpu_s": round(_children_cpu() - self._children0, 4),
             "process_peak_rss_mb": _peak_rss_mb(),
             "imported": sorted(m for m in HEAVY if m in sys.modules),
+            "transport": self.transport,
+            "workers_calls_cpu_s": self.workers_calls_cpu_s,
         }
 
     def table(self) -> str:
@@ -106,6 +111,11 @@ class Timings:
             f"\n{'workers + children':<{width}}  {'':>7}  {d['children_cpu_s']:7.2f}"
         )
         lines.append("heavy modules loaded here: " + (", ".join(d["imported"]) or "none"))
+        for name, t in sorted(self.transport.items()):
+            lines.append(
+                f"transport of {name}: {t['path']} — {t['lean']} requests lean, "
+                f"{t['litellm']} through litellm"
+            )
         return "\n".join(lines)
 
     def write(self, run_dir) -> None:

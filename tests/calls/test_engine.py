@@ -8,7 +8,14 @@ import time
 import pytest
 
 from harness.calls.cache import Cache
-from harness.calls.engine import CallSpec, Engine, TokenBucket, classify, import_litellm
+from harness.calls.engine import (
+    CallSpec,
+    Engine,
+    TokenBucket,
+    classify,
+    import_litellm,
+    reason,
+)
 from harness.errors import SuiteError
 from harness.suite import Pricing, RateLimit
 from harness.suite.secrets import redact_text as redact
@@ -202,3 +209,15 @@ def test_classify_and_redact(monkeypatch):
     assert classify(asyncio.TimeoutError()) == ("timeout", True)
     assert classify(ValueError("x")) == ("other", False)
     assert redact("bad key sk-supersecret-123 and Bearer abc.def") == "bad key *** and Bearer ***"
+
+
+@pytest.mark.parametrize("at", [180, 190, 195, 199])
+def test_a_key_cut_by_the_reasons_length_limit_is_still_redacted(monkeypatch, at):
+    # A 401 whose body echoes the key (a proxy, or the lean path's raw body for a provider
+    # without the SDK): the one-line reason is cut at 200 characters, which must not leave the
+    # key's first characters in the record.
+    key = "sk-rotated-abcdef0123456789"
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    text = reason(RuntimeError("x" * at + key + " was refused"), 1)
+    assert key[:6] not in text
+    assert len(text) <= 220

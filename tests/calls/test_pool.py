@@ -256,3 +256,29 @@ def test_rate_limited_variants_over_four_workers_keep_their_rpm(
         # rpm 30 (a call every 2 s) the bound stays exact, for rpm 120 it allows 3 calls more.
         # Before the fix, rpm 30 over 4 workers sent 4 calls within 0.2 s (2 over the bound).
         assert _envelope_excess(times, limit, slack=1.5) <= 0, (model, times)
+
+
+def test_one_worker_per_core_up_to_the_concurrency():
+    from harness.calls.pool import default_workers
+
+    assert default_workers(32, cpus=16) == 16  # was capped at 4: a 16-core runner used 4
+    assert default_workers(8, cpus=16) == 8  # never a worker without a call in flight
+    assert default_workers(32, cpus=2) == 2
+    assert default_workers(0, cpus=2) == 1
+    assert default_workers(64) == min(64, len(os.sched_getaffinity(0)))
+
+
+@linux_only
+def test_workers_report_the_path_each_variant_took(openai_server, fake_key):
+    server = openai_server(_echo)
+    specs = [
+        CallSpec(**{**s.__dict__, "rate_limit_key": "zero-shot"}) for s in _specs(server.url, 12)
+    ]
+    pool = WorkerPool(2, concurrency=4).start()
+    try:
+        pool.run(specs, lambda i, r: None)
+    finally:
+        pool.close()
+    assert pool.paths == {"zero-shot": {"path": "lean (openai)", "lean": 12, "litellm": 0}}
+    assert pool.calls_cpu_s > 0
+    assert server.requests == 12  # the placeholder each worker had litellm build was never sent

@@ -112,6 +112,9 @@ class FakeOpenAI:
         self.headers: list[
             dict[str, str]
         ] = []  # request headers seen (auth included; tests check it stays out of runs/)
+        # Each chat request as it arrived (path with query, headers as sent, body bytes): the
+        # lean transport's equivalence test compares litellm's requests with its own.
+        self.raw_requests: list[dict] = []
         # (time.monotonic() on arrival, model) per chat request: rate-limit tests count windows.
         self.arrivals: list[tuple[float, str]] = []
         self.embedding_requests = 0
@@ -165,6 +168,7 @@ class FakeOpenAI:
             self.outcomes.clear()
             self.prompts.clear()
             self.headers.clear()
+            self.raw_requests.clear()
             self.arrivals.clear()
 
     def _serve(self, ready: threading.Event) -> None:
@@ -177,6 +181,8 @@ class FakeOpenAI:
     async def _start_site(self) -> None:
         app = web.Application(middlewares=[self._auth_echo])
         app.router.add_post("/v1/chat/completions", self._chat)
+        # Azure's form of the same endpoint (litellm's azure/ provider; api-version in the query).
+        app.router.add_post("/openai/deployments/{deployment}/chat/completions", self._chat)
         app.router.add_post("/v1/embeddings", self._embeddings)
         app.router.add_get("/v1/models", self._models)
         self.files.routes(app)
@@ -238,6 +244,9 @@ class FakeOpenAI:
         with self._lock:
             self.requests += 1
             self.headers.append(dict(request.headers))
+            self.raw_requests.append(
+                {"path": request.path_qs, "headers": list(request.raw_headers), "body": raw}
+            )
         try:
             body = json.loads(raw)
         except json.JSONDecodeError:
