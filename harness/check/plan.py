@@ -78,9 +78,11 @@ def check_pilot(
         wrong = []
         if pilot.get("task") != suite.task:
             wrong.append(f"its task is {pilot.get('task')!r}, not {suite.task!r}")
-        theirs = _pilot_labels(run_dir)
+        theirs = _pilot_labels(run_dir, pilot)
         if labels and theirs is not None and sorted(theirs) != sorted(labels):
-            wrong.append(f"its labels are {', '.join(theirs)}, not {', '.join(labels)}")
+            wrong.append(
+                f"its labels are {', '.join(sorted(theirs))}, not {', '.join(sorted(labels))}"
+            )
         missing = [h.metric for h in hyps if h.metric not in (pilot.get("metrics") or [])]
         if missing:
             wrong.append(f"it has no {missing[0]} metric")
@@ -106,16 +108,24 @@ def check_pilot(
         )
 
 
-def _pilot_labels(run_dir: str | Path) -> list[str] | None:
-    """The labels the pilot's resolved suite.yaml lists, when it lists them."""
+def _pilot_labels(run_dir: str | Path, pilot: dict) -> list[str] | None:
+    """The pilot's labels: its resolved suite.yaml's list, else the classes its test targets
+    had (per_class support), else unknown (None)."""
     import yaml
 
-    path = Path(run_dir) / "suite.yaml"
     try:
+        path = Path(run_dir) / "suite.yaml"
         labels = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("labels")
     except (OSError, yaml.YAMLError, AttributeError):
-        return None
-    return [str(x) for x in labels] if isinstance(labels, list) else None
+        labels = None
+    if isinstance(labels, list):
+        return [str(x) for x in labels]
+    seen: dict[str, None] = {}
+    for v in (pilot.get("variants") or {}).values():
+        for label, row in (v.get("per_class") or {}).items():
+            if (row or {}).get("support"):
+                seen[str(label)] = None
+    return list(seen) or None
 
 
 def pilot_delta(pilot: dict, h: Hypothesis) -> tuple[dict | None, int]:

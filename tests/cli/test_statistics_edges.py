@@ -114,24 +114,20 @@ def test_ten_agreeing_pairs_rule_nothing_out(openai_server, fake_key, tmp_path):
 def test_plan_refuses_a_foreign_or_failed_pilot(openai_server, fake_key, tmp_path):
     server = openai_server(intent_answer)
     ours = write_suite(tmp_path / "ours", server.url, n=40, extra=GUARD.format(extra=""))
-    # Another suite (a generation task with another metric) as the pilot.
+    # Another suite, whose data has other labels, as the pilot.
     other = write_suite(tmp_path / "other", server.url, n=12, extra=GUARD.format(extra=""))
-    text = other.read_text().replace("name: test-suite", "name: other-suite")
-    other.write_text(text.replace("metrics: [accuracy]", "metrics: [accuracy, macro_f1]"))
+    other.write_text(other.read_text().replace("name: test-suite", "name: other-suite"))
+    data = tmp_path / "other" / "data" / "test.csv"
+    data.write_text(data.read_text().replace(",exchange_rate", ",fx_rate"))
     invoke("run", other, "--runs-dir", tmp_path / "runs")
     pilot = next((tmp_path / "runs" / "other-suite").iterdir())
-    labels = tmp_path / "other" / "data" / "test.csv"
-    labels.write_text(labels.read_text().replace("exchange_rate", "fx_rate"))
-    (pilot / "suite.yaml").write_text(
-        (pilot / "suite.yaml").read_text().replace("exchange_rate", "fx_rate")
-    )
     result = invoke("plan", ours, "--pilot", pilot)
     assert result.exit_code == 2, result.output
     run_id = json.loads((pilot / "summary.json").read_text())["run_id"]
     assert (
         f"--pilot {pilot}: run {run_id} is suite 'other-suite', not 'test-suite', and its labels "
-        "are card_arrival, lost_or_stolen_card, fx_rate, not card_arrival, lost_or_stolen_card, "
-        "exchange_rate — give a pilot run of this suite (or of one with the same task, labels "
+        "are card_arrival, fx_rate, lost_or_stolen_card, not card_arrival, exchange_rate, "
+        "lost_or_stolen_card — give a pilot run of this suite (or of one with the same task, labels "
         "and metric)"
     ) in " ".join(result.output.split())
 
