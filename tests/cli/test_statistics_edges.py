@@ -86,10 +86,15 @@ def test_agreeing_first_look_does_not_fail_a_sequential_guard(openai_server, fak
         f"few-shot: {_pts(mistakes / m)} pts accuracy [{_pts(lo)}, {_pts(hi)}] vs zero-shot; "
         f"target +5.0 {shown}"
     )
-    assert v["sentence"].endswith(
-        f" Sequential: decided at look {look['look']} of 4 ({m:,} test examples), one-sided "
-        f"α = {look['alpha']:.4g} spent at this look."
+    how = (
+        f"decided at look {look['look']} of 4 ({m:,} test examples), one-sided α = "
+        f"{look['alpha']:.4g} spent at this look."
+        if v["verdict"] == "pass"
+        else f"not decided after all 4 looks ({m:,} test examples), one-sided α = "
+        f"{look['alpha']:.4g} spent at the last look."
     )
+    assert v["sentence"].endswith(f" Sequential: {how}"), v["sentence"]
+    print(v["sentence"])
     assert result.exit_code == (0 if v["verdict"] == "pass" else 1)
     assert server.requests == 2 * m
 
