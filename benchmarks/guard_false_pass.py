@@ -1,6 +1,6 @@
 """Monte Carlo of the guard: how often does a variant that truly misses the margin pass?
 
-    python benchmarks/guard_false_pass.py [--sims 2000] [--n 400] [--B 2000]
+    python benchmarks/guard_false_pass.py [--sims 1000] [--n 400] [--B 2000]
 
 Each simulation draws a test set of n paired answers (baseline, variant) whose true accuracy
 difference is Δ, scores both with harness.score.registry.accuracy, takes the paired interval of
@@ -73,7 +73,7 @@ def simulate(
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sims", type=int, default=2000)
+    ap.add_argument("--sims", type=int, default=1000)
     ap.add_argument("--n", type=int, default=400)
     ap.add_argument("--B", type=int, default=2000)
     ap.add_argument("--confidence", type=float, default=0.95)

@@ -1,6 +1,6 @@
 """Monte Carlo of `guard.sequential`: false-pass rate and spend against the fixed design.
 
-    python benchmarks/guard_sequential.py [--sims 1000] [--n 400] [--looks 4] [--B 500]
+    python benchmarks/guard_sequential.py [--sims 300] [--n 400] [--looks 4] [--B 500]
 
 Each simulation draws n paired answers (baseline, variant) with true accuracy difference Δ
 (benchmarks/guard_false_pass.draw_pair) in the order the run would call them, and looks after
@@ -92,11 +92,11 @@ def simulate(
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sims", type=int, default=1000)
+    ap.add_argument("--sims", type=int, default=300)
     ap.add_argument("--n", type=int, default=400)
     ap.add_argument("--looks", type=int, default=4)
     ap.add_argument("--B", type=int, default=500)
-    ap.add_argument("--concordant-sims", type=int, default=1000)
+    ap.add_argument("--concordant-sims", type=int, default=300)
     args = ap.parse_args(argv)
     print(f"{args.looks} looks, n={args.n}, {args.sims} simulations, B={args.B}, margin {MARGIN}")
     ok = True

@@ -35,8 +35,8 @@ from harness.cli._common import EXIT_CODES_HELP, handle_errors
 @handle_errors
 def plan(suite_path, power, expect_delta, pilot_dir, as_json):
     """Test examples each hypothesis needs at its confidence and a chosen power (no model calls)."""
-    from harness.check.plan import plan as size_all
     from harness.check.plan import check_pilot, plan_lines, read_pilot
+    from harness.check.plan import plan as size_all
     from harness.data.dataset import load_dataset
     from harness.score.registry import validate_suite
     from harness.suite import load_suite

@@ -8,8 +8,8 @@ import re
 from pathlib import Path
 
 import pytest
-from scipy.stats import t
 from judged_run import write_gen_data
+from scipy.stats import t
 
 from harness.data.dataset import load_dataset
 from harness.errors import SuiteError

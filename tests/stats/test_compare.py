@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import math
 
-import json
-
 import pytest
-from scipy.stats import t
 from click.testing import CliRunner
 from rundir_fixture import make_run_dir
+from scipy.stats import t
 
 from harness.cli import main
 from harness.stats.compare import compare_runs
