@@ -67,7 +67,7 @@ def simulate(
         base, var = draw_pair(rng, n, delta)
         ra, rb = accuracy(_table(base)), accuracy(_table(var))
         d = paired_interval(ra, rb, confidence=confidence, B=B, seed=seed + s)
-        counts[classify(d["ci_low"], d["ci_high"], margin, bool(d.get("degenerate")))] += 1
+        counts[classify(d["ci_low"], d["ci_high"], margin)] += 1
     return {k: v / sims for k, v in counts.items()}
 
 

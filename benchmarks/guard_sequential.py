@@ -36,7 +36,7 @@ def _verdict(base, var, confidence, B, seed, margin):
     ra, rb = accuracy(_table(base)), accuracy(_table(var))
     d = paired_interval(ra, rb, confidence=confidence, B=B, seed=seed)
     d = {**d, "threshold": margin, "confidence": confidence}
-    status = classify(d["ci_low"], d["ci_high"], margin, bool(d.get("degenerate")))
+    status = classify(d["ci_low"], d["ci_high"], margin)
     return {"delta": d, "status": status, "verdict": status, "flags": []}
 
 

@@ -365,9 +365,7 @@ def _verdict(suite, summary, h, stats, history, entry, table) -> dict[str, Any]:
         ):
             if k in delta:
                 d[k] = delta[k]
-    status = (
-        classify(d["ci_low"], d["ci_high"], thr, bool(d.get("degenerate"))) if d else INCONCLUSIVE
-    )
+    status = classify(d["ci_low"], d["ci_high"], thr) if d else INCONCLUSIVE
     n = stats.get("n_examples") or summary.get("n_examples") or 0
     led = lineage(h.candidate, history, entry)
     limit = limit_reached(led, h.max_iterations, h.budget_usd)

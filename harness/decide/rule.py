@@ -14,13 +14,11 @@ from harness.stats.bootstrap import required_n as stats_required_n
 PASS, FAIL, INCONCLUSIVE, ABANDON = "pass", "fail", "inconclusive", "abandon"
 
 
-def classify(
-    ci_low: float | None, ci_high: float | None, threshold: float, degenerate: bool = False
-) -> str:
-    """pass / fail / inconclusive for an interval against a threshold. No interval, a zero-width
-    one or a degenerate bootstrap's (harness.stats.paired) never decides: a resampling that
-    cannot vary has measured no spread, not certainty."""
-    if degenerate or (ci_low is not None and ci_high is not None and ci_high - ci_low <= 1e-12):
+def classify(ci_low: float | None, ci_high: float | None, threshold: float) -> str:
+    """pass / fail / inconclusive for an interval against a threshold. No interval, or a
+    zero-width one, never decides: an interval that cannot vary has measured no spread, not
+    certainty (harness.stats.paired floors a degenerate bootstrap before it gets here)."""
+    if ci_low is not None and ci_high is not None and ci_high - ci_low <= 1e-12:
         return INCONCLUSIVE
     if ci_low is not None and ci_low >= threshold:
         return PASS
@@ -67,10 +65,10 @@ def one_sided_p(d: dict | None, confidence: float, side: str = "lower") -> float
     level at which the interval's one-sided bound would just reach the threshold, by the
     interval's own method. A paired 0/1 delta carries its table and is inverted exactly
     (harness.stats.paired.newcombe_p); a bootstrap interval is read as a normal one. 1.0
-    without an interval, or with a zero-width or degenerate one (no spread measured)."""
+    without an interval, or with a zero-width one (no spread measured)."""
     if not d or d.get("value") is None or d.get("ci_low") is None or d.get("ci_high") is None:
         return 1.0
-    if d.get("degenerate") or d["ci_high"] - d["ci_low"] <= 1e-12:
+    if d["ci_high"] - d["ci_low"] <= 1e-12:
         return 1.0
     if d.get("table") is not None:
         from harness.stats.paired import newcombe_p

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
 from click.testing import CliRunner
 from rundir_fixture import make_run_dir
-from scipy.stats import t
+from scipy.stats import norm
 
 from harness.cli import main
 from harness.stats.compare import compare_runs
@@ -56,8 +55,8 @@ def test_regression_detected_paired_and_matches_sklearn(runs):
 
 def test_identical_runs_zero_delta(runs):
     """Identical runs: Δ 0 with an interval that still has width — agreement on n examples
-    bounds the difference, it does not make it exactly 0 (Newcombe for accuracy; the
-    bootstrap's degenerate floor for macro-F1)."""
+    bounds the difference, it does not make it exactly 0 (Newcombe for accuracy; for macro-F1
+    the bootstrap's degenerate floor, the half-width n agreeing 0/1 pairs get)."""
     good, same, _ = runs
     r = compare_runs(good, same, B=200)
     for v in r["variants"].values():
@@ -67,7 +66,7 @@ def test_identical_runs_zero_delta(runs):
         assert acc["ci_low"] < 0 < acc["ci_high"]
         f1 = v["metrics"]["macro_f1"]
         assert f1["value"] == pytest.approx(0) and f1["degenerate"] is True
-        half = t.ppf(0.975, n - 1) * math.sqrt((1 / n) * (1 - 1 / n)) / math.sqrt(n)
+        half = norm.ppf(0.975) ** 2 / (n + norm.ppf(0.975) ** 2)
         assert (f1["ci_low"], f1["ci_high"]) == pytest.approx((-half, half))
     assert r["exit_code"] == 0
 

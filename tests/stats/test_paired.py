@@ -124,17 +124,19 @@ def test_paired_interval_dispatches_on_the_metric():
     assert d2["interval"] == "bootstrap" and "table" not in d2 and not d2.get("degenerate")
 
 
-def test_a_degenerate_bootstrap_is_floored_and_never_decides():
+def test_a_degenerate_bootstrap_is_floored_like_agreeing_pairs():
     same = Decomposed(np.c_[np.full(20, 1.0), np.full(20, 2.0)], ratio)  # 0.5 on every example
     better = Decomposed(np.c_[np.full(20, 2.0), np.full(20, 2.0)], ratio)  # 1.0 on every example
     d = P.paired_interval(same, better, B=300)
     assert d["degenerate"] is True and d["value"] == pytest.approx(0.5)
-    # The t floor: one example in 20 differing by one unit.
-    half = 2.093024 * math.sqrt(0.05 * 0.95) / math.sqrt(20)
-    assert (d["ci_low"], d["ci_high"]) == pytest.approx((0.5 - half, 0.5 + half), abs=1e-5)
-    assert classify(d["ci_low"], d["ci_high"], 0.05, degenerate=True) == INCONCLUSIVE
+    # The floor: the half-width Newcombe gives 20 agreeing 0/1 pairs at 100%.
+    half = float(ci((20, 0, 0, 0))[1])
+    assert half == pytest.approx(1.959964**2 / (20 + 1.959964**2), abs=1e-6)
+    assert (d["ci_low"], d["ci_high"]) == pytest.approx((0.5 - half, 0.5 + half))
+    assert classify(d["ci_low"], d["ci_high"], 0.05) == PASS  # a fixed design may decide on it
+    assert not enough_information({**d, "threshold": 0.05}, 0.0015)  # a sequential look not
     assert classify(0.0, 0.0, 0.05) == INCONCLUSIVE  # zero width, from anywhere
-    assert one_sided_p({**d, "threshold": 0.05}, 0.95) == 1.0
+    assert one_sided_p({"value": 0.0, "ci_low": 0.0, "ci_high": 0.0, "threshold": -0.05}, 0.95) == 1
 
 
 def _exact_coverage(n: int, probs: tuple[float, float, float, float], confidence=0.95) -> float:
