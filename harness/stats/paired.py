@@ -183,6 +183,19 @@ def floor_degenerate(d: dict[str, Any], n: int, confidence: float) -> dict[str, 
     return {**d, "ci_low": value - half, "ci_high": value + half, "degenerate": True}
 
 
+def newcombe_independent_ci(k1: int, n1: int, k2: int, n2: int, confidence: float = 0.95):
+    """Newcombe's hybrid score interval of k1/n1 − k2/n2 for independent samples (Newcombe
+    1998, Statistics in Medicine 17:873, method 10: the paired formula with φ = 0)."""
+    z = _z(confidence)
+    p1, p2 = k1 / n1, k2 / n2
+    l1, u1 = _wilson(k1, n1, z)
+    l2, u2 = _wilson(k2, n2, z)
+    d = p1 - p2
+    lo = d - math.sqrt(float((p1 - l1) ** 2 + (u2 - p2) ** 2))
+    hi = d + math.sqrt(float((u1 - p1) ** 2 + (p2 - l2) ** 2))
+    return max(lo, -1.0), min(hi, 1.0)
+
+
 def independent_interval(
     base: Any,
     cand: Any,
@@ -192,21 +205,20 @@ def independent_interval(
     seed: int = S.DEFAULT_SEED,
 ) -> dict[str, Any]:
     """cand − base on different examples: Newcombe's hybrid score interval for independent
-    proportions (statsmodels' confint_proportions_2indep, method "newcomb") for 0/1 metrics,
-    else each side resampled on its own."""
+    proportions with Fisher's exact p (scipy) for 0/1 metrics, else each side resampled on its
+    own (floored like the paired bootstrap when it cannot vary)."""
     a, b = _binary_correct(base), _binary_correct(cand)
     if a is not None and b is not None and len(a) and len(b):
-        from statsmodels.stats.proportion import confint_proportions_2indep, test_proportions_2indep
+        from scipy.stats import fisher_exact
 
-        lo, hi = confint_proportions_2indep(
-            int(b.sum()), len(b), int(a.sum()), len(a), method="newcomb", alpha=1 - confidence
-        )
-        p = test_proportions_2indep(int(b.sum()), len(b), int(a.sum()), len(a), method="score")
+        ka, kb = int(a.sum()), int(b.sum())
+        lo, hi = newcombe_independent_ci(kb, len(b), ka, len(a), confidence)
+        p = fisher_exact([[kb, len(b) - kb], [ka, len(a) - ka]]).pvalue
         return {
-            "ci_low": float(lo),
-            "ci_high": float(hi),
-            "p_value": float(p.pvalue),
-            "p_method": "score",
+            "ci_low": lo,
+            "ci_high": hi,
+            "p_value": float(p),
+            "p_method": "fisher-exact",
             "interval": NEWCOMBE_INDEPENDENT,
         }
     da = base.combine(S.resample_sums(base.stats, B, seed))

@@ -190,3 +190,14 @@ def test_the_same_method_decides_a_sequential_look():
     assert one_sided_p(d2, 0.95) == pytest.approx(P.newcombe_p(d2["table"], 0.05))
     assert one_sided_p(d2, 0.95) <= levels[1]
     assert decided_at_look({"ft": v2}, "holm", levels[1])
+
+
+def test_independent_interval_matches_statsmodels():
+    proportion = pytest.importorskip("statsmodels.stats.proportion")
+    for k1, n1, k2, n2 in [(15, 20, 9, 20), (30, 30, 25, 40), (0, 12, 3, 15), (40, 50, 40, 50)]:
+        want = proportion.confint_proportions_2indep(k1, n1, k2, n2, method="newcomb")
+        got = P.newcombe_independent_ci(k1, n1, k2, n2)
+        assert got == pytest.approx((float(want[0]), float(want[1])), abs=1e-9)
+    d = P.independent_interval(binary([1] * 9 + [0] * 11), binary([1] * 15 + [0] * 5))
+    assert d["interval"] == "newcombe-independent"
+    assert (d["ci_low"], d["ci_high"]) == pytest.approx(P.newcombe_independent_ci(15, 20, 9, 20))
