@@ -65,6 +65,69 @@ def read_pilot(run_dir: str | Path) -> dict:
         raise SuiteError(f"--pilot {path}: not readable JSON ({e}) — run it again") from None
 
 
+def check_pilot(
+    suite: Suite, pilot: dict, run_dir: str | Path, labels: list[str] | None = None
+) -> None:
+    """A pilot says something about this suite's spread only if it measured the same thing and
+    measured anything at all: the same lineage (suite) — or the same task, labels and metric —
+    and answered calls on the variants it is read for. Otherwise a SuiteError (exit 2) naming
+    what is wrong. `labels`: this suite's labels, to compare with a foreign pilot's."""
+    where = f"--pilot {run_dir}: run {pilot.get('run_id')}"
+    hyps = suite.hypotheses()
+    if pilot.get("suite") != suite.name:
+        wrong = []
+        if pilot.get("task") != suite.task:
+            wrong.append(f"its task is {pilot.get('task')!r}, not {suite.task!r}")
+        theirs = _pilot_labels(run_dir, pilot)
+        if labels and theirs is not None and sorted(theirs) != sorted(labels):
+            wrong.append(
+                f"its labels are {', '.join(sorted(theirs))}, not {', '.join(sorted(labels))}"
+            )
+        missing = [h.metric for h in hyps if h.metric not in (pilot.get("metrics") or [])]
+        if missing:
+            wrong.append(f"it has no {missing[0]} metric")
+        if wrong:
+            raise SuiteError(
+                f"{where} is suite {pilot.get('suite')!r}, not {suite.name!r}, and "
+                f"{'; '.join(wrong)} — give a pilot run of this suite (or of one with the same "
+                "task, labels and metric)"
+            )
+    variants = pilot.get("variants") or {}
+    for name in dict.fromkeys(n for h in hyps for n in (h.baseline, h.candidate)):
+        v = variants.get(name)
+        if v and v.get("n_calls") and (v.get("n_errors") or 0) >= v["n_calls"]:
+            raise SuiteError(
+                f"{where}: every one of {name}'s {v['n_calls']:,} calls failed — it answered "
+                "no example, so it shows no spread; give a pilot run whose calls were answered"
+            )
+    answered = [v for v in variants.values() if (v.get("n_calls") or 0) > (v.get("n_errors") or 0)]
+    if not answered:
+        raise SuiteError(
+            f"{where}: no variant answered any example — it shows no spread; give a pilot "
+            "run whose calls were answered"
+        )
+
+
+def _pilot_labels(run_dir: str | Path, pilot: dict) -> list[str] | None:
+    """The pilot's labels: its resolved suite.yaml's list, else the classes its test targets
+    had (per_class support), else unknown (None)."""
+    import yaml
+
+    try:
+        path = Path(run_dir) / "suite.yaml"
+        labels = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("labels")
+    except (OSError, yaml.YAMLError, AttributeError):
+        labels = None
+    if isinstance(labels, list):
+        return [str(x) for x in labels]
+    seen: dict[str, None] = {}
+    for v in (pilot.get("variants") or {}).values():
+        for label, row in (v.get("per_class") or {}).items():
+            if (row or {}).get("support"):
+                seen[str(label)] = None
+    return list(seen) or None
+
+
 def pilot_delta(pilot: dict, h: Hypothesis) -> tuple[dict | None, int]:
     """The pilot's paired delta for `h` (with its confidence) and its number of examples."""
     d = (pilot.get("comparisons") or {}).get(h.key)
@@ -105,6 +168,13 @@ def size(
         if d.get("ci_low") is None or d.get("ci_high") is None or not n_pilot:
             row.sd, row.why_not = None, f"the {source} has no interval for it"
             return row
+        if d.get("degenerate") or d["ci_high"] - d["ci_low"] <= 1e-12:
+            # Zero spread is no measurement of the spread: sized on it, any n would "do".
+            raise SuiteError(
+                f"--pilot: {source} shows no spread for {h.key} on {h.metric} (interval "
+                f"[{d['ci_low']:+.3g}, {d['ci_high']:+.3g}] on {n_pilot:,} examples) — give a "
+                "pilot run with more examples, or plan without --pilot"
+            )
         # The very function behind the run's "~N test examples would decide".
         row.n = required_n(d, n_pilot, gap, alpha, power)
         row.sd = sd_from_interval(d["ci_low"], d["ci_high"], n_pilot, d["confidence"])

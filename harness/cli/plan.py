@@ -35,16 +35,19 @@ from harness.cli._common import EXIT_CODES_HELP, echo, handle_errors
 @handle_errors
 def plan(suite_path, power, expect_delta, pilot_dir, as_json):
     """Test examples each hypothesis needs at its confidence and a chosen power (no model calls)."""
+    from harness.check.plan import check_pilot, plan_lines, read_pilot
     from harness.check.plan import plan as size_all
-    from harness.check.plan import plan_lines, read_pilot
     from harness.data.dataset import load_dataset
     from harness.score.registry import validate_suite
     from harness.suite import load_suite
 
     suite = validate_suite(load_suite(suite_path))
+    dataset = load_dataset(suite)
     pilot = read_pilot(pilot_dir) if pilot_dir else None
+    if pilot is not None:
+        check_pilot(suite, pilot, pilot_dir, list(dataset.labels or []) or None)
     rows = size_all(suite, power=power, expect_delta=expect_delta, pilot=pilot)
-    n_test = len(load_dataset(suite).test)
+    n_test = len(dataset.test)
     if as_json:
         echo(
             json.dumps(

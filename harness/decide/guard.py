@@ -230,7 +230,13 @@ def decide(
         _ledger_rule(v, moved)
         v["required_n"] = _required(v, h)
         v["sentence"] = sentence(h.candidate, h.baseline, v, h)
-        if look:
+        if look and v["verdict"] == INCONCLUSIVE and look["look"] == look["looks"]:
+            v["sentence"] += (
+                f" Sequential: not decided after all {look['looks']} looks "
+                f"({look['n_examples']:,} test examples), one-sided α = {look['alpha']:.4g} "
+                "spent at the last look."
+            )
+        elif look:
             v["sentence"] += (
                 f" Sequential: decided at look {look['look']} of {look['looks']} "
                 f"({look['n_examples']:,} test examples), one-sided α = {look['alpha']:.4g} "
@@ -348,6 +354,9 @@ def _verdict(suite, summary, h, stats, history, entry, table) -> dict[str, Any]:
             "threshold": thr,
         }
         for k in (
+            "interval",
+            "table",
+            "degenerate",
             "api_saving_usd",
             "extra_errors_usd",
             "extra_errors_ci_low",

@@ -15,7 +15,11 @@ PASS, FAIL, INCONCLUSIVE, ABANDON = "pass", "fail", "inconclusive", "abandon"
 
 
 def classify(ci_low: float | None, ci_high: float | None, threshold: float) -> str:
-    """pass / fail / inconclusive for an interval against a threshold (no interval: undecided)."""
+    """pass / fail / inconclusive for an interval against a threshold. No interval, or a
+    zero-width one, never decides: an interval that cannot vary has measured no spread, not
+    certainty (harness.stats.paired floors a degenerate bootstrap before it gets here)."""
+    if ci_low is not None and ci_high is not None and ci_high - ci_low <= 1e-12:
+        return INCONCLUSIVE
     if ci_low is not None and ci_low >= threshold:
         return PASS
     if ci_high is not None and ci_high < threshold:
@@ -56,16 +60,24 @@ def fingerprint(hypothesis: dict | None) -> str | None:
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
-def one_sided_p(d: dict | None, confidence: float) -> float:
-    """p-value of "Δ ≤ threshold" from the reported CI, read as a normal interval: the level at
-    which the one-sided lower bound would just reach the threshold. 1.0 without an interval."""
+def one_sided_p(d: dict | None, confidence: float, side: str = "lower") -> float:
+    """p-value of "Δ ≤ threshold" (side="upper": of "Δ ≥ threshold", what a fail rejects): the
+    level at which the interval's one-sided bound would just reach the threshold, by the
+    interval's own method. A paired 0/1 delta carries its table and is inverted exactly
+    (harness.stats.paired.newcombe_p); a bootstrap interval is read as a normal one. 1.0
+    without an interval, or with a zero-width one (no spread measured)."""
     if not d or d.get("value") is None or d.get("ci_low") is None or d.get("ci_high") is None:
         return 1.0
+    if d["ci_high"] - d["ci_low"] <= 1e-12:
+        return 1.0
+    if d.get("table") is not None:
+        from harness.stats.paired import newcombe_p
+
+        return newcombe_p(d["table"], d["threshold"], side)
     z = NormalDist().inv_cdf((1 + confidence) / 2)
     se = (d["ci_high"] - d["ci_low"]) / (2 * z)
-    if se <= 0:
-        return 0.0 if d["ci_low"] >= d["threshold"] else 1.0
-    return 1 - NormalDist().cdf((d["value"] - d["threshold"]) / se)
+    lower = 1 - NormalDist().cdf((d["value"] - d["threshold"]) / se)
+    return lower if side == "lower" else 1 - lower
 
 
 def spending_levels(alpha: float, looks: int) -> list[float]:
@@ -141,11 +153,30 @@ def holm(verdicts: dict[str, dict], correction: str = "holm", alpha: float | Non
             v["status"] = v["verdict"] = INCONCLUSIVE
 
 
+def enough_information(delta: dict, alpha: float) -> bool:
+    """Can this look's boundary act on the delta at all? Not on a zero-width or degenerate
+    interval, nor on a paired 0/1 table with fewer discordant pairs than a one-sided level
+    `alpha` needs (harness.stats.paired.min_discordant: 18 at O'Brien–Fleming's first of four
+    looks) — agreement on the first slice says the models are alike there, not by how much
+    they differ."""
+    lo, hi = delta.get("ci_low"), delta.get("ci_high")
+    if lo is None or hi is None or delta.get("degenerate") or hi - lo <= 1e-12:
+        return False
+    table = delta.get("table")
+    if table is not None:
+        from harness.stats.paired import min_discordant
+
+        return table[1] + table[2] >= min_discordant(alpha)
+    return True
+
+
 def decided_at_look(verdicts: dict[str, dict], correction: str, alpha: float) -> bool:
     """A sequential look: is every hypothesis decided at this look's one-sided `alpha`? A pass
     needs Holm's step at `alpha` (as the last look's verdict would); a fail, the upper side's
-    p ≤ alpha / m (stopping for a fail never adds a false pass). One the run cannot judge
-    (no delta, provider errors) keeps the run going. Runs `holm` on `verdicts`."""
+    p ≤ alpha / m (stopping for a fail never adds a false pass); both by the interval's own
+    method at that level (`one_sided_p`), and only on a look with enough information to act
+    on (`enough_information`). One the run cannot judge (no delta, provider errors) keeps the
+    run going. Runs `holm` on `verdicts`."""
     if not verdicts:
         return False
     holm(verdicts, correction, alpha=alpha)
@@ -153,9 +184,11 @@ def decided_at_look(verdicts: dict[str, dict], correction: str, alpha: float) ->
     for v in verdicts.values():
         if "error_rate" in v["flags"] or v["delta"].get("value") is None:
             return False
+        if not enough_information(v["delta"], alpha / m):
+            return False
         if v["verdict"] == PASS:
             continue
-        upper_p = 1 - one_sided_p(v["delta"], v["delta"].get("confidence") or 0.95)
+        upper_p = one_sided_p(v["delta"], v["delta"].get("confidence") or 0.95, "upper")
         if not (v["status"] == FAIL and upper_p <= alpha / m):
             return False
     return True

@@ -1,9 +1,9 @@
 """`harness compare RUN_A RUN_B`: did anything regress between two runs of one suite?
 
 For each variant present in both runs, every declared metric is recomputed from the
-results/*.jsonl records. When both runs scored the same examples the difference (B − A) gets a
-paired bootstrap CI (harness.stats.bootstrap, the same resampling as the run's own deltas); otherwise the
-two runs are resampled independently. A quality metric regressed when the whole interval lies
+results/*.jsonl records. When both runs scored the same examples the difference (B − A) gets the
+run's own paired interval (harness.stats.paired: Newcombe's score interval for a 0/1 metric, the
+paired bootstrap otherwise); on different examples, the independent-samples interval. A quality metric regressed when the whole interval lies
 below −tolerance: a drop the data shows, not noise. Operational metrics (latency, cost) are
 reported without gating, because their units differ and the tolerance is in metric units.
 """
@@ -13,13 +13,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from harness.errors import SuiteError
 from harness.rundir.reader import load_run
 from harness.score import registry as M
 from harness.score.table import make_table
 from harness.stats import bootstrap as S
+from harness.stats import paired as P
 from harness.stats.numbers import value, with_ci
 
 
@@ -123,22 +122,15 @@ def _metric_row(mdef, ra, rb, paired: bool, confidence: float, B: int, seed: int
     if isinstance(ra, M.Decomposed) and isinstance(rb, M.Decomposed) and row["value"] is not None:
         # Same examples in the same (id) order; the per-class columns may differ.
         if paired:
-            d = S.paired_bootstrap(
-                ra.stats, ra.combine, rb.stats, rb.combine, confidence=confidence, B=B, seed=seed
-            )
+            d = P.paired_interval(ra, rb, confidence=confidence, B=B, seed=seed)
         else:
-            d = _unpaired(ra, rb, S, confidence, B, seed)
-        row.update(ci_low=d["ci_low"], ci_high=d["ci_high"], p_value=d["p_value"])
+            d = P.independent_interval(ra, rb, confidence=confidence, B=B, seed=seed)
+        row.update(
+            ci_low=d["ci_low"], ci_high=d["ci_high"], p_value=d["p_value"], interval=d["interval"]
+        )
+        if d.get("degenerate"):
+            row["degenerate"] = True
     return row
-
-
-def _unpaired(ra, rb, S, confidence: float, B: int, seed: int) -> dict:
-    """Different examples: resample each run on its own and take the difference."""
-    da = ra.combine(S.resample_sums(ra.stats, B, seed))
-    db = rb.combine(S.resample_sums(rb.stats, B, seed + 1))
-    deltas = np.asarray(db, float) - np.asarray(da, float)
-    lo, hi = S.percentile_ci(deltas, confidence)
-    return {"ci_low": lo, "ci_high": hi, "p_value": S.bootstrap_p(deltas)}
 
 
 def _regressed(row: dict, tolerance: float) -> bool:

@@ -28,6 +28,7 @@ from harness.score.judge import SECTION_METRICS
 from harness.score.metrics import cost_figures, latency_percentile, per_class
 from harness.score.table import Table, make_table
 from harness.stats import bootstrap as S
+from harness.stats import paired as P
 from harness.stats import value as V
 from harness.suite import NET_MONTHLY_VALUE, suite_hash
 from harness.suite.kinds import KINDS
@@ -263,22 +264,10 @@ def _deltas(entries, ta: Table, tb: Table, targets, labels, ci_conf, B, seed) ->
         }
         if isinstance(ra, M.Decomposed) and isinstance(rb, M.Decomposed):
             if ra.stats.shape[0] == rb.stats.shape[0]:
-                # Point value from the libraries' own numbers; interval from the paired resamples.
-                boot = S.paired_bootstrap(
-                    ra.stats,
-                    ra.combine,
-                    rb.stats,
-                    rb.combine,
-                    confidence=ci_conf[name],
-                    B=B,
-                    seed=seed,
-                )
-                entry.update(
-                    ci_low=boot["ci_low"],
-                    ci_high=boot["ci_high"],
-                    p_value=boot["p_value"],
-                    p_method="bootstrap",
-                )
+                # Point value from the libraries' own numbers; interval from the one paired
+                # routine (Newcombe's score interval for 0/1 metrics, else the bootstrap).
+                d = P.paired_interval(ra, rb, confidence=ci_conf[name], B=B, seed=seed)
+                entry.update({k: v for k, v in d.items() if k != "value"})
             if name == "accuracy":
                 entry.update(p_value=_mcnemar(ta, tb), p_method="mcnemar-exact")
             entry["confidence"] = ci_conf[name]

@@ -113,3 +113,28 @@ def test_plan_n_decides_at_the_chosen_power_under_holm():
 
 def _mean(sums):
     return sums[..., 0] / sums[..., 1]
+
+
+def test_a_pilot_without_spread_is_refused():
+    """The issue's pilot: an interval [+0.0, +0.0] (a bootstrap of agreeing pairs, as summaries
+    before Newcombe's interval wrote it) once sized the test set at "≥ 1 test examples"."""
+    from harness.errors import SuiteError
+
+    h = _hyp("ft")
+    pilot = {
+        "run_id": "r0",
+        "baseline": "base",
+        "n_examples": 50,
+        "variants": {"ft": {"n_examples": 50, "delta": {"accuracy": {"value": 0.0}}}},
+    }
+    pilot["variants"]["ft"]["delta"]["accuracy"].update(ci_low=0.0, ci_high=0.0)
+    with pytest.raises(SuiteError) as e:
+        size(h, m=1, correction="holm", pilot=pilot)
+    assert str(e.value) == (
+        "--pilot: pilot run r0 shows no spread for ft on accuracy (interval [+0, +0] on 50 "
+        "examples) — give a pilot run with more examples, or plan without --pilot"
+    )
+    # The same pilot with a degenerate (floored) bootstrap interval: refused too.
+    pilot["variants"]["ft"]["delta"]["accuracy"].update(ci_low=-0.04, ci_high=0.04, degenerate=True)
+    with pytest.raises(SuiteError, match="shows no spread for ft on accuracy"):
+        size(h, m=1, correction="holm", pilot=pilot)

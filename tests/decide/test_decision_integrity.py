@@ -80,7 +80,7 @@ def test_loosened_margin_pass_never_switches_abandon_off(tmp_path, openai_server
     )
     code, out, s = run("fake-ft-v3", 0.03)
     assert code == 1 and verdict_line(out) == (
-        "ABANDON: ft: −5.0 pts accuracy [−11.7, +0.0] vs zero-shot; no worse than −3.0 not shown "
+        "ABANDON: ft: −5.0 pts accuracy [−11.1, +1.3] vs zero-shot; no worse than −3.0 not shown "
         "— abandon, at 0.10× the baseline's cost per request: 3 of 3 iterations without a pass; "
         "$120 sunk ($120 training + $0.00258 evaluation), best so far −5.0 pts."
     )
@@ -88,7 +88,7 @@ def test_loosened_margin_pass_never_switches_abandon_off(tmp_path, openai_server
     v = s["guard"]["verdicts"]["ft"]
     assert code == 1 and v["verdict"] == "abandon" and v["ledger"]["passed_before"] is False
     assert verdict_line(out) == (
-        "ABANDON: ft: +0.0 pts accuracy [+0.0, +0.0] vs zero-shot; no worse than −3.0 shown — "
+        "ABANDON: ft: +0.0 pts accuracy [−3.2, +3.2] vs zero-shot; no worse than −3.0 not shown — "
         "abandon, at 0.10× the baseline's cost per request: 4 of 3 iterations without a pass; "
         f"$160 sunk ($160 training + {money(v['ledger']['eval_usd'])} evaluation), best so far "
         "+0.0 pts."

@@ -153,7 +153,7 @@ def test_guard_reads_the_summary_delta_at_its_own_confidence(tmp_path):
 
     import numpy as np
 
-    from harness.stats.bootstrap import paired_bootstrap
+    from harness.stats.paired import newcombe_paired_ci, paired_table
     from harness.stats.summary import summarize
 
     suite = make_suite(tmp_path, guard={"confidence": 0.99, "metric": "accuracy"})
@@ -174,20 +174,16 @@ def test_guard_reads_the_summary_delta_at_its_own_confidence(tmp_path):
     summary = summarize(suite, dataset, {"base": recs(base_ok), "ft": recs(ft_ok)})
     delta = summary["variants"]["ft"]["delta"]["accuracy"]
     assert delta["confidence"] == 0.99
-    col = lambda ok: np.asarray(ok, float)[:, None]  # noqa: E731
-    ref = paired_bootstrap(
-        col(base_ok), lambda s: s[..., 0] / n, col(ft_ok), lambda s: s[..., 0] / n, confidence=0.99
-    )
-    assert (delta["ci_low"], delta["ci_high"]) == pytest.approx((ref["ci_low"], ref["ci_high"]))
+    table = paired_table(base_ok, ft_ok)  # a 0/1 metric: Newcombe's paired score interval
+    assert delta["table"] == list(table) and delta["interval"] == "newcombe-paired"
+    ref = newcombe_paired_ci(table, 0.99)
+    assert (delta["ci_low"], delta["ci_high"]) == pytest.approx((float(ref[0]), float(ref[1])))
     v = verdict_of(decided(suite, summary, []))
     assert (v["delta"]["ci_low"], v["delta"]["ci_high"]) == (delta["ci_low"], delta["ci_high"])
     assert v["delta"]["confidence"] == 0.99 and v["flags"] == []
     assert v["verdict"] == "inconclusive" and delta["ci_low"] < 0.05
-    # The same data at 95% would have passed: the guard's confidence is what decided it.
-    ref95 = paired_bootstrap(
-        col(base_ok), lambda s: s[..., 0] / n, col(ft_ok), lambda s: s[..., 0] / n, confidence=0.95
-    )
-    assert ref95["ci_low"] >= 0.05
+    # The same data at 90% would have passed: the guard's confidence is what decided it.
+    assert newcombe_paired_ci(table, 0.90)[0] >= 0.05
 
 
 # ---------------------------------------------------------------- ledger in verdicts

@@ -186,7 +186,8 @@ def test_cli_run_writes_junit_and_step_summary(tmp_path, openai_server, fake_key
 
     from harness.cli import main
 
-    server = openai_server(scripted({"fake-base": 0.5, "fake-ft": 0.5}))
+    # ft right only where the baseline is: 18 of 30 pairs favour the baseline, none ft.
+    server = openai_server(scripted({"fake-base": 0.9, "fake-ft": 0.3}))
     path = superiority_suite(tmp_path, server.url)
     step = tmp_path / "step.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(step))
@@ -196,12 +197,12 @@ def test_cli_run_writes_junit_and_step_summary(tmp_path, openai_server, fake_key
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 1, res.output
     assert (
-        "FAIL: ft: +0.0 pts accuracy [+0.0, +0.0] vs zero-shot; target +5.0 ruled out — fail."
+        "FAIL: ft: −60.0 pts accuracy [−74.3, −37.4] vs zero-shot; target +5.0 ruled out — fail."
         in res.output
     )
     failure = ET.parse(junit).getroot().find("testsuite/testcase/failure")
     assert failure.get("type") == "fail" and failure.get("message").startswith(
-        "fail: ft: +0.0 pts accuracy"  # the verdict label first, then the sentence
+        "fail: ft: −60.0 pts accuracy"  # the verdict label first, then the sentence
     )
     assert "| ft | ❌ fail |" in step.read_text()
 

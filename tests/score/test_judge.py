@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from judged_run import write_gen_data
+from scipy.stats import norm
 
 from harness.data.dataset import load_dataset
 from harness.errors import SuiteError
@@ -139,7 +140,11 @@ def test_judge_always_preferring_the_variant_gives_win_rate_one(openai_server, t
     assert summary["variants"]["base"]["metrics"]["preference"]["value"] == 0.5
     delta = summary["variants"]["cand"]["delta"]["preference"]
     assert delta["value"] == pytest.approx(0.5)
-    assert delta["ci_low"] == pytest.approx(0.5) and delta["ci_high"] == pytest.approx(0.5)
+    # Every resample gives the same +0.5: a degenerate bootstrap, floored by the half-width
+    # N agreeing 0/1 pairs get, z²/(N + z²), and marked (a sequential look never acts on it).
+    half = norm.ppf(0.975) ** 2 / (N + norm.ppf(0.975) ** 2)
+    assert delta["degenerate"] is True and delta["interval"] == "bootstrap"
+    assert (delta["ci_low"], delta["ci_high"]) == pytest.approx((0.5 - half, 0.5 + half))
 
 
 def test_position_biased_judge_gives_ties_thanks_to_the_order_swap(openai_server, tmp_path):

@@ -7,6 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 from rundir_fixture import make_run_dir
+from scipy.stats import norm
 
 from harness.cli import main
 from harness.stats.compare import compare_runs
@@ -53,16 +54,20 @@ def test_regression_detected_paired_and_matches_sklearn(runs):
 
 
 def test_identical_runs_zero_delta(runs):
+    """Identical runs: Δ 0 with an interval that still has width — agreement on n examples
+    bounds the difference, it does not make it exactly 0 (Newcombe for accuracy; for macro-F1
+    the bootstrap's degenerate floor, the half-width n agreeing 0/1 pairs get)."""
     good, same, _ = runs
     r = compare_runs(good, same, B=200)
     for v in r["variants"].values():
-        for m in ("accuracy", "macro_f1"):
-            row = v["metrics"][m]
-            assert (
-                row["value"] == pytest.approx(0)
-                and row["ci_low"] == pytest.approx(0)
-                and row["ci_high"] == pytest.approx(0)
-            )
+        n = v["n_common"]
+        acc = v["metrics"]["accuracy"]
+        assert acc["value"] == pytest.approx(0) and acc["interval"] == "newcombe-paired"
+        assert acc["ci_low"] < 0 < acc["ci_high"]
+        f1 = v["metrics"]["macro_f1"]
+        assert f1["value"] == pytest.approx(0) and f1["degenerate"] is True
+        half = norm.ppf(0.975) ** 2 / (n + norm.ppf(0.975) ** 2)
+        assert (f1["ci_low"], f1["ci_high"]) == pytest.approx((-half, half))
     assert r["exit_code"] == 0
 
 
