@@ -1,0 +1,234 @@
+"""The article's decision table, filled in for the diagnosed run.
+
+Each approach addresses some causes: its share is the share of the errors in those causes (the
+causes are disjoint, so the counts add). Rows overlap on purpose: a format error is first a
+prompt fix (constrained output, hours), and a fine-tuning one only if it persists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from harness.diagnose.causes import CONFIDENCE, Evidence, Share
+from harness.diagnose.evidence import VariantInfo
+from harness.stats.bootstrap import wilson_ci
+
+SWEET_SPOT = (0.80, 0.90)  # the article's range for distilling a strong model into a small one
+
+
+@dataclass(frozen=True)
+class Approach:
+    key: str
+    title: str
+    causes: tuple[str, ...]
+    investment: str
+    dont: str
+
+
+APPROACHES: list[Approach] = [
+    Approach(
+        "prompt",
+        "prompt engineering",
+        ("format", "specification"),
+        "hours",
+        "don't fine-tune as a first resort: exhaust prompting (few-shot, constrained output) first",
+    ),
+    Approach(
+        "rag",
+        "RAG (retrieval)",
+        ("knowledge",),
+        "days–weeks",
+        "fine-tuning will not fix knowledge errors (the knowledge trap): facts come from "
+        "retrieval at inference time",
+    ),
+    Approach(
+        "finetune",
+        "fine-tuning",
+        ("inconsistent", "format"),
+        "weeks",
+        "don't fine-tune knowledge in or for general intelligence; format errors only if they "
+        "persist after constrained output",
+    ),
+    Approach(
+        "model",
+        "a stronger model (or distil it)",
+        ("capability",),
+        "hours (switch) / weeks (distil)",
+        "you can't make a small model as smart as a large one by fine-tuning it on the labels",
+    ),
+    Approach(
+        "labels",
+        "label review",
+        ("label_doubt",),
+        "hours",
+        "don't train on these labels before they are reviewed",
+    ),
+]
+
+
+def approach_rows(
+    ev: Evidence, causes: list[Share], csv_path: str | None, facts: SuiteFacts
+) -> list[dict[str, Any]]:
+    by_key = {s.key: s for s in causes}
+    rows = []
+    for a in APPROACHES:
+        parts = [by_key[c] for c in a.causes]
+        measured = [s for s in parts if s.measured]
+        n = parts[0].n
+        count = sum(s.count for s in measured)
+        lo, hi = wilson_ci(count, n, CONFIDENCE) if measured else (None, None)
+        rows.append(
+            {
+                "approach": a.key,
+                "title": a.title,
+                "causes": list(a.causes),
+                "not_measured": [s.key for s in parts if not s.measured],
+                "measured": bool(measured),
+                "count": count if measured else None,
+                "share": count / n if measured and n else None,
+                "ci_low": lo,
+                "ci_high": hi,
+                "investment": a.investment,
+                "dont": a.dont,
+                "advice": _advice(a.key, ev, by_key, csv_path),
+                "suite_edit": _suite_edit(a.key, ev, facts),
+            }
+        )
+    return rows
+
+
+def recommendation(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The measured approach addressing the largest share; a tie goes to the cheaper one (the
+    table is in the article's order of investment, prompting first)."""
+    best = None
+    for row in rows:
+        if row["measured"] and row["count"] and (best is None or row["count"] > best["count"]):
+            best = row
+    return best
+
+
+def _advice(key: str, ev: Evidence, shares: dict[str, Share], csv_path: str | None) -> str:
+    d = ev.diagnosed
+    if key == "prompt":
+        fixers = ", ".join(v.name for v in ev.same_model)
+        text = "constrained output (`response_format: output_schema`) or a format-focused prompt"
+        return text + (f"; {fixers} already fixes the specification errors" if fixers else "")
+    if key == "rag":
+        return "give the model the facts at inference time" + (
+            f" ({', '.join(v.name for v in ev.rag)} already does)" if ev.rag else ""
+        )
+    if key == "finetune":
+        return "fine-tune for consistency and format (200–2000 examples; budget 2–3 iterations)"
+    if key == "model":
+        strong = _strongest_fixer(ev)
+        if strong is None:
+            if ev.stronger_probe_model:
+                return f"switch to {ev.stronger_probe_model}"
+            return "add a variant of a stronger model to measure it"
+        return _model_advice(d, strong)
+    if key == "labels":
+        return f"review and correct them in {csv_path}" if csv_path else "no label doubts"
+    return ""
+
+
+def _strongest_fixer(ev: Evidence) -> VariantInfo | None:
+    return max(ev.stronger, key=lambda v: v.accuracy) if ev.stronger else None
+
+
+def cost_ratio(strong: VariantInfo, small: VariantInfo) -> float | None:
+    if strong.cost_per_example is None or small.cost_per_example is None:
+        return None
+    return strong.cost_per_example / small.cost_per_example
+
+
+def _model_advice(d: VariantInfo, strong: VariantInfo) -> str:
+    ratio = cost_ratio(strong, d)
+    cost = (
+        f"it costs {ratio:.1f}× {d.name} per example"
+        if ratio is not None
+        else "cost ratio unknown (a variant is unpriced — set `pricing:`)"
+    )
+    acc = f"{strong.name} ({strong.model}) is right on {strong.accuracy:.0%}"
+    lo, hi = SWEET_SPOT
+    if lo <= strong.accuracy <= hi:
+        return (
+            f"{acc}, in the 80–90% sweet spot: distil it into {d.model} "
+            f"(`finetune: {{data: {{distill: {strong.name}}}}}`); {cost}"
+        )
+    if strong.accuracy > hi:
+        return f"{acc}: switch to it, or distil it into {d.model} if its cost matters; {cost}"
+    return f"{acc}, below 80%: distilling would copy its errors — look for a stronger one; {cost}"
+
+
+@dataclass(frozen=True)
+class SuiteFacts:
+    """What the suite edits need from the run's suite."""
+
+    metric: str = "accuracy"  # the hypothesis metric the edits pre-register
+    schema: bool = False  # the suite has an output_schema (constrained output is available)
+    input: str = "text"  # the first input field, for the templates
+    names: frozenset[str] = frozenset()  # variant names already taken
+
+
+def _suite_edit(key: str, ev: Evidence, facts: SuiteFacts) -> str:
+    """The variant (unless the run has one already) and the hypothesis that would test it."""
+    d = ev.diagnosed
+    names = set(facts.names) | {d.name}
+    field = facts.input
+
+    def hypothesis(candidate: str) -> str:
+        return (
+            "guard:\n"
+            f"  - {{candidate: {candidate}, baseline: {d.name}, metric: {facts.metric}, "
+            "test: superiority, margin: 0.05}"
+        )
+
+    if key == "prompt":
+        name = _free("few-shot-similar", names)
+        constrained = "    response_format: output_schema\n" if facts.schema else ""
+        return (
+            f"variants:\n  - name: {name}\n    extends: {d.name}\n{constrained}"
+            "    few_shot: {k: 8, select: similar}\n"
+            "    user: |-\n"
+            f"      {{% for ex in examples %}}{{{{ ex.{field} }}}} -> {{{{ ex.target }}}}\n"
+            f"      {{% endfor %}}{{{{ {field} }}}} ->\n" + hypothesis(name)
+        )
+    if key == "rag":
+        if ev.rag:  # the run has one: pre-register it
+            return hypothesis(max(ev.rag, key=lambda v: v.accuracy).name)
+        name = _free("rag", names)
+        return (
+            f"variants:\n  - name: {name}\n    extends: {d.name}\n    kind: rag\n"
+            "    retrieval: {corpus: docs/**/*.md, method: bm25, k: 4}\n"
+            f'    user: "Context:\\n{{{{ context }}}}\\n\\n{{{{ {field} }}}}"\n' + hypothesis(name)
+        )
+    if key == "finetune":
+        name = _free("fine-tuned", names)
+        return (
+            f"variants:\n  - name: {name}\n    kind: fine-tuned\n    base_model: {d.model}\n"
+            f"    finetune: {{base_model: {d.model}}}\n" + hypothesis(name)
+        )
+    if key == "model":
+        strong = _strongest_fixer(ev)
+        if strong is not None and SWEET_SPOT[0] <= strong.accuracy:
+            name = _free("distilled", names)
+            return (
+                f"variants:\n  - name: {name}\n    kind: fine-tuned\n    base_model: {d.model}\n"
+                f"    finetune: {{base_model: {d.model}, data: {{distill: {strong.name}}}}}\n"
+                + hypothesis(name)
+            )
+        name = _free("stronger", names)
+        model = ev.stronger_probe_model or "openai/gpt-4o"
+        return (
+            f"variants:\n  - name: {name}\n    extends: {d.name}\n    model: {model}\n"
+            + hypothesis(name)
+        )
+    return ""
+
+
+def _free(name: str, taken: set[str]) -> str:
+    n, out = 2, name
+    while out in taken:
+        out, n = f"{name}-{n}", n + 1
+    return out

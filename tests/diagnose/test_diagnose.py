@@ -1,0 +1,169 @@
+"""`harness diagnose` on runs with each cause of error planted on known examples."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+
+import pytest
+from diagnose_run import LABELS, make_planted_run, plan_by_probability
+from statsmodels.stats.proportion import proportion_confint
+
+from harness.diagnose import diagnose, write
+from harness.diagnose.render import text
+from harness.errors import SuiteError
+from harness.rundir.reader import load_run
+
+PLANTED = {
+    "failed": 2,
+    "format": 6,
+    "inconsistent": 8,
+    "specification": 10,
+    "knowledge": 12,
+    "capability": 7,
+    "label_doubt": 5,
+    "residual": 4,
+}
+
+
+def _plan(counts: dict[str, int], right: int) -> list[str]:
+    plan = ["right"] * right
+    for cause, k in counts.items():
+        plan += [cause] * k
+    # Interleaved, so that no cause sits on one label.
+    return [plan[(i * 7) % len(plan)] for i in range(len(plan))] if len(plan) % 7 else plan
+
+
+def test_each_planted_cause_is_recovered_with_its_wilson_interval(tmp_path):
+    plan = _plan(PLANTED, right=67)
+    run = load_run(make_planted_run(tmp_path, plan))
+    d = diagnose(run)
+    n_errors = sum(PLANTED.values())
+    assert (d["variant"], d["n_examples"], d["n_errors"]) == ("zero-shot", 121, n_errors)
+    by = {c["cause"]: c for c in d["causes"]}
+    assert list(by) == d["precedence"]
+    for cause, k in PLANTED.items():
+        lo, hi = proportion_confint(k, n_errors, alpha=0.05, method="wilson")
+        assert by[cause]["count"] == k, cause
+        assert by[cause]["share"] == pytest.approx(k / n_errors)
+        assert (by[cause]["ci_low"], by[cause]["ci_high"]) == (pytest.approx(lo), pytest.approx(hi))
+    # Every example is sorted into the cause planted on it.
+    planted_by_id = {
+        json.loads(line)["id"]: plan[i]
+        for i, line in enumerate((run.path / "results" / "few-shot.jsonl").read_text().splitlines())
+    }
+    assert all(e["cause"] == planted_by_id[e["id"]] for e in d["examples"])
+
+
+def test_shares_drawn_at_random_hold_the_true_probability_in_their_interval(tmp_path):
+    probs = {
+        "right": 0.5,
+        "failed": 0.02,
+        "format": 0.06,
+        "inconsistent": 0.08,
+        "specification": 0.1,
+        "knowledge": 0.12,
+        "capability": 0.06,
+        "label_doubt": 0.03,
+        "residual": 0.03,
+    }
+    plan = plan_by_probability(600, probs, seed=3)
+    d = diagnose(load_run(make_planted_run(tmp_path, plan)))
+    p_error = 1 - probs["right"]
+    for c in d["causes"]:
+        truth = probs[c["cause"]] / p_error
+        assert c["ci_low"] <= truth <= c["ci_high"], (c["cause"], truth, c)
+    assert d["n_errors"] == sum(1 for p in plan if p != "right")
+
+
+def test_the_decision_table_adds_the_causes_of_each_approach(tmp_path):
+    run = load_run(make_planted_run(tmp_path, _plan(PLANTED, right=67)))
+    d = diagnose(run)
+    rows = {a["approach"]: a for a in d["approaches"]}
+    n = d["n_errors"]
+    assert rows["prompt"]["count"] == PLANTED["format"] + PLANTED["specification"]
+    assert rows["rag"]["count"] == PLANTED["knowledge"]
+    assert rows["finetune"]["count"] == PLANTED["inconsistent"] + PLANTED["format"]
+    assert rows["model"]["count"] == PLANTED["capability"]
+    assert rows["labels"]["count"] == PLANTED["label_doubt"]
+    lo, hi = proportion_confint(16, n, alpha=0.05, method="wilson")
+    assert (rows["prompt"]["ci_low"], rows["prompt"]["ci_high"]) == (
+        pytest.approx(lo),
+        pytest.approx(hi),
+    )
+    assert "knowledge trap" in rows["rag"]["dont"]
+    assert rows["prompt"]["investment"] == "hours"
+    assert rows["rag"]["investment"] == "days–weeks"
+    assert rows["finetune"]["investment"] == "weeks"
+    # big costs 0.006 per call, the baseline 0.001 per call with 2 repeats: 3.0x per example.
+    assert "costs 3.0× zero-shot per example" in rows["model"]["advice"]
+    # The largest share: prompting (format + specification = 16 of 54; fine-tuning's is 14).
+    assert d["recommendation"] == "prompt"
+    assert "kind: fine-tuned" in rows["finetune"]["suite_edit"]
+    assert "candidate: fine-tuned, baseline: zero-shot" in rows["finetune"]["suite_edit"]
+
+
+def test_label_doubts_go_to_a_csv_the_user_can_correct(tmp_path):
+    plan = _plan(PLANTED, right=67)
+    run = load_run(make_planted_run(tmp_path, plan))
+    d = diagnose(run)
+    write(run, d)
+    saved = json.loads((run.path / "diagnosis.json").read_text())
+    assert saved == json.loads(json.dumps(d))
+    with open(run.path / "label_review.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == PLANTED["label_doubt"]
+    for r in rows:
+        i = int(r["input"].split()[1])  # "question {i} about {true}"
+        assert plan[i] == "label_doubt"
+        assert r["suggested"] == LABELS[i % 3] != r["label"]
+        assert r["agreed_by"] == "big+rag"
+        assert r["corrected"] == ""
+
+
+def test_a_cause_without_evidence_is_not_measured_never_zero(tmp_path):
+    plan = _plan({"format": 3, "specification": 5}, right=12)
+    run = load_run(make_planted_run(tmp_path, plan, variants=("zero-shot",), repeats=1))
+    d = diagnose(run)
+    by = {c["cause"]: c for c in d["causes"]}
+    for cause in ("inconsistent", "specification", "knowledge", "capability", "label_doubt"):
+        assert by[cause]["measured"] is False
+        assert by[cause]["share"] is None and by[cause]["count"] is None
+    assert by["format"]["count"] == 3
+    assert by["residual"]["count"] == 5  # nothing in the run can fix the specification errors
+    out = text(d)
+    assert "  inconsistent   –       not measured    zero-shot has one call per example" in out
+    rows = {a["approach"]: a for a in d["approaches"]}
+    assert rows["rag"]["measured"] is False and rows["rag"]["share"] is None
+    for line in out.splitlines():
+        if line.strip().startswith(("RAG", "knowledge", "capability", "label doubt")):
+            assert "not measured" in line and "0%" not in line, line
+
+
+def test_a_run_with_repeats_but_no_other_variant(tmp_path):
+    plan = _plan({"inconsistent": 4, "residual": 2}, right=10)
+    d = diagnose(load_run(make_planted_run(tmp_path, plan, variants=("zero-shot",))))
+    by = {c["cause"]: c for c in d["causes"]}
+    assert by["inconsistent"]["count"] == 4
+    assert by["residual"]["count"] == 2
+
+
+def test_another_variant_can_be_diagnosed(tmp_path):
+    run = load_run(make_planted_run(tmp_path, _plan(PLANTED, right=67)))
+    d = diagnose(run, "few-shot")
+    # few-shot is wrong on knowledge, capability, label doubt and residual examples; rag and big
+    # are its fixers; few-shot has one call per example.
+    counts = Counter(e["cause"] for e in d["examples"])
+    assert counts == Counter(
+        knowledge=PLANTED["knowledge"],
+        capability=PLANTED["capability"],
+        label_doubt=PLANTED["label_doubt"],
+        residual=PLANTED["residual"],
+    )
+
+
+def test_an_unknown_variant_is_a_clear_error(tmp_path):
+    run = load_run(make_planted_run(tmp_path, _plan({"format": 1}, right=3)))
+    with pytest.raises(SuiteError, match=r"unknown variant 'nope' .* choose one of"):
+        diagnose(run, "nope")
