@@ -158,8 +158,14 @@ def starter_suite(
                 },
                 "user": "{% for ex in examples %}"
                 + shots
-                + "\nAnswer: {{ ex.target }}\n\n{% endfor %}"
-                + user,
+                + (
+                    "\nAnswer: {{ ex.target | tojson }}"
+                    if d.task == "extraction"
+                    else "\nAnswer: {{ ex.target }}"
+                )
+                + "\n\n{% endfor %}"
+                + user
+                + "\nAnswer:",
             }
         )
     if corpus:
@@ -223,7 +229,17 @@ def _dump(suite: dict[str, Any], model: str, has_train: bool) -> str:
     header = (
         "# Written by `harness init`. Measure before you train: run it, then `harness diagnose`.\n"
     )
-    body = yaml.safe_dump(suite, sort_keys=False, allow_unicode=True, width=100)
+
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    def text(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+        # Templates read as written: a multi-line string as a literal block.
+        style = "|" if "\n" in value else None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+    Dumper.add_representer(str, text)
+    body = yaml.dump(suite, Dumper=Dumper, sort_keys=False, allow_unicode=True, width=100)
     tuned = (
         "  # A fine-tuned variant to fill in once prompting and RAG are exhausted (needs 200-2000\n"
         "  # training examples; `harness finetune` trains it), then add it to guard.applies_to:\n"
