@@ -119,3 +119,61 @@ def test_a_bad_run_dir_or_variant_is_exit_2_with_the_fix(tmp_path):
         "['zero-shot', 'few-shot', 'rag', 'big']\n"
     )
     assert not (run_dir / "diagnosis.json").exists()
+
+
+def big_or_wrong(messages, body) -> str:
+    """openai/big-model answers right; the suite's model as wrong_zero_shot does."""
+    if body.get("model") == "big-model":
+        return intent_answer(messages, body)
+    return wrong_zero_shot(messages, body)
+
+
+def test_probes_are_priced_confirmed_and_run_on_the_wrong_examples_only(
+    openai_server, fake_key, tmp_path
+):
+    server = openai_server(big_or_wrong)
+    suite = write_suite(
+        tmp_path,
+        server.url,
+        n=12,
+        variants="\n  - name: zero-shot\n",
+        extra="\ndiagnose: {stronger: openai/big-model}\n",
+    )
+    ran = invoke("run", suite, "--runs-dir", tmp_path / "runs")
+    assert ran.exit_code == 0, ran.output
+    assert server.requests == 12
+    run_dir = next((tmp_path / "runs" / "test-suite").iterdir())
+    # Not confirmed (no terminal answers): nothing is sent.
+    refused = invoke("diagnose", run_dir, "--probe", "stronger", "--no-log")
+    assert refused.exit_code == 1
+    assert refused.output.splitlines()[0] == (
+        "probe stronger: openai/big-model on 8 wrong example(s), 8 new call(s), price unknown "
+        "(no price for the model)"
+    )
+    assert server.requests == 12 and not (run_dir / "diagnosis.json").exists()
+    result = invoke(
+        "diagnose", run_dir, "--probe", "repeats", "--probe", "stronger", "--yes", "--no-log"
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == (
+        "probe repeats: openai/fake-model on 8 wrong example(s), 16 new call(s), price unknown "
+        "(no price for the model) — at temperature 0 repeats only disagree where the provider "
+        "is nondeterministic"
+    )
+    # The repeats probe's first call is the run's own answer, from the cache.
+    assert server.requests == 12 + 16 + 8
+    four = pct_ci(4, 8)
+    assert (
+        f"  format         4       {four}  the model does not produce the format consistently"
+        in lines
+    )
+    assert (
+        f"  inconsistent   0       {pct_ci(0, 8):<14}  the model does not answer consistently"
+        in lines
+    )
+    assert f"  capability     4       {four}  fixed by probe: openai/big-model" in lines
+    saved = json.loads((run_dir / "diagnosis.json").read_text())
+    assert [p["probe"] for p in saved["probes"]] == ["repeats", "stronger"]
+    assert saved["evidence"]["probes"] == ["repeats", "stronger"]
+    assert [p["calls"] for p in saved["probes"]] == [24, 8]
