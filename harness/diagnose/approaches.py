@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.diagnose.causes import CONFIDENCE, Evidence, Share
-from harness.diagnose.evidence import VariantInfo
+from harness.diagnose.evidence import VariantInfo, flips
 from harness.stats.bootstrap import wilson_ci
 
 SWEET_SPOT = (0.80, 0.90)  # the article's range for distilling a strong model into a small one
@@ -78,6 +78,8 @@ def approach_rows(
         n = parts[0].n
         count = sum(s.count for s in measured)
         lo, hi = wilson_ci(count, n, CONFIDENCE) if measured else (None, None)
+        doubts = [_doubt(c, ev, by_key[c]) for c in a.causes]
+        doubtful = sum(k for k, _ in doubts)
         rows.append(
             {
                 "approach": a.key,
@@ -93,17 +95,52 @@ def approach_rows(
                 "dont": a.dont,
                 "advice": _advice(a.key, ev, by_key, csv_path),
                 "suite_edit": _suite_edit(a.key, ev, facts),
+                # Errors counted here on the word of variants that break more than they fix.
+                "doubtful": doubtful,
+                "caveat": "; ".join(text for _, text in doubts if text) or None,
             }
         )
     return rows
 
 
+# The variants each cause takes as evidence (probes are not: they ask only the wrong examples).
+FIXERS = {"specification": "same_model", "knowledge": "rag", "capability": "stronger"}
+
+
+def _doubt(cause: str, ev: Evidence, share: Share) -> tuple[int, str | None]:
+    """(errors in doubt, why): a cause shown only by variants that get more of the diagnosed
+    variant's right answers wrong than its wrong ones right is no evidence that the approach
+    helps — on a noisy model such flips are chance."""
+    if cause not in FIXERS or not share.measured or not share.count:
+        return 0, None
+    variants = getattr(ev, FIXERS[cause])
+    if not variants or (cause == "knowledge" and ev.gold_probe is not None):
+        return 0, None
+    if cause == "capability" and ev.stronger_probe is not None:
+        return 0, None
+    counted = [(v, *flips(ev.diagnosed, v)) for v in variants]
+    if any(fixes > breaks for _, fixes, breaks in counted):
+        return 0, None
+    d = ev.diagnosed.name
+    why = ", ".join(
+        f"{v.name} fixes {fixes} but breaks {breaks} that {d} got right (net {fixes - breaks:+d})"
+        for v, fixes, breaks in counted
+    )
+    return share.count, why
+
+
 def recommendation(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The measured approach addressing the largest share; a tie goes to the cheaper one (the
-    table is in the article's order of investment, prompting first)."""
+    """The measured approach addressing the most errors, not counting those in doubt (shown only
+    by variants that break more than they fix); a tie goes to the cheaper one (the table is in
+    the article's order of investment, prompting first)."""
     best = None
     for row in rows:
-        if row["measured"] and row["count"] and (best is None or row["count"] > best["count"]):
+        sure = (row["count"] or 0) - row["doubtful"]
+        if (
+            row["measured"]
+            and sure > 0
+            and (best is None or sure > best["count"] - best["doubtful"])
+        ):
             best = row
     return best
 

@@ -150,3 +150,18 @@ def variants_of(run: RunFiles) -> dict[str, VariantInfo]:
 
 def _record_model(records: list[dict]) -> str:
     return next((str(r["model"]) for r in records if r.get("model")), "?")
+
+
+def flips(diagnosed: VariantInfo, other: VariantInfo) -> tuple[int, int]:
+    """(fixes, breaks) of `other` against the diagnosed variant, on the examples both answered:
+    the diagnosed one's wrong examples it gets right, and its right ones it gets wrong."""
+    fixes = breaks = 0
+    for ex, mine in diagnosed.calls.items():
+        theirs = other.calls.get(ex)
+        if theirs is None:
+            continue
+        if not mine.all_right and theirs.right:
+            fixes += 1
+        elif mine.all_right and not theirs.right:
+            breaks += 1
+    return fixes, breaks

@@ -53,14 +53,17 @@ def recommendation_text(d: dict[str, Any]) -> str:
     if d["n_errors"] == 0:
         return f"Recommendation: none needed — {d['variant']} got every example right."
     best = next((a for a in d["approaches"] if a["approach"] == d["recommendation"]), None)
+    caveats = [a["caveat"] for a in d["approaches"] if a.get("caveat")]
     if best is None:
+        shown = f" ({'; '.join(caveats)}: no evidence that it helps)" if caveats else ""
         return (
-            "Recommendation: nothing in this run fixes its errors — add the variants below to "
-            "measure the causes marked not measured."
+            f"Recommendation: nothing in this run is shown to fix its errors{shown} — add the "
+            "variants below to measure the causes marked not measured."
         )
+    caveat = f" Caveat: {best['caveat']}." if best.get("caveat") else ""
     return (
         f"Recommendation: {best['title']} — addresses {share_text(best)} of the errors "
-        f"({best['investment']}); {best['advice']}."
+        f"({best['investment']}); {best['advice']}.{caveat}"
     )
 
 
@@ -71,6 +74,8 @@ def approach_rows(d: dict[str, Any]) -> list[list[str]]:
         addresses = share_text(a)
         if a["measured"] and a["not_measured"]:
             addresses += " + " + ", ".join(a["not_measured"]) + " not measured"
+        if a.get("doubtful"):
+            addresses += f" ({a['doubtful']} in doubt)"
         out.append([a["title"], addresses, a["investment"], a["dont"]])
     return out
 

@@ -167,3 +167,17 @@ def test_an_unknown_variant_is_a_clear_error(tmp_path):
     run = load_run(make_planted_run(tmp_path, _plan({"format": 1}, right=3)))
     with pytest.raises(SuiteError, match=r"unknown variant 'nope' .* choose one of"):
         diagnose(run, "nope")
+
+
+def test_a_fixer_that_breaks_more_than_it_fixes_is_no_recommendation(tmp_path):
+    plan = _plan({"specification": 5, "broken": 8}, right=10)
+    d = diagnose(load_run(make_planted_run(tmp_path, plan, variants=("zero-shot", "few-shot"))))
+    prompt = next(a for a in d["approaches"] if a["approach"] == "prompt")
+    assert (prompt["count"], prompt["doubtful"]) == (5, 5)
+    assert prompt["caveat"] == "few-shot fixes 5 but breaks 8 that zero-shot got right (net -3)"
+    assert d["recommendation"] is None
+    assert text(d).splitlines()[12] == (
+        "Recommendation: nothing in this run is shown to fix its errors (few-shot fixes 5 but "
+        "breaks 8 that zero-shot got right (net -3): no evidence that it helps) — add the "
+        "variants below to measure the causes marked not measured."
+    )

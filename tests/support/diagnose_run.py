@@ -4,7 +4,7 @@ Variants: `zero-shot` (the baseline, model openai/small), `few-shot` (same model
 variant of the same model) and `big` (a prompt variant of openai/big). Each example gets one
 plan entry saying how every variant answers it:
 
-- right: everyone is right;
+- right: everyone is right; broken: everyone but few-shot is right;
 - failed: the baseline's call failed; format: it answered outside the label set;
 - inconsistent: its two repeats disagree;
 - specification / knowledge / capability: it is wrong, and few-shot / rag / big (in that order
@@ -31,6 +31,7 @@ VARIANTS = {
 # Who is right, per planted cause (the baseline's answer is set apart).
 RIGHT = {
     "right": {"few-shot", "rag", "big"},
+    "broken": {"rag", "big"},  # the baseline is right, few-shot wrong
     "failed": {"few-shot", "rag", "big"},
     "format": {"few-shot", "rag", "big"},
     "inconsistent": {"few-shot", "rag", "big"},
@@ -143,7 +144,7 @@ def _answers(name, cause, true, gold, wrong, third, repeats) -> list:
     """Each call's answer: a label, "FAILED" (an error) or "banana" (outside the label set)."""
     if name == "zero-shot":
         n = max(repeats, 1)
-        if cause == "right":
+        if cause in ("right", "broken"):
             return [gold] * n
         if cause == "failed":
             return ["FAILED"] * n
