@@ -226,7 +226,7 @@ def _suite_edit(key: str, ev: Evidence, facts: SuiteFacts) -> str:
         constrained = "    response_format: output_schema\n" if facts.schema else ""
         return (
             f"variants:\n  - name: {name}\n    extends: {d.name}\n{constrained}"
-            "    few_shot: {k: 8, select: similar}\n"
+            "    few_shot: {k: 4, select: similar}\n"
             "    user: |-\n"
             f"      {{% for ex in examples %}}{{{{ ex.{field} }}}} -> {{{{ ex.target }}}}\n"
             f"      {{% endfor %}}{{{{ {field} }}}} ->\n" + hypothesis(name)
@@ -244,7 +244,7 @@ def _suite_edit(key: str, ev: Evidence, facts: SuiteFacts) -> str:
         name = _free("fine-tuned", names)
         return (
             f"variants:\n  - name: {name}\n    kind: fine-tuned\n    base_model: {d.model}\n"
-            f"    finetune: {{base_model: {d.model}}}\n" + hypothesis(name)
+            f"    finetune: {_finetune(d.model)}\n" + hypothesis(name)
         )
     if key == "model":
         strong = _strongest_fixer(ev)
@@ -252,7 +252,7 @@ def _suite_edit(key: str, ev: Evidence, facts: SuiteFacts) -> str:
             name = _free("distilled", names)
             return (
                 f"variants:\n  - name: {name}\n    kind: fine-tuned\n    base_model: {d.model}\n"
-                f"    finetune: {{base_model: {d.model}, data: {{distill: {strong.name}}}}}\n"
+                f"    finetune: {_finetune(d.model, f'data: {{distill: {strong.name}}}')}\n"
                 + hypothesis(name)
             )
         name = _free("stronger", names)
@@ -262,6 +262,17 @@ def _suite_edit(key: str, ev: Evidence, facts: SuiteFacts) -> str:
             + hypothesis(name)
         )
     return ""
+
+
+def _finetune(model: str, extra: str = "") -> str:
+    """The `finetune:` mapping for a base model: a local one trains LoRA on this machine; any
+    other goes to OpenAI at the article's ~$8 per 1M training tokens (check your provider's)."""
+    keys = (
+        ["provider: local", "method: lora"]
+        if model.startswith("local/")
+        else [f"base_model: {model}", "price_per_1m: 8"]
+    )
+    return "{" + ", ".join(keys + ([extra] if extra else [])) + "}"
 
 
 def _free(name: str, taken: set[str]) -> str:

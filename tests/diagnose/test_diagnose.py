@@ -181,3 +181,39 @@ def test_a_fixer_that_breaks_more_than_it_fixes_is_no_recommendation(tmp_path):
         "breaks 8 that zero-shot got right (net -3): no evidence that it helps) — add the "
         "variants below to measure the causes marked not measured."
     )
+
+
+def test_the_suite_edits_make_a_suite_check_accepts(tmp_path):
+    """Every edit the table prints, pasted into the run's suite, is a valid suite."""
+    import yaml
+    from click.testing import CliRunner
+
+    from harness.cli import main
+
+    run = load_run(make_planted_run(tmp_path, _plan(PLANTED, right=67)))
+    d = diagnose(run)
+    suite = yaml.safe_load((run.path / "suite.yaml").read_text())
+    guards = []
+    for a in d["approaches"]:
+        if not a["suite_edit"]:
+            continue
+        edit = yaml.safe_load(a["suite_edit"])
+        suite["variants"] += edit.get("variants", [])
+        guards += edit["guard"]
+    suite["guard"] = guards
+    path = tmp_path / "edited.yaml"  # beside docs/, which the RAG edit's corpus glob reads
+    path.write_text(yaml.safe_dump(suite, sort_keys=False))
+    result = CliRunner().invoke(main, ["check", str(path)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "few-shot-similar (prompt, openai/small)" in result.output
+    assert "distilled (fine-tuned, finetune:distilled)" in result.output
+    assert (
+        "  ✓ training: distilled: `harness finetune` trains openai/small on distilled from big"
+        in result.output
+    )
+    assert [g["candidate"] for g in guards] == [
+        "few-shot-similar",
+        "rag",
+        "fine-tuned",
+        "distilled",
+    ]
