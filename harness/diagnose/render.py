@@ -88,7 +88,11 @@ def text(d: dict[str, Any]) -> str:
     lines += _aligned(["approach", "addresses", "investment", "don't"], approach_rows(d))
     edits = [a for a in d["approaches"] if a["suite_edit"] and (a["count"] or not a["measured"])]
     if edits:
-        lines += ["", "Suite edits that would test it (add to the suite, then `harness run`):"]
+        lines += [
+            "",
+            "Suite edits that would test it (append to `variants:` and to `guard:`, written as a "
+            "list; then `harness run`):",
+        ]
         for a in edits:
             why = a["advice"] if a["measured"] else "not measured — this would measure it"
             lines.append(f"  # {a['title']}: {why}")
