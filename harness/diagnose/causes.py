@@ -106,8 +106,7 @@ def gather(variants: dict[str, VariantInfo], name: str, task: str) -> Evidence:
         strongest=sorted(others, key=lambda v: -v.accuracy)[:2]
         if task in ("classification", "extraction")
         else [],
-        format_scored=task in ("classification", "extraction")
-        or any(c.format_bad for cs in d.calls.values() for c in cs.calls),
+        format_scored=d.format_scored,
     )
 
 

@@ -70,6 +70,7 @@ class VariantInfo:
     cost_per_example: float | None  # None when unpriced (unknown is never $0)
     calls: dict[str, Calls] = field(default_factory=dict)  # example id -> its calls
     repeats: int = 1
+    format_scored: bool = False  # its records say whether each answer is in format
 
     @property
     def retrieves(self) -> bool:
@@ -138,6 +139,8 @@ def variants_of(run: RunFiles) -> dict[str, VariantInfo]:
             cost_per_example=float(cost) / len(grouped) if priced else None,
             calls={ex: Calls(tuple(cs)) for ex, cs in grouped.items()},
             repeats=max(len(cs) for cs in grouped.values()),
+            format_scored=task == "classification"
+            or any("format_ok" in (r.get("scores") or {}) for r in records),
         )
     if not out:
         raise SuiteError(

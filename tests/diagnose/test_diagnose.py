@@ -217,3 +217,19 @@ def test_the_suite_edits_make_a_suite_check_accepts(tmp_path):
         "fine-tuned",
         "distilled",
     ]
+
+
+def test_a_run_without_a_right_wrong_score_is_a_clear_error(tmp_path):
+    run_dir = make_planted_run(tmp_path, ["right", "residual"], variants=("zero-shot",))
+    path = run_dir / "results" / "zero-shot.jsonl"
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    for r in records:
+        r["scores"] = {"chrf": 0.5}  # a generation suite scored by similarity only
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    with pytest.raises(SuiteError) as e:
+        diagnose(load_run(run_dir))
+    assert str(e.value) == (
+        f"{run_dir}: no record has a right/wrong score (correct, exact_record, exact_match) — "
+        "diagnose sorts wrong answers, so it needs a classification or extraction suite, or a "
+        "generation suite with exact_match"
+    )
