@@ -130,13 +130,15 @@ def variants_of(run: RunFiles) -> dict[str, VariantInfo]:
         n_calls = sum(len(c) for c in grouped.values())
         n_right = sum(c.right for cs in grouped.values() for c in cs)
         cost = stats.get("cost_usd")
+        # Unknown or partial is never a price (a local model's $0 neither: no ratio to it).
         priced = isinstance(cost, (int, float)) and cost > 0 and not stats.get("unpriced_calls")
+        cost_per_example = float(cost) / len(grouped) if priced and cost is not None else None
         out[name] = VariantInfo(
             name=name,
             kind=str(stats.get("kind") or spec.get("kind") or "prompt"),
             model=str(stats.get("model") or spec.get("model") or _record_model(records)),
             accuracy=n_right / n_calls,
-            cost_per_example=float(cost) / len(grouped) if priced else None,
+            cost_per_example=cost_per_example,
             calls={ex: Calls(tuple(cs)) for ex, cs in grouped.items()},
             repeats=max(len(cs) for cs in grouped.values()),
             format_scored=task == "classification"
