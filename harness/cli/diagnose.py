@@ -17,7 +17,16 @@ from harness.track.artifact import log_to_parent
 from harness.track.store import tracking_uri as resolve_uri
 
 
-@click.command()
+EXIT_CODES = """\b
+Exit codes:
+  0  diagnosed: diagnosis.json written
+  1  the probes were not confirmed (nothing was sent)
+  2  no such run directory, an unfinished run, an unknown --variant, a probe without its model,
+     or a run with no right/wrong score
+"""
+
+
+@click.command(epilog=EXIT_CODES)
 @click.argument("run_dir", metavar="RUN_DIR", type=click.Path(file_okay=False))
 @click.option("--variant", default=None, help="Variant to diagnose [default: the baseline].")
 @click.option(
