@@ -16,7 +16,6 @@ from harness.rundir.reader import load_run
 from harness.track.artifact import log_to_parent
 from harness.track.store import tracking_uri as resolve_uri
 
-
 EXIT_CODES = """\b
 Exit codes:
   0  diagnosed: diagnosis.json written

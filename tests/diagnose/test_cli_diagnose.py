@@ -177,3 +177,20 @@ def test_probes_are_priced_confirmed_and_run_on_the_wrong_examples_only(
     assert [p["probe"] for p in saved["probes"]] == ["repeats", "stronger"]
     assert saved["evidence"]["probes"] == ["repeats", "stronger"]
     assert [p["calls"] for p in saved["probes"]] == [24, 8]
+
+
+def test_a_probe_without_its_model_or_not_built_is_exit_2_before_any_call(tmp_path):
+    run_dir = make_planted_run(tmp_path, ["right", "residual", "capability"])
+    result = invoke("diagnose", run_dir, "--probe", "stronger", "--yes", "--no-log")
+    assert result.exit_code == 2
+    assert result.output == (
+        "Error: --probe stronger needs a model: pass --stronger MODEL, or set "
+        "`diagnose: {stronger: MODEL}` in the suite\n"
+    )
+    result = invoke("diagnose", run_dir, "--probe", "gold", "--yes", "--no-log")
+    assert result.exit_code == 2
+    assert result.output == (
+        "Error: --probe gold is not available yet — add a `kind: rag` variant to measure "
+        "knowledge\n"
+    )
+    assert not (run_dir / "diagnosis.json").exists()
