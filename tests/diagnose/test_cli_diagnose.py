@@ -91,6 +91,11 @@ def test_diagnose_a_real_run_prints_the_table_and_logs_to_its_mlflow_parent(
     assert "diagnosis.json" in names
     local = client.download_artifacts(parent, "diagnosis.json", str(tmp_path))
     assert json.loads(Path(local).read_text()) == saved
+    # `harness report --log` logs the run again, its diagnosis with it.
+    relogged = invoke("report", run_dir, "--log")
+    assert relogged.exit_code == 0, relogged.output
+    new_parent = relogged.output.splitlines()[-1].split("parent run ")[1].split(" ")[0]
+    assert "diagnosis.json" in [a.path for a in client.list_artifacts(new_parent)]
 
 
 def test_a_run_not_in_mlflow_is_said_and_exits_0(tmp_path):
