@@ -23,7 +23,7 @@ from harness.diagnose.causes import (
     shares,
     sort_example,
 )
-from harness.diagnose.evidence import Calls, variants_of
+from harness.diagnose.evidence import Calls, flips, variants_of
 from harness.errors import SuiteError
 from harness.rundir.reader import RunFiles
 
@@ -75,6 +75,13 @@ def diagnose(
             "stronger": [v.name for v in ev.stronger],
             "strongest": [v.name for v in ev.strongest],
             "repeats": d.repeats,
+            # Per other variant: the diagnosed one's wrong examples it gets right (fixes) and
+            # its right ones it gets wrong (breaks).
+            "flips": {
+                v.name: dict(zip(("fixes", "breaks"), flips(d, v), strict=True))
+                for v in variants.values()
+                if v.name != name
+            },
             "probes": sorted(k for k in ("repeats", "gold", "stronger") if k in (probes or {})),
         },
         "causes": [s.as_dict() for s in cause_shares],

@@ -176,6 +176,7 @@ def test_a_fixer_that_breaks_more_than_it_fixes_is_no_recommendation(tmp_path):
     assert (prompt["count"], prompt["doubtful"]) == (5, 5)
     assert prompt["caveat"] == "few-shot fixes 5 but breaks 8 that zero-shot got right (net -3)"
     assert d["recommendation"] is None
+    assert d["evidence"]["flips"] == {"few-shot": {"fixes": 5, "breaks": 8}}
     assert text(d).splitlines()[12] == (
         "Recommendation: nothing in this run is shown to fix its errors (few-shot fixes 5 but "
         "breaks 8 that zero-shot got right (net -3): no evidence that it helps) — add the "
