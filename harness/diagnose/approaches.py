@@ -174,15 +174,15 @@ def _strongest_fixer(ev: Evidence) -> VariantInfo | None:
 
 
 def cost_ratio(strong: VariantInfo, small: VariantInfo) -> float | None:
-    if strong.cost_per_example is None or small.cost_per_example is None:
+    if strong.cost_per_call is None or small.cost_per_call is None:
         return None
-    return strong.cost_per_example / small.cost_per_example
+    return strong.cost_per_call / small.cost_per_call
 
 
 def _model_advice(d: VariantInfo, strong: VariantInfo) -> str:
     ratio = cost_ratio(strong, d)
     cost = (
-        f"it costs {ratio:.1f}× {d.name} per example"
+        f"it costs {ratio:.1f}× {d.name} per call"
         if ratio is not None
         else "cost ratio unknown (a variant is unpriced — set `pricing:`)"
     )

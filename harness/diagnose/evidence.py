@@ -14,6 +14,7 @@ from typing import Any
 
 from harness.errors import SuiteError
 from harness.rundir.reader import RunFiles
+from harness.score.metrics import cost_figures
 from harness.suite.kinds import KINDS
 
 # The per-record 0/1 score that says right or wrong, by the task that writes it.
@@ -67,7 +68,9 @@ class VariantInfo:
     kind: str
     model: str
     accuracy: float  # share of its calls that are right
-    cost_per_example: float | None  # None when unpriced (unknown is never $0)
+    # Per call, not per example: repeats are how the run measures a variant, not what serving
+    # it costs. None when unpriced (unknown is never $0).
+    cost_per_call: float | None
     calls: dict[str, Calls] = field(default_factory=dict)  # example id -> its calls
     repeats: int = 1
     format_scored: bool = False  # its records say whether each answer is in format
@@ -129,16 +132,17 @@ def variants_of(run: RunFiles) -> dict[str, VariantInfo]:
         stats = summary.get(name) or {}
         n_calls = sum(len(c) for c in grouped.values())
         n_right = sum(c.right for cs in grouped.values() for c in cs)
-        cost = stats.get("cost_usd")
+        costs = cost_figures(list(latest.values()))
+        per_call = costs["cost_per_request"]
         # Unknown or partial is never a price (a local model's $0 neither: no ratio to it).
-        priced = isinstance(cost, (int, float)) and cost > 0 and not stats.get("unpriced_calls")
-        cost_per_example = float(cost) / len(grouped) if priced and cost is not None else None
+        priced = per_call is not None and per_call > 0 and not costs["unpriced_calls"]
+        cost_per_call = float(per_call) if priced and per_call is not None else None
         out[name] = VariantInfo(
             name=name,
             kind=str(stats.get("kind") or spec.get("kind") or "prompt"),
             model=str(stats.get("model") or spec.get("model") or _record_model(records)),
             accuracy=n_right / n_calls,
-            cost_per_example=cost_per_example,
+            cost_per_call=cost_per_call,
             calls={ex: Calls(tuple(cs)) for ex, cs in grouped.items()},
             repeats=max(len(cs) for cs in grouped.values()),
             format_scored=task == "classification"
