@@ -13,6 +13,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ TARGET_NAMES = (
     "output",
 )
 ID_NAMES = ("id", "uid", "pmid", "example_id")
+UNNAMED = re.compile(r"Unnamed: \d+")
 MAX_CLASSES = 100
 MARGIN = 0.05  # the article's example hypothesis: "format consistency from 85% to 95%" is +10;
 # 5 points is the usual smallest difference worth a fine-tune's weeks
@@ -63,7 +65,15 @@ def detect(path: Path) -> Detected:
     target = next((c for c in TARGET_NAMES if c in columns), columns[-1])
     ids = [c for c in columns if c.lower() in ID_NAMES and c != target]
     id_col = ids[0] if ids and len({str(r.get(ids[0])) for r in rows}) == len(rows) else None
-    inputs = [c for c in columns if c not in (target, id_col)]
+    # pandas' to_csv() index: an empty header, which read_table names like pandas does.
+    inputs = [c for c in columns if c not in (target, id_col) and not UNNAMED.fullmatch(c)]
+    odd = next((c for c in inputs if not _template_name(c)), None)
+    if odd is not None:
+        fix = re.sub(r"\W+", "_", odd).strip("_") or "text"
+        raise SuiteError(
+            f"{path}: column {odd!r} cannot be a template variable (a template reads "
+            f"{{{{ name }}}}) — rename it to letters, digits and _ (e.g. {fix})"
+        )
     if not inputs:
         raise SuiteError(
             f"{path}: only the column {target!r} — the data needs an input column and a target"
@@ -83,6 +93,17 @@ def detect(path: Path) -> Detected:
         None,
     )
     return Detected(task, inputs, target, id_col, labels, train)
+
+
+def _template_name(column: str) -> bool:
+    """Whether `{{ column }}` reads the field (not a syntax error, a keyword or a constant)."""
+    from jinja2 import Environment, TemplateSyntaxError, meta
+
+    try:
+        parsed = Environment().parse(f"{{{{ {column} }}}}")
+    except TemplateSyntaxError:
+        return False
+    return meta.find_undeclared_variables(parsed) == {column}
 
 
 def _json_object(v: Any) -> bool:

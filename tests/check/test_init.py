@@ -88,3 +88,29 @@ def test_init_runs_the_checklist_and_its_suite_runs_against_the_test_server(
     assert again.output == (
         "Error: data.yaml exists — pass --out NEW.yaml, or --force to overwrite it\n"
     )
+
+
+def test_a_pandas_index_column_is_not_an_input(tmp_path):
+    """pandas' to_csv() writes its index as a first column with an empty header."""
+    import pandas as pd
+
+    data = tmp_path / "tickets.csv"
+    pd.DataFrame({"text": [f"q{i}" for i in range(12)], "label": ["a", "b", "c"] * 4}).to_csv(data)
+    out = starter_suite(data, tmp_path / "tickets.yaml")
+    doc = yaml.safe_load(out.read_text())
+    assert doc["data"]["input"] == "text"
+    assert doc["defaults"]["user"] == "{{ text }}"
+    result = invoke("check", out)
+    assert result.exit_code == 0, result.output
+
+
+def test_a_column_no_template_can_name_is_exit_2_before_writing(tmp_path):
+    data = tmp_path / "tickets.csv"
+    data.write_text("question text,label\n" + "".join(f"q{i},{'ab'[i % 2]}\n" for i in range(8)))
+    result = invoke("init", data, "--out", tmp_path / "tickets.yaml")
+    assert result.exit_code == 2
+    assert result.output == (
+        f"Error: {data}: column 'question text' cannot be a template variable (a template reads "
+        "{{ name }}) — rename it to letters, digits and _ (e.g. question_text)\n"
+    )
+    assert not (tmp_path / "tickets.yaml").exists()
