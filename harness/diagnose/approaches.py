@@ -7,6 +7,7 @@ prompt fix (constrained output, hours), and a fine-tuning one only if it persist
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -213,11 +214,12 @@ def _suite_edit(key: str, ev: Evidence, facts: SuiteFacts) -> str:
     d = ev.diagnosed
     names = set(facts.names) | {d.name}
     field = facts.input
+    me = _scalar(d.name)
 
     def hypothesis(candidate: str) -> str:
         return (
             "guard:\n"
-            f"  - {{candidate: {candidate}, baseline: {d.name}, metric: {facts.metric}, "
+            f"  - {{candidate: {_scalar(candidate)}, baseline: {me}, metric: {facts.metric}, "
             "test: superiority, margin: 0.05}"
         )
 
@@ -225,7 +227,7 @@ def _suite_edit(key: str, ev: Evidence, facts: SuiteFacts) -> str:
         name = _free("few-shot-similar", names)
         constrained = "    response_format: output_schema\n" if facts.schema else ""
         return (
-            f"variants:\n  - name: {name}\n    extends: {d.name}\n{constrained}"
+            f"variants:\n  - name: {name}\n    extends: {me}\n{constrained}"
             "    few_shot: {k: 4, select: similar}\n"
             "    user: |-\n"
             f"      {{% for ex in examples %}}{{{{ ex.{field} }}}} -> {{{{ ex.target }}}}\n"
@@ -236,7 +238,7 @@ def _suite_edit(key: str, ev: Evidence, facts: SuiteFacts) -> str:
             return hypothesis(max(ev.rag, key=lambda v: v.accuracy).name)
         name = _free("rag", names)
         return (
-            f"variants:\n  - name: {name}\n    extends: {d.name}\n    kind: rag\n"
+            f"variants:\n  - name: {name}\n    extends: {me}\n    kind: rag\n"
             "    retrieval: {corpus: docs/**/*.md, method: bm25, k: 4}\n"
             f'    user: "Context:\\n{{{{ context }}}}\\n\\n{{{{ {field} }}}}"\n' + hypothesis(name)
         )
@@ -252,14 +254,13 @@ def _suite_edit(key: str, ev: Evidence, facts: SuiteFacts) -> str:
             name = _free("distilled", names)
             return (
                 f"variants:\n  - name: {name}\n    kind: fine-tuned\n    base_model: {d.model}\n"
-                f"    finetune: {_finetune(d.model, f'data: {{distill: {strong.name}}}')}\n"
+                f"    finetune: {_finetune(d.model, f'data: {{distill: {_scalar(strong.name)}}}')}\n"
                 + hypothesis(name)
             )
         name = _free("stronger", names)
         model = ev.stronger_probe_model or "openai/gpt-4o"
-        return (
-            f"variants:\n  - name: {name}\n    extends: {d.name}\n    model: {model}\n"
-            + hypothesis(name)
+        return f"variants:\n  - name: {name}\n    extends: {me}\n    model: {model}\n" + hypothesis(
+            name
         )
     return ""
 
@@ -273,6 +274,14 @@ def _finetune(model: str, extra: str = "") -> str:
         else [f"base_model: {model}", "price_per_1m: 8"]
     )
     return "{" + ", ".join(keys + ([extra] if extra else [])) + "}"
+
+
+def _scalar(name: str) -> str:
+    """A variant name as YAML reads it back: the suite allows `no`, `1` or `null`, which plain
+    YAML would read as False, 1 or None."""
+    import yaml
+
+    return name if yaml.safe_load(name) == name else json.dumps(name)
 
 
 def _free(name: str, taken: set[str]) -> str:

@@ -235,3 +235,38 @@ def test_a_run_without_a_right_wrong_score_is_a_clear_error(tmp_path):
         "diagnose sorts wrong answers, so it needs a classification or extraction suite, or a "
         "generation suite with exact_match"
     )
+
+
+def _rename(run_dir, old: str, new: str) -> None:
+    """The run as if its variant `old` had been called `new` in the suite."""
+    import yaml
+
+    suite = yaml.safe_load((run_dir / "suite.yaml").read_text())
+    for v in suite["variants"]:
+        v["name"] = new if v["name"] == old else v["name"]
+    suite["baseline"] = new if suite["baseline"] == old else suite["baseline"]
+    (run_dir / "suite.yaml").write_text(yaml.safe_dump(suite, sort_keys=False))
+    summary = json.loads((run_dir / "summary.json").read_text())
+    summary["variants"] = {new if k == old else k: v for k, v in summary["variants"].items()}
+    summary["baseline"] = new if summary["baseline"] == old else summary["baseline"]
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    (run_dir / "results" / f"{old}.jsonl").rename(run_dir / "results" / f"{new}.jsonl")
+
+
+@pytest.mark.parametrize("name", ["no", "1", "2.0", "null"])
+def test_suite_edits_keep_a_variant_name_yaml_would_read_as_another_type(tmp_path, name):
+    """A name the suite allows (letters, digits, . _ -) but YAML reads as a bool, number or null
+    is quoted in the edits, so pasting them names the variant, not False / 1 / None."""
+    import yaml
+
+    run_dir = make_planted_run(tmp_path, _plan(PLANTED, right=67))
+    _rename(run_dir, "zero-shot", name)
+    d = diagnose(load_run(run_dir))
+    assert d["variant"] == name
+    for a in d["approaches"]:
+        if not a["suite_edit"]:
+            continue
+        edit = yaml.safe_load(a["suite_edit"])
+        assert [g["baseline"] for g in edit["guard"]] == [name], a["approach"]
+        for v in edit.get("variants", []):
+            assert v.get("extends", name) == name, a["approach"]
