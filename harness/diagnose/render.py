@@ -56,10 +56,20 @@ def recommendation_text(d: dict[str, Any]) -> str:
     caveats = [a["caveat"] for a in d["approaches"] if a.get("caveat")]
     if best is None:
         shown = f" ({'; '.join(caveats)}: no evidence that it helps)" if caveats else ""
-        return (
-            f"Recommendation: nothing in this run is shown to fix its errors{shown} — add the "
-            "variants below to measure the causes marked not measured."
+        unmeasured = any(not c["measured"] for c in d["causes"])
+        out = f"Recommendation: nothing in this run is shown to fix its errors{shown}" + (
+            " — add the variants below to measure the causes marked not measured."
+            if unmeasured
+            else "."
         )
+        failed = next((c["count"] for c in d["causes"] if c["cause"] == "failed"), 0)
+        if failed:
+            out += (
+                f" {failed} of the {d['n_errors']} errors are failed calls (no answer came back): "
+                f"look at the errors in results/{d['variant']}.jsonl (a rate limit, a timeout), "
+                "then `harness run SUITE.yaml --resume` retries them."
+            )
+        return out
     caveat = f" Caveat: {best['caveat']}." if best.get("caveat") else ""
     return (
         f"Recommendation: {best['title']} — addresses {share_text(best)} of the errors "

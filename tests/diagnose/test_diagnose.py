@@ -270,3 +270,20 @@ def test_suite_edits_keep_a_variant_name_yaml_would_read_as_another_type(tmp_pat
         assert [g["baseline"] for g in edit["guard"]] == [name], a["approach"]
         for v in edit.get("variants", []):
             assert v.get("extends", name) == name, a["approach"]
+
+
+def test_a_run_whose_errors_are_failed_calls_says_so_not_add_variants(tmp_path):
+    """Every cause is measured and nothing fixes a call that got no answer: the advice is the
+    failed calls, not 'add the variants below' (there are none below)."""
+    plan = _plan({"failed": 6}, right=4)
+    d = diagnose(load_run(make_planted_run(tmp_path, plan)))
+    assert d["recommendation"] is None
+    assert all(c["measured"] for c in d["causes"])
+    shown = text(d)
+    assert "Recommendation: nothing in this run is shown to fix its errors." in shown
+    assert (
+        "6 of the 6 errors are failed calls (no answer came back): look at the errors in "
+        "results/zero-shot.jsonl (a rate limit, a timeout), then `harness run SUITE.yaml --resume` "
+        "retries them." in shown
+    )
+    assert "add the variants below" not in shown
