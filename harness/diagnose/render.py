@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.diagnose.approaches import FIXERS
+
 NOT_MEASURED = "not measured"
+# The causes a variant added by a suite edit measures: those other variants show.
+MEASURED_BY_EDIT = set(FIXERS)
 
 
 def pct(x: float | None) -> str:
@@ -96,7 +100,13 @@ def text(d: dict[str, Any]) -> str:
     lines += _aligned(["cause", "errors", "share [95% CI]", "evidence"], cause_rows(d))
     lines += ["", recommendation_text(d), "", "The decision table for this task:"]
     lines += _aligned(["approach", "addresses", "investment", "don't"], approach_rows(d))
-    edits = [a for a in d["approaches"] if a["suite_edit"] and (a["count"] or not a["measured"])]
+    # An approach with errors, or whose edit would measure one of its unmeasured causes (a
+    # fine-tuned variant measures no inconsistency: repeats do).
+    edits = [
+        a
+        for a in d["approaches"]
+        if a["suite_edit"] and (a["count"] or set(a["not_measured"]) & MEASURED_BY_EDIT)
+    ]
     if edits:
         lines += [
             "",
@@ -104,7 +114,12 @@ def text(d: dict[str, Any]) -> str:
             "list; then `harness run`):",
         ]
         for a in edits:
-            why = a["advice"] if a["measured"] else "not measured — this would measure it"
+            unmeasured = (
+                "not measured"
+                if not a["measured"]
+                else f"{', '.join(a['not_measured'])} not measured"
+            )
+            why = a["advice"] if a["count"] else f"{unmeasured} — this would measure it"
             lines.append(f"  # {a['title']}: {why}")
             lines += ["  " + line for line in a["suite_edit"].splitlines()]
     return "\n".join(lines)

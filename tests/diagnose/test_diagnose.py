@@ -287,3 +287,14 @@ def test_a_run_whose_errors_are_failed_calls_says_so_not_add_variants(tmp_path):
         "retries them." in shown
     )
     assert "add the variants below" not in shown
+
+
+def test_an_edit_that_would_measure_an_unmeasured_cause_is_shown(tmp_path):
+    """Only the baseline: prompting's row is measured (format, 0) but specification is not; its
+    few-shot edit is what measures it. Fine-tuning's edit measures no unmeasured cause."""
+    plan = _plan({"specification": 3, "residual": 2}, right=5)
+    d = diagnose(load_run(make_planted_run(tmp_path, plan, variants=("zero-shot",), repeats=1)))
+    lines = text(d).splitlines()
+    assert "  # prompt engineering: specification not measured — this would measure it" in lines
+    assert "    - name: few-shot-similar" in lines
+    assert not any(line.startswith("  # fine-tuning") for line in lines)
