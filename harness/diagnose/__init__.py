@@ -107,6 +107,8 @@ def _facts(run: RunFiles) -> SuiteFacts:
         schema=bool(run.suite.get("output_schema")),
         input=str(inputs if isinstance(inputs, str) else inputs[0]),
         names=frozenset(run.variants),
+        train=bool((run.suite.get("data") or {}).get("train")),
+        labels=tuple(str(label) for label in run.labels or ()),
     )
 
 

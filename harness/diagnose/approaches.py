@@ -207,6 +207,8 @@ class SuiteFacts:
     schema: bool = False  # the suite has an output_schema (constrained output is available)
     input: str = "text"  # the first input field, for the templates
     names: frozenset[str] = frozenset()  # variant names already taken
+    train: bool = True  # the suite has a train split (few_shot draws from it)
+    labels: tuple[str, ...] = ()  # a classification suite's label set
 
 
 def _suite_edit(key: str, ev: Evidence, facts: SuiteFacts) -> str:
@@ -224,8 +226,20 @@ def _suite_edit(key: str, ev: Evidence, facts: SuiteFacts) -> str:
         )
 
     if key == "prompt":
-        name = _free("few-shot-similar", names)
         constrained = "    response_format: output_schema\n" if facts.schema else ""
+        if not facts.train:  # no examples to show: say the format instead
+            name = _free("format-prompt", names)
+            say = (
+                "Answer with exactly one of these labels and nothing else: "
+                + ", ".join(facts.labels)
+                if facts.labels
+                else "Answer with only the answer, in the format asked, and nothing else."
+            )
+            return (
+                f"variants:\n  - name: {name}\n    extends: {me}\n{constrained}"
+                f"    system: {json.dumps(say, ensure_ascii=False)}\n" + hypothesis(name)
+            )
+        name = _free("few-shot-similar", names)
         return (
             f"variants:\n  - name: {name}\n    extends: {me}\n{constrained}"
             "    few_shot: {k: 4, select: similar}\n"

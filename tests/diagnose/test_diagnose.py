@@ -298,3 +298,32 @@ def test_an_edit_that_would_measure_an_unmeasured_cause_is_shown(tmp_path):
     assert "  # prompt engineering: specification not measured — this would measure it" in lines
     assert "    - name: few-shot-similar" in lines
     assert not any(line.startswith("  # fine-tuning") for line in lines)
+
+
+def test_without_a_train_split_the_prompt_edit_is_a_format_focused_prompt_check_accepts(
+    tmp_path,
+):
+    """few_shot draws from data.train: a suite without one gets a clearer prompt instead."""
+    import yaml
+    from click.testing import CliRunner
+
+    from harness.cli import main
+
+    run_dir = make_planted_run(tmp_path, _plan(PLANTED, right=67))
+    suite = yaml.safe_load((run_dir / "suite.yaml").read_text())
+    del suite["data"]["train"]
+    suite["variants"] = [v for v in suite["variants"] if "few_shot" not in v]
+    (run_dir / "suite.yaml").write_text(yaml.safe_dump(suite, sort_keys=False))
+    d = diagnose(load_run(run_dir))
+    prompt = next(a for a in d["approaches"] if a["approach"] == "prompt")
+    edit = yaml.safe_load(prompt["suite_edit"])
+    assert "few_shot" not in edit["variants"][0]
+    assert edit["variants"][0]["system"] == (
+        "Answer with exactly one of these labels and nothing else: " + ", ".join(LABELS)
+    )
+    suite["variants"] += edit["variants"]
+    suite["guard"] = edit["guard"]
+    path = tmp_path / "edited.yaml"
+    path.write_text(yaml.safe_dump(suite, sort_keys=False))
+    result = CliRunner().invoke(main, ["check", str(path)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
