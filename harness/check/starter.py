@@ -131,6 +131,8 @@ def starter_suite(
     """Write the starting suite for `data` to `out` (relative paths start at `out`'s folder)."""
     data_path = Path(data).resolve()
     out_path = Path(out)
+    if out_path.resolve() == data_path:  # --force overwrites a suite, never the data
+        raise SuiteError(f"--out {out} is the data file — pass --out NEW.yaml for the suite")
     d = detect(data_path)
     here = out_path.resolve().parent
     rel = _relative(data_path, here)

@@ -28,7 +28,7 @@ from harness.errors import SuiteError
 def init(data, corpus, out, model, api_base, force):
     """Write a starting suite for a data file and run the readiness checklist on it."""
     path = Path(out) if out else Path(f"{suite_name(Path(data).resolve())}.yaml")
-    if path.exists() and not force:
+    if path.exists() and not force and path.resolve() != Path(data).resolve():
         raise SuiteError(f"{path} exists — pass --out NEW.yaml, or --force to overwrite it")
     starter_suite(data, path, corpus=corpus, model=model, api_base=api_base)
     click.echo(f"wrote {path}")

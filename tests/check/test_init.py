@@ -114,3 +114,15 @@ def test_a_column_no_template_can_name_is_exit_2_before_writing(tmp_path):
         "{{ name }}) — rename it to letters, digits and _ (e.g. question_text)\n"
     )
     assert not (tmp_path / "tickets.yaml").exists()
+
+
+def test_init_never_writes_the_suite_over_its_data_file_even_with_force(tmp_path):
+    data = tmp_path / "tickets.jsonl"
+    data.write_text("".join(f'{{"text": "q{i}", "label": "{"ab"[i % 2]}"}}\n' for i in range(8)))
+    before = data.read_bytes()
+    result = invoke("init", data, "--out", data, "--force")
+    assert result.exit_code == 2
+    assert result.output == (
+        f"Error: --out {data} is the data file — pass --out NEW.yaml for the suite\n"
+    )
+    assert data.read_bytes() == before
