@@ -48,7 +48,11 @@ def diagnose(
         raise SuiteError(f"unknown variant {name!r} in {run.path} — choose one of {run.variants}")
     variants = variants_of(run)
     if name not in variants:
-        raise SuiteError(f"{name!r} has no scored records in {run.path}/results/{name}.jsonl")
+        raise SuiteError(
+            f"{name!r} has no scored records in {run.path}/results/{name}.jsonl — finish the "
+            f"run with `harness run SUITE.yaml --resume`, or pass --variant with one of "
+            f"{list(variants)}"
+        )
     ev = gather(variants, name, task)
     _add_probes(ev, probes or {})
     d = ev.diagnosed

@@ -327,3 +327,15 @@ def test_without_a_train_split_the_prompt_edit_is_a_format_focused_prompt_check_
     path.write_text(yaml.safe_dump(suite, sort_keys=False))
     result = CliRunner().invoke(main, ["check", str(path)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
+
+
+def test_a_variant_without_records_says_how_to_get_them(tmp_path):
+    run_dir = make_planted_run(tmp_path, _plan({"residual": 2}, right=3))
+    (run_dir / "results" / "zero-shot.jsonl").write_text('{"id": "x", "repe')  # killed mid-line
+    with pytest.raises(SuiteError) as e:
+        diagnose(load_run(run_dir))
+    assert str(e.value) == (
+        f"'zero-shot' has no scored records in {run_dir}/results/zero-shot.jsonl — finish the "
+        "run with `harness run SUITE.yaml --resume`, or pass --variant with one of ['few-shot', "
+        "'rag', 'big']"
+    )
