@@ -175,18 +175,19 @@ def _strongest_fixer(ev: Evidence) -> VariantInfo | None:
 
 
 def cost_ratio(strong: VariantInfo, small: VariantInfo) -> float | None:
-    if strong.cost_per_call is None or small.cost_per_call is None:
+    if strong.cost_per_call is None or not small.cost_per_call:
         return None
     return strong.cost_per_call / small.cost_per_call
 
 
 def _model_advice(d: VariantInfo, strong: VariantInfo) -> str:
     ratio = cost_ratio(strong, d)
-    cost = (
-        f"it costs {ratio:.1f}× {d.name} per call"
-        if ratio is not None
-        else "cost ratio unknown (a variant is unpriced — set `pricing:`)"
-    )
+    if ratio is not None:
+        cost = f"it costs {ratio:.1f}× {d.name} per call"
+    elif d.cost_per_call == 0 and strong.cost_per_call is not None:
+        cost = f"{d.name} runs at no API cost, {strong.name} costs ${strong.cost_per_call:.4g} per call"
+    else:
+        cost = "cost ratio unknown (a variant is unpriced — set `pricing:`)"
     acc = f"{strong.name} ({strong.model}) is right on {strong.accuracy:.0%}"
     lo, hi = SWEET_SPOT
     if lo <= strong.accuracy <= hi:

@@ -69,7 +69,7 @@ class VariantInfo:
     model: str
     accuracy: float  # share of its calls that are right
     # Per call, not per example: repeats are how the run measures a variant, not what serving
-    # it costs. None when unpriced (unknown is never $0).
+    # it costs. None when unpriced (unknown is never $0); 0.0 for a local model.
     cost_per_call: float | None
     calls: dict[str, Calls] = field(default_factory=dict)  # example id -> its calls
     repeats: int = 1
@@ -134,8 +134,8 @@ def variants_of(run: RunFiles) -> dict[str, VariantInfo]:
         n_right = sum(c.right for cs in grouped.values() for c in cs)
         costs = cost_figures(list(latest.values()))
         per_call = costs["cost_per_request"]
-        # Unknown or partial is never a price (a local model's $0 neither: no ratio to it).
-        priced = per_call is not None and per_call > 0 and not costs["unpriced_calls"]
+        # Unknown or partial is never a price; a local model's $0 is one (no ratio to it).
+        priced = per_call is not None and not costs["unpriced_calls"]
         cost_per_call = float(per_call) if priced and per_call is not None else None
         out[name] = VariantInfo(
             name=name,

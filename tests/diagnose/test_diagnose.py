@@ -339,3 +339,12 @@ def test_a_variant_without_records_says_how_to_get_them(tmp_path):
         "run with `harness run SUITE.yaml --resume`, or pass --variant with one of ['few-shot', "
         "'rag', 'big']"
     )
+
+
+def test_a_free_diagnosed_model_is_not_called_unpriced(tmp_path):
+    """A local model's calls cost $0: priced, so no 'set pricing:' — the strong one's price."""
+    cost = {"zero-shot": 0.0, "few-shot": 0.0, "rag": 0.0, "big": 0.006}
+    d = diagnose(load_run(make_planted_run(tmp_path, _plan(PLANTED, right=67), cost=cost)))
+    advice = next(a["advice"] for a in d["approaches"] if a["approach"] == "model")
+    assert advice.endswith("; zero-shot runs at no API cost, big costs $0.006 per call")
+    assert "pricing" not in advice
