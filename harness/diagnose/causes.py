@@ -26,6 +26,9 @@ from harness.diagnose.evidence import Calls, VariantInfo
 from harness.stats.bootstrap import wilson_ci
 
 CONFIDENCE = 0.95
+# How a probe is named among an example's fixers (`fixed_by`).
+GOLD_PROBE = "gold-context probe"
+STRONGER_PROBE = "probe: "  # + the model
 
 
 @dataclass(frozen=True)
@@ -161,9 +164,9 @@ def _fixers(ev: Evidence, ex: str) -> dict[str, list[str]]:
 
     return {
         "specification": right(ev.same_model),
-        "knowledge": right(ev.rag) + probe(ev.gold_probe, "gold-context probe"),
+        "knowledge": right(ev.rag) + probe(ev.gold_probe, GOLD_PROBE),
         "capability": right(ev.stronger)
-        + probe(ev.stronger_probe, f"probe: {ev.stronger_probe_model}"),
+        + probe(ev.stronger_probe, f"{STRONGER_PROBE}{ev.stronger_probe_model}"),
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from harness.diagnose.approaches import FIXERS
+from harness.diagnose.causes import GOLD_PROBE, STRONGER_PROBE
 
 NOT_MEASURED = "not measured"
 # The causes a variant added by a suite edit measures: those other variants show.
@@ -37,8 +38,13 @@ def cause_rows(d: dict[str, Any]) -> list[list[str]]:
     """[cause, errors, share [CI], evidence] per cause."""
     by_cause: dict[str, list[str]] = {}
     for e in d["examples"]:
+        if e["cause"] not in FIXERS:
+            continue
+        # The variants that are this cause's evidence (a stronger model also fixes what
+        # few-shot fixes, but is no evidence that prompting does), and its probes.
+        evidence = set(d["evidence"].get(FIXERS[e["cause"]]) or [])
         for name in e["fixed_by"]:
-            if e["cause"] in ("specification", "knowledge", "capability"):
+            if name in evidence or _probe_of(e["cause"], name):
                 by_cause.setdefault(e["cause"], []).append(name)
     out = []
     for c in d["causes"]:
@@ -51,6 +57,13 @@ def cause_rows(d: dict[str, Any]) -> list[list[str]]:
             note = f"see {d['label_review']}"
         out.append([c["title"], str(c["count"]), share_text(c), note])
     return out
+
+
+def _probe_of(cause: str, fixer: str) -> bool:
+    """Whether `fixer` is the label of a probe that measures `cause`."""
+    if cause == "knowledge":
+        return fixer == GOLD_PROBE
+    return cause == "capability" and fixer.startswith(STRONGER_PROBE)
 
 
 def recommendation_text(d: dict[str, Any]) -> str:

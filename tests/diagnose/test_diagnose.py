@@ -348,3 +348,15 @@ def test_a_free_diagnosed_model_is_not_called_unpriced(tmp_path):
     advice = next(a["advice"] for a in d["approaches"] if a["approach"] == "model")
     assert advice.endswith("; zero-shot runs at no API cost, big costs $0.006 per call")
     assert "pricing" not in advice
+
+
+def test_a_causes_evidence_names_only_the_variants_that_show_that_cause(tmp_path):
+    """The planted specification errors are fixed by few-shot, rag and big; only few-shot (a
+    prompt variant of the same model) is the evidence that prompting fixes them."""
+    d = diagnose(load_run(make_planted_run(tmp_path, _plan(PLANTED, right=67))))
+    rows = {line.split()[0]: line for line in text(d).splitlines()[3:11]}
+    assert rows["specification"].endswith("fixed by few-shot")
+    assert rows["knowledge"].endswith("fixed by rag")
+    assert rows["capability"].endswith("fixed by big")
+    spec = next(e for e in d["examples"] if e["cause"] == "specification")
+    assert spec["fixed_by"] == ["few-shot", "rag", "big"]  # diagnosis.json keeps every fixer
