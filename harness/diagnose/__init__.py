@@ -60,7 +60,7 @@ def diagnose(
     cause_shares = shares(ev, rows)
     doubts = [r for r in rows if r.cause == "label_doubt"]
     csv_path = str(run.path / LABEL_REVIEW_FILE) if doubts else None
-    table = approach_rows(ev, cause_shares, csv_path, _facts(run))
+    table = approach_rows(ev, cause_shares, csv_path, _facts(run, name))
     best = recommendation(table)
     return {
         "schema_version": SCHEMA_VERSION,
@@ -100,7 +100,7 @@ def diagnose(
     }
 
 
-def _facts(run: RunFiles) -> SuiteFacts:
+def _facts(run: RunFiles, name: str) -> SuiteFacts:
     declared = [m for m in (run.summary.get("metrics") or []) if isinstance(m, str)]
     metric = str((run.summary.get("hypothesis") or {}).get("metric") or "")
     if metric not in declared:  # no guard, a list of them, or net_monthly_value
@@ -112,8 +112,22 @@ def _facts(run: RunFiles) -> SuiteFacts:
         input=str(inputs if isinstance(inputs, str) else inputs[0]),
         names=frozenset(run.variants),
         train=bool((run.suite.get("data") or {}).get("train")),
+        constrained=bool(_setting(run, name, "response_format")),
         labels=tuple(str(label) for label in run.labels or ()),
     )
+
+
+def _setting(run: RunFiles, name: str, key: str) -> Any:
+    """A variant's setting as the suite resolves it: its own, an `extends` ancestor's, or the
+    defaults'."""
+    seen: set[str] = set()
+    spec = run.variant_spec(name)
+    while spec and spec.get("name") not in seen:
+        if spec.get(key) is not None:
+            return spec[key]
+        seen.add(str(spec.get("name")))
+        spec = run.variant_spec(str(spec["extends"])) if spec.get("extends") else {}
+    return (run.suite.get("defaults") or {}).get(key)
 
 
 def _add_probes(ev: Evidence, probes: dict[str, Any]) -> None:

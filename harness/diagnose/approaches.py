@@ -94,7 +94,7 @@ def approach_rows(
                 "ci_high": hi,
                 "investment": a.investment,
                 "dont": a.dont,
-                "advice": _advice(a.key, ev, by_key, csv_path),
+                "advice": _advice(a.key, ev, by_key, csv_path, facts),
                 "suite_edit": _suite_edit(a.key, ev, facts),
                 # Errors counted here on the word of variants that break more than they fix.
                 "doubtful": doubtful,
@@ -146,11 +146,18 @@ def recommendation(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     return best
 
 
-def _advice(key: str, ev: Evidence, shares: dict[str, Share], csv_path: str | None) -> str:
+def _advice(
+    key: str, ev: Evidence, shares: dict[str, Share], csv_path: str | None, facts: SuiteFacts
+) -> str:
     d = ev.diagnosed
     if key == "prompt":
         fixers = ", ".join(v.name for v in ev.same_model)
-        text = "constrained output (`response_format: output_schema`) or a format-focused prompt"
+        # Constrained output needs the suite's output_schema, and is news only if unused.
+        text = (
+            "constrained output (`response_format: output_schema`) or a format-focused prompt"
+            if facts.schema and not facts.constrained
+            else "a format-focused prompt (state the labels and the answer format)"
+        )
         return text + (f"; {fixers} already fixes the specification errors" if fixers else "")
     if key == "rag":
         return "give the model the facts at inference time" + (
@@ -209,6 +216,7 @@ class SuiteFacts:
     input: str = "text"  # the first input field, for the templates
     names: frozenset[str] = frozenset()  # variant names already taken
     train: bool = True  # the suite has a train split (few_shot draws from it)
+    constrained: bool = False  # the diagnosed variant already uses constrained output
     labels: tuple[str, ...] = ()  # a classification suite's label set
 
 

@@ -71,7 +71,7 @@ def test_diagnose_a_real_run_prints_the_table_and_logs_to_its_mlflow_parent(
     )
     assert (
         f"Recommendation: prompt engineering — addresses {pct_ci(8, 8)} of the errors (hours); "
-        "constrained output (`response_format: output_schema`) or a format-focused prompt; "
+        "a format-focused prompt (state the labels and the answer format); "
         "few-shot already fixes the specification errors." in lines
     )
     assert f"wrote {run_dir / 'diagnosis.json'}" in lines
