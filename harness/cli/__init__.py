@@ -24,8 +24,11 @@ COMMANDS = {
     "check": "Validate a suite and its data without calling any model.",
     "compare": "Per-variant metric deltas (RUN_B − RUN_A) with CIs; exit 1 on a regression "
     "beyond --tolerance.",
+    "diagnose": "Sort a variant's wrong examples by cause and fill in the prompt / RAG / "
+    "fine-tune table.",
     "doctor": "Versions, tracking store, local model (build and a 1-token try) and, for a "
     "suite, which API keys are set (names only).",
+    "init": "Write a starting suite for a data file and run the readiness checklist on it.",
     "ledger": "The sunk-cost ledger of a suite: `harness ledger SUITE.yaml` shows it, `harness "
     'ledger exclude RUN_ID --why "..."` takes a run out of it (visibly: every later verdict '
     "says so).",

@@ -17,6 +17,7 @@ from harness.report.decision_sections import (
     record_extras,
     training_costs,
 )
+from harness.report.diagnosis_section import diagnosis_section
 from harness.report.stage_sections import _judge, _retrieval
 from harness.report.value_section import value_lines
 from harness.rundir.reader import RunFiles
@@ -93,6 +94,7 @@ def render_markdown(run: RunFiles, plot_paths: list[Path]) -> str:
             lines += [f"![{p.stem}](plots/{p.name})", ""]
 
     lines += disagreements(run)
+    lines += diagnosis_section(run)
     lines += _worst(run)
     return "\n".join(lines).rstrip() + "\n"
 

@@ -420,6 +420,15 @@ class Value(Strict):
 MetricEntry = str | dict[str, dict[str, Any] | str]
 
 
+class DiagnoseSettings(Strict):
+    """What `harness diagnose --probe stronger` asks (the suite's own choice of a bigger model)."""
+
+    stronger: str | None = Field(
+        None,
+        description="A stronger model (litellm id) for `harness diagnose --probe stronger`, e.g. openai/gpt-4o.",
+    )
+
+
 class SuiteFile(Strict):
     """The suite YAML as written."""
 
@@ -441,6 +450,7 @@ class SuiteFile(Strict):
     )
     volume: Volume | None = None
     value: Value | None = None
+    diagnose: DiagnoseSettings | None = None
 
     @field_validator("labels")
     @classmethod

@@ -192,7 +192,7 @@ def _batch(client, run_id: str, metrics, params, tags) -> None:
 
 
 def _log_artifacts(client, run_id: str, run_dir: Path) -> None:
-    for name in ("suite.yaml", "summary.json", "report.md", "report.html"):
+    for name in ("suite.yaml", "summary.json", "report.md", "report.html", "diagnosis.json"):
         if (run_dir / name).exists():
             client.log_artifact(run_id, str(run_dir / name))
     if (run_dir / "plots").is_dir() and any((run_dir / "plots").iterdir()):
