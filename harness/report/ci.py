@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.decide.costs import cost_per_request
+from harness.decide.sections import decision_lines, guard_fingerprint, hypothesis_lines
+from harness.results import Summary, as_summary
 from harness.stats.numbers import exit_text, money, verdict_label, with_ci
 
 
@@ -70,78 +72,90 @@ def comment_marker(suite: Any) -> str:
     return f"<!-- harness-pr-comment:{suite} -->"
 
 
-def markdown(summary: dict[str, Any]) -> str:
-    """The verdict table of a run for a pull request or a CI job page: each guarded variant's
-    paired Δ with CI, its cost per request against the baseline's, break-even and the ledger."""
-    guard = summary.get("guard") or {}
-    lines = [
-        f"### harness: {summary.get('suite')} (run {summary.get('run_id')}) — "
-        f"{exit_text(summary.get('exit_code'))}",
-        "",
-    ]
-    if not guard:
+def markdown(summary: dict[str, Any] | Summary) -> str:
+    """The decision of a run for a pull request or a CI job page: one line per decision, the
+    pre-registered hypotheses, then per hypothesis its paired Δ with CI, the candidate's cost
+    per request against its baseline's, break-even and the ledger."""
+    s = as_summary(summary)
+    lines = [f"### harness: {s.suite} (run {s.run_id}) — {exit_text(s.exit_code)}", ""]
+    if s.guard is None:
         lines.append("No guard declared: nothing to gate.")
         return "\n".join(lines) + "\n"
+    lines += decision_lines(s) + [""]
     lines.append(
-        f"Hypothesis: {guard.get('test')} on `{guard.get('metric')}`, margin {guard.get('margin')}, "
-        f"confidence {guard.get('confidence')} (fingerprint `{guard.get('fingerprint')}`)"
+        f"Hypotheses (pre-registered, fingerprint `{guard_fingerprint(s)}`, "
+        f"correction {s.guard.correction or 'holm'}):"
     )
+    lines += hypothesis_lines(s)
     lines += [
         "",
-        "| variant | verdict | Δ vs baseline [CI] | cost / request | break-even | ledger |",
+        "| hypothesis | verdict | Δ vs baseline [CI] | cost / request | break-even | ledger |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
-    variants = summary.get("variants") or {}
-    base_cpr = cost_per_request(variants.get(summary.get("baseline")) or {})
-    for name, v in (guard.get("verdicts") or {}).items():
-        icon = "🚩" if v.get("flags") else _ICONS.get(v["verdict"], "")
-        d = v.get("delta") or {}
-        cpr = cost_per_request(variants.get(name) or {})
-        cost = "–"
-        if cpr is not None:
-            cost = money(cpr)
-            if base_cpr:
-                cost += f" ({cpr / base_cpr:.2f}× {money(base_cpr)})"
-        be = v.get("break_even")
-        if be:
-            even = f"{be['break_even_requests']:,.0f} requests"
-            if be.get("payback_months") is not None:
-                even += f" ({be['payback_months']:.1f} months)"
-        elif cpr is not None and base_cpr and cpr > base_cpr:
-            even = "none: costs more per request"
-        else:
-            even = "–"
-        led = v.get("ledger") or {}
+    for key, v in s.guard.verdicts.items():
+        h = v.hypothesis or s.hypothesis(key)
+        raw = v.model_dump()
+        icon = "🚩" if v.flags else _ICONS.get(v.verdict, "")
+        candidate = s.variants.get(h.candidate if h else key) or {}
+        base = s.variants.get(h.baseline if h else s.baseline or "") or {}
+        led = v.ledger
         ledger = (
             f"{led.get('iterations')} iteration(s), {money(led.get('spent_usd'))} spent"
             if led
             else "–"
         )
         cells = [
-            name,
-            f"{icon} {verdict_label(v)}",
-            with_ci(d, d.get("metric") or guard.get("metric") or "", delta=True),
-            cost,
-            even,
+            key,
+            f"{icon} {verdict_label(raw)}",
+            with_ci(raw["delta"], v.delta.metric or (h.metric if h else ""), delta=True),
+            _cost_cell(candidate, base),
+            _break_even_cell(raw.get("break_even"), candidate, base),
             ledger,
         ]
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     lines.append("")
-    for name, v in (guard.get("verdicts") or {}).items():
-        lines.append(f"- **{name}**: {_cell(v.get('sentence', ''))}")
-    moved = guard.get("moved_goalposts")
+    for key, v in s.guard.verdicts.items():
+        lines.append(f"- **{key}**: {_cell(v.sentence)}")
+    moved = s.guard.moved_goalposts
     if moved:
         lines += ["", f"**Moved goalposts:** {'; '.join(moved['changes'])}"]
     return "\n".join(lines) + "\n"
+
+
+def _cost_cell(candidate: dict[str, Any], base: dict[str, Any]) -> str:
+    cpr, base_cpr = cost_per_request(candidate), cost_per_request(base)
+    if cpr is None:
+        return "unknown (no priced call)" if candidate else "–"
+    text = money(cpr)
+    if base_cpr:
+        text += f" ({cpr / base_cpr:.2f}× {money(base_cpr)})"
+    return text
+
+
+def _break_even_cell(be: Any, candidate: dict[str, Any], base: dict[str, Any]) -> str:
+    """When the training pays back; why there is none (no training, or dearer per request)."""
+    if isinstance(be, dict) and be.get("break_even_requests") is not None:
+        text = f"{be['break_even_requests']:,.0f} requests"
+        if be.get("payback_months") is not None:
+            text += f" ({be['payback_months']:.1f} months)"
+        return text + (", error cost counted" if be.get("counts_error_cost") else ", API cost only")
+    cpr, base_cpr = cost_per_request(candidate), cost_per_request(base)
+    if not (candidate.get("training") or {}).get("cost_usd"):
+        return "none needed: no training cost"
+    if cpr is not None and base_cpr and cpr > base_cpr:
+        return "none: costs more per request"
+    if isinstance(be, dict) or candidate.get("training"):
+        return "none: no saving per request once errors are priced"
+    return "–"
 
 
 def _cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def pr_comment(summary: dict[str, Any]) -> str:
-    """`harness run --pr-comment FILE`: the verdict table under the sticky marker."""
-    return comment_marker(summary.get("suite")) + "\n" + markdown(summary)
+def pr_comment(summary: dict[str, Any] | Summary) -> str:
+    """`harness run --pr-comment FILE`: the decision and verdict table under the sticky marker."""
+    return comment_marker(as_summary(summary).suite) + "\n" + markdown(summary)
 
 
 def write_pr_comment(summary: dict[str, Any], path: str | Path) -> Path:

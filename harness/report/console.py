@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.decide.sentence import value_sentence
+from harness.report.value_section import verdict_note
 from harness.score.registry import is_quality, lookup
 from harness.stats.numbers import exit_text, with_ci
 from harness.stats.numbers import money as usd
@@ -51,13 +52,17 @@ def print_summary(
     for note in summary.get("notes") or []:
         console.print(f"note: {note}", markup=False, highlight=False)
     # The month in dollars (suites with `value:`): what the decision is worth.
-    for name, d in ((summary.get("value") or {}).get("vs_baseline") or {}).items():
+    value = summary.get("value") or {}
+    for name, d in (value.get("vs_baseline") or {}).items():
         if d is not None and d.get("value") is not None:
             console.print(
-                f"value: {value_sentence(name, summary.get('baseline'), d)}",
+                f"value: {value_sentence(name, summary.get('baseline'), d)}"
+                + verdict_note(summary, name),
                 markup=False,
                 highlight=False,
             )
+    for name, why in (value.get("not_valued") or {}).items():
+        console.print(f"value: {name} not valued — {why}", markup=False, highlight=False)
     # The guard's verdicts, one plain sentence each (markup off: sentences hold brackets).
     for v in ((summary.get("guard") or {}).get("verdicts") or {}).values():
         console.print(

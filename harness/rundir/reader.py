@@ -14,6 +14,7 @@ from typing import Any
 from harness._util.jsonl import read_lines
 from harness.data.dataset import load_dataset
 from harness.errors import SuiteError
+from harness.results import Summary, parse_summary, upgrade
 from harness.rundir.paths import RESULTS, STAGE_FILES, stage_scores_path
 from harness.suite import SuiteFile, resolve
 
@@ -21,13 +22,21 @@ from harness.suite import SuiteFile, resolve
 @dataclass
 class RunFiles:
     path: Path
-    summary: dict[str, Any]
+    summary: dict[str, Any]  # summary.json as written (schema 1 upgraded: `hypotheses` a list)
     suite: dict[str, Any]  # the resolved suite.yaml as a mapping ({} when absent)
     records: dict[str, list[dict[str, Any]]]  # variant -> records, in file order
     # example id -> {"input": ..., "expected": ...} (empty when the data can't be reloaded)
     examples: dict[str, dict[str, Any]] = field(default_factory=dict)
     labels: list[str] | None = None
     notes: list[str] = field(default_factory=list)  # what could not be read back, for the report
+    result: Summary | None = None  # the same summary, validated (harness.results.Summary)
+
+    @property
+    def typed(self) -> Summary:
+        """The summary as a validated `Summary` (what renderers read)."""
+        if self.result is None:
+            self.result = parse_summary(self.summary, self.path / "summary.json")
+        return self.result
 
     @property
     def suite_name(self) -> str:
@@ -73,17 +82,19 @@ def load_run(run_dir: str | Path, records: dict[str, list[dict]] | None = None) 
         summary = json.loads(summary_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise SuiteError(f"{summary_path}:{e.lineno}:{e.colno}: invalid JSON ({e.msg})") from None
+    # Validated once here: an old file is upgraded, a foreign or newer one is a clear error.
+    typed = parse_summary(summary, summary_path)
+    summary = upgrade(summary)
     suite: dict[str, Any] = {}
     suite_path = path / "suite.yaml"
     if suite_path.exists():
         loaded = yaml.safe_load(suite_path.read_text(encoding="utf-8"))
         suite = loaded if isinstance(loaded, dict) else {}
     if records is not None:
-        run = RunFiles(path=path, summary=summary, suite=suite, records=records)
+        run = RunFiles(path=path, summary=summary, suite=suite, records=records, result=typed)
     else:
-        run = RunFiles(
-            path=path, summary=summary, suite=suite, records=_read_records(path, summary)
-        )
+        records = _read_records(path, summary)
+        run = RunFiles(path=path, summary=summary, suite=suite, records=records, result=typed)
         join_stage_scores(run)
     run.examples, run.labels = _examples(run)
     return run
