@@ -5,4 +5,5 @@ cd "$(dirname "$0")/.."
 ruff check harness tests benchmarks
 ruff format --check harness tests benchmarks
 lint-imports  # the pipeline layers (pyproject.toml [tool.importlinter])
+mypy  # strict on the typed results (pyproject.toml [tool.mypy])
 python -m pytest -q "$@"
