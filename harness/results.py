@@ -133,7 +133,9 @@ class Guard(_Open):
 class Summary(_Open):
     """summary.json. `variants[name]` holds each variant's figures (metrics with CIs, delta vs
     the baseline, calls, errors, costs); `hypotheses` the pre-registered claims (a list,
-    always); `guard` the verdicts (None without a guard); `exit_code` the run's."""
+    always); `guard` the verdicts (None without a guard); `value` the months in dollars
+    (with `value:`: `variants`, `vs_baseline`, `not_valued`); `break_even` per trained variant;
+    `exit_code` the run's."""
 
     schema_version: int
     suite: str
@@ -145,6 +147,8 @@ class Summary(_Open):
     hypotheses: list[Hypothesis] = Field(default_factory=list)
     variants: dict[str, dict[str, Any]] = Field(default_factory=dict)
     guard: Guard | None = None
+    value: dict[str, Any] | None = None
+    break_even: dict[str, Any] = Field(default_factory=dict)
     exit_code: int | None = None
 
     def hypothesis(self, key: str) -> Hypothesis | None:

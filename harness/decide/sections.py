@@ -82,17 +82,16 @@ def _quality(h: Hypothesis, v: Verdict) -> str:
 def money_of(s: Summary, h: Hypothesis) -> dict[str, Any] | None:
     """The candidate's net monthly value vs this hypothesis's baseline, where the run has it:
     the hypothesis's own delta (a dollar hypothesis), else the value section's row."""
-    value = getattr(s, "value", None)
-    if not isinstance(value, dict) or h.baseline != s.baseline:
+    if s.value is None or h.baseline != s.baseline:
         return None
-    row = (value.get("vs_baseline") or {}).get(h.candidate)
+    row = (s.value.get("vs_baseline") or {}).get(h.candidate)
     return row if isinstance(row, dict) and row.get("value") is not None else None
 
 
 def _money(s: Summary, h: Hypothesis, v: Verdict) -> str:
     if h.metric == NET_MONTHLY_VALUE:
         return ""
-    why_not = ((getattr(s, "value", None) or {}).get("not_valued") or {}).get(h.candidate)
+    why_not = ((s.value or {}).get("not_valued") or {}).get(h.candidate)
     if why_not:
         return f"; no value: {why_not}"
     d = money_of(s, h)

@@ -1,6 +1,7 @@
-"""CI outputs of a decided run: JUnit XML and the GitHub Actions step summary.
+"""CI outputs of a decided run: JUnit XML, the PR comment and the GitHub Actions step summary.
 
-Each reads only summary.json, so any CI system can gate on a run after the fact too.
+Each reads only summary.json (as a typed harness.results.Summary), so any CI system can gate
+on a run after the fact too.
 """
 
 from __future__ import annotations
@@ -16,32 +17,31 @@ from harness.results import Summary, as_summary
 from harness.stats.numbers import exit_text, money, verdict_label, with_ci
 
 
-def junit_xml(summary: dict[str, Any]) -> ET.ElementTree:
-    """One testcase per guarded variant; a failure carries the verdict sentence.
+def junit_xml(summary: dict[str, Any] | Summary) -> ET.ElementTree:
+    """One testcase per hypothesis (by its key); a failure carries the verdict sentence.
 
     fail / abandon / moved goalposts → <failure>; provider errors → <error>; inconclusive →
     <failure>, or <skipped> when the run allowed inconclusive verdicts.
     """
-    guard = summary.get("guard") or {}
-    verdicts = guard.get("verdicts") or {}
-    suite_name = summary.get("suite", "harness")
-    ts = ET.Element("testsuite", name=suite_name)
+    s = as_summary(summary)
+    guard = s.guard
+    verdicts = guard.verdicts if guard is not None else {}
+    ts = ET.Element("testsuite", name=s.suite)
     counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     for name, v in verdicts.items():
-        case = ET.SubElement(ts, "testcase", classname=f"harness.{suite_name}", name=name)
+        case = ET.SubElement(ts, "testcase", classname=f"harness.{s.suite}", name=name)
         counts["tests"] += 1
         # The label first: a pass under moved goalposts reads as flagged here too.
-        msg = f"{verdict_label(v)}: {v.get('sentence', '')}"
-        flags = v.get("flags") or []
-        if "error_rate" in flags:
+        msg = f"{verdict_label(v.model_dump())}: {v.sentence}"
+        if "error_rate" in v.flags:
             ET.SubElement(case, "error", message=msg, type="provider_errors").text = msg
             counts["errors"] += 1
-        elif v["verdict"] in ("fail", "abandon") or "moved_goalposts" in flags:
-            kind = "moved_goalposts" if v["verdict"] == "pass" else v["verdict"]
+        elif v.verdict in ("fail", "abandon") or "moved_goalposts" in v.flags:
+            kind = "moved_goalposts" if v.verdict == "pass" else v.verdict
             ET.SubElement(case, "failure", message=msg, type=kind).text = msg
             counts["failures"] += 1
-        elif v["verdict"] == "inconclusive":
-            if guard.get("allow_inconclusive"):
+        elif v.verdict == "inconclusive":
+            if guard is not None and guard.allow_inconclusive:
                 ET.SubElement(case, "skipped", message=msg)
                 counts["skipped"] += 1
             else:
@@ -57,7 +57,7 @@ def junit_xml(summary: dict[str, Any]) -> ET.ElementTree:
     return ET.ElementTree(root)
 
 
-def write_junit(summary: dict[str, Any], path: str | Path) -> Path:
+def write_junit(summary: dict[str, Any] | Summary, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     junit_xml(summary).write(path, encoding="utf-8", xml_declaration=True)
@@ -109,7 +109,7 @@ def markdown(summary: dict[str, Any] | Summary) -> str:
             f"{icon} {verdict_label(raw)}",
             with_ci(raw["delta"], v.delta.metric or (h.metric if h else ""), delta=True),
             _cost_cell(candidate, base),
-            _break_even_cell(raw.get("break_even"), candidate, base),
+            _break_even_cell(raw.get("break_even"), candidate, base, s.value is not None),
             ledger,
         ]
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
@@ -132,7 +132,9 @@ def _cost_cell(candidate: dict[str, Any], base: dict[str, Any]) -> str:
     return text
 
 
-def _break_even_cell(be: Any, candidate: dict[str, Any], base: dict[str, Any]) -> str:
+def _break_even_cell(
+    be: Any, candidate: dict[str, Any], base: dict[str, Any], valued: bool
+) -> str:
     """When the training pays back; why there is none (no training, or dearer per request)."""
     if isinstance(be, dict) and be.get("break_even_requests") is not None:
         text = f"{be['break_even_requests']:,.0f} requests"
@@ -144,7 +146,7 @@ def _break_even_cell(be: Any, candidate: dict[str, Any], base: dict[str, Any]) -
         return "none needed: no training cost"
     if cpr is not None and base_cpr and cpr > base_cpr:
         return "none: costs more per request"
-    if isinstance(be, dict) or candidate.get("training"):
+    if valued and cpr is not None:
         return "none: no saving per request once errors are priced"
     return "–"
 
@@ -158,14 +160,14 @@ def pr_comment(summary: dict[str, Any] | Summary) -> str:
     return comment_marker(as_summary(summary).suite) + "\n" + markdown(summary)
 
 
-def write_pr_comment(summary: dict[str, Any], path: str | Path) -> Path:
+def write_pr_comment(summary: dict[str, Any] | Summary, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(pr_comment(summary), encoding="utf-8")
     return path
 
 
-def append_step_summary(summary: dict[str, Any], env: dict[str, str] | None = None) -> Path | None:
+def append_step_summary(summary: dict[str, Any] | Summary, env: dict[str, str] | None = None) -> Path | None:
     """Append the markdown to $GITHUB_STEP_SUMMARY when running in GitHub Actions."""
     env = os.environ if env is None else env
     target = env.get("GITHUB_STEP_SUMMARY")

@@ -84,5 +84,5 @@ def test_step_summary_appended_only_when_set(tmp_path):
 
 def test_markdown_without_guard():
     assert "No guard declared" in markdown(
-        {"suite": "x", "run_id": "r", "exit_code": 0, "guard": None}
+        {"schema_version": 2, "suite": "x", "run_id": "r", "exit_code": 0, "guard": None}
     )
