@@ -84,8 +84,12 @@ class Hypothesis(_Open):
     @property
     def fingerprint(self) -> str:
         """Short hash of (metric, test, margin, confidence), as harness.decide.rule's."""
-        keys = {"metric": self.metric, "test": self.test}
-        keys |= {"margin": self.margin, "confidence": self.confidence}  # type: ignore[dict-item]
+        keys: dict[str, object] = {
+            "metric": self.metric,
+            "test": self.test,
+            "margin": self.margin,
+            "confidence": self.confidence,
+        }
         return hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:12]
 
 

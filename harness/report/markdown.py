@@ -151,13 +151,16 @@ def _hypothesis(s: Summary) -> list[str]:
     moved = s.guard.moved_goalposts if s.guard is not None else None
     if isinstance(moved, dict) and moved.get("registered"):
         # The loosened hypothesis is not the pre-registered one: show both and the change.
-        reg = moved["registered"]
-        which = f" `{moved['key']}`" if moved.get("key") else ""
+        reg, cur = moved["registered"], moved.get("current") or {}
+        which = f" `{moved['key']}`" if moved.get("key") and len(s.hypotheses) > 1 else ""
         lines += [
-            f"**This run's hypothesis{which} is weaker** than the one registered in run "
-            f"`{moved.get('registered_run_id')}` ({reg.get('test')} on `{reg.get('metric')}`, "
-            f"margin {reg.get('margin')}, confidence {reg.get('confidence')}) — it does not "
-            f"count for the ledger; changed: "
+            f"**Hypothesis{which}** (pre-registered in run `{moved.get('registered_run_id')}`): "
+            f"{reg.get('test')} on `{reg.get('metric')}`, margin {reg.get('margin')}, "
+            f"confidence {reg.get('confidence')}.",
+            "",
+            f"**This run's hypothesis** (weaker — it does not count for the ledger): "
+            f"{cur.get('test')} on `{cur.get('metric')}`, margin {cur.get('margin')}, "
+            f"confidence {cur.get('confidence')}; changed: "
             f"{_inline('; '.join(str(c) for c in moved.get('changes') or []))}.",
             "",
         ]

@@ -140,13 +140,25 @@ def _suite_and_data(run: RunFiles) -> tuple[Any, Any] | None:
 def _examples(run: RunFiles) -> tuple[dict[str, dict[str, Any]], list[str] | None]:
     """Inputs and expected answers by example id, re-read from the suite's data files.
 
-    Records hold ids, not inputs (the data can be large and private); the resolved suite points
-    at the data. When the data moved or changed, tables fall back to ids only.
+    The resolved suite points at the data; when the data moved or changed, the records' own
+    `input`/`expected` (written since schema 2) are used, else tables fall back to ids only.
     """
-    if (
-        not run.records or (loaded := _suite_and_data(run)) is None
-    ):  # the data moved or the suite no longer loads: ids only
+    if not run.records:
         return {}, None
+    if (loaded := _suite_and_data(run)) is None:
+        # The data moved or the suite no longer loads: the records' own copy (schema 2).
+        own = {
+            r["id"]: {"input": r["input"], "expected": r.get("expected")}
+            for recs in run.records.values()
+            for r in recs
+            if "input" in r and "id" in r
+        }
+        if own:
+            run.notes[-1] = run.notes[-1].replace(
+                "inputs and expected answers not shown", "inputs and expected answers read "
+                "from results/ (not the data files)"
+            )
+        return own, None
     suite, dataset = loaded
     fields = suite.spec.data.inputs
     out = {}
