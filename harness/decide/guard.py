@@ -295,7 +295,7 @@ def _lineage_verdicts(entry: dict, verdicts: dict[str, dict], hyps: dict) -> Non
     for name, vs in by_name.items():
         verdict = min((v["verdict"] for v in vs), key=worst.index)
         entry["variants"][name]["verdict"] = verdict
-        for key, h in hyps.items():
+        for key in hyps:
             own = (entry["variants"][name].get("hypotheses") or {}).get(key)
             if own is not None and key in verdicts:
                 own["verdict"] = verdicts[key]["verdict"]

@@ -133,13 +133,17 @@ def decision_lines(s: Summary) -> list[str]:
         if h is None:
             continue
         label = verdict_label(v.model_dump())
-        out.append(
-            f"- {_action(h, v)} ({label}): {_quality(h, v)}{_money(s, h, v)}{_next(v)}."
-        )
+        out.append(f"- {_action(h, v)} ({label}): {_quality(h, v)}{_money(s, h, v)}{_next(v)}.")
     return out
 
 
+def plain(line: str) -> str:
+    """A markdown decision line as terminal text (no bullets, bold or backticks)."""
+    return line.removeprefix("- ").replace("**", "").replace("`", "")
+
+
 __all__ = [
+    "plain",
     "decision_lines",
     "guard_fingerprint",
     "hypothesis_lines",

@@ -132,9 +132,7 @@ def _cost_cell(candidate: dict[str, Any], base: dict[str, Any]) -> str:
     return text
 
 
-def _break_even_cell(
-    be: Any, candidate: dict[str, Any], base: dict[str, Any], valued: bool
-) -> str:
+def _break_even_cell(be: Any, candidate: dict[str, Any], base: dict[str, Any], valued: bool) -> str:
     """When the training pays back; why there is none (no training, or dearer per request)."""
     if isinstance(be, dict) and be.get("break_even_requests") is not None:
         text = f"{be['break_even_requests']:,.0f} requests"
@@ -167,7 +165,9 @@ def write_pr_comment(summary: dict[str, Any] | Summary, path: str | Path) -> Pat
     return path
 
 
-def append_step_summary(summary: dict[str, Any] | Summary, env: dict[str, str] | None = None) -> Path | None:
+def append_step_summary(
+    summary: dict[str, Any] | Summary, env: dict[str, str] | None = None
+) -> Path | None:
     """Append the markdown to $GITHUB_STEP_SUMMARY when running in GitHub Actions."""
     env = os.environ if env is None else env
     target = env.get("GITHUB_STEP_SUMMARY")

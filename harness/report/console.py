@@ -10,8 +10,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from harness.decide.sections import decision_lines, plain
 from harness.decide.sentence import value_sentence
 from harness.report.value_section import verdict_note
+from harness.results import as_summary
 from harness.score.registry import is_quality, lookup
 from harness.stats.numbers import exit_text, with_ci
 from harness.stats.numbers import money as usd
@@ -71,6 +73,9 @@ def print_summary(
             highlight=False,
         )
     if summary.get("guard"):
+        # The decision lines every surface opens with (harness.decide.sections).
+        for line in decision_lines(as_summary(summary)):
+            console.print(f"decision: {plain(line)}", markup=False, highlight=False)
         console.print(exit_text(summary.get("exit_code")), markup=False, highlight=False)
     console.print(f"results: {run_dir}", markup=False, highlight=False)
     if mlflow_url:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.decide.sections import reconcile
 from harness.decide.sentence import value_sentence
 from harness.report.cells import _inline, _table
-from harness.decide.sections import reconcile
 from harness.results import as_summary
 from harness.stats.numbers import dollars
 

@@ -155,8 +155,8 @@ def _examples(run: RunFiles) -> tuple[dict[str, dict[str, Any]], list[str] | Non
         }
         if own:
             run.notes[-1] = run.notes[-1].replace(
-                "inputs and expected answers not shown", "inputs and expected answers read "
-                "from results/ (not the data files)"
+                "inputs and expected answers not shown",
+                "inputs and expected answers read from results/ (not the data files)",
             )
         return own, None
     suite, dataset = loaded

@@ -35,7 +35,6 @@ from harness.suite import NET_MONTHLY_VALUE, suite_hash
 from harness.suite.kinds import KINDS
 
 
-
 def summarize(
     suite: Any, dataset: Any, records: dict[str, list[dict]], meta: dict | None = None
 ) -> dict:

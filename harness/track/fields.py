@@ -10,9 +10,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from harness.score.record import example_score, reason_text
 from harness.decide.sections import decision_lines, hypothesis_lines
 from harness.results import as_summary, hypotheses_of
+from harness.score.record import example_score, reason_text
 from harness.stats.summary import guard_metrics
 from harness.track.store import ROLE_TAG
 

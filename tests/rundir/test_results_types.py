@@ -36,16 +36,30 @@ def test_version_1_single_guard_is_a_list_of_one():
 
 def test_version_1_list_guard_keeps_its_entries():
     hyps = [
-        {"key": "a", "candidate": "a", "baseline": "b", "metric": "accuracy",
-         "test": "non-inferiority", "margin": 0.03, "confidence": 0.9},
+        {
+            "key": "a",
+            "candidate": "a",
+            "baseline": "b",
+            "metric": "accuracy",
+            "test": "non-inferiority",
+            "margin": 0.03,
+            "confidence": 0.9,
+        },
     ]
     s = parse_summary({**V1_SINGLE, "hypothesis": {"hypotheses": hyps, "correction": "holm"}})
     assert [h.key for h in s.hypotheses] == ["a"] and s.hypotheses[0].confidence == 0.9
 
 
 def test_family_fingerprint_sees_every_hypothesis():
-    h = {"key": "a", "candidate": "a", "baseline": "b", "metric": "m", "test": "superiority",
-         "margin": 0.03, "confidence": 0.95}
+    h = {
+        "key": "a",
+        "candidate": "a",
+        "baseline": "b",
+        "metric": "m",
+        "test": "superiority",
+        "margin": 0.03,
+        "confidence": 0.95,
+    }
     assert family_fingerprint([h]) != family_fingerprint([{**h, "margin": 0.02}])
     assert family_fingerprint([h]) != family_fingerprint([h, {**h, "key": "c"}])
 

@@ -22,8 +22,8 @@ baseline: gpt-4o
 volume: {monthly_requests: 2000000}
 value: {error_cost_usd: 0.40, amortise_months: 12}
 guard:
-  - {candidate: ft-mini, metric: macro_f1, test: non-inferiority, margin: 0.30, max_iterations: 3}
-  - {candidate: few-shot-mini, metric: macro_f1, test: non-inferiority, margin: 0.30}
+  - {candidate: ft-mini, metric: macro_f1, test: non-inferiority, margin: 0.50, max_iterations: 3}
+  - {candidate: few-shot-mini, metric: macro_f1, test: non-inferiority, margin: 0.50}
   - {candidate: ft-mini, metric: net_monthly_value, test: superiority, margin: 0}
 """
 
