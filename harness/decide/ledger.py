@@ -43,9 +43,7 @@ def ledger_entry(suite, summary: dict[str, Any]) -> dict:
         h = first.get(v.name)
         delta = (stats.get("delta") or {}).get(metric) if metric else None
         if h is not None:
-            delta = (summary.get("comparisons") or {}).get(h.key) or (
-                (stats.get("delta") or {}).get(h.metric) if h.baseline == suite.baseline else None
-            )
+            delta = _delta_of(suite, summary, h, stats)
         out[v.name] = {
             # A run that could not be judged (provider errors above max_error_rate) adds its
             # spend and nothing else: no iteration, no Δ in the history, no best so far.
@@ -66,8 +64,8 @@ def ledger_entry(suite, summary: dict[str, Any]) -> dict:
                 h.key: {
                     "metric": h.metric,
                     "baseline": h.baseline,
-                    "delta": _rounded((summary.get("comparisons") or {}).get(h.key)),
-                    "delta_ci": _ci((summary.get("comparisons") or {}).get(h.key)),
+                    "delta": _rounded(_delta_of(suite, summary, h, stats)),
+                    "delta_ci": _ci(_delta_of(suite, summary, h, stats)),
                     "verdict": None,
                 }
                 for h in hyps
@@ -75,6 +73,13 @@ def ledger_entry(suite, summary: dict[str, Any]) -> dict:
             },
         }
     return {"metric": metric, "limit": summary.get("limit"), "variants": out}
+
+
+def _delta_of(suite, summary: dict[str, Any], h, stats: dict[str, Any]) -> dict | None:
+    """A hypothesis's Δ: its comparison, else the variant's own Δ vs the suite's baseline."""
+    return (summary.get("comparisons") or {}).get(h.key) or (
+        (stats.get("delta") or {}).get(h.metric) if h.baseline == suite.baseline else None
+    )
 
 
 def _rounded(delta: dict | None) -> float | None:
