@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,7 @@ def junit_xml(summary: dict[str, Any] | Summary) -> ET.ElementTree:
             ET.SubElement(case, "system-out").text = msg
     for k, n in counts.items():
         ts.set(k, str(n))
-    root = ET.Element("testsuites", name="harness", **{k: str(n) for k, n in counts.items()})
+    root = ET.Element("testsuites", {"name": "harness", **{k: str(n) for k, n in counts.items()}})
     root.append(ts)
     ET.indent(root)
     return ET.ElementTree(root)
@@ -166,11 +167,10 @@ def write_pr_comment(summary: dict[str, Any] | Summary, path: str | Path) -> Pat
 
 
 def append_step_summary(
-    summary: dict[str, Any] | Summary, env: dict[str, str] | None = None
+    summary: dict[str, Any] | Summary, env: Mapping[str, str] | None = None
 ) -> Path | None:
     """Append the markdown to $GITHUB_STEP_SUMMARY when running in GitHub Actions."""
-    env = os.environ if env is None else env
-    target = env.get("GITHUB_STEP_SUMMARY")
+    target = (os.environ if env is None else env).get("GITHUB_STEP_SUMMARY")
     if not target:
         return None
     path = Path(target)

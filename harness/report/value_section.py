@@ -46,7 +46,7 @@ def value_lines(s: dict[str, Any]) -> list[str]:
             ]
         )
     lines += _table(["variant", "monthly cost", "API", "errors", "training", "error rate"], rows)
-    baseline = s.get("baseline")
+    baseline = str(s.get("baseline"))
     for name, d in (value.get("vs_baseline") or {}).items():
         if d is not None and d.get("value") is not None:
             lines.append(f"- {_inline(value_sentence(name, baseline, d) + verdict_note(s, name))}")
