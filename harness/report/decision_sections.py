@@ -12,6 +12,7 @@ from typing import Any
 
 from harness.decide.costs import cost_per_request, cost_ratio
 from harness.report.cells import _cell, _inline, _table
+from harness.results import hypotheses_of
 from harness.rundir.reader import RunFiles
 from harness.score.record import example_score, judge_text, retrieved_text
 from harness.stats.numbers import money, signed, value, verdict_label
@@ -30,13 +31,17 @@ def iteration_history(s: dict[str, Any]) -> list[str]:
         rows_in = (led or {}).get("history") or []
         if not rows_in:
             continue
-        hyp = v.get("hypothesis") or {}
+        hyps = hypotheses_of(s)
+        hyp = v.get("hypothesis") or next((h for h in hyps if h.get("key") == key), {})
         metric = hyp.get("metric") or (v.get("delta") or {}).get("metric") or ""
+        # A run from before each hypothesis's verdict was kept has its lineage's verdict: that
+        # of this hypothesis only when it is the lineage's one hypothesis.
+        alone = sum(1 for h in hyps if h.get("candidate") == hyp.get("candidate")) == 1
         models = led.get("models") or []
         rows = []
         for h in rows_in:
             this = h.get("run_id") is None
-            delta, ci, verdict = _history_cells(h, key, metric, this, v)
+            delta, ci, verdict = _history_cells(h, key, metric, this, v, alone)
             text = "–"
             if delta is not None:
                 text = signed(delta, metric, unit=True)
@@ -68,11 +73,12 @@ def iteration_history(s: dict[str, Any]) -> list[str]:
 
 
 def _history_cells(
-    row: dict[str, Any], key: str, metric: str, this: bool, v: dict[str, Any]
+    row: dict[str, Any], key: str, metric: str, this: bool, v: dict[str, Any], alone: bool
 ) -> tuple[float | None, list[float] | None, str]:
     """(Δ, CI, verdict) of hypothesis `key` in one history row: this run's from its verdict;
     an earlier run's from the hypotheses it recorded, else (a run from before they were
-    kept) the lineage's Δ only where it was on the same metric, with no verdict to show."""
+    kept) the lineage's Δ only where it was on the same metric, and its verdict when the
+    hypothesis is the lineage's only one (`alone`)."""
     if this:
         d = v.get("delta") or {}
         ci = [d["ci_low"], d["ci_high"]] if d.get("ci_low") is not None else None
@@ -81,7 +87,7 @@ def _history_cells(
     if own is not None:
         return own.get("delta"), own.get("delta_ci"), own.get("verdict") or "–"
     if row.get("hypotheses") is None and row.get("metric") == metric:
-        return row.get("delta"), row.get("delta_ci"), "–"
+        return row.get("delta"), row.get("delta_ci"), (row.get("verdict") or "–") if alone else "–"
     return None, None, "–"
 
 
