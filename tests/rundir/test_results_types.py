@@ -90,3 +90,17 @@ def test_run_reader_rejects_a_foreign_summary(tmp_path):
     (tmp_path / "summary.json").write_text(json.dumps({"accuracy": 0.9}))
     with pytest.raises(HarnessError, match="not a harness summary.json"):
         load_run(tmp_path)
+
+
+def test_harness_report_on_a_foreign_summary_exits_2_with_the_fix(tmp_path):
+    from click.testing import CliRunner
+
+    from harness.cli import main
+
+    (tmp_path / "summary.json").write_text(json.dumps({"schema_version": 7, "suite": "s"}))
+    result = CliRunner().invoke(main, ["report", str(tmp_path)])
+    assert result.exit_code == 2
+    assert f"{tmp_path / 'summary.json'}: schema_version 7 is newer than this harness" in (
+        result.output
+    )
+    assert "Traceback" not in result.output
