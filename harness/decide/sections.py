@@ -42,18 +42,12 @@ def guard_fingerprint(s: Summary) -> str | None:
     return s.guard.fingerprint if s.guard is not None else None
 
 
-_ACT = {
-    "pass": "adopt",
-    "fail": "keep",
-    "inconclusive": "undecided",
-    "abandon": "stop",
-}
-
-
 def _action(h: Hypothesis, v: Verdict) -> str:
     """What to do, in words: the first thing the line says."""
     if "error_rate" in v.flags:
         return "**cannot judge** — fix the provider errors and rerun"
+    if "moved_goalposts" in v.flags:
+        return f"**not counted** — `{h.candidate}` was judged under a weakened hypothesis"
     if v.verdict == "pass":
         if h.test == "non-inferiority":
             return f"**switch to `{h.candidate}`** — no worse than `{h.baseline}`"

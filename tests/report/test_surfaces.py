@@ -16,6 +16,7 @@ from openai_server import FakeOpenAI
 
 from harness.rundir.reader import load_run
 from harness.stats.numbers import money
+from harness.stats.summary import primary_metric
 from harness.track.fields import headline_metrics, parent_fields
 
 
@@ -116,6 +117,7 @@ def test_mlflow_first_view_and_plot_use_the_guard_metric(flagship):
         "delta_macro_f1",
     ]
     assert "accuracy" not in headline_metrics(s)
+    assert primary_metric(s) == "macro_f1"  # the report's cost/quality plot's axis
     run_files = load_run(flagship["run_dir"])
     params, metrics, tags = parent_fields(run_files)
     assert params["hypothesis.few-shot-mini.metric"] == "macro_f1"
