@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every check in one command: lint, format, import layers, tests.
+# Every check in one command: lint, format, import layers, types, tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ruff check harness tests benchmarks

@@ -172,6 +172,9 @@ guard: {metric: macro_f1, test: non-inferiority, margin: 0.05, applies_to: [o-mi
     assert s["value"]["variants"]["o-mini"] is None
     assert s["value"]["vs_baseline"]["o-mini"] is None
     assert "24 of 24 calls failed" in s["value"]["not_valued"]["o-mini"]
+    # A run that could not be judged is no iteration of the lineage.
+    assert s["ledger_entry"]["variants"]["o-mini"]["judged"] is False
+    assert s["guard"]["verdicts"]["o-mini"]["ledger"]["iterations"] == 0
     assert "value: o-mini vs" not in out["terminal"]
     assert "saves" not in out["report.md"].split("## Value per month")[1].split("##")[0]
     # The provider's own message reaches the terminal, not only `bad_request ×24`.
