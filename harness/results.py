@@ -38,7 +38,9 @@ VerdictName = Literal["pass", "fail", "inconclusive", "abandon"]
 class _Open(BaseModel):
     """Keeps keys it does not name (other stages' sections), validates the ones it does."""
 
-    model_config = ConfigDict(extra="allow")
+    # Built on first use, not at import: the tracking child imports this module and must
+    # answer EOF at once (tests/track/test_tracking_child.py).
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
 
 class Record(_Open):

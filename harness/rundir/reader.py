@@ -9,14 +9,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness._util.jsonl import read_lines
 from harness.data.dataset import load_dataset
 from harness.errors import SuiteError
-from harness.results import Summary, parse_summary, upgrade
 from harness.rundir.paths import RESULTS, STAGE_FILES, stage_scores_path
 from harness.suite import SuiteFile, resolve
+
+if TYPE_CHECKING:
+    from harness.results import Summary
 
 
 @dataclass
@@ -34,6 +36,8 @@ class RunFiles:
     @property
     def typed(self) -> Summary:
         """The summary as a validated `Summary` (what renderers read)."""
+        from harness.results import parse_summary
+
         if self.result is None:
             self.result = parse_summary(self.summary, self.path / "summary.json")
         return self.result
@@ -83,6 +87,9 @@ def load_run(run_dir: str | Path, records: dict[str, list[dict]] | None = None) 
     except json.JSONDecodeError as e:
         raise SuiteError(f"{summary_path}:{e.lineno}:{e.colno}: invalid JSON ({e.msg})") from None
     # Validated once here: an old file is upgraded, a foreign or newer one is a clear error.
+    # (Imported here: pydantic's models cost the tracking child's start, which never reads.)
+    from harness.results import parse_summary, upgrade
+
     typed = parse_summary(summary, summary_path)
     summary = upgrade(summary)
     suite: dict[str, Any] = {}

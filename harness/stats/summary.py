@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 
 from harness.calls.engine import price_tokens
-from harness.results import SCHEMA_VERSION, hypotheses_of
 from harness.retrieve import k_of, retrieval_metrics
 from harness.score import registry as M
 from harness.score.judge import SECTION_METRICS
@@ -84,6 +83,8 @@ def summarize(
         if failed:  # the provider's messages, most frequent first: what to fix
             out["top_errors"] = dict(Counter(_message(e) for e in failed).most_common(3))
         variants[v.name] = out
+
+    from harness.results import SCHEMA_VERSION  # pydantic's models: not at import (tracking)
 
     summary = {
         "schema_version": SCHEMA_VERSION,
@@ -398,6 +399,8 @@ def build_summary(
 def primary_metric(summary: dict[str, Any]) -> str | None:
     """The first hypothesis's quality metric (net_monthly_value is dollars, not a plot axis),
     else the first declared quality metric."""
+    from harness.results import hypotheses_of
+
     for h in hypotheses_of(summary):
         if h.get("metric") and h["metric"] != NET_MONTHLY_VALUE:
             return h["metric"]
@@ -410,6 +413,8 @@ def primary_metric(summary: dict[str, Any]) -> str | None:
 
 def guard_metrics(summary: dict[str, Any]) -> list[str]:
     """Every quality metric a hypothesis is on, in order; else [primary_metric]."""
+    from harness.results import hypotheses_of
+
     out: list[str] = []
     for h in hypotheses_of(summary):
         if h.get("metric") and h["metric"] != NET_MONTHLY_VALUE and h["metric"] not in out:

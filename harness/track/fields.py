@@ -10,10 +10,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from harness.decide.sections import decision_lines, hypothesis_lines
-from harness.results import as_summary, hypotheses_of
 from harness.score.record import example_score, reason_text
-from harness.stats.summary import guard_metrics
+from harness.stats import summary as stats_summary
 from harness.track.store import ROLE_TAG
 
 # ---------------------------------------------------------------- what gets logged (pure)
@@ -31,6 +29,8 @@ def parent_fields(run) -> tuple[dict[str, str], dict[str, float], dict[str, str]
     }
     for path, digest in (s.get("data_hashes") or {}).items():
         params[_key(f"data_hash.{path}")] = str(digest)
+    from harness.results import hypotheses_of  # not at the tracking child's start
+
     hyps = hypotheses_of(s)
     single = isinstance(s.get("hypothesis"), dict) and "hypotheses" not in s["hypothesis"]
     for h in hyps:  # a single guard keeps its keys; a list names each hypothesis
@@ -44,7 +44,7 @@ def parent_fields(run) -> tuple[dict[str, str], dict[str, float], dict[str, str]
         for m, val in (v.get("metrics") or {}).items():
             if isinstance(val, dict) and _finite(val.get("value")):
                 metrics[_key(f"{name}.{m}")] = float(val["value"])
-        for hyp_metric in guard_metrics(s) if hyps else []:
+        for hyp_metric in stats_summary.guard_metrics(s) if hyps else []:
             d = (v.get("delta") or {}).get(hyp_metric)
             if d and _finite(d.get("value")):
                 metrics[_key(f"{name}.delta_{hyp_metric}")] = float(d["value"])
@@ -145,7 +145,7 @@ def headline_metrics(summary: dict[str, Any]) -> list[str]:
     """The metric keys the first view shows: the guard's metric(s) with interval and Δ (the
     first declared quality metric without a guard)."""
     keys = []
-    for m in guard_metrics(summary):
+    for m in stats_summary.guard_metrics(summary):
         keys += [m, f"{m}_ci_low", f"{m}_ci_high", f"delta_{m}"]
         keys += [f"delta_{m}_ci_low", f"delta_{m}_ci_high"]
     return [_key(k) for k in keys]
@@ -339,6 +339,10 @@ def _verdicts(s: dict[str, Any]) -> dict[str, str]:
 def _note(s: dict[str, Any]) -> str:
     """The run's description in the MLflow UI: the decision lines first, then the
     hypotheses and the verdict sentences."""
+    # Imported here: the tracking child starts (and must answer EOF) before any run is logged.
+    from harness.decide.sections import decision_lines, hypothesis_lines
+    from harness.results import as_summary
+
     typed = as_summary(s)
     lines = decision_lines(typed)
     if lines:
