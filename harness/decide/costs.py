@@ -58,24 +58,35 @@ def break_even(
 
 
 def break_even_table(suite, summary: dict[str, Any]) -> dict[str, dict]:
-    """summary["break_even"]: one entry per variant cheaper per request than the baseline."""
+    """summary["break_even"]: one entry per trained variant cheaper per request than the
+    baseline (a variant without training cost has nothing to pay back). With `value:` a
+    request's cost counts its errors too (API cost + error rate × error cost, from
+    summary["value"]), so break-even never contradicts the value line; `counts_error_cost`
+    says which it is."""
     variants = summary.get("variants", {})
-    base = variants.get(suite.baseline)
-    base_cpr = cost_per_request(base) if base else None
+    valued = (summary.get("value") or {}).get("variants")
+    monthly = suite.spec.volume.monthly_requests if suite.spec.volume else None
+
+    def per_request(name: str) -> float | None:
+        if valued is not None and monthly:
+            row = valued.get(name)
+            return None if row is None else (row["api_usd"] + row["errors_usd"]) / monthly
+        return cost_per_request(variants[name])
+
+    if suite.baseline not in variants:
+        return {}
+    base_cpr = per_request(suite.baseline)
     if not base_cpr:
         return {}
-    monthly = suite.spec.volume.monthly_requests if suite.spec.volume else None
     out = {}
     for v in suite.variants:
-        if v.name == suite.baseline or v.name not in variants:
+        if v.name == suite.baseline or v.name not in variants or v.training is None:
             continue
-        cpr = cost_per_request(variants[v.name])
-        if cpr is None:
-            continue
-        training = v.training.total_usd() if v.training else 0.0
-        if training is None:  # no price for the training: no break-even to state
+        cpr = per_request(v.name)
+        training = v.training.total_usd()
+        if cpr is None or not training:  # no price for the training: no break-even to state
             continue
         row = break_even(training, base_cpr, cpr, monthly)
         if row is not None:
-            out[v.name] = row
+            out[v.name] = {**row, "counts_error_cost": valued is not None}
     return out

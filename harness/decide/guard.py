@@ -33,7 +33,7 @@ from harness.decide.rule import (
     threshold_of,
 )
 from harness.decide.sentence import _num, headline, sentence
-from harness.suite.model import DEFAULT_MAX_ERROR_RATE
+from harness.results import family_fingerprint
 
 # ---------------------------------------------------------------- moved goalposts
 
@@ -139,19 +139,18 @@ def too_many_errors(suite, summary: dict) -> list[str]:
     """One line per variant whose provider errors exceed max_error_rate (the guard's, else its
     default), with the count and the top reasons. Any such line makes the run unjudgeable
     (exit 3), guarded or not: a metric over a third of failed calls is no measurement."""
-    hyps = suite.hypotheses()
     lines = []
     for name, s in (summary.get("variants") or {}).items():
-        # The strictest level of the hypotheses that name the variant; else of any hypothesis.
-        rates = [h.max_error_rate for h in hyps if name in (h.candidate, h.baseline)] or [
-            h.max_error_rate for h in hyps
-        ]
-        max_rate = min(rates, default=DEFAULT_MAX_ERROR_RATE)
+        max_rate = suite.max_error_rate(name)
         n, errors = s.get("n_calls") or 0, s.get("n_errors") or 0
         if not n or errors / n <= max_rate:
             continue
         reasons = sorted((s.get("errors_by_reason") or {}).items(), key=lambda kv: (-kv[1], kv[0]))
         top = ", ".join(f"{r} ×{c}" for r, c in reasons[:3])
+        # The provider's own words: "bad_request ×750" alone does not say what to fix.
+        said = list((s.get("top_errors") or {}).items())[:3]
+        if said:
+            top += "; the provider said: " + "; ".join(f"“{m}” ×{c}" for m, c in said)
         lines.append(
             f"{name}: {errors} of {n} calls failed ({errors / n:.1%} > max_error_rate "
             f"{max_rate:.0%}){': ' + top if top else ''} — the run cannot be judged; fix the "
@@ -266,7 +265,10 @@ def decide(
     section = {
         **top,
         "correction": suite.correction,
-        "fingerprint": fingerprint(hypothesis),
+        # A list's fingerprint hashes every hypothesis (a single guard's, its mapping).
+        "fingerprint": fingerprint(hypothesis)
+        if "hypotheses" not in hypothesis
+        else family_fingerprint(hypothesis["hypotheses"]),
         "allow_inconclusive": allow_inconclusive,
         "verdicts": verdicts,
         "moved_goalposts": moved_any,
@@ -299,6 +301,10 @@ def _lineage_verdicts(entry: dict, verdicts: dict[str, dict], hyps: dict) -> Non
     for name, vs in by_name.items():
         verdict = min((v["verdict"] for v in vs), key=worst.index)
         entry["variants"][name]["verdict"] = verdict
+        for key in hyps:
+            own = (entry["variants"][name].get("hypotheses") or {}).get(key)
+            if own is not None and key in verdicts:
+                own["verdict"] = verdicts[key]["verdict"]
         entry["variants"][name]["honest_pass"] = verdict == PASS and not any(
             v["moved_goalposts"] for v in vs
         )

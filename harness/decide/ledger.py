@@ -43,10 +43,11 @@ def ledger_entry(suite, summary: dict[str, Any]) -> dict:
         h = first.get(v.name)
         delta = (stats.get("delta") or {}).get(metric) if metric else None
         if h is not None:
-            delta = (summary.get("comparisons") or {}).get(h.key) or (
-                (stats.get("delta") or {}).get(h.metric) if h.baseline == suite.baseline else None
-            )
+            delta = _delta_of(suite, summary, h, stats)
         out[v.name] = {
+            # A run that could not be judged (provider errors above max_error_rate) adds its
+            # spend and nothing else: no iteration, no Δ in the history, no best so far.
+            "judged": _judged(suite, summary, v.name),
             "model": v.model,
             "metric": h.metric if h is not None else metric,
             "training_usd": _training_usd(v),
@@ -57,8 +58,43 @@ def ledger_entry(suite, summary: dict[str, Any]) -> dict:
             "delta_ci": _ci(delta),
             "verdict": None,
             "honest_pass": None,
+            # Each hypothesis on the variant: its own Δ (vs its own baseline) and verdict, so
+            # the iteration history of one hypothesis never shows another's.
+            "hypotheses": {
+                h.key: {
+                    "metric": h.metric,
+                    "baseline": h.baseline,
+                    "delta": _rounded(_delta_of(suite, summary, h, stats)),
+                    "delta_ci": _ci(_delta_of(suite, summary, h, stats)),
+                    "verdict": None,
+                }
+                for h in hyps
+                if h.candidate == v.name
+            },
         }
     return {"metric": metric, "limit": summary.get("limit"), "variants": out}
+
+
+def _delta_of(suite, summary: dict[str, Any], h, stats: dict[str, Any]) -> dict | None:
+    """A hypothesis's Δ: its comparison, else the variant's own Δ vs the suite's baseline."""
+    return (summary.get("comparisons") or {}).get(h.key) or (
+        (stats.get("delta") or {}).get(h.metric) if h.baseline == suite.baseline else None
+    )
+
+
+def _rounded(delta: dict | None) -> float | None:
+    return None if not delta or delta.get("value") is None else round(delta["value"], 6)
+
+
+def _judged(suite, summary: dict[str, Any], name: str) -> bool:
+    """The variant and the suite's baseline answered within max_error_rate."""
+    variants = summary.get("variants", {})
+    for n in {name, suite.baseline}:
+        s = variants.get(n) or {}
+        calls = s.get("n_calls") or 0
+        if calls and (s.get("n_errors") or 0) / calls > suite.max_error_rate(n):
+            return False
+    return True
 
 
 def _training_usd(v) -> float | None:
@@ -126,7 +162,7 @@ def lineage(name: str, history: list[dict], current: dict) -> dict:
             else:
                 trained = float(trained or 0.0)
                 training += trained
-        if excluded:
+        if excluded or e.get("judged") is False:
             continue
         rows.append(
             {
@@ -137,6 +173,7 @@ def lineage(name: str, history: list[dict], current: dict) -> dict:
                 "delta_ci": e.get("delta_ci"),
                 "metric": le.get("metric"),
                 "verdict": e.get("verdict"),
+                "hypotheses": e.get("hypotheses"),  # None: a run from before they were kept
             }
         )
         if e.get("model") not in models:

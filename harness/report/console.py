@@ -10,7 +10,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from harness.decide.sections import decision_lines, plain
 from harness.decide.sentence import value_sentence
+from harness.report.value_section import verdict_note
+from harness.results import as_summary
 from harness.score.registry import is_quality, lookup
 from harness.stats.numbers import exit_text, with_ci
 from harness.stats.numbers import money as usd
@@ -51,13 +54,17 @@ def print_summary(
     for note in summary.get("notes") or []:
         console.print(f"note: {note}", markup=False, highlight=False)
     # The month in dollars (suites with `value:`): what the decision is worth.
-    for name, d in ((summary.get("value") or {}).get("vs_baseline") or {}).items():
+    value = summary.get("value") or {}
+    for name, d in (value.get("vs_baseline") or {}).items():
         if d is not None and d.get("value") is not None:
             console.print(
-                f"value: {value_sentence(name, summary.get('baseline'), d)}",
+                f"value: {value_sentence(name, summary.get('baseline'), d)}"
+                + verdict_note(summary, name),
                 markup=False,
                 highlight=False,
             )
+    for name, why in (value.get("not_valued") or {}).items():
+        console.print(f"value: {name} not valued — {why}", markup=False, highlight=False)
     # The guard's verdicts, one plain sentence each (markup off: sentences hold brackets).
     for v in ((summary.get("guard") or {}).get("verdicts") or {}).values():
         console.print(
@@ -66,6 +73,9 @@ def print_summary(
             highlight=False,
         )
     if summary.get("guard"):
+        # The decision lines every surface opens with (harness.decide.sections).
+        for line in decision_lines(as_summary(summary)):
+            console.print(f"decision: {plain(line)}", markup=False, highlight=False)
         console.print(exit_text(summary.get("exit_code")), markup=False, highlight=False)
     console.print(f"results: {run_dir}", markup=False, highlight=False)
     if mlflow_url:

@@ -12,6 +12,7 @@ from typing import Any
 
 from harness.decide.costs import cost_per_request, cost_ratio
 from harness.report.cells import _cell, _inline, _table
+from harness.results import hypotheses_of
 from harness.rundir.reader import RunFiles
 from harness.score.record import example_score, judge_text, retrieved_text
 from harness.stats.numbers import money, signed, value, verdict_label
@@ -20,25 +21,32 @@ DISAGREEMENTS_SHOWN = 5
 
 
 def iteration_history(s: dict[str, Any]) -> list[str]:
-    """One table per guarded lineage: its iterations with model id, training cost, Δ and verdict."""
+    """One table per hypothesis on a guarded lineage: each counted run's model id, training
+    cost, and THIS hypothesis's Δ (vs its own baseline, in its own unit) and verdict; a run
+    that could not be judged is not an iteration (harness.decide.ledger)."""
     verdicts = (s.get("guard") or {}).get("verdicts") or {}
     lines: list[str] = []
-    for name, v in verdicts.items():
+    for key, v in verdicts.items():
         led = v.get("ledger") if isinstance(v, dict) else None
         rows_in = (led or {}).get("history") or []
         if not rows_in:
             continue
+        hyps = hypotheses_of(s)
+        hyp = v.get("hypothesis") or next((h for h in hyps if h.get("key") == key), {})
+        metric = hyp.get("metric") or (v.get("delta") or {}).get("metric") or ""
+        # A run from before each hypothesis's verdict was kept has its lineage's verdict: that
+        # of this hypothesis only when it is the lineage's one hypothesis.
+        alone = sum(1 for h in hyps if h.get("candidate") == hyp.get("candidate")) == 1
         models = led.get("models") or []
         rows = []
         for h in rows_in:
             this = h.get("run_id") is None
-            metric = h.get("metric") or ""
-            delta = "–"
-            if h.get("delta") is not None:
-                delta = signed(h["delta"], metric, unit=True)
-                if h.get("delta_ci"):
-                    lo, hi = h["delta_ci"]
-                    delta += f" [{signed(lo, metric)}, {signed(hi, metric)}]"
+            delta, ci, verdict = _history_cells(h, key, metric, this, v, alone)
+            text = "–"
+            if delta is not None:
+                text = signed(delta, metric, unit=True)
+                if ci:
+                    text += f" [{signed(ci[0], metric)}, {signed(ci[1], metric)}]"
             it = models.index(h["model"]) + 1 if h.get("model") in models else "–"
             rows.append(
                 [
@@ -46,21 +54,41 @@ def iteration_history(s: dict[str, Any]) -> list[str]:
                     f"`{s.get('run_id')}` (this run)" if this else f"`{h.get('run_id')}`",
                     _cell(h.get("model")),
                     money(h.get("training_usd")),
-                    _inline(f"{delta} {metric}".strip()),
-                    _cell(verdict_label(v) if this else (h.get("verdict") or "–")),
+                    _inline(text),
+                    _cell(verdict),
                 ]
             )
         if not lines:
             lines += ["## Iteration history", ""]
+        about = f"{metric} vs {hyp.get('baseline')}" if hyp.get("baseline") else metric
         lines += [
-            f"**{name}**: {led.get('iterations')} iteration(s), {money(led.get('training_usd'))} "
-            f"training + {money(led.get('eval_usd'))} evaluation = "
-            f"{money(led.get('spent_usd'))} spent",
+            f"**{_inline(key)}** ({_inline(about)}): {led.get('iterations')} iteration(s), "
+            f"{money(led.get('training_usd'))} training + {money(led.get('eval_usd'))} "
+            f"evaluation = {money(led.get('spent_usd'))} spent",
             "",
         ]
-        header = ["iteration", "run", "model", "training", "Δ vs baseline [CI]", "verdict"]
+        header = ["iteration", "run", "model", "training", f"Δ {metric} [CI]", "verdict"]
         lines += _table(header, rows)
     return lines
+
+
+def _history_cells(
+    row: dict[str, Any], key: str, metric: str, this: bool, v: dict[str, Any], alone: bool
+) -> tuple[float | None, list[float] | None, str]:
+    """(Δ, CI, verdict) of hypothesis `key` in one history row: this run's from its verdict;
+    an earlier run's from the hypotheses it recorded, else (a run from before they were
+    kept) the lineage's Δ only where it was on the same metric, and its verdict when the
+    hypothesis is the lineage's only one (`alone`)."""
+    if this:
+        d = v.get("delta") or {}
+        ci = [d["ci_low"], d["ci_high"]] if d.get("ci_low") is not None else None
+        return d.get("value"), ci, verdict_label(v)
+    own = (row.get("hypotheses") or {}).get(key)
+    if own is not None:
+        return own.get("delta"), own.get("delta_ci"), own.get("verdict") or "–"
+    if row.get("hypotheses") is None and row.get("metric") == metric:
+        return row.get("delta"), row.get("delta_ci"), (row.get("verdict") or "–") if alone else "–"
+    return None, None, "–"
 
 
 def costs_at_volume(s: dict[str, Any], monthly: float | None) -> list[str]:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.decide.costs import cost_per_request
+from harness.decide.sections import decision_lines, guard_fingerprint, hypothesis_lines
 from harness.report.cells import _cell, _ci, _inline, _money, _num, _table, as_text
 from harness.report.decision_sections import (
     costs_at_volume,
@@ -20,6 +21,7 @@ from harness.report.decision_sections import (
 from harness.report.diagnosis_section import diagnosis_section
 from harness.report.stage_sections import _judge, _retrieval
 from harness.report.value_section import value_lines
+from harness.results import Summary
 from harness.rundir.reader import RunFiles
 from harness.score.record import example_score, reason_text
 from harness.stats.numbers import exit_text, money, p_value, verdict_label
@@ -54,7 +56,11 @@ def render_markdown(run: RunFiles, plot_paths: list[Path]) -> str:
         f"started {s.get('started_at', '?')}, finished {s.get('finished_at', '?')}",
     ]
     lines += ["; ".join(facts), ""]
-    lines += _hypothesis(s)
+    # The decision first: one line a manager can act on per hypothesis.
+    decision = decision_lines(run.typed)
+    if decision:
+        lines += ["## Decision", "", *decision, ""]
+    lines += _hypothesis(run.typed)
     lines += _verdicts(s)
     lines += iteration_history(s)
     # The terminal's per-variant notes ("no price for … — set `pricing:`", retries, partial
@@ -133,28 +139,31 @@ def _comparison(variants: dict[str, Any], metrics: list[str], baseline: Any) -> 
     return lines
 
 
-def _hypothesis(s: dict[str, Any]) -> list[str]:
-    lines: list[str] = []
-    hyp = s.get("hypothesis")
-    moved = (s.get("guard") or {}).get("moved_goalposts")
-    if hyp and isinstance(moved, dict) and moved.get("registered"):
+def _hypothesis(s: Summary) -> list[str]:
+    """The pre-registered hypotheses, one line each; a weakened one beside what it replaced."""
+    if not s.hypotheses:
+        return []
+    fp = guard_fingerprint(s)
+    lines = [
+        f"**Hypotheses** (pre-registered{f', fingerprint `{fp}`' if fp else ''}):",
+        "",
+        *hypothesis_lines(s),
+        "",
+    ]
+    moved = s.guard.moved_goalposts if s.guard is not None else None
+    if isinstance(moved, dict) and moved.get("registered"):
         # The loosened hypothesis is not the pre-registered one: show both and the change.
-        reg = moved["registered"]
+        reg, cur = moved["registered"], moved.get("current") or {}
+        which = f" `{moved['key']}`" if moved.get("key") and len(s.hypotheses) > 1 else ""
         lines += [
-            f"**Hypothesis** (pre-registered in run `{moved.get('registered_run_id')}`): "
+            f"**Hypothesis{which}** (pre-registered in run `{moved.get('registered_run_id')}`): "
             f"{reg.get('test')} on `{reg.get('metric')}`, margin {reg.get('margin')}, "
             f"confidence {reg.get('confidence')}.",
             "",
             f"**This run's hypothesis** (weaker — it does not count for the ledger): "
-            f"{hyp.get('test')} on `{hyp.get('metric')}`, margin {hyp.get('margin')}, "
-            f"confidence {hyp.get('confidence')}; changed: "
+            f"{cur.get('test')} on `{cur.get('metric')}`, margin {cur.get('margin')}, "
+            f"confidence {cur.get('confidence')}; changed: "
             f"{_inline('; '.join(str(c) for c in moved.get('changes') or []))}.",
-            "",
-        ]
-    elif hyp:
-        lines += [
-            f"**Hypothesis** (pre-registered): {hyp.get('test')} on `{hyp.get('metric')}`, "
-            f"margin {hyp.get('margin')}, confidence {hyp.get('confidence')}.",
             "",
         ]
     return lines

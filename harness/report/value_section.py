@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.decide.sections import reconcile
 from harness.decide.sentence import value_sentence
 from harness.report.cells import _inline, _table
+from harness.results import as_summary
 from harness.stats.numbers import dollars
 
 
@@ -27,9 +29,11 @@ def value_lines(s: dict[str, Any]) -> list[str]:
         "",
     ]
     rows = []
+    not_valued = value.get("not_valued") or {}
     for name, v in (value.get("variants") or {}).items():
         if v is None:
-            rows.append([f"**{name}**", "cost unknown (no priced call)", "", "", "", ""])
+            why = not_valued.get(name) or "cost unknown (no priced call)"
+            rows.append([f"**{name}**", _inline(f"not valued: {why}"), "", "", "", ""])
             continue
         rows.append(
             [
@@ -42,11 +46,30 @@ def value_lines(s: dict[str, Any]) -> list[str]:
             ]
         )
     lines += _table(["variant", "monthly cost", "API", "errors", "training", "error rate"], rows)
-    baseline = s.get("baseline")
+    baseline = str(s.get("baseline"))
     for name, d in (value.get("vs_baseline") or {}).items():
         if d is not None and d.get("value") is not None:
-            lines.append(f"- {_inline(value_sentence(name, baseline, d))}")
+            lines.append(f"- {_inline(value_sentence(name, baseline, d) + verdict_note(s, name))}")
     return [*lines, ""]
+
+
+def verdict_note(s: dict[str, Any], name: str) -> str:
+    """Where the dollars and the guard disagree, the words that reconcile them: the worst
+    verdict of the hypotheses on `name` against the suite's baseline (its lineage's)."""
+    d = ((s.get("value") or {}).get("vs_baseline") or {}).get(name)
+    summary = as_summary(s)
+    if summary.guard is None or not d:
+        return ""
+    order = ["abandon", "fail", "inconclusive", "pass"]
+    own = [
+        v
+        for v in summary.guard.verdicts.values()
+        if v.hypothesis is not None and v.hypothesis.candidate == name
+    ]
+    if not own:
+        return ""
+    worst = min(own, key=lambda v: order.index(v.verdict))
+    return reconcile(worst, d)
 
 
 def monthly_cost(s: dict[str, Any], name: str) -> float | None:

@@ -85,9 +85,14 @@ class RecordSink:
 
     def finish(self, job: Job, result) -> None:
         scored = self.scorer.score(job.example, result.output, result.error)
+        inputs = job.example.inputs
         record = {
             "id": job.example.id,
             "repeat": job.repeat,
+            # What was asked and what was expected, so a metric can be recomputed from the
+            # results file alone (harness.results.Record).
+            "input": next(iter(inputs.values())) if len(inputs) == 1 else inputs,
+            "expected": job.example.target,
             "model": job.spec.model,
             "output": result.output,
             "parsed": scored.get("parsed"),

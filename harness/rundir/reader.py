@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness._util.jsonl import read_lines
 from harness.data.dataset import load_dataset
@@ -17,17 +17,30 @@ from harness.errors import SuiteError
 from harness.rundir.paths import RESULTS, STAGE_FILES, stage_scores_path
 from harness.suite import SuiteFile, resolve
 
+if TYPE_CHECKING:
+    from harness.results import Summary
+
 
 @dataclass
 class RunFiles:
     path: Path
-    summary: dict[str, Any]
+    summary: dict[str, Any]  # summary.json as written (schema 1 upgraded: `hypotheses` a list)
     suite: dict[str, Any]  # the resolved suite.yaml as a mapping ({} when absent)
     records: dict[str, list[dict[str, Any]]]  # variant -> records, in file order
     # example id -> {"input": ..., "expected": ...} (empty when the data can't be reloaded)
     examples: dict[str, dict[str, Any]] = field(default_factory=dict)
     labels: list[str] | None = None
     notes: list[str] = field(default_factory=list)  # what could not be read back, for the report
+    result: Summary | None = None  # the same summary, validated (harness.results.Summary)
+
+    @property
+    def typed(self) -> Summary:
+        """The summary as a validated `Summary` (what renderers read)."""
+        from harness.results import parse_summary
+
+        if self.result is None:
+            self.result = parse_summary(self.summary, self.path / "summary.json")
+        return self.result
 
     @property
     def suite_name(self) -> str:
@@ -73,17 +86,22 @@ def load_run(run_dir: str | Path, records: dict[str, list[dict]] | None = None) 
         summary = json.loads(summary_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise SuiteError(f"{summary_path}:{e.lineno}:{e.colno}: invalid JSON ({e.msg})") from None
+    # Validated once here: an old file is upgraded, a foreign or newer one is a clear error.
+    # (Imported here: pydantic's models cost the tracking child's start, which never reads.)
+    from harness.results import parse_summary, upgrade
+
+    typed = parse_summary(summary, summary_path)
+    summary = upgrade(summary)
     suite: dict[str, Any] = {}
     suite_path = path / "suite.yaml"
     if suite_path.exists():
         loaded = yaml.safe_load(suite_path.read_text(encoding="utf-8"))
         suite = loaded if isinstance(loaded, dict) else {}
     if records is not None:
-        run = RunFiles(path=path, summary=summary, suite=suite, records=records)
+        run = RunFiles(path=path, summary=summary, suite=suite, records=records, result=typed)
     else:
-        run = RunFiles(
-            path=path, summary=summary, suite=suite, records=_read_records(path, summary)
-        )
+        records = _read_records(path, summary)
+        run = RunFiles(path=path, summary=summary, suite=suite, records=records, result=typed)
         join_stage_scores(run)
     run.examples, run.labels = _examples(run)
     return run
@@ -129,13 +147,25 @@ def _suite_and_data(run: RunFiles) -> tuple[Any, Any] | None:
 def _examples(run: RunFiles) -> tuple[dict[str, dict[str, Any]], list[str] | None]:
     """Inputs and expected answers by example id, re-read from the suite's data files.
 
-    Records hold ids, not inputs (the data can be large and private); the resolved suite points
-    at the data. When the data moved or changed, tables fall back to ids only.
+    The resolved suite points at the data; when the data moved or changed, the records' own
+    `input`/`expected` (written since schema 2) are used, else tables fall back to ids only.
     """
-    if (
-        not run.records or (loaded := _suite_and_data(run)) is None
-    ):  # the data moved or the suite no longer loads: ids only
+    if not run.records:
         return {}, None
+    if (loaded := _suite_and_data(run)) is None:
+        # The data moved or the suite no longer loads: the records' own copy (schema 2).
+        own = {
+            r["id"]: {"input": r["input"], "expected": r.get("expected")}
+            for recs in run.records.values()
+            for r in recs
+            if "input" in r and "id" in r
+        }
+        if own:
+            run.notes[-1] = run.notes[-1].replace(
+                "inputs and expected answers not shown",
+                "inputs and expected answers read from results/ (not the data files)",
+            )
+        return own, None
     suite, dataset = loaded
     fields = suite.spec.data.inputs
     out = {}

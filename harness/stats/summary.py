@@ -16,6 +16,7 @@ ledger and break-even sections are added by their modules.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Any
 
@@ -32,8 +33,6 @@ from harness.stats import paired as P
 from harness.stats import value as V
 from harness.suite import NET_MONTHLY_VALUE, suite_hash
 from harness.suite.kinds import KINDS
-
-SCHEMA_VERSION = 1
 
 
 def summarize(
@@ -80,10 +79,13 @@ def summarize(
                 B,
                 seed,
             )
-        out["errors_by_reason"] = dict(
-            Counter(_reason(r["error"]) for r in table.records if r.get("error") is not None)
-        )
+        failed = [str(r["error"]) for r in table.records if r.get("error") is not None]
+        out["errors_by_reason"] = dict(Counter(_reason(e) for e in failed))
+        if failed:  # the provider's messages, most frequent first: what to fix
+            out["top_errors"] = dict(Counter(_message(e) for e in failed).most_common(3))
         variants[v.name] = out
+
+    from harness.results import SCHEMA_VERSION  # pydantic's models: not at import (tracking)
 
     summary = {
         "schema_version": SCHEMA_VERSION,
@@ -97,7 +99,12 @@ def summarize(
         "baseline": baseline,
         "n_examples": len(dataset.test),
         "metrics": [name for name, _ in entries],
-        "hypothesis": suite.hypothesis(),
+        "hypothesis": suite.hypothesis(),  # schema 1's shape, kept for older readers
+        # Always a list (a single `guard:` is a list of one): what every surface renders.
+        "hypotheses": [
+            {"key": h.key, "candidate": h.candidate, "baseline": h.baseline, **h.as_dict()}
+            for h in hyps
+        ],
         "bootstrap": {"resamples": B, "seed": seed, "interval": "percentile", "unit": "example"},
         "variants": variants,
     }
@@ -122,18 +129,36 @@ def _paired_tables(ta: Table, tb: Table, targets, labels) -> tuple[Table, Table]
 
 
 def _value_section(suite, tables, targets, labels, B, seed) -> dict:
-    """summary["value"]: each variant's month in dollars, and its net value vs the baseline."""
+    """summary["value"]: each variant's month in dollars, and its net value vs the baseline.
+    A variant above its max_error_rate is not valued (`not_valued` says why): its failed
+    calls would otherwise read as a month of free answers."""
     spec, baseline = suite.spec.value, suite.baseline
+    not_valued = {}
+    for name, table in tables.items():
+        n = len(table.records)
+        failed = sum(1 for r in table.records if r.get("error") is not None)
+        level = suite.max_error_rate(name)
+        if n and failed / n > level:
+            not_valued[name] = (
+                f"{failed} of {n} calls failed (> max_error_rate {level:.0%}); failed calls "
+                "are never priced as savings"
+            )
     out: dict[str, Any] = {
         "error_cost_usd": spec.error_cost_usd,
         "per_class": spec.per_class,
         "amortise_months": spec.amortise_months,
         "monthly_requests": suite.spec.volume.monthly_requests,
-        "variants": {n: V.variant_value(suite, n, t) for n, t in tables.items()},
+        "variants": {
+            n: None if n in not_valued else V.variant_value(suite, n, t) for n, t in tables.items()
+        },
         "vs_baseline": {},
+        "not_valued": not_valued,
     }
     for name, table in tables.items():
         if name != baseline and baseline in tables:
+            if name in not_valued or baseline in not_valued:
+                out["vs_baseline"][name] = None
+                continue
             ta, tb = _paired_tables(tables[baseline], table, targets, labels)
             out["vs_baseline"][name] = V.value_delta(
                 suite, baseline, ta, name, tb, confidence=0.95, B=B, seed=seed
@@ -298,6 +323,13 @@ def _reason(error: str) -> str:
     return (head or str(error))[:60]
 
 
+def _message(error: str) -> str:
+    """An error's message without its kind and retry count ("bad_request: X (after 3
+    attempts)" → "X"), cut at 200 characters."""
+    text = str(error).split(":", 1)[-1].strip()
+    return re.sub(r" \(after \d+ attempts\)$", "", text)[:200]
+
+
 def judge_section(section: dict, summary: dict) -> dict:
     """The judge stage's section with each judge metric's slot filled from the variant's own
     metrics, so the report's Judge table and its Comparison table show the same interval."""
@@ -354,12 +386,27 @@ def build_summary(
 
 
 def primary_metric(summary: dict[str, Any]) -> str | None:
-    """The hypothesis metric, else the first declared quality metric."""
-    hyp = summary.get("hypothesis") or {}
-    if hyp.get("metric") and hyp["metric"] != NET_MONTHLY_VALUE:
-        return hyp["metric"]
+    """The first hypothesis's quality metric (net_monthly_value is dollars, not a plot axis),
+    else the first declared quality metric."""
+    from harness.results import hypotheses_of
+
+    for h in hypotheses_of(summary):
+        if h.get("metric") and h["metric"] != NET_MONTHLY_VALUE:
+            return h["metric"]
     names = list(summary.get("metrics") or [])
     for v in (summary.get("variants") or {}).values():
         names += [m for m in v.get("metrics", {}) if m not in names]
     quality = [m for m in names if M.is_quality(m)]
     return (quality or names or [None])[0]
+
+
+def guard_metrics(summary: dict[str, Any]) -> list[str]:
+    """Every quality metric a hypothesis is on, in order; else [primary_metric]."""
+    from harness.results import hypotheses_of
+
+    out: list[str] = []
+    for h in hypotheses_of(summary):
+        if h.get("metric") and h["metric"] != NET_MONTHLY_VALUE and h["metric"] not in out:
+            out.append(h["metric"])
+    first = primary_metric(summary)
+    return out or ([first] if first else [])

@@ -23,18 +23,18 @@ from harness.stats import bootstrap as S
 
 
 def per_example(suite: Any, table: Table) -> np.ndarray | None:
-    """(n_examples, 3) sums per example: API cost, error cost, calls. None when no call of the
-    variant has a price (its cost is unknown, so its dollars are too)."""
+    """(n_examples, 3) sums per example: API cost, error cost, calls. None when no answered
+    call of the variant has a price (its cost is unknown, so its dollars are too)."""
     spec = suite.spec.value
-    # As cost_figures prices a variant: an error without a cost costs nothing, an answered call
-    # without a price counts at the mean of the priced calls.
+    # A failed call is never a free request: in production it is retried and paid, so it
+    # counts (like an answered call without a price) at the mean of the priced answered
+    # calls. No priced answered call: the variant's dollars are unknown.
     errors = np.array([r.get("error") is not None for r in table.records], dtype=bool)
-    cost = table.field("cost_usd")
-    cost = np.where(errors & np.isnan(cost), 0.0, cost)
+    cost = np.where(errors, np.nan, table.field("cost_usd"))
     priced = ~np.isnan(cost)
-    if not priced[~errors].any() and (~errors).any():
+    if not priced.any():
         return None
-    cost = np.where(priced, cost, cost[priced].mean() if priced.any() else 0.0)
+    cost = np.where(priced, cost, cost[priced].mean())
     price = np.full(table.n_records, spec.error_cost_usd)
     if suite.task == "classification" and spec.per_class:
         true, _ = table.y()

@@ -609,6 +609,15 @@ class Suite(BaseModel):
         """The variants some hypothesis is about (each a lineage in the ledger), in order."""
         return list(dict.fromkeys(h.candidate for h in self.hypotheses()))
 
+    def max_error_rate(self, name: str) -> float:
+        """The provider-error level a variant must stay under to be judged or valued: the
+        strictest of the hypotheses naming it, else of any hypothesis, else the default."""
+        hyps = self.hypotheses()
+        rates = [h.max_error_rate for h in hyps if name in (h.candidate, h.baseline)] or [
+            h.max_error_rate for h in hyps
+        ]
+        return min(rates, default=DEFAULT_MAX_ERROR_RATE)
+
     def hypothesis(self) -> dict[str, Any] | None:
         """summary.json's `hypothesis`: the guard's (metric, test, margin, confidence) for a
         single `guard:` mapping as before; for a list, one entry per hypothesis with its key,

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.score.record import example_score, reason_text
-from harness.stats.summary import primary_metric
+from harness.stats import summary as stats_summary
 from harness.track.store import ROLE_TAG
 
 # ---------------------------------------------------------------- what gets logged (pure)
@@ -29,8 +29,14 @@ def parent_fields(run) -> tuple[dict[str, str], dict[str, float], dict[str, str]
     }
     for path, digest in (s.get("data_hashes") or {}).items():
         params[_key(f"data_hash.{path}")] = str(digest)
-    for k, v in (s.get("hypothesis") or {}).items():
-        params[f"hypothesis.{k}"] = str(v)
+    from harness.results import hypotheses_of  # not at the tracking child's start
+
+    hyps = hypotheses_of(s)
+    single = isinstance(s.get("hypothesis"), dict) and "hypotheses" not in s["hypothesis"]
+    for h in hyps:  # a single guard keeps its keys; a list names each hypothesis
+        prefix = "hypothesis" if single else f"hypothesis.{h['key']}"
+        for k in ("metric", "test", "margin", "confidence") + (() if single else ("baseline",)):
+            params[_key(f"{prefix}.{k}")] = str(h.get(k))
 
     metrics: dict[str, float] = {}
     total_cost = 0.0
@@ -38,10 +44,10 @@ def parent_fields(run) -> tuple[dict[str, str], dict[str, float], dict[str, str]
         for m, val in (v.get("metrics") or {}).items():
             if isinstance(val, dict) and _finite(val.get("value")):
                 metrics[_key(f"{name}.{m}")] = float(val["value"])
-        hyp_metric = (s.get("hypothesis") or {}).get("metric")
-        d = (v.get("delta") or {}).get(hyp_metric) if hyp_metric else None
-        if d and _finite(d.get("value")):
-            metrics[_key(f"{name}.delta_{hyp_metric}")] = float(d["value"])
+        for hyp_metric in stats_summary.guard_metrics(s) if hyps else []:
+            d = (v.get("delta") or {}).get(hyp_metric)
+            if d and _finite(d.get("value")):
+                metrics[_key(f"{name}.delta_{hyp_metric}")] = float(d["value"])
         if _finite(v.get("cost_usd")):
             metrics[_key(f"{name}.cost_usd")] = float(v["cost_usd"])
             total_cost += float(v["cost_usd"])
@@ -136,17 +142,13 @@ def run_name(run, name: str) -> str:
 
 
 def headline_metrics(summary: dict[str, Any]) -> list[str]:
-    """The metric keys the first view shows: the decision's metric with its interval and Δ."""
-    m = primary_metric(summary)
-    keys = [
-        m,
-        f"{m}_ci_low",
-        f"{m}_ci_high",
-        f"delta_{m}",
-        f"delta_{m}_ci_low",
-        f"delta_{m}_ci_high",
-    ]
-    return [_key(k) for k in keys] if m else []
+    """The metric keys the first view shows: the guard's metric(s) with interval and Δ (the
+    first declared quality metric without a guard)."""
+    keys = []
+    for m in stats_summary.guard_metrics(summary):
+        keys += [m, f"{m}_ci_low", f"{m}_ci_high", f"delta_{m}"]
+        keys += [f"delta_{m}_ci_low", f"delta_{m}_ci_high"]
+    return [_key(k) for k in keys]
 
 
 LEDGER_FILE = "ledger.json"
@@ -335,8 +337,16 @@ def _verdicts(s: dict[str, Any]) -> dict[str, str]:
 
 
 def _note(s: dict[str, Any]) -> str:
-    """The run's description in the MLflow UI: the verdict sentences."""
-    lines = []
+    """The run's description in the MLflow UI: the decision lines first, then the
+    hypotheses and the verdict sentences."""
+    # Imported here: the tracking child starts (and must answer EOF) before any run is logged.
+    from harness.decide.sections import decision_lines, hypothesis_lines
+    from harness.results import as_summary
+
+    typed = as_summary(s)
+    lines = decision_lines(typed)
+    if lines:
+        lines += ["", "Hypotheses (pre-registered):", *hypothesis_lines(typed), ""]
     for name, v in ((s.get("guard") or {}).get("verdicts") or {}).items():
         if isinstance(v, dict) and v.get("sentence"):
             lines.append(f"- **{name}** ({v.get('verdict')}): {v['sentence']}")

@@ -78,7 +78,8 @@ def test_action_runs_the_suite_posts_one_sticky_comment_and_gates(
         "exit code 1 — the guard flagged a variant (fail, inconclusive, abandon or moved goalposts)"
     )
     assert (
-        "| variant | verdict | Δ vs baseline [CI] | cost / request | break-even | ledger |" in text
+        "| hypothesis | verdict | Δ vs baseline [CI] | cost / request | break-even | ledger |"
+        in text
     )
     assert any(x.startswith("| few-shot | ") and "1 iteration(s)" in x for x in lines)
 

@@ -69,7 +69,8 @@ def test_errors_above_max_error_rate_exit_3_without_a_guard_with_the_reasons(
     result = run(suite, tmp_path)
     assert result.exit_code == 3
     assert (
-        "zero-shot: 2 of 6 calls failed (33.3% > max_error_rate 2%): bad_request ×2 — the run "
+        "zero-shot: 2 of 6 calls failed (33.3% > max_error_rate 2%): bad_request ×2; the "
+        "provider said: “OpenAIException - forced status 400” ×2 — the run "
         "cannot be judged; fix the provider, then retry the failed calls with --resume"
     ) in result.output
     summary = json.loads(

@@ -28,6 +28,8 @@ def test_ledger_entry_holds_model_costs_and_delta(tmp_path):
                 "delta_ci": None,
                 "verdict": None,
                 "honest_pass": None,
+                "judged": True,
+                "hypotheses": {},
             },
             "ft": {
                 "model": "openai/ft:gpt-4o-mini:acme::v1",
@@ -38,6 +40,17 @@ def test_ledger_entry_holds_model_costs_and_delta(tmp_path):
                 "delta_ci": [-0.008, 0.07],  # the interval, for the report's iteration history
                 "verdict": "inconclusive",
                 "honest_pass": False,
+                "judged": True,
+                # Each hypothesis on the lineage with its own Δ and verdict.
+                "hypotheses": {
+                    "ft": {
+                        "metric": "macro_f1",
+                        "baseline": "base",
+                        "delta": 0.031,
+                        "delta_ci": [-0.008, 0.07],
+                        "verdict": "inconclusive",
+                    }
+                },
             },
         },
     }
@@ -155,3 +168,15 @@ def test_local_history_and_decide_without_tracking_store(tmp_path):
         ("20261125-100000-aaaa", None),
         ("20261125-110000-bbbb", "mlflow"),
     ]
+
+
+def test_a_run_that_could_not_be_judged_is_no_iteration():
+    """Every call failed in r2: its spend counts, its model and −88 pts do not."""
+    failed = past_run("r2", model="m2", training=25.0, eval_cost=0.5, delta=-0.88)
+    failed["ledger_entry"]["variants"]["ft"]["judged"] = False
+    history = [past_run("r1", model="m1", training=30.0, eval_cost=1.0, delta=0.01), failed]
+    led = lineage("ft", history, {"metric": "macro_f1", "variants": {}})
+    assert led["iterations"] == 1 and led["models"] == ["m1"]
+    assert [r["run_id"] for r in led["history"]] == ["r1"]
+    assert led["best_delta"] == 0.01
+    assert led["eval_usd"] == pytest.approx(1.5)

@@ -8,6 +8,7 @@ from guard_fixtures import decided as decide_summary
 from guard_fixtures import make_suite, make_summary, past_run
 
 from harness.report.ci import append_step_summary, markdown, write_junit
+from harness.report.value_section import value_lines
 
 
 def decided(tmp_path, delta, history=(), **kw):
@@ -84,5 +85,44 @@ def test_step_summary_appended_only_when_set(tmp_path):
 
 def test_markdown_without_guard():
     assert "No guard declared" in markdown(
-        {"suite": "x", "run_id": "r", "exit_code": 0, "guard": None}
+        {"schema_version": 2, "suite": "x", "run_id": "r", "exit_code": 0, "guard": None}
     )
+
+
+def test_abandoned_lineage_says_why_beside_its_dollars(tmp_path):
+    """A lineage abandoned at its iteration limit, though its month in dollars is positive:
+    the value line and the decision line say both, in words."""
+    history = [past_run(f"r{i}", model=f"openai/ft:m{i}") for i in range(3)]
+    s = decided(tmp_path, (0.01, -0.01, 0.03), history)
+    assert s["guard"]["verdicts"]["ft"]["verdict"] == "abandon"
+    s["value"] = {
+        "error_cost_usd": 0.4,
+        "per_class": None,
+        "amortise_months": 12,
+        "monthly_requests": 1_000_000,
+        "variants": {},
+        "vs_baseline": {
+            "ft": {
+                "value": 3081.0,
+                "ci_low": 1200.0,
+                "ci_high": 5000.0,
+                "confidence": 0.95,
+                "api_saving_usd": 3500.0,
+                "extra_errors_usd": 419.0,
+                "extra_errors_ci_low": 100.0,
+                "extra_errors_ci_high": 700.0,
+                "extra_training_usd": 0.0,
+            }
+        },
+    }
+    why = " — it would save money, but the verdict is abandon (4 of 3 iterations)"
+    assert value_lines(s)[-2].endswith(
+        "net +$3,081 \\[+$1,200, +$5,000\\]/month (95% paired CI)" + why
+    )
+    text = markdown(s)
+    assert (
+        "- **stop `ft`** — lineage abandoned (4 of 3 iterations) (abandon): macro-F1 +1.0 pts "
+        "[−1.0, +3.0], lower bound needs ≥ +5.0 pts; +$3,081/month [+$1,200, +$5,000] net"
+        + why
+        + ".\n"
+    ) in text

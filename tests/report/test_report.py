@@ -90,7 +90,10 @@ def test_deltas_verdicts_and_worst_examples(rendered):
     pts = [f"{100 * d[k]:+.1f}".replace("-", "−") for k in ("value", "ci_low", "ci_high")]
     assert f"| **few-shot** | macro_f1 | {pts[0]} pts [{pts[1]}, {pts[2]}] | 0.04 |" in md
     assert "- **ft-mini — inconclusive**: ft-mini: +3.1 pts macro-F1 vs zero-shot" in md
-    assert "superiority on `macro_f1`, margin 0.05, confidence 0.95" in md
+    assert (
+        "- `ft-mini` vs `zero-shot`: superiority on `macro_f1`, margin 5.0 pts, confidence 95%"
+        in md
+    )
     # Worst examples show the input and the expected label re-read from the data file,
     # with markdown specials escaped so a '|' in an input doesn't break the table.
     assert "### ft-mini" in md
@@ -340,10 +343,13 @@ def test_iteration_history_and_disagreements(rendered):
     run_dir, paths = rendered
     md = paths["md"].read_text()
     history = md.split("## Iteration history", 1)[1].split("\n## ", 1)[0]
-    assert "**ft-mini**: 2 iteration(s), $20 training + $0.01 evaluation = $20 spent" in history
+    assert (
+        "**ft-mini** (macro\\_f1 vs zero-shot): 2 iteration(s), $20 training + $0.01 evaluation "
+        "= $20 spent" in history
+    )
     assert (
         "| 1 | `20261120-101500-cd34` | openai/ft:gpt-4o-mini:acme::x0 | $8.00 | "
-        "−1.2 pts \\[−9.0, +6.6\\] macro\\_f1 | fail |" in history
+        "−1.2 pts \\[−9.0, +6.6\\] | fail |" in history
     )
     # Disagreements with the baseline, counted from the records themselves.
     run = load_run(run_dir)

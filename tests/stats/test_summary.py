@@ -85,7 +85,7 @@ def test_summary_fields_and_numbers(tmp_path):
     cand_answers[3] = [None]  # an error
     cand = records_for(suite, data, cand_answers)
     s = summarize(suite, data, {"base": base, "cand": cand}, {"run_id": "r1", "started_at": "t0"})
-    assert s["schema_version"] == 1 and s["run_id"] == "r1" and s["baseline"] == "base"
+    assert s["schema_version"] == 2 and s["run_id"] == "r1" and s["baseline"] == "base"
     assert s["metrics"] == [
         "accuracy",
         "macro_f1",

@@ -410,7 +410,12 @@ def _first_view_through_rest(url, exp, by_name, pid, summary):
     parent = by_name["20261125-132501-ab12"]
     p_tags = {t["key"]: t["value"] for t in parent["data"]["tags"]}
     assert p_tags["harness.verdict"] == "ft-mini: inconclusive"
+    # The decision first, then the hypotheses, then the verdict sentences.
     assert p_tags["mlflow.note.content"] == (
+        "- **undecided** on `ft-mini` vs `zero-shot` (inconclusive): no paired macro-F1 "
+        "difference; next: ~420 test examples would decide.\n\n"
+        "Hypotheses (pre-registered):\n"
+        "- `ft-mini` vs `zero-shot`: superiority on `macro_f1`, margin 5.0 pts, confidence 95%\n\n"
         "- **ft-mini** (inconclusive): ft-mini: +3.1 pts macro-F1 vs zero-shot; "
         "target +5.0 not shown — inconclusive."
     )
