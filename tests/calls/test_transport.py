@@ -253,3 +253,24 @@ def test_a_message_utf8_cannot_encode_makes_the_record_litellm_makes(server):
     assert ours == theirs
     assert theirs["requests"] == []
     assert paths["v"] == {"path": "lean (openai)", "lean": 0, "litellm": 2}
+
+
+# Error bodies self-hosted servers send (vLLM's top-level `message`, FastAPI's `detail`, text).
+ERROR_BODIES = {
+    "ETEXT": (400, "plain text problem"),
+    "EDETAIL": (400, '{"detail": "fastapi style problem"}'),
+    "EMESSAGE": (400, '{"object": "error", "message": "vllm style problem", "code": 400}'),
+    "EERRSTR": (400, '{"error": "a string"}'),
+    "EEMPTY": (400, ""),
+    "E503": (503, "upstream down"),
+}
+
+
+@pytest.mark.parametrize("marker", sorted(ERROR_BODIES))
+@pytest.mark.parametrize("provider", ["openai", "hosted_vllm"])
+def test_error_bodies_of_any_shape_make_the_records_litellm_makes(openai_server, provider, marker):
+    server = openai_server("ok", statuses=ERROR_BODIES)
+    spec = _spec(server, provider, CASES["plain"], text=f"{marker} please")
+    theirs, ours, paths = _both(server, spec, max_attempts=1)
+    assert paths["v"]["path"] == f"lean ({provider})"
+    assert ours == theirs
