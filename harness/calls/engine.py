@@ -320,7 +320,8 @@ class EngineStats:
 
 
 class _Gate:
-    """litellm calls in flight and routes being built, across this process's engines."""
+    """Calls in flight (litellm's and the lean path's) and routes being built, across this
+    process's engines."""
 
     calls = 0
     building = 0
@@ -625,10 +626,18 @@ class Engine:
 
     async def _send_lean(self, spec: CallSpec, route: transport.Route, body: bytes) -> CallResult:
         async with self.semaphore:
+            # While a route is built this loop opens no connection (transport.build_route): a
+            # lean call waits for it, and a build waits for the lean calls in flight.
+            while _GATE.building:
+                await asyncio.sleep(0.005)
             self.stats.requests += 1
             timer = clock.start()
             start = time.perf_counter()
-            reply = await transport.send(route, body)
+            _GATE.calls += 1
+            try:
+                reply = await transport.send(route, body)
+            finally:
+                _GATE.calls -= 1
             latency = timer.read((time.perf_counter() - start) * 1000)
         output, finish, tokens_in, tokens_out = transport.parse_reply(route, reply)
         if output is None:

@@ -82,10 +82,42 @@ def resolve(model_id: str = MODEL_ID) -> Served:
     )
 
 
-def _cores() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+def _cores(cgroup: str | os.PathLike = "/sys/fs/cgroup", affinity: int | None = None) -> int:
+    """The cores this process may use: those it may run on, bounded by its container's CPU
+    quota (cgroup v2 `cpu.max`, v1 `cpu.cfs_quota_us`), which the affinity does not show — a
+    2-CPU container on a 64-core host sees 64."""
+    if affinity is None:
+        if hasattr(os, "sched_getaffinity"):
+            affinity = len(os.sched_getaffinity(0))
+        else:
+            affinity = os.cpu_count() or 1
+    quota = _cpu_quota(cgroup)
+    return max(1, min(affinity, quota)) if quota else affinity
+
+
+def _cpu_quota(cgroup: str | os.PathLike) -> int | None:
+    """The container's CPU limit rounded up (1.5 CPUs: 2), None when it has none."""
+    import math
+    from pathlib import Path
+
+    root = Path(cgroup)
+    try:
+        parts = (root / "cpu.max").read_text().split()
+    except (OSError, ValueError):
+        try:
+            parts = [
+                (root / "cpu" / "cpu.cfs_quota_us").read_text().strip(),
+                (root / "cpu" / "cpu.cfs_period_us").read_text().strip(),
+            ]
+        except (OSError, ValueError):
+            return None
+    try:
+        quota, period = int(parts[0]), int(parts[1])
+    except (ValueError, IndexError):
+        return None  # "max": no limit
+    if quota <= 0 or period <= 0:
+        return None
+    return math.ceil(quota / period)
 
 
 def _positive_env(name: str) -> int | None:

@@ -373,17 +373,18 @@ class ProviderError(Exception):
         self.headers = headers
 
 
-def _error_message(raw: bytes) -> str:
-    """The provider's own message from an OpenAI-style error body, else the body's text."""
-    text = raw.decode("utf-8", "replace")
+def _error_message(raw: bytes, status: int) -> str:
+    """The message litellm keeps from the OpenAI SDK's error: the body's `message` (under
+    `error`, or at the top as vLLM sends it), else only "Error code: N" — never the body's text."""
     try:
         body = json.loads(raw)
     except ValueError:
-        return text
-    error = body.get("error") if isinstance(body, dict) else None
-    if isinstance(error, dict) and error.get("message"):
-        return str(error["message"])
-    return text
+        body = None
+    error = body.get("error", body) if isinstance(body, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    if isinstance(message, str) and message:
+        return message
+    return f"Error code: {status}"
 
 
 def _prefix(route: Route) -> str:
@@ -398,7 +399,7 @@ def provider_error(route: Route, status: int, raw: bytes, headers) -> Exception:
     ContextWindowExceededError, ...), so the engine classifies and retries it as before and the
     record reads the same. The SDK hands litellm the error's message, litellm's own HTTP handler
     the body's text."""
-    message = _error_message(raw) if route.sdk else raw.decode("utf-8", "replace")
+    message = _error_message(raw, status) if route.sdk else raw.decode("utf-8", "replace")
     try:
         import httpx
         import litellm

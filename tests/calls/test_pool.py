@@ -268,6 +268,30 @@ def test_one_worker_per_core_up_to_the_concurrency():
     assert default_workers(64) == min(64, len(os.sched_getaffinity(0)))
 
 
+@pytest.mark.parametrize(
+    "files,cores",
+    [
+        ({"cpu.max": "200000 100000\n"}, 2),  # cgroup v2: `docker --cpus 2`, a pod's limit
+        ({"cpu.max": "150000 100000\n"}, 2),  # 1.5 CPUs: 2 workers, not 1
+        ({"cpu.max": "max 100000\n"}, None),  # no limit: the cores it may run on
+        ({"cpu/cpu.cfs_quota_us": "300000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 3),  # v1
+        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+        ({}, None),
+    ],
+)
+def test_a_containers_cpu_quota_bounds_the_cores(tmp_path, files, cores):
+    # A 2-CPU container on a 64-core host sees 64 cores in its affinity: 32 workers (each with
+    # litellm loaded) would share 2 CPUs.
+    from harness.calls.local_processes import _cores
+
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    here = len(os.sched_getaffinity(0))
+    assert _cores(cgroup=tmp_path) == (here if cores is None else min(here, cores))
+    assert _cores(cgroup=tmp_path, affinity=64) == (64 if cores is None else cores)
+
+
 @linux_only
 def test_workers_report_the_path_each_variant_took(openai_server, fake_key):
     server = openai_server(_echo)

@@ -253,3 +253,47 @@ def test_a_message_utf8_cannot_encode_makes_the_record_litellm_makes(server):
     assert ours == theirs
     assert theirs["requests"] == []
     assert paths["v"] == {"path": "lean (openai)", "lean": 0, "litellm": 2}
+
+
+# Error bodies self-hosted servers send (vLLM's top-level `message`, FastAPI's `detail`, text).
+ERROR_BODIES = {
+    "ETEXT": (400, "plain text problem"),
+    "EDETAIL": (400, '{"detail": "fastapi style problem"}'),
+    "EMESSAGE": (400, '{"object": "error", "message": "vllm style problem", "code": 400}'),
+    "EERRSTR": (400, '{"error": "a string"}'),
+    "EEMPTY": (400, ""),
+    "E503": (503, "upstream down"),
+}
+
+
+@pytest.mark.parametrize("marker", sorted(ERROR_BODIES))
+@pytest.mark.parametrize("provider", ["openai", "hosted_vllm"])
+def test_error_bodies_of_any_shape_make_the_records_litellm_makes(openai_server, provider, marker):
+    server = openai_server("ok", statuses=ERROR_BODIES)
+    spec = _spec(server, provider, CASES["plain"], text=f"{marker} please")
+    theirs, ours, paths = _both(server, spec, max_attempts=1)
+    assert paths["v"]["path"] == f"lean ({provider})"
+    assert ours == theirs
+
+
+def test_a_route_built_while_lean_calls_are_opening_connections_fails_none_of_them(
+    openai_server,
+):
+    # The judge stage calls `engine.call` per task: the second judge's route is built while the
+    # first judge's calls are in flight; nothing may refuse their connections meanwhile.
+    server = openai_server("ok", latency=0.05)
+    first = _spec(server, "openai", CASES["plain"])
+    second = CallSpec(**{**first.__dict__, "params": {**first.params, "temperature": 0.5}})
+    engine = Engine(concurrency=16, backoff=0.001)
+
+    async def go():
+        async def later():
+            await asyncio.sleep(0.02)
+            return await engine.call(second)
+
+        calls = [engine.call(CallSpec(**{**first.__dict__, "repeat": i})) for i in range(16)]
+        return await asyncio.gather(*calls, later())
+
+    results = asyncio.run(go())
+    assert [r.error for r in results] == [None] * 17
+    assert [r.attempts for r in results] == [1] * 17

@@ -50,7 +50,8 @@ class FakeOpenAI:
 
     answer: a fixed string; a dict {substring of the prompt: answer} (first match wins, key ""
     is the fallback); or a function (messages, request body) -> answer text.
-    statuses: {substring of the prompt: HTTP status} to force an error (e.g. 400) for some prompts.
+    statuses: {substring of the prompt: HTTP status} to force an error (e.g. 400) for some prompts;
+        a (status, body text) pair sends that body instead of an OpenAI-style error.
     """
 
     def __init__(
@@ -259,6 +260,9 @@ class FakeOpenAI:
             self.prompts[prompt] += 1
         for key, status in self.statuses.items():
             if key in prompt:
+                if isinstance(status, tuple):  # (status, the error body as sent)
+                    self._count(str(status[0]))
+                    return web.Response(status=status[0], text=status[1])
                 return self._error(status, f"forced status {status}")
         fault = self._draw()
         with self._lock:
