@@ -166,21 +166,33 @@ def paired_interval(
         base.stats, base.combine, cand.stats, cand.combine, confidence=confidence, B=B, seed=seed
     )
     out.update(p_method="bootstrap", interval=BOOTSTRAP)
+    sa, sb = np.asarray(base.stats), np.asarray(cand.stats)
+    # Per-class columns may differ between the sides (compare's runs): no count then.
+    discordant = int(np.any(sa != sb, axis=1).sum()) if sa.shape == sb.shape else None
+    if discordant is not None and discordant < min_discordant((1 - confidence) / 2):
+        # Too few differing examples for a percentile bound to measure anything: the resamples
+        # that miss them all (0.9^10 = 35% for one in ten) put a bound on the no-difference
+        # atom, a zero-width tail. Floored like the degenerate case, and no look acts on it.
+        return floor_degenerate(out, len(base.stats), confidence, force=True)
     return floor_degenerate(out, len(base.stats), confidence)
 
 
-def floor_degenerate(d: dict[str, Any], n: int, confidence: float) -> dict[str, Any]:
+def floor_degenerate(
+    d: dict[str, Any], n: int, confidence: float, *, force: bool = False
+) -> dict[str, Any]:
     """A bootstrap interval of zero width (every resample gave the same difference) measured no
     spread: widen it by the half-width Newcombe's interval gives n pairs of a 0/1 rate that all
     agree at the boundary, z²/(n + z²) (the Wilson distance of n/n from 1: ±7.1 points at 50
     examples) — the least a rate's difference on n examples can be known to — and mark it
-    `degenerate` (a sequential look never acts on it; `plan --pilot` refuses it)."""
+    `degenerate` (a sequential look never acts on it; `plan --pilot` refuses it). `force`: a
+    bootstrap with too few differing examples (each side widened to at least that half-width)."""
     lo, hi, value = d.get("ci_low"), d.get("ci_high"), d.get("value")
-    if lo is None or hi is None or value is None or hi - lo > 1e-12 or n < 1:
+    if lo is None or hi is None or value is None or n < 1 or (hi - lo > 1e-12 and not force):
         return d
     z2 = _z(confidence) ** 2
     half = z2 / (n + z2)
-    return {**d, "ci_low": value - half, "ci_high": value + half, "degenerate": True}
+    lo, hi = min(lo, value - half), max(hi, value + half)
+    return {**d, "ci_low": lo, "ci_high": hi, "degenerate": True}
 
 
 def newcombe_independent_ci(k1: int, n1: int, k2: int, n2: int, confidence: float = 0.95):

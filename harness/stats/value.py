@@ -121,6 +121,7 @@ def value_delta(
     )  # a − b: the candidate's saving
     extra = S.paired_bootstrap(sa, err_a, sb, err_b, confidence=confidence, B=B, seed=seed)
     a, b = sa.sum(0), sb.sum(0)
+    net, extra = _error_rates_unknown(suite, sa, sb, net, extra, volume, confidence)
     return {
         **net,
         "p_method": "bootstrap",
@@ -131,3 +132,29 @@ def value_delta(
         "extra_errors_ci_high": extra["ci_high"],
         "extra_training_usd": tb - ta,
     }
+
+
+def _error_rates_unknown(suite, sa, sb, net, extra, volume, confidence):
+    """When the two variants never differ in their errors, the bootstrap's error part cannot
+    vary and the net interval would price error rates as known exactly (3 examples both right:
+    a saving to the cent). Their difference is then as uncertain as Newcombe's interval of a
+    fully concordant paired table (harness.stats.paired); priced at the dearest error, it is
+    added in quadrature (the two parts' spreads are independent: the error part has none)."""
+    lo, hi = extra.get("ci_low"), extra.get("ci_high")
+    if lo is None or hi is None or hi - lo > 1e-12 or net.get("ci_low") is None:
+        return net, extra
+    from harness.stats.paired import newcombe_paired_ci
+
+    spec = suite.spec.value
+    price = max([spec.error_cost_usd, *((spec.per_class or {}).values())])
+    n = len(sa)
+    wrong = int(np.count_nonzero(sa[:, 1] > 0))  # both variants wrong on the same examples
+    e_lo, e_hi = newcombe_paired_ci((n - wrong, 0, 0, wrong), confidence)
+    half = volume * price * float(max(-e_lo, e_hi))
+    v = net["value"]
+    widen = {
+        "ci_low": v - float(np.hypot(v - net["ci_low"], half)),
+        "ci_high": v + float(np.hypot(net["ci_high"] - v, half)),
+    }
+    ev = extra["value"]
+    return {**net, **widen}, {**extra, "ci_low": ev - half, "ci_high": ev + half}

@@ -121,7 +121,9 @@ def test_paired_interval_dispatches_on_the_metric():
     rep_a = Decomposed(np.c_[a + a, np.full(40, 2.0)], ratio)
     rep_b = Decomposed(np.c_[b + b, np.full(40, 2.0)], ratio)
     d2 = P.paired_interval(rep_a, rep_b, B=500)
-    assert d2["interval"] == "bootstrap" and "table" not in d2 and not d2.get("degenerate")
+    assert d2["interval"] == "bootstrap" and "table" not in d2
+    # One example differs: too few for a percentile bound, so floored (and marked).
+    assert only == 1 and d2["degenerate"] is True
 
 
 def test_a_degenerate_bootstrap_is_floored_like_agreeing_pairs():
@@ -201,3 +203,25 @@ def test_independent_interval_matches_statsmodels():
     d = P.independent_interval(binary([1] * 9 + [0] * 11), binary([1] * 15 + [0] * 5))
     assert d["interval"] == "newcombe-independent"
     assert (d["ci_low"], d["ci_high"]) == pytest.approx(P.newcombe_independent_ci(15, 20, 9, 20))
+
+
+def test_newcombe_matches_a_published_value():
+    # Fagerland, Lydersen & Laake's contingencytables (tests/testthat/test-ch8.R): Cavo et al.
+    # (2012), [[59, 6], [16, 80]], Newcombe square-and-add: -0.0621 (95% CI -0.1186 to -0.0046).
+    lo, hi = ci((59, 6, 16, 80))
+    assert (round(lo, 4), round(hi, 4)) == (-0.1186, -0.0046)
+
+
+def test_a_bootstrap_with_one_discordant_example_does_not_decide():
+    # macro-F1-like ratio on 10 examples, the variants differing on one: 35% of resamples miss
+    # it, so the percentile bound sits on the no-difference atom, [+0.0, ...] — a zero-width
+    # lower tail. Accuracy on the same table (9 agree, 1 discordant) is Newcombe's, whose
+    # lower bound is well below −0.05; the bootstrap must not claim non-inferiority at −0.05.
+    base = Decomposed(np.c_[np.r_[np.ones(9), 0.0], np.ones(10)], ratio)
+    cand = Decomposed(np.c_[np.ones(10), np.ones(10)], ratio)
+    d = P.paired_interval(base, cand, B=2000)
+    newcombe_lo = float(ci((9, 1, 0, 0))[0])
+    assert newcombe_lo < -0.05
+    assert d["ci_low"] <= -0.05
+    assert classify(d["ci_low"], d["ci_high"], -0.05) == INCONCLUSIVE
+    assert not enough_information({**d, "threshold": -0.05}, 0.025)
