@@ -8,7 +8,9 @@ training cost is counted once. Evaluation spend is counted on every run, because
 Only an honest pass (under a hypothesis no weaker than the registered one) counts as a pass, and
 once a lineage was abandoned it stays abandoned. A smoke run (`--limit`) adds its evaluation spend
 and nothing else: no iteration, no training, no best Δ, no pass or abandon. A run excluded with
-`harness ledger exclude` keeps its spend (the money is gone) and counts for nothing else.
+`harness ledger exclude` keeps its spend (the money is gone) and its iteration (the attempt was
+made), and counts for nothing else: its Δ leaves best-so-far, its verdict is no pass or abandon.
+`ledger`, `finetune` and `run` all fold the lineage here, so they count alike.
 """
 
 from __future__ import annotations
@@ -127,6 +129,10 @@ def lineage(name: str, history: list[dict], current: dict) -> dict:
                 trained = float(trained or 0.0)
                 training += trained
         if excluded:
+            # Its iteration still counts toward max_iterations (the attempt was made); its Δ,
+            # pass or abandon count for nothing.
+            if e.get("model") not in models:
+                models.append(e.get("model"))
             continue
         rows.append(
             {

@@ -75,7 +75,7 @@ def finetune(suite_path: str | Path, opts: FinetuneOptions) -> FinetuneOutcome:
     suite = validate_suite(load_suite(suite_path))
     variant = _pick(suite, opts.variant)
     spec = finetune_spec(suite, variant)
-    key = suite_lineage(suite)
+    key = suite_lineage(suite, opts.runs_dir)
     if key is None:
         raise suite.fail(
             "test file not found — the job store's lineage is its hash", ("data", "test")
@@ -106,7 +106,21 @@ def finetune(suite_path: str | Path, opts: FinetuneOptions) -> FinetuneOutcome:
             )
             return FinetuneOutcome(job)
     estimate = backend.estimate_usd(spec, prepared["train_tokens"])
-    cap = _check_limits(suite, spec, store, estimate, opts, backend)
+    # The limits, the job's creation and its record are one step: another `harness finetune` of
+    # the lineage waits here, then sees this job.
+    with store.lock():
+        latest = store.latest(spec.variant)
+        if latest and latest.get("status") not in TERMINAL:
+            opts.echo(f"resuming job {latest['job_id']} ({latest['status']}) — no new job created")
+            return watch.until_done(latest)
+        cap = _check_limits(suite, spec, store, estimate, opts, backend)
+        record = _create(suite, spec, store, prepared, estimate, cap, opts, backend)
+    return watch.until_done(record)
+
+
+def _create(suite, spec, store, prepared, estimate, cap, opts, backend) -> dict[str, Any]:
+    """Submit (or adopt) the job and record it; the caller holds the store's lock."""
+    key = store.lineage
     opts.echo(
         f"{prepared['n_train']} training rows ({prepared['n_val']} for validation), "
         f"{prepared['train_tokens']} tokens × {spec.epochs or 1} epoch(s): estimated "
@@ -162,7 +176,7 @@ def finetune(suite_path: str | Path, opts: FinetuneOptions) -> FinetuneOutcome:
         f"{'adopted' if find_id else 'created'} job {job_id} ({spec.provider}, "
         f"{spec.base_model}); recorded in {store.path}"
     )
-    return watch.until_done(record)
+    return record
 
 
 def _pick(suite: Suite, name: str | None):
@@ -320,6 +334,9 @@ def _check_limits(
     pending = 0.0
     for job in store.jobs(spec.variant):
         pending += float(job.get("cost_usd") or 0.0) + float(job.get("distill_usd") or 0.0)
+        if job.get("status") not in TERMINAL:
+            iterations += 1  # queued or running: it will be an iteration
+            spent += float(job.get("estimate_usd") or 0.0)
         if job.get("status") == "succeeded":
             if job.get("model_id") not in led["models"]:
                 iterations += 1  # trained, not evaluated yet: the ledger will see it
