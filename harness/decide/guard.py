@@ -253,7 +253,12 @@ def decide(
                 f"(registered in run {moved['registered_run_id']}); the registered hypothesis "
                 "still decides the ledger, so a pass under this one does not count."
             )
-        if reuse > 1 and v["delta"].get("value") is not None:
+        # Where the level decides: a fail or abandon reads the same at any α.
+        if (
+            reuse > 1
+            and v["delta"].get("value") is not None
+            and v["verdict"] in (PASS, INCONCLUSIVE)
+        ):
             level = v["holm"]["alpha"]
             v["sentence"] += (
                 f" Test-set reuse: up to {reuse} iterations are selected on these test "

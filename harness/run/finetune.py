@@ -92,29 +92,27 @@ def finetune(suite_path: str | Path, opts: FinetuneOptions) -> FinetuneOutcome:
         record = store.append({**active, **state.to_dict()})
         opts.echo(f"cancel requested for job {active['job_id']}: {state.status}")
         return FinetuneOutcome(record)
-    if active is not None:
-        opts.echo(f"resuming job {active['job_id']} ({active['status']}) — no new job created")
-        return watch.until_done(active)
-
-    prepared = _prepare(suite, spec, key, opts)
-    for job in store.jobs(spec.variant):
-        if job.get("status") == "succeeded" and job.get("inputs") == prepared["inputs"]:
-            opts.echo(
-                f"{spec.variant} is already trained on these rows and settings: "
-                f"{job['model_id']} (job {job['job_id']}) — change the data or `finetune:` "
-                "settings to train a new iteration"
-            )
-            return FinetuneOutcome(job)
-    estimate = backend.estimate_usd(spec, prepared["train_tokens"])
-    # The limits, the job's creation and its record are one step: another `harness finetune` of
-    # the lineage waits here, then sees this job.
+    # From here to the job's record is one step under the job store's lock: the training files,
+    # the limits, the job's creation and its record. Another `harness finetune` of the lineage
+    # waits, then watches this job instead of creating one more.
     with store.lock():
         latest = store.latest(spec.variant)
         if latest and latest.get("status") not in TERMINAL:
             opts.echo(f"resuming job {latest['job_id']} ({latest['status']}) — no new job created")
-            return watch.until_done(latest)
-        cap = _check_limits(suite, spec, store, estimate, opts, backend)
-        record = _create(suite, spec, store, prepared, estimate, cap, opts, backend)
+            record = latest
+        else:
+            prepared = _prepare(suite, spec, key, opts)
+            for job in store.jobs(spec.variant):
+                if job.get("status") == "succeeded" and job.get("inputs") == prepared["inputs"]:
+                    opts.echo(
+                        f"{spec.variant} is already trained on these rows and settings: "
+                        f"{job['model_id']} (job {job['job_id']}) — change the data or "
+                        "`finetune:` settings to train a new iteration"
+                    )
+                    return FinetuneOutcome(job)
+            estimate = backend.estimate_usd(spec, prepared["train_tokens"])
+            cap = _check_limits(suite, spec, store, estimate, opts, backend)
+            record = _create(suite, spec, store, prepared, estimate, cap, opts, backend)
     return watch.until_done(record)
 
 
