@@ -34,7 +34,7 @@ COMMANDS = {
     "export": "Write OpenAI chat fine-tuning JSONL from the train split or a teacher's outputs.",
     "merge": "Join the shard runs of `harness run --shard i/N` into one run with one verdict.",
     "plan": "Test examples each hypothesis needs at its confidence and a chosen power (no model calls).",
-    "register": "Register what decides a suite's verdicts (test set, hypotheses, baseline, "
+    "register": "Register what decides the suite's verdicts (test set, hypotheses, baseline, "
     'dollars, limits); with --amend --why "…", accept changes to it.',
     "report": "Re-render report.md, report.html and plots/ of a finished run from its files.",
     "run": "Run every variant of a suite over the same examples and write runs/<suite>/<run-id>/.",

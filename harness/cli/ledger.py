@@ -52,7 +52,7 @@ def show(suite_path, runs_dir, tracking_uri):
     jobs = JobStore(runs_dir, key).jobs()
     lines = ledger_lines(suite, history, key, jobs)
     registered = load_protocol(runs_dir, key)
-    lines[1:1] = registered.lines() if registered else []
+    lines += registered.lines() if registered else []
     for line in lines + [f"note: {n}" for n in notes]:
         click.echo(line)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.decide.costs import cost_per_request
+from harness.decide.protocol import amendment_lines
 from harness.stats.numbers import exit_text, money, verdict_label, with_ci
 
 
@@ -132,7 +133,14 @@ def markdown(summary: dict[str, Any]) -> str:
     moved = guard.get("moved_goalposts")
     if moved:
         lines += ["", f"**Moved goalposts:** {'; '.join(moved['changes'])}"]
+    lines += protocol_lines(summary)
     return "\n".join(lines) + "\n"
+
+
+def protocol_lines(summary: dict[str, Any]) -> list[str]:
+    """The run against its registered protocol: each amendment and stricter change, old → new."""
+    shown = amendment_lines(summary.get("protocol"))
+    return ["", "**Protocol:**", *(f"- {_cell(line)}" for line in shown)] if shown else []
 
 
 def _cell(text: Any) -> str:

@@ -122,9 +122,18 @@ def test_dropping_the_candidates_misses_is_an_amendment_and_continues_the_lineag
     code, out, first = s.run("fake-ft-v1")
     assert code == 1 and first["protocol"]["registered_now"] is True
     assert amendments(out) == []
-    code, out, second = s.run("fake-ft-v2", drop=FT_MISSES)
+    comment = tmp_path / "comment.md"
+    code, out, second = s.run("fake-ft-v2", "--pr-comment", str(comment), drop=FT_MISSES)
     v = second["guard"]["verdicts"]["ft"]
     assert second["lineage"] == first["lineage"]
+    pr = comment.read_text()
+    assert "| ft | 🚩 pass (flagged: amended protocol) |" in pr
+    assert (
+        "**Protocol:**\n"
+        f"- protocol amendment (registered in run {first['run_id']}): test set: 60 examples → "
+        "57 examples (3 removed) — a pass under it does not count until `harness register "
+        'SUITE.yaml --amend --why "…"` accepts it\n'
+    ) in pr
     assert v["status"] == "pass" and v["flags"] == ["amended"] and code == 1
     assert second["ledger_entry"]["variants"]["ft"]["honest_pass"] is False
     assert v["ledger"]["iterations"] == 2
@@ -183,13 +192,14 @@ def test_renamed_suite_with_a_dropped_row_continues_the_lineage(tmp_path, openai
         lines[0]
         == f"ledger of renamed (lineage {first['lineage']}: the test data's hash): 2 run(s)"
     )
-    assert lines[1].startswith(
+    assert lines[3].startswith("ft: 2 iteration(s), $80 spent")
+    assert lines[4].startswith(
         f"protocol {first['protocol']['fingerprint']} registered by run {first['run_id']} at "
     )
-    assert lines[1].endswith(
+    assert lines[4].endswith(
         ": 60 test examples (sha256 " + first["lineage"][:12] + "), correction holm"
     )
-    assert lines[2] == (
+    assert lines[5] == (
         "  ft: ft vs zero-shot, non-inferiority on accuracy, margin 0.03, confidence 0.95; "
         "max_iterations 3"
     )
