@@ -197,6 +197,7 @@ def decide(
     allow_inconclusive: bool = False,
     look: dict | None = None,
     protocol: dict | None = None,
+    jobs: list[dict] | None = None,
 ) -> Decision:
     """Guard verdicts, break-even, the ledger entry and the exit code of a summarised run.
 
@@ -208,7 +209,8 @@ def decide(
     ({"look", "looks", "alpha", "n_examples"}): passes need p at its share of α. `protocol`:
     the run against its lineage's registered protocol (harness.decide.protocol.review): a pass
     under an amendment not accepted is flagged, a subset of the family is tested at the family's
-    Holm levels, and accepted amendments are named.
+    Holm levels, and accepted amendments are named. `jobs`: the lineage's fine-tuning jobs
+    (harness.finetune.records.JobStore.jobs), whose models no run evaluated still count.
     """
     history = [r for r in (history or []) if r.get("run_id") != summary.get("run_id")]
     table = break_even_table(suite, summary)
@@ -223,7 +225,7 @@ def decide(
     for h in suite.hypotheses():
         stats = summary.get("variants", {}).get(h.candidate)
         if stats is not None:  # None: not selected with --variant
-            verdicts[h.key] = _verdict(suite, summary, h, stats, history, entry, table)
+            verdicts[h.key] = _verdict(suite, summary, h, stats, history, entry, table, jobs)
     hyps = {h.key: h for h in suite.hypotheses()}
     family = list(dict.fromkeys([*(protocol or {}).get("family", []), *hyps]))
     reuse = reuse_iterations(suite.hypotheses())
@@ -376,7 +378,7 @@ def _delta_of(summary: dict, h, stats: dict) -> dict | None:
     return d
 
 
-def _verdict(suite, summary, h, stats, history, entry, table) -> dict[str, Any]:
+def _verdict(suite, summary, h, stats, history, entry, table, jobs=None) -> dict[str, Any]:
     """One hypothesis's verdict by the rule on its delta (the ledger's rule comes after Holm),
     with its lineage's ledger and error rate."""
     base_stats = summary.get("variants", {}).get(h.baseline) or {}
@@ -406,7 +408,9 @@ def _verdict(suite, summary, h, stats, history, entry, table) -> dict[str, Any]:
                 d[k] = delta[k]
     status = classify(d["ci_low"], d["ci_high"], thr) if d else INCONCLUSIVE
     n = stats.get("n_examples") or summary.get("n_examples") or 0
-    led = lineage(h.candidate, history, entry)
+    led = lineage(
+        h.candidate, history, entry, [j for j in jobs or [] if j.get("variant") == h.candidate]
+    )
     limit = limit_reached(led, h.max_iterations, h.budget_usd)
     v: dict[str, Any] = {
         "verdict": status,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.finetune.records import unevaluated
 from harness.stats.numbers import money
 
 
@@ -87,14 +88,16 @@ def unknown_training_text(led: dict) -> str:
     return f"; training cost of {', '.join(unknown)} unknown (no price)"
 
 
-def lineage(name: str, history: list[dict], current: dict) -> dict:
+def lineage(name: str, history: list[dict], current: dict, jobs: list[dict] | None = None) -> dict:
     """Fold the entries of `name` from earlier runs (oldest first) and this run's entry.
 
     `current` is this run's `ledger_entry(...)`. Returns iterations, the distinct model ids in
     order, training / evaluation / total spend, the best Δ so far on the current guard metric
     (earlier runs on another metric are not comparable), whether an earlier run passed honestly
     and the run that abandoned the lineage, if one did. Smoke runs (`limit` set) add their
-    evaluation spend only.
+    evaluation spend only. `jobs`: the variant's fine-tuning jobs (harness.finetune.records):
+    a model trained but superseded before any run evaluated it is an iteration, and it and the
+    failed jobs no run charged are spend — the same count in `ledger`, `finetune` and `run`.
     """
     entries = []
     for run in history:
@@ -160,6 +163,10 @@ def lineage(name: str, history: list[dict], current: dict) -> dict:
             passed_before = True
         if e.get("verdict") == "abandon" and abandoned_in is None:
             abandoned_in = run_id
+    if jobs:
+        extra, paid = unevaluated(jobs, charged)
+        models += [m for m in extra if m not in models]
+        training += paid
     return {
         "iterations": len(models),
         "models": models,

@@ -123,6 +123,23 @@ def job_cost_text(job: dict[str, Any], cost: float | None) -> str:
     return text
 
 
+def unevaluated(jobs: list[dict[str, Any]], evaluated: set) -> tuple[list[str], float]:
+    """(models, dollars) the ledger's runs have not seen: models trained but superseded before a
+    run evaluated them, and what they cost with the failed or cancelled jobs since the model
+    before (and those after the last model: paid, never evaluated). A model in `evaluated` is
+    charged by its run, with the failed jobs before it."""
+    models: list[str] = []
+    usd = pending = 0.0
+    for j in jobs:
+        pending += float(j.get("cost_usd") or 0.0) + float(j.get("distill_usd") or 0.0)
+        if j.get("status") == "succeeded":
+            if j.get("model_id") and j["model_id"] not in evaluated:
+                models.append(j["model_id"])
+                usd += pending
+            pending = 0.0
+    return models, round(usd + pending, 6)
+
+
 def iteration_cost(jobs: list[dict[str, Any]], job_id: str) -> float | None:
     """The training cost of the iteration that ended in `job_id`: its own cost (and its teacher's
     distillation run) plus the failed or cancelled jobs since the variant's previous succeeded job

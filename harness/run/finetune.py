@@ -327,20 +327,15 @@ def _check_limits(
     history, _ = gather(
         suite.name, MlflowHistory.at(opts.tracking_uri, key), LocalHistory(opts.runs_dir, key)
     )
-    led = lineage(spec.variant, history, {"metric": guard.metric, "variants": {}})
+    # One count with `harness run` and `harness ledger` (decide.ledger.lineage): models no run
+    # evaluated yet and failed jobs are in it; a queued or running job will be an iteration.
+    jobs = store.jobs(spec.variant)
+    led = lineage(spec.variant, history, {"metric": guard.metric, "variants": {}}, jobs)
     iterations, spent = led["iterations"], led["spent_usd"]
-    pending = 0.0
-    for job in store.jobs(spec.variant):
-        pending += float(job.get("cost_usd") or 0.0) + float(job.get("distill_usd") or 0.0)
+    for job in jobs:
         if job.get("status") not in TERMINAL:
-            iterations += 1  # queued or running: it will be an iteration
+            iterations += 1
             spent += float(job.get("estimate_usd") or 0.0)
-        if job.get("status") == "succeeded":
-            if job.get("model_id") not in led["models"]:
-                iterations += 1  # trained, not evaluated yet: the ledger will see it
-                spent += pending
-            pending = 0.0  # an evaluated model's jobs are in the ledger's training cost
-    spent += pending  # failed or cancelled since the last model: paid, never evaluated
     v = spec.variant
     if led["abandoned_in"]:
         raise OverLimit(f"{v} was abandoned in run {led['abandoned_in']} — no new job.")

@@ -34,7 +34,7 @@ from harness.errors import (
     SuiteError,
     TrackingError,
 )
-from harness.finetune.records import lineage_of_models
+from harness.finetune.records import JobStore, lineage_of_models
 from harness.finetune.resolve import check_resumed_models, resolve_trained
 from harness.prompt.templates import validate_templates
 from harness.report.ci import append_step_summary, write_junit, write_pr_comment
@@ -618,6 +618,7 @@ def apply_guard(
         allow_inconclusive=opts.allow_inconclusive,
         look=look,
         protocol=protocol,
+        jobs=JobStore(opts.runs_dir, lineage).jobs() if suite.guards and lineage else None,
     )
     if look and look["stopped_early"]:
         # What the calls not made would have cost, at each variant's measured price.
