@@ -610,7 +610,9 @@ def apply_guard(
                 overlap=share,
             )
             outcome.summary["protocol"] = protocol
-            outcome.summary.setdefault("notes", []).extend(amendment_lines(protocol))
+            said = amendment_lines(protocol)
+            if said:
+                outcome.summary.setdefault("notes", []).extend(said)
     decision = decide(
         suite,
         outcome.summary,
