@@ -176,19 +176,9 @@ def build(
         run_id=run_id,
         test_sha256=test_sha256,
         examples=examples,
+        # Every field of the suite's Hypothesis that the protocol keeps.
         hypotheses=[
-            Terms(
-                key=h.key,
-                candidate=h.candidate,
-                baseline=h.baseline,
-                metric=h.metric,
-                test=h.test,
-                margin=h.margin,
-                confidence=h.confidence,
-                max_iterations=h.max_iterations,
-                budget_usd=h.budget_usd,
-            )
-            for h in suite.hypotheses()
+            Terms(**{k: getattr(h, k) for k in Terms.model_fields}) for h in suite.hypotheses()
         ],
         correction=suite.correction,
         sequential_looks=suite.sequential.looks if suite.sequential else None,
