@@ -111,7 +111,8 @@ class Verdict(_Open):
     """One hypothesis's verdict. `verdict` is the outcome after the ledger's rule (abandon);
     `status` the rule's outcome on the interval alone; `sentence` the manager's sentence;
     `required_n` the test-set size that would decide an inconclusive one; `flags`:
-    "error_rate" (could not be judged), "moved_goalposts"."""
+    "error_rate" (could not be judged), "moved_goalposts", "amended" (a pass under an amended
+    protocol: harness.decide.protocol)."""
 
     verdict: VerdictName
     status: VerdictName | None = None

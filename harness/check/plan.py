@@ -150,7 +150,8 @@ def size(
     expect_delta: float | None = None,
     pilot: dict | None = None,
 ) -> Sizing:
-    alpha = planned_alpha(h.confidence, m, correction)
+    # The run tests each iteration at α / max_iterations (decide.rule.reuse_iterations).
+    alpha = planned_alpha(h.confidence, m, correction) / (h.max_iterations or 1)
     gap = h.margin if expect_delta is None else expect_delta - threshold_of(h.test, h.margin)
     d, n_pilot = pilot_delta(pilot, h) if pilot is not None else (None, 0)
     source = f"pilot run {pilot.get('run_id')}" if d is not None else "assumed"

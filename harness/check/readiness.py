@@ -65,6 +65,8 @@ def power_lines(suite: Suite, n_test: int) -> list[Line]:
             lines.append((WARN, name, row.why_not or "cannot be sized"))
             continue
         level = f" at Holm's α/{len(hyps)}" if len(hyps) > 1 and suite.correction == "holm" else ""
+        if (h.max_iterations or 1) > 1:  # each iteration passes at α / max_iterations
+            level += f" at α/{h.max_iterations} per iteration (max_iterations {h.max_iterations})"
         need = f"margin {h.margin:g} needs ≥ {row.n} test examples{level}; you have {n_test}"
         if n_test >= row.n:
             lines.append(

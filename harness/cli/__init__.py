@@ -39,6 +39,8 @@ COMMANDS = {
     "plugins": "List the plugins loaded (built-ins, `harness` entry points, $HARNESS_PLUGINS) and "
     "what each registered.",
     "plan": "Test examples each hypothesis needs at its confidence and a chosen power (no model calls).",
+    "register": "Register what decides the suite's verdicts (test set, hypotheses, baseline, "
+    'dollars, limits); with --amend --why "…", accept changes to it.',
     "report": "Re-render report.md, report.html and plots/ of a finished run from its files.",
     "run": "Run every variant of a suite over the same examples and write runs/<suite>/<run-id>/.",
     "schema": "Print the suite JSON Schema (point your editor at it).",

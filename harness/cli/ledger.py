@@ -5,10 +5,11 @@ from __future__ import annotations
 import click
 
 from harness.cli._common import echo, handle_errors, runs_dir_option, tracking_uri_option
-from harness.data.dataset import file_hash, shown
+from harness.data.dataset import shown
 from harness.decide.history import LocalHistory, exclude_run, gather
+from harness.decide.protocol import load as load_protocol
 from harness.decide.view import ledger_lines
-from harness.finetune.records import JobStore
+from harness.finetune.records import JobStore, suite_lineage
 from harness.suite import load_suite
 from harness.track.history import MlflowHistory
 
@@ -45,12 +46,15 @@ def show(suite_path, runs_dir, tracking_uri):
             f"{shown(test)} {what} — the ledger's lineage is the test data's hash",
             ("data", "test"),
         )
-    key = file_hash(test)
+    key = suite_lineage(suite, runs_dir)
     history, notes = gather(
         suite.name, MlflowHistory.at(tracking_uri, key), LocalHistory(runs_dir, key)
     )
     jobs = JobStore(runs_dir, key).jobs()
-    for line in ledger_lines(suite, history, key, jobs) + [f"note: {n}" for n in notes]:
+    lines = ledger_lines(suite, history, key, jobs)
+    registered = load_protocol(runs_dir, key)
+    lines += registered.lines() if registered else []
+    for line in lines + [f"note: {n}" for n in notes]:
         echo(line)
 
 

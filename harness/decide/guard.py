@@ -30,9 +30,10 @@ from harness.decide.rule import (
     fingerprint,
     holm,
     required_n,
+    reuse_iterations,
     threshold_of,
 )
-from harness.decide.sentence import _num, headline, sentence
+from harness.decide.sentence import _num, _p, headline, sentence
 from harness.results import family_fingerprint
 
 # ---------------------------------------------------------------- moved goalposts
@@ -194,6 +195,8 @@ def decide(
     *,
     allow_inconclusive: bool = False,
     look: dict | None = None,
+    protocol: dict | None = None,
+    jobs: list[dict] | None = None,
 ) -> Decision:
     """Guard verdicts, break-even, the ledger entry and the exit code of a summarised run.
 
@@ -202,7 +205,11 @@ def decide(
     by the hypothesis key (the candidate's name where unique); Holm across all of them unless
     `correction: none`. Each delta is read as is: harness.stats.summary computes the paired CI
     of every hypothesis at its confidence ("comparisons"). `look`: a sequential run's last look
-    ({"look", "looks", "alpha", "n_examples"}): passes need p at its share of α.
+    ({"look", "looks", "alpha", "n_examples"}): passes need p at its share of α. `protocol`:
+    the run against its lineage's registered protocol (harness.decide.protocol.review): a pass
+    under an amendment not accepted is flagged, a subset of the family is tested at the family's
+    Holm levels, and accepted amendments are named. `jobs`: the lineage's fine-tuning jobs
+    (harness.finetune.records.JobStore.jobs), whose models no run evaluated still count.
     """
     history = [r for r in (history or []) if r.get("run_id") != summary.get("run_id")]
     table = break_even_table(suite, summary)
@@ -217,16 +224,21 @@ def decide(
     for h in suite.hypotheses():
         stats = summary.get("variants", {}).get(h.candidate)
         if stats is not None:  # None: not selected with --variant
-            verdicts[h.key] = _verdict(suite, summary, h, stats, history, entry, table)
+            verdicts[h.key] = _verdict(suite, summary, h, stats, history, entry, table, jobs)
     hyps = {h.key: h for h in suite.hypotheses()}
-    holm(verdicts, suite.correction, alpha=look["alpha"] if look else None)
+    family = list(dict.fromkeys([*(protocol or {}).get("family", []), *hyps]))
+    reuse = reuse_iterations(suite.hypotheses())
+    holm(verdicts, suite.correction, alpha=_level(suite, look, reuse), family=len(family))
+    unevaluated = [k for k in family if k not in verdicts and k in hyps]
+    amended = [a for a in (protocol or {}).get("amendments") or []]
     moved_any = None
     for key, v in verdicts.items():
         h = hyps[key]
         moved = moved_goalposts(h.as_dict(), history, key)
         v["moved_goalposts"] = moved
         moved_any = moved_any or (moved and {**moved, "key": key})
-        _ledger_rule(v, moved)
+        v["amended"] = bool(amended) and v["status"] == PASS
+        _ledger_rule(v, moved or v["amended"])
         v["required_n"] = _required(v, h)
         v["sentence"] = sentence(h.candidate, h.baseline, v, h)
         if look and v["verdict"] == INCONCLUSIVE and look["look"] == look["looks"]:
@@ -248,6 +260,34 @@ def decide(
                 f"(registered in run {moved['registered_run_id']}); the registered hypothesis "
                 "still decides the ledger, so a pass under this one does not count."
             )
+        # Where the level decides: a fail or abandon reads the same at any α.
+        if (
+            reuse > 1
+            and v["delta"].get("value") is not None
+            and v["verdict"] in (PASS, INCONCLUSIVE)
+        ):
+            level = v["holm"]["alpha"]
+            v["sentence"] += (
+                f" Test-set reuse: up to {reuse} iterations are selected on these test "
+                f"examples, so each is tested at one-sided α = {level * reuse:.4g}/{reuse} = "
+                f"{level:.4g} (p {_p(v['holm']['p_value'])})."
+            )
+        if unevaluated:
+            v["sentence"] += (
+                f" Not evaluated in this run: {', '.join(unevaluated)} — tested at the Holm "
+                f"levels of the registered family of {len(family)} hypotheses."
+            )
+        if v["amended"]:
+            v["flags"].append("amended")
+            v["sentence"] += (
+                " Amended protocol: "
+                + "; ".join(f"{a['key']}: {a['old']} → {a['new']}" for a in amended)
+                + "; a pass under it does not count until `harness register --amend` accepts it."
+            )
+        for a in (protocol or {}).get("accepted") or []:
+            v["sentence"] += (
+                f" Protocol amended by hand at {a['at']}: {a['why']} ({'; '.join(a['changes'])})."
+            )
         if entry.get("limit") is not None:
             v["sentence"] += (
                 f" Smoke run (--limit {entry['limit']}): not an iteration — no training charged, "
@@ -259,7 +299,7 @@ def decide(
                     f" Run {r.get('run_id')} excluded from the ledger by hand: "
                     f"{r['excluded'].get('why')}."
                 )
-        v["headline"] = headline(v, moved)
+        v["headline"] = headline(v, moved, amended)
     _lineage_verdicts(entry, verdicts, hyps)
     top = hypothesis if "hypotheses" not in hypothesis else {"hypotheses": hypothesis["hypotheses"]}
     section = {
@@ -273,10 +313,20 @@ def decide(
         "verdicts": verdicts,
         "moved_goalposts": moved_any,
     }
-    code = exit_code(verdicts, moved_any, allow_inconclusive, _all_failed(summary))
+    flagged = moved_any or any(v["amended"] for v in verdicts.values())
+    code = exit_code(verdicts, flagged, allow_inconclusive, _all_failed(summary))
     if errors:  # also a variant the guard does not judge (unguarded, or left out by --variant)
         code = 3
     return Decision(hypothesis, table, section, entry, code, errors)
+
+
+def _level(suite, look: dict | None, reuse: int) -> float | None:
+    """The family's one-sided level: the sequential look's share, else the confidence's, over
+    the iterations that reuse the test set (rule.reuse_iterations); None: holm's default."""
+    if reuse <= 1:
+        return look["alpha"] if look else None
+    base = look["alpha"] if look else min((1 - h.confidence) / 2 for h in suite.hypotheses())
+    return base / reuse
 
 
 def settled(suite, summary: dict[str, Any], alpha: float) -> bool:
@@ -288,7 +338,7 @@ def settled(suite, summary: dict[str, Any], alpha: float) -> bool:
         stats = summary.get("variants", {}).get(h.candidate)
         if stats is not None:
             verdicts[h.key] = _verdict(suite, summary, h, stats, [], entry, {})
-    return decided_at_look(verdicts, suite.correction, alpha)
+    return decided_at_look(verdicts, suite.correction, alpha / reuse_iterations(suite.hypotheses()))
 
 
 def _lineage_verdicts(entry: dict, verdicts: dict[str, dict], hyps: dict) -> None:
@@ -306,7 +356,7 @@ def _lineage_verdicts(entry: dict, verdicts: dict[str, dict], hyps: dict) -> Non
             if own is not None and key in verdicts:
                 own["verdict"] = verdicts[key]["verdict"]
         entry["variants"][name]["honest_pass"] = verdict == PASS and not any(
-            v["moved_goalposts"] for v in vs
+            v["moved_goalposts"] or v.get("amended") for v in vs
         )
 
 
@@ -318,7 +368,7 @@ def _required(v: dict, h) -> int | None:
     return required_n(v["delta"], v["n_examples"], h.margin, v["holm"]["planned_alpha"])
 
 
-def _ledger_rule(v: dict, moved: dict | None) -> None:
+def _ledger_rule(v: dict, moved) -> None:
     """Abandon: the lineage reached its limit without an honest pass, or was abandoned before."""
     led = v["ledger"]
     honest = v["status"] == PASS and not moved
@@ -340,7 +390,7 @@ def _delta_of(summary: dict, h, stats: dict) -> dict | None:
     return d
 
 
-def _verdict(suite, summary, h, stats, history, entry, table) -> dict[str, Any]:
+def _verdict(suite, summary, h, stats, history, entry, table, jobs=None) -> dict[str, Any]:
     """One hypothesis's verdict by the rule on its delta (the ledger's rule comes after Holm),
     with its lineage's ledger and error rate."""
     base_stats = summary.get("variants", {}).get(h.baseline) or {}
@@ -373,7 +423,9 @@ def _verdict(suite, summary, h, stats, history, entry, table) -> dict[str, Any]:
                 d[k] = delta[k]
     status = classify(d["ci_low"], d["ci_high"], thr) if d else INCONCLUSIVE
     n = stats.get("n_examples") or summary.get("n_examples") or 0
-    led = lineage(h.candidate, history, entry)
+    led = lineage(
+        h.candidate, history, entry, [j for j in jobs or [] if j.get("variant") == h.candidate]
+    )
     limit = limit_reached(led, h.max_iterations, h.budget_usd)
     v: dict[str, Any] = {
         "verdict": status,

@@ -8,13 +8,16 @@ training cost is counted once. Evaluation spend is counted on every run, because
 Only an honest pass (under a hypothesis no weaker than the registered one) counts as a pass, and
 once a lineage was abandoned it stays abandoned. A smoke run (`--limit`) adds its evaluation spend
 and nothing else: no iteration, no training, no best Δ, no pass or abandon. A run excluded with
-`harness ledger exclude` keeps its spend (the money is gone) and counts for nothing else.
+`harness ledger exclude` keeps its spend (the money is gone) and its iteration (the attempt was
+made), and counts for nothing else: its Δ leaves best-so-far, its verdict is no pass or abandon.
+`ledger`, `finetune` and `run` all fold the lineage here, so they count alike.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from harness.finetune.records import unevaluated
 from harness.stats.numbers import money
 
 
@@ -121,14 +124,16 @@ def unknown_training_text(led: dict) -> str:
     return f"; training cost of {', '.join(unknown)} unknown (no price)"
 
 
-def lineage(name: str, history: list[dict], current: dict) -> dict:
+def lineage(name: str, history: list[dict], current: dict, jobs: list[dict] | None = None) -> dict:
     """Fold the entries of `name` from earlier runs (oldest first) and this run's entry.
 
     `current` is this run's `ledger_entry(...)`. Returns iterations, the distinct model ids in
     order, training / evaluation / total spend, the best Δ so far on the current guard metric
     (earlier runs on another metric are not comparable), whether an earlier run passed honestly
     and the run that abandoned the lineage, if one did. Smoke runs (`limit` set) add their
-    evaluation spend only.
+    evaluation spend only. `jobs`: the variant's fine-tuning jobs (harness.finetune.records):
+    a model trained but superseded before any run evaluated it is an iteration, and it and the
+    failed jobs no run charged are spend — the same count in `ledger`, `finetune` and `run`.
     """
     entries = []
     for run in history:
@@ -162,7 +167,13 @@ def lineage(name: str, history: list[dict], current: dict) -> dict:
             else:
                 trained = float(trained or 0.0)
                 training += trained
-        if excluded or e.get("judged") is False:
+        if excluded:
+            # Its iteration still counts toward max_iterations (the attempt was made); its Δ,
+            # pass or abandon count for nothing.
+            if e.get("model") not in models:
+                models.append(e.get("model"))
+            continue
+        if e.get("judged") is False:  # every call failed: its spend counts, it is no iteration
             continue
         rows.append(
             {
@@ -191,6 +202,10 @@ def lineage(name: str, history: list[dict], current: dict) -> dict:
             passed_before = True
         if e.get("verdict") == "abandon" and abandoned_in is None:
             abandoned_in = run_id
+    if jobs:
+        extra, paid = unevaluated(jobs, charged)
+        models += [m for m in extra if m not in models]
+        training += paid
     return {
         "iterations": len(models),
         "models": models,

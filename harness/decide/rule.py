@@ -80,6 +80,15 @@ def one_sided_p(d: dict | None, confidence: float, side: str = "lower") -> float
     return lower if side == "lower" else 1 - lower
 
 
+def reuse_iterations(hypotheses) -> int:
+    """How many iterations a lineage may select on the same test examples: the largest
+    `max_iterations` among the hypotheses (1 without one). Each iteration's pass is tested at
+    α / this (Bonferroni over the iterations), so a lineage that tries every one of them with a
+    candidate that truly misses the margin passes at most α of the time
+    (benchmarks/guard_reuse.py)."""
+    return max((h.max_iterations or 1 for h in hypotheses), default=1)
+
+
 def spending_levels(alpha: float, looks: int) -> list[float]:
     """One-sided level of each of `looks` equally spaced looks under an O'Brien–Fleming-type
     alpha-spending function (Lan–DeMets: α(t) = 2 − 2Φ(z_{1−α/2} / √t), α(1) = α), each look
@@ -97,7 +106,12 @@ def look_sizes(n: int, looks: int) -> list[int]:
     return [max(1, math.ceil(n * k / looks)) for k in range(1, looks + 1)]
 
 
-def holm(verdicts: dict[str, dict], correction: str = "holm", alpha: float | None = None) -> None:
+def holm(
+    verdicts: dict[str, dict],
+    correction: str = "holm",
+    alpha: float | None = None,
+    family: int | None = None,
+) -> None:
     """Holm's step-down over the hypotheses' passes, family-wise at one-sided α = the smallest
     (1 − confidence) / 2 among them.
 
@@ -108,9 +122,12 @@ def holm(verdicts: dict[str, dict], correction: str = "holm", alpha: float | Non
     is not a pass claim and stays. One hypothesis: α/1, the plain rule; `correction: none`: each
     at its own α. `alpha`: the family's level when it is not the confidence's (a sequential
     look's share of it, `spending_levels`); then a pass needs p ≤ its step even alone. Each
-    verdict gets {"m", "correction", "alpha", "p_value", "planned_alpha"}.
+    verdict gets {"m", "correction", "alpha", "p_value", "planned_alpha"}. `family`: the size of
+    the registered family when this run evaluates only some of it (`--variant`): the others
+    count as never passing (p = 1), so each evaluated one is tested at the family's levels.
     """
-    m = len(verdicts)
+    m = max(len(verdicts), family or 0)
+    unseen = m - len(verdicts)
     conf = {n: v["delta"].get("confidence") or 0.95 for n, v in verdicts.items()}
     ps = {
         n: 1.0 if "error_rate" in v["flags"] else one_sided_p(v["delta"], conf[n])
@@ -134,7 +151,7 @@ def holm(verdicts: dict[str, dict], correction: str = "holm", alpha: float | Non
     left = set(verdicts)
     level = {n: alpha / m for n in verdicts}
     while left:
-        step = alpha / len(left)
+        step = alpha / (len(left) + unseen)
         passed = {n for n in left if ps[n] <= step}
         for n in left:
             level[n] = step

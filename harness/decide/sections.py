@@ -48,6 +48,11 @@ def _action(h: Hypothesis, v: Verdict) -> str:
         return "**cannot judge** — fix the provider errors and rerun"
     if "moved_goalposts" in v.flags:
         return f"**not counted** — `{h.candidate}` was judged under a weakened hypothesis"
+    if "amended" in v.flags:
+        return (
+            f"**not counted** — `{h.candidate}` passed under an amended protocol "
+            "(`harness register --amend --why` to accept it)"
+        )
     if v.verdict == "pass":
         if h.test == "non-inferiority":
             return f"**switch to `{h.candidate}`** — no worse than `{h.baseline}`"

@@ -174,8 +174,14 @@ def sentence(name: str, baseline: str, v: dict, guard) -> str:
     return text
 
 
-def headline(v: dict, moved: dict | None) -> str:
+def headline(v: dict, moved: dict | None, amended: list[dict] | None = None) -> str:
     """What the terminal puts before the sentence: the verdict, and why a pass still exits 1."""
+    if v["verdict"] == PASS and amended and not moved:
+        keys = ", ".join(dict.fromkeys(a["key"] for a in amended))
+        return (
+            f"PASS — flagged: amended protocol ({keys}); exit 1: a pass under a protocol "
+            "amended since registration does not count"
+        )
     if v["verdict"] == PASS and moved:
         changes = ", ".join(c.replace(":", "", 1) for c in moved["changes"])
         return (

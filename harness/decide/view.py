@@ -57,7 +57,8 @@ def ledger_lines(
             f"{job.get('created_at')}{tail}"
         )
     for name in suite.guarded():
-        led = lineage(name, history, {"metric": metric_of[name], "variants": {}})
+        mine = [j for j in jobs or [] if j.get("variant") == name]
+        led = lineage(name, history, {"metric": metric_of[name], "variants": {}}, mine)
         best = (
             _signed(led["best_delta"], metric_of[name], unit=True)
             if led["best_delta"] is not None

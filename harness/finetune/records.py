@@ -9,15 +9,19 @@ a command killed afterwards finds the job and watches it instead of creating ano
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from harness._util.jsonl import read_lines
 from harness.data.dataset import file_hash
+from harness.data.lineage import find_lineage, fingerprints, read_protocol
 from harness.suite import Suite
 
 STORE_DIR = ".finetune"
@@ -29,10 +33,33 @@ def train_split_hash(suite: Suite) -> str | None:
     return file_hash(path) if path is not None and path.is_file() else None
 
 
-def suite_lineage(suite: Suite) -> str | None:
-    """The lineage of a suite from its test file (None when the file is missing)."""
+def suite_lineage(suite: Suite, runs_dir: str | Path | None = None) -> str | None:
+    """The lineage of a suite from its test file (None when the file is missing). With
+    `runs_dir`: the registered lineage its test examples mostly overlap, else the one its
+    fine-tuned variants' jobs belong to, else its own (harness.data.lineage)."""
     test = suite.resolve_path(suite.spec.data.test)
-    return file_hash(test) if test.is_file() else None
+    if not test.is_file():
+        return None
+    own = file_hash(test)
+    if runs_dir is None:
+        return own
+    from harness.data.dataset import load_dataset
+
+    found, _ = find_lineage(runs_dir, own, fingerprints(load_dataset(suite, hash_files=False).test))
+    if found == own and read_protocol(runs_dir, own) is None:
+        return lineage_of_models(runs_dir, [v.model for v in suite.variants]) or own
+    return found
+
+
+def lineage_of_models(runs_dir: str | Path, models: list[str]) -> str | None:
+    """The lineage whose job store trained one of `models` (a fine-tuned model id names its
+    lineage whatever the suite now says), or None."""
+    wanted = {m.split("/", 1)[-1] for m in models} | set(models)
+    for path in sorted((Path(runs_dir) / STORE_DIR).glob("*.jsonl")):
+        for rec in read_lines(path, on_torn="skip"):
+            if isinstance(rec, dict) and rec.get("model_id") and rec["model_id"] in wanted:
+                return path.stem
+    return None
 
 
 @dataclass
@@ -43,6 +70,18 @@ class JobStore:
     @property
     def path(self) -> Path:
         return Path(self.runs_dir) / STORE_DIR / f"{self.lineage}.jsonl"
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Held while a job is checked against the lineage's limits, created and recorded: N
+        `harness finetune` at once see each other's jobs, so none passes max_iterations."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_suffix(".lock"), "a") as f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
     def append(self, record: dict[str, Any]) -> dict[str, Any]:
         record = {**record, "updated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
@@ -82,6 +121,23 @@ def job_cost_text(job: dict[str, Any], cost: float | None) -> str:
     if hosted and job.get("wall_s") is not None:
         text += f" ({job['wall_s'] / 60:.1f} min × ${options['price_per_hour']}/h, self-hosted)"
     return text
+
+
+def unevaluated(jobs: list[dict[str, Any]], evaluated: set) -> tuple[list[str], float]:
+    """(models, dollars) the ledger's runs have not seen: models trained but superseded before a
+    run evaluated them, and what they cost with the failed or cancelled jobs since the model
+    before (and those after the last model: paid, never evaluated). A model in `evaluated` is
+    charged by its run, with the failed jobs before it."""
+    models: list[str] = []
+    usd = pending = 0.0
+    for j in jobs:
+        pending += float(j.get("cost_usd") or 0.0) + float(j.get("distill_usd") or 0.0)
+        if j.get("status") == "succeeded":
+            if j.get("model_id") and j["model_id"] not in evaluated:
+                models.append(j["model_id"])
+                usd += pending
+            pending = 0.0
+    return models, round(usd + pending, 6)
 
 
 def iteration_cost(jobs: list[dict[str, Any]], job_id: str) -> float | None:

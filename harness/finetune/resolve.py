@@ -35,7 +35,7 @@ def resolve_trained(
     trained = [v for v in selected if v.finetune is not None]
     if not trained:
         return suite, selected, []
-    key = suite_lineage(suite)
+    key = suite_lineage(suite, runs_dir)
     store = JobStore(runs_dir, key) if key else None
     replaced: dict[str, Variant] = {}
     extra: dict[str, list[Variant]] = {}

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.decide.costs import cost_per_request
+from harness.decide.protocol import amendment_lines
 from harness.decide.sections import decision_lines, guard_fingerprint, hypothesis_lines
 from harness.results import Summary, as_summary
 from harness.stats.numbers import exit_text, money, verdict_label, with_ci
@@ -120,6 +121,7 @@ def markdown(summary: dict[str, Any] | Summary) -> str:
     moved = s.guard.moved_goalposts
     if moved:
         lines += ["", f"**Moved goalposts:** {'; '.join(moved['changes'])}"]
+    lines += protocol_lines(summary)
     return "\n".join(lines) + "\n"
 
 
@@ -148,6 +150,15 @@ def _break_even_cell(be: Any, candidate: dict[str, Any], base: dict[str, Any], v
     if valued and cpr is not None:
         return "none: no saving per request once errors are priced"
     return "–"
+
+
+def protocol_lines(summary: dict[str, Any] | Summary) -> list[str]:
+    """The run against its registered protocol: each amendment and stricter change, old → new."""
+    protocol = (
+        summary.get("protocol") if isinstance(summary, dict) else getattr(summary, "protocol", None)
+    )
+    shown = amendment_lines(protocol)
+    return ["", "**Protocol:**", *(f"- {_cell(line)}" for line in shown)] if shown else []
 
 
 def _cell(text: Any) -> str:

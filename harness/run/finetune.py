@@ -75,7 +75,7 @@ def finetune(suite_path: str | Path, opts: FinetuneOptions) -> FinetuneOutcome:
     suite = validate_suite(load_suite(suite_path))
     variant = _pick(suite, opts.variant)
     spec = finetune_spec(suite, variant)
-    key = suite_lineage(suite)
+    key = suite_lineage(suite, opts.runs_dir)
     if key is None:
         raise suite.fail(
             "test file not found — the job store's lineage is its hash", ("data", "test")
@@ -92,21 +92,33 @@ def finetune(suite_path: str | Path, opts: FinetuneOptions) -> FinetuneOutcome:
         record = store.append({**active, **state.to_dict()})
         opts.echo(f"cancel requested for job {active['job_id']}: {state.status}")
         return FinetuneOutcome(record)
-    if active is not None:
-        opts.echo(f"resuming job {active['job_id']} ({active['status']}) — no new job created")
-        return watch.until_done(active)
+    # From here to the job's record is one step under the job store's lock: the training files,
+    # the limits, the job's creation and its record. Another `harness finetune` of the lineage
+    # waits, then watches this job instead of creating one more.
+    with store.lock():
+        latest = store.latest(spec.variant)
+        if latest and latest.get("status") not in TERMINAL:
+            opts.echo(f"resuming job {latest['job_id']} ({latest['status']}) — no new job created")
+            record = latest
+        else:
+            prepared = _prepare(suite, spec, key, opts)
+            for job in store.jobs(spec.variant):
+                if job.get("status") == "succeeded" and job.get("inputs") == prepared["inputs"]:
+                    opts.echo(
+                        f"{spec.variant} is already trained on these rows and settings: "
+                        f"{job['model_id']} (job {job['job_id']}) — change the data or "
+                        "`finetune:` settings to train a new iteration"
+                    )
+                    return FinetuneOutcome(job)
+            estimate = backend.estimate_usd(spec, prepared["train_tokens"])
+            cap = _check_limits(suite, spec, store, estimate, opts, backend)
+            record = _create(suite, spec, store, prepared, estimate, cap, opts, backend)
+    return watch.until_done(record)
 
-    prepared = _prepare(suite, spec, key, opts)
-    for job in store.jobs(spec.variant):
-        if job.get("status") == "succeeded" and job.get("inputs") == prepared["inputs"]:
-            opts.echo(
-                f"{spec.variant} is already trained on these rows and settings: "
-                f"{job['model_id']} (job {job['job_id']}) — change the data or `finetune:` "
-                "settings to train a new iteration"
-            )
-            return FinetuneOutcome(job)
-    estimate = backend.estimate_usd(spec, prepared["train_tokens"])
-    cap = _check_limits(suite, spec, store, estimate, opts, backend)
+
+def _create(suite, spec, store, prepared, estimate, cap, opts, backend) -> dict[str, Any]:
+    """Submit (or adopt) the job and record it; the caller holds the store's lock."""
+    key = store.lineage
     opts.echo(
         f"{prepared['n_train']} training rows ({prepared['n_val']} for validation), "
         f"{prepared['train_tokens']} tokens × {spec.epochs or 1} epoch(s): estimated "
@@ -166,7 +178,7 @@ def finetune(suite_path: str | Path, opts: FinetuneOptions) -> FinetuneOutcome:
         f"{'adopted' if find_id else 'created'} job {job_id} ({spec.provider}, "
         f"{spec.base_model}); recorded in {store.path}"
     )
-    return watch.until_done(record)
+    return record
 
 
 def _record_duplicates(store: JobStore, backend, job_id: str, base: dict, opts) -> None:
@@ -337,17 +349,15 @@ def _check_limits(
     history, _ = gather(
         suite.name, MlflowHistory.at(opts.tracking_uri, key), LocalHistory(opts.runs_dir, key)
     )
-    led = lineage(spec.variant, history, {"metric": guard.metric, "variants": {}})
+    # One count with `harness run` and `harness ledger` (decide.ledger.lineage): models no run
+    # evaluated yet and failed jobs are in it; a queued or running job will be an iteration.
+    jobs = store.jobs(spec.variant)
+    led = lineage(spec.variant, history, {"metric": guard.metric, "variants": {}}, jobs)
     iterations, spent = led["iterations"], led["spent_usd"]
-    pending = 0.0
-    for job in store.jobs(spec.variant):
-        pending += float(job.get("cost_usd") or 0.0) + float(job.get("distill_usd") or 0.0)
-        if job.get("status") == "succeeded":
-            if job.get("model_id") not in led["models"]:
-                iterations += 1  # trained, not evaluated yet: the ledger will see it
-                spent += pending
-            pending = 0.0  # an evaluated model's jobs are in the ledger's training cost
-    spent += pending  # failed or cancelled since the last model: paid, never evaluated
+    for job in jobs:
+        if job.get("status") not in TERMINAL:
+            iterations += 1
+            spent += float(job.get("estimate_usd") or 0.0)
     v = spec.variant
     if led["abandoned_in"]:
         raise OverLimit(f"{v} was abandoned in run {led['abandoned_in']} — no new job.")

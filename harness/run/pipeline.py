@@ -23,8 +23,10 @@ from harness.calls.batch import check_batchable
 from harness.calls.engine import check_credentials
 from harness.calls.pool import merge_paths
 from harness.data.dataset import Dataset, load_dataset
+from harness.data.lineage import find_lineage, fingerprints, read_protocol
 from harness.decide.guard import decide, settled
 from harness.decide.history import LocalHistory, gather, lineage_id
+from harness.decide.protocol import amendment_lines, review
 from harness.decide.rule import look_sizes, spending_levels
 from harness.errors import (
     LocalModelCrashed,
@@ -34,6 +36,7 @@ from harness.errors import (
     SuiteError,
     TrackingError,
 )
+from harness.finetune.records import JobStore, lineage_of_models
 from harness.finetune.resolve import check_resumed_models, resolve_trained
 from harness.plugins import load_plugins
 from harness.prompt.templates import validate_templates
@@ -67,6 +70,7 @@ from harness.run.warmup import prewarm_post_run
 from harness.rundir.reader import load_run
 from harness.rundir.writer import ResultsWriter, RunDir, create_run, open_run, write_stage_scores
 from harness.score.judge import check_judge_credentials
+from harness.score.record import example_score
 from harness.score.registry import validate_suite
 from harness.score.scorer import make_scorer
 from harness.score.stages import run_post_call_stages
@@ -600,7 +604,14 @@ def apply_guard(
     MLflow history is read (MlflowHistory.read; default: in this process)."""
     suite = outcome.suite
     history: list[dict] = []
-    outcome.summary["lineage"] = lineage_id(suite, outcome.dataset.hashes)
+    examples = fingerprints(outcome.dataset.test)
+    own = lineage_id(suite, outcome.dataset.hashes)
+    lineage, share = find_lineage(opts.runs_dir, own, examples)
+    if lineage == own and suite.guards and read_protocol(opts.runs_dir, own) is None:
+        # A fine-tuned candidate's jobs name its lineage, whatever the test file is now.
+        lineage = lineage_of_models(opts.runs_dir, [v.model for v in suite.variants]) or own
+    outcome.summary["lineage"] = lineage
+    protocol = None
     if suite.guards:
         history, notes = gather(
             suite.name,
@@ -609,12 +620,30 @@ def apply_guard(
         )
         if notes:
             outcome.summary.setdefault("notes", []).extend(notes)
+        if lineage is not None:
+            protocol = review(
+                suite,
+                opts.runs_dir,
+                lineage,
+                examples,
+                own,
+                baseline_scores(outcome, examples),
+                outcome.run_id,
+                counted=limit is None,
+                overlap=share,
+            )
+            outcome.summary["protocol"] = protocol
+            said = amendment_lines(protocol)
+            if said:
+                outcome.summary.setdefault("notes", []).extend(said)
     decision = decide(
         suite,
         outcome.summary,
         history,
         allow_inconclusive=opts.allow_inconclusive,
         look=look,
+        protocol=protocol,
+        jobs=JobStore(opts.runs_dir, lineage).jobs() if suite.guards and lineage else None,
     )
     if look and look["stopped_early"]:
         # What the calls not made would have cost, at each variant's measured price.
@@ -636,6 +665,17 @@ def apply_guard(
             "ledger (no iteration, no training cost, no hypothesis registered, no best so far)"
         )
     outcome.exit_code = outcome.exit_code or decision.exit_code
+
+
+def baseline_scores(outcome: RunOutcome, examples: list[str]) -> dict[str, float]:
+    """The baseline's score per example fingerprint (the mean over repeats): what a changed
+    baseline is judged by and drift is measured from (harness.decide.protocol)."""
+    fp = {e.id: f for e, f in zip(outcome.dataset.test, examples, strict=True)}
+    sums: dict[str, list[float]] = {}
+    for r in outcome.records.get(outcome.suite.baseline) or []:
+        if r.get("id") in fp:
+            sums.setdefault(fp[r["id"]], []).append(example_score(r))
+    return {k: sum(v) / len(v) for k, v in sums.items()}
 
 
 def publish(run, cli_uri: str | None = None, warn=None, log=None) -> str | None:

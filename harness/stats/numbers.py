@@ -114,6 +114,8 @@ def verdict_label(v: dict[str, Any]) -> str:
     flags = v.get("flags") or []
     if verdict == "pass" and "moved_goalposts" in flags:
         return "pass (flagged: goalposts moved)"
+    if verdict == "pass" and "amended" in flags:
+        return "pass (flagged: amended protocol)"
     if "error_rate" in flags:
         return f"{verdict} (flagged: provider errors)"
     return verdict

@@ -74,6 +74,11 @@ def parent_fields(run) -> tuple[dict[str, str], dict[str, float], dict[str, str]
         "harness.exit_code": str(s.get("exit_code")),
         "mlflow.note.content": _note(s),
     }
+    protocol = s.get("protocol") or {}
+    if protocol:  # the registered protocol's fingerprint and what this run amended (issue 27)
+        tags["harness.protocol"] = str(protocol.get("fingerprint"))
+        amended = [f"{a['key']}: {a['old']} → {a['new']}" for a in protocol.get("amendments") or []]
+        tags["harness.amendments"] = json.dumps(amended, ensure_ascii=False)[:5000]
     if verdicts:  # the verdict column of the first view, on the parent row too
         tags["harness.verdict"] = ", ".join(f"{n}: {v}" for n, v in verdicts.items())
     for name, verdict in verdicts.items():

@@ -105,7 +105,7 @@ def test_power_numbers_match_the_normal_closed_form(tmp_path, n, confidence):
 
 def test_a_ready_suite_passes_every_line(tmp_path):
     guard = "guard: {metric: accuracy, margin: 0.05, max_iterations: 3, budget_usd: 500}"
-    path = write_suite(tmp_path, n_test=800, n_train=600, guard=guard)
+    path = write_suite(tmp_path, n_test=1100, n_train=600, guard=guard)
     suite = load_suite(path)
     dataset = load_dataset(suite)
     lines = readiness_lines(suite, dataset) + power_lines(suite, len(dataset.test))
@@ -114,7 +114,8 @@ def test_a_ready_suite_passes_every_line(tmp_path):
     assert by_name["iteration budget"] == "max 3 iterations and $500 budget per lineage"
     assert by_name["training data"] == "600 examples (within 200–2000)"
     assert by_name["power for margin"] == (
-        "margin 0.05 needs ≥ 785 test examples; you have 800 "
+        "margin 0.05 needs ≥ 1047 test examples at α/3 per iteration (max_iterations 3); you "
+        "have 1100 "
         "(80% power when the true Δ is a margin beyond the threshold)"
     )
 

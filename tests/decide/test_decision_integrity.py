@@ -212,7 +212,11 @@ def test_rename_keeps_the_ledger_and_exclusions_are_visible(tmp_path, openai_ser
     assert done.exit_code == 0, done.output
     _, out, third = run("fake-ft-v3", 0.03, name="renamed-suite")
     v = third["guard"]["verdicts"]["ft"]
-    assert v["ledger"]["iterations"] == 2  # v2 and v3; v1's spend stays
+    assert v["ledger"]["iterations"] == 3  # v1's iteration and spend stay (issue 27)
+    assert [r["model"] for r in v["ledger"]["history"]] == [
+        "openai/fake-ft-v2",
+        "openai/fake-ft-v3",
+    ]
     assert v["ledger"]["training_usd"] == 120.0
     assert (
         f" Run {first['run_id']} excluded from the ledger by hand: wrong prompt template."

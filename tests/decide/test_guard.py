@@ -44,7 +44,9 @@ def test_superiority_pass_exit_0(suite):
     assert v["verdict"] == "pass" and s["exit_code"] == 0
     assert v["required_n"] is None
     assert v["sentence"] == (
-        "ft: +8.0 pts macro-F1 [+6.0, +10.0] vs base; target +5.0 shown — pass. 1 of 3 iterations, $40 of $500 budget spent."
+        "ft: +8.0 pts macro-F1 [+6.0, +10.0] vs base; target +5.0 shown — pass. 1 of 3 "
+        "iterations, $40 of $500 budget spent. Test-set reuse: up to 3 iterations are selected on "
+        "these test examples, so each is tested at one-sided α = 0.025/3 = 0.008333 (p = 0.00164)."
     )
 
 
@@ -74,18 +76,20 @@ def test_required_n_matches_stats_helper(suite):
 
     s = decided(suite, make_summary((0.031, -0.008, 0.070), n=60), [])
     sd = sd_from_interval(-0.008, 0.070, 60, 0.95)
-    # half-width 0.039 on 60 → sd 0.154; ((1.96 + 0.84) * 0.154 / 0.05)^2 = 74.6
-    assert verdict_of(s)["required_n"] == required_n(0.05, sd=sd, confidence=0.95) == 75
+    # half-width 0.039 on 60 → sd 0.154; at α = 0.025 / 3 (max_iterations 3 reuse the test
+    # set): ((2.39 + 0.84) * 0.154 / 0.05)^2 = 99.1
+    assert verdict_of(s)["required_n"] == required_n(0.05, sd=sd, alpha=0.025 / 3) == 100
 
 
 def test_inconclusive_on_a_large_enough_set_says_the_delta_sits_at_the_threshold(suite):
-    # Half-width 0.02 on 200 → sd 0.144, so ~66 examples suffice at a true Δ of +10 pts; this
-    # Δ of +5.0 sits on the threshold, and "~66 would decide" would contradict the 200 used.
+    # Half-width 0.02 on 200 → sd 0.144, so ~88 examples suffice at a true Δ of +10 pts (at
+    # α / 3: max_iterations 3); this Δ of +5.0 sits on the threshold, and "~88 would decide"
+    # would contradict the 200 used.
     s = decided(suite, make_summary((0.05, 0.03, 0.07), n=200), [])
     v = verdict_of(s)
-    assert v["verdict"] == "inconclusive" and v["required_n"] == 66
+    assert v["verdict"] == "inconclusive" and v["required_n"] == 88
     assert (
-        "inconclusive; the interval spans the threshold although ~66 test examples suffice "
+        "inconclusive; the interval spans the threshold although ~88 test examples suffice "
         "when the true Δ is a margin beyond it." in v["sentence"]
     )
 

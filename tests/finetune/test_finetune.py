@@ -423,3 +423,62 @@ def test_a_job_whose_record_was_lost_is_adopted_not_created_twice(
     )
     assert len(server.fine_tuning.created) == 1
     assert store.latest("ft")["status"] == "succeeded"
+
+
+def test_concurrent_finetunes_never_pass_max_iterations(openai_server, isolated_cwd, fake_key):
+    """Three `harness finetune` at once with max_iterations: 1 (issue 27): the limits, the job's
+    creation and its record are one step under the job store's lock, so one job is created and
+    the others watch it."""
+    server = openai_server(answer)
+    suite = write_suite(
+        isolated_cwd, server.url, guard="{metric: accuracy, margin: 0.1, max_iterations: 1}"
+    )
+    cmd = [sys.executable, "-m", "harness.cli", "finetune", str(suite), "--poll-interval", "0.2"]
+    procs = [
+        subprocess.Popen(
+            cmd, cwd=isolated_cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        for _ in range(3)
+    ]
+    outs = [p.communicate(timeout=240)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], outs
+    assert len(server.fine_tuning.created) == 1 and len(server.files.uploads) == 2
+    assert sum("created job ftjob-000001" in o for o in outs) == 1
+    assert (
+        sum(
+            ("resuming job ftjob-000001" in o) or ("ft is already trained on these rows" in o)
+            for o in outs
+        )
+        == 2
+    )
+    store = JobStore("runs", suite_lineage(load_suite(suite)))
+    assert [j["job_id"] for j in store.jobs()] == ["ftjob-000001"]
+
+
+def test_a_superseded_model_counts_in_run_ledger_and_finetune(
+    openai_server, isolated_cwd, fake_key
+):
+    """Two models trained before any run evaluated the first (issue 27): the run's ledger counts
+    both iterations and both jobs' cost, as `harness finetune` and `harness ledger` do."""
+    server = openai_server(answer)
+    suite = write_suite(
+        isolated_cwd, server.url, guard="{metric: accuracy, margin: 0.1, max_iterations: 2}"
+    )
+    assert _finetune(suite).exit_code == 0
+    with open(isolated_cwd / "data" / "train.csv", "a") as f:
+        f.write('"Where is my new card? train #99",card_arrival\n')
+    assert _finetune(suite).exit_code == 0
+    store = JobStore("runs", suite_lineage(load_suite(suite)))
+    costs = [j["cost_usd"] for j in store.jobs("ft")]
+    assert len(costs) == 2
+    run = CliRunner().invoke(main, ["run", str(suite), "--json"], catch_exceptions=False)
+    led = json.loads(run.stdout)["guard"]["verdicts"]["ft"]["ledger"]
+    first, second = (j["model_id"] for j in store.jobs("ft"))
+    assert led["iterations"] == 2 and led["models"] == [second, first]
+    assert led["training_usd"] == pytest.approx(sum(costs))
+    with open(isolated_cwd / "data" / "train.csv", "a") as f:
+        f.write('"Where is my newest card? train #100",card_arrival\n')
+    refused = _finetune(suite)
+    assert refused.output == "Error: ft has used 2 of 2 iterations (max_iterations) — no new job.\n"
+    shown = CliRunner().invoke(main, ["ledger", str(suite)])
+    assert "ft: 2 iteration(s)" in shown.output

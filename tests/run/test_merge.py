@@ -44,7 +44,10 @@ def uneven_answer(messages, body) -> str:
 
 
 def comparable(summary: dict) -> dict:
-    return {k: v for k, v in summary.items() if k not in RUN_FIELDS}
+    out = {k: v for k, v in summary.items() if k not in RUN_FIELDS}
+    if out.get("protocol"):  # the run that registered it is run-specific
+        out["protocol"] = {k: v for k, v in out["protocol"].items() if k != "registered_run_id"}
+    return out
 
 
 def test_merged_shards_equal_an_unsharded_run(openai_server, fake_key, tmp_path):

@@ -1,0 +1,78 @@
+"""A lineage's identity from its test examples' content, so that edits do not reset its record.
+
+A lineage is first known by the hash of its test file (harness.decide.history.lineage_id); its
+registered protocol (harness.decide.protocol) keeps one fingerprint per test example (its inputs
+and expected answer). A later run whose test file hashes differently still continues the lineage
+when most of its examples are the registered ones: renaming the suite, dropping a row or adding
+examples is the same experiment, never a silent fresh start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+PROTOCOL_DIR = ".protocol"  # runs/.protocol/<lineage>.json: each lineage's registered protocol
+# "Mostly overlaps": at least this share of the registered examples are in the new test set, and
+# of the new test set's examples are registered ones.
+OVERLAP = 0.5
+
+
+def example_fingerprint(inputs: dict[str, Any], target: Any) -> str:
+    """12 hex digits of an example's content: what the model sees and what it must answer."""
+    canonical = json.dumps(
+        {"inputs": inputs, "expected": target}, sort_keys=True, default=str, ensure_ascii=False
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def fingerprints(examples) -> list[str]:
+    """One fingerprint per test example (harness.data.dataset.Example), in data order."""
+    return [example_fingerprint(e.inputs, e.target) for e in examples]
+
+
+def protocol_path(runs_dir: str | Path, lineage: str) -> Path:
+    return Path(runs_dir) / PROTOCOL_DIR / f"{lineage}.json"
+
+
+def read_protocol(runs_dir: str | Path | None, lineage: str | None) -> dict | None:
+    """A lineage's registered protocol as stored (a JSON mapping), or None."""
+    if runs_dir is None or lineage is None:
+        return None
+    try:
+        data = json.loads(protocol_path(runs_dir, lineage).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def overlap(registered: list[str], current: list[str]) -> float:
+    """The smaller of the two shares: registered examples kept, current examples registered."""
+    reg, cur = set(registered), set(current)
+    if not reg or not cur:
+        return 0.0
+    shared = len(reg & cur)
+    return min(shared / len(reg), shared / len(cur))
+
+
+def find_lineage(
+    runs_dir: str | Path | None, test_hash: str | None, current: list[str]
+) -> tuple[str | None, float | None]:
+    """(lineage, overlap): the registered lineage this test set continues, else its own hash.
+
+    Its own hash when that lineage is registered (overlap None: the same file); else the
+    registered lineage whose examples overlap most, when they mostly do; else the file's hash
+    (a new lineage)."""
+    if runs_dir is None or read_protocol(runs_dir, test_hash) is not None:
+        return test_hash, None
+    best, share = None, 0.0
+    for path in sorted((Path(runs_dir) / PROTOCOL_DIR).glob("*.json")):
+        reg = read_protocol(runs_dir, path.stem) or {}
+        s = overlap(reg.get("examples") or [], current)
+        if s > share:
+            best, share = path.stem, s
+    if best is not None and share >= OVERLAP:
+        return best, share
+    return test_hash, None

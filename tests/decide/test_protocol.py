@@ -1,0 +1,370 @@
+"""The registered protocol at the CLI (issue 27): each way a verdict's meaning could be changed
+by editing what the guard did not register ends flagged, with the exact line that changed, or
+continues its lineage; the honest workflow reads clean.
+
+`harness run` against the scripted test server (tests/decide/test_guard_scenarios.py): question
+#i is right when (37·i mod 100)/100 < the model's accuracy, so a 0.45 model's right answers are a
+subset of a 0.5 model's, and the rows it misses are known.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import write_suite
+from test_guard_scenarios import scripted
+
+from harness.cli import main
+
+VARIANTS = """
+  - name: zero-shot
+    model: openai/fake-base
+    pricing: {{input_per_1m: {base_price}, output_per_1m: {base_price}}}{base_extra}
+  - name: ft
+    kind: fine-tuned
+    model: openai/{ft_model}
+    base_model: openai/fake-small
+    training: {{cost_usd: 40}}
+    pricing: {{input_per_1m: 1, output_per_1m: 1}}
+"""
+
+GUARD = """
+baseline: zero-shot
+guard:
+  metric: accuracy
+  test: non-inferiority
+  margin: {margin}
+  max_iterations: 3{guard_extra}
+volume: {{monthly_requests: 100000}}
+value: {{error_cost_usd: {error_cost}}}
+"""
+
+
+class Story:
+    """One lineage's runs in one tmp_path: run(model, **edits) -> (exit code, output, summary)."""
+
+    def __init__(self, tmp_path: Path, openai_server):
+        self.tmp = tmp_path
+        self.accuracy = {"fake-base": 0.5}
+        self.server = openai_server(scripted(self.accuracy))
+        self.tracking = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+        self.runs = tmp_path / "runs"
+
+    def write(
+        self,
+        model="fake-ft-v1",
+        *,
+        margin=0.03,
+        name="test-suite",
+        n=60,
+        drop=(),
+        base_price=10.0,
+        base_extra="",
+        error_cost=0.4,
+        guard_extra="",
+        guard=None,
+        variants=None,
+    ) -> Path:
+        variants = variants or VARIANTS.format(
+            ft_model=model, base_price=base_price, base_extra=base_extra
+        )
+        extra = guard or GUARD.format(margin=margin, guard_extra=guard_extra, error_cost=error_cost)
+        path = write_suite(self.tmp, self.server.url, n=n, variants=variants, extra=extra)
+        path.write_text(path.read_text().replace("name: test-suite", f"name: {name}"))
+        if drop:
+            test = self.tmp / "data" / "test.csv"
+            lines = test.read_text().splitlines()
+            kept = [lines[0]] + [r for i, r in enumerate(lines[1:]) if i not in set(drop)]
+            test.write_text("\n".join(kept) + "\n")
+        return path
+
+    def run(self, model="fake-ft-v1", *flags, acc=0.45, **edits):
+        self.accuracy[model] = acc
+        path = self.write(model, **edits)
+        name = edits.get("name", "test-suite")
+        args = ["run", str(path), "--runs-dir", str(self.runs), "--tracking-uri", self.tracking]
+        res = CliRunner().invoke(main, [*args, *flags])
+        found = sorted((self.runs / name).glob("*/summary.json"))
+        summary = json.loads(found[-1].read_text()) if found else None
+        return res.exit_code, res.output, summary
+
+    def cli(self, *args):
+        return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def verdict_line(output, key="ft"):
+    return next(
+        line
+        for line in output.splitlines()
+        if line.startswith(("PASS", "FAIL", "INCONCLUSIVE", "ABANDON")) and f": {key}: " in line
+    )
+
+
+def notes(output):
+    return [line[len("note: ") :] for line in output.splitlines() if line.startswith("note: ")]
+
+
+def amendments(output):
+    return [n for n in notes(output) if n.startswith(("protocol", "baseline", "lineage"))]
+
+
+# Rows of fake-ft at 0.45 that it gets wrong while the baseline (0.5) is right.
+FT_MISSES = [i for i in range(60) if 0.45 <= (37 * i % 100) / 100 < 0.5]
+
+
+def test_dropping_the_candidates_misses_is_an_amendment_and_continues_the_lineage(
+    tmp_path, openai_server, fake_key
+):
+    s = Story(tmp_path, openai_server)
+    code, out, first = s.run("fake-ft-v1")
+    assert code == 1 and first["protocol"]["registered_now"] is True
+    assert amendments(out) == []
+    comment = tmp_path / "comment.md"
+    code, out, second = s.run("fake-ft-v2", "--pr-comment", str(comment), drop=FT_MISSES)
+    v = second["guard"]["verdicts"]["ft"]
+    assert second["lineage"] == first["lineage"]
+    pr = comment.read_text()
+    assert "| ft | 🚩 pass (flagged: amended protocol) |" in pr
+    assert (
+        "**Protocol:**\n"
+        f"- protocol amendment (registered in run {first['run_id']}): test set: 60 examples → "
+        "57 examples (3 removed) — a pass under it does not count until `harness register "
+        'SUITE.yaml --amend --why "…"` accepts it\n'
+    ) in pr
+    assert v["status"] == "pass" and v["flags"] == ["amended"] and code == 1
+    assert second["ledger_entry"]["variants"]["ft"]["honest_pass"] is False
+    assert v["ledger"]["iterations"] == 2
+    assert amendments(out) == [
+        f"protocol amendment (registered in run {first['run_id']}): test set: 60 examples → "
+        f"{60 - len(FT_MISSES)} examples ({len(FT_MISSES)} removed) — a pass under it does not "
+        'count until `harness register SUITE.yaml --amend --why "…"` accepts it',
+        f"lineage {first['lineage']} continued: 95% of the test examples are the registered ones",
+    ]
+    line = verdict_line(out)
+    assert line.startswith(
+        "PASS — flagged: amended protocol (test set); exit 1: a pass under a protocol amended "
+        "since registration does not count: ft: "
+    )
+    assert line.endswith(
+        " Amended protocol: test set: 60 examples → 57 examples (3 removed); a pass under it "
+        "does not count until `harness register --amend` accepts it."
+    )
+    report = (s.runs / "test-suite" / second["run_id"] / "report.md").read_text()
+    assert "test set: 60 examples → 57 examples (3 removed)" in report
+    # Accepted, it is named on every later verdict and the pass counts.
+    res = s.cli("register", tmp_path / "suite.yaml", "--runs-dir", s.runs, "--amend")
+    assert res.exit_code == 2 and "--amend: say why" in res.output
+    res = s.cli(
+        "register", tmp_path / "suite.yaml", "--runs-dir", s.runs, "--amend", "--why", "dupes"
+    )
+    assert res.exit_code == 0, res.output
+    assert res.output.splitlines()[1] == (
+        "amendment: test set: 60 examples → 57 examples (3 removed)"
+    )
+    code, out, third = s.run("fake-ft-v2", drop=FT_MISSES)
+    v = third["guard"]["verdicts"]["ft"]
+    assert code == 0 and v["flags"] == [] and amendments(out) == []
+    assert " Protocol amended by hand at " in v["sentence"]
+    assert v["sentence"].endswith(": dupes (test set: 60 examples → 57 examples (3 removed)).")
+
+
+def test_renamed_suite_with_a_dropped_row_continues_the_lineage(tmp_path, openai_server, fake_key):
+    s = Story(tmp_path, openai_server)
+    _, _, first = s.run("fake-ft-v1")
+    _, out, second = s.run("fake-ft-v2", name="renamed", drop=[7])
+    led = second["guard"]["verdicts"]["ft"]["ledger"]
+    assert second["lineage"] == first["lineage"]
+    assert led["iterations"] == 2 and led["models"] == ["openai/fake-ft-v1", "openai/fake-ft-v2"]
+    assert led["training_usd"] == 80.0
+    assert (
+        f"lineage {first['lineage']} continued: 98% of the test examples are the registered ones"
+        in notes(out)
+    )
+    shown = s.cli(
+        "ledger", tmp_path / "suite.yaml", "--runs-dir", s.runs, "--tracking-uri", s.tracking
+    )
+    assert shown.exit_code == 0, shown.output
+    lines = shown.output.splitlines()
+    assert (
+        lines[0]
+        == f"ledger of renamed (lineage {first['lineage']}: the test data's hash): 2 run(s)"
+    )
+    assert lines[3].startswith("ft: 2 iteration(s), $80 spent")
+    assert lines[4].startswith(
+        f"protocol {first['protocol']['fingerprint']} registered by run {first['run_id']} at "
+    )
+    assert lines[4].endswith(
+        ": 60 test examples (sha256 " + first["lineage"][:12] + "), correction holm"
+    )
+    assert lines[5] == (
+        "  ft: ft vs zero-shot, non-inferiority on accuracy, margin 0.03, confidence 0.95; "
+        "max_iterations 3"
+    )
+
+
+def test_a_weaker_baseline_endpoint_is_an_amendment(tmp_path, openai_server, fake_key):
+    s = Story(tmp_path, openai_server)
+    _, _, first = s.run("fake-ft-v1")
+    weak = openai_server(scripted({"fake-base": 0.4}))
+    host = s.server.url.split("//")[1].split("/")[0]
+    weak_host = weak.url.split("//")[1].split("/")[0]
+    code, out, second = s.run("fake-ft-v2", base_extra=f"\n    api_base: {weak.url}")
+    v = second["guard"]["verdicts"]["ft"]
+    assert v["status"] == "pass" and code == 1 and v["flags"] == ["amended"]
+    assert amendments(out) == [
+        f"protocol amendment (registered in run {first['run_id']}): baseline host: {host} → "
+        f"{weak_host} (scores lower on the shared examples) — a pass under it does not count "
+        'until `harness register SUITE.yaml --amend --why "…"` accepts it',
+        "baseline zero-shot changed since the protocol was registered: it scores 40.0% on the "
+        "60 shared examples, 50.0% in the registered run",
+    ]
+
+
+def test_a_shortened_baseline_prompt_that_scores_the_same_is_an_amendment(
+    tmp_path, openai_server, fake_key
+):
+    s = Story(tmp_path, openai_server)
+    _, _, first = s.run("fake-ft-v1")
+    code, out, second = s.run("fake-ft-v2", base_extra="\n    system: 'JSON.'")
+    assert [a["key"] for a in second["protocol"]["amendments"]] == ["baseline system"]
+    assert second["protocol"]["amendments"][0]["new"] == (
+        "'JSON.' (scores the same on the shared examples)"
+    )
+    assert code == 1
+
+
+def test_a_better_baseline_is_stricter_not_flagged(tmp_path, openai_server, fake_key):
+    s = Story(tmp_path, openai_server)
+    _, _, first = s.run("fake-ft-v1", acc=0.5)
+    strong = openai_server(scripted({"fake-base": 0.55}))
+    code, out, second = s.run("fake-ft-v2", acc=0.55, base_extra=f"\n    api_base: {strong.url}")
+    p = second["protocol"]
+    assert p["amendments"] == [] and [a["key"] for a in p["stricter"]] == ["baseline host"]
+    assert code == 0, out
+
+
+def test_dearer_baseline_or_cheaper_errors_are_amendments(tmp_path, openai_server, fake_key):
+    s = Story(tmp_path, openai_server)
+    _, _, first = s.run("fake-ft-v1")
+    code, out, second = s.run("fake-ft-v2", acc=0.5, base_price=100.0, error_cost=0.04)
+    assert [(a["key"], a["old"], a["new"]) for a in second["protocol"]["amendments"]] == [
+        ("price of zero-shot ($ per 1M in/out)", "10/10", "100/100"),
+        ("error_cost_usd", "0.4", "0.04"),
+    ]
+    assert code == 1 and second["guard"]["verdicts"]["ft"]["flags"] == ["amended"]
+    assert second["ledger_entry"]["variants"]["ft"]["honest_pass"] is False
+
+
+def test_replaced_hypothesis_and_correction_none_are_amendments(tmp_path, openai_server, fake_key):
+    s = Story(tmp_path, openai_server)
+    _, _, first = s.run("fake-ft-v1")
+    code, out, second = s.run(
+        "fake-ft-v2", acc=0.5, guard_extra="\n  correction: none", margin=0.03
+    )
+    keys = [a["key"] for a in second["protocol"]["amendments"]]
+    assert keys == ["correction"] and code == 1
+    guard = GUARD.format(margin=0.03, guard_extra="", error_cost=0.4).replace(
+        "metric: accuracy\n  test: non-inferiority",
+        "metric: net_monthly_value\n  test: non-inferiority",
+    )
+    code, out, third = s.run("fake-ft-v3", acc=0.5, guard=guard)
+    (a,) = third["protocol"]["amendments"]
+    assert a["key"] == "hypothesis ft" and a["old"] == (
+        "ft vs zero-shot, non-inferiority on accuracy, margin 0.03, confidence 0.95"
+    )
+    assert a["new"].startswith("replaced by ft vs zero-shot, non-inferiority on net_monthly_value")
+
+
+def test_a_subset_of_the_family_keeps_its_alpha(tmp_path, openai_server, fake_key):
+    s = Story(tmp_path, openai_server)
+    variants = (
+        VARIANTS.format(ft_model="fake-ft-v1", base_price=10.0, base_extra="")
+        + """
+  - name: ft2
+    kind: fine-tuned
+    model: openai/fake-other
+    base_model: openai/fake-small
+    training: {cost_usd: 40}
+    pricing: {input_per_1m: 1, output_per_1m: 1}
+"""
+    )
+    s.accuracy["fake-other"] = 0.5
+    _, out, first = s.run("fake-ft-v1", acc=0.5, variants=variants)
+    assert first["guard"]["verdicts"]["ft"]["holm"]["m"] == 2
+    code, out, second = s.run(
+        "fake-ft-v1", "--variant", "zero-shot", "--variant", "ft", acc=0.5, variants=variants
+    )
+    v = second["guard"]["verdicts"]["ft"]
+    assert list(second["guard"]["verdicts"]) == ["ft"]
+    assert v["holm"]["m"] == 2 and v["holm"]["alpha"] == pytest.approx(0.025 / 3 / 2)
+    assert v["sentence"].endswith(
+        " Not evaluated in this run: ft2 — tested at the Holm levels of the registered family "
+        "of 2 hypotheses."
+    )
+
+
+def test_excluded_iterations_still_count(tmp_path, openai_server, fake_key):
+    s = Story(tmp_path, openai_server)
+    ids = [s.run(f"fake-ft-v{k}")[2]["run_id"] for k in (1, 2)]
+    for run_id in ids:
+        res = s.cli("ledger", "exclude", run_id, "--runs-dir", s.runs, "--why", "bad prompt")
+        assert res.exit_code == 0, res.output
+    code, out, third = s.run("fake-ft-v3")
+    led = third["guard"]["verdicts"]["ft"]["ledger"]
+    assert led["iterations"] == 3 and led["training_usd"] == 120.0
+    assert [r["model"] for r in led["history"]] == ["openai/fake-ft-v3"]
+    assert third["guard"]["verdicts"]["ft"]["verdict"] == "abandon" and code == 1
+    shown = s.cli(
+        "ledger", tmp_path / "suite.yaml", "--runs-dir", s.runs, "--tracking-uri", s.tracking
+    )
+    assert "ft: 3 iteration(s), $120 spent" in shown.output
+    code, out, fourth = s.run("fake-ft-v4", acc=0.5)
+    assert fourth["guard"]["verdicts"]["ft"]["verdict"] == "abandon"
+    assert "4 of 3 iterations without a pass" in verdict_line(out)
+
+
+def test_honest_workflow_reads_clean(tmp_path, openai_server, fake_key):
+    s = Story(tmp_path, openai_server)
+    s.write("fake-ft-v1")
+    res = s.cli("register", tmp_path / "suite.yaml", "--runs-dir", s.runs)
+    assert res.exit_code == 0, res.output
+    assert res.output.splitlines()[0].startswith("registered the protocol of lineage ")
+    code, out, first = s.run("fake-ft-v1", acc=0.5)
+    assert code == 0, out
+    assert amendments(out) == []
+    line = verdict_line(out)
+    assert line.startswith("PASS: ft: +0.0 pts accuracy [+0.0, +0.0] vs zero-shot; ")
+    assert (
+        " Test-set reuse: up to 3 iterations are selected on these test examples, so each is "
+        "tested at one-sided α = 0.025/3 = 0.008333 (p < 0.001)." in line
+    )
+    code, out, again = s.run("fake-ft-v1", acc=0.5)  # a re-run
+    assert code == 0 and amendments(out) == []
+    code, out, more = s.run("fake-ft-v1", acc=0.5, n=72, margin=0.02)  # more examples, tighter
+    assert code == 0, out
+    assert amendments(out) == [
+        "protocol: stricter than registered (recorded): test set: 60 examples → 72 examples "
+        "(12 added)",
+        "protocol: stricter than registered (recorded): hypothesis ft margin: 0.03 → 0.02",
+    ]
+    res = s.cli("register", tmp_path / "suite.yaml", "--runs-dir", s.runs)
+    assert (
+        res.exit_code == 0 and "no amendment: stricter changes need no registration" in res.output
+    )
+
+
+def test_baseline_drift_is_said(tmp_path, openai_server, fake_key):
+    s = Story(tmp_path, openai_server)
+    _, _, first = s.run("fake-ft-v1", acc=0.5)
+    s.accuracy["fake-base"] = 0.3
+    code, out, second = s.run("fake-ft-v2", "--no-cache", acc=0.3)
+    (drift,) = [n for n in notes(out) if n.startswith("baseline drift")]
+    assert drift.startswith(
+        "baseline drift: zero-shot scores 30.0% on the 60 shared examples, outside its registered interval ["
+    )
+    assert drift.endswith(
+        f"(50.0% in run {first['run_id']}) — same definition, so the endpoint or model behind it changed"
+    )
