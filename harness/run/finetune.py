@@ -97,8 +97,20 @@ def finetune(suite_path: str | Path, opts: FinetuneOptions) -> FinetuneOutcome:
         return watch.until_done(active)
 
     prepared = _prepare(suite, spec, key, opts)
+    retrain_of = None
     for job in store.jobs(spec.variant):
         if job.get("status") == "succeeded" and job.get("inputs") == prepared["inputs"]:
+            # A self-hosted model lives on this disk: deleted, it is written again from the
+            # weights kept beside it, or (those gone too) trained again as the same iteration.
+            restore = getattr(backend, "restore", None)
+            if restore is not None and not restore(job["job_id"], opts.echo):
+                retrain_of = job["job_id"]
+                opts.echo(
+                    f"{spec.variant}'s trained model {job['model_id']} (job {job['job_id']}) is "
+                    "gone from this disk — training it again on the same rows and settings: the "
+                    "same iteration (not counted against max_iterations), its time paid"
+                )
+                continue
             opts.echo(
                 f"{spec.variant} is already trained on these rows and settings: "
                 f"{job['model_id']} (job {job['job_id']}) — change the data or `finetune:` "
@@ -106,7 +118,7 @@ def finetune(suite_path: str | Path, opts: FinetuneOptions) -> FinetuneOutcome:
             )
             return FinetuneOutcome(job)
     estimate = backend.estimate_usd(spec, prepared["train_tokens"])
-    cap = _check_limits(suite, spec, store, estimate, opts, backend)
+    cap = _check_limits(suite, spec, store, estimate, opts, backend, retrain=retrain_of is not None)
     opts.echo(
         f"{prepared['n_train']} training rows ({prepared['n_val']} for validation), "
         f"{prepared['train_tokens']} tokens × {spec.epochs or 1} epoch(s): estimated "
@@ -156,6 +168,7 @@ def finetune(suite_path: str | Path, opts: FinetuneOptions) -> FinetuneOutcome:
             "metadata": metadata,
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "status": "queued",
+            **({"retrain_of": retrain_of} if retrain_of else {}),
         }
     )
     opts.echo(
@@ -300,7 +313,7 @@ def _distill(suite: Suite, spec: FinetuneSpec, opts: FinetuneOptions) -> tuple[P
 
 
 def _check_limits(
-    suite, spec, store: JobStore, estimate: float | None, opts, backend
+    suite, spec, store: JobStore, estimate: float | None, opts, backend, retrain: bool = False
 ) -> float | None:
     """Refuse a job the guard's limits do not allow (OverLimit); return what is left of
     budget_usd where the backend stops a job at a cost (self-hosted: wall-clock × price), so
@@ -321,7 +334,7 @@ def _check_limits(
     for job in store.jobs(spec.variant):
         pending += float(job.get("cost_usd") or 0.0) + float(job.get("distill_usd") or 0.0)
         if job.get("status") == "succeeded":
-            if job.get("model_id") not in led["models"]:
+            if job.get("model_id") not in led["models"] and not job.get("retrain_of"):
                 iterations += 1  # trained, not evaluated yet: the ledger will see it
                 spent += pending
             pending = 0.0  # an evaluated model's jobs are in the ledger's training cost
@@ -329,7 +342,7 @@ def _check_limits(
     v = spec.variant
     if led["abandoned_in"]:
         raise OverLimit(f"{v} was abandoned in run {led['abandoned_in']} — no new job.")
-    if guard.max_iterations is not None and iterations >= guard.max_iterations:
+    if not retrain and guard.max_iterations is not None and iterations >= guard.max_iterations:
         raise OverLimit(
             f"{v} has used {iterations} of {guard.max_iterations} iterations "
             f"(max_iterations) — no new job."
