@@ -214,7 +214,8 @@ def test_a_transformers_base_serves_in_llama_cpp_as_transformers_computes(tiny_l
     tok = AutoTokenizer.from_pretrained(str(tiny_llama))
     model = AutoModelForCausalLM.from_pretrained(str(tiny_llama), dtype=torch.float32)
     messages = [{"role": "user", "content": "Where is my card?"}]
-    ids = torch.tensor([tok.apply_chat_template(messages, add_generation_prompt=True)])
+    ids = tok.apply_chat_template(messages, add_generation_prompt=True, return_dict=True)
+    ids = torch.tensor([list(ids["input_ids"])])
     with torch.no_grad():
         out = model.generate(ids, max_new_tokens=8, do_sample=False, min_new_tokens=8)
     expected = tok.decode(out[0][ids.shape[1] :], skip_special_tokens=True)
