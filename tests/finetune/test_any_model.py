@@ -286,7 +286,7 @@ metrics: [accuracy, format_compliance]
 defaults:
   model: local/hf:{tiny_llama}
   params: {{temperature: 0, max_tokens: 12}}
-  system: Answer as JSON {{"intent": ...}}.
+  system: 'Answer as JSON {{"intent": ...}}.'
   user: "Question: {{{{ text }}}}"
 variants:
   - name: zero-shot

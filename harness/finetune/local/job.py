@@ -26,9 +26,10 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from harness._util.jsonl import read_lines
+from harness.calls.hf_gguf import HF_PREFIX
 from harness.calls.local_processes import MODEL_ID
 from harness.calls.local_trained import MANIFEST, model_folder
 from harness.finetune.backends import Status
@@ -93,6 +94,13 @@ class LocalOptions(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     verify_examples: int = Field(4, ge=0)  # greedy answers kept to check the served model
     max_new_tokens: int = Field(32, ge=1)
+
+    @field_validator("base_model")
+    @classmethod
+    def _served_name(cls, value: str) -> str:
+        # The variant's `base_model: local/hf:<dir>` (what the prompt variants call) names the
+        # transformers model it serves.
+        return value.removeprefix(f"{MODEL_ID.split('/')[0]}/{HF_PREFIX}")
 
     @model_validator(mode="after")
     def _checks(self):
