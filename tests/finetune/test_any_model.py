@@ -305,6 +305,10 @@ guard: {{metric: accuracy, margin: 0.1, candidate: lora, max_iterations: 1}}
     trained = runner.invoke(main, ["finetune", str(suite), "--poll-interval", "0.5"])
     assert trained.exit_code == 0, trained.output
     assert "succeeded" in trained.output
+    # Before any run: the paid job is in the variant's spend line, not "0 iteration(s), $0".
+    ledger = runner.invoke(main, ["ledger", str(suite)]).output
+    line = next(ln for ln in ledger.splitlines() if ln.startswith("lora: "))
+    assert "plus 1 fine-tuning job(s) no run has evaluated yet (1 trained model(s), $0.0" in line
     ran = runner.invoke(main, ["run", str(suite), "--limit", "6", "--json"])
     summary = json.loads(ran.stdout)
     assert set(summary["variants"]) == {"zero-shot", "lora"}
@@ -320,3 +324,40 @@ guard: {{metric: accuracy, margin: 0.1, candidate: lora, max_iterations: 1}}
     )
     assert "already trained" in again.output
     assert (models / f"ft-{job}" / "adapter.gguf").is_file()
+
+
+@pytest.mark.local_model
+@pytest.mark.train
+def test_a_killed_job_is_resumed_from_its_last_checkpoint_by_the_next_one(tiny_llama, data, models):
+    import os
+    import signal
+    import time
+
+    spec = {
+        "base_model": str(tiny_llama),
+        "method": "lora",
+        "max_steps": 6,
+        "batch_size": 2,
+        "save_steps": 2,
+        "verify_examples": 1,
+        "max_new_tokens": 4,
+    }
+    inputs = {"harness_inputs": "same-rows-and-settings"}
+    first = backend.submit(spec, data / "train.jsonl", None, inputs)
+    folder = models / f"ft-{first}"
+    deadline = time.monotonic() + 300
+    while not list((folder / "checkpoints").glob("checkpoint-*/trainer_state.json")):
+        assert time.monotonic() < deadline, (folder / "train.log").read_text()[-2000:]
+        time.sleep(0.2)
+    time.sleep(1.0)  # the checkpoint's files are written; the kill comes at once after
+    os.kill(json.loads((folder / STATE).read_text())["pid"], signal.SIGKILL)
+    while backend.poll(first).status != "failed":
+        time.sleep(0.2)
+    done = sorted(int(p.name.split("-")[1]) for p in (folder / "checkpoints").glob("checkpoint-*"))
+    second = backend.submit(spec, data / "train.jsonl", None, inputs)
+    state, events = _watch(second)
+    assert state.status == "succeeded", state.error
+    said = next(e["message"] for e in events if e["message"].startswith("training lora"))
+    assert said.endswith(f"resuming from {folder / 'checkpoints' / f'checkpoint-{done[-1]}'}")
+    steps = [e["step"] for e in events if "train_loss" in e]
+    assert steps == list(range(done[-1] + 1, 7))  # the steps before the kill are not redone

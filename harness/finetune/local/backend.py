@@ -326,13 +326,18 @@ def poll(job_id: str) -> JobState:
         events=events,
         checkpoints=model,
         error=state.get("error"),
+        device=state.get("device"),
+        gpu_hours=state.get("gpu_hours"),
+        precision=state.get("precision"),
+        served_precision=state.get("served_precision"),
     )
 
 
 def _last_words(events: list[dict], log: Path) -> str:
     """What a trainer that died said last: its last event (a step's loss, not a progress bar
     the loading printed before it), and the log's last line that is not a progress bar."""
-    parts = [f"last said: {events[-1]['message']}"] if events else []
+    said = events[-1].get("message") if events else None
+    parts = [f"last said: {said}"] if said else []
     lines = log.read_text(errors="replace").splitlines() if log.exists() else []
     # tqdm bars redraw with carriage returns and end in "it/s]" or "%|...|".
     text = [
