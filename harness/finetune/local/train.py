@@ -121,6 +121,12 @@ def load_base(opts: LocalOptions, device: str, precision: str):
         model = AutoModelForCausalLM.from_pretrained(
             str(path.parent), gguf_file=path.name, dtype=torch.float32
         )
+        # transformers dequantises a GGUF to plain f32 tensors but keeps it marked quantised,
+        # and the Trainer refuses to train a "GGUF-quantised" model: the mark is dropped.
+        model.hf_quantizer = None
+        model.is_quantized = False
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
         return tok, model
     source = serving.hf_base(opts)
     tok = AutoTokenizer.from_pretrained(source)
