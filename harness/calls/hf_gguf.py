@@ -89,7 +89,7 @@ def ensure_base_gguf(source: str, models_root: Path) -> Path:
     return path
 
 
-def _permute(w, n_head: int):
+def permute(w, n_head: int):
     # llama.cpp's converter's q/k row order for its rotary layout (LlamaModel.permute).
     return (
         w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:])
@@ -185,9 +185,9 @@ def write_llama_gguf(path: Path, model, tok) -> int:
             raise SuiteError(f"{hf_name}: no GGUF tensor for it — not a plain LLaMA model")
         w = p.detach().float().cpu().numpy()
         if hf_name.endswith("q_proj.weight"):
-            w = _permute(w, n_head)
+            w = permute(w, n_head)
         elif hf_name.endswith("k_proj.weight"):
-            w = _permute(w, n_kv)
+            w = permute(w, n_kv)
         writer.add_tensor(name, w.astype("float32"))
         n += 1
     writer.write_header_to_file()

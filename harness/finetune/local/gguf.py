@@ -24,6 +24,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from harness.calls.hf_gguf import permute as hf_permute
+
 # HF module names of the linear layers LoRA may target, and their GGUF tensor names.
 LLAMA_LINEAR = {
     "q_proj": "attn_q",
@@ -41,11 +43,7 @@ def permute(w, n_head: int, n_head_kv: int | None = None):
     """llama.cpp's converter's q/k row permutation (convert_hf_to_gguf.LlamaModel.permute)."""
     if n_head_kv is not None and n_head != n_head_kv:
         n_head = n_head_kv
-    return (
-        w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:])
-        .swapaxes(1, 2)
-        .reshape(w.shape)
-    )
+    return hf_permute(w, n_head)
 
 
 def _rows_permuted(hf_name: str, w, config):
