@@ -190,8 +190,13 @@ def write_llama_gguf(path: Path, model, tok) -> int:
             w = permute(w, n_kv)
         writer.add_tensor(name, w.astype("float32"))
         n += 1
+    close_gguf(writer)
+    return n
+
+
+def close_gguf(writer) -> None:
+    """Write a GGUFWriter's header, metadata and tensors, and close the file."""
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
-    return n

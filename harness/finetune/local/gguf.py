@@ -24,6 +24,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from harness.calls.hf_gguf import close_gguf
 from harness.calls.hf_gguf import permute as hf_permute
 
 # HF module names of the linear layers LoRA may target, and their GGUF tensor names.
@@ -92,10 +93,7 @@ def write_lora_adapter(path: Path, model, alpha: float) -> int:
         writer.add_tensor(f"{base}.weight.lora_a", a)
         writer.add_tensor(f"{base}.weight.lora_b", _rows_permuted(hf_name, b, config).copy())
         n += 1
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    close_gguf(writer)
     return n
 
 
@@ -136,8 +134,5 @@ def write_full(path: Path, model, base_gguf: Path) -> int:
         writer.add_key_value(field.name, field.contents(), value_type, sub_type=sub_type)
     for tensor in reader.tensors:
         writer.add_tensor(tensor.name, trained[tensor.name].astype("float32"))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    close_gguf(writer)
     return len(reader.tensors)

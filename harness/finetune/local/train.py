@@ -467,16 +467,16 @@ def main(folder: Path) -> int:
         result = train(folder, events)
         model_id = trained_model_id(job_id)
         opts = LocalOptions.model_validate(read_json(folder / JOB)["options"])
+        done = {
+            "model_id": model_id,
+            "file": result["file"],
+            "trained_tokens": result["trained_tokens"],
+            "step": result["steps"],
+            "precision": result["precision"],
+            "served_precision": result["served_precision"],
+        }
         if serving.engine(opts) == "vllm":
-            return finish(
-                "succeeded",
-                model_id=model_id,
-                file=result["file"],
-                trained_tokens=result["trained_tokens"],
-                step=result["steps"],
-                precision=result["precision"],
-                served_precision=result["served_precision"],
-            )
+            return finish("succeeded", **done)
         verify = read_lines(folder / VERIFY, on_torn="stop")
         served = served_answers(model_id, verify, opts.max_new_tokens)
         same = sum(a == v["answer"] for a, v in zip(served, verify, strict=True))
@@ -487,15 +487,7 @@ def main(folder: Path) -> int:
             verify_matched=same,
             verify_total=len(verify),
         )
-        return finish(
-            "succeeded",
-            model_id=model_id,
-            file=result["file"],
-            trained_tokens=result["trained_tokens"],
-            step=result["steps"],
-            precision=result["precision"],
-            served_precision=result["served_precision"],
-        )
+        return finish("succeeded", **done)
     except Cancelled:
         events.add("message", message="cancelled")
         return finish("cancelled")
