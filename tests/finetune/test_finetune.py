@@ -382,8 +382,8 @@ def test_forgetting_joins_the_decision(openai_server, isolated_cwd, fake_key):
     entry = summary["ledger_entry"]["variants"]["ft"]
     assert (entry["verdict"], entry["honest_pass"], entry["forgetting"]) == ("pass", False, "fail")
     # Only the base and the trained model ran on the other suite: none of its own variants.
-    derived = json.loads((isolated_cwd / "runs" / f["run_id"] / "summary.json").read_text())
-    assert sorted(derived["variants"]) == ["base", "trained"]
+    found = next((isolated_cwd / "runs").rglob(f"{f['run_id']}/summary.json"))
+    assert sorted(json.loads(found.read_text())["variants"]) == ["base", "trained"]
     ledger = CliRunner().invoke(main, ["ledger", str(suite)])
     assert "pass (flagged: forgetting check fail)" in ledger.output
 
