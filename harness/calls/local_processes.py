@@ -23,7 +23,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from harness.calls.local_trained import TRAINED_PREFIX, Served, resolve_trained
+from harness.calls.hf_gguf import HF_PREFIX, ensure_base_gguf, hf_source
+from harness.calls.local_trained import TRAINED_PREFIX, Served, models_dir, resolve_trained
 from harness.errors import LocalModelCrashed, SuiteError
 
 PROVIDER = "local"
@@ -76,8 +77,11 @@ def resolve(model_id: str = MODEL_ID) -> Served:
         return Served(model_id, base)
     if model_id.startswith(f"{PROVIDER}/{TRAINED_PREFIX}"):
         return resolve_trained(model_id, base)
+    if model_id.startswith(f"{PROVIDER}/{HF_PREFIX}"):
+        return Served(model_id, ensure_base_gguf(hf_source(model_id), models_dir()))
     raise SuiteError(
-        f"unknown local model {model_id!r} — the local provider serves {MODEL_ID} and models "
+        f"unknown local model {model_id!r} — the local provider serves {MODEL_ID}, "
+        f"transformers LLaMA models ({PROVIDER}/{HF_PREFIX}<directory or id>, at F32) and models "
         f"trained by `harness finetune` ({PROVIDER}/{TRAINED_PREFIX}<job id>)"
     )
 

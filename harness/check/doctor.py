@@ -195,15 +195,24 @@ def _one_token() -> Line:
     )
 
 
+# Optional for the local backend: several GPUs (accelerate launch), QLoRA, vLLM serving.
+GPU_EXTRAS = ("accelerate", "bitsandbytes", "vllm")
+
+
 def train(needed: bool) -> Section:
-    """The `train` extra: versions, and where torch would train (read in a child: importing
-    torch takes seconds and a broken build may crash)."""
+    """The `train` extra: versions, CUDA and the GPU torch sees, and the GPU path's libraries
+    (read in a child: importing torch takes seconds and a broken build may crash)."""
     s = Section("train extra (finetune provider: local)")
     found = {dist: _version(dist) for dist in TRAIN_EXTRA}
     missing = [dist for dist, v in found.items() if v == "not installed"]
     for dist, v in found.items():
-        value = v if dist != "torch" or dist in missing else f"{v} ({_torch_device()})"
-        s.lines.append(Line(dist, value))
+        s.lines.append(Line(dist, v))
+    if "torch" not in missing:
+        cuda, gpu = _torch_device()
+        s.lines.append(Line("CUDA", cuda))
+        s.lines.append(Line("GPU", gpu))
+    for dist in GPU_EXTRAS:
+        s.lines.append(Line(dist, _version(dist) + f" ({_GPU_USE[dist]})"))
     if missing:
         s.lines.append(
             Line(
@@ -215,25 +224,84 @@ def train(needed: bool) -> Section:
     return s
 
 
-def _torch_device() -> str:
+_GPU_USE = {
+    "accelerate": "several GPUs: accelerate launch",
+    "bitsandbytes": "method: qlora, CUDA only",
+    "vllm": "serves trained models on a GPU",
+}
+
+
+def _torch_device() -> tuple[str, str]:
+    """(the CUDA line, the GPU line) as torch sees them."""
     code = (
         "import json, torch; c = torch.cuda.is_available(); print(json.dumps([torch.version.cuda,"
-        " torch.cuda.get_device_name(0) if c else None]))"
+        " [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if c else [],"
+        " bool(c and torch.cuda.is_bf16_supported())]))"
     )
     try:
         proc = subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
         )
     except subprocess.TimeoutExpired:
-        return "import did not finish within 120 s"
+        return "torch import did not finish within 120 s", "unknown"
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no message"])[-1]
-        return f"import failed: {last}"
-    cuda, gpu = json.loads(proc.stdout.strip().splitlines()[-1])
+        return f"torch import failed: {last}", "unknown"
+    cuda, gpus, bf16 = json.loads(proc.stdout.strip().splitlines()[-1])
     if cuda is None:
-        return "CPU build"
-    # The local backend trains on the CPU either way (harness.finetune.local.train).
-    return f"CUDA {cuda} build, " + (f"GPU {gpu}" if gpu else "no GPU visible") + "; trains on CPU"
+        return "no (a CPU build of torch)", "none — the local backend trains on the CPU"
+    if not gpus:
+        return f"CUDA {cuda} build", "none visible — the local backend trains on the CPU"
+    names = ", ".join(sorted(set(gpus)))
+    return (
+        f"CUDA {cuda} build",
+        f"{len(gpus)} × {names} ({'bf16' if bf16 else 'fp16'}) — the local backend trains there",
+    )
+
+
+def trained_models(suite: Suite, runs_dir: str | Path) -> Section | None:
+    """Whether each local `finetune:` variant's latest trained model is on this disk."""
+    from harness.calls.local_trained import model_folder, models_dir
+    from harness.finetune.local.serving import trained_weights
+    from harness.finetune.records import JobStore, suite_lineage
+
+    local = [v for v in suite.variants if v.finetune is not None and v.finetune.provider == "local"]
+    key = suite_lineage(suite)
+    if not local or key is None:
+        return None
+    s = Section(f"trained models ({models_dir()})")
+    store = JobStore(runs_dir, key)
+    for v in local:
+        job = store.latest_succeeded(v.name)
+        if job is None:
+            s.lines.append(Line(v.name, "not trained yet — harness finetune"))
+            continue
+        try:
+            local_processes.resolve(job["model_id"])
+            s.lines.append(Line(v.name, f"{job['model_id']}: on disk, served by llama.cpp"))
+            continue
+        except HarnessError:
+            pass
+        folder = model_folder(job["job_id"])
+        if trained_weights(folder):
+            s.lines.append(
+                Line(
+                    v.name,
+                    f"{job['model_id']}: trained weights on disk, served files missing",
+                    problem=f"`harness finetune {suite.display_path} --variant {v.name}` writes "
+                    "them again (no new job)",
+                )
+            )
+        else:
+            s.lines.append(
+                Line(
+                    v.name,
+                    f"{job['model_id']}: not on this disk ({folder})",
+                    problem=f"`harness finetune {suite.display_path} --variant {v.name}` trains "
+                    f"it again (the same iteration), or set HARNESS_MODELS_DIR to where it is",
+                )
+            )
+    return s
 
 
 def keys(suite: Suite, suite_path: str) -> Section:
@@ -287,7 +355,9 @@ def needed_keys(model: str) -> list[str]:
     return list(info.get("missing_keys") or [])
 
 
-def diagnose(suite_path: str | None = None, tracking_uri: str | None = None) -> Diagnosis:
+def diagnose(
+    suite_path: str | None = None, tracking_uri: str | None = None, runs_dir: str | Path = "runs"
+) -> Diagnosis:
     sections = [versions(), tracking(resolve_uri(tracking_uri))]
     suite = load_suite(suite_path) if suite_path else None
     suite_section = keys(suite, suite_path) if suite is not None else None
@@ -312,6 +382,9 @@ def diagnose(suite_path: str | None = None, tracking_uri: str | None = None) -> 
         v.finetune is not None and v.finetune.provider == "local" for v in suite.variants
     )
     sections.append(train(needed=trains_here))
+    models = trained_models(suite, runs_dir) if trains_here else None
+    if models is not None:
+        sections.append(models)
     if suite_section is not None:
         sections.append(suite_section)
     return Diagnosis(sections)

@@ -37,7 +37,9 @@ def ledger_lines(
             spend = float(e.get("training_usd") or 0) + float(e.get("eval_cost_usd") or 0)
             priced = "" if e.get("training_usd", 0) is not None else " + training cost unknown"
             verdict = e.get("verdict") or "—"
-            if verdict == "pass" and e.get("honest_pass") is False:
+            if verdict == "pass" and e.get("forgetting"):
+                verdict = f"pass (flagged: forgetting check {e['forgetting']})"
+            elif verdict == "pass" and e.get("honest_pass") is False:
                 verdict = "pass (flagged: goalposts moved)"
             tail = f" [{'; '.join(marks)}]" if marks else ""
             lines.append(
@@ -65,6 +67,23 @@ def ledger_lines(
             else "—"
         )
         text = f"{name}: {led['iterations']} iteration(s), {spend_text(led)}, best so far {best}"
+        # Jobs paid for but not evaluated by a run yet are in no run's ledger entry: said here,
+        # not left out of the spend (the next `harness finetune` counts them against the limits).
+        unseen = [
+            j
+            for j in jobs or []
+            if j.get("variant") == name and j.get("model_id") not in led.get("models", ())
+        ]
+        if unseen:
+            trained = sum(1 for j in unseen if j.get("status") == "succeeded")
+            costs = [j.get("cost_usd") for j in unseen if j.get("cost_usd") is not None]
+            unknown = len(costs) < len(unseen)
+            text += (
+                f"; plus {len(unseen)} fine-tuning job(s) no run has evaluated yet "
+                f"({trained} trained model(s), {usd(sum(costs))}"
+                + (" + cost unknown" if unknown else "")
+                + " spent)"
+            )
         if led["passed_before"]:
             text += ", passed"
         if led["abandoned_in"]:

@@ -37,6 +37,12 @@ class JobState:
     events: list[dict[str, Any]] = field(default_factory=list)  # new since the last poll
     checkpoints: list[dict[str, Any]] = field(default_factory=list)  # {id, step, model_id, metrics}
     error: str | None = None
+    # A self-hosted job's hardware and precisions: "cuda (NVIDIA H100 ×8)", wall × GPUs,
+    # what it trained in, what serves it.
+    device: str | None = None
+    gpu_hours: float | None = None
+    precision: str | None = None
+    served_precision: str | None = None
 
     @property
     def done(self) -> bool:

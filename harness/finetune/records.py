@@ -134,7 +134,8 @@ def unevaluated(jobs: list[dict[str, Any]], evaluated: set) -> tuple[list[str], 
         pending += float(j.get("cost_usd") or 0.0) + float(j.get("distill_usd") or 0.0)
         if j.get("status") == "succeeded":
             if j.get("model_id") and j["model_id"] not in evaluated:
-                models.append(j["model_id"])
+                if not j.get("retrain_of"):  # a lost model trained again: the same iteration
+                    models.append(j["model_id"])
                 usd += pending
             pending = 0.0
     return models, round(usd + pending, 6)

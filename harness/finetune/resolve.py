@@ -137,6 +137,10 @@ def training_job(job: dict) -> TrainingJob:
         wall_s=job.get("wall_s"),
         price_per_hour=options.get("price_per_hour"),
         price_per_1m=options.get("price_per_1m"),
+        device=job.get("device"),
+        gpu_hours=job.get("gpu_hours"),
+        precision=job.get("precision"),
+        served_precision=job.get("served_precision"),
     )
 
 

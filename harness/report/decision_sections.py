@@ -166,6 +166,15 @@ def training_costs(s: dict[str, Any]) -> list[str]:
         )
     header = ["variant", "trained by", "method", "trained tokens", "wall-clock", "price", "cost"]
     lines = ["## Training cost", "", *_table(header, rows)]
+    for name, t in trained.items():
+        job = t.get("job") or {}
+        if job.get("device"):
+            gpu = f", {job['gpu_hours']:.4g} GPU-hours" if job.get("gpu_hours") else ""
+            served = f"; served at {job['served_precision']}" if job.get("served_precision") else ""
+            lines.append(
+                f"- **{_inline(name)}** trained on {job['device']} in "
+                f"{job.get('precision') or '?'}{gpu}{served}."
+            )
     providers = [
         (n, t["job"]) for n, t in trained.items() if t.get("job") and not t["job"]["self_hosted"]
     ]

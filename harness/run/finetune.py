@@ -102,8 +102,22 @@ def finetune(suite_path: str | Path, opts: FinetuneOptions) -> FinetuneOutcome:
             record = latest
         else:
             prepared = _prepare(suite, spec, key, opts)
+            retrain_of = None
             for job in store.jobs(spec.variant):
                 if job.get("status") == "succeeded" and job.get("inputs") == prepared["inputs"]:
+                    # A self-hosted model lives on this disk: deleted, it is written again from
+                    # the weights kept beside it, or (those gone too) trained again as the same
+                    # iteration.
+                    restore = getattr(backend, "restore", None)
+                    if restore is not None and not restore(job["job_id"], opts.echo):
+                        retrain_of = job["job_id"]
+                        opts.echo(
+                            f"{spec.variant}'s trained model {job['model_id']} (job "
+                            f"{job['job_id']}) is gone from this disk — training it again on the "
+                            "same rows and settings: the same iteration (not counted against "
+                            "max_iterations), its time paid"
+                        )
+                        continue
                     opts.echo(
                         f"{spec.variant} is already trained on these rows and settings: "
                         f"{job['model_id']} (job {job['job_id']}) — change the data or "
@@ -111,12 +125,16 @@ def finetune(suite_path: str | Path, opts: FinetuneOptions) -> FinetuneOutcome:
                     )
                     return FinetuneOutcome(job)
             estimate = backend.estimate_usd(spec, prepared["train_tokens"])
-            cap = _check_limits(suite, spec, store, estimate, opts, backend)
-            record = _create(suite, spec, store, prepared, estimate, cap, opts, backend)
+            cap = _check_limits(
+                suite, spec, store, estimate, opts, backend, retrain=retrain_of is not None
+            )
+            record = _create(suite, spec, store, prepared, estimate, cap, opts, backend, retrain_of)
     return watch.until_done(record)
 
 
-def _create(suite, spec, store, prepared, estimate, cap, opts, backend) -> dict[str, Any]:
+def _create(
+    suite, spec, store, prepared, estimate, cap, opts, backend, retrain_of: str | None = None
+) -> dict[str, Any]:
     """Submit (or adopt) the job and record it; the caller holds the store's lock."""
     key = store.lineage
     opts.echo(
@@ -172,6 +190,7 @@ def _create(suite, spec, store, prepared, estimate, cap, opts, backend) -> dict[
             "skipped": prepared["skipped"],
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "status": "queued",
+            **({"retrain_of": retrain_of} if retrain_of else {}),
         }
     )
     opts.echo(
@@ -334,12 +353,11 @@ def _distill(suite: Suite, spec: FinetuneSpec, opts: FinetuneOptions) -> tuple[P
 
 
 def _check_limits(
-    suite, spec, store: JobStore, estimate: float | None, opts, backend
+    suite, spec, store: JobStore, estimate: float | None, opts, backend, retrain: bool = False
 ) -> float | None:
     """Refuse a job the guard's limits do not allow (OverLimit); return what is left of
     budget_usd where the backend stops a job at a cost (self-hosted: wall-clock × price), so
     that a slower-than-estimated or unestimated job cannot spend past the budget."""
-    """Refuse (exit 1, one sentence) when this job would pass the lineage's limits."""
     # The lineage's limits are those of the first hypothesis about it (a `guard:` list may name
     # a variant more than once; its ledger is one).
     guard = next((h for h in suite.hypotheses() if h.candidate == spec.variant), None)
@@ -361,7 +379,7 @@ def _check_limits(
     v = spec.variant
     if led["abandoned_in"]:
         raise OverLimit(f"{v} was abandoned in run {led['abandoned_in']} — no new job.")
-    if guard.max_iterations is not None and iterations >= guard.max_iterations:
+    if not retrain and guard.max_iterations is not None and iterations >= guard.max_iterations:
         raise OverLimit(
             f"{v} has used {iterations} of {guard.max_iterations} iterations "
             f"(max_iterations) — no new job."

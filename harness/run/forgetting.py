@@ -2,9 +2,11 @@
 
 `forgetting: {suite: general.yaml, margin: 0.02}` on a fine-tuned variant runs that suite's
 baseline templates twice — as the base model and as the trained model, each where the variant
-calls it (api_base, params) — under a non-inferiority guard at `margin`. The verdict is recorded
-in the main run's summary (`forgetting`), shown as a note, and joins the exit code: a trained
-model that lost what it could do elsewhere is not a pass.
+calls it (api_base, params) — and nothing else of that suite, under a non-inferiority guard at
+`margin`. The verdict and its interval are recorded in the main run's summary (`forgetting`),
+shown as a note, join the exit code (named as its cause), and a variant that did not pass it
+is not an honest pass in the ledger: a trained model that lost what it could do elsewhere is
+not a pass.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 from harness.score.registry import validate_suite
 from harness.stats.numbers import signed as _signed
+from harness.stats.numbers import with_ci
 from harness.suite import Suite, Variant, load_suite
 from harness.suite.model import SuiteFile
 from harness.suite.resolve import resolve
@@ -30,18 +33,24 @@ def forgetting_suite(suite: Suite, variant: Variant) -> Suite:
     where = {"api_base": variant.api_base} if variant.api_base else {}
     raw = {k: v for k, v in general.raw.items() if k not in ("guard", "volume")}
     raw["name"] = f"{general.name}.forgetting"
+    # The baseline's own entry, copied: only base and trained are called (the suite's other
+    # variants would double the calls and answer nothing about forgetting). An entry that
+    # extends others keeps those it extends (they are defined, not run: see `_chain`).
+    entries = {v.get("name"): v for v in general.raw["variants"] if isinstance(v, dict)}
+    own = {k: v for k, v in entries[general.baseline].items() if k not in ("name", "kind")}
     raw["variants"] = [
-        *general.raw["variants"],
-        {"name": BASE, "extends": general.baseline, "model": variant.base_model, **where},
+        {**own, "name": BASE, "model": variant.base_model, **where},
         {
+            **own,
             "name": TRAINED,
-            "extends": general.baseline,
             "kind": "fine-tuned",
             "model": variant.model,
             "base_model": variant.base_model,
             **where,
         },
     ]
+    if own.get("extends"):
+        raw["variants"] = _chain(entries, own["extends"]) + raw["variants"]
     raw["baseline"] = BASE
     raw["guard"] = {
         "metric": metric,
@@ -51,6 +60,15 @@ def forgetting_suite(suite: Suite, variant: Variant) -> Suite:
     }
     spec = SuiteFile.model_validate(raw)
     return validate_suite(resolve(general.path, raw, spec, {}))
+
+
+def _chain(entries: dict, name: str) -> list[dict]:
+    """The entries `name` extends, in order (each defined before what extends it)."""
+    out: list[dict] = []
+    while name and name in entries and all(e.get("name") != name for e in out):
+        out.insert(0, entries[name])
+        name = entries[name].get("extends")
+    return out
 
 
 def _first_metric(suite: Suite) -> str:
@@ -72,6 +90,7 @@ def check_forgetting(
         verdict = outcome.summary["guard"]["verdicts"][TRAINED]
         guard = derived.guards[0]
         delta = (verdict.get("delta") or {}).get("value")
+        interval = with_ci(verdict.get("delta"), guard.metric, delta=True)
         out[v.name] = {
             "suite": v.forgetting.suite,
             "run_id": outcome.run_id,
@@ -79,11 +98,13 @@ def check_forgetting(
             "margin": guard.margin,
             "verdict": verdict["verdict"],
             "delta": delta,
+            "ci_low": (verdict.get("delta") or {}).get("ci_low"),
+            "ci_high": (verdict.get("delta") or {}).get("ci_high"),
             "note": (
                 f"forgetting: {v.name} vs its base {v.base_model} on {derived.name} "
                 f"({guard.metric}, no worse than {_signed(-guard.margin, guard.metric, unit=True)}): "
                 f"{verdict['verdict']} — Δ "
-                + (_signed(delta, guard.metric, unit=True) if delta is not None else "—")
+                + (interval if delta is not None else "—")
                 + f" (run {outcome.run_id})"
             ),
         }

@@ -477,9 +477,23 @@ class _Run:
             return
         outcome.summary["forgetting"] = found
         outcome.summary.setdefault("notes", []).extend(f["note"] for f in found.values())
-        if any(f["verdict"] != "pass" for f in found.values()):
+        failed = {name: f for name, f in found.items() if f["verdict"] != "pass"}
+        entry = (outcome.summary.get("ledger_entry") or {}).get("variants") or {}
+        for name, f in failed.items():
+            # A pass that forgot what the base could do elsewhere is not an honest pass.
+            if name in entry:
+                entry[name]["forgetting"] = f["verdict"]
+                if entry[name].get("verdict") == "pass":
+                    entry[name]["honest_pass"] = False
+        if failed:
             outcome.exit_code = max(outcome.exit_code, 1)
             outcome.summary["exit_code"] = outcome.exit_code
+            outcome.summary["notes"].append(
+                f"exit {outcome.exit_code}: the forgetting check of "
+                + ", ".join(f"{name} ({f['verdict']})" for name, f in failed.items())
+                + " did not pass — a trained model that lost what its base could do elsewhere "
+                "is not a pass"
+            )
 
 
 def sent_notes(sink: RecordSink) -> dict[str, list[str]]:

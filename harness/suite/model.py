@@ -132,6 +132,10 @@ class TrainingJob(Strict):
     wall_s: float | None = None
     price_per_hour: float | None = None
     price_per_1m: float | None = None
+    device: str | None = None  # self-hosted: where it trained ("cuda (NVIDIA H100 ×8)")
+    gpu_hours: float | None = None
+    precision: str | None = None  # what it trained in
+    served_precision: str | None = None
 
 
 class Training(Strict):

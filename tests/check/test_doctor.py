@@ -168,23 +168,58 @@ baseline: zero-shot
 
 def _train_lines(output: str) -> list[str]:
     block = output.split("train extra (finetune provider: local)\n", 1)[1]
-    return [ln for ln in block.splitlines() if ln.startswith("  ")][:5]
+    return [ln for ln in block.splitlines() if ln.startswith("  ")][:11]
 
 
-def test_the_train_extra_is_shown_with_torch_and_its_device(no_local, isolated_cwd):
+def test_the_train_extra_is_shown_with_cuda_the_gpu_and_the_gpu_libraries(no_local, isolated_cwd):
     pytest.importorskip("torch")
     import importlib.metadata as md
 
     import torch
 
-    device = "CPU build" if torch.version.cuda is None else f"CUDA {torch.version.cuda} build"
     result = invoke()
     lines = _train_lines(result.output)
-    assert lines[0].startswith(f"    torch             {md.version('torch')} ({device}")
-    assert lines[1:4] == [
-        f"    {dist.ljust(18)}{md.version(dist)}" for dist in ("transformers", "peft", "gguf")
+    assert lines[:6] == [
+        f"    {dist.ljust(18)}{doctor._version(dist)}" for dist in doctor.TRAIN_EXTRA
+    ]
+    assert lines[0] == f"    torch             {md.version('torch')}"
+    if torch.version.cuda is None:
+        assert lines[6:8] == [
+            "    CUDA              no (a CPU build of torch)",
+            "    GPU               none — the local backend trains on the CPU",
+        ]
+    else:
+        assert lines[6] == f"    CUDA              CUDA {torch.version.cuda} build"
+    assert lines[8:11] == [
+        f"    accelerate        {doctor._version('accelerate')} (several GPUs: accelerate launch)",
+        f"    bitsandbytes      {doctor._version('bitsandbytes')} (method: qlora, CUDA only)",
+        f"    vllm              {doctor._version('vllm')} (serves trained models on a GPU)",
     ]
     assert result.exit_code == 0, result.output
+
+
+def test_a_trained_model_missing_from_disk_is_a_problem_with_the_command(
+    no_local, isolated_cwd, monkeypatch
+):
+    from harness.finetune.records import JobStore, suite_lineage
+    from harness.suite import load_suite
+
+    monkeypatch.setenv("HARNESS_MODELS_DIR", str(isolated_cwd / "models"))
+    (isolated_cwd / "test.csv").write_text("text,category\na,x\nb,y\n")
+    (isolated_cwd / "suite.yaml").write_text(LOCAL_FT_SUITE)
+    suite = load_suite(isolated_cwd / "suite.yaml")
+    JobStore("runs", suite_lineage(suite)).append(
+        {"job_id": "gone", "variant": "lora", "status": "succeeded", "model_id": "local/ft-gone"}
+    )
+    result = invoke("suite.yaml")
+    assert (
+        f"  ✗ lora              local/ft-gone: not on this disk ({isolated_cwd / 'models' / 'ft-gone'})"
+        in result.output
+    )
+    assert (
+        "  - `harness finetune suite.yaml --variant lora` trains it again (the same iteration), "
+        "or set HARNESS_MODELS_DIR to where it is"
+    ) in result.output
 
 
 def test_a_missing_train_extra_is_a_problem_only_for_a_suite_that_trains_locally(

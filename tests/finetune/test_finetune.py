@@ -370,12 +370,22 @@ def test_forgetting_joins_the_decision(openai_server, isolated_cwd, fake_key):
     assert f["delta"] == pytest.approx(-0.5)  # the 20 "yes" questions, now wrong
     assert summary["guard"]["verdicts"]["ft"]["verdict"] == "pass"  # on the task itself
     assert summary["exit_code"] == 1 and result.exit_code == 1
-    assert any(
-        n.startswith(
-            "forgetting: ft vs its base openai/gpt-4o-mini-2024-07-18 on general.forgetting"
-        )
-        for n in summary["notes"]
+    note = next(n for n in summary["notes"] if n.startswith("forgetting: ft vs its base"))
+    assert note.startswith(
+        "forgetting: ft vs its base openai/gpt-4o-mini-2024-07-18 on general.forgetting"
     )
+    assert "Δ −50.0 pts [" in note  # the interval, not the point alone
+    assert (
+        "exit 1: the forgetting check of ft (fail) did not pass — a trained model that lost "
+        "what its base could do elsewhere is not a pass"
+    ) in summary["notes"]
+    entry = summary["ledger_entry"]["variants"]["ft"]
+    assert (entry["verdict"], entry["honest_pass"], entry["forgetting"]) == ("pass", False, "fail")
+    # Only the base and the trained model ran on the other suite: none of its own variants.
+    found = next((isolated_cwd / "runs").rglob(f"{f['run_id']}/summary.json"))
+    assert sorted(json.loads(found.read_text())["variants"]) == ["base", "trained"]
+    ledger = CliRunner().invoke(main, ["ledger", str(suite)])
+    assert "pass (flagged: forgetting check fail)" in ledger.output
 
 
 def test_resuming_a_run_after_a_newer_job_succeeded_is_refused(setup):

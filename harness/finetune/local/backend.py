@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -98,7 +99,7 @@ def estimate_usd(spec: Any, train_tokens: int) -> float | None:
 
 # The distributions the trainer imports (the `train` extra), and how to get them; torch's CPU
 # build first, as an unpinned `torch` is a CUDA build of several GB.
-TRAIN_EXTRA = ("torch", "transformers", "peft", "gguf")
+TRAIN_EXTRA = ("torch", "transformers", "peft", "trl", "datasets", "gguf")
 TRAIN_INSTALL = "pip install torch --index-url https://download.pytorch.org/whl/cpu && pip install -e '.[train]'"
 
 
@@ -122,6 +123,46 @@ def _check_cuda() -> None:
             f"finetune.device: cuda, but torch {torch.__version__} ({build}) sees no CUDA "
             "device — use device: auto (CUDA where there is one, else the CPU) or cpu"
         )
+
+
+def _check_qlora() -> None:
+    """qlora needs bitsandbytes and a CUDA device: refused here, before a job exists."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise SuiteError(
+            "finetune.method: qlora loads the base in 4 bits with bitsandbytes, which needs a "
+            "CUDA device, and torch sees none — use method: lora on this machine"
+        )
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise SuiteError("finetune.method: qlora needs bitsandbytes — pip install bitsandbytes")
+
+
+def resumable_checkpoint(inputs: str | None) -> str | None:
+    """The last checkpoint of a job with these inputs that ended without a result (killed,
+    failed, cancelled): a new job for the same rows and settings resumes from it."""
+    if not inputs:
+        return None
+    from harness.finetune.local.job import CHECKPOINTS
+
+    root = models_dir()
+    found: tuple[float, str] | None = None
+    for job_path in root.glob(f"*/{JOB}") if root.is_dir() else []:
+        try:
+            job, state = read_json(job_path), read_json(job_path.parent / STATE)
+        except (OSError, ValueError):
+            continue
+        if (job.get("metadata") or {}).get("harness_inputs") != inputs:
+            continue
+        if state.get("status") not in ("failed", "cancelled"):
+            continue
+        checkpoints = sorted(
+            (job_path.parent / CHECKPOINTS).glob("checkpoint-*"),
+            key=lambda p: int(p.name.rsplit("-", 1)[-1]) if p.name[-1].isdigit() else -1,
+        )
+        if checkpoints and (found is None or job["created_at"] > found[0]):
+            found = (job["created_at"], str(checkpoints[-1].resolve()))
+    return found[1] if found else None
 
 
 def new_job_id() -> str:
@@ -151,6 +192,8 @@ def submit(
     _check_train_extra()
     if opts.device == "cuda":
         _check_cuda()
+    if opts.method == "qlora":
+        _check_qlora()
     for label, path in (("train", train_path), ("validation", val_path)):
         if path is not None and not Path(path).is_file():
             raise SuiteError(f"{label} file {path} does not exist — export it first")
@@ -180,13 +223,15 @@ def submit(
             "metadata": metadata,
             "max_wall_s": wall_cap_s(opts, max_cost_usd),
             "max_cost_usd": max_cost_usd,
+            "resume_from": resumable_checkpoint(metadata.get("harness_inputs")),
             "created_at": time.time(),
         },
     )
     write_json_atomic(folder / STATE, {"status": "queued", "created_at": time.time()})
     with open(folder / LOG, "ab") as log:
+        launcher = shlex.split(opts.launch) if opts.launch else [sys.executable]
         proc = subprocess.Popen(
-            [sys.executable, "-m", "harness.finetune.local.train", str(folder.resolve())],
+            [*launcher, "-m", "harness.finetune.local.train", str(folder.resolve())],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
@@ -247,7 +292,6 @@ def poll(job_id: str) -> JobState:
         state = read_json(folder / STATE)
         if state["status"] not in TERMINAL:
             log = folder / LOG
-            tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
             last = read_events(folder)
             state = close_state(
                 folder,
@@ -255,7 +299,7 @@ def poll(job_id: str) -> JobState:
                 # It stopped costing when it last said something.
                 ended_at=last[-1]["at"] if last else None,
                 error=f"the training process {state.get('pid')} ended without a result"
-                + (f" (last log line: {tail[0]})" if tail else f" — see {log}"),
+                + _last_words(last, log),
             )
     events = read_events(folder, after=_seen.get(job_id, 0))
     if events:
@@ -282,7 +326,27 @@ def poll(job_id: str) -> JobState:
         events=events,
         checkpoints=model,
         error=state.get("error"),
+        device=state.get("device"),
+        gpu_hours=state.get("gpu_hours"),
+        precision=state.get("precision"),
+        served_precision=state.get("served_precision"),
     )
+
+
+def _last_words(events: list[dict], log: Path) -> str:
+    """What a trainer that died said last: its last event (a step's loss, not a progress bar
+    the loading printed before it), and the log's last line that is not a progress bar."""
+    said = events[-1].get("message") if events else None
+    parts = [f"last said: {said}"] if said else []
+    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+    # tqdm bars redraw with carriage returns and end in "it/s]" or "%|...|".
+    text = [
+        ln.rsplit("\r", 1)[-1].strip()
+        for ln in lines
+        if ln.strip() and not ("%|" in ln or "it/s]" in ln or "s/it]" in ln)
+    ]
+    parts += [f"last log line: {text[-1]}"] if text else []
+    return f" ({'; '.join(parts)})" if parts else f" — see {log}"
 
 
 def cancel(job_id: str) -> JobState:
@@ -303,6 +367,29 @@ def cancel(job_id: str) -> JobState:
     if read_json(folder / STATE)["status"] not in TERMINAL:
         close_state(folder, "cancelled", error="killed: it did not stop within the grace time")
     return poll(job_id)
+
+
+def restore(job_id: str, echo=print) -> bool:
+    """Whether a succeeded job's trained model is on this disk; its served files (GGUF) are
+    written again from the kept weights (adapter/, model/) when they were deleted — no new job.
+    False when the weights are gone too (the caller trains again)."""
+    from harness.calls import local_processes
+    from harness.calls.local_trained import trained_model_id
+    from harness.finetune.local import serving
+
+    folder = job_folder(job_id)
+    try:
+        local_processes.resolve(trained_model_id(job_id))
+        return True
+    except SuiteError:
+        pass
+    weights = serving.trained_weights(folder) if (folder / JOB).is_file() else None
+    if weights is None:
+        return False
+    _check_train_extra()
+    file = serving.rematerialise(folder)
+    echo(f"wrote {folder / file} again from the trained weights in {weights} (no new job)")
+    return True
 
 
 @backend("local", options=LocalOptions, self_hosted=True)
@@ -332,6 +419,9 @@ class LocalBackend:
 
     def poll(self, job_id: str) -> JobState:
         return poll(job_id)
+
+    def restore(self, job_id: str, echo) -> bool:
+        return restore(job_id, echo)
 
     def cancel(self, job_id: str) -> JobState:
         return cancel(job_id)

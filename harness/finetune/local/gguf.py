@@ -8,10 +8,11 @@ Two shapes, one per method:
   Merging the update into the weights and re-quantising to Q4_1 would round most of it away (a
   LoRA update is small against a 4-bit step); keeping merged weights in f16 would make the
   fine-tuned variant the only one served at higher precision.
-- `full`: every weight trained, so a whole GGUF: the base file's metadata and tokenizer, each
-  tensor replaced by its trained value quantised to the base tensor's own type (Q4_1 stays Q4_1,
-  Q8_0 stays Q8_0, f32 norms stay f32). Training evaluates the same rounded weights
-  (`round_trip`), so its answers are the ones served.
+- `full`: every weight trained, so a whole GGUF: the base file's metadata and tokenizer, every
+  tensor its trained value at F32 — the precision it was trained in. Written at the base file's
+  Q4_1 types, a full update of a few steps is mostly smaller than a 4-bit step and rounds away
+  (a full fine-tune that "trained" to low loss served at 10% accuracy). The base it started
+  from is the Q4_1 file dequantised, exact in F32, so the prompt variants run the same base.
 
 transformers un-permutes LLaMA's q/k rows when it loads a GGUF (llama.cpp's converter permutes
 them for its rotary layout); writing back applies the converter's permutation again. For an
@@ -22,6 +23,9 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+from harness.calls.hf_gguf import close_gguf
+from harness.calls.hf_gguf import permute as hf_permute
 
 # HF module names of the linear layers LoRA may target, and their GGUF tensor names.
 LLAMA_LINEAR = {
@@ -40,11 +44,7 @@ def permute(w, n_head: int, n_head_kv: int | None = None):
     """llama.cpp's converter's q/k row permutation (convert_hf_to_gguf.LlamaModel.permute)."""
     if n_head_kv is not None and n_head != n_head_kv:
         n_head = n_head_kv
-    return (
-        w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:])
-        .swapaxes(1, 2)
-        .reshape(w.shape)
-    )
+    return hf_permute(w, n_head)
 
 
 def _rows_permuted(hf_name: str, w, config):
@@ -93,10 +93,7 @@ def write_lora_adapter(path: Path, model, alpha: float) -> int:
         writer.add_tensor(f"{base}.weight.lora_a", a)
         writer.add_tensor(f"{base}.weight.lora_b", _rows_permuted(hf_name, b, config).copy())
         n += 1
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    close_gguf(writer)
     return n
 
 
@@ -107,27 +104,9 @@ def _base_types(base_gguf: Path) -> tuple[Any, dict[str, Any]]:
     return reader, {t.name: t.tensor_type for t in reader.tensors}
 
 
-def round_trip(model, base_gguf: Path) -> None:
-    """Round each trained weight through its base tensor's quantisation, in place: the model
-    then computes with exactly the weights `write_full` serves."""
-    import gguf
-    import torch
-
-    _, types = _base_types(base_gguf)
-    n_layers = model.config.num_hidden_layers
-    with torch.no_grad():
-        for hf_name, p in model.named_parameters():
-            qtype = types.get(gguf_name(hf_name, n_layers))
-            if qtype is None or qtype in (gguf.GGMLQuantizationType.F32,):
-                continue
-            w = p.detach().float().cpu().numpy()
-            rounded = gguf.quants.dequantize(gguf.quants.quantize(w, qtype), qtype)
-            p.copy_(torch.from_numpy(rounded.reshape(w.shape)))
-
-
 def write_full(path: Path, model, base_gguf: Path) -> int:
     """A whole GGUF: the base file's metadata (tokenizer, chat template, hyperparameters) with
-    every tensor replaced by the trained one at the base tensor's type; returns tensors written."""
+    every tensor replaced by the trained one at F32; returns tensors written."""
     import gguf
 
     reader, types = _base_types(base_gguf)
@@ -147,18 +126,13 @@ def write_full(path: Path, model, base_gguf: Path) -> int:
     for field in reader.fields.values():
         if field.name.startswith("GGUF.") or field.name == gguf.Keys.General.ARCHITECTURE:
             continue  # the writer writes these itself
+        if field.name == gguf.Keys.General.FILE_TYPE:
+            writer.add_file_type(gguf.LlamaFileType.ALL_F32)
+            continue
         value_type = field.types[0]
         sub_type = field.types[-1] if value_type == gguf.GGUFValueType.ARRAY else None
         writer.add_key_value(field.name, field.contents(), value_type, sub_type=sub_type)
     for tensor in reader.tensors:
-        qtype = types[tensor.name]
-        w = trained[tensor.name]
-        if qtype == gguf.GGMLQuantizationType.F32:
-            writer.add_tensor(tensor.name, w.astype("float32"))
-        else:
-            writer.add_tensor(tensor.name, gguf.quants.quantize(w, qtype), raw_dtype=qtype)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+        writer.add_tensor(tensor.name, trained[tensor.name].astype("float32"))
+    close_gguf(writer)
     return len(reader.tensors)

