@@ -100,3 +100,45 @@ def test_switch_is_not_said_for_a_candidate_whose_other_hypothesis_fails():
         "- **hold `ft`** — no worse than `base` on `macro_f1`, but its `net_monthly_value` "
         "hypothesis fails (pass): "
     ), lines[0]
+
+
+def test_a_variant_with_no_answered_call_has_no_cost_per_request():
+    from harness.decide.costs import cost_per_request
+    from harness.report.decision_sections import costs_at_volume
+
+    failed = {"cost_usd": 0.0, "n_calls": 24, "n_errors": 24, "unpriced_calls": 0}
+    assert cost_per_request(failed) is None
+    s = {
+        "baseline": "gpt-4o",
+        "variants": {"gpt-4o": {"cost_usd": 0.0012, "n_calls": 24}, "o-mini": failed},
+    }
+    rows = costs_at_volume(s, 2_000_000)
+    assert "| **o-mini** | – | – | – |" in rows, rows
+
+
+def test_cannot_judge_names_the_candidate():
+    h = {
+        "candidate": "o-mini",
+        "baseline": "gpt-4o",
+        "confidence": 0.95,
+        "key": "o-mini",
+        "metric": "macro_f1",
+        "test": "non-inferiority",
+        "margin": 0.05,
+    }
+    s = as_summary(
+        {
+            "schema_version": 2,
+            "suite": "x",
+            "baseline": "gpt-4o",
+            "hypotheses": [h],
+            "guard": {
+                "verdicts": {
+                    "o-mini": {"verdict": "inconclusive", "hypothesis": h, "flags": ["error_rate"]}
+                }
+            },
+        }
+    )
+    assert decision_lines(s)[0].startswith(
+        "- **cannot judge `o-mini`** — too many provider errors; fix them and rerun "
+    ), decision_lines(s)
