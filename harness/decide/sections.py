@@ -69,7 +69,8 @@ def _held_back(h: Hypothesis, v: Verdict, others: list[tuple[Hypothesis, Verdict
 def _action(h: Hypothesis, v: Verdict) -> str:
     """What to do, in words: the first thing the line says."""
     if "error_rate" in v.flags:
-        return "**cannot judge** — fix the provider errors and rerun"
+        # Named: a guard list can hold several, and the line must say which to fix.
+        return f"**cannot judge `{h.candidate}`** — too many provider errors; fix them and rerun"
     if "moved_goalposts" in v.flags:
         return f"**not counted** — `{h.candidate}` was judged under a weakened hypothesis"
     if "amended" in v.flags:
