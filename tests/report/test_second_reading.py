@@ -142,3 +142,12 @@ def test_cannot_judge_names_the_candidate():
     assert decision_lines(s)[0].startswith(
         "- **cannot judge `o-mini`** — too many provider errors; fix them and rerun "
     ), decision_lines(s)
+
+
+def test_worst_examples_do_not_deny_the_candidates_misses(tmp_path):
+    from harness.report.render import render_report
+
+    run = load_run(make_run_dir(tmp_path, variants={"base": 1.0, "ft": 0.5}))
+    md = render_report(run)["md"].read_text()
+    assert "No example scored below 1." not in md
+    assert "No example of `base` scored below 1." in md
