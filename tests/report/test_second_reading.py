@@ -151,3 +151,39 @@ def test_worst_examples_do_not_deny_the_candidates_misses(tmp_path):
     md = render_report(run)["md"].read_text()
     assert "No example scored below 1." not in md
     assert "No example of `base` scored below 1." in md
+
+
+def test_terminal_verdicts_of_one_candidate_say_which_hypothesis(capsys):
+    from pathlib import Path
+
+    from harness.report.console import print_summary
+
+    h = {
+        "candidate": "o-mini",
+        "baseline": "gpt-4o",
+        "confidence": 0.95,
+        "test": "superiority",
+        "margin": 0,
+    }
+    sentence = "o-mini: cannot be judged — 100.0% provider errors on o-mini (max 2.0%)."
+    verdicts = {
+        f"o-mini vs gpt-4o ({m})": {
+            "verdict": "inconclusive",
+            "flags": ["error_rate"],
+            "hypothesis": {**h, "metric": m, "key": f"o-mini vs gpt-4o ({m})"},
+            "sentence": sentence,
+        }
+        for m in ("macro_f1", "net_monthly_value")
+    }
+    s = {
+        "schema_version": 2,
+        "suite": "x",
+        "run_id": "r",
+        "baseline": "gpt-4o",
+        "variants": {},
+        "guard": {"verdicts": verdicts},
+    }
+    print_summary(s, [], Path("runs/x/r"), notes={})
+    text = capsys.readouterr().out
+    assert f"INCONCLUSIVE (macro_f1): {sentence}" in text
+    assert f"INCONCLUSIVE (net_monthly_value): {sentence}" in text
