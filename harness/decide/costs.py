@@ -15,10 +15,12 @@ from typing import Any
 def cost_per_request(stats: dict[str, Any]) -> float | None:
     """Measured USD per call of one variant, cached calls included (what a request costs, not
     what this run spent); the mean over its priced calls when some have no price. None when it
-    made no priced calls."""
+    made no priced calls, or every call failed."""
     calls = (stats.get("n_calls") or 0) - (stats.get("unpriced_calls") or 0)
     if calls <= 0 or stats.get("cost_usd") is None:
         return None
+    if (stats.get("n_errors") or 0) >= (stats.get("n_calls") or 0):
+        return None  # no call answered: $0 would read as the cheapest variant, a saving
     return float(stats["cost_usd"]) / calls
 
 

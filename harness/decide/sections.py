@@ -42,10 +42,35 @@ def guard_fingerprint(s: Summary) -> str | None:
     return s.guard.fingerprint if s.guard is not None else None
 
 
+_NOT_PASSED = {"fail": "fails", "abandon": "is abandoned", "inconclusive": "is undecided"}
+
+
+def _held_back(h: Hypothesis, v: Verdict, others: list[tuple[Hypothesis, Verdict]]) -> str:
+    """A clean pass whose candidate another hypothesis of the family did not pass: "hold", with
+    which one, so no line says "switch to X" beside one that says "keep the baseline"."""
+    if v.verdict != "pass" or v.flags:
+        return ""
+    blocking = [
+        (h2, v2)
+        for h2, v2 in others
+        if h2.candidate == h.candidate and (v2.verdict != "pass" or v2.flags)
+    ]
+    if not blocking:
+        return ""
+    h2, v2 = blocking[0]
+    how = "no worse than" if h.test == "non-inferiority" else "beats"
+    state = _NOT_PASSED.get(v2.verdict, "is not counted")
+    return (
+        f"**hold `{h.candidate}`** — {how} `{h.baseline}` on `{h.metric}`, but its "
+        f"`{h2.metric}` hypothesis {state}"
+    )
+
+
 def _action(h: Hypothesis, v: Verdict) -> str:
     """What to do, in words: the first thing the line says."""
     if "error_rate" in v.flags:
-        return "**cannot judge** — fix the provider errors and rerun"
+        # Named: a guard list can hold several, and the line must say which to fix.
+        return f"**cannot judge `{h.candidate}`** — too many provider errors; fix them and rerun"
     if "moved_goalposts" in v.flags:
         return f"**not counted** — `{h.candidate}` was judged under a weakened hypothesis"
     if "amended" in v.flags:
@@ -126,13 +151,17 @@ def decision_lines(s: Summary) -> list[str]:
     dollars a month with their interval, and the next step when undecided."""
     if s.guard is None:
         return []
-    out = []
+    pairs = []
     for key, v in s.guard.verdicts.items():
         h = v.hypothesis or s.hypothesis(key)
-        if h is None:
-            continue
+        if h is not None:
+            pairs.append((h, v))
+    out = []
+    for h, v in pairs:
+        others = [(h2, v2) for h2, v2 in pairs if v2 is not v]
+        action = _held_back(h, v, others) or _action(h, v)
         label = verdict_label(v.model_dump())
-        out.append(f"- {_action(h, v)} ({label}): {_quality(h, v)}{_money(s, h, v)}{_next(v)}.")
+        out.append(f"- {action} ({label}): {_quality(h, v)}{_money(s, h, v)}{_next(v)}.")
     return out
 
 

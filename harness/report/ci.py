@@ -22,7 +22,7 @@ from harness.stats.numbers import exit_text, money, verdict_label, with_ci
 def junit_xml(summary: dict[str, Any] | Summary) -> ET.ElementTree:
     """One testcase per hypothesis (by its key); a failure carries the verdict sentence.
 
-    fail / abandon / moved goalposts → <failure>; provider errors → <error>; inconclusive →
+    fail / abandon / moved goalposts / amended protocol → <failure>; provider errors → <error>; inconclusive →
     <failure>, or <skipped> when the run allowed inconclusive verdicts.
     """
     s = as_summary(summary)
@@ -38,8 +38,11 @@ def junit_xml(summary: dict[str, Any] | Summary) -> ET.ElementTree:
         if "error_rate" in v.flags:
             ET.SubElement(case, "error", message=msg, type="provider_errors").text = msg
             counts["errors"] += 1
-        elif v.verdict in ("fail", "abandon") or "moved_goalposts" in v.flags:
-            kind = "moved_goalposts" if v.verdict == "pass" else v.verdict
+        elif v.verdict in ("fail", "abandon") or {"moved_goalposts", "amended"} & set(v.flags):
+            # A flagged pass exits 1, so CI must show it failed too.
+            kind = v.verdict
+            if v.verdict == "pass":
+                kind = "moved_goalposts" if "moved_goalposts" in v.flags else "amended"
             ET.SubElement(case, "failure", message=msg, type=kind).text = msg
             counts["failures"] += 1
         elif v.verdict == "inconclusive":

@@ -66,9 +66,12 @@ def print_summary(
     for name, why in (value.get("not_valued") or {}).items():
         console.print(f"value: {name} not valued — {why}", markup=False, highlight=False)
     # The guard's verdicts, one plain sentence each (markup off: sentences hold brackets).
-    for v in ((summary.get("guard") or {}).get("verdicts") or {}).values():
+    for key, v in ((summary.get("guard") or {}).get("verdicts") or {}).items():
+        # A candidate under several hypotheses: which one (their sentences can be the same).
+        h = v.get("hypothesis") or {}
+        which = f" ({h['metric']})" if h.get("metric") and key != h.get("candidate") else ""
         console.print(
-            f"{v.get('headline') or v['verdict'].upper()}: {v['sentence']}",
+            f"{v.get('headline') or v['verdict'].upper()}{which}: {v['sentence']}",
             markup=False,
             highlight=False,
         )

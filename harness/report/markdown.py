@@ -279,5 +279,10 @@ def _worst(run: RunFiles) -> list[str]:
         header = ["id", "input", "expected", "got", "score", *extra, "reason"]
         lines += _table(header, rows)
     if not any_rows:
-        lines += ["No example scored below 1.", ""]
+        shown = [n for n in run.variants if n not in compared]
+        if compared and shown:  # the candidates' misses are in the disagreements above
+            names = ", ".join(f"`{n}`" for n in shown)
+            lines += [f"No example of {names} scored below 1.", ""]
+        else:
+            lines += ["No example scored below 1.", ""]
     return lines

@@ -177,7 +177,23 @@ def _examples(run: RunFiles) -> tuple[dict[str, dict[str, Any]], list[str] | Non
 
 def resolved_suite(run: RunFiles):
     """The Suite model of the resolved suite.yaml (extra keys such as data hashes are ignored)."""
+    from pydantic import ValidationError
+
+    where = run.path / "suite.yaml"
+    if not run.suite:
+        raise SuiteError(
+            f"{where}: missing or empty — the run's resolved suite is needed here; "
+            "copy the suite.yaml the run was made with into its directory"
+        )
     raw = {k: v for k, v in run.suite.items() if k in SuiteFile.model_fields}
-    spec = SuiteFile.model_validate(raw)
+    try:
+        spec = SuiteFile.model_validate(raw)
+    except ValidationError as e:
+        first = e.errors()[0]
+        key = ".".join(str(p) for p in first["loc"])
+        raise SuiteError(
+            f"{where}: {key}: {first['msg']} — the run's resolved suite was edited; "
+            "restore the suite.yaml the run was made with"
+        ) from None
     # Relative data paths are relative to the original suite file when the run recorded it.
     return resolve(run.suite_origin or run.path / "suite.yaml", raw, spec, {})

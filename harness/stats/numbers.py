@@ -115,7 +115,8 @@ def verdict_label(v: dict[str, Any]) -> str:
     if verdict == "pass" and "moved_goalposts" in flags:
         return "pass (flagged: goalposts moved)"
     if verdict == "pass" and "amended" in flags:
-        return "pass (flagged: amended protocol)"
+        # As the decision line says it: the guard exits 1, the ledger does not count it.
+        return "pass (not counted: amended protocol)"
     if "error_rate" in flags:
         return f"{verdict} (flagged: provider errors)"
     return verdict

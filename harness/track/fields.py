@@ -79,6 +79,7 @@ def parent_fields(run) -> tuple[dict[str, str], dict[str, float], dict[str, str]
         tags["harness.protocol"] = str(protocol.get("fingerprint"))
         amended = [f"{a['key']}: {a['old']} → {a['new']}" for a in protocol.get("amendments") or []]
         tags["harness.amendments"] = json.dumps(amended, ensure_ascii=False)[:5000]
+    verdicts = _verdicts(s, labelled=True)
     if verdicts:  # the verdict column of the first view, on the parent row too
         tags["harness.verdict"] = ", ".join(f"{n}: {v}" for n, v in verdicts.items())
     for name, verdict in verdicts.items():
@@ -334,10 +335,17 @@ def _suite_dir(run) -> Path:
     return run.suite_origin.parent if run.suite_origin else run.path
 
 
-def _verdicts(s: dict[str, Any]) -> dict[str, str]:
+def _verdicts(s: dict[str, Any], labelled: bool = False) -> dict[str, str]:
+    """Each hypothesis's verdict: as the ledger reads it back (`harness.verdicts`), or
+    `labelled` as every surface names it for people (an amended pass is not counted)."""
+    from harness.stats.numbers import verdict_label  # not at the tracking child's start
+
     out = {}
     for name, v in ((s.get("guard") or {}).get("verdicts") or {}).items():
-        out[name] = str(v.get("verdict") if isinstance(v, dict) else v)
+        if not isinstance(v, dict):
+            out[name] = str(v)
+        else:
+            out[name] = verdict_label(v) if labelled else str(v.get("verdict"))
     return out
 
 
@@ -347,6 +355,7 @@ def _note(s: dict[str, Any]) -> str:
     # Imported here: the tracking child starts (and must answer EOF) before any run is logged.
     from harness.decide.sections import decision_lines, hypothesis_lines
     from harness.results import as_summary
+    from harness.stats.numbers import verdict_label
 
     typed = as_summary(s)
     lines = decision_lines(typed)
@@ -354,7 +363,7 @@ def _note(s: dict[str, Any]) -> str:
         lines += ["", "Hypotheses (pre-registered):", *hypothesis_lines(typed), ""]
     for name, v in ((s.get("guard") or {}).get("verdicts") or {}).items():
         if isinstance(v, dict) and v.get("sentence"):
-            lines.append(f"- **{name}** ({v.get('verdict')}): {v['sentence']}")
+            lines.append(f"- **{name}** ({verdict_label(v)}): {v['sentence']}")
     return "\n".join(lines) or f"harness run {s.get('run_id', '')} of suite {s.get('suite', '')}"
 
 

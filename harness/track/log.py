@@ -130,7 +130,7 @@ def _log(client, exp_id: str, run, created: list[str]) -> int:
     start = _ms(s.get("started_at"))
     end = _ms(s.get("finished_at")) or int(time.time() * 1000)
     now = int(time.time() * 1000)
-    verdicts = _verdicts(s)
+    verdicts = _verdicts(s, labelled=True)  # what the runs table shows people
     # The columns the UI link opens with follow this run's headline metric.
     client.set_experiment_tag(exp_id, VIEW_TAG, first_view(headline_metrics(s)))
 

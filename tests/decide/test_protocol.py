@@ -127,7 +127,7 @@ def test_dropping_the_candidates_misses_is_an_amendment_and_continues_the_lineag
     v = second["guard"]["verdicts"]["ft"]
     assert second["lineage"] == first["lineage"]
     pr = comment.read_text()
-    assert "| ft | 🚩 pass (flagged: amended protocol) |" in pr
+    assert "| ft | 🚩 pass (not counted: amended protocol) |" in pr
     assert (
         "**Protocol:**\n"
         f"- protocol amendment (registered in run {first['run_id']}): test set: 60 examples → "

@@ -122,7 +122,9 @@ def normalise(summary: dict, *, root: Path, api_base: str) -> dict:
       `throughput`, e.g. the latency_p95 metric and its delta) -> "<timing>" (None stays None);
     - the tmp dir the run lives in and the test server's URL (random port) inside strings ->
       "<root>" / "<api_base>";
-    - hashes of files that embed that URL (the resolved suite) -> "<suite-hash>".
+    - hashes of files that embed that URL (the resolved suite) -> "<suite-hash>", and the
+      registered protocol's fingerprint (its baseline definition holds the endpoint's host, a
+      random port) -> "<protocol-fingerprint>".
     The structure (every key, list length and all other values) is kept.
     """
     timing = re.compile(r"latency|duration|seconds|elapsed|wall|per_second|throughput")
@@ -146,7 +148,10 @@ def normalise(summary: dict, *, root: Path, api_base: str) -> dict:
             return _RUN_ID.sub("<run-id>", value)
         return value
 
-    return fix(None, summary)
+    out = fix(None, summary)
+    if isinstance(out.get("protocol"), dict) and out["protocol"].get("fingerprint"):
+        out["protocol"]["fingerprint"] = "<protocol-fingerprint>"
+    return out
 
 
 def _dump(summary: dict) -> str:
