@@ -465,3 +465,36 @@ def test_doctor_is_not_ready_for_a_tracking_uri_run_would_refuse(tmp_path):
     result = _cli("doctor", "--tracking-uri", "foo://bar")
     assert "not ready" in result.output
     assert "--tracking-uri 'foo://bar': unknown store 'foo'" in result.output
+
+
+def test_the_registered_protocol_keeps_no_literal_credential(openai_server, tmp_path, monkeypatch):
+    """The baseline's definition in runs/.protocol/*.json, `register --amend`'s lines and the
+    amendment's MLflow tags hold header values and keys masked (a rotated key is no amendment)."""
+    monkeypatch.setenv("OPENAI_API_KEY", CANARY_ENV)
+    server = openai_server(intent_answer)
+    variants = f"""
+  - name: zero-shot
+    params:
+      temperature: 0
+      max_tokens: 16
+      api_key: {CANARY_ENV}
+      extra_headers: {{X-Auth: {CANARY_HEADER}}}
+"""
+    suite = write_suite(tmp_path, server.url, n=3, variants=variants)
+    outputs = [_cli("register", suite)]
+    assert outputs[0].exit_code == 0, outputs[0].output
+    suite.write_text(suite.read_text().replace("max_tokens: 16", "max_tokens: 17"))
+    outputs.append(_cli("run", suite))
+    amended = _cli("register", suite, "--amend", "--why", "longer answers")
+    assert amended.exit_code == 0, amended.output
+    assert "baseline params" in amended.output
+    outputs += [amended, _cli("run", suite), _cli("ledger", suite)]
+    for i, result in enumerate(outputs):
+        assert "Traceback" not in result.output
+        _no_canary(result.output, f"command output #{i}")
+    protocol = json.loads(next((tmp_path / "runs" / ".protocol").glob("*.json")).read_text())
+    assert protocol["baseline"]["params"]["extra_headers"] == {"X-Auth": "***"}
+    assert protocol["baseline"]["params"]["api_key"] == "***"
+    _grep_tree(tmp_path / "runs")
+    db = os.environ["MLFLOW_TRACKING_URI"].removeprefix("sqlite:///")
+    _grep_tree(Path(db).parent)
