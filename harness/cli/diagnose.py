@@ -22,6 +22,7 @@ Exit codes:
   1  the probes were not confirmed (nothing was sent)
   2  no such run directory, an unfinished run, an unknown --variant, a probe without its model,
      or a run with no right/wrong score
+  4  could not write diagnosis.json or the report (disk full, read-only, a path taken)
 """
 
 

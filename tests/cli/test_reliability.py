@@ -498,3 +498,30 @@ def test_the_registered_protocol_keeps_no_literal_credential(openai_server, tmp_
     _grep_tree(tmp_path / "runs")
     db = os.environ["MLFLOW_TRACKING_URI"].removeprefix("sqlite:///")
     _grep_tree(Path(db).parent)
+
+
+def test_storage_failures_of_register_and_diagnose_are_exit_4_without_a_resume_flag(
+    openai_server, fake_key, tmp_path
+):
+    """runs/.protocol taken by a file, diagnosis.json taken by a directory: exit 4, and the fix
+    names a rerun, not a --resume these commands do not have."""
+    server = openai_server(intent_answer)
+    suite = write_suite(tmp_path, server.url, n=3)
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / ".protocol").write_text("x")
+    registered = _cli("register", suite)
+    assert registered.exit_code == 4, registered.output
+    assert "Error: could not write results (runs/.protocol): File exists" in registered.output
+    assert "then run the same command again" in registered.output
+    assert "--resume" not in registered.output
+    (runs / ".protocol").unlink()
+    assert _cli("run", suite, "--variant", "zero-shot").exit_code == 0
+    run_dir = next(runs.glob("test-suite/*"))
+    (run_dir / "diagnosis.json").mkdir()
+    diagnosed = _cli("diagnose", run_dir)
+    assert diagnosed.exit_code == 4, diagnosed.output
+    assert f"({run_dir / 'diagnosis.json'}): Is a directory" in diagnosed.output
+    assert "then run the same command again" in diagnosed.output
+    assert "--resume" not in diagnosed.output
+    assert "4  could not write" in _cli("diagnose", "--help").output
