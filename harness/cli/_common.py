@@ -100,7 +100,7 @@ def handle_errors(fn):
 
 def _rerun() -> str:
     """How to redo the command: --resume only where it has that flag (diagnose and register
-    have none; rerunning them repeats no paid call)."""
+    have none)."""
     ctx = click.get_current_context(silent=True)
     if ctx and any(p.name == "resume" for p in ctx.command.params):
         return "the same command with --resume"
