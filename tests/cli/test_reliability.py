@@ -525,3 +525,21 @@ def test_storage_failures_of_register_and_diagnose_are_exit_4_without_a_resume_f
     assert "then run the same command again" in diagnosed.output
     assert "--resume" not in diagnosed.output
     assert "4  could not write" in _cli("diagnose", "--help").output
+
+
+def test_register_and_diagnose_print_no_control_sequence(openai_server, fake_key, tmp_path):
+    """A model name carrying OSC 0/52 (written in the suite, echoed from a data-driven config)
+    reaches `register`'s protocol lines and `diagnose`'s table stripped."""
+    server = openai_server(intent_answer)
+    model = "openai/fake\\e]0;pwned-title\\a\\e]52;c;ZWNobyBwd25lZA==\\e\\\\"
+    suite = write_suite(tmp_path, server.url, n=3)
+    suite.write_text(suite.read_text().replace("model: openai/fake-model", f'model: "{model}"'))
+    registered = _cli("register", suite)
+    assert registered.exit_code == 0, registered.output
+    assert "baseline zero-shot: openai/fake at " in registered.output
+    assert _cli("run", suite).exit_code == 0
+    run_dir = next((tmp_path / "runs").glob("test-suite/*"))
+    diagnosed = _cli("diagnose", run_dir)
+    assert diagnosed.exit_code == 0, diagnosed.output
+    for result in (registered, diagnosed):
+        assert "\x1b" not in result.output and "\x07" not in result.output
