@@ -543,3 +543,32 @@ def test_register_and_diagnose_print_no_control_sequence(openai_server, fake_key
     assert diagnosed.exit_code == 0, diagnosed.output
     for result in (registered, diagnosed):
         assert "\x1b" not in result.output and "\x07" not in result.output
+
+
+def test_a_probe_never_sends_a_masked_credential(openai_server, fake_key, tmp_path):
+    """runs/…/suite.yaml keeps a literal header masked; a probe derived from it must not send
+    `***` as the credential (the provider answers 401 for every paid-for probe call)."""
+    from diagnose.test_cli_diagnose import wrong_zero_shot
+
+    server = openai_server(wrong_zero_shot)
+    suite = write_suite(tmp_path, server.url, n=6)
+    suite.write_text(
+        suite.read_text().replace(
+            "params: {temperature: 0, max_tokens: 16}",
+            f"params: {{temperature: 0, max_tokens: 16, extra_headers: {{X-Auth: {CANARY_HEADER}}}}}",
+        )
+    )
+    assert _cli("run", suite).exit_code == 0
+    run_dir = next((tmp_path / "runs").glob("test-suite/*"))
+    server.headers.clear()
+    probed = _cli("diagnose", run_dir, "--probe", "repeats", "--yes")
+    assert "Traceback" not in probed.output
+    sent = [{k.lower(): v for k, v in h.items()}.get("x-auth") for h in server.headers]
+    assert "***" not in sent, "*** sent as X-Auth"
+    # Refused before pricing, naming the masked credential and the fix.
+    assert sent == [] and probed.exit_code == 2, probed.output
+    assert (
+        f"Error: {run_dir / 'suite.yaml'}: zero-shot: params.extra_headers.X-Auth was written "
+        "literally and the run keeps it masked (***): a probe would send *** as the credential"
+    ) in probed.output
+    _no_canary(probed.output, "diagnose's output")
