@@ -85,7 +85,7 @@ def handle_errors(fn):
         except OSError as e:
             if not is_storage_failure(e):
                 raise
-            err = storage_error(e)
+            err = storage_error(e, _rerun())
             for line in str(err).splitlines():
                 click.echo(f"Error: {safe_text(line)}", err=True)
             sys.exit(err.exit_code)
@@ -98,7 +98,27 @@ def handle_errors(fn):
     return wrapper
 
 
-STORAGE_ERRNOS = {"ENOSPC", "EROFS", "EACCES", "EPERM", "EDQUOT", "EFBIG", "EISDIR", "ENOTDIR"}
+def _rerun() -> str:
+    """How to redo the command: --resume only where it has that flag (diagnose and register
+    have none)."""
+    ctx = click.get_current_context(silent=True)
+    if ctx and any(p.name == "resume" for p in ctx.command.params):
+        return "the same command with --resume"
+    return "the same command again"
+
+
+# EEXIST: a file where a directory must be made (runs/.protocol taken by a file).
+STORAGE_ERRNOS = {
+    "EEXIST",
+    "ENOSPC",
+    "EROFS",
+    "EACCES",
+    "EPERM",
+    "EDQUOT",
+    "EFBIG",
+    "EISDIR",
+    "ENOTDIR",
+}
 
 
 def is_storage_failure(e: OSError) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from harness.cli._common import handle_errors, tracking_uri_option
+from harness.cli._common import echo, handle_errors, tracking_uri_option
 from harness.diagnose import diagnose as run_diagnosis
 from harness.diagnose import write
 from harness.diagnose.render import text
@@ -22,6 +22,7 @@ Exit codes:
   1  the probes were not confirmed (nothing was sent)
   2  no such run directory, an unfinished run, an unknown --variant, a probe without its model,
      or a run with no right/wrong score
+  4  could not write diagnosis.json or the report (disk full, read-only, a path taken)
 """
 
 
@@ -47,7 +48,7 @@ def diagnose(run_dir, variant, probes, stronger, yes, no_log, tracking_uri):
     if probes:
         planned = plan_probes(run, result, list(dict.fromkeys(probes)), stronger)
         for p in planned:
-            click.echo(p.line())
+            echo(p.line())
         if not yes:
             click.confirm("Run these probes?", abort=True)
         answers, facts = run_probes(run, planned, tracking_uri)
@@ -55,31 +56,29 @@ def diagnose(run_dir, variant, probes, stronger, yes, no_log, tracking_uri):
         result["probes"] = facts
         for f in facts:
             spent = f["spent_usd"]
-            click.echo(
+            echo(
                 f"probe {f['probe']}: {f['calls']} call(s), spent "
                 + ("unknown" if spent is None else f"${spent:.4g}")
                 + f" (run {f['run_dir']})"
             )
     path = write(run, result)
-    click.echo(text(result))
-    click.echo("")
-    click.echo(
-        f"wrote {path}" + (f" and {result['label_review']}" if result["label_review"] else "")
-    )
+    echo(text(result))
+    echo("")
+    echo(f"wrote {path}" + (f" and {result['label_review']}" if result["label_review"] else ""))
     paths = render_report(run)
-    click.echo(f"report section added to {paths['md']}")
+    echo(f"report section added to {paths['md']}")
     if no_log:
         return
     uri = resolve_uri(tracking_uri)
     try:
         parent = log_to_parent(run.path, result["run_id"], result["suite"], path, uri)
     except TrackingError as e:
-        click.echo(f"not logged to MLflow: {e}")
+        echo(f"not logged to MLflow: {e}")
         return
     if parent is None:
-        click.echo(
+        echo(
             f"not logged to MLflow: run {result['run_id']} is not in {uri} "
             f"(`harness report {run.path} --log` logs it with its diagnosis)"
         )
     else:
-        click.echo(f"logged to MLflow at {uri}: parent run {parent}")
+        echo(f"logged to MLflow at {uri}: parent run {parent}")

@@ -8,7 +8,7 @@ import click
 
 from harness.check.checklist import check_suite
 from harness.check.starter import DEFAULT_MODEL, starter_suite, suite_name
-from harness.cli._common import handle_errors
+from harness.cli._common import echo, handle_errors
 from harness.errors import SuiteError
 
 
@@ -31,6 +31,6 @@ def init(data, corpus, out, model, api_base, force):
     if path.exists() and not force and path.resolve() != Path(data).resolve():
         raise SuiteError(f"{path} exists — pass --out NEW.yaml, or --force to overwrite it")
     starter_suite(data, path, corpus=corpus, model=model, api_base=api_base)
-    click.echo(f"wrote {path}")
-    click.echo(check_suite(path).render())
-    click.echo(f"next: `harness run {path}`, then `harness diagnose runs/<suite>/<run-id>`")
+    echo(f"wrote {path}")
+    echo(check_suite(path).render())
+    echo(f"next: `harness run {path}`, then `harness diagnose runs/<suite>/<run-id>`")

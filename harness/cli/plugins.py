@@ -6,7 +6,7 @@ import json
 
 import click
 
-from harness.cli._common import handle_errors
+from harness.cli._common import echo, handle_errors
 from harness.plugins import load_plugins
 
 
@@ -17,11 +17,11 @@ def plugins(as_json):
     """List the plugins loaded (built-ins, `harness` entry points, $HARNESS_PLUGINS) and what each registered."""
     loaded = load_plugins()
     if as_json:
-        click.echo(json.dumps([vars(p) for p in loaded], indent=2))
+        echo(json.dumps([vars(p) for p in loaded], indent=2))
         return
     for p in loaded:
-        click.echo(f"{p.name} ({p.source}{'' if p.name == p.module else ': ' + p.module})")
+        echo(f"{p.name} ({p.source}{'' if p.name == p.module else ': ' + p.module})")
         for kind, names in p.registered.items():
-            click.echo(f"  {kind}: {', '.join(names)}")
+            echo(f"  {kind}: {', '.join(names)}")
         if not p.registered:
-            click.echo("  registered nothing")
+            echo("  registered nothing")

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from harness.cli._common import handle_errors, runs_dir_option
+from harness.cli._common import echo, handle_errors, runs_dir_option
 from harness.decide.protocol import register as register_protocol
 from harness.suite import load_suite
 
@@ -22,5 +22,5 @@ def register(suite_path, amend, why, runs_dir):
     limits); with --amend --why "…", accept changes to it."""
     lines, code = register_protocol(load_suite(suite_path), runs_dir, amend=amend, why=why)
     for line in lines:
-        click.echo(line)
+        echo(line)
     sys.exit(code)

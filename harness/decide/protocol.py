@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field
 from harness._util.jsonl import write_json_atomic
 from harness.data.lineage import protocol_path, read_protocol
 from harness.decide.sentence import _num
+from harness.suite.secrets import redact
 
 STRICTER, AMENDMENT = "stricter", "amendment"
 
@@ -153,7 +154,9 @@ def baseline_definition(v) -> BaselineDefinition:
         host=_host(v.api_base),
         system=v.system,
         user=v.user,
-        params=dict(v.params or {}),
+        # Masked as runs/…/suite.yaml is: the protocol file, the amendment lines and the MLflow
+        # tags show these params, and a rotated key is no change to what the baseline is.
+        params=redact(dict(v.params or {})),
         few_shot=v.few_shot.model_dump() if v.few_shot else None,
         retrieval=v.retrieval.model_dump() if v.retrieval else None,
     )

@@ -29,6 +29,7 @@ from harness.rundir.reader import RunFiles, resolved_suite
 from harness.score.registry import validate_suite
 from harness.suite.model import SuiteFile
 from harness.suite.resolve import resolve
+from harness.suite.secrets import masked_credentials
 
 PROBES = ("repeats", "stronger")
 PROBE_REPEATS = 3
@@ -71,6 +72,13 @@ def plan(
     tin = _mean([r.get("tokens_in") for r in records])
     tout = _mean([r.get("tokens_out") for r in records])
     spec = run.variant_spec(name)
+    masked = masked_credentials(spec, f"{name}: ")
+    if masked:
+        raise SuiteError(
+            f"{run.path / 'suite.yaml'}: {', '.join(masked)} was written literally and the run "
+            "keeps it masked (***): a probe would send *** as the credential — write it as "
+            "`${env:NAME}` in the suite, rerun, then probe"
+        )
     temperature = (spec.get("params") or {}).get("temperature")
     out = []
     for kind in kinds:

@@ -193,6 +193,12 @@ def _literals(obj: Any, prefix: str = "") -> list[tuple[str, str]]:
     return out
 
 
+def masked_credentials(obj: Any, prefix: str = "") -> list[str]:
+    """Key paths of credentials a run's suite.yaml keeps masked: a call built from it (a
+    `diagnose --probe`) would send `***` as the credential."""
+    return [path for path, value in _literals(obj, prefix) if MASK in value]
+
+
 def remember_literals(raw: Any) -> None:
     """Mask a loaded suite's literal credentials in every later message (a provider echoing a
     header back in its error text)."""

@@ -465,3 +465,110 @@ def test_doctor_is_not_ready_for_a_tracking_uri_run_would_refuse(tmp_path):
     result = _cli("doctor", "--tracking-uri", "foo://bar")
     assert "not ready" in result.output
     assert "--tracking-uri 'foo://bar': unknown store 'foo'" in result.output
+
+
+def test_the_registered_protocol_keeps_no_literal_credential(openai_server, tmp_path, monkeypatch):
+    """The baseline's definition in runs/.protocol/*.json, `register --amend`'s lines and the
+    amendment's MLflow tags hold header values and keys masked (a rotated key is no amendment)."""
+    monkeypatch.setenv("OPENAI_API_KEY", CANARY_ENV)
+    server = openai_server(intent_answer)
+    variants = f"""
+  - name: zero-shot
+    params:
+      temperature: 0
+      max_tokens: 16
+      api_key: {CANARY_ENV}
+      extra_headers: {{X-Auth: {CANARY_HEADER}}}
+"""
+    suite = write_suite(tmp_path, server.url, n=3, variants=variants)
+    outputs = [_cli("register", suite)]
+    assert outputs[0].exit_code == 0, outputs[0].output
+    suite.write_text(suite.read_text().replace("max_tokens: 16", "max_tokens: 17"))
+    outputs.append(_cli("run", suite))
+    amended = _cli("register", suite, "--amend", "--why", "longer answers")
+    assert amended.exit_code == 0, amended.output
+    assert "baseline params" in amended.output
+    outputs += [amended, _cli("run", suite), _cli("ledger", suite)]
+    for i, result in enumerate(outputs):
+        assert "Traceback" not in result.output
+        _no_canary(result.output, f"command output #{i}")
+    protocol = json.loads(next((tmp_path / "runs" / ".protocol").glob("*.json")).read_text())
+    assert protocol["baseline"]["params"]["extra_headers"] == {"X-Auth": "***"}
+    assert protocol["baseline"]["params"]["api_key"] == "***"
+    _grep_tree(tmp_path / "runs")
+    db = os.environ["MLFLOW_TRACKING_URI"].removeprefix("sqlite:///")
+    _grep_tree(Path(db).parent)
+
+
+def test_storage_failures_of_register_and_diagnose_are_exit_4_without_a_resume_flag(
+    openai_server, fake_key, tmp_path
+):
+    """runs/.protocol taken by a file, diagnosis.json taken by a directory: exit 4, and the fix
+    names a rerun, not a --resume these commands do not have."""
+    server = openai_server(intent_answer)
+    suite = write_suite(tmp_path, server.url, n=3)
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / ".protocol").write_text("x")
+    registered = _cli("register", suite)
+    assert registered.exit_code == 4, registered.output
+    assert "Error: could not write results (runs/.protocol): File exists" in registered.output
+    assert "then run the same command again" in registered.output
+    assert "--resume" not in registered.output
+    (runs / ".protocol").unlink()
+    assert _cli("run", suite, "--variant", "zero-shot").exit_code == 0
+    run_dir = next(runs.glob("test-suite/*"))
+    (run_dir / "diagnosis.json").mkdir()
+    diagnosed = _cli("diagnose", run_dir)
+    assert diagnosed.exit_code == 4, diagnosed.output
+    assert f"({run_dir / 'diagnosis.json'}): Is a directory" in diagnosed.output
+    assert "then run the same command again" in diagnosed.output
+    assert "--resume" not in diagnosed.output
+    assert "4  could not write" in _cli("diagnose", "--help").output
+
+
+def test_register_and_diagnose_print_no_control_sequence(openai_server, fake_key, tmp_path):
+    """A model name carrying OSC 0/52 (written in the suite, echoed from a data-driven config)
+    reaches `register`'s protocol lines and `diagnose`'s table stripped."""
+    server = openai_server(intent_answer)
+    model = "openai/fake\\e]0;pwned-title\\a\\e]52;c;ZWNobyBwd25lZA==\\e\\\\"
+    suite = write_suite(tmp_path, server.url, n=3)
+    suite.write_text(suite.read_text().replace("model: openai/fake-model", f'model: "{model}"'))
+    registered = _cli("register", suite)
+    assert registered.exit_code == 0, registered.output
+    assert "baseline zero-shot: openai/fake at " in registered.output
+    assert _cli("run", suite).exit_code == 0
+    run_dir = next((tmp_path / "runs").glob("test-suite/*"))
+    diagnosed = _cli("diagnose", run_dir)
+    assert diagnosed.exit_code == 0, diagnosed.output
+    for result in (registered, diagnosed):
+        assert "\x1b" not in result.output and "\x07" not in result.output
+
+
+def test_a_probe_never_sends_a_masked_credential(openai_server, fake_key, tmp_path):
+    """runs/…/suite.yaml keeps a literal header masked; a probe derived from it must not send
+    `***` as the credential (the provider answers 401 for every paid-for probe call)."""
+    from diagnose.test_cli_diagnose import wrong_zero_shot
+
+    server = openai_server(wrong_zero_shot)
+    suite = write_suite(tmp_path, server.url, n=6)
+    suite.write_text(
+        suite.read_text().replace(
+            "params: {temperature: 0, max_tokens: 16}",
+            f"params: {{temperature: 0, max_tokens: 16, extra_headers: {{X-Auth: {CANARY_HEADER}}}}}",
+        )
+    )
+    assert _cli("run", suite).exit_code == 0
+    run_dir = next((tmp_path / "runs").glob("test-suite/*"))
+    server.headers.clear()
+    probed = _cli("diagnose", run_dir, "--probe", "repeats", "--yes")
+    assert "Traceback" not in probed.output
+    sent = [{k.lower(): v for k, v in h.items()}.get("x-auth") for h in server.headers]
+    assert "***" not in sent, "*** sent as X-Auth"
+    # Refused before pricing, naming the masked credential and the fix.
+    assert sent == [] and probed.exit_code == 2, probed.output
+    assert (
+        f"Error: {run_dir / 'suite.yaml'}: zero-shot: params.extra_headers.X-Auth was written "
+        "literally and the run keeps it masked (***): a probe would send *** as the credential"
+    ) in probed.output
+    _no_canary(probed.output, "diagnose's output")
