@@ -130,7 +130,9 @@ def _teacher_run(tmp_path):
     run = tmp_path / "runs" / "exp" / "r1"
     (run / "results").mkdir(parents=True)
     write_resolved_suite(run / "suite.yaml", suite, dataset, {})
-    (run / "summary.json").write_text(json.dumps({"suite": "exp", "variants": {}}))
+    (run / "summary.json").write_text(
+        json.dumps({"schema_version": 2, "suite": "exp", "variants": {}})
+    )
     records = []
     for i, e in enumerate(dataset.test):
         answer = json.dumps({"intent": e.target})
