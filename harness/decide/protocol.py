@@ -241,10 +241,10 @@ def _one(key, old, new, stricter: bool) -> Amendment:
     return Amendment(key=key, old=str(old), new=str(new), kind=STRICTER if stricter else AMENDMENT)
 
 
-def _limit(key, old, new, out: list[Amendment]) -> None:
+def _limit(key, old, new, out: list[Amendment], fewer_is_stricter: bool = True) -> None:
     if old == new:
         return
-    tighter = new is not None and (old is None or new < old)
+    tighter = fewer_is_stricter and new is not None and (old is None or new < old)
     out.append(
         _one(
             key,
@@ -283,7 +283,9 @@ def _hypotheses(reg: list[Terms], cur: list[Terms], out: list[Amendment]) -> Non
                     c.confidence > r.confidence,
                 )
             )
-        _limit(f"{k} max_iterations", r.max_iterations, c.max_iterations, out)
+        # Each iteration is tested at α / max_iterations (rule.reuse_iterations): fewer raise
+        # every later iteration's level, more spend α the earlier ones did not reserve.
+        _limit(f"{k} max_iterations", r.max_iterations, c.max_iterations, out, False)
         _limit(f"{k} budget_usd", r.budget_usd, c.budget_usd, out)
     # A hypothesis added to the family only lowers the others' Holm levels.
     for c in now.values():

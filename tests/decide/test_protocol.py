@@ -368,3 +368,47 @@ def test_baseline_drift_is_said(tmp_path, openai_server, fake_key):
     assert drift.endswith(
         f"(50.0% in run {first['run_id']}) — same definition, so the endpoint or model behind it changed"
     )
+
+
+def test_fewer_max_iterations_is_an_amendment(tmp_path, openai_server, fake_key):
+    # Each iteration is tested at α / max_iterations: lowering it after registration raises
+    # every later iteration's level, so it cannot be "stricter".
+    s = Story(tmp_path, openai_server)
+    _, _, first = s.run("fake-ft-v1", acc=0.6)
+    guard = GUARD.format(margin=0.03, guard_extra="", error_cost=0.4).replace(
+        "max_iterations: 3", "max_iterations: 2"
+    )
+    code, out, second = s.run("fake-ft-v2", acc=0.6, guard=guard)
+    assert second["protocol"]["stricter"] == []
+    assert [(a["key"], a["old"], a["new"]) for a in second["protocol"]["amendments"]] == [
+        ("hypothesis ft max_iterations", "3", "2")
+    ]
+    assert code == 1, verdict_line(out)
+    assert "amended" in second["guard"]["verdicts"]["ft"]["flags"], verdict_line(out)
+
+
+def test_a_deleted_protocol_file_is_not_a_silent_fresh_start(tmp_path, openai_server, fake_key):
+    s = Story(tmp_path, openai_server)
+    _, _, first = s.run("fake-ft-v1")
+    (s.runs / ".protocol" / f"{first['lineage']}.json").unlink()
+    code, out, second = s.run("fake-ft-v2", acc=0.5, margin=0.05)
+    assert second["lineage"] == first["lineage"]
+    (a,) = second["protocol"]["amendments"]
+    assert a["key"] == "protocol" and a["old"] == (
+        f"{first['protocol']['fingerprint']} (registered in run {first['run_id']})"
+    )
+    assert a["new"].startswith("missing from runs/.protocol/")
+    assert code == 1 and second["guard"]["verdicts"]["ft"]["flags"] == ["amended"]
+
+
+def test_a_protocol_file_edited_by_hand_is_an_amendment(tmp_path, openai_server, fake_key):
+    s = Story(tmp_path, openai_server)
+    _, _, first = s.run("fake-ft-v1")
+    path = s.runs / ".protocol" / f"{first['lineage']}.json"
+    data = json.loads(path.read_text())
+    data["hypotheses"][0]["margin"] = 0.05
+    path.write_text(json.dumps(data))
+    code, out, second = s.run("fake-ft-v2", acc=0.5, margin=0.05)
+    keys = [a["key"] for a in second["protocol"]["amendments"]]
+    assert keys == ["protocol"] and code == 1
+    assert second["protocol"]["amendments"][0]["new"].startswith("edited by hand")
