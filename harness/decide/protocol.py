@@ -445,11 +445,14 @@ def review(
     run_id: str,
     counted: bool,
     overlap: float | None = None,
+    history: list[dict] | None = None,
 ) -> dict[str, Any]:
     """summary.json's `protocol`: this run against its lineage's registered protocol.
 
     The first counted run of a lineage registers it (with the baseline's per-example scores).
-    `scores`: this run's baseline score per example fingerprint. Returns {"lineage",
+    `scores`: this run's baseline score per example fingerprint. `history`: the lineage's
+    earlier runs (harness.decide.history.gather), whose recorded protocol fingerprints tell a
+    deleted or hand-edited protocol file from a registered one. Returns {"lineage",
     "fingerprint", "registered_run_id", "registered_now", "overlap", "amendments", "stricter",
     "accepted", "notes", "family"}."""
     current = build(suite, lineage, examples, test_sha256, run_id, scores)
@@ -465,11 +468,32 @@ def review(
         "notes": [],
         "family": [h.key for h in current.hypotheses],
     }
+    # The fingerprints earlier counted runs were judged under (summary.json, MLflow tags): the
+    # protocol file is only a file, so what the ledger recorded says whether it was replaced.
+    recorded: dict[str, str] = {}
+    for r in history or []:
+        fp = r.get("protocol")
+        if fp and r.get("run_id") != run_id and (r.get("ledger_entry") or {}).get("limit") is None:
+            recorded.setdefault(str(fp), str(r.get("run_id")))
     if registered is None:
         if counted:
             save(runs_dir, current)
             out["registered_now"] = True
+            # Kept with the run too: a deleted protocol file must not free the lineage
+            # (harness.data.lineage.find_lineage reads them back).
+            out["examples"] = examples
         out["registered_run_id"] = run_id if counted else None
+        if recorded:
+            fp, first = next(iter(recorded.items()))
+            out["amendments"].append(
+                _one(
+                    "protocol",
+                    f"{fp} (registered in run {first})",
+                    f"missing from {protocol_path(runs_dir, lineage)}; registered afresh from "
+                    f"this run — restore the file to continue the registered protocol",
+                    False,
+                ).model_dump()
+            )
         return out
     if counted and not registered.baseline_scores and registered.baseline == current.baseline:
         registered = registered.model_copy(update={"baseline_scores": scores, "run_id": run_id})
@@ -478,6 +502,20 @@ def review(
     out["fingerprint"] = registered.fingerprint()
     out["family"] = [h.key for h in registered.hypotheses]
     out["accepted"] = registered.accepted
+    known = {registered.fingerprint(), *(a.get("from") for a in registered.accepted)}
+    edited = [(fp, r) for fp, r in recorded.items() if fp not in known]
+    if edited:
+        fp, first = edited[-1]
+        out["amendments"].append(
+            _one(
+                "protocol",
+                f"{fp} (recorded by run {first})",
+                f"edited by hand to {registered.fingerprint()} in "
+                f"{protocol_path(runs_dir, lineage)}, not by `harness register --amend` — "
+                "restore the file",
+                False,
+            ).model_dump()
+        )
     effect, said = None, None
     if registered.baseline != current.baseline:
         effect, said = baseline_effect(registered.baseline_scores, scores)
