@@ -142,8 +142,31 @@ class Amendment(BaseModel):
 # ---------------------------------------------------------------- building
 
 
+def _endpoint(url: str) -> str:
+    p = urlparse(url)
+    host = p.netloc.rpartition("@")[2]  # never a URL's user:password
+    return f"{host}{p.path.rstrip('/')}" if host else url
+
+
 def _host(api_base: str | None) -> str:
-    return urlparse(api_base).netloc or api_base if api_base else "provider default"
+    """The endpoint as the protocol keeps it: host, port and path (another path of a host can
+    serve another model). An `${env:…}` reference is kept as written, with a digest of what it
+    resolves to now: pointing the variable elsewhere changes the baseline, and its value (which
+    may be secret) is never written."""
+    if not api_base:
+        return "provider default"
+    from harness.errors import SuiteError
+    from harness.suite.secrets import expand_env
+
+    try:
+        resolved = expand_env(api_base)
+    except SuiteError:
+        resolved = api_base
+    shown = _endpoint(api_base)
+    if resolved == api_base:
+        return shown
+    digest = hashlib.sha256(_endpoint(resolved).encode()).hexdigest()[:8]
+    return f"{shown} (resolves to #{digest})"
 
 
 def baseline_definition(v) -> BaselineDefinition:

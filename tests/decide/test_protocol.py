@@ -209,8 +209,8 @@ def test_a_weaker_baseline_endpoint_is_an_amendment(tmp_path, openai_server, fak
     s = Story(tmp_path, openai_server)
     _, _, first = s.run("fake-ft-v1")
     weak = openai_server(scripted({"fake-base": 0.4}))
-    host = s.server.url.split("//")[1].split("/")[0]
-    weak_host = weak.url.split("//")[1].split("/")[0]
+    host = s.server.url.split("//")[1].rstrip("/")
+    weak_host = weak.url.split("//")[1].rstrip("/")
     code, out, second = s.run("fake-ft-v2", base_extra=f"\n    api_base: {weak.url}")
     v = second["guard"]["verdicts"]["ft"]
     assert v["status"] == "pass" and code == 1 and v["flags"] == ["amended"]
@@ -416,3 +416,26 @@ def test_a_protocol_file_edited_by_hand_is_an_amendment(tmp_path, openai_server,
     assert keys == ["protocol"] and code == 1
     assert second["protocol"]["amendments"][0]["new"].startswith("edited by hand")
     assert second["guard"]["verdicts"]["ft"]["flags"] == ["amended"]
+
+
+def test_the_baseline_endpoint_is_its_resolved_host_and_path(tmp_path, openai_server, monkeypatch):
+    # Another path on the same host (a proxy serving a weaker model) and an `${env:…}` host that
+    # now resolves elsewhere are other endpoints; the variable's value is never written.
+    s = Story(tmp_path, openai_server)
+    monkeypatch.setenv("BASE_HOST", "models.internal:8000")
+    path = s.write(base_extra="\n    api_base: http://${env:BASE_HOST}/strong/v1")
+    res = s.cli("register", path, "--runs-dir", s.runs)
+    assert res.exit_code == 0, res.output
+    (stored,) = (s.runs / ".protocol").glob("*.json")
+    assert "models.internal" not in res.output + stored.read_text()
+    path.write_text(path.read_text().replace("/strong/v1", "/weak/v1"))
+    res = s.cli("register", path, "--runs-dir", s.runs)
+    assert res.exit_code == 1, res.output
+    (line,) = [x for x in res.output.splitlines() if x.startswith("amendment: baseline host: ")]
+    assert "${env:BASE_HOST}/strong/v1" in line and "${env:BASE_HOST}/weak/v1" in line
+    path.write_text(path.read_text().replace("/weak/v1", "/strong/v1"))
+    monkeypatch.setenv("BASE_HOST", "cheap-models.internal:8000")
+    res = s.cli("register", path, "--runs-dir", s.runs)
+    assert res.exit_code == 1, res.output
+    assert "cheap-models" not in res.output
+    assert any(x.startswith("amendment: baseline host: ") for x in res.output.splitlines())
