@@ -59,6 +59,10 @@ class BaselineDefinition(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     few_shot: dict[str, Any] | None = None
     retrieval: dict[str, Any] | None = None
+    # What it must answer in, and a RAG baseline's own retriever ("package.module:function").
+    response_format: dict[str, Any] | str | None = None
+    retriever: str | None = None
+    repeats: int = 1
 
 
 class Dollars(BaseModel):
@@ -179,6 +183,9 @@ def baseline_definition(v) -> BaselineDefinition:
         params=dict(v.params or {}),
         few_shot=v.few_shot.model_dump() if v.few_shot else None,
         retrieval=v.retrieval.model_dump() if v.retrieval else None,
+        response_format=v.response_format,
+        retriever=v.retriever,
+        repeats=v.repeats,
     )
 
 
@@ -340,7 +347,7 @@ def _baseline(
     # Judged by its effect on the shared examples: a better baseline makes every test harder.
     for f in changed:
         old, new = getattr(reg, f), getattr(cur, f)
-        if f in ("system", "user", "params", "few_shot", "retrieval"):
+        if f in ("system", "user", "params", "few_shot", "retrieval", "response_format"):
             old, new = _short(old), _short(new)
         why = {"better": "scores higher", "same": "scores the same", "worse": "scores lower"}.get(
             effect or "", "effect unknown"

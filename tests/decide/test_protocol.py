@@ -439,3 +439,24 @@ def test_the_baseline_endpoint_is_its_resolved_host_and_path(tmp_path, openai_se
     assert res.exit_code == 1, res.output
     assert "cheap-models" not in res.output
     assert any(x.startswith("amendment: baseline host: ") for x in res.output.splitlines())
+
+
+def test_the_baseline_response_format_and_retriever_are_registered(tmp_path, openai_server):
+    # What the baseline is asked to answer in, and a RAG baseline's own retriever, decide its
+    # score as much as its prompt does.
+    s = Story(tmp_path, openai_server)
+    path = s.write()
+    assert s.cli("register", path, "--runs-dir", s.runs).exit_code == 0
+    path.write_text(
+        path.read_text().replace(
+            "model: openai/fake-base",
+            "model: openai/fake-base\n    response_format: json_object",
+            1,
+        )
+    )
+    res = s.cli("register", path, "--runs-dir", s.runs)
+    assert res.exit_code == 1, res.output
+    assert any(
+        x.startswith("amendment: baseline response_format: 'null' → 'json_object'")
+        for x in res.output.splitlines()
+    ), res.output
