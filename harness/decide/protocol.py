@@ -500,10 +500,16 @@ def review(
     }
     # The fingerprints earlier counted runs were judged under (summary.json, MLflow tags): the
     # protocol file is only a file, so what the ledger recorded says whether it was replaced.
+    # Only this lineage's runs: the history also holds the suite's runs on other test sets.
     recorded: dict[str, str] = {}
     for r in history or []:
         fp = r.get("protocol")
-        if fp and r.get("run_id") != run_id and (r.get("ledger_entry") or {}).get("limit") is None:
+        if (
+            fp
+            and r.get("lineage") == lineage
+            and r.get("run_id") != run_id
+            and (r.get("ledger_entry") or {}).get("limit") is None
+        ):
             recorded.setdefault(str(fp), str(r.get("run_id")))
     if registered is None:
         if counted:

@@ -91,6 +91,7 @@ def _runs(client, experiment_ids: list[str], where: str | None = None) -> list[d
                     "verdicts": _loads(tags.get("harness.verdicts"), {}) or {},
                     "suite": tags.get("harness.suite"),
                     "protocol": tags.get("harness.protocol"),
+                    "lineage": tags.get("harness.lineage"),
                 }
             )
         token = page.token

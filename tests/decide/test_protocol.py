@@ -460,3 +460,17 @@ def test_the_baseline_response_format_and_retriever_are_registered(tmp_path, ope
         x.startswith("amendment: baseline response_format: 'null' → 'json_object'")
         for x in res.output.splitlines()
     ), res.output
+
+
+def test_a_new_test_set_under_the_same_suite_name_is_not_a_replaced_protocol(
+    tmp_path, openai_server, fake_key
+):
+    # Runs of the suite's other lineage are in its history: their protocol is not this one's.
+    s = Story(tmp_path, openai_server)
+    _, _, first = s.run("fake-ft-v1")
+    _, _, second = s.run("fake-ft-v2", drop=range(40))
+    _, _, third = s.run("fake-ft-v3", drop=range(40))
+    assert second["lineage"] != first["lineage"] == first["protocol"]["lineage"]
+    assert third["lineage"] == second["lineage"]
+    assert [a["key"] for a in second["protocol"]["amendments"]] == []
+    assert [a["key"] for a in third["protocol"]["amendments"]] == []
