@@ -123,7 +123,7 @@ def test_dropping_the_candidates_misses_is_an_amendment_and_continues_the_lineag
     assert code == 1 and first["protocol"]["registered_now"] is True
     assert amendments(out) == []
     comment = tmp_path / "comment.md"
-    code, out, second = s.run("fake-ft-v2", "--pr-comment", str(comment), drop=FT_MISSES)
+    code, out, second = s.run("fake-ft-v2", "--pr-comment", str(comment), acc=0.6, drop=FT_MISSES)
     v = second["guard"]["verdicts"]["ft"]
     assert second["lineage"] == first["lineage"]
     pr = comment.read_text()
@@ -164,7 +164,7 @@ def test_dropping_the_candidates_misses_is_an_amendment_and_continues_the_lineag
     assert res.output.splitlines()[1] == (
         "amendment: test set: 60 examples → 57 examples (3 removed)"
     )
-    code, out, third = s.run("fake-ft-v2", drop=FT_MISSES)
+    code, out, third = s.run("fake-ft-v2", acc=0.6, drop=FT_MISSES)
     v = third["guard"]["verdicts"]["ft"]
     assert code == 0 and v["flags"] == [] and amendments(out) == []
     assert " Protocol amended by hand at " in v["sentence"]
