@@ -75,4 +75,20 @@ def find_lineage(
             best, share = path.stem, s
     if best is not None and share >= OVERLAP:
         return best, share
+    # A lineage whose protocol file is gone is still known by the run that registered it.
+    for path in sorted(Path(runs_dir).glob("*/*/summary.json")):
+        try:
+            s = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        p = s.get("protocol") if isinstance(s, dict) else None
+        if not isinstance(p, dict) or not p.get("examples") or not s.get("lineage"):
+            continue
+        if read_protocol(runs_dir, s["lineage"]) is not None:
+            continue  # already weighed above
+        o = overlap(p["examples"], current)
+        if o > share:
+            best, share = s["lineage"], o
+    if best is not None and share >= OVERLAP:
+        return best, share if best != test_hash else None
     return test_hash, None

@@ -131,6 +131,8 @@ def local_history(runs_dir, suite_name: str, lineage: str | None = None) -> list
                 "verdicts": verdicts,
                 "excluded": read_json(path.parent / EXCLUDED),
                 "suite": s.get("suite"),
+                "protocol": (s.get("protocol") or {}).get("fingerprint"),
+                "lineage": s.get("lineage"),
             }
         )
     return sorted(out, key=lambda r: (str(r["start_time"]), str(r["run_id"])))

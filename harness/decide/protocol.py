@@ -60,6 +60,10 @@ class BaselineDefinition(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     few_shot: dict[str, Any] | None = None
     retrieval: dict[str, Any] | None = None
+    # What it must answer in, and a RAG baseline's own retriever ("package.module:function").
+    response_format: dict[str, Any] | str | None = None
+    retriever: str | None = None
+    repeats: int = 1
 
 
 class Dollars(BaseModel):
@@ -143,8 +147,31 @@ class Amendment(BaseModel):
 # ---------------------------------------------------------------- building
 
 
+def _endpoint(url: str) -> str:
+    p = urlparse(url)
+    host = p.netloc.rpartition("@")[2]  # never a URL's user:password
+    return f"{host}{p.path.rstrip('/')}" if host else url
+
+
 def _host(api_base: str | None) -> str:
-    return urlparse(api_base).netloc or api_base if api_base else "provider default"
+    """The endpoint as the protocol keeps it: host, port and path (another path of a host can
+    serve another model). An `${env:…}` reference is kept as written, with a digest of what it
+    resolves to now: pointing the variable elsewhere changes the baseline, and its value (which
+    may be secret) is never written."""
+    if not api_base:
+        return "provider default"
+    from harness.errors import SuiteError
+    from harness.suite.secrets import expand_env
+
+    try:
+        resolved = expand_env(api_base)
+    except SuiteError:
+        resolved = api_base
+    shown = _endpoint(api_base)
+    if resolved == api_base:
+        return shown
+    digest = hashlib.sha256(_endpoint(resolved).encode()).hexdigest()[:8]
+    return f"{shown} (resolves to #{digest})"
 
 
 def baseline_definition(v) -> BaselineDefinition:
@@ -159,6 +186,9 @@ def baseline_definition(v) -> BaselineDefinition:
         params=redact(dict(v.params or {})),
         few_shot=v.few_shot.model_dump() if v.few_shot else None,
         retrieval=v.retrieval.model_dump() if v.retrieval else None,
+        response_format=v.response_format,
+        retriever=v.retriever,
+        repeats=v.repeats,
     )
 
 
@@ -244,10 +274,10 @@ def _one(key, old, new, stricter: bool) -> Amendment:
     return Amendment(key=key, old=str(old), new=str(new), kind=STRICTER if stricter else AMENDMENT)
 
 
-def _limit(key, old, new, out: list[Amendment]) -> None:
+def _limit(key, old, new, out: list[Amendment], fewer_is_stricter: bool = True) -> None:
     if old == new:
         return
-    tighter = new is not None and (old is None or new < old)
+    tighter = fewer_is_stricter and new is not None and (old is None or new < old)
     out.append(
         _one(
             key,
@@ -286,7 +316,9 @@ def _hypotheses(reg: list[Terms], cur: list[Terms], out: list[Amendment]) -> Non
                     c.confidence > r.confidence,
                 )
             )
-        _limit(f"{k} max_iterations", r.max_iterations, c.max_iterations, out)
+        # Each iteration is tested at α / max_iterations (rule.reuse_iterations): fewer raise
+        # every later iteration's level, more spend α the earlier ones did not reserve.
+        _limit(f"{k} max_iterations", r.max_iterations, c.max_iterations, out, False)
         _limit(f"{k} budget_usd", r.budget_usd, c.budget_usd, out)
     # A hypothesis added to the family only lowers the others' Holm levels.
     for c in now.values():
@@ -318,7 +350,7 @@ def _baseline(
     # Judged by its effect on the shared examples: a better baseline makes every test harder.
     for f in changed:
         old, new = getattr(reg, f), getattr(cur, f)
-        if f in ("system", "user", "params", "few_shot", "retrieval"):
+        if f in ("system", "user", "params", "few_shot", "retrieval", "response_format"):
             old, new = _short(old), _short(new)
         why = {"better": "scores higher", "same": "scores the same", "worse": "scores lower"}.get(
             effect or "", "effect unknown"
@@ -446,11 +478,14 @@ def review(
     run_id: str,
     counted: bool,
     overlap: float | None = None,
+    history: list[dict] | None = None,
 ) -> dict[str, Any]:
     """summary.json's `protocol`: this run against its lineage's registered protocol.
 
     The first counted run of a lineage registers it (with the baseline's per-example scores).
-    `scores`: this run's baseline score per example fingerprint. Returns {"lineage",
+    `scores`: this run's baseline score per example fingerprint. `history`: the lineage's
+    earlier runs (harness.decide.history.gather), whose recorded protocol fingerprints tell a
+    deleted or hand-edited protocol file from a registered one. Returns {"lineage",
     "fingerprint", "registered_run_id", "registered_now", "overlap", "amendments", "stricter",
     "accepted", "notes", "family"}."""
     current = build(suite, lineage, examples, test_sha256, run_id, scores)
@@ -466,11 +501,38 @@ def review(
         "notes": [],
         "family": [h.key for h in current.hypotheses],
     }
+    # The fingerprints earlier counted runs were judged under (summary.json, MLflow tags): the
+    # protocol file is only a file, so what the ledger recorded says whether it was replaced.
+    # Only this lineage's runs: the history also holds the suite's runs on other test sets.
+    recorded: dict[str, str] = {}
+    for r in history or []:
+        fp = r.get("protocol")
+        if (
+            fp
+            and r.get("lineage") == lineage
+            and r.get("run_id") != run_id
+            and (r.get("ledger_entry") or {}).get("limit") is None
+        ):
+            recorded.setdefault(str(fp), str(r.get("run_id")))
     if registered is None:
         if counted:
             save(runs_dir, current)
             out["registered_now"] = True
+            # Kept with the run too: a deleted protocol file must not free the lineage
+            # (harness.data.lineage.find_lineage reads them back).
+            out["examples"] = examples
         out["registered_run_id"] = run_id if counted else None
+        if recorded:
+            fp, first = next(iter(recorded.items()))
+            out["amendments"].append(
+                _one(
+                    "protocol",
+                    f"{fp} (registered in run {first})",
+                    f"missing from {protocol_path(runs_dir, lineage)}; registered afresh from "
+                    f"this run — restore the file to continue the registered protocol",
+                    False,
+                ).model_dump()
+            )
         return out
     if counted and not registered.baseline_scores and registered.baseline == current.baseline:
         registered = registered.model_copy(update={"baseline_scores": scores, "run_id": run_id})
@@ -479,6 +541,20 @@ def review(
     out["fingerprint"] = registered.fingerprint()
     out["family"] = [h.key for h in registered.hypotheses]
     out["accepted"] = registered.accepted
+    known = {registered.fingerprint(), *(a.get("from") for a in registered.accepted)}
+    edited = [(fp, r) for fp, r in recorded.items() if fp not in known]
+    if edited:
+        fp, first = edited[-1]
+        out["amendments"].append(
+            _one(
+                "protocol",
+                f"{fp} (recorded by run {first})",
+                f"edited by hand to {registered.fingerprint()} in "
+                f"{protocol_path(runs_dir, lineage)}, not by `harness register --amend` — "
+                "restore the file",
+                False,
+            ).model_dump()
+        )
     effect, said = None, None
     if registered.baseline != current.baseline:
         effect, said = baseline_effect(registered.baseline_scores, scores)

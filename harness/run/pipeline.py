@@ -645,6 +645,7 @@ def apply_guard(
                 outcome.run_id,
                 counted=limit is None,
                 overlap=share,
+                history=history,
             )
             outcome.summary["protocol"] = protocol
             said = amendment_lines(protocol)

@@ -90,6 +90,8 @@ def _runs(client, experiment_ids: list[str], where: str | None = None) -> list[d
                     "ledger_entry": _loads(tags.get("harness.ledger_entry"), {}) or {},
                     "verdicts": _loads(tags.get("harness.verdicts"), {}) or {},
                     "suite": tags.get("harness.suite"),
+                    "protocol": tags.get("harness.protocol"),
+                    "lineage": tags.get("harness.lineage"),
                 }
             )
         token = page.token

@@ -123,7 +123,7 @@ def test_dropping_the_candidates_misses_is_an_amendment_and_continues_the_lineag
     assert code == 1 and first["protocol"]["registered_now"] is True
     assert amendments(out) == []
     comment = tmp_path / "comment.md"
-    code, out, second = s.run("fake-ft-v2", "--pr-comment", str(comment), drop=FT_MISSES)
+    code, out, second = s.run("fake-ft-v2", "--pr-comment", str(comment), acc=0.6, drop=FT_MISSES)
     v = second["guard"]["verdicts"]["ft"]
     assert second["lineage"] == first["lineage"]
     pr = comment.read_text()
@@ -164,7 +164,7 @@ def test_dropping_the_candidates_misses_is_an_amendment_and_continues_the_lineag
     assert res.output.splitlines()[1] == (
         "amendment: test set: 60 examples → 57 examples (3 removed)"
     )
-    code, out, third = s.run("fake-ft-v2", drop=FT_MISSES)
+    code, out, third = s.run("fake-ft-v2", acc=0.6, drop=FT_MISSES)
     v = third["guard"]["verdicts"]["ft"]
     assert code == 0 and v["flags"] == [] and amendments(out) == []
     assert " Protocol amended by hand at " in v["sentence"]
@@ -209,8 +209,8 @@ def test_a_weaker_baseline_endpoint_is_an_amendment(tmp_path, openai_server, fak
     s = Story(tmp_path, openai_server)
     _, _, first = s.run("fake-ft-v1")
     weak = openai_server(scripted({"fake-base": 0.4}))
-    host = s.server.url.split("//")[1].split("/")[0]
-    weak_host = weak.url.split("//")[1].split("/")[0]
+    host = s.server.url.split("//")[1].rstrip("/")
+    weak_host = weak.url.split("//")[1].rstrip("/")
     code, out, second = s.run("fake-ft-v2", base_extra=f"\n    api_base: {weak.url}")
     v = second["guard"]["verdicts"]["ft"]
     assert v["status"] == "pass" and code == 1 and v["flags"] == ["amended"]
@@ -240,7 +240,9 @@ def test_a_better_baseline_is_stricter_not_flagged(tmp_path, openai_server, fake
     s = Story(tmp_path, openai_server)
     _, _, first = s.run("fake-ft-v1", acc=0.5)
     strong = openai_server(scripted({"fake-base": 0.55}))
-    code, out, second = s.run("fake-ft-v2", acc=0.55, base_extra=f"\n    api_base: {strong.url}")
+    # A candidate right wherever the baseline is, and more: a pass under the paired interval
+    # (one identical to the baseline has no discordant pair, and shows nothing at 3 pts).
+    code, out, second = s.run("fake-ft-v2", acc=0.65, base_extra=f"\n    api_base: {strong.url}")
     p = second["protocol"]
     assert p["amendments"] == [] and [a["key"] for a in p["stricter"]] == ["baseline host"]
     assert code == 0, out
@@ -249,12 +251,12 @@ def test_a_better_baseline_is_stricter_not_flagged(tmp_path, openai_server, fake
 def test_dearer_baseline_or_cheaper_errors_are_amendments(tmp_path, openai_server, fake_key):
     s = Story(tmp_path, openai_server)
     _, _, first = s.run("fake-ft-v1")
-    code, out, second = s.run("fake-ft-v2", acc=0.5, base_price=100.0, error_cost=0.04)
+    code, out, second = s.run("fake-ft-v2", acc=0.6, base_price=100.0, error_cost=0.04)
     assert [(a["key"], a["old"], a["new"]) for a in second["protocol"]["amendments"]] == [
         ("price of zero-shot ($ per 1M in/out)", "10/10", "100/100"),
         ("error_cost_usd", "0.4", "0.04"),
     ]
-    assert code == 1 and second["guard"]["verdicts"]["ft"]["flags"] == ["amended"]
+    assert code == 1 and second["guard"]["verdicts"]["ft"]["flags"] == ["amended"], out
     assert second["ledger_entry"]["variants"]["ft"]["honest_pass"] is False
 
 
@@ -332,18 +334,18 @@ def test_honest_workflow_reads_clean(tmp_path, openai_server, fake_key):
     res = s.cli("register", tmp_path / "suite.yaml", "--runs-dir", s.runs)
     assert res.exit_code == 0, res.output
     assert res.output.splitlines()[0].startswith("registered the protocol of lineage ")
-    code, out, first = s.run("fake-ft-v1", acc=0.5)
+    code, out, first = s.run("fake-ft-v1", acc=0.6)
     assert code == 0, out
     assert amendments(out) == []
     line = verdict_line(out)
-    assert line.startswith("PASS: ft: +0.0 pts accuracy [+0.0, +0.0] vs zero-shot; ")
+    assert line.startswith("PASS: ft: +10.0 pts accuracy [+1.8, +17.9] vs zero-shot; ")
     assert (
         " Test-set reuse: up to 3 iterations are selected on these test examples, so each is "
         "tested at one-sided α = 0.025/3 = 0.008333 (p < 0.001)." in line
     )
-    code, out, again = s.run("fake-ft-v1", acc=0.5)  # a re-run
+    code, out, again = s.run("fake-ft-v1", acc=0.6)  # a re-run
     assert code == 0 and amendments(out) == []
-    code, out, more = s.run("fake-ft-v1", acc=0.5, n=72, margin=0.02)  # more examples, tighter
+    code, out, more = s.run("fake-ft-v1", acc=0.6, n=72, margin=0.02)  # more examples, tighter
     assert code == 0, out
     assert amendments(out) == [
         "protocol: stricter than registered (recorded): test set: 60 examples → 72 examples "
@@ -368,3 +370,109 @@ def test_baseline_drift_is_said(tmp_path, openai_server, fake_key):
     assert drift.endswith(
         f"(50.0% in run {first['run_id']}) — same definition, so the endpoint or model behind it changed"
     )
+
+
+def test_fewer_max_iterations_is_an_amendment(tmp_path, openai_server, fake_key):
+    # Each iteration is tested at α / max_iterations: lowering it after registration raises
+    # every later iteration's level, so it cannot be "stricter".
+    s = Story(tmp_path, openai_server)
+    _, _, first = s.run("fake-ft-v1", acc=0.6)
+    guard = GUARD.format(margin=0.03, guard_extra="", error_cost=0.4).replace(
+        "max_iterations: 3", "max_iterations: 2"
+    )
+    code, out, second = s.run("fake-ft-v2", acc=0.6, guard=guard)
+    assert second["protocol"]["stricter"] == []
+    assert [(a["key"], a["old"], a["new"]) for a in second["protocol"]["amendments"]] == [
+        ("hypothesis ft max_iterations", "3", "2")
+    ]
+    assert code == 1, verdict_line(out)
+    assert "amended" in second["guard"]["verdicts"]["ft"]["flags"], verdict_line(out)
+
+
+def test_a_deleted_protocol_file_is_not_a_silent_fresh_start(tmp_path, openai_server, fake_key):
+    s = Story(tmp_path, openai_server)
+    _, _, first = s.run("fake-ft-v1")
+    (s.runs / ".protocol" / f"{first['lineage']}.json").unlink()
+    code, out, second = s.run("fake-ft-v2", acc=0.6, drop=FT_MISSES)
+    assert second["lineage"] == first["lineage"]
+    (a,) = second["protocol"]["amendments"]
+    assert a["key"] == "protocol" and a["old"] == (
+        f"{first['protocol']['fingerprint']} (registered in run {first['run_id']})"
+    )
+    assert a["new"] == (
+        f"missing from {s.runs / '.protocol' / (first['lineage'] + '.json')}; registered afresh "
+        "from this run — restore the file to continue the registered protocol"
+    )
+    assert code == 1 and second["guard"]["verdicts"]["ft"]["flags"] == ["amended"], out
+
+
+def test_a_protocol_file_edited_by_hand_is_an_amendment(tmp_path, openai_server, fake_key):
+    s = Story(tmp_path, openai_server)
+    _, _, first = s.run("fake-ft-v1")
+    path = s.runs / ".protocol" / f"{first['lineage']}.json"
+    data = json.loads(path.read_text())
+    data["examples"] = [f for i, f in enumerate(data["examples"]) if i not in FT_MISSES]
+    path.write_text(json.dumps(data))
+    code, out, second = s.run("fake-ft-v2", acc=0.6, drop=FT_MISSES)
+    keys = [a["key"] for a in second["protocol"]["amendments"]]
+    assert keys == ["protocol"] and code == 1
+    assert second["protocol"]["amendments"][0]["new"].startswith("edited by hand")
+    assert second["guard"]["verdicts"]["ft"]["flags"] == ["amended"]
+
+
+def test_the_baseline_endpoint_is_its_resolved_host_and_path(tmp_path, openai_server, monkeypatch):
+    # Another path on the same host (a proxy serving a weaker model) and an `${env:…}` host that
+    # now resolves elsewhere are other endpoints; the variable's value is never written.
+    s = Story(tmp_path, openai_server)
+    monkeypatch.setenv("BASE_HOST", "models.internal:8000")
+    path = s.write(base_extra="\n    api_base: http://${env:BASE_HOST}/strong/v1")
+    res = s.cli("register", path, "--runs-dir", s.runs)
+    assert res.exit_code == 0, res.output
+    (stored,) = (s.runs / ".protocol").glob("*.json")
+    assert "models.internal" not in res.output + stored.read_text()
+    path.write_text(path.read_text().replace("/strong/v1", "/weak/v1"))
+    res = s.cli("register", path, "--runs-dir", s.runs)
+    assert res.exit_code == 1, res.output
+    (line,) = [x for x in res.output.splitlines() if x.startswith("amendment: baseline host: ")]
+    assert "${env:BASE_HOST}/strong/v1" in line and "${env:BASE_HOST}/weak/v1" in line
+    path.write_text(path.read_text().replace("/weak/v1", "/strong/v1"))
+    monkeypatch.setenv("BASE_HOST", "cheap-models.internal:8000")
+    res = s.cli("register", path, "--runs-dir", s.runs)
+    assert res.exit_code == 1, res.output
+    assert "cheap-models" not in res.output
+    assert any(x.startswith("amendment: baseline host: ") for x in res.output.splitlines())
+
+
+def test_the_baseline_response_format_and_retriever_are_registered(tmp_path, openai_server):
+    # What the baseline is asked to answer in, and a RAG baseline's own retriever, decide its
+    # score as much as its prompt does.
+    s = Story(tmp_path, openai_server)
+    path = s.write()
+    assert s.cli("register", path, "--runs-dir", s.runs).exit_code == 0
+    path.write_text(
+        path.read_text().replace(
+            "model: openai/fake-base",
+            "model: openai/fake-base\n    response_format: json_object",
+            1,
+        )
+    )
+    res = s.cli("register", path, "--runs-dir", s.runs)
+    assert res.exit_code == 1, res.output
+    assert any(
+        x.startswith("amendment: baseline response_format: 'null' → 'json_object'")
+        for x in res.output.splitlines()
+    ), res.output
+
+
+def test_a_new_test_set_under_the_same_suite_name_is_not_a_replaced_protocol(
+    tmp_path, openai_server, fake_key
+):
+    # Runs of the suite's other lineage are in its history: their protocol is not this one's.
+    s = Story(tmp_path, openai_server)
+    _, _, first = s.run("fake-ft-v1")
+    _, _, second = s.run("fake-ft-v2", drop=range(40))
+    _, _, third = s.run("fake-ft-v3", drop=range(40))
+    assert second["lineage"] != first["lineage"] == first["protocol"]["lineage"]
+    assert third["lineage"] == second["lineage"]
+    assert [a["key"] for a in second["protocol"]["amendments"]] == []
+    assert [a["key"] for a in third["protocol"]["amendments"]] == []
