@@ -40,7 +40,7 @@ def junit_xml(summary: dict[str, Any] | Summary) -> ET.ElementTree:
             counts["errors"] += 1
         elif v.verdict in ("fail", "abandon") or {"moved_goalposts", "amended"} & set(v.flags):
             # A flagged pass exits 1, so CI must show it failed too.
-            kind = v.verdict
+            kind: str = v.verdict
             if v.verdict == "pass":
                 kind = "moved_goalposts" if "moved_goalposts" in v.flags else "amended"
             ET.SubElement(case, "failure", message=msg, type=kind).text = msg
