@@ -40,7 +40,8 @@ RETRYABLE_KINDS = frozenset({"rate_limit", "server_error", "timeout", "connectio
 RETRY_ONCE_KINDS = frozenset({"malformed_reply"})
 _UNREADABLE_200 = re.compile(
     r"Invalid response object|Expecting (value|property name|',' delimiter|':' delimiter)|"
-    r"Unterminated string|Extra data: line|Invalid control character"
+    r"Unterminated string|Extra data: line|Invalid control character|"
+    r"provider returned '\w+' that is not"
 )
 DEFAULT_MAX_ATTEMPTS = 8
 

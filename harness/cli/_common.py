@@ -9,7 +9,6 @@ import click
 
 from harness._util.text import strip_controls
 from harness.errors import HarnessError, StorageError
-from harness.suite.secrets import redact_text
 
 EXIT_CODES_HELP = """\b
 Exit codes:
@@ -63,6 +62,9 @@ def verdict_options(fn):
 def safe_text(text) -> str:
     """What harness prints: one redaction (harness.suite.secrets.redact_text) and no terminal
     control sequences, whatever the message came from (a provider, a data file, a model)."""
+    # Imported here: `harness --help` loads this module and must not load the suite's models.
+    from harness.suite.secrets import redact_text
+
     return strip_controls(redact_text(str(text)))
 
 
