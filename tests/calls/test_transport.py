@@ -232,7 +232,10 @@ def test_odd_200_replies_make_the_records_litellm_makes(openai_server, marker):
     assert mine["output"] == their["output"]
     assert (mine["tokens_in"], mine["tokens_out"]) == (their["tokens_in"], their["tokens_out"])
     assert mine["attempts"] == their["attempts"]
-    assert (mine["error"] or "").split(":")[0] == (their["error"] or "").split(":")[0], (mine, their)
+    assert (mine["error"] or "").split(":")[0] == (their["error"] or "").split(":")[0], (
+        mine,
+        their,
+    )
     assert isinstance(mine["output"], str | None)
 
 
