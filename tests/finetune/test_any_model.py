@@ -305,10 +305,12 @@ guard: {{metric: accuracy, margin: 0.1, candidate: lora, max_iterations: 1}}
     trained = runner.invoke(main, ["finetune", str(suite), "--poll-interval", "0.5"])
     assert trained.exit_code == 0, trained.output
     assert "succeeded" in trained.output
-    # Before any run: the paid job is in the variant's spend line, not "0 iteration(s), $0".
+    # Before any run: the trained model is an iteration and its training is spend (one count
+    # with `run` and `finetune`: decide.ledger.lineage with the job store), not "0 iteration(s), $0".
     ledger = runner.invoke(main, ["ledger", str(suite)]).output
     line = next(ln for ln in ledger.splitlines() if ln.startswith("lora: "))
-    assert "plus 1 fine-tuning job(s) no run has evaluated yet (1 trained model(s), $0.0" in line
+    assert line.startswith("lora: 1 iteration(s), $0.0"), line
+    assert "training + $0 evaluation)" in line, line
     ran = runner.invoke(main, ["run", str(suite), "--limit", "6", "--json"])
     summary = json.loads(ran.stdout)
     assert set(summary["variants"]) == {"zero-shot", "lora"}

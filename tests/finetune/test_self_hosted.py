@@ -253,8 +253,12 @@ def test_self_hosted_and_provider_training_costs_reach_ledger_summary_mlflow_and
             "wall_s": state["wall_s"],
             "price_per_hour": PRICE_PER_HOUR,
             "price_per_1m": None,
+            # Where and at what precision it trained and is served (the report's cost table).
+            **{k: record.get(k) for k in ("device", "gpu_hours", "precision", "served_precision")},
         },
     }
+    assert lora["training"]["job"]["device"].startswith("the CPU")
+    assert lora["training"]["job"]["gpu_hours"] is None
     ft = summary["variants"]["ft"]["training"]
     ft_cost = store.latest("ft")["cost_usd"]
     assert (ft["cost_usd"], ft["job"]["self_hosted"]) == (ft_cost, False)
