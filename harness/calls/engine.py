@@ -9,6 +9,7 @@ litellm's own retries and the OpenAI SDK's are switched off so the layers never 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import email.utils
 import json
@@ -509,37 +510,47 @@ class Engine:
                 raise self._crash
             if not local:
                 kwargs["shared_session"] = await clock.shared_session()
-            while _GATE.building:  # a route is being built (see `_build_route`)
-                await asyncio.sleep(0.005)
-            self.stats.requests += 1
-            timer = clock.start()
-            start = time.perf_counter()
-            _GATE.calls += 1
-            try:
-                response = await asyncio.wait_for(
-                    litellm.acompletion(
-                        model=spec.model,
-                        messages=spec.messages,
-                        timeout=spec.timeout,
-                        num_retries=0,  # retries live in _call_with_retries only
-                        max_retries=0,  # and not in the OpenAI SDK either
-                        **kwargs,
-                    ),
-                    # A safety net over the client's own timeout (connect + read), never shorter.
-                    timeout=spec.timeout + 5,
-                )
-            except Exception:
-                if local:
-                    crash = take_crash()
-                    if crash is not None:
-                        self._crash = crash
-                        raise crash from None
-                raise
-            finally:
-                _GATE.calls -= 1
-            # The provider's time, not the client's (harness.calls.clock).
-            latency = timer.read((time.perf_counter() - start) * 1000)
+            async with self._sending() as elapsed:
+                try:
+                    response = await asyncio.wait_for(
+                        litellm.acompletion(
+                            model=spec.model,
+                            messages=spec.messages,
+                            timeout=spec.timeout,
+                            num_retries=0,  # retries live in _call_with_retries only
+                            max_retries=0,  # and not in the OpenAI SDK either
+                            **kwargs,
+                        ),
+                        # A safety net over the client's own timeout (connect + read), never shorter.
+                        timeout=spec.timeout + 5,
+                    )
+                except Exception:
+                    if local:
+                        crash = take_crash()
+                        if crash is not None:
+                            self._crash = crash
+                            raise crash from None
+                    raise
+                # The provider's time, not the client's (harness.calls.clock).
+                latency = elapsed()
         return self._result(spec, response, latency)
+
+    @contextlib.asynccontextmanager
+    async def _sending(self):
+        """One request in flight, on either path: it waits while a route is built (this loop
+        opens no connection then: transport.build_route, and a build waits for the requests in
+        flight), is counted, and yields the reader of its latency (the provider's time, not the
+        client's: harness.calls.clock)."""
+        while _GATE.building:
+            await asyncio.sleep(0.005)
+        self.stats.requests += 1
+        timer = clock.start()
+        start = time.perf_counter()
+        _GATE.calls += 1
+        try:
+            yield lambda: timer.read((time.perf_counter() - start) * 1000)
+        finally:
+            _GATE.calls -= 1
 
     def _litellm_kwargs(self, spec: CallSpec) -> dict[str, Any]:
         """litellm's arguments for `spec` beyond model, messages, timeout and retries."""
@@ -626,20 +637,9 @@ class Engine:
         entry[path] += 1
 
     async def _send_lean(self, spec: CallSpec, route: transport.Route, body: bytes) -> CallResult:
-        async with self.semaphore:
-            # While a route is built this loop opens no connection (transport.build_route): a
-            # lean call waits for it, and a build waits for the lean calls in flight.
-            while _GATE.building:
-                await asyncio.sleep(0.005)
-            self.stats.requests += 1
-            timer = clock.start()
-            start = time.perf_counter()
-            _GATE.calls += 1
-            try:
-                reply = await transport.send(route, body)
-            finally:
-                _GATE.calls -= 1
-            latency = timer.read((time.perf_counter() - start) * 1000)
+        async with self.semaphore, self._sending() as elapsed:
+            reply = await transport.send(route, body)
+            latency = elapsed()
         output, finish, tokens_in, tokens_out = transport.parse_reply(route, reply)
         if output is None:
             if finish is ...:
