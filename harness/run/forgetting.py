@@ -12,7 +12,7 @@ not a pass.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.score.registry import validate_suite
 from harness.stats.numbers import signed as _signed
@@ -20,6 +20,9 @@ from harness.stats.numbers import with_ci
 from harness.suite import Suite, Variant, load_suite
 from harness.suite.model import SuiteFile
 from harness.suite.resolve import resolve
+
+if TYPE_CHECKING:
+    from harness.run.conclude import RunOutcome
 
 BASE, TRAINED = "base", "trained"
 
@@ -109,3 +112,29 @@ def check_forgetting(
             ),
         }
     return out
+
+
+def record_forgetting(outcome: RunOutcome, found: dict[str, dict[str, Any]]) -> None:
+    """The forgetting checks in the run's summary and notes; a verdict other than pass makes
+    the run's exit code 1 and the ledger's pass not an honest one."""
+    if not found:
+        return
+    outcome.summary["forgetting"] = found
+    outcome.summary.setdefault("notes", []).extend(f["note"] for f in found.values())
+    failed = {name: f for name, f in found.items() if f["verdict"] != "pass"}
+    entry = (outcome.summary.get("ledger_entry") or {}).get("variants") or {}
+    for name, f in failed.items():
+        # A pass that forgot what the base could do elsewhere is not an honest pass.
+        if name in entry:
+            entry[name]["forgetting"] = f["verdict"]
+            if entry[name].get("verdict") == "pass":
+                entry[name]["honest_pass"] = False
+    if failed:
+        outcome.exit_code = max(outcome.exit_code, 1)
+        outcome.summary["exit_code"] = outcome.exit_code
+        outcome.summary["notes"].append(
+            f"exit {outcome.exit_code}: the forgetting check of "
+            + ", ".join(f"{name} ({f['verdict']})" for name, f in failed.items())
+            + " did not pass — a trained model that lost what its base could do elsewhere "
+            "is not a pass"
+        )

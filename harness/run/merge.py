@@ -3,7 +3,7 @@
 A run spread over a CI matrix, a Kubernetes indexed Job or a Slurm array leaves N shard run
 directories; merging them builds one run directory whose records are the shards' records and
 whose summary, verdict, report and MLflow run come from the same code as `harness run`
-(harness.run.pipeline.conclude), over the whole dataset — so it equals an unsharded run.
+(harness.run.conclude.conclude), over the whole dataset — so it equals an unsharded run.
 Shards of different suites, data, variants, limits or shard counts are refused, as are missing,
 repeated or unfinished shards: a merged verdict over the wrong examples would be a silent
 wrong number.
@@ -18,8 +18,8 @@ from typing import Any
 from harness._util.jsonl import read_lines, write_lines_atomic
 from harness.data.dataset import load_dataset
 from harness.errors import SuiteError
+from harness.run.conclude import ConcludeOptions, RunOutcome, conclude
 from harness.run.options import RunOptions, parse_shard
-from harness.run.pipeline import RunOutcome, conclude
 from harness.rundir.paths import STAGE_FILES, results_path, stage_path
 from harness.rundir.reader import RunFiles, join_stage_scores, resolved_suite
 from harness.rundir.writer import create_run, write_stage_scores
@@ -164,13 +164,15 @@ def merge_runs(dirs: list[str | Path], options: RunOptions | None = None) -> Run
     return conclude(
         outcome,
         judge,
-        opts=opts,
-        limit=limit,
-        # The shards' hash of the suite as written (this Suite is rebuilt from the resolved file).
-        extra_meta={
-            "merged_from": [d.name for d, _, _ in shards],
-            "suite_hash": first["suite_hash"],
-        },
+        ConcludeOptions(
+            opts=opts,
+            limit=limit,
+            # The shards' hash of the suite as written (this Suite is rebuilt from the resolved file).
+            extra_meta={
+                "merged_from": [d.name for d, _, _ in shards],
+                "suite_hash": first["suite_hash"],
+            },
+        ),
     )
 
 

@@ -4,45 +4,29 @@ load → plan → send → post-call stages → summary → decision → summary
 CI outputs. Each stage is a call below; what passes between them is a typed value (Suite,
 Dataset, Job, CallResult, records, summary), and the summary is built once from their results.
 The event loop only sends requests and hands finished answers on (scoring is cheap and pure,
-records go to a writer thread that batches fsyncs).
+records go to a writer thread that batches fsyncs). Stages with a module of their own:
+harness.run.warmup (imports overlapped with the calls), harness.run.looks (`guard.sequential`)
+and harness.run.conclude (from the records to the end, shared with `harness merge`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import sys
 import time
-from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from harness._util.jsonl import write_json_atomic
 from harness.calls._litellm import needs_local_provider
 from harness.calls.batch import check_batchable
 from harness.calls.engine import check_credentials
-from harness.calls.pool import merge_paths
 from harness.data.dataset import Dataset, load_dataset
-from harness.data.lineage import find_lineage, fingerprints, read_protocol
-from harness.decide.guard import decide, settled
-from harness.decide.history import LocalHistory, gather, lineage_id
-from harness.decide.protocol import amendment_lines, review
-from harness.decide.rule import look_sizes, spending_levels
-from harness.errors import (
-    LocalModelCrashed,
-    ProviderError,
-    RunInterrupted,
-    StorageError,
-    SuiteError,
-    TrackingError,
-)
-from harness.finetune.records import JobStore, lineage_of_models
+from harness.errors import LocalModelCrashed, RunInterrupted, SuiteError
 from harness.finetune.resolve import check_resumed_models, resolve_trained
 from harness.plugins import load_plugins
 from harness.prompt.templates import validate_templates
-from harness.report.ci import append_step_summary, write_junit, write_pr_comment
-from harness.report.render import render_report
 from harness.run.batch import send_batch
+from harness.run.conclude import ConcludeOptions, RunOutcome, conclude
 from harness.run.execute import (
     JOURNAL,
     PoolSlot,
@@ -54,7 +38,8 @@ from harness.run.execute import (
     open_journal,
     send,
 )
-from harness.run.forgetting import check_forgetting
+from harness.run.forgetting import check_forgetting, record_forgetting
+from harness.run.looks import send_in_looks
 from harness.run.options import RunOptions, parse_shard
 from harness.run.plan import (
     Job,
@@ -66,41 +51,18 @@ from harness.run.plan import (
 )
 from harness.run.progress import Phases, Progress
 from harness.run.timings import Timings
-from harness.run.warmup import prewarm_post_run
-from harness.rundir.reader import load_run
+from harness.run.warmup import choose_warm, prewarm_post_run, warm_before_calls
 from harness.rundir.writer import ResultsWriter, RunDir, create_run, open_run, write_stage_scores
 from harness.score.judge import check_judge_credentials
-from harness.score.record import example_score
 from harness.score.registry import validate_suite
 from harness.score.scorer import make_scorer
 from harness.score.stages import run_post_call_stages
-from harness.stats.summary import build_summary
 from harness.suite import Suite, Variant, load_suite
-from harness.suite.secrets import literal_secrets
 from harness.track.child import start_if_useful
-from harness.track.history import MlflowHistory
-from harness.track.log import log_run
-from harness.track.store import check_uri, prewarm, tracking_uri, ui_link
+from harness.track.store import check_uri, tracking_uri
 
-
-@dataclass
-class RunOutcome:
-    run_dir: Path
-    run_id: str
-    suite: Suite
-    dataset: Dataset
-    variants: list[str]
-    records: dict[str, list[dict]]
-    started_at: str
-    finished_at: str
-    wall_s: float
-    summary: dict[str, Any] = field(default_factory=dict)  # what summary.json holds
-    requests: int = 0  # requests sent in this invocation (retries included)
-    cache_hits: int = 0
-    notes: dict[str, list[str]] = field(default_factory=dict)  # engine notes, per variant
-    mlflow_run_id: str | None = None
-    mlflow_url: str | None = None  # the suite's runs table, when the store is an MLflow server
-    exit_code: int = 0
+# The conclusion's names stay importable from here (harness.run.conclude holds them).
+__all__ = ["ConcludeOptions", "RunOutcome", "conclude", "resumed_shard", "run_suite"]
 
 
 def _now() -> str:
@@ -218,8 +180,22 @@ class _Run:
             look = None
             with self.timings.phase("calls"):
                 if self.suite.sequential is not None:
-                    sent, dataset, look = self.send_in_looks(
-                        dataset, run_dir, jobs, done, cache, hits, warm
+                    sent, dataset, look = send_in_looks(
+                        self.suite,
+                        self.selected,
+                        self.pool,
+                        dataset,
+                        run_dir,
+                        jobs,
+                        partial(
+                            self.send,
+                            dataset,
+                            run_dir,
+                            done=done,
+                            cache=cache,
+                            hits=hits,
+                            warm=warm,
+                        ),
                     )
                 else:
                     sent = self.send(dataset, run_dir, jobs, done, cache, hits, warm)
@@ -253,15 +229,17 @@ class _Run:
         return conclude(
             outcome,
             judge,
-            opts=self.opts,
-            limit=self.limit,
-            shard=self.shard,
-            tracker=self.logger,
-            timings=self.timings,
-            trained=self.trained,
-            forgetting=None if self.shard else self.forgetting,
-            look=look,
-            say=self.phases.say,
+            ConcludeOptions(
+                opts=self.opts,
+                limit=self.limit,
+                shard=self.shard,
+                tracker=self.logger,
+                timings=self.timings,
+                trained=self.trained,
+                forgetting=None if self.shard else self.forgetting,
+                look=look,
+                say=self.phases.say,
+            ),
         )
 
     def post_call_stages(self, dataset: Dataset, records, run_dir: RunDir) -> dict | None:
@@ -299,12 +277,7 @@ class _Run:
             if self.shard is not None:
                 dataset = dataset.shard(*parse_shard(self.shard))
         self.pool.keep_if_needed(len(dataset.test) * sum(v.repeats for v in self.selected))
-        # Without the child: import MLflow in a thread while the calls run; only after the fork
-        # (import locks). With workers, wait for their first answer: until then they import
-        # litellm, and MLflow would compete for CPU.
-        warm = self.logger.warm if self.logger is not None else prewarm
-        if self.pool.pool is None:
-            warm()
+        warm = choose_warm(self.pool, self.logger)
         with self.timings.phase("prompts/index"):
             jobs = build_jobs(
                 self.suite, dataset, self.selected, runs_dir=self.opts.runs_dir, say=self.phases.say
@@ -322,12 +295,7 @@ class _Run:
     def check_calls(self, jobs: list[Job], hits: dict, warm) -> None:
         """Credentials, providers and `${env:...}` references of the variants that will call."""
         misses = [j for j in jobs if j.key not in hits]
-        if not misses:
-            self.pool.close(now=True)  # everything cached: don't wait for the workers' import
-            if self.pool.pool is not None:
-                warm()  # no first answer will come to trigger it
-        elif self.pool.pool is None:
-            prewarm_post_run()  # this process will wait on the calls (with workers: at the first answer)
+        warm_before_calls(self.pool, misses, warm)
         # Credentials matter only for variants that will actually call a model.
         calling = {j.variant for j in misses}
         if calling:
@@ -399,59 +367,6 @@ class _Run:
             )
         return sent
 
-    def send_in_looks(
-        self, dataset: Dataset, run: RunDir, jobs: list[Job], done, cache, hits, warm
-    ) -> tuple[Sent, Dataset, dict]:
-        """`guard.sequential`: send the calls look by look (a fixed, shuffled order of the test
-        examples, so a look is never one class of a sorted file) and stop once every hypothesis
-        is decided at that look's share of α (harness.decide.rule.spending_levels). Returns
-        what was sent, the examples the verdict is on, and summary.json's `sequential`."""
-        looks = self.suite.sequential.looks
-        order = sorted(dataset.test, key=lambda e: hashlib.sha256(e.id.encode()).hexdigest())
-        sizes = look_sizes(len(order), looks)
-        alpha = (
-            min((1 - h.confidence) / 2 for h in self.suite.hypotheses())
-            if self.suite.hypotheses()
-            else 0.025
-        )
-        levels = spending_levels(alpha, looks)
-        # One process: each look's calls are few, and a closed worker pool cannot be reused.
-        self.pool.close(now=True)
-        self.pool.pool = None
-        total = Sent()
-        seen = 0
-        for k, size in enumerate(sizes):
-            ids = {e.id for e in order[seen:size]}
-            look_jobs = [j for j in jobs if j.example.id in ids]
-            sent = self.send(dataset, run, look_jobs, done, cache, hits, warm)
-            total.requests += sent.requests
-            total.cache_hits += sent.cache_hits
-            merge_paths(total.paths, sent.paths)
-            seen = size
-            kept = {e.id for e in order[:size]}
-            part = replace(dataset, test=[e for e in dataset.test if e.id in kept])
-            if k == looks - 1:
-                break
-            records = {v.name: run.records(v.name) for v in self.selected}
-            summary = build_summary(
-                self.suite, part, records, [v.name for v in self.selected], meta={}, notes={}
-            )
-            if settled(self.suite, summary, levels[k]):
-                break
-        skipped = [j for j in jobs if j.example.id not in kept]
-        look = {
-            "looks": looks,
-            "look": k + 1,
-            "sizes": sizes,
-            "levels": levels,
-            "alpha": levels[k],
-            "n_examples": len(part.test),
-            "calls_skipped": len(skipped),
-            "calls_skipped_by_variant": dict(Counter(j.variant for j in skipped)),
-            "stopped_early": k + 1 < looks,
-        }
-        return total, part, look
-
     def forgetting(self, outcome: RunOutcome) -> None:
         """Trained variants with `forgetting:` against their base on the out-of-domain suite; a
         verdict other than pass makes the run's exit code 1."""
@@ -473,27 +388,7 @@ class _Run:
                 ),
             ),
         )
-        if not found:
-            return
-        outcome.summary["forgetting"] = found
-        outcome.summary.setdefault("notes", []).extend(f["note"] for f in found.values())
-        failed = {name: f for name, f in found.items() if f["verdict"] != "pass"}
-        entry = (outcome.summary.get("ledger_entry") or {}).get("variants") or {}
-        for name, f in failed.items():
-            # A pass that forgot what the base could do elsewhere is not an honest pass.
-            if name in entry:
-                entry[name]["forgetting"] = f["verdict"]
-                if entry[name].get("verdict") == "pass":
-                    entry[name]["honest_pass"] = False
-        if failed:
-            outcome.exit_code = max(outcome.exit_code, 1)
-            outcome.summary["exit_code"] = outcome.exit_code
-            outcome.summary["notes"].append(
-                f"exit {outcome.exit_code}: the forgetting check of "
-                + ", ".join(f"{name} ({f['verdict']})" for name, f in failed.items())
-                + " did not pass — a trained model that lost what its base could do elsewhere "
-                "is not a pass"
-            )
+        record_forgetting(outcome, found)
 
 
 def sent_notes(sink: RecordSink) -> dict[str, list[str]]:
@@ -505,206 +400,3 @@ def sent_notes(sink: RecordSink) -> dict[str, list[str]]:
             "params.max_tokens and run again"
         )
     return notes
-
-
-def conclude(
-    outcome: RunOutcome,
-    judge: dict | None,
-    *,
-    opts: RunOptions,
-    limit: int | None,
-    shard: str | None = None,
-    tracker=None,
-    timings: Timings | None = None,
-    extra_meta: dict | None = None,
-    trained: list[str] | None = None,
-    forgetting=None,
-    look: dict | None = None,
-    say=None,
-) -> RunOutcome:
-    """From the records to the end: summary, the guard, summary.json, report, MLflow, CI outputs.
-    `harness run` and `harness merge` share it, so a merged run is summarised and judged exactly
-    as one run over all the examples would be. `tracker`: the MLflow logging child
-    (harness.track.child) of `harness run`, which also reads the ledger's history and starts
-    logging once summary.json is written, so that it overlaps the report; None: in-process."""
-    timings = timings or Timings()
-    say = say or (lambda text: None)
-    with timings.phase("summary/guard"):
-        if all(r.get("error") is not None for recs in outcome.records.values() for r in recs):
-            outcome.exit_code = ProviderError.exit_code
-        outcome.summary = build_summary(
-            outcome.suite,
-            outcome.dataset,
-            outcome.records,
-            outcome.variants,
-            meta={
-                "run_id": outcome.run_id,
-                "started_at": outcome.started_at,
-                "finished_at": outcome.finished_at,
-                "exit_code": outcome.exit_code,
-                "limit": limit,
-                **({"shard": shard} if shard else {}),
-                **({"sequential": look} if look else {}),
-                **(extra_meta or {}),
-            },
-            notes=outcome.notes,
-            judge=judge,
-        )
-        if trained:
-            outcome.summary.setdefault("notes", []).extend(trained)
-        if shard is None:
-            if tracker is not None and outcome.suite.guards:
-                prewarm_post_run(summary=False)  # while the child reads the guard's history
-            apply_guard(outcome, opts, limit, look, read=tracker.history if tracker else None)
-            if forgetting is not None:
-                forgetting(outcome)  # `forgetting:` checks of trained variants (exit 1 if not pass)
-        else:
-            index, count = parse_shard(shard)
-            outcome.summary.setdefault("notes", []).append(
-                f"shard {shard}: {len(outcome.dataset.test)} of the test examples, no verdict "
-                f"and not in the ledger — `harness merge` the {count} shard run directories for "
-                "one run and its verdict"
-            )
-        for key in literal_secrets(outcome.suite.raw):
-            outcome.summary.setdefault("notes", []).append(
-                f"{key} is a credential written in the suite (redacted in runs/ and MLflow) — "
-                "keep it in the environment: `${env:NAME}`"
-            )
-        write_json_atomic(outcome.run_dir / "summary.json", outcome.summary)
-    uri = tracking_uri(opts.tracking_uri)
-    if shard is None and tracker is not None:
-        tracker.begin(outcome.run_dir, uri)
-    # report.md/html + plots, then MLflow (not for a shard); an unreachable store only warns.
-    with timings.phase("report/plots"):
-        say(
-            "writing report.md / report.html"
-            + ("" if shard else f", then logging to MLflow ({uri})")
-            + "…"
-        )
-        # For the report and an in-process log_run; the records in memory are the file's.
-        run = load_run(outcome.run_dir, records=outcome.records)
-        render_report(run)
-    if shard is None:
-        with timings.phase("tracking"):
-            log = tracker.log if tracker is not None else None
-            outcome.mlflow_run_id = publish(run, opts.tracking_uri, log=log)
-        if outcome.mlflow_run_id is not None:
-            outcome.mlflow_url = ui_link(uri, outcome.suite.name)
-    # CI outputs: --junit FILE, --pr-comment FILE and the GitHub Actions step summary.
-    for flag, target, write in (
-        ("--junit", opts.junit, write_junit),
-        ("--pr-comment", opts.pr_comment, write_pr_comment),
-    ):
-        if target:
-            try:
-                write(outcome.summary, target)
-            except OSError as e:
-                raise StorageError(
-                    f"could not write {flag} {target}: {e.strerror or e} — nothing paid is "
-                    f"lost, the run is saved in {outcome.run_dir}; fix the path and run the same "
-                    "command with --resume (it sends no call again)"
-                ) from None
-    append_step_summary(outcome.summary)
-    if opts.timings:
-        timings.write(outcome.run_dir)
-        print(timings.table(), file=sys.stderr)
-    return outcome
-
-
-def apply_guard(
-    outcome: RunOutcome, opts: RunOptions, limit: int | None, look: dict | None = None, read=None
-) -> None:
-    """The guard: verdicts, sunk-cost ledger, break-even and the exit code. `read`: how the
-    MLflow history is read (MlflowHistory.read; default: in this process)."""
-    suite = outcome.suite
-    history: list[dict] = []
-    examples = fingerprints(outcome.dataset.test)
-    own = lineage_id(suite, outcome.dataset.hashes)
-    lineage, share = find_lineage(opts.runs_dir, own, examples)
-    if lineage == own and suite.guards and read_protocol(opts.runs_dir, own) is None:
-        # A fine-tuned candidate's jobs name its lineage, whatever the test file is now.
-        lineage = lineage_of_models(opts.runs_dir, [v.model for v in suite.variants]) or own
-    outcome.summary["lineage"] = lineage
-    protocol = None
-    if suite.guards:
-        history, notes = gather(
-            suite.name,
-            MlflowHistory.at(opts.tracking_uri, outcome.summary["lineage"], read),
-            LocalHistory(opts.runs_dir, outcome.summary["lineage"]),
-        )
-        if notes:
-            outcome.summary.setdefault("notes", []).extend(notes)
-        if lineage is not None:
-            protocol = review(
-                suite,
-                opts.runs_dir,
-                lineage,
-                examples,
-                own,
-                baseline_scores(outcome, examples),
-                outcome.run_id,
-                counted=limit is None,
-                overlap=share,
-                history=history,
-            )
-            outcome.summary["protocol"] = protocol
-            said = amendment_lines(protocol)
-            if said:
-                outcome.summary.setdefault("notes", []).extend(said)
-    decision = decide(
-        suite,
-        outcome.summary,
-        history,
-        allow_inconclusive=opts.allow_inconclusive,
-        look=look,
-        protocol=protocol,
-        jobs=JobStore(opts.runs_dir, lineage).jobs() if suite.guards and lineage else None,
-    )
-    if look and look["stopped_early"]:
-        # What the calls not made would have cost, at each variant's measured price.
-        saved = sum(
-            n * ((outcome.summary["variants"].get(name) or {}).get("cost_per_request") or 0.0)
-            for name, n in look["calls_skipped_by_variant"].items()
-        )
-        look["saved_usd"] = saved
-        outcome.summary.setdefault("notes", []).append(
-            f"sequential: every hypothesis decided at look {look['look']} of {look['looks']} "
-            f"({look['n_examples']} of {look['sizes'][-1]} test examples); stopped calling "
-            f"models — {look['calls_skipped']} calls not made, ~${saved:.4g} not spent"
-        )
-    decision.apply(outcome.summary)
-    if limit is not None:
-        outcome.summary.setdefault("notes", []).append(
-            f"smoke run (--limit {limit}): a stratified subset of "
-            f"{outcome.summary.get('n_examples')} test examples; not counted in the sunk-cost "
-            "ledger (no iteration, no training cost, no hypothesis registered, no best so far)"
-        )
-    outcome.exit_code = outcome.exit_code or decision.exit_code
-
-
-def baseline_scores(outcome: RunOutcome, examples: list[str]) -> dict[str, float]:
-    """The baseline's score per example fingerprint (the mean over repeats): what a changed
-    baseline is judged by and drift is measured from (harness.decide.protocol)."""
-    fp = {e.id: f for e, f in zip(outcome.dataset.test, examples, strict=True)}
-    sums: dict[str, list[float]] = {}
-    for r in outcome.records.get(outcome.suite.baseline) or []:
-        if r.get("id") in fp:
-            sums.setdefault(fp[r["id"]], []).append(example_score(r))
-    return {k: sum(v) / len(v) for k, v in sums.items()}
-
-
-def publish(run, cli_uri: str | None = None, warn=None, log=None) -> str | None:
-    """Log a run (a RunFiles read back from its directory) to MLflow.
-
-    An unusable tracking store never fails the run: the warning says how to push later, the
-    results stay in run_dir and the exit code still reflects the verdict. Returns the parent
-    run id, or None when logging failed. `log(run_dir, uri)` replaces `log_run` (the CLI
-    passes harness.track.child's, which logs in a child process).
-    """
-    try:
-        if log is None:
-            return log_run(run, tracking_uri(cli_uri))
-        return log(run.path, tracking_uri(cli_uri))  # a child process reads the run itself
-    except TrackingError as e:
-        (warn or (lambda m: print(m, file=sys.stderr)))(f"Warning: MLflow logging skipped: {e}")
-        return None

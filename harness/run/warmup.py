@@ -5,8 +5,14 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from harness.report import plots
+from harness.track.store import prewarm
+
+if TYPE_CHECKING:
+    from harness.run.execute import PoolSlot
 
 
 def prewarm_post_run(summary: bool = True) -> None:
@@ -29,6 +35,28 @@ def prewarm_post_run(summary: bool = True) -> None:
             pass
 
     threading.Thread(target=load, name="harness-post-run-prewarm", daemon=True).start()
+
+
+def choose_warm(pool: PoolSlot, logger: Any) -> Callable[[], None]:
+    """How MLflow's import is warmed while the calls run (the logging child's, else a thread
+    here), started now when no worker pool will send the calls."""
+    # Without the child: import MLflow in a thread while the calls run; only after the fork
+    # (import locks). With workers, wait for their first answer: until then they import
+    # litellm, and MLflow would compete for CPU.
+    warm = logger.warm if logger is not None else prewarm
+    if pool.pool is None:
+        warm()
+    return warm
+
+
+def warm_before_calls(pool: PoolSlot, misses: list, warm: Callable[[], None]) -> None:
+    """Once the calls still to make are known: the imports after the calls overlap the wait."""
+    if not misses:
+        pool.close(now=True)  # everything cached: don't wait for the workers' import
+        if pool.pool is not None:
+            warm()  # no first answer will come to trigger it
+    elif pool.pool is None:
+        prewarm_post_run()  # this process will wait on the calls (with workers: at the first answer)
 
 
 def exit_process(code: int) -> None:

@@ -148,7 +148,7 @@ def test_a_bad_or_duplicated_batch_line_is_that_examples_error(openai_server, fa
 def test_an_unwritable_junit_or_pr_comment_path_is_exit_4(
     openai_server, fake_key, tmp_path, monkeypatch
 ):
-    import harness.run.pipeline as pipeline
+    import harness.run.conclude as conclude
 
     server = openai_server(intent_answer)
     suite = write_suite(tmp_path, server.url, n=3)
@@ -164,8 +164,8 @@ def test_an_unwritable_junit_or_pr_comment_path_is_exit_4(
     def denied(summary, path):
         raise PermissionError(errno.EACCES, "Permission denied", str(path))
 
-    monkeypatch.setattr(pipeline, "write_junit", denied)
-    monkeypatch.setattr(pipeline, "write_pr_comment", denied)
+    monkeypatch.setattr(conclude, "write_junit", denied)
+    monkeypatch.setattr(conclude, "write_pr_comment", denied)
     for flag in ("--junit", "--pr-comment"):
         out = tmp_path / f"out{flag}.txt"
         result = _cli("run", suite, "--variant", "zero-shot", flag, out)
@@ -179,24 +179,24 @@ def test_an_unwritable_junit_or_pr_comment_path_is_exit_4(
 def test_disk_full_or_read_only_after_the_calls_is_exit_4(
     openai_server, fake_key, tmp_path, monkeypatch, code
 ):
-    import harness.run.pipeline as pipeline
+    import harness.run.conclude as conclude
 
     server = openai_server(intent_answer)
     suite = write_suite(tmp_path, server.url, n=3)
-    real = pipeline.write_json_atomic
+    real = conclude.write_json_atomic
 
     def full(path, *a, **k):
         if Path(path).name == "summary.json":
             raise OSError(code, os.strerror(code), str(path))
         return real(path, *a, **k)
 
-    monkeypatch.setattr(pipeline, "write_json_atomic", full)
+    monkeypatch.setattr(conclude, "write_json_atomic", full)
     result = _cli("run", suite, "--variant", "zero-shot")
     assert result.exit_code == 4, result.output
     assert "Error: could not write results" in result.output
     assert os.strerror(code) in result.output and "--resume" in result.output
     assert server.requests == 3
-    monkeypatch.setattr(pipeline, "write_json_atomic", real)  # space freed
+    monkeypatch.setattr(conclude, "write_json_atomic", real)  # space freed
     again = _cli("run", suite, "--variant", "zero-shot", "--resume")
     assert again.exit_code == 0, again.output
     assert server.requests == 3  # nothing paid twice
