@@ -35,7 +35,7 @@ SCHEMA = {
     },
 }
 
-# Every param the suite schema types (harness.suite.model._NUMBER_PARAMS, _INTEGER_PARAMS) and
+# Every param the suite schema types (harness.suite.variants._NUMBER_PARAMS, _INTEGER_PARAMS) and
 # the usual others, with a header of the suite's own.
 EVERY_PARAM = {
     "temperature": 0.2,
