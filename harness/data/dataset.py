@@ -67,7 +67,24 @@ def shown(path: Path) -> str:
 def read_table(path: Path) -> list[dict[str, Any]]:
     """Read a table as a list of dicts. Every failure names the file and how to fix it."""
     where = shown(path)
+    ext = _check_file(path, where)
+    if ext == ".parquet":
+        rows = _read_parquet(path, where)
+    else:
+        text = _decode(path.read_bytes(), where)
+        if ext == ".csv":
+            rows = _read_csv(where, text)
+        elif ext == ".jsonl":
+            rows = _read_jsonl(where, text)
+        else:
+            rows = _read_json(where, text)
+    if not rows:
+        raise SuiteError(f"{where}: no records — the file is empty")
+    return rows
 
+
+def _check_file(path: Path, where: str) -> str:
+    """The data file's extension, once it is known to be a readable file of a known format."""
     if not path.exists():
         raise SuiteError(not_found(path, where))
     if path.is_dir():
@@ -83,54 +100,58 @@ def read_table(path: Path) -> list[dict[str, Any]]:
         raise SuiteError(
             f"{where}: unsupported format {ext or '(none)'} — use one of {', '.join(FORMATS)}"
         )
-    if ext == ".parquet":
-        import pandas as pd
+    return ext
 
+
+def _read_parquet(path: Path, where: str) -> list[dict[str, Any]]:
+    import pandas as pd
+
+    try:
+        df = pd.read_parquet(path)
+    except Exception as e:  # pyarrow raises many types for a corrupt file
+        raise SuiteError(f"{where}: cannot read parquet ({e}) — re-export the file") from None
+    return df.to_dict(orient="records")
+
+
+def _decode(raw: bytes, where: str) -> str:
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise SuiteError(
+            f"{where}:{line}: not UTF-8 (byte {e.start}) — save the file as UTF-8"
+        ) from None
+
+
+def _read_jsonl(where: str, text: str) -> list[dict[str, Any]]:
+    rows = []
+    for i, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
         try:
-            df = pd.read_parquet(path)
-        except Exception as e:  # pyarrow raises many types for a corrupt file
-            raise SuiteError(f"{where}: cannot read parquet ({e}) — re-export the file") from None
-        rows = df.to_dict(orient="records")
-    else:
-        raw = path.read_bytes()
-        try:
-            text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError as e:
-            line = raw[: e.start].count(b"\n") + 1
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
             raise SuiteError(
-                f"{where}:{line}: not UTF-8 (byte {e.start}) — save the file as UTF-8"
+                f"{where}:{i}:{e.colno}: invalid JSON ({e.msg}) — one JSON object per line"
             ) from None
-        if ext == ".csv":
-            rows = _read_csv(where, text)
-        elif ext == ".jsonl":
-            rows = []
-            for i, line in enumerate(text.splitlines(), start=1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise SuiteError(
-                        f"{where}:{i}:{e.colno}: invalid JSON ({e.msg}) — one JSON object per line"
-                    ) from None
-                if not isinstance(obj, dict):
-                    raise SuiteError(
-                        f"{where}:{i}: expected a JSON object per line, got {type(obj).__name__}"
-                    )
-                rows.append(obj)
-        else:
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as e:
-                raise SuiteError(f"{where}:{e.lineno}:{e.colno}: invalid JSON ({e.msg})") from None
-            if not isinstance(obj, list) or not all(isinstance(r, dict) for r in obj):
-                raise SuiteError(
-                    f"{where}: expected a JSON list of records ([{{...}}, ...]) — use .jsonl for one object per line"
-                )
-            rows = obj
-    if not rows:
-        raise SuiteError(f"{where}: no records — the file is empty")
+        if not isinstance(obj, dict):
+            raise SuiteError(
+                f"{where}:{i}: expected a JSON object per line, got {type(obj).__name__}"
+            )
+        rows.append(obj)
     return rows
+
+
+def _read_json(where: str, text: str) -> list[dict[str, Any]]:
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise SuiteError(f"{where}:{e.lineno}:{e.colno}: invalid JSON ({e.msg})") from None
+    if not isinstance(obj, list) or not all(isinstance(r, dict) for r in obj):
+        raise SuiteError(
+            f"{where}: expected a JSON list of records ([{{...}}, ...]) — use .jsonl for one object per line"
+        )
+    return obj
 
 
 def _read_csv(where: str, text: str) -> list[dict[str, Any]]:
@@ -287,40 +308,15 @@ def load_dataset(suite: Suite, limit: int | None = None, *, hash_files: bool = T
             raise SuiteError(
                 e.message, file=suite.display_path, key=f"data.{split}", line=line, column=col
             ) from None
-        needed = {
-            f"data.input.{f}" if len(spec.inputs) > 1 else "data.input": f for f in spec.inputs
-        }
-        if spec.target:
-            needed["data.target"] = spec.target
-        if spec.id:
-            needed["data.id"] = spec.id
-        if spec.gold and split == "test":
-            needed["data.gold"] = spec.gold
-        _check_columns(rows, path, needed, suite)
+        _check_columns(rows, path, _needed_columns(suite, split), suite)
         if hash_files:
             hashes[rel] = file_hash(path)
         splits[split] = to_examples(rows, suite, split)
 
     test = splits["test"]
     if spec.target:
-        shots = any(v.few_shot is not None for v in suite.variants)
-        for split, examples in splits.items():
-            if split == "train" and not shots:
-                continue  # only few-shot shows train targets (export skips empty ones itself)
-            # An empty train target would be shown as a few-shot answer ("Answer: ").
-            missing = [e.id for e in examples if e.target is None or e.target == ""]
-            if missing:
-                raise suite.fail(
-                    f"{len(missing)} {split} record(s) have an empty {spec.target!r} (first id {missing[0]}) — fill or drop them",
-                    ("data", "target"),
-                )
-    for v in suite.variants:
-        if v.few_shot is not None and v.few_shot.k > len(splits["train"]):
-            raise suite.fail(
-                f"few_shot.k is {v.few_shot.k} but the train split has {len(splits['train'])} "
-                f"records — lower k or add train data",
-                ("variants", v.index, "few_shot", "k"),
-            )
+        _check_targets(suite, splits)
+    _check_few_shot(suite, splits["train"])
     if spec.sample:
         test = sample(
             test, spec.sample.n, spec.sample.seed, spec.sample.stratify and spec.target is not None
@@ -334,6 +330,45 @@ def load_dataset(suite: Suite, limit: int | None = None, *, hash_files: bool = T
     if suite.task == "classification":
         labels = _labels(suite, test, splits["train"])
     return Dataset(test=test, train=splits["train"], hashes=hashes, labels=labels)
+
+
+def _needed_columns(suite: Suite, split: str) -> dict[str, str]:
+    """The columns a split's records must have, each under the suite key that names it."""
+    spec = suite.spec.data
+    needed = {f"data.input.{f}" if len(spec.inputs) > 1 else "data.input": f for f in spec.inputs}
+    if spec.target:
+        needed["data.target"] = spec.target
+    if spec.id:
+        needed["data.id"] = spec.id
+    if spec.gold and split == "test":
+        needed["data.gold"] = spec.gold
+    return needed
+
+
+def _check_targets(suite: Suite, splits: dict[str, list[Example]]) -> None:
+    """No empty target in the test split, nor in the train split when few-shot shows it."""
+    spec = suite.spec.data
+    shots = any(v.few_shot is not None for v in suite.variants)
+    for split, examples in splits.items():
+        if split == "train" and not shots:
+            continue  # only few-shot shows train targets (export skips empty ones itself)
+        # An empty train target would be shown as a few-shot answer ("Answer: ").
+        missing = [e.id for e in examples if e.target is None or e.target == ""]
+        if missing:
+            raise suite.fail(
+                f"{len(missing)} {split} record(s) have an empty {spec.target!r} (first id {missing[0]}) — fill or drop them",
+                ("data", "target"),
+            )
+
+
+def _check_few_shot(suite: Suite, train: list[Example]) -> None:
+    for v in suite.variants:
+        if v.few_shot is not None and v.few_shot.k > len(train):
+            raise suite.fail(
+                f"few_shot.k is {v.few_shot.k} but the train split has {len(train)} "
+                f"records — lower k or add train data",
+                ("variants", v.index, "few_shot", "k"),
+            )
 
 
 def _labels(suite: Suite, test: list[Example], train: list[Example]) -> list[str]:
