@@ -188,7 +188,7 @@ class Decision:
         return summary
 
 
-def decide(
+def decide(  # noqa: C901
     suite,
     summary: dict[str, Any],
     history: list[dict] | None = None,

@@ -81,7 +81,7 @@ def _count(n: float) -> str:
     return f"{n:,.0f}"
 
 
-def sentence(name: str, baseline: str, v: dict, guard) -> str:
+def sentence(name: str, baseline: str, v: dict, guard) -> str:  # noqa: C901
     """One plain sentence a manager can read, e.g.
     "ft-mini: +3.1 pts macro-F1 [−0.8, +7.0] vs zero-shot; target +5.0 not shown — inconclusive,
     ~420 test examples would decide. 2 of 3 iterations, $61 spent."

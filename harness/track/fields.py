@@ -17,7 +17,7 @@ from harness.track.store import ROLE_TAG
 # ---------------------------------------------------------------- what gets logged (pure)
 
 
-def parent_fields(run) -> tuple[dict[str, str], dict[str, float], dict[str, str]]:
+def parent_fields(run) -> tuple[dict[str, str], dict[str, float], dict[str, str]]:  # noqa: C901
     """Params, metrics and tags of the suite-level parent run."""
     s = run.summary
     params: dict[str, str] = {
