@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import threading
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -240,6 +242,26 @@ def save(runs_dir, protocol: Protocol) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, protocol.model_dump())
     return path
+
+
+def save_first(runs_dir, protocol: Protocol) -> Protocol:
+    """Register `protocol` unless its lineage got one meanwhile; returns the registered one.
+
+    Two runs started at once on a fresh lineage both find no protocol: a plain save would let
+    the second overwrite the first's registration (and its baseline scores). A hard link of a
+    complete temp file is an atomic create-if-absent, so exactly one registration wins and
+    the other run is judged against it."""
+    path = protocol_path(runs_dir, protocol.lineage)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    write_json_atomic(tmp, protocol.model_dump())
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        return load(runs_dir, protocol.lineage) or protocol
+    finally:
+        tmp.unlink(missing_ok=True)
+    return protocol
 
 
 def accept(registered: Protocol, current: Protocol, why: str, changes: list[Amendment]) -> Protocol:
@@ -514,9 +536,11 @@ def review(
             and (r.get("ledger_entry") or {}).get("limit") is None
         ):
             recorded.setdefault(str(fp), str(r.get("run_id")))
+    if registered is None and counted:
+        won = save_first(runs_dir, current)
+        registered = None if won is current else won  # another run registered it first
     if registered is None:
         if counted:
-            save(runs_dir, current)
             out["registered_now"] = True
             # Kept with the run too: a deleted protocol file must not free the lineage
             # (harness.data.lineage.find_lineage reads them back).
@@ -604,21 +628,13 @@ def amendment_lines(protocol: dict[str, Any] | None) -> list[str]:
 # ---------------------------------------------------------------- harness register
 
 
-def register(
-    suite, runs_dir, *, amend: bool = False, why: str | None = None
-) -> tuple[list[str], int]:
-    """`harness register SUITE.yaml [--amend --why "…"]`: (lines to print, exit code).
-
-    Registers the suite's protocol when its lineage has none; shows what differs from the
-    registered one otherwise; with --amend, accepts the differences (recorded with the reason,
-    named on every later verdict). Exit 1: amendments left unaccepted."""
+def against_registered(suite, runs_dir) -> tuple[str, Protocol, Protocol | None]:
+    """(lineage, the suite's protocol as it reads now, the lineage's registered one or None),
+    read without a model call or a write (`harness register` and `harness check`)."""
     from harness.data.dataset import file_hash, load_dataset
     from harness.data.lineage import fingerprints
-    from harness.errors import SuiteError
     from harness.finetune.records import suite_lineage
 
-    if amend and not (why or "").strip():
-        raise SuiteError('--amend: say why with --why "…" (it is named on every later verdict)')
     test = suite.resolve_path(suite.spec.data.test)
     if not test.is_file():
         raise suite.fail(
@@ -627,10 +643,28 @@ def register(
     lineage = suite_lineage(suite, runs_dir)
     examples = fingerprints(load_dataset(suite, hash_files=False).test)
     current = build(suite, lineage, examples, file_hash(test))
-    registered = load(runs_dir, lineage)
+    return lineage, current, load(runs_dir, lineage)
+
+
+def register(
+    suite, runs_dir, *, amend: bool = False, why: str | None = None
+) -> tuple[list[str], int]:
+    """`harness register SUITE.yaml [--amend --why "…"]`: (lines to print, exit code).
+
+    Registers the suite's protocol when its lineage has none; shows what differs from the
+    registered one otherwise; with --amend, accepts the differences (recorded with the reason,
+    named on every later verdict). Exit 1: amendments left unaccepted."""
+    from harness.errors import SuiteError
+
+    if amend and not (why or "").strip():
+        raise SuiteError('--amend: say why with --why "…" (it is named on every later verdict)')
+    lineage, current, registered = against_registered(suite, runs_dir)
     if registered is None:
-        path = save(runs_dir, current)
-        return [f"registered the protocol of lineage {lineage} in {path}:", *current.lines()], 0
+        won = save_first(runs_dir, current)
+        if won is current:
+            path = protocol_path(runs_dir, lineage)
+            return [f"registered the protocol of lineage {lineage} in {path}:", *current.lines()], 0
+        registered = won
     changes = amendments(registered, current)
     amended = [a for a in changes if a.kind == AMENDMENT]
     lines = [f"{a.kind}: {a.line()}" for a in changes]

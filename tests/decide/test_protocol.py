@@ -476,3 +476,68 @@ def test_a_new_test_set_under_the_same_suite_name_is_not_a_replaced_protocol(
     assert third["lineage"] == second["lineage"]
     assert [a["key"] for a in second["protocol"]["amendments"]] == []
     assert [a["key"] for a in third["protocol"]["amendments"]] == []
+
+
+def test_check_says_an_amendment_before_any_call(tmp_path, openai_server, fake_key):
+    s = Story(tmp_path, openai_server)
+    _, _, first = s.run("fake-ft-v1")
+    calls = s.server.requests
+    path = s.write("fake-ft-v2", drop=FT_MISSES, base_price=20.0)
+    res = s.cli("check", path, "--runs-dir", s.runs)
+    fp = first["protocol"]["fingerprint"]
+    tail = ' — a pass under it is flagged until `harness register SUITE.yaml --amend --why "…"` accepts it'
+    lines = [line for line in res.output.splitlines() if "protocol" in line]
+    assert lines == [
+        f"  ! protocol: amendment to the registered protocol {fp}: test set: 60 examples → 57 "
+        "examples (3 removed)" + tail,
+        f"  ! protocol: amendment to the registered protocol {fp}: price of zero-shot ($ per 1M "
+        "in/out): 10/10 → 20/20" + tail,
+    ], res.output
+    assert res.exit_code == 0 and s.server.requests == calls  # no model call
+    # The suite as registered reads clean.
+    path = s.write("fake-ft-v2")
+    res = s.cli("check", path, "--runs-dir", s.runs)
+    assert f"  ✓ protocol: matches the registered protocol {fp}" in res.output.splitlines()
+
+
+def test_two_first_runs_at_once_register_one_protocol(
+    tmp_path, openai_server, fake_key, monkeypatch
+):
+    # Both runs of a fresh lineage read "no protocol" before either wrote one: the second to
+    # write must be judged against the first's registration, not overwrite it.
+    from harness.decide import protocol
+
+    s = Story(tmp_path, openai_server)
+    _, _, first = s.run("fake-ft-v1")
+    path = s.runs / ".protocol" / f"{first['lineage']}.json"
+    registered = path.read_bytes()
+    stale = iter([None])
+    real_load = protocol.load
+    monkeypatch.setattr(protocol, "load", lambda *a: next(stale, None) or real_load(*a))
+    code, out, second = s.run("fake-ft-v2", acc=0.6, drop=FT_MISSES)
+    assert path.read_bytes() == registered
+    assert second["protocol"]["registered_now"] is False
+    assert second["protocol"]["registered_run_id"] == first["run_id"]
+    assert [a["key"] for a in second["protocol"]["amendments"]] == ["test set"]
+    assert code == 1 and second["guard"]["verdicts"]["ft"]["flags"] == ["amended"], out
+
+
+def test_save_first_lets_exactly_one_registration_win(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from harness.decide.protocol import load, save_first
+
+    path = write_suite(tmp_path, "http://127.0.0.1:9/v1", n=5)
+    from harness.decide.protocol import build
+    from harness.suite import load_suite
+
+    suite = load_suite(path)
+    drafts = [build(suite, "lin", [f"e{i}"], None, f"run-{i}") for i in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        won = list(pool.map(lambda p: save_first(tmp_path / "runs", p), drafts))
+    kept = load(tmp_path / "runs", "lin")
+    assert {w.run_id for w in won} == {kept.run_id}
+    assert sum(w is d for w, d in zip(won, drafts, strict=True)) == 1
+    assert list((tmp_path / "runs" / ".protocol").iterdir()) == [
+        tmp_path / "runs" / ".protocol" / "lin.json"
+    ]
