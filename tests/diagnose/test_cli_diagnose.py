@@ -255,7 +255,9 @@ def test_the_gold_probe_hands_the_wrong_examples_their_gold_passages(
         "(no price for the model) — with each example's gold passages"
     )
     assert server.requests == 24 + 4
-    assert f"  knowledge      4       {pct_ci(4, 4)}  fixed by gold-context probe" in lines, result.output
+    assert f"  knowledge      4       {pct_ci(4, 4)}  fixed by gold-context probe" in lines, (
+        result.output
+    )
     probe_prompts = [p for p in server.prompts if LOST_PASSAGE in p and "Context:" in p]
     assert len(probe_prompts) == 4
     saved = json.loads((run_dir / "diagnosis.json").read_text())
