@@ -259,6 +259,11 @@ def save_first(runs_dir, protocol: Protocol) -> Protocol:
         os.link(tmp, path)
     except FileExistsError:
         return load(runs_dir, protocol.lineage) or protocol
+    except OSError:  # a file system without hard links: check, then replace (a narrow race)
+        registered = load(runs_dir, protocol.lineage)
+        if registered is not None:
+            return registered
+        os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return protocol

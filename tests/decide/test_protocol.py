@@ -541,3 +541,21 @@ def test_save_first_lets_exactly_one_registration_win(tmp_path):
     assert list((tmp_path / "runs" / ".protocol").iterdir()) == [
         tmp_path / "runs" / ".protocol" / "lin.json"
     ]
+
+
+def test_save_first_without_hard_links_still_keeps_the_first(tmp_path, monkeypatch):
+    import os
+
+    from harness.decide.protocol import build, load, save_first
+    from harness.suite import load_suite
+
+    def no_links(*a):
+        raise PermissionError("hard links not supported")
+
+    monkeypatch.setattr(os, "link", no_links)
+    suite = load_suite(write_suite(tmp_path, "http://127.0.0.1:9/v1", n=5))
+    first, second = (build(suite, "lin", ["e"], None, f"run-{i}") for i in (1, 2))
+    assert save_first(tmp_path / "runs", first) is first
+    assert save_first(tmp_path / "runs", second).run_id == "run-1"
+    assert load(tmp_path / "runs", "lin").run_id == "run-1"
+    assert sorted(p.name for p in (tmp_path / "runs" / ".protocol").iterdir()) == ["lin.json"]
