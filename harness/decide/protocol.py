@@ -83,6 +83,8 @@ class Protocol(BaseModel):
     suite: str
     registered_at: str
     run_id: str | None = None  # None: registered by `harness register` before any run
+    # `harness register` registered it (run_id is then the first run, which scored the baseline).
+    by_register: bool = False
     test_sha256: str | None = None
     examples: list[str]  # harness.data.lineage.fingerprints, in data order
     hypotheses: list[Terms]
@@ -98,13 +100,25 @@ class Protocol(BaseModel):
     def fingerprint(self) -> str:
         """12 hex digits of what decides a verdict (not who registered it or when)."""
         keep = self.model_dump(
-            exclude={"registered_at", "run_id", "baseline_scores", "accepted", "suite"}
+            exclude={
+                "registered_at",
+                "run_id",
+                "baseline_scores",
+                "accepted",
+                "suite",
+                "by_register",
+            }
         )
         return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:12]
 
     def lines(self) -> list[str]:
         """How `harness ledger` shows it."""
-        where = f"run {self.run_id}" if self.run_id else "harness register"
+        if self.by_register or not self.run_id:
+            where = "harness register" + (
+                f" (baseline scored by run {self.run_id})" if self.run_id else ""
+            )
+        else:
+            where = f"run {self.run_id}"
         out = [
             f"protocol {self.fingerprint()} registered by {where} at {self.registered_at}: "
             f"{len(self.examples)} test examples (sha256 {(self.test_sha256 or '?')[:12]}), "
@@ -125,10 +139,21 @@ class Protocol(BaseModel):
             f"{n} {p['input_per_1m']:g}/{p['output_per_1m']:g}" if p else f"{n} unpriced"
             for n, p in d.pricing.items()
         )
-        out.append(
-            f"  dollars: $ per 1M in/out tokens: {prices}; error cost {d.error_cost_usd}; "
-            f"volume {d.monthly_requests}; amortise {d.amortise_months} months"
+        money = [f"$ per 1M in/out tokens: {prices}"]
+        # Unset terms are said as such, not as "None" (no `value:`/`volume:` in the suite).
+        money.append(
+            f"error cost ${d.error_cost_usd:g}"
+            if d.error_cost_usd is not None
+            else "error cost not set (no `value:`)"
         )
+        money.append(
+            f"volume {d.monthly_requests:,.0f} requests/month"
+            if d.monthly_requests is not None
+            else "volume not set (no `volume:`)"
+        )
+        if d.amortise_months is not None:
+            money.append(f"training amortised over {d.amortise_months:g} months")
+        out.append("  dollars: " + "; ".join(money))
         for a in self.accepted:
             out.append(f"  amended by hand at {a['at']}: {a['why']} ({'; '.join(a['changes'])})")
         return out
@@ -567,6 +592,9 @@ def review(
         registered = registered.model_copy(update={"baseline_scores": scores, "run_id": run_id})
         save(runs_dir, registered)  # registered by `harness register`: the first run scores it
     out["registered_run_id"] = registered.run_id
+    out["registered_by_register"] = registered.by_register
+    # Another suite's registration (same test set, so the same lineage) is named as such.
+    out["registered_suite"] = registered.suite if registered.suite != suite.name else None
     out["fingerprint"] = registered.fingerprint()
     out["family"] = [h.key for h in registered.hypotheses]
     out["accepted"] = registered.accepted
@@ -616,9 +644,15 @@ def amendment_lines(protocol: dict[str, Any] | None) -> list[str]:
     if not protocol:
         return []
     reg = protocol.get("registered_run_id")
-    where = f"run {reg}" if reg else "harness register"
+    where = (
+        "registered by harness register"
+        if protocol.get("registered_by_register") or not reg
+        else f"registered in run {reg}"
+    )
+    if protocol.get("registered_suite"):
+        where += f" of suite {protocol['registered_suite']}"
     lines = [
-        f"protocol amendment (registered in {where}): {a['key']}: {a['old']} → {a['new']} — "
+        f"protocol amendment ({where}): {a['key']}: {a['old']} → {a['new']} — "
         'a pass under it does not count until `harness register SUITE.yaml --amend --why "…"` '
         "accepts it"
         for a in protocol.get("amendments") or []
@@ -665,6 +699,7 @@ def register(
         raise SuiteError('--amend: say why with --why "…" (it is named on every later verdict)')
     lineage, current, registered = against_registered(suite, runs_dir)
     if registered is None:
+        current = current.model_copy(update={"by_register": True})
         won = save_first(runs_dir, current)
         if won is current:
             path = protocol_path(runs_dir, lineage)

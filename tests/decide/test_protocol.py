@@ -203,6 +203,37 @@ def test_renamed_suite_with_a_dropped_row_continues_the_lineage(tmp_path, openai
         "  ft: ft vs zero-shot, non-inferiority on accuracy, margin 0.03, confidence 0.95; "
         "max_iterations 3"
     )
+    assert lines[7] == (
+        "  dollars: $ per 1M in/out tokens: zero-shot 10/10, ft 1/1; error cost $0.4; volume "
+        "100,000 requests/month; training amortised over 12 months"
+    )
+    # The renamed suite's amendment names the suite that registered the lineage.
+    _, out, _ = s.run("fake-ft-v3", name="renamed", drop=[7], margin=0.05)
+    assert (
+        f"protocol amendment (registered in run {first['run_id']} of suite test-suite): "
+        "hypothesis ft margin: 0.03 → 0.05"
+    ) in "\n".join(notes(out)), out
+
+
+def test_a_protocol_registered_by_register_says_so_after_the_first_run(
+    tmp_path, openai_server, fake_key
+):
+    s = Story(tmp_path, openai_server)
+    path = s.write("fake-ft-v1", guard=GUARD.format(margin=0.03, guard_extra="", error_cost=0.4))
+    res = s.cli("register", path, "--runs-dir", s.runs)
+    assert res.exit_code == 0, res.output
+    assert res.output.splitlines()[1].startswith("protocol ")
+    assert " registered by harness register at " in res.output.splitlines()[1]
+    _, _, first = s.run("fake-ft-v1")
+    shown = s.cli("register", path, "--runs-dir", s.runs)
+    assert f" registered by harness register (baseline scored by run {first['run_id']}) at " in (
+        shown.output
+    )
+    _, out, _ = s.run("fake-ft-v2", margin=0.05)
+    assert any(
+        n.startswith("protocol amendment (registered by harness register): hypothesis ft margin: ")
+        for n in notes(out)
+    ), out
 
 
 def test_a_weaker_baseline_endpoint_is_an_amendment(tmp_path, openai_server, fake_key):
