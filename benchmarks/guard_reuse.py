@@ -5,7 +5,8 @@ pass, when every candidate truly misses the margin?
 
 Each simulated lineage has one test set and one baseline's answers; each of its `iterations`
 candidates answers the same examples (paired with the baseline, true Δ = margin − 0.02). Each
-iteration is judged by the guard: the paired bootstrap CI of harness.stats.bootstrap, the rule
+iteration is judged by the guard: the paired interval of harness.stats.paired (Newcombe's, for
+accuracy), the rule
 (harness.decide.rule.classify) and the level the guard tests it at (harness.decide.rule.holm at
 α / max_iterations, what harness.decide.guard.decide passes it). The lineage passes falsely when
 any iteration passes. Printed: that rate with the reuse level, and without it (each iteration at
@@ -33,13 +34,14 @@ def candidate(rng: np.random.Generator, base: np.ndarray, delta: float) -> np.nd
 
 
 def interval(base, var, *, B: int, seed: int, confidence: float) -> dict:
-    """The paired bootstrap CI of (candidate − baseline) accuracy, as the run computes it."""
+    """The interval of (candidate − baseline) accuracy as the run computes it: accuracy is a 0/1
+    metric, so harness.stats.paired gives Newcombe's paired score interval (B and seed matter
+    only for a metric that is bootstrapped)."""
     from harness.score.metrics import accuracy
-    from harness.stats.bootstrap import paired_bootstrap
+    from harness.stats.paired import paired_interval
 
-    ra, rb = accuracy(_table(base)), accuracy(_table(var))
-    d = paired_bootstrap(
-        ra.stats, ra.combine, rb.stats, rb.combine, confidence=confidence, B=B, seed=seed
+    d = paired_interval(
+        accuracy(_table(base)), accuracy(_table(var)), confidence=confidence, B=B, seed=seed
     )
     return {**d, "threshold": MARGIN, "confidence": confidence}
 

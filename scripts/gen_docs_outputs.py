@@ -34,7 +34,14 @@ BLOCK = re.compile(
 def run(cmd: str) -> str:
     args = shlex.split(cmd)
     argv = [sys.executable, "-m", "harness.cli", *args[1:]] if args[0] == "harness" else args
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "120", "NO_COLOR": "1"}
+    # As at a terminal: no plain progress lines (a terminal's bars are gone when a command ends).
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "COLUMNS": "120",
+        "NO_COLOR": "1",
+        "HARNESS_PROGRESS_EVERY_S": "0",
+    }
     proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True)
     text = (proc.stdout + proc.stderr).rstrip().replace(f"{ROOT}/", "")  # as run from the checkout
     return f"```console\n$ {cmd}\n{text}\n(exit {proc.returncode})\n```\n"

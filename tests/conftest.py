@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -22,6 +23,11 @@ signal.signal(signal.SIGINT, signal.default_int_handler)
 
 FAKE_KEY = "sk-test-FAKE-0123456789abcdef"
 LABELS = ["card_arrival", "lost_or_stolen_card", "exchange_rate"]
+
+
+# Off a terminal `harness run` prints a plain progress line every minute: a slow test's exact
+# output must not depend on how long it took (tests/run/test_progress.py turns it on).
+os.environ.setdefault("HARNESS_PROGRESS_EVERY_S", "0")
 
 
 @pytest.fixture(autouse=True, scope="session")

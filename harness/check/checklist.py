@@ -9,6 +9,7 @@ from pathlib import Path
 from harness.check.hygiene import DEFAULT_NEAR_DUP_THRESHOLD, check_hygiene
 from harness.check.readiness import FAIL, PASS, WARN, power_lines, readiness_lines
 from harness.data.dataset import Dataset, load_dataset
+from harness.decide.protocol import AMENDMENT, against_registered, amendments
 from harness.finetune.backends import finetune_spec
 from harness.plugins import load_plugins
 from harness.prompt.templates import validate_templates
@@ -59,7 +60,12 @@ class CheckReport:
         }
 
 
-def check_suite(path: str | Path, *, near_dup_threshold: float | None = None) -> CheckReport:
+def check_suite(
+    path: str | Path,
+    *,
+    near_dup_threshold: float | None = None,
+    runs_dir: str | Path | None = None,
+) -> CheckReport:
     load_plugins()
     suite = validate_suite(load_suite(path))
     # Data before templates: a wrong column name is reported as such, not as a template variable.
@@ -87,8 +93,33 @@ def check_suite(path: str | Path, *, near_dup_threshold: float | None = None) ->
                 f"{v.name}: `harness finetune` trains {spec.base_model} on {source} ({spec.provider})",
             )
     _add_credentials(report)
+    if runs_dir is not None:
+        _add_protocol(report, runs_dir)
     _add_readiness(report, near_dup_threshold)
     return report
+
+
+def _add_protocol(report: CheckReport, runs_dir: str | Path) -> None:
+    """The suite against its lineage's registered protocol: an edit `harness run` would flag
+    (a dropped test row, a dearer baseline, a new margin) is said before anything is spent."""
+    _, current, registered = against_registered(report.suite, runs_dir)
+    if registered is None:  # the first counted run (or `harness register`) registers it
+        return
+    changes = amendments(registered, current)
+    amended = [a for a in changes if a.kind == AMENDMENT]
+    if not amended:
+        report.add(PASS, "protocol", f"matches the registered protocol {registered.fingerprint()}")
+    for a in amended:
+        report.add(
+            WARN,
+            "protocol",
+            f"amendment to the registered protocol {registered.fingerprint()}: {a.line()} — a "
+            'pass under it is flagged until `harness register SUITE.yaml --amend --why "…"` '
+            "accepts it",
+        )
+    for a in changes:
+        if a.kind != AMENDMENT:
+            report.add(PASS, "protocol", f"stricter than registered: {a.line()}")
 
 
 def _add_credentials(report: CheckReport) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 
 from harness.data.dataset import read_table
 from harness.errors import SuiteError
+from harness.suite.secrets import ENV_REF, redact_text, url_secrets
 
 # Column names that usually hold the expected answer / a record id, in order of preference.
 TARGET_NAMES = (
@@ -129,6 +130,14 @@ def starter_suite(
     api_base: str | None = None,
 ) -> Path:
     """Write the starting suite for `data` to `out` (relative paths start at `out`'s folder)."""
+    literal = ENV_REF.sub("", api_base or "").replace("://@", "://")  # references are fine
+    if api_base and url_secrets(literal):
+        # A suite is a file people commit: a key in the URL would be kept in git for good.
+        raise SuiteError(
+            f"--api-base {redact_text(api_base)} carries a credential, which the suite file "
+            "would keep — put it in the environment and write ${env:MY_KEY} in its place in the "
+            "URL (in single quotes, so the shell leaves it alone)"
+        )
     data_path = Path(data).resolve()
     out_path = Path(out)
     if out_path.resolve() == data_path:  # --force overwrites a suite, never the data

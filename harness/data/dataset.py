@@ -321,14 +321,15 @@ def load_dataset(suite: Suite, limit: int | None = None, *, hash_files: bool = T
         test = sample(
             test, spec.sample.n, spec.sample.seed, spec.sample.stratify and spec.target is not None
         )
+    # Labels from the whole test set a full run sees: a smoke run must not check only its
+    # sample (an unknown label past it) nor prompt with fewer labels than the real run.
+    labels = None
+    if suite.task == "classification":
+        labels = _labels(suite, test, splits["train"])
     if limit is not None:
         # A smoke run sees every class in proportion, not the first rows of a sorted file.
         seed = spec.sample.seed if spec.sample else 0
         test = sample(test, limit, seed, spec.target is not None)
-
-    labels = None
-    if suite.task == "classification":
-        labels = _labels(suite, test, splits["train"])
     return Dataset(test=test, train=splits["train"], hashes=hashes, labels=labels)
 
 

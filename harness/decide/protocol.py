@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import threading
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -81,6 +83,8 @@ class Protocol(BaseModel):
     suite: str
     registered_at: str
     run_id: str | None = None  # None: registered by `harness register` before any run
+    # `harness register` registered it (run_id is then the first run, which scored the baseline).
+    by_register: bool = False
     test_sha256: str | None = None
     examples: list[str]  # harness.data.lineage.fingerprints, in data order
     hypotheses: list[Terms]
@@ -96,13 +100,25 @@ class Protocol(BaseModel):
     def fingerprint(self) -> str:
         """12 hex digits of what decides a verdict (not who registered it or when)."""
         keep = self.model_dump(
-            exclude={"registered_at", "run_id", "baseline_scores", "accepted", "suite"}
+            exclude={
+                "registered_at",
+                "run_id",
+                "baseline_scores",
+                "accepted",
+                "suite",
+                "by_register",
+            }
         )
         return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:12]
 
     def lines(self) -> list[str]:
         """How `harness ledger` shows it."""
-        where = f"run {self.run_id}" if self.run_id else "harness register"
+        if self.by_register or not self.run_id:
+            where = "harness register" + (
+                f" (baseline scored by run {self.run_id})" if self.run_id else ""
+            )
+        else:
+            where = f"run {self.run_id}"
         out = [
             f"protocol {self.fingerprint()} registered by {where} at {self.registered_at}: "
             f"{len(self.examples)} test examples (sha256 {(self.test_sha256 or '?')[:12]}), "
@@ -123,10 +139,21 @@ class Protocol(BaseModel):
             f"{n} {p['input_per_1m']:g}/{p['output_per_1m']:g}" if p else f"{n} unpriced"
             for n, p in d.pricing.items()
         )
-        out.append(
-            f"  dollars: $ per 1M in/out tokens: {prices}; error cost {d.error_cost_usd}; "
-            f"volume {d.monthly_requests}; amortise {d.amortise_months} months"
+        money = [f"$ per 1M in/out tokens: {prices}"]
+        # Unset terms are said as such, not as "None" (no `value:`/`volume:` in the suite).
+        money.append(
+            f"error cost ${d.error_cost_usd:g}"
+            if d.error_cost_usd is not None
+            else "error cost not set (no `value:`)"
         )
+        money.append(
+            f"volume {d.monthly_requests:,.0f} requests/month"
+            if d.monthly_requests is not None
+            else "volume not set (no `volume:`)"
+        )
+        if d.amortise_months is not None:
+            money.append(f"training amortised over {d.amortise_months:g} months")
+        out.append("  dollars: " + "; ".join(money))
         for a in self.accepted:
             out.append(f"  amended by hand at {a['at']}: {a['why']} ({'; '.join(a['changes'])})")
         return out
@@ -240,6 +267,31 @@ def save(runs_dir, protocol: Protocol) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, protocol.model_dump())
     return path
+
+
+def save_first(runs_dir, protocol: Protocol) -> Protocol:
+    """Register `protocol` unless its lineage got one meanwhile; returns the registered one.
+
+    Two runs started at once on a fresh lineage both find no protocol: a plain save would let
+    the second overwrite the first's registration (and its baseline scores). A hard link of a
+    complete temp file is an atomic create-if-absent, so exactly one registration wins and
+    the other run is judged against it."""
+    path = protocol_path(runs_dir, protocol.lineage)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    write_json_atomic(tmp, protocol.model_dump())
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        return load(runs_dir, protocol.lineage) or protocol
+    except OSError:  # a file system without hard links: check, then replace (a narrow race)
+        registered = load(runs_dir, protocol.lineage)
+        if registered is not None:
+            return registered
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return protocol
 
 
 def accept(registered: Protocol, current: Protocol, why: str, changes: list[Amendment]) -> Protocol:
@@ -514,9 +566,11 @@ def review(
             and (r.get("ledger_entry") or {}).get("limit") is None
         ):
             recorded.setdefault(str(fp), str(r.get("run_id")))
+    if registered is None and counted:
+        won = save_first(runs_dir, current)
+        registered = None if won is current else won  # another run registered it first
     if registered is None:
         if counted:
-            save(runs_dir, current)
             out["registered_now"] = True
             # Kept with the run too: a deleted protocol file must not free the lineage
             # (harness.data.lineage.find_lineage reads them back).
@@ -538,6 +592,9 @@ def review(
         registered = registered.model_copy(update={"baseline_scores": scores, "run_id": run_id})
         save(runs_dir, registered)  # registered by `harness register`: the first run scores it
     out["registered_run_id"] = registered.run_id
+    out["registered_by_register"] = registered.by_register
+    # Another suite's registration (same test set, so the same lineage) is named as such.
+    out["registered_suite"] = registered.suite if registered.suite != suite.name else None
     out["fingerprint"] = registered.fingerprint()
     out["family"] = [h.key for h in registered.hypotheses]
     out["accepted"] = registered.accepted
@@ -587,9 +644,15 @@ def amendment_lines(protocol: dict[str, Any] | None) -> list[str]:
     if not protocol:
         return []
     reg = protocol.get("registered_run_id")
-    where = f"run {reg}" if reg else "harness register"
+    where = (
+        "registered by harness register"
+        if protocol.get("registered_by_register") or not reg
+        else f"registered in run {reg}"
+    )
+    if protocol.get("registered_suite"):
+        where += f" of suite {protocol['registered_suite']}"
     lines = [
-        f"protocol amendment (registered in {where}): {a['key']}: {a['old']} → {a['new']} — "
+        f"protocol amendment ({where}): {a['key']}: {a['old']} → {a['new']} — "
         'a pass under it does not count until `harness register SUITE.yaml --amend --why "…"` '
         "accepts it"
         for a in protocol.get("amendments") or []
@@ -604,21 +667,13 @@ def amendment_lines(protocol: dict[str, Any] | None) -> list[str]:
 # ---------------------------------------------------------------- harness register
 
 
-def register(
-    suite, runs_dir, *, amend: bool = False, why: str | None = None
-) -> tuple[list[str], int]:
-    """`harness register SUITE.yaml [--amend --why "…"]`: (lines to print, exit code).
-
-    Registers the suite's protocol when its lineage has none; shows what differs from the
-    registered one otherwise; with --amend, accepts the differences (recorded with the reason,
-    named on every later verdict). Exit 1: amendments left unaccepted."""
+def against_registered(suite, runs_dir) -> tuple[str, Protocol, Protocol | None]:
+    """(lineage, the suite's protocol as it reads now, the lineage's registered one or None),
+    read without a model call or a write (`harness register` and `harness check`)."""
     from harness.data.dataset import file_hash, load_dataset
     from harness.data.lineage import fingerprints
-    from harness.errors import SuiteError
     from harness.finetune.records import suite_lineage
 
-    if amend and not (why or "").strip():
-        raise SuiteError('--amend: say why with --why "…" (it is named on every later verdict)')
     test = suite.resolve_path(suite.spec.data.test)
     if not test.is_file():
         raise suite.fail(
@@ -627,10 +682,29 @@ def register(
     lineage = suite_lineage(suite, runs_dir)
     examples = fingerprints(load_dataset(suite, hash_files=False).test)
     current = build(suite, lineage, examples, file_hash(test))
-    registered = load(runs_dir, lineage)
+    return lineage, current, load(runs_dir, lineage)
+
+
+def register(
+    suite, runs_dir, *, amend: bool = False, why: str | None = None
+) -> tuple[list[str], int]:
+    """`harness register SUITE.yaml [--amend --why "…"]`: (lines to print, exit code).
+
+    Registers the suite's protocol when its lineage has none; shows what differs from the
+    registered one otherwise; with --amend, accepts the differences (recorded with the reason,
+    named on every later verdict). Exit 1: amendments left unaccepted."""
+    from harness.errors import SuiteError
+
+    if amend and not (why or "").strip():
+        raise SuiteError('--amend: say why with --why "…" (it is named on every later verdict)')
+    lineage, current, registered = against_registered(suite, runs_dir)
     if registered is None:
-        path = save(runs_dir, current)
-        return [f"registered the protocol of lineage {lineage} in {path}:", *current.lines()], 0
+        current = current.model_copy(update={"by_register": True})
+        won = save_first(runs_dir, current)
+        if won is current:
+            path = protocol_path(runs_dir, lineage)
+            return [f"registered the protocol of lineage {lineage} in {path}:", *current.lines()], 0
+        registered = won
     changes = amendments(registered, current)
     amended = [a for a in changes if a.kind == AMENDMENT]
     lines = [f"{a.kind}: {a.line()}" for a in changes]

@@ -160,9 +160,12 @@ def _advice(
         )
         return text + (f"; {fixers} already fixes the specification errors" if fixers else "")
     if key == "rag":
-        return "give the model the facts at inference time" + (
+        text = "give the model the facts at inference time" + (
             f" ({', '.join(v.name for v in ev.rag)} already does)" if ev.rag else ""
         )
+        if ev.gold_probe is not None:  # the facts fix them; whether a search finds them is apart
+            text += "; the gold passages fix them — check the retriever's recall@k on data.gold"
+        return text
     if key == "finetune":
         return "fine-tune for consistency and format (200–2000 examples; budget 2–3 iterations)"
     if key == "model":

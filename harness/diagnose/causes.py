@@ -84,8 +84,8 @@ class Evidence:
             else f"no other prompt variant of {d.model} — add a few-shot variant",
             "knowledge": None
             if self.rag or self.gold_probe is not None
-            else "no RAG variant — add a `kind: rag` variant (or run `--probe gold` when the "
-            "suite has `data.gold`)",
+            else "no RAG variant — add a `kind: rag` variant (with `data.gold`, `--probe gold` "
+            "then also hands the model the gold passages)",
             "capability": None
             if self.stronger or self.stronger_probe is not None
             else "no variant of a stronger model — add one, or run `--probe stronger "

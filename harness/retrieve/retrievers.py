@@ -13,8 +13,10 @@ from typing import Any
 from harness.calls._litellm import missing_credentials
 from harness.errors import SuiteError
 from harness.retrieve.corpus import Chunk, chunk_documents, load_corpus
+from harness.retrieve.gold import gold_ids, matches_gold
 from harness.retrieve.indexes import index_for, k_of
 from harness.suite import Suite, Variant
+from harness.suite.kinds import GOLD_METHOD
 
 # ---------------------------------------------------------------- queries
 
@@ -87,6 +89,28 @@ class IndexRetriever(Retriever):
             "score": round(score, 6),
             "chunk": c.n,
         }
+
+
+class GoldRetriever(Retriever):
+    """`method: gold`: each example's own gold passages (data.gold), in corpus order, up to k —
+    what a perfect retriever would hand the model. It measures whether the knowledge fixes an
+    answer, apart from whether a search finds it."""
+
+    name = GOLD_METHOD
+
+    def __init__(self, chunks: list[Chunk], k: int):
+        self.chunks, self.k = chunks, k
+
+    def retrieve(self, example) -> list[dict]:
+        golds = gold_ids(getattr(example, "gold", None))
+        out: list[dict] = []
+        for c in self.chunks:
+            if len(out) == self.k:
+                break
+            item = {"text": c.text, "source": c.source, "id": c.id, "score": 1.0, "chunk": c.n}
+            if matches_gold(item, golds):
+                out.append(item)
+        return out
 
 
 class FunctionRetriever(Retriever):
@@ -222,6 +246,8 @@ def build_retriever(
     chunks = chunk_documents(
         load_corpus(suite, variant), spec.chunk.size, spec.chunk.overlap, spec.chunk.unit
     )
+    if spec.method == GOLD_METHOD:
+        return GoldRetriever(chunks, spec.k)
     if say is not None:
         say(f"{variant.name}: {spec.method} index over {len(chunks):,} chunks…")
     index = index_for(chunks, spec, variant, Path(runs_dir))
@@ -235,6 +261,12 @@ def check_spec(suite: Suite, variant: Variant) -> None:
         raise suite.fail(
             f"overlap ({spec.chunk.overlap}) must be smaller than size ({spec.chunk.size}) — e.g. overlap: {spec.chunk.size // 8}",
             (*base, "chunk", "overlap"),
+        )
+    if spec.method == GOLD_METHOD and not suite.spec.data.gold:
+        raise suite.fail(
+            "method: gold hands each example its gold passages, named by `data.gold` — set "
+            "data.gold to the column of gold passage ids, or choose method: bm25",
+            (*base, "method"),
         )
     if spec.method == "embedding" and not spec.embedding_model:
         raise suite.fail(

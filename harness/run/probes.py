@@ -5,6 +5,9 @@ the run could not.
   first call is the run's own, from the cache): do its answers disagree? (inconsistent)
 - stronger: the diagnosed variant with a stronger model (`--stronger MODEL` or the suite's
   `diagnose: {stronger: MODEL}`): does it get them right? (capability)
+- gold: the diagnosed variant handed each wrong example's gold passages (`data.gold`, from the
+  corpus of the suite's rag variant, `retrieval.method: gold`): does the knowledge fix them?
+  (knowledge, apart from whether a search would find it)
 
 Each probe is a derived suite (the run's suite with one extra variant extending the diagnosed
 one, and a test split of just the wrong examples) run by harness.run.pipeline: its calls go
@@ -27,11 +30,12 @@ from harness.run.options import RunOptions
 from harness.run.pipeline import run_suite
 from harness.rundir.reader import RunFiles, resolved_suite
 from harness.score.registry import validate_suite
+from harness.suite.kinds import GOLD_METHOD, KINDS
 from harness.suite.model import SuiteFile
 from harness.suite.resolve import resolve
 from harness.suite.secrets import masked_credentials
 
-PROBES = ("repeats", "stronger")
+PROBES = ("repeats", "stronger", "gold")
 PROBE_REPEATS = 3
 PROBES_DIR = "probes"
 
@@ -82,13 +86,12 @@ def plan(
     temperature = (spec.get("params") or {}).get("temperature")
     out = []
     for kind in kinds:
-        if kind == "gold":
-            raise SuiteError(
-                "--probe gold is not available yet — add a `kind: rag` variant to measure knowledge"
-            )
         if kind not in PROBES:
-            raise SuiteError(f"unknown probe {kind!r} — choose repeats or stronger")
-        if kind == "repeats":
+            raise SuiteError(f"unknown probe {kind!r} — choose repeats, stronger or gold")
+        if kind == "gold":
+            gold_corpus(run)  # exit 2 before any call when the suite cannot say what is gold
+            model, n_new, note = diagnosis["model"], len(ids), "with each example's gold passages"
+        elif kind == "repeats":
             model = diagnosis["model"]
             n_new = len(ids) * (PROBE_REPEATS - 1)
             note = (
@@ -177,6 +180,31 @@ def run_probes(
     return answers, facts
 
 
+GOLD_CONTEXT = "Context:\n{% for c in context %}{{ c.text }}\n{% endfor %}\n"
+
+
+def gold_corpus(run: RunFiles) -> dict[str, Any]:
+    """The `retrieval:` of the gold probe: the corpus and chunking of the suite's first rag
+    variant with a corpus, `method: gold` (each example gets its data.gold passages)."""
+    suite = resolved_suite(run)
+    if not suite.spec.data.gold:
+        raise SuiteError(
+            "--probe gold needs `data.gold` in the suite (the column naming each test "
+            "example's gold passage ids) — add it and rerun, or add a `kind: rag` variant to "
+            "measure knowledge"
+        )
+    for v in suite.variants:
+        if KINDS[v.kind].retrieves and v.retrieval and v.retrieval.corpus and not v.retriever:
+            spec = v.retrieval.model_dump(mode="json", exclude_none=True)
+            spec.pop("embedding_model", None)
+            spec.pop("query", None)
+            return {**spec, "method": GOLD_METHOD}
+    raise SuiteError(
+        "--probe gold needs the passages: a `kind: rag` variant with `retrieval.corpus` (its "
+        "corpus and chunking are used, each example getting its data.gold passages)"
+    )
+
+
 def _derived(run: RunFiles, p: Probe):
     """The run's suite, with the probe variant and a test split of the wrong examples only."""
     base = resolved_suite(run)
@@ -196,6 +224,12 @@ def _derived(run: RunFiles, p: Probe):
     probe: dict[str, Any] = {"name": p.variant, "extends": diagnosed}
     if p.kind == "repeats":
         probe["repeats"] = PROBE_REPEATS
+    elif p.kind == "gold":
+        retrieval = gold_corpus(run)
+        user = str(base.variant(diagnosed).user)
+        if "context" not in user:  # the diagnosed prompt never shows passages: put them first
+            user = GOLD_CONTEXT + user
+        probe.update(kind="rag", retrieval=retrieval, user=user)
     else:
         probe["model"] = p.model
     raw.update(

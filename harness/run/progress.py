@@ -1,8 +1,13 @@
 """What `harness run` shows on stderr while it works: a line for each slow phase ("loading
 models…", "building bm25 index (10k chunks)…", "logging to MLflow…"), then per-variant bars and
-an overall line with ETA and spend, retries shown as they happen. Silent when not a terminal."""
+an overall line with ETA and spend, retries shown as they happen. When stderr is not a terminal
+(a CI log, a file) the bars are replaced by one plain line every HARNESS_PROGRESS_EVERY_S seconds
+(60 by default; 0 turns it off), so a long run is never silent there either."""
 
 from __future__ import annotations
+
+import os
+import time
 
 from rich.console import Console
 from rich.progress import (
@@ -15,6 +20,22 @@ from rich.progress import (
 from rich.progress import Progress as RichProgress
 
 OVERALL = "(all)"  # not a valid variant name: never collides with one
+EVERY_ENV = "HARNESS_PROGRESS_EVERY_S"
+DEFAULT_EVERY_S = 60.0
+
+
+def plain_every() -> float:
+    """Seconds between plain progress lines off a terminal (0: none)."""
+    raw = os.environ.get(EVERY_ENV, "").strip()
+    try:
+        return max(float(raw), 0.0) if raw else DEFAULT_EVERY_S
+    except ValueError:
+        return DEFAULT_EVERY_S
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    return f"{m}m{s:02d}s" if m else f"{s}s"
 
 
 class Phases:
@@ -42,6 +63,10 @@ class Progress:
         self._live_retries = dict.fromkeys(totals, 0)
         self._bar = None
         self._tasks = {}
+        self._totals = totals
+        # Off a terminal, unless the caller chose (show_progress): a plain line now and then.
+        self._every = plain_every() if enabled is None and not self.enabled else 0.0
+        self._started = self._last = time.monotonic()
         if not self.enabled:
             return
         self._bar = RichProgress(
@@ -82,6 +107,24 @@ class Progress:
         c["cost"] += cost or 0.0
         c["retries"] += retries
         self._refresh(variant, advance=1)
+        if self._every:
+            now = time.monotonic()
+            if now - self._last >= self._every:
+                self._last = now
+                self.console.print(self.plain_line(now), markup=False, highlight=False)
+
+    def plain_line(self, now: float) -> str:
+        """`harness: 120/600 calls (20%), 2 errors, 1 retries, $0.0123 spent, 2m10s elapsed`."""
+        done = sum(c["done"] for c in self.counts.values())
+        total = sum(self._totals.values())
+        errors = sum(c["errors"] for c in self.counts.values())
+        retries = sum(self.shown_retries(v) for v in self.counts)
+        cost = sum(c["cost"] for c in self.counts.values())
+        share = f" ({done / total:.0%})" if total else ""
+        return (
+            f"harness: {done}/{total} calls{share}, {errors} errors, {retries} retries, "
+            f"${cost:.4f} spent, {_clock(now - self._started)} elapsed"
+        )
 
     def shown_retries(self, variant: str) -> int:
         # Live (in-process calls) or counted when a worker's answer arrives, whichever knows more.

@@ -27,4 +27,6 @@ KINDS: dict[str, Kind] = {
 
 # `retrieval.method` names. harness.retrieve.indexes registers each index class under its name
 # here too (`@index("bm25")`), so the YAML layer accepts a new method without importing retrieval.
-RETRIEVAL_METHODS: list[str] = ["bm25", "tfidf", "embedding"]
+# "gold" is not an index: it hands each example its own gold passages (data.gold), the upper
+# bound of retrieval (harness.retrieve.retrievers.GoldRetriever, `harness diagnose --probe gold`).
+RETRIEVAL_METHODS: list[str] = ["bm25", "tfidf", "embedding", GOLD_METHOD := "gold"]

@@ -126,3 +126,34 @@ def test_init_never_writes_the_suite_over_its_data_file_even_with_force(tmp_path
         f"Error: --out {data} is the data file — pass --out NEW.yaml for the suite\n"
     )
     assert data.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (
+            "https://proxy.example/v1?key=sk-live-0123456789abcdef",
+            "https://proxy.example/v1?key=***",
+        ),
+        ("https://bob:hunter2@proxy.example/v1", "https://***@proxy.example/v1"),
+    ],
+)
+def test_init_keeps_a_credential_in_the_url_out_of_the_suite(tmp_path, url, shown):
+    data = tmp_path / "tickets.jsonl"
+    data.write_text("".join(f'{{"text": "q{i}", "label": "{"ab"[i % 2]}"}}\n' for i in range(8)))
+    result = invoke("init", data, "--out", tmp_path / "t.yaml", "--api-base", url)
+    assert result.exit_code == 2
+    assert result.output == (
+        f"Error: --api-base {shown} carries a credential, which the suite file would keep — put "
+        "it in the environment and write ${env:MY_KEY} in its place in the URL (in single "
+        "quotes, so the shell leaves it alone)\n"
+    )
+    assert "hunter2" not in result.output and "0123456789" not in result.output
+    assert not (tmp_path / "t.yaml").exists()
+    # Named through the environment, the key stays out of the file.
+    ok = invoke(
+        "init", data, "--out", tmp_path / "t.yaml", "--api-base", "https://h/v1?key=${env:MY_KEY}"
+    )
+    assert ok.exit_code == 0, ok.output
+    suite = yaml.safe_load((tmp_path / "t.yaml").read_text())
+    assert suite["defaults"]["api_base"] == "https://h/v1?key=${env:MY_KEY}"

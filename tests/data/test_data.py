@@ -125,3 +125,18 @@ def test_csv_values_stay_text(tmp_path):
     (tmp_path / "t.csv").write_text("text,label\n007,NA\n")
     ex = load_dataset(suite_for(tmp_path, "t.csv")).test[0]
     assert ex.inputs == {"text": "007"} and ex.target == "NA"
+
+
+def test_a_smoke_run_has_the_full_runs_labels_and_checks_every_row(tmp_path):
+    # 16 a, 16 b, 8 c: a 2-row smoke sample cannot hold all three classes, but its prompts list
+    # the labels the full run lists, and a label typo past the sample is found before any call.
+    (tmp_path / "t.json").write_text(json.dumps(ROWS))
+    s = suite_for(tmp_path, "t.json")
+    smoke = load_dataset(s, limit=2)
+    assert len({e.target for e in smoke.test}) < 3
+    assert smoke.labels == load_dataset(s).labels == ["a", "b", "c"]
+    typo = [*ROWS, {"text": "question 40", "label": "cc"}]
+    (tmp_path / "t.json").write_text(json.dumps(typo))
+    s.spec.labels = ["a", "b", "c"]
+    with pytest.raises(SuiteError, match=r"test targets not in the label list: \['cc'\]"):
+        load_dataset(s, limit=2)

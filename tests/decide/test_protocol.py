@@ -203,6 +203,37 @@ def test_renamed_suite_with_a_dropped_row_continues_the_lineage(tmp_path, openai
         "  ft: ft vs zero-shot, non-inferiority on accuracy, margin 0.03, confidence 0.95; "
         "max_iterations 3"
     )
+    assert lines[7] == (
+        "  dollars: $ per 1M in/out tokens: zero-shot 10/10, ft 1/1; error cost $0.4; volume "
+        "100,000 requests/month; training amortised over 12 months"
+    )
+    # The renamed suite's amendment names the suite that registered the lineage.
+    _, out, _ = s.run("fake-ft-v3", name="renamed", drop=[7], margin=0.05)
+    assert (
+        f"protocol amendment (registered in run {first['run_id']} of suite test-suite): "
+        "hypothesis ft margin: 0.03 → 0.05"
+    ) in "\n".join(notes(out)), out
+
+
+def test_a_protocol_registered_by_register_says_so_after_the_first_run(
+    tmp_path, openai_server, fake_key
+):
+    s = Story(tmp_path, openai_server)
+    path = s.write("fake-ft-v1", guard=GUARD.format(margin=0.03, guard_extra="", error_cost=0.4))
+    res = s.cli("register", path, "--runs-dir", s.runs)
+    assert res.exit_code == 0, res.output
+    assert res.output.splitlines()[1].startswith("protocol ")
+    assert " registered by harness register at " in res.output.splitlines()[1]
+    _, _, first = s.run("fake-ft-v1")
+    shown = s.cli("register", path, "--runs-dir", s.runs)
+    assert f" registered by harness register (baseline scored by run {first['run_id']}) at " in (
+        shown.output
+    )
+    _, out, _ = s.run("fake-ft-v2", margin=0.05)
+    assert any(
+        n.startswith("protocol amendment (registered by harness register): hypothesis ft margin: ")
+        for n in notes(out)
+    ), out
 
 
 def test_a_weaker_baseline_endpoint_is_an_amendment(tmp_path, openai_server, fake_key):
@@ -476,3 +507,86 @@ def test_a_new_test_set_under_the_same_suite_name_is_not_a_replaced_protocol(
     assert third["lineage"] == second["lineage"]
     assert [a["key"] for a in second["protocol"]["amendments"]] == []
     assert [a["key"] for a in third["protocol"]["amendments"]] == []
+
+
+def test_check_says_an_amendment_before_any_call(tmp_path, openai_server, fake_key):
+    s = Story(tmp_path, openai_server)
+    _, _, first = s.run("fake-ft-v1")
+    calls = s.server.requests
+    path = s.write("fake-ft-v2", drop=FT_MISSES, base_price=20.0)
+    res = s.cli("check", path, "--runs-dir", s.runs)
+    fp = first["protocol"]["fingerprint"]
+    tail = ' — a pass under it is flagged until `harness register SUITE.yaml --amend --why "…"` accepts it'
+    lines = [line for line in res.output.splitlines() if "protocol" in line]
+    assert lines == [
+        f"  ! protocol: amendment to the registered protocol {fp}: test set: 60 examples → 57 "
+        "examples (3 removed)" + tail,
+        f"  ! protocol: amendment to the registered protocol {fp}: price of zero-shot ($ per 1M "
+        "in/out): 10/10 → 20/20" + tail,
+    ], res.output
+    assert res.exit_code == 0 and s.server.requests == calls  # no model call
+    # The suite as registered reads clean.
+    path = s.write("fake-ft-v2")
+    res = s.cli("check", path, "--runs-dir", s.runs)
+    assert f"  ✓ protocol: matches the registered protocol {fp}" in res.output.splitlines()
+
+
+def test_two_first_runs_at_once_register_one_protocol(
+    tmp_path, openai_server, fake_key, monkeypatch
+):
+    # Both runs of a fresh lineage read "no protocol" before either wrote one: the second to
+    # write must be judged against the first's registration, not overwrite it.
+    from harness.decide import protocol
+
+    s = Story(tmp_path, openai_server)
+    _, _, first = s.run("fake-ft-v1")
+    path = s.runs / ".protocol" / f"{first['lineage']}.json"
+    registered = path.read_bytes()
+    stale = iter([None])
+    real_load = protocol.load
+    monkeypatch.setattr(protocol, "load", lambda *a: next(stale, None) or real_load(*a))
+    code, out, second = s.run("fake-ft-v2", acc=0.6, drop=FT_MISSES)
+    assert path.read_bytes() == registered
+    assert second["protocol"]["registered_now"] is False
+    assert second["protocol"]["registered_run_id"] == first["run_id"]
+    assert [a["key"] for a in second["protocol"]["amendments"]] == ["test set"]
+    assert code == 1 and second["guard"]["verdicts"]["ft"]["flags"] == ["amended"], out
+
+
+def test_save_first_lets_exactly_one_registration_win(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from harness.decide.protocol import load, save_first
+
+    path = write_suite(tmp_path, "http://127.0.0.1:9/v1", n=5)
+    from harness.decide.protocol import build
+    from harness.suite import load_suite
+
+    suite = load_suite(path)
+    drafts = [build(suite, "lin", [f"e{i}"], None, f"run-{i}") for i in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        won = list(pool.map(lambda p: save_first(tmp_path / "runs", p), drafts))
+    kept = load(tmp_path / "runs", "lin")
+    assert {w.run_id for w in won} == {kept.run_id}
+    assert sum(w is d for w, d in zip(won, drafts, strict=True)) == 1
+    assert list((tmp_path / "runs" / ".protocol").iterdir()) == [
+        tmp_path / "runs" / ".protocol" / "lin.json"
+    ]
+
+
+def test_save_first_without_hard_links_still_keeps_the_first(tmp_path, monkeypatch):
+    import os
+
+    from harness.decide.protocol import build, load, save_first
+    from harness.suite import load_suite
+
+    def no_links(*a):
+        raise PermissionError("hard links not supported")
+
+    monkeypatch.setattr(os, "link", no_links)
+    suite = load_suite(write_suite(tmp_path, "http://127.0.0.1:9/v1", n=5))
+    first, second = (build(suite, "lin", ["e"], None, f"run-{i}") for i in (1, 2))
+    assert save_first(tmp_path / "runs", first) is first
+    assert save_first(tmp_path / "runs", second).run_id == "run-1"
+    assert load(tmp_path / "runs", "lin").run_id == "run-1"
+    assert sorted(p.name for p in (tmp_path / "runs" / ".protocol").iterdir()) == ["lin.json"]

@@ -67,7 +67,7 @@ def test_diagnose_a_real_run_prints_the_table_and_logs_to_its_mlflow_parent(
     assert f"  specification  4       {four}  fixed by few-shot" in lines
     assert (
         "  knowledge      –       not measured    no RAG variant — add a `kind: rag` variant "
-        "(or run `--probe gold` when the suite has `data.gold`)" in lines
+        "(with `data.gold`, `--probe gold` then also hands the model the gold passages)" in lines
     )
     assert (
         f"Recommendation: prompt engineering — addresses {pct_ci(8, 8)} of the errors (hours); "
@@ -195,7 +195,86 @@ def test_a_probe_without_its_model_or_not_built_is_exit_2_before_any_call(tmp_pa
     result = invoke("diagnose", run_dir, "--probe", "gold", "--yes", "--no-log")
     assert result.exit_code == 2
     assert result.output == (
-        "Error: --probe gold is not available yet — add a `kind: rag` variant to measure "
-        "knowledge\n"
+        "Error: --probe gold needs `data.gold` in the suite (the column naming each test "
+        "example's gold passage ids) — add it and rerun, or add a `kind: rag` variant to "
+        "measure knowledge\n"
     )
     assert not (run_dir / "diagnosis.json").exists()
+
+
+RAG = """
+  - name: zero-shot
+  - name: rag
+    kind: rag
+    retrieval: {corpus: 'docs/*.md', method: bm25, k: 1}
+    user: "{% for c in context %}{{ c.text }} {% endfor %}Question: {{ text }}"
+"""
+LOST_PASSAGE = "Freeze it in the app at once."
+
+
+def knows_only_with_the_passage(messages, body) -> str:
+    """Right on lost-card questions only when the lost-card passage is in the prompt."""
+    prompt = "\n".join(str(m.get("content")) for m in messages)
+    if "lost" in messages[-1]["content"].lower() and LOST_PASSAGE not in prompt:
+        return json.dumps({"intent": "card_arrival"})
+    return intent_answer(messages, body)
+
+
+def test_the_gold_probe_hands_the_wrong_examples_their_gold_passages(
+    openai_server, fake_key, tmp_path
+):
+    server = openai_server(knows_only_with_the_passage)
+    suite = write_suite(tmp_path, server.url, n=12, variants=RAG)
+    # bm25 finds nothing for "I lost my card, help" in the lost-card passage (no shared word):
+    # the rag variant misses it as zero-shot does; data.gold names the passage that answers.
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "arrival.md").write_text("A new card arrives within five days.")
+    (tmp_path / "docs" / "lost.md").write_text(LOST_PASSAGE)
+    (tmp_path / "docs" / "rates.md").write_text("Our exchange rate is the market rate.")
+    gold = {"card_arrival": "arrival", "lost_or_stolen_card": "lost", "exchange_rate": "rates"}
+    test = tmp_path / "data" / "test.csv"
+    rows = test.read_text().splitlines()
+    test.write_text(
+        "\n".join([rows[0] + ",gold"] + [f"{r},{gold[r.rsplit(',', 1)[1]]}" for r in rows[1:]])
+        + "\n"
+    )
+    suite.write_text(
+        suite.read_text().replace("  target: category\n", "  target: category\n  gold: gold\n")
+    )
+    ran = invoke("run", suite, "--runs-dir", tmp_path / "runs")
+    assert ran.exit_code == 0, ran.output
+    assert server.requests == 24
+    run_dir = next((tmp_path / "runs" / "test-suite").iterdir())
+    before = invoke("diagnose", run_dir, "--no-log")
+    assert "  knowledge      0" in before.output, before.output
+    result = invoke("diagnose", run_dir, "--probe", "gold", "--yes", "--no-log")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == (
+        "probe gold: openai/fake-model on 4 wrong example(s), 4 new call(s), price unknown "
+        "(no price for the model) — with each example's gold passages"
+    )
+    assert server.requests == 24 + 4
+    assert f"  knowledge      4       {pct_ci(4, 4)}  fixed by gold-context probe" in lines, (
+        result.output
+    )
+    probe_prompts = [p for p in server.prompts if LOST_PASSAGE in p and "Context:" in p]
+    assert len(probe_prompts) == 4
+    saved = json.loads((run_dir / "diagnosis.json").read_text())
+    assert saved["evidence"]["probes"] == ["gold"]
+    assert [p["calls"] for p in saved["probes"]] == [4]
+
+
+def test_method_gold_without_data_gold_is_exit_2_at_check(tmp_path):
+    suite = write_suite(
+        tmp_path,
+        "http://127.0.0.1:9/v1",
+        variants=RAG.replace("method: bm25", "method: gold"),
+    )
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "lost.md").write_text(LOST_PASSAGE)
+    result = invoke("check", suite)
+    assert result.exit_code == 2
+    assert "method: gold hands each example its gold passages, named by `data.gold` — set " in (
+        result.output
+    )

@@ -61,3 +61,35 @@ def test_no_progress_output_when_not_a_terminal(openai_server, fake_key, tmp_pat
         console=Console(file=out, force_terminal=False),
     )
     assert out.getvalue() == ""  # CI logs get the summary only, not bar frames
+
+
+def test_off_a_terminal_a_plain_line_now_and_then(openai_server, fake_key, tmp_path, monkeypatch):
+    # A CI log or a file gets a plain line every HARNESS_PROGRESS_EVERY_S seconds (not bars);
+    # 1e-9 s: after every call here, so each line is checked against the calls done so far.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    monkeypatch.setenv("HARNESS_PROGRESS_EVERY_S", "1e-9")
+    server = openai_server()
+    out = io.StringIO()
+    run_suite(
+        write_suite(tmp_path, server.url, n=6),
+        runs_dir=tmp_path / "runs",
+        workers=0,
+        console=Console(file=out, force_terminal=False),
+    )
+    lines = out.getvalue().splitlines()
+    pattern = re.compile(
+        r"harness: (\d+)/12 calls \((\d+)%\), 0 errors, 0 retries, \$0\.0000 spent, \d+s elapsed"
+    )
+    done = [int(pattern.fullmatch(line).group(1)) for line in lines]
+    assert done == list(range(1, 13)), lines
+    # Off (0), or when the caller decides (show_progress=False): nothing.
+    monkeypatch.setenv("HARNESS_PROGRESS_EVERY_S", "0")
+    quiet = io.StringIO()
+    run_suite(
+        write_suite(tmp_path / "again", server.url, n=6),
+        runs_dir=tmp_path / "runs2",
+        workers=0,
+        console=Console(file=quiet, force_terminal=False),
+    )
+    assert quiet.getvalue() == ""
