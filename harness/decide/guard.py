@@ -34,7 +34,7 @@ from harness.decide.rule import (
     threshold_of,
 )
 from harness.decide.sentence import _num, _p, headline, sentence
-from harness.results import family_fingerprint
+from harness.results import family_fingerprint, figures_of
 
 # ---------------------------------------------------------------- moved goalposts
 
@@ -130,9 +130,9 @@ def moved_goalposts(
 
 def _error_problem(summary: dict, names: list[str], max_rate: float) -> dict | None:
     for n in names:
-        s = summary.get("variants", {}).get(n)
-        if s and (s.get("error_rate") or 0.0) > max_rate:
-            return {"variant": n, "rate": float(s["error_rate"])}
+        s = (summary.get("variants") or {}).get(n)
+        if s and figures_of(s).error_rate > max_rate:
+            return {"variant": n, "rate": figures_of(s).error_rate}
     return None
 
 
@@ -141,15 +141,16 @@ def too_many_errors(suite, summary: dict) -> list[str]:
     default), with the count and the top reasons. Any such line makes the run unjudgeable
     (exit 3), guarded or not: a metric over a third of failed calls is no measurement."""
     lines = []
-    for name, s in (summary.get("variants") or {}).items():
+    for name, raw in (summary.get("variants") or {}).items():
+        s = figures_of(raw)
         max_rate = suite.max_error_rate(name)
-        n, errors = s.get("n_calls") or 0, s.get("n_errors") or 0
+        n, errors = s.n_calls, s.n_errors
         if not n or errors / n <= max_rate:
             continue
-        reasons = sorted((s.get("errors_by_reason") or {}).items(), key=lambda kv: (-kv[1], kv[0]))
+        reasons = sorted(s.errors_by_reason.items(), key=lambda kv: (-kv[1], kv[0]))
         top = ", ".join(f"{r} ×{c}" for r, c in reasons[:3])
         # The provider's own words: "bad_request ×750" alone does not say what to fix.
-        said = list((s.get("top_errors") or {}).items())[:3]
+        said = list((s.top_errors or {}).items())[:3]
         if said:
             top += "; the provider said: " + "; ".join(f"“{m}” ×{c}" for m, c in said)
         lines.append(
@@ -161,8 +162,9 @@ def too_many_errors(suite, summary: dict) -> list[str]:
 
 
 def _all_failed(summary: dict) -> bool:
-    vs = [s for s in summary.get("variants", {}).values() if (s.get("n_calls") or 0) > 0]
-    return bool(vs) and all((s.get("n_errors") or 0) >= s["n_calls"] for s in vs)
+    figures = [figures_of(s) for s in (summary.get("variants") or {}).values()]
+    called = [f for f in figures if f.n_calls > 0]
+    return bool(called) and all(f.answered <= 0 for f in called)
 
 
 @dataclass

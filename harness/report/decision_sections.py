@@ -12,7 +12,7 @@ from typing import Any
 
 from harness.decide.costs import cost_per_request, cost_ratio
 from harness.report.cells import _cell, _inline, _table
-from harness.results import hypotheses_of
+from harness.results import figures_of, hypotheses_of
 from harness.rundir.reader import RunFiles
 from harness.score.record import example_score, judge_text, retrieved_text
 from harness.stats.numbers import money, signed, value, verdict_label
@@ -94,9 +94,9 @@ def _history_cells(
 def costs_at_volume(s: dict[str, Any], monthly: float | None) -> list[str]:
     """Cost per request, its ratio to the baseline, the monthly cost at `volume.monthly_requests`,
     and an explicit line for each candidate that costs more per request (no break-even)."""
-    variants = s.get("variants") or {}
+    variants = {n: figures_of(v) for n, v in (s.get("variants") or {}).items()}
     baseline = s.get("baseline")
-    base_cpr = cost_per_request(variants.get(baseline) or {})
+    base_cpr = cost_per_request(variants.get(baseline or ""))
     rows, dearer = [], []
     for name, v in variants.items():
         cpr = cost_per_request(v)
@@ -212,14 +212,19 @@ def plot_gaps(s: dict[str, Any], metric: str | None) -> list[str]:
     if not metric:
         return []
     out = []
-    for name, v in (s.get("variants") or {}).items():
-        m = (v.get("metrics") or {}).get(metric) or {}
-        if cost_per_request(v) is None:
+    for name, raw in (s.get("variants") or {}).items():
+        v = figures_of(raw)
+        if v.n_calls and not v.answered:
+            out.append(
+                f"- `{_inline(name)}` is not in the cost/quality plot: all of its {v.n_calls} "
+                "calls failed — no answer, so no cost or quality figure"
+            )
+        elif cost_per_request(v) is None:
             out.append(
                 f"- `{_inline(name)}` is not in the cost/quality plot: none of its "
-                f"{v.get('n_calls', 0)} calls has a price — set `pricing:` on the variant"
+                f"{v.n_calls} calls has a price — set `pricing:` on the variant"
             )
-        elif m.get("value") is None:
+        elif v.metric(metric).value is None:
             out.append(f"- `{_inline(name)}` is not in the cost/quality plot: no {metric} value")
     return out + [""] if out else []
 

@@ -21,7 +21,7 @@ from harness.report.decision_sections import (
 from harness.report.diagnosis_section import diagnosis_section
 from harness.report.stage_sections import _judge, _retrieval
 from harness.report.value_section import value_lines
-from harness.results import Summary
+from harness.results import Summary, VariantFigures, figures_of
 from harness.rundir.reader import RunFiles
 from harness.score.record import example_score, reason_text
 from harness.stats.numbers import exit_text, money, p_value, verdict_label
@@ -30,11 +30,16 @@ from harness.stats.summary import partial_cost_note, primary_metric
 WORST_PER_VARIANT = 5
 
 
-def cost_per_1k(v: dict[str, Any]) -> float | None:
-    metric = (v.get("metrics") or {}).get("cost_per_1k")
-    if isinstance(metric, dict) and metric.get("value") is not None:
-        return metric["value"]
-    cpr = cost_per_request(v)
+def cost_per_1k(v: VariantFigures | dict[str, Any]) -> float | None:
+    """Dollars per 1,000 requests; None (printed "–") when no call was answered: a variant
+    whose calls all failed has no cost figure, never $0."""
+    f = figures_of(v)
+    if not f.answered:
+        return None
+    measured = f.metric("cost_per_1k").value
+    if measured is not None:
+        return measured
+    cpr = cost_per_request(f)
     return None if cpr is None else cpr * 1000
 
 

@@ -380,6 +380,10 @@ def build_summary(
                 summary["variants"][name]["retrieval"] = retrieval_metrics(
                     records[name], by_id, k_of(v)
                 )
+    from harness.results import variant_figures  # pydantic's models: not at import (tracking)
+
+    # Each variant's figures are checked against their model once, here, where they are built.
+    summary["variants"] = {n: variant_figures(f) for n, f in summary["variants"].items()}
     if judge is not None:
         summary["judge"] = judge_section(judge, summary)
     return summary

@@ -180,6 +180,24 @@ guard: {metric: macro_f1, test: non-inferiority, margin: 0.05, applies_to: [o-mi
     # The provider's own message reaches the terminal, not only `bad_request ×24`.
     assert "bad_request ×24; the provider said: “" in out["terminal"]
     assert "forced status 400" in out["terminal"]
+    # No answered call, no cost figure: "–" wherever a cost per request / per 1k is read, never
+    # $0 (the cheapest variant, a saving).
+    o = s["variants"]["o-mini"]
+    assert o["cost_per_request"] is None and o["metrics"]["cost_per_1k"]["value"] is None
+    comparison = out["report.md"].split("## Comparison")[1].split("\n## ")[0]
+    row = next(line for line in comparison.splitlines() if line.startswith("| **o-mini**"))
+    header = next(line for line in comparison.splitlines() if line.startswith("| variant"))
+    cells = dict(zip(_cells(header), _cells(row), strict=True))
+    assert cells["cost_per_1k"] == "–" and cells["cost / 1k req"] == "–", row
+    assert cells["would cost (USD)"] == "–", row
+    assert cells["spent (USD)"] == "$0"  # what the run spent on it: nothing, truly
+    pr_row = next(line for line in out["comment"].splitlines() if line.startswith("| o-mini |"))
+    assert _cells(pr_row)[3] == "–", pr_row
+    assert "0.00×" not in out["comment"] and "0.00×" not in out["report.md"]
+
+
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")]
 
 
 def test_records_carry_input_and_expected(flagship):

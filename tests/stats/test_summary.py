@@ -151,6 +151,9 @@ def test_all_errors_variant(tmp_path):
     assert c["n_errors"] == 10 and c["error_rate"] == 1.0
     assert c["metrics"]["accuracy"]["value"] == 0.0 and c["metrics"]["macro_f1"]["value"] == 0.0
     assert c["metrics"]["format_compliance"]["value"] == 0.0
+    # No answered call: no cost figure (never $0, the cheapest variant).
+    assert c["cost_per_request"] is None and c["cost_usd"] is None
+    assert c["metrics"]["cost_per_1k"]["value"] is None
     assert c["delta"]["accuracy"]["value"] == pytest.approx(
         -summarize(suite, data, {"base": base}, {})["variants"]["base"]["metrics"]["accuracy"][
             "value"
