@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from pathlib import Path
 
 import pytest
 from clinc_surfaces import SINGLE_GUARD, N, run, scripted, write
@@ -198,6 +199,39 @@ guard: {metric: macro_f1, test: non-inferiority, margin: 0.05, applies_to: [o-mi
 
 def _cells(line: str) -> list[str]:
     return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def test_mlflow_ledger_json_has_each_hypothesis_own_rows(flagship, tmp_path):
+    """ledger.json on the parent run: one row per hypothesis and counted run, with that
+    hypothesis's own metric, Δ and verdict — not its lineage's (ft-mini has two)."""
+    from mlflow import MlflowClient
+
+    s, first = flagship["summary"], flagship["first"]["summary"]
+    root = flagship["run_dir"].parents[2]
+    client = MlflowClient(f"sqlite:///{root / 'mlruns' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name(s["suite"])
+    parent = client.search_runs(
+        [exp.experiment_id],
+        "tags.`harness.role` = 'suite'",
+        order_by=["attributes.start_time DESC"],
+    )[0]
+    path = client.download_artifacts(parent.info.run_id, "ledger.json", str(tmp_path))
+    table = json.loads(Path(path).read_text(encoding="utf-8"))
+    rows = [dict(zip(table["columns"], r, strict=True)) for r in table["data"]]
+    verdicts = s["guard"]["verdicts"]
+    assert {r["hypothesis"] for r in rows} == set(verdicts)
+    for key, v in verdicts.items():
+        own = [r for r in rows if r["hypothesis"] == key]
+        assert [r["run_id"] for r in own] == [first["run_id"], s["run_id"]], key
+        assert {r["metric"] for r in own} == {v["hypothesis"]["metric"]}, own
+        assert {r["variant"] for r in own} == {v["hypothesis"]["candidate"]}
+        then = first["guard"]["verdicts"][key]
+        assert [r["verdict"] for r in own] == [then["verdict"], v["verdict"]], own
+        assert own[0]["delta"] == pytest.approx(then["delta"]["value"], abs=1e-6)
+        assert own[1]["delta"] == pytest.approx(v["delta"]["value"])
+    # The two hypotheses on ft-mini: one in points of macro-F1, one in dollars a month.
+    ft = {r["metric"] for r in rows if r["variant"] == "ft-mini"}
+    assert ft == {"macro_f1", "net_monthly_value"}
 
 
 def test_records_carry_input_and_expected(flagship):
