@@ -243,18 +243,7 @@ def decide(
         _ledger_rule(v, moved or v["amended"])
         v["required_n"] = _required(v, h)
         v["sentence"] = sentence(h.candidate, h.baseline, v, h)
-        if look and v["verdict"] == INCONCLUSIVE and look["look"] == look["looks"]:
-            v["sentence"] += (
-                f" Sequential: not decided after all {look['looks']} looks "
-                f"({look['n_examples']:,} test examples), one-sided α = {look['alpha']:.4g} "
-                "spent at the last look."
-            )
-        elif look:
-            v["sentence"] += (
-                f" Sequential: decided at look {look['look']} of {look['looks']} "
-                f"({look['n_examples']:,} test examples), one-sided α = {look['alpha']:.4g} "
-                "spent at this look."
-            )
+        v["sentence"] += _look_note(v, look)
         if moved:
             v["flags"].append("moved_goalposts")
             v["sentence"] += (
@@ -262,18 +251,7 @@ def decide(
                 f"(registered in run {moved['registered_run_id']}); the registered hypothesis "
                 "still decides the ledger, so a pass under this one does not count."
             )
-        # Where the level decides: a fail or abandon reads the same at any α.
-        if (
-            reuse > 1
-            and v["delta"].get("value") is not None
-            and v["verdict"] in (PASS, INCONCLUSIVE)
-        ):
-            level = v["holm"]["alpha"]
-            v["sentence"] += (
-                f" Test-set reuse: up to {reuse} iterations are selected on these test "
-                f"examples, so each is tested at one-sided α = {level * reuse:.4g}/{reuse} = "
-                f"{level:.4g} (p {_p(v['holm']['p_value'])})."
-            )
+        v["sentence"] += _reuse_note(v, reuse)
         if unevaluated:
             v["sentence"] += (
                 f" Not evaluated in this run: {', '.join(unevaluated)} — tested at the Holm "
@@ -329,6 +307,29 @@ def _level(suite, look: dict | None, reuse: int) -> float | None:
         return look["alpha"] if look else None
     base = look["alpha"] if look else min((1 - h.confidence) / 2 for h in suite.hypotheses())
     return base / reuse
+
+
+def _look_note(v: dict[str, Any], look: dict | None) -> str:
+    """A sequential run's look, said after the verdict's sentence ("" for a fixed design)."""
+    if not look:
+        return ""
+    spent = f"({look['n_examples']:,} test examples), one-sided α = {look['alpha']:.4g} spent at"
+    if v["verdict"] == INCONCLUSIVE and look["look"] == look["looks"]:
+        return f" Sequential: not decided after all {look['looks']} looks {spent} the last look."
+    return f" Sequential: decided at look {look['look']} of {look['looks']} {spent} this look."
+
+
+def _reuse_note(v: dict[str, Any], reuse: int) -> str:
+    """The level of a pass or inconclusive verdict when iterations reuse the test set (a fail
+    or abandon reads the same at any α, so it gets none)."""
+    if reuse <= 1 or v["delta"].get("value") is None or v["verdict"] not in (PASS, INCONCLUSIVE):
+        return ""
+    level = v["holm"]["alpha"]
+    return (
+        f" Test-set reuse: up to {reuse} iterations are selected on these test "
+        f"examples, so each is tested at one-sided α = {level * reuse:.4g}/{reuse} = "
+        f"{level:.4g} (p {_p(v['holm']['p_value'])})."
+    )
 
 
 def settled(suite, summary: dict[str, Any], alpha: float) -> bool:
