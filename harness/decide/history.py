@@ -162,12 +162,13 @@ def hypothesis_history(summary: dict[str, Any], key: str) -> list[dict[str, Any]
     rows = []
     for row in led["history"]:
         this = row.get("run_id") is None
-        if this:
-            d = v.get("delta") or {}
+        delta, ci, verdict = _earlier_cells(row, key, metric, alone)
+        d = v.get("delta") or {}
+        if this and d.get("value") is not None:  # this run's own verdict has the Δ
             ci = [d["ci_low"], d["ci_high"]] if d.get("ci_low") is not None else None
-            delta, verdict = d.get("value"), verdict_label(v)
-        else:
-            delta, ci, verdict = _earlier_cells(row, key, metric, alone)
+            delta = d["value"]
+        if this:
+            verdict = verdict_label(v)
         rows.append(
             {
                 "iteration": models.index(row["model"]) + 1 if row.get("model") in models else None,
@@ -188,7 +189,7 @@ def hypothesis_history(summary: dict[str, Any], key: str) -> list[dict[str, Any]
 def _earlier_cells(
     row: dict[str, Any], key: str, metric: str, alone: bool
 ) -> tuple[float | None, list[float] | None, str | None]:
-    """(Δ, CI, verdict) of hypothesis `key` in an earlier run's history row (hypothesis_history)."""
+    """(Δ, CI, verdict) of hypothesis `key` as a history row recorded them (hypothesis_history)."""
     own = (row.get("hypotheses") or {}).get(key)
     if own is not None:
         return own.get("delta"), own.get("delta_ci"), own.get("verdict")
