@@ -124,18 +124,20 @@ def _comparison(variants: dict[str, Any], metrics: list[str], baseline: Any) -> 
         "errors",
     ]
     rows = []
-    for name, v in variants.items():
+    for name, raw in variants.items():
+        v = figures_of(raw)
         label = f"**{name}** (baseline)" if name == baseline else f"**{name}**"
-        errors = f"{v.get('n_errors', 0)} / {v.get('n_calls', 0)}"
-        if v.get("errors_by_reason"):
-            errors += " (" + ", ".join(f"{k}: {n}" for k, n in v["errors_by_reason"].items()) + ")"
+        errors = f"{v.n_errors} / {v.n_calls}"
+        if v.errors_by_reason:
+            errors += " (" + ", ".join(f"{k}: {n}" for k, n in v.errors_by_reason.items()) + ")"
+        unpriced = {"unpriced_calls": v.unpriced_calls}
         rows.append(
-            [label, _cell(v.get("kind")), _cell(v.get("model"))]
-            + [_ci((v.get("metrics") or {}).get(m), m) for m in metrics]
+            [label, _cell(v.kind), _cell(v.model)]
+            + [_ci((raw.get("metrics") or {}).get(m), m) for m in metrics]
             + [
-                _num(v.get("spent_usd"), "cost"),
-                _money(v.get("cost_usd"), v),
-                _money(cost_per_1k(v), v),
+                _num(v.spent_usd, "cost"),
+                _money(v.cost_usd, unpriced),
+                _money(cost_per_1k(v), unpriced),
                 _cell(errors),
             ]
         )
