@@ -9,8 +9,8 @@ Files of a run directory (docs/concepts/results.md):
   its key. Built once by the stage that owns each part (harness.stats.summary the figures,
   harness.decide.guard the verdicts) and validated on read (`read_summary`).
 
-The models are open (`extra="allow"`): the sections other stages own (variants' figures,
-value, break-even, ledger entry, judge, retrieval, sequential, forgetting, amendments) travel
+A variant's figures are typed (`VariantFigures`: metrics, deltas, calls, errors, money);
+the other models are open (`extra="allow"`): the sections other stages own (value, break-even, ledger entry, judge, retrieval, sequential, forgetting, amendments) travel
 as they are and keep their documented JSON shape, so a reader of summary.json written by this
 version and by the one before (schema_version 1) gets the same fields.
 """
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -68,6 +69,109 @@ class Record(_Open):
     cached: bool = False
     error: str | None = None
     retries: int = 0
+
+
+class _Closed(BaseModel):
+    """A figure whose keys are all named here: an unknown key is an error on read."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+
+class Figure(_Closed):
+    """One metric of one variant: its value and interval (None where the metric has none:
+    operational metrics, or no answer to score)."""
+
+    value: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+
+
+class DeltaFigure(Figure):
+    """A variant − baseline difference on one metric, on the examples both have. `interval`:
+    "newcombe-paired" (0/1 metric, with McNemar's 2×2 `table`) or "bootstrap" (with
+    `degenerate` when its resamples did not vary and it was floored); `p_method` how
+    `p_value` was found; `confidence` the interval's level (absent for operational metrics,
+    which get the plain difference)."""
+
+    p_value: float | None = None
+    p_method: str | None = None
+    interval: str | None = None
+    confidence: float | None = None
+    table: list[int] | None = None
+    degenerate: bool | None = None
+
+
+class Training(_Open):
+    """A trained variant's training cost (None: unknown) and, from `harness finetune`, its job."""
+
+    cost_usd: float | None = None
+    job: dict[str, Any] | None = None
+
+
+class VariantFigures(_Open):
+    """summary.json's `variants[name]`: one variant's figures, built by harness.stats.summary.
+
+    metrics: each declared metric with its interval; delta: variant − baseline per metric
+    (absent on the baseline); calls, errors (`errors_by_reason`, the provider's `top_errors`),
+    retries; money (`cost_usd` at current prices, `spent_usd` in this run, `cost_per_request`
+    over priced calls: None when no answered call is priced or none was answered);
+    latency percentiles; the engine's `notes`; per-class figures (classification), retrieval
+    quality (retrieving variants) and training (trained variants). Open: a later stage may
+    add a section of its own."""
+
+    kind: str | None = None
+    model: str | None = None
+    base_model: str | None = None
+    n_examples: int = 0
+    n_calls: int = 0
+    n_errors: int = 0
+    error_rate: float = 0.0
+    cached_calls: int = 0
+    retries: int = 0
+    retried_calls: int = 0
+    cost_usd: float | None = None
+    spent_usd: float | None = None
+    unpriced_calls: int = 0
+    cost_per_request: float | None = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    metrics: dict[str, Figure] = Field(default_factory=dict)
+    delta: dict[str, DeltaFigure] | None = None
+    per_class: dict[str, dict[str, float | int | None]] | None = None
+    errors_by_reason: dict[str, int] = Field(default_factory=dict)
+    top_errors: dict[str, int] | None = None
+    training: Training | None = None
+    retrieval: dict[str, Any] | None = None
+    latency_p50_ms: float | None = None
+    latency_p95_ms: float | None = None
+    notes: list[str] = Field(default_factory=list)
+
+    @property
+    def answered(self) -> int:
+        """Calls that gave an answer (the ones a cost or a quality figure can come from)."""
+        return self.n_calls - self.n_errors
+
+    def metric(self, name: str) -> Figure:
+        """The metric's figure (an empty one when the variant has none)."""
+        return self.metrics.get(name) or Figure()
+
+    def figures(self) -> dict[str, Any]:
+        """The JSON mapping of summary.json (only the keys the stage set, as it wrote them)."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+def figures_of(figures: VariantFigures | Mapping[str, Any] | None) -> VariantFigures:
+    """One variant's figures as the model: summary.json's mapping (the in-memory summary of a
+    run, before it is written) validated, an absent variant as empty figures."""
+    if isinstance(figures, VariantFigures):
+        return figures
+    return VariantFigures.model_validate(dict(figures or {}))
+
+
+def variant_figures(figures: dict[str, Any]) -> dict[str, Any]:
+    """One variant's figures validated as `VariantFigures` and back to summary.json's mapping:
+    the stage that builds them fails here, not a reader later."""
+    return VariantFigures.model_validate(figures).figures()
 
 
 class Hypothesis(_Open):
@@ -152,7 +256,7 @@ class Summary(_Open):
     n_examples: int | None = None
     metrics: list[str] = Field(default_factory=list)
     hypotheses: list[Hypothesis] = Field(default_factory=list)
-    variants: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    variants: dict[str, VariantFigures] = Field(default_factory=dict)
     guard: Guard | None = None
     value: dict[str, Any] | None = None
     break_even: dict[str, Any] = Field(default_factory=dict)

@@ -9,19 +9,23 @@ real prompts and outputs.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+from harness.results import VariantFigures, figures_of
 
-def cost_per_request(stats: dict[str, Any]) -> float | None:
+
+def cost_per_request(stats: VariantFigures | Mapping[str, Any] | None) -> float | None:
     """Measured USD per call of one variant, cached calls included (what a request costs, not
     what this run spent); the mean over its priced calls when some have no price. None when it
     made no priced calls, or every call failed."""
-    calls = (stats.get("n_calls") or 0) - (stats.get("unpriced_calls") or 0)
-    if calls <= 0 or stats.get("cost_usd") is None:
+    f = figures_of(stats)
+    calls = f.n_calls - f.unpriced_calls
+    if calls <= 0 or f.cost_usd is None:
         return None
-    if (stats.get("n_errors") or 0) >= (stats.get("n_calls") or 0):
+    if f.answered <= 0:
         return None  # no call answered: $0 would read as the cheapest variant, a saving
-    return float(stats["cost_usd"]) / calls
+    return f.cost_usd / calls
 
 
 def cost_ratio(variant_cpr: float | None, baseline_cpr: float | None) -> float | None:
@@ -59,20 +63,20 @@ def break_even(
     }
 
 
-def break_even_table(suite, summary: dict[str, Any]) -> dict[str, dict]:
+def break_even_table(suite: Any, summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """summary["break_even"]: one entry per trained variant cheaper per request than the
     baseline (a variant without training cost has nothing to pay back). With `value:` a
     request's cost counts its errors too (API cost + error rate × error cost, from
     summary["value"]), so break-even never contradicts the value line; `counts_error_cost`
     says which it is."""
-    variants = summary.get("variants", {})
+    variants = {n: figures_of(f) for n, f in (summary.get("variants") or {}).items()}
     valued = (summary.get("value") or {}).get("variants")
     monthly = suite.spec.volume.monthly_requests if suite.spec.volume else None
 
     def per_request(name: str) -> float | None:
         if valued is not None and monthly:
             row = valued.get(name)
-            return None if row is None else (row["api_usd"] + row["errors_usd"]) / monthly
+            return None if row is None else float(row["api_usd"] + row["errors_usd"]) / monthly
         return cost_per_request(variants[name])
 
     if suite.baseline not in variants:
@@ -80,7 +84,7 @@ def break_even_table(suite, summary: dict[str, Any]) -> dict[str, dict]:
     base_cpr = per_request(suite.baseline)
     if not base_cpr:
         return {}
-    out = {}
+    out: dict[str, dict[str, Any]] = {}
     for v in suite.variants:
         if v.name == suite.baseline or v.name not in variants or v.training is None:
             continue

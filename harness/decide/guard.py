@@ -34,7 +34,7 @@ from harness.decide.rule import (
     threshold_of,
 )
 from harness.decide.sentence import _num, _p, headline, sentence
-from harness.results import family_fingerprint
+from harness.results import family_fingerprint, figures_of
 
 # ---------------------------------------------------------------- moved goalposts
 
@@ -130,9 +130,9 @@ def moved_goalposts(
 
 def _error_problem(summary: dict, names: list[str], max_rate: float) -> dict | None:
     for n in names:
-        s = summary.get("variants", {}).get(n)
-        if s and (s.get("error_rate") or 0.0) > max_rate:
-            return {"variant": n, "rate": float(s["error_rate"])}
+        s = (summary.get("variants") or {}).get(n)
+        if s and figures_of(s).error_rate > max_rate:
+            return {"variant": n, "rate": figures_of(s).error_rate}
     return None
 
 
@@ -141,15 +141,16 @@ def too_many_errors(suite, summary: dict) -> list[str]:
     default), with the count and the top reasons. Any such line makes the run unjudgeable
     (exit 3), guarded or not: a metric over a third of failed calls is no measurement."""
     lines = []
-    for name, s in (summary.get("variants") or {}).items():
+    for name, raw in (summary.get("variants") or {}).items():
+        s = figures_of(raw)
         max_rate = suite.max_error_rate(name)
-        n, errors = s.get("n_calls") or 0, s.get("n_errors") or 0
+        n, errors = s.n_calls, s.n_errors
         if not n or errors / n <= max_rate:
             continue
-        reasons = sorted((s.get("errors_by_reason") or {}).items(), key=lambda kv: (-kv[1], kv[0]))
+        reasons = sorted(s.errors_by_reason.items(), key=lambda kv: (-kv[1], kv[0]))
         top = ", ".join(f"{r} ×{c}" for r, c in reasons[:3])
         # The provider's own words: "bad_request ×750" alone does not say what to fix.
-        said = list((s.get("top_errors") or {}).items())[:3]
+        said = list((s.top_errors or {}).items())[:3]
         if said:
             top += "; the provider said: " + "; ".join(f"“{m}” ×{c}" for m, c in said)
         lines.append(
@@ -161,8 +162,9 @@ def too_many_errors(suite, summary: dict) -> list[str]:
 
 
 def _all_failed(summary: dict) -> bool:
-    vs = [s for s in summary.get("variants", {}).values() if (s.get("n_calls") or 0) > 0]
-    return bool(vs) and all((s.get("n_errors") or 0) >= s["n_calls"] for s in vs)
+    figures = [figures_of(s) for s in (summary.get("variants") or {}).values()]
+    called = [f for f in figures if f.n_calls > 0]
+    return bool(called) and all(f.answered <= 0 for f in called)
 
 
 @dataclass
@@ -241,18 +243,7 @@ def decide(  # noqa: C901
         _ledger_rule(v, moved or v["amended"])
         v["required_n"] = _required(v, h)
         v["sentence"] = sentence(h.candidate, h.baseline, v, h)
-        if look and v["verdict"] == INCONCLUSIVE and look["look"] == look["looks"]:
-            v["sentence"] += (
-                f" Sequential: not decided after all {look['looks']} looks "
-                f"({look['n_examples']:,} test examples), one-sided α = {look['alpha']:.4g} "
-                "spent at the last look."
-            )
-        elif look:
-            v["sentence"] += (
-                f" Sequential: decided at look {look['look']} of {look['looks']} "
-                f"({look['n_examples']:,} test examples), one-sided α = {look['alpha']:.4g} "
-                "spent at this look."
-            )
+        v["sentence"] += _look_note(v, look)
         if moved:
             v["flags"].append("moved_goalposts")
             v["sentence"] += (
@@ -260,18 +251,7 @@ def decide(  # noqa: C901
                 f"(registered in run {moved['registered_run_id']}); the registered hypothesis "
                 "still decides the ledger, so a pass under this one does not count."
             )
-        # Where the level decides: a fail or abandon reads the same at any α.
-        if (
-            reuse > 1
-            and v["delta"].get("value") is not None
-            and v["verdict"] in (PASS, INCONCLUSIVE)
-        ):
-            level = v["holm"]["alpha"]
-            v["sentence"] += (
-                f" Test-set reuse: up to {reuse} iterations are selected on these test "
-                f"examples, so each is tested at one-sided α = {level * reuse:.4g}/{reuse} = "
-                f"{level:.4g} (p {_p(v['holm']['p_value'])})."
-            )
+        v["sentence"] += _reuse_note(v, reuse)
         if unevaluated:
             v["sentence"] += (
                 f" Not evaluated in this run: {', '.join(unevaluated)} — tested at the Holm "
@@ -327,6 +307,29 @@ def _level(suite, look: dict | None, reuse: int) -> float | None:
         return look["alpha"] if look else None
     base = look["alpha"] if look else min((1 - h.confidence) / 2 for h in suite.hypotheses())
     return base / reuse
+
+
+def _look_note(v: dict[str, Any], look: dict | None) -> str:
+    """A sequential run's look, said after the verdict's sentence ("" for a fixed design)."""
+    if not look:
+        return ""
+    spent = f"({look['n_examples']:,} test examples), one-sided α = {look['alpha']:.4g} spent at"
+    if v["verdict"] == INCONCLUSIVE and look["look"] == look["looks"]:
+        return f" Sequential: not decided after all {look['looks']} looks {spent} the last look."
+    return f" Sequential: decided at look {look['look']} of {look['looks']} {spent} this look."
+
+
+def _reuse_note(v: dict[str, Any], reuse: int) -> str:
+    """The level of a pass or inconclusive verdict when iterations reuse the test set (a fail
+    or abandon reads the same at any α, so it gets none)."""
+    if reuse <= 1 or v["delta"].get("value") is None or v["verdict"] not in (PASS, INCONCLUSIVE):
+        return ""
+    level = v["holm"]["alpha"]
+    return (
+        f" Test-set reuse: up to {reuse} iterations are selected on these test "
+        f"examples, so each is tested at one-sided α = {level * reuse:.4g}/{reuse} = "
+        f"{level:.4g} (p {_p(v['holm']['p_value'])})."
+    )
 
 
 def settled(suite, summary: dict[str, Any], alpha: float) -> bool:

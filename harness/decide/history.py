@@ -136,3 +136,63 @@ def local_history(runs_dir, suite_name: str, lineage: str | None = None) -> list
             }
         )
     return sorted(out, key=lambda r: (str(r["start_time"]), str(r["run_id"])))
+
+
+def hypothesis_history(summary: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    """The iteration history of ONE hypothesis (`key`), one row per counted run of its
+    lineage (oldest first, this run last): {"iteration", "run_id", "model", "training_usd",
+    "metric", "baseline", "delta", "delta_ci", "verdict", "this_run"}. Δ and verdict are that
+    hypothesis's own (vs its own baseline, in its own unit): this run's from its verdict, an
+    earlier run's from the hypotheses it recorded; a run from before they were kept shows the
+    lineage's Δ only where it was on the same metric, and its verdict only when the
+    hypothesis is its lineage's one. What report.md's iteration history and MLflow's
+    ledger.json both show."""
+    from harness.results import hypotheses_of
+    from harness.stats.numbers import verdict_label
+
+    v = ((summary.get("guard") or {}).get("verdicts") or {}).get(key)
+    led = (v.get("ledger") or {}) if isinstance(v, dict) else {}
+    if not isinstance(v, dict) or not led.get("history"):
+        return []
+    hyps = hypotheses_of(summary)
+    hyp = v.get("hypothesis") or next((h for h in hyps if h.get("key") == key), {})
+    metric = hyp.get("metric") or (v.get("delta") or {}).get("metric") or ""
+    alone = sum(1 for h in hyps if h.get("candidate") == hyp.get("candidate")) == 1
+    models = led.get("models") or []
+    rows = []
+    for row in led["history"]:
+        this = row.get("run_id") is None
+        delta, ci, verdict = _earlier_cells(row, key, metric, alone)
+        d = v.get("delta") or {}
+        if this and d.get("value") is not None:  # this run's own verdict has the Δ
+            ci = [d["ci_low"], d["ci_high"]] if d.get("ci_low") is not None else None
+            delta = d["value"]
+        if this:
+            verdict = verdict_label(v)
+        rows.append(
+            {
+                "iteration": models.index(row["model"]) + 1 if row.get("model") in models else None,
+                "run_id": summary.get("run_id") if this else row.get("run_id"),
+                "model": row.get("model"),
+                "training_usd": row.get("training_usd"),
+                "metric": metric,
+                "baseline": hyp.get("baseline"),
+                "delta": delta,
+                "delta_ci": ci,
+                "verdict": verdict,
+                "this_run": this,
+            }
+        )
+    return rows
+
+
+def _earlier_cells(
+    row: dict[str, Any], key: str, metric: str, alone: bool
+) -> tuple[float | None, list[float] | None, str | None]:
+    """(Δ, CI, verdict) of hypothesis `key` as a history row recorded them (hypothesis_history)."""
+    own = (row.get("hypotheses") or {}).get(key)
+    if own is not None:
+        return own.get("delta"), own.get("delta_ci"), own.get("verdict")
+    if row.get("hypotheses") is None and row.get("metric") == metric:
+        return row.get("delta"), row.get("delta_ci"), row.get("verdict") if alone else None
+    return None, None, None

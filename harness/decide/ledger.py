@@ -135,15 +135,8 @@ def lineage(name: str, history: list[dict], current: dict, jobs: list[dict] | No
     a model trained but superseded before any run evaluated it is an iteration, and it and the
     failed jobs no run charged are spend — the same count in `ledger`, `finetune` and `run`.
     """
-    entries = []
-    for run in history:
-        le = run.get("ledger_entry") or {}
-        entry = (le.get("variants") or {}).get(name)
-        if isinstance(entry, dict):
-            entries.append((le, entry, run.get("run_id"), False, bool(run.get("excluded"))))
+    entries = _entries(name, history, current)
     this = current.get("variants", {}).get(name)
-    if this:
-        entries.append((current, this, None, True, False))
 
     models: list[str] = []
     training = 0.0
@@ -219,6 +212,21 @@ def lineage(name: str, history: list[dict], current: dict, jobs: list[dict] | No
         "abandoned_in": abandoned_in,
         "history": rows,
     }
+
+
+def _entries(name: str, history: list[dict], current: dict) -> list[tuple]:
+    """(ledger entry, the variant's part, run id, is this run, excluded) of every run that
+    evaluated `name`, oldest first, this run last."""
+    entries = []
+    for run in history:
+        le = run.get("ledger_entry") or {}
+        entry = (le.get("variants") or {}).get(name)
+        if isinstance(entry, dict):
+            entries.append((le, entry, run.get("run_id"), False, bool(run.get("excluded"))))
+    this = current.get("variants", {}).get(name)
+    if this:
+        entries.append((current, this, None, True, False))
+    return entries
 
 
 def _ci(delta: dict | None) -> list[float] | None:

@@ -81,7 +81,38 @@ def _count(n: float) -> str:
     return f"{n:,.0f}"
 
 
-def sentence(name: str, baseline: str, v: dict, guard) -> str:  # noqa: C901
+def _next_step(v: dict, name: str, baseline: str, missing: bool) -> str:
+    """What would decide an inconclusive verdict: the baseline's run, or more test examples."""
+    if missing:
+        return f": run the baseline too (--variant {baseline} --variant {name})"
+    n = v.get("required_n")
+    if not n:
+        return ", a larger test set is needed to decide"
+    if n > v.get("n_examples", 0):
+        return f", ~{n:,} test examples would decide"
+    # Large enough for the planned Δ: this Δ sits near the threshold.
+    return (
+        f"; the interval spans the threshold although ~{n:,} test examples suffice "
+        "when the true Δ is a margin beyond it"
+    )
+
+
+def _family_note(holm_: dict) -> str:
+    """The level a hypothesis of a family was tested at (Holm, or none: said so)."""
+    if holm_.get("m", 1) <= 1:
+        return ""
+    if holm_.get("correction") == "none":
+        return (
+            f" (no correction across {holm_['m']} hypotheses (correction: none): tested at "
+            f"one-sided α = {holm_['alpha']:.4g}, p {_p(holm_['p_value'])})"
+        )
+    return (
+        f" (Holm across {holm_['m']} hypotheses: tested at one-sided "
+        f"α = {holm_['alpha']:.4g}, p {_p(holm_['p_value'])})"
+    )
+
+
+def sentence(name: str, baseline: str, v: dict, guard) -> str:
     """One plain sentence a manager can read, e.g.
     "ft-mini: +3.1 pts macro-F1 [−0.8, +7.0] vs zero-shot; target +5.0 not shown — inconclusive,
     ~420 test examples would decide. 2 of 3 iterations, $61 spent."
@@ -116,30 +147,9 @@ def sentence(name: str, baseline: str, v: dict, guard) -> str:  # noqa: C901
     }[status]
     verdict = v["verdict"]
     text = f"{head}; {target} {shown} — {verdict}"
-    if verdict == INCONCLUSIVE and missing:
-        text += f": run the baseline too (--variant {baseline} --variant {name})"
-    elif verdict == INCONCLUSIVE:
-        n = v.get("required_n")
-        if not n:
-            text += ", a larger test set is needed to decide"
-        elif n > v.get("n_examples", 0):
-            text += f", ~{n:,} test examples would decide"
-        else:  # large enough for the planned Δ: this Δ sits near the threshold
-            text += (
-                f"; the interval spans the threshold although ~{n:,} test examples suffice "
-                "when the true Δ is a margin beyond it"
-            )
-    holm_ = v.get("holm") or {}
-    if holm_.get("m", 1) > 1 and holm_.get("correction") == "none":
-        text += (
-            f" (no correction across {holm_['m']} hypotheses (correction: none): tested at "
-            f"one-sided α = {holm_['alpha']:.4g}, p {_p(holm_['p_value'])})"
-        )
-    elif holm_.get("m", 1) > 1:
-        text += (
-            f" (Holm across {holm_['m']} hypotheses: tested at one-sided "
-            f"α = {holm_['alpha']:.4g}, p {_p(holm_['p_value'])})"
-        )
+    if verdict == INCONCLUSIVE:
+        text += _next_step(v, name, baseline, missing)
+    text += _family_note(v.get("holm") or {})
     if not superiority and v.get("cost_ratio") is not None:
         text += f", at {v['cost_ratio']:.2f}× the baseline's cost per request"
         be = v.get("break_even")

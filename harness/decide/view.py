@@ -20,44 +20,10 @@ def ledger_lines(  # noqa: C901
         f"{len(history)} run(s)"
     ]
     for run in history:
-        le = run.get("ledger_entry") or {}
-        marks = []
-        if le.get("limit") is not None:
-            marks.append(f"smoke run --limit {le['limit']}")
-        if run.get("excluded"):
-            marks.append(f"excluded: {run['excluded'].get('why')}")
-        if run.get("suite") and run["suite"] != suite.name:
-            marks.append(f"as suite {run['suite']}")
-        for name, e in (le.get("variants") or {}).items():
-            if name == suite.baseline:
-                continue
-            delta = e.get("delta")
-            m = e.get("metric", le.get("metric"))
-            shown = _signed(delta, m, unit=True) if delta is not None and m else "—"
-            spend = float(e.get("training_usd") or 0) + float(e.get("eval_cost_usd") or 0)
-            priced = "" if e.get("training_usd", 0) is not None else " + training cost unknown"
-            verdict = e.get("verdict") or "—"
-            if verdict == "pass" and e.get("forgetting"):
-                verdict = f"pass (flagged: forgetting check {e['forgetting']})"
-            elif verdict == "pass" and e.get("honest_pass") is False:
-                verdict = "pass (flagged: goalposts moved)"
-            tail = f" [{'; '.join(marks)}]" if marks else ""
-            lines.append(
-                f"  {run.get('run_id')}  {name}  {e.get('model')}  {usd(spend)}{priced}  Δ {shown}  "
-                f"{verdict}{tail}"
-            )
+        lines += _run_lines(suite, run)
     if jobs:
         lines.append(f"{len(jobs)} fine-tuning job(s):")
-    for job in jobs or []:
-        cost = job.get("cost_usd")
-        shown_cost = usd(float(cost)) if cost is not None else "cost unknown"
-        tail = f"  error: {job['error']}" if job.get("error") else ""
-        lines.append(
-            f"  job {job['job_id']}  {job.get('variant')}  {job.get('status')}  "
-            f"{job.get('model_id') or '—'}  {job.get('n_train')} rows, "
-            f"{job.get('trained_tokens') or 0} trained tokens, {shown_cost}  "
-            f"{job.get('created_at')}{tail}"
-        )
+    lines += [_job_line(job) for job in jobs or []]
     for name in suite.guarded():
         mine = [j for j in jobs or [] if j.get("variant") == name]
         led = lineage(name, history, {"metric": metric_of[name], "variants": {}}, mine)
@@ -90,3 +56,53 @@ def ledger_lines(  # noqa: C901
             text += f", abandoned in run {led['abandoned_in']}"
         lines.append(text)
     return lines
+
+
+def _run_lines(suite, run: dict) -> list[str]:
+    """One earlier run's ledger entry: a line per variant (not the baseline) with its model,
+    spend, Δ and verdict, marked when it was a smoke run, excluded or under another name."""
+    le = run.get("ledger_entry") or {}
+    marks = []
+    if le.get("limit") is not None:
+        marks.append(f"smoke run --limit {le['limit']}")
+    if run.get("excluded"):
+        marks.append(f"excluded: {run['excluded'].get('why')}")
+    if run.get("suite") and run["suite"] != suite.name:
+        marks.append(f"as suite {run['suite']}")
+    tail = f" [{'; '.join(marks)}]" if marks else ""
+    lines = []
+    for name, e in (le.get("variants") or {}).items():
+        if name == suite.baseline:
+            continue
+        delta = e.get("delta")
+        m = e.get("metric", le.get("metric"))
+        shown = _signed(delta, m, unit=True) if delta is not None and m else "—"
+        spend = float(e.get("training_usd") or 0) + float(e.get("eval_cost_usd") or 0)
+        priced = "" if e.get("training_usd", 0) is not None else " + training cost unknown"
+        lines.append(
+            f"  {run.get('run_id')}  {name}  {e.get('model')}  {usd(spend)}{priced}  Δ {shown}  "
+            f"{_entry_verdict(e)}{tail}"
+        )
+    return lines
+
+
+def _entry_verdict(e: dict) -> str:
+    """A run's verdict on a variant, a pass flagged when it does not count."""
+    verdict = e.get("verdict") or "—"
+    if verdict == "pass" and e.get("forgetting"):
+        return f"pass (flagged: forgetting check {e['forgetting']})"
+    if verdict == "pass" and e.get("honest_pass") is False:
+        return "pass (flagged: goalposts moved)"
+    return verdict
+
+
+def _job_line(job: dict) -> str:
+    cost = job.get("cost_usd")
+    shown_cost = usd(float(cost)) if cost is not None else "cost unknown"
+    tail = f"  error: {job['error']}" if job.get("error") else ""
+    return (
+        f"  job {job['job_id']}  {job.get('variant')}  {job.get('status')}  "
+        f"{job.get('model_id') or '—'}  {job.get('n_train')} rows, "
+        f"{job.get('trained_tokens') or 0} trained tokens, {shown_cost}  "
+        f"{job.get('created_at')}{tail}"
+    )

@@ -15,7 +15,7 @@ from typing import Any
 from harness.decide.costs import cost_per_request
 from harness.decide.protocol import amendment_lines
 from harness.decide.sections import decision_lines, guard_fingerprint, hypothesis_lines
-from harness.results import Summary, as_summary
+from harness.results import Summary, VariantFigures, as_summary
 from harness.stats.numbers import exit_text, money, verdict_label, with_ci
 
 
@@ -101,8 +101,8 @@ def markdown(summary: dict[str, Any] | Summary) -> str:
         h = v.hypothesis or s.hypothesis(key)
         raw = v.model_dump()
         icon = "🚩" if v.flags else _ICONS.get(v.verdict, "")
-        candidate = s.variants.get(h.candidate if h else key) or {}
-        base = s.variants.get(h.baseline if h else s.baseline or "") or {}
+        candidate = s.variants.get(h.candidate if h else key)
+        base = s.variants.get(h.baseline if h else s.baseline or "")
         led = v.ledger
         ledger = (
             f"{led.get('iterations')} iteration(s), {money(led.get('spent_usd'))} spent"
@@ -128,17 +128,20 @@ def markdown(summary: dict[str, Any] | Summary) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _cost_cell(candidate: dict[str, Any], base: dict[str, Any]) -> str:
+def _cost_cell(candidate: VariantFigures | None, base: VariantFigures | None) -> str:
     cpr, base_cpr = cost_per_request(candidate), cost_per_request(base)
     if cpr is None:
-        return "unknown (no priced call)" if candidate else "–"
+        # Every call failed: no answer, so no cost figure (never $0, never a saving).
+        return "unknown (no priced call)" if candidate and candidate.answered else "–"
     text = money(cpr)
     if base_cpr:
         text += f" ({cpr / base_cpr:.2f}× {money(base_cpr)})"
     return text
 
 
-def _break_even_cell(be: Any, candidate: dict[str, Any], base: dict[str, Any], valued: bool) -> str:
+def _break_even_cell(
+    be: Any, candidate: VariantFigures | None, base: VariantFigures | None, valued: bool
+) -> str:
     """When the training pays back; why there is none (no training, or dearer per request)."""
     if isinstance(be, dict) and be.get("break_even_requests") is not None:
         text = f"{be['break_even_requests']:,.0f} requests"
@@ -146,7 +149,7 @@ def _break_even_cell(be: Any, candidate: dict[str, Any], base: dict[str, Any], v
             text += f" ({be['payback_months']:.1f} months)"
         return text + (", error cost counted" if be.get("counts_error_cost") else ", API cost only")
     cpr, base_cpr = cost_per_request(candidate), cost_per_request(base)
-    if not (candidate.get("training") or {}).get("cost_usd"):
+    if candidate is None or candidate.training is None or not candidate.training.cost_usd:
         return "none needed: no training cost"
     if cpr is not None and base_cpr and cpr > base_cpr:
         return "none: costs more per request"

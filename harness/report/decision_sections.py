@@ -11,56 +11,50 @@ from __future__ import annotations
 from typing import Any
 
 from harness.decide.costs import cost_per_request, cost_ratio
+from harness.decide.history import hypothesis_history
 from harness.report.cells import _cell, _inline, _table
-from harness.results import hypotheses_of
+from harness.results import figures_of
 from harness.rundir.reader import RunFiles
 from harness.score.record import example_score, judge_text, retrieved_text
-from harness.stats.numbers import money, signed, value, verdict_label
+from harness.stats.numbers import money, signed, value
 
 DISAGREEMENTS_SHOWN = 5
 
 
 def iteration_history(s: dict[str, Any]) -> list[str]:
     """One table per hypothesis on a guarded lineage: each counted run's model id, training
-    cost, and THIS hypothesis's Δ (vs its own baseline, in its own unit) and verdict; a run
-    that could not be judged is not an iteration (harness.decide.ledger)."""
+    cost, and THIS hypothesis's Δ (vs its own baseline, in its own unit) and verdict
+    (harness.decide.history.hypothesis_history); a run that could not be judged is not an
+    iteration (harness.decide.ledger)."""
     verdicts = (s.get("guard") or {}).get("verdicts") or {}
     lines: list[str] = []
     for key, v in verdicts.items():
-        led = v.get("ledger") if isinstance(v, dict) else None
-        rows_in = (led or {}).get("history") or []
-        if not rows_in:
+        history = hypothesis_history(s, key)
+        if not history:
             continue
-        hyps = hypotheses_of(s)
-        hyp = v.get("hypothesis") or next((h for h in hyps if h.get("key") == key), {})
-        metric = hyp.get("metric") or (v.get("delta") or {}).get("metric") or ""
-        # A run from before each hypothesis's verdict was kept has its lineage's verdict: that
-        # of this hypothesis only when it is the lineage's one hypothesis.
-        alone = sum(1 for h in hyps if h.get("candidate") == hyp.get("candidate")) == 1
-        models = led.get("models") or []
         rows = []
-        for h in rows_in:
-            this = h.get("run_id") is None
-            delta, ci, verdict = _history_cells(h, key, metric, this, v, alone)
-            text = "–"
-            if delta is not None:
-                text = signed(delta, metric, unit=True)
-                if ci:
+        for h in history:
+            metric, text = h["metric"], "–"
+            if h["delta"] is not None:
+                text = signed(h["delta"], metric, unit=True)
+                if h["delta_ci"]:
+                    ci = h["delta_ci"]
                     text += f" [{signed(ci[0], metric)}, {signed(ci[1], metric)}]"
-            it = models.index(h["model"]) + 1 if h.get("model") in models else "–"
             rows.append(
                 [
-                    str(it),
-                    f"`{s.get('run_id')}` (this run)" if this else f"`{h.get('run_id')}`",
-                    _cell(h.get("model")),
-                    money(h.get("training_usd")),
+                    str(h["iteration"] or "–"),
+                    f"`{h['run_id']}` (this run)" if h["this_run"] else f"`{h['run_id']}`",
+                    _cell(h["model"]),
+                    money(h["training_usd"]),
                     _inline(text),
-                    _cell(verdict),
+                    _cell(h["verdict"] or "–"),
                 ]
             )
         if not lines:
             lines += ["## Iteration history", ""]
-        about = f"{metric} vs {hyp.get('baseline')}" if hyp.get("baseline") else metric
+        led, metric = v["ledger"], history[0]["metric"]
+        baseline = history[0]["baseline"]
+        about = f"{metric} vs {baseline}" if baseline else metric
         lines += [
             f"**{_inline(key)}** ({_inline(about)}): {led.get('iterations')} iteration(s), "
             f"{money(led.get('training_usd'))} training + {money(led.get('eval_usd'))} "
@@ -72,31 +66,12 @@ def iteration_history(s: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _history_cells(
-    row: dict[str, Any], key: str, metric: str, this: bool, v: dict[str, Any], alone: bool
-) -> tuple[float | None, list[float] | None, str]:
-    """(Δ, CI, verdict) of hypothesis `key` in one history row: this run's from its verdict;
-    an earlier run's from the hypotheses it recorded, else (a run from before they were
-    kept) the lineage's Δ only where it was on the same metric, and its verdict when the
-    hypothesis is the lineage's only one (`alone`)."""
-    if this:
-        d = v.get("delta") or {}
-        ci = [d["ci_low"], d["ci_high"]] if d.get("ci_low") is not None else None
-        return d.get("value"), ci, verdict_label(v)
-    own = (row.get("hypotheses") or {}).get(key)
-    if own is not None:
-        return own.get("delta"), own.get("delta_ci"), own.get("verdict") or "–"
-    if row.get("hypotheses") is None and row.get("metric") == metric:
-        return row.get("delta"), row.get("delta_ci"), (row.get("verdict") or "–") if alone else "–"
-    return None, None, "–"
-
-
 def costs_at_volume(s: dict[str, Any], monthly: float | None) -> list[str]:
     """Cost per request, its ratio to the baseline, the monthly cost at `volume.monthly_requests`,
     and an explicit line for each candidate that costs more per request (no break-even)."""
-    variants = s.get("variants") or {}
+    variants = {n: figures_of(v) for n, v in (s.get("variants") or {}).items()}
     baseline = s.get("baseline")
-    base_cpr = cost_per_request(variants.get(baseline) or {})
+    base_cpr = cost_per_request(variants.get(baseline or ""))
     rows, dearer = [], []
     for name, v in variants.items():
         cpr = cost_per_request(v)
@@ -212,14 +187,19 @@ def plot_gaps(s: dict[str, Any], metric: str | None) -> list[str]:
     if not metric:
         return []
     out = []
-    for name, v in (s.get("variants") or {}).items():
-        m = (v.get("metrics") or {}).get(metric) or {}
-        if cost_per_request(v) is None:
+    for name, raw in (s.get("variants") or {}).items():
+        v = figures_of(raw)
+        if v.n_calls and not v.answered:
+            out.append(
+                f"- `{_inline(name)}` is not in the cost/quality plot: all of its {v.n_calls} "
+                "calls failed — no answer, so no cost or quality figure"
+            )
+        elif cost_per_request(v) is None:
             out.append(
                 f"- `{_inline(name)}` is not in the cost/quality plot: none of its "
-                f"{v.get('n_calls', 0)} calls has a price — set `pricing:` on the variant"
+                f"{v.n_calls} calls has a price — set `pricing:` on the variant"
             )
-        elif m.get("value") is None:
+        elif v.metric(metric).value is None:
             out.append(f"- `{_inline(name)}` is not in the cost/quality plot: no {metric} value")
     return out + [""] if out else []
 

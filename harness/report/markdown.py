@@ -21,7 +21,7 @@ from harness.report.decision_sections import (
 from harness.report.diagnosis_section import diagnosis_section
 from harness.report.stage_sections import _judge, _retrieval
 from harness.report.value_section import value_lines
-from harness.results import Summary
+from harness.results import Summary, VariantFigures, figures_of
 from harness.rundir.reader import RunFiles
 from harness.score.record import example_score, reason_text
 from harness.stats.numbers import exit_text, money, p_value, verdict_label
@@ -30,11 +30,16 @@ from harness.stats.summary import partial_cost_note, primary_metric
 WORST_PER_VARIANT = 5
 
 
-def cost_per_1k(v: dict[str, Any]) -> float | None:
-    metric = (v.get("metrics") or {}).get("cost_per_1k")
-    if isinstance(metric, dict) and metric.get("value") is not None:
-        return metric["value"]
-    cpr = cost_per_request(v)
+def cost_per_1k(v: VariantFigures | dict[str, Any]) -> float | None:
+    """Dollars per 1,000 requests; None (printed "–") when no call was answered: a variant
+    whose calls all failed has no cost figure, never $0."""
+    f = figures_of(v)
+    if not f.answered:
+        return None
+    measured = f.metric("cost_per_1k").value
+    if measured is not None:
+        return measured
+    cpr = cost_per_request(f)
     return None if cpr is None else cpr * 1000
 
 
@@ -119,18 +124,20 @@ def _comparison(variants: dict[str, Any], metrics: list[str], baseline: Any) -> 
         "errors",
     ]
     rows = []
-    for name, v in variants.items():
+    for name, raw in variants.items():
+        v = figures_of(raw)
         label = f"**{name}** (baseline)" if name == baseline else f"**{name}**"
-        errors = f"{v.get('n_errors', 0)} / {v.get('n_calls', 0)}"
-        if v.get("errors_by_reason"):
-            errors += " (" + ", ".join(f"{k}: {n}" for k, n in v["errors_by_reason"].items()) + ")"
+        errors = f"{v.n_errors} / {v.n_calls}"
+        if v.errors_by_reason:
+            errors += " (" + ", ".join(f"{k}: {n}" for k, n in v.errors_by_reason.items()) + ")"
+        unpriced = {"unpriced_calls": v.unpriced_calls}
         rows.append(
-            [label, _cell(v.get("kind")), _cell(v.get("model"))]
-            + [_ci((v.get("metrics") or {}).get(m), m) for m in metrics]
+            [label, _cell(v.kind), _cell(v.model)]
+            + [_ci((raw.get("metrics") or {}).get(m), m) for m in metrics]
             + [
-                _num(v.get("spent_usd"), "cost"),
-                _money(v.get("cost_usd"), v),
-                _money(cost_per_1k(v), v),
+                _num(v.spent_usd, "cost"),
+                _money(v.cost_usd, unpriced),
+                _money(cost_per_1k(v), unpriced),
                 _cell(errors),
             ]
         )

@@ -318,13 +318,14 @@ def cost_figures(records: list[dict]) -> dict[str, Any]:
     in this run (a cached answer cost nothing); unpriced_calls: answered calls without a price.
     With some calls unpriced the sums cover the priced ones and `cost_per_request` is their
     mean: partial, said so by the count, never one null blanking the variant and never a
-    silent 0. Errors without a cost cost nothing. cost_usd is None only when no answered call
-    has a price.
+    silent 0. Errors without a cost cost nothing. cost_usd is None when no answered call has a
+    price, and when no call was answered at all: failed calls are no cost figure (a variant
+    whose every call failed would read as the cheapest, $0).
     """
     answered = [r for r in records if r.get("error") is None]
     unpriced = sum(1 for r in answered if r.get("cost_usd") is None)
     priced = len(records) - unpriced
-    if answered and unpriced == len(answered):
+    if unpriced == len(answered):  # also when nothing was answered
         cost = spent = None
     else:
         cost = float(sum(r.get("cost_usd") or 0.0 for r in records))

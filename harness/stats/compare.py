@@ -121,10 +121,9 @@ def _metric_row(mdef, ra, rb, paired: bool, confidence: float, B: int, seed: int
     }
     if isinstance(ra, M.Decomposed) and isinstance(rb, M.Decomposed) and row["value"] is not None:
         # Same examples in the same (id) order; the per-class columns may differ.
-        if paired:
-            d = P.paired_interval(ra, rb, confidence=confidence, B=B, seed=seed)
-        else:
-            d = P.independent_interval(ra, rb, confidence=confidence, B=B, seed=seed)
+        interval = P.paired_interval if paired else P.independent_interval
+        bounds = P.RATE_DIFFERENCE if mdef.quality else None
+        d = interval(ra, rb, confidence=confidence, B=B, seed=seed, bounds=bounds)
         row.update(
             ci_low=d["ci_low"], ci_high=d["ci_high"], p_value=d["p_value"], interval=d["interval"]
         )

@@ -8,8 +8,10 @@ points with a true minus sign: 53.1% [43.1%, 63.1%], +3.1 pts [−0.8, +7.0]. Un
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
+from harness.results import Figure
 from harness.score.registry import is_quality
 from harness.suite import NET_MONTHLY_VALUE
 
@@ -77,8 +79,10 @@ def p_value(p: float | None) -> str:
     return "< 0.001" if p < 0.001 else f"{p:.3g}"
 
 
-def with_ci(m: dict[str, Any] | None, metric: str, *, delta: bool = False) -> str:
+def with_ci(m: Mapping[str, Any] | Figure | None, metric: str, *, delta: bool = False) -> str:
     """A value or a difference with its interval: 53.1% [43.1%, 63.1%] / +3.1 pts [−0.8, +7.0]."""
+    if isinstance(m, Figure):
+        m = m.model_dump()
     if not m or m.get("value") is None:
         return "–"
     lo, hi = m.get("ci_low"), m.get("ci_high")

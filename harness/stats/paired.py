@@ -31,6 +31,9 @@ NEWCOMBE = "newcombe-paired"  # Newcombe (1998) method 10, the paired score inte
 NEWCOMBE_INDEPENDENT = "newcombe-independent"  # Newcombe (1998) method 10, independent samples
 BOOTSTRAP = "bootstrap"
 
+RATE = (0.0, 1.0)  # a quality metric's possible range: a rate (shown 0–100%)
+RATE_DIFFERENCE = (-1.0, 1.0)  # the difference of two rates (−100 to +100 pts)
+
 
 def _z(confidence: float) -> float:
     from scipy.stats import norm
@@ -144,6 +147,7 @@ def paired_interval(
     confidence: float = 0.95,
     B: int = S.DEFAULT_B,
     seed: int = S.DEFAULT_SEED,
+    bounds: tuple[float, float] | None = RATE_DIFFERENCE,
 ) -> dict[str, Any]:
     """The interval of cand − base (two `Decomposed` metrics on the same examples, same order):
     {"value", "ci_low", "ci_high", "p_value", "p_method", "interval"} — Newcombe's score interval
@@ -173,26 +177,46 @@ def paired_interval(
         # Too few differing examples for a percentile bound to measure anything: the resamples
         # that miss them all (0.9^10 = 35% for one in ten) put a bound on the no-difference
         # atom, a zero-width tail. Floored like the degenerate case, and no look acts on it.
-        return floor_degenerate(out, len(base.stats), confidence, force=True)
-    return floor_degenerate(out, len(base.stats), confidence)
+        return floor_degenerate(out, len(base.stats), confidence, force=True, bounds=bounds)
+    return floor_degenerate(out, len(base.stats), confidence, bounds=bounds)
 
 
 def floor_degenerate(
-    d: dict[str, Any], n: int, confidence: float, *, force: bool = False
+    d: dict[str, Any],
+    n: int,
+    confidence: float,
+    *,
+    force: bool = False,
+    bounds: tuple[float, float] | None = RATE_DIFFERENCE,
 ) -> dict[str, Any]:
     """A bootstrap interval of zero width (every resample gave the same difference) measured no
     spread: widen it by the half-width Newcombe's interval gives n pairs of a 0/1 rate that all
     agree at the boundary, z²/(n + z²) (the Wilson distance of n/n from 1: ±7.1 points at 50
     examples) — the least a rate's difference on n examples can be known to — and mark it
     `degenerate` (a sequential look never acts on it; `plan --pilot` refuses it). `force`: a
-    bootstrap with too few differing examples (each side widened to at least that half-width)."""
+    bootstrap with too few differing examples (each side widened to at least that half-width).
+    The widened interval is cut to `bounds`, the difference's possible range (clip_interval)."""
     lo, hi, value = d.get("ci_low"), d.get("ci_high"), d.get("value")
     if lo is None or hi is None or value is None or n < 1 or (hi - lo > 1e-12 and not force):
         return d
     z2 = _z(confidence) ** 2
     half = z2 / (n + z2)
     lo, hi = min(lo, value - half), max(hi, value + half)
-    return {**d, "ci_low": lo, "ci_high": hi, "degenerate": True}
+    return clip_interval({**d, "ci_low": lo, "ci_high": hi, "degenerate": True}, bounds)
+
+
+def clip_interval(d: dict[str, Any], bounds: tuple[float, float] | None) -> dict[str, Any]:
+    """`d`'s interval cut to the possible range of its figure (`bounds`; None: unbounded). A
+    floored interval of a rate difference of −100 pts would otherwise read [−113.8, −86.2]:
+    bounds it can never reach. RATE_DIFFERENCE for a difference of two rates, RATE for one."""
+    lo, hi = d.get("ci_low"), d.get("ci_high")
+    if bounds is None or lo is None or hi is None:
+        return d
+    return {
+        **d,
+        "ci_low": min(max(lo, bounds[0]), bounds[1]),
+        "ci_high": max(min(hi, bounds[1]), bounds[0]),
+    }
 
 
 def newcombe_independent_ci(k1: int, n1: int, k2: int, n2: int, confidence: float = 0.95):
@@ -215,6 +239,7 @@ def independent_interval(
     confidence: float = 0.95,
     B: int = S.DEFAULT_B,
     seed: int = S.DEFAULT_SEED,
+    bounds: tuple[float, float] | None = RATE_DIFFERENCE,
 ) -> dict[str, Any]:
     """cand − base on different examples: Newcombe's hybrid score interval for independent
     proportions with Fisher's exact p (scipy) for 0/1 metrics, else each side resampled on its
@@ -245,6 +270,6 @@ def independent_interval(
         "p_method": "bootstrap",
         "interval": BOOTSTRAP,
     }
-    out = floor_degenerate(out, min(len(base.stats), len(cand.stats)), confidence)
+    out = floor_degenerate(out, min(len(base.stats), len(cand.stats)), confidence, bounds=bounds)
     del out["value"]  # the caller's point value is the libraries' own
     return out

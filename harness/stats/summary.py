@@ -63,7 +63,7 @@ def summarize(
         table = tables[v.name]
         out = _variant_header(v, table)
         out["metrics"] = {
-            name: _with_ci(M.compute(name, table, args), ci_conf[name], B, seed)
+            name: _with_ci(name, M.compute(name, table, args), ci_conf[name], B, seed)
             for name, args in entries
         }
         if suite.task == "classification":
@@ -261,7 +261,7 @@ def _times(cost: float | None, factor: float) -> float | None:
     return None if cost is None else cost * factor
 
 
-def _with_ci(result, confidence: float, B: int, seed: int) -> dict:
+def _with_ci(name: str, result, confidence: float, B: int, seed: int) -> dict:
     value = M.value_of(result)
     lo = hi = None
     if isinstance(result, M.Decomposed) and value is not None:
@@ -271,7 +271,13 @@ def _with_ci(result, confidence: float, B: int, seed: int) -> dict:
             lo, hi = S.bootstrap_ci(
                 result.stats, result.combine, confidence=confidence, B=B, seed=seed
             )
-    return {"value": value, "ci_low": lo, "ci_high": hi}
+    return P.clip_interval({"value": value, "ci_low": lo, "ci_high": hi}, _bounds(name, P.RATE))
+
+
+def _bounds(name: str, rate: tuple[float, float]) -> tuple[float, float] | None:
+    """The possible range of a figure of metric `name`: a quality metric is a rate in [0, 1]
+    (`rate`: P.RATE for its value, P.RATE_DIFFERENCE for a difference); others are unbounded."""
+    return rate if M.is_quality(name) else None
 
 
 def _deltas(entries, ta: Table, tb: Table, targets, labels, ci_conf, B, seed) -> dict:
@@ -291,7 +297,14 @@ def _deltas(entries, ta: Table, tb: Table, targets, labels, ci_conf, B, seed) ->
             if ra.stats.shape[0] == rb.stats.shape[0]:
                 # Point value from the libraries' own numbers; interval from the one paired
                 # routine (Newcombe's score interval for 0/1 metrics, else the bootstrap).
-                d = P.paired_interval(ra, rb, confidence=ci_conf[name], B=B, seed=seed)
+                d = P.paired_interval(
+                    ra,
+                    rb,
+                    confidence=ci_conf[name],
+                    B=B,
+                    seed=seed,
+                    bounds=_bounds(name, P.RATE_DIFFERENCE),
+                )
                 entry.update({k: v for k, v in d.items() if k != "value"})
             if name == "accuracy":
                 entry.update(p_value=_mcnemar(ta, tb), p_method="mcnemar-exact")
@@ -380,6 +393,10 @@ def build_summary(
                 summary["variants"][name]["retrieval"] = retrieval_metrics(
                     records[name], by_id, k_of(v)
                 )
+    from harness.results import variant_figures  # pydantic's models: not at import (tracking)
+
+    # Each variant's figures are checked against their model once, here, where they are built.
+    summary["variants"] = {n: variant_figures(f) for n, f in summary["variants"].items()}
     if judge is not None:
         summary["judge"] = judge_section(judge, summary)
     return summary

@@ -161,28 +161,31 @@ LEDGER_FILE = "ledger.json"
 
 
 def ledger_table(summary: dict[str, Any]):
-    """The sunk-cost ledger of each guarded variant, one row per counted run (this one last)."""
+    """The sunk-cost ledger of each hypothesis, one row per counted run of its lineage (this
+    one last), with that hypothesis's own Δ and verdict (harness.decide.history)."""
     import pandas as pd
 
+    from harness.decide.history import hypothesis_history
+
     rows = []
-    for name, v in ((summary.get("guard") or {}).get("verdicts") or {}).items():
-        led = (v.get("ledger") or {}) if isinstance(v, dict) else {}
-        models = led.get("models") or []
-        for h in led.get("history") or []:
-            ci = h.get("delta_ci") or [None, None]
-            this = h.get("run_id") is None
+    for key, v in ((summary.get("guard") or {}).get("verdicts") or {}).items():
+        candidate = ((v.get("hypothesis") or {}) if isinstance(v, dict) else {}).get("candidate")
+        for h in hypothesis_history(summary, key):
+            ci = h["delta_ci"] or [None, None]
             rows.append(
                 {
-                    "variant": name,
-                    "iteration": models.index(h["model"]) + 1 if h.get("model") in models else None,
-                    "run_id": summary.get("run_id") if this else h.get("run_id"),
-                    "model": h.get("model"),
-                    "training_usd": h.get("training_usd"),
-                    "metric": h.get("metric"),
-                    "delta": h.get("delta"),
+                    "variant": candidate or key,
+                    "hypothesis": key,
+                    "iteration": h["iteration"],
+                    "run_id": h["run_id"],
+                    "model": h["model"],
+                    "training_usd": h["training_usd"],
+                    "metric": h["metric"],
+                    "baseline": h["baseline"],
+                    "delta": h["delta"],
                     "delta_ci_low": ci[0],
                     "delta_ci_high": ci[1],
-                    "verdict": v.get("verdict") if this else h.get("verdict"),
+                    "verdict": h["verdict"],
                 }
             )
     return pd.DataFrame(rows)

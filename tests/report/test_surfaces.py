@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from pathlib import Path
 
 import pytest
 from clinc_surfaces import SINGLE_GUARD, N, run, scripted, write
@@ -180,6 +181,57 @@ guard: {metric: macro_f1, test: non-inferiority, margin: 0.05, applies_to: [o-mi
     # The provider's own message reaches the terminal, not only `bad_request ×24`.
     assert "bad_request ×24; the provider said: “" in out["terminal"]
     assert "forced status 400" in out["terminal"]
+    # No answered call, no cost figure: "–" wherever a cost per request / per 1k is read, never
+    # $0 (the cheapest variant, a saving).
+    o = s["variants"]["o-mini"]
+    assert o["cost_per_request"] is None and o["metrics"]["cost_per_1k"]["value"] is None
+    comparison = out["report.md"].split("## Comparison")[1].split("\n## ")[0]
+    row = next(line for line in comparison.splitlines() if line.startswith("| **o-mini**"))
+    header = next(line for line in comparison.splitlines() if line.startswith("| variant"))
+    cells = dict(zip(_cells(header), _cells(row), strict=True))
+    assert cells["cost_per_1k"] == "–" and cells["cost / 1k req"] == "–", row
+    assert cells["would cost (USD)"] == "–", row
+    assert cells["spent (USD)"] == "$0"  # what the run spent on it: nothing, truly
+    pr_row = next(line for line in out["comment"].splitlines() if line.startswith("| o-mini |"))
+    assert _cells(pr_row)[3] == "–", pr_row
+    assert "0.00×" not in out["comment"] and "0.00×" not in out["report.md"]
+
+
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def test_mlflow_ledger_json_has_each_hypothesis_own_rows(flagship, tmp_path):
+    """ledger.json on the parent run: one row per hypothesis and counted run, with that
+    hypothesis's own metric, Δ and verdict — not its lineage's (ft-mini has two)."""
+    from mlflow import MlflowClient
+
+    s, first = flagship["summary"], flagship["first"]["summary"]
+    root = flagship["run_dir"].parents[2]
+    client = MlflowClient(f"sqlite:///{root / 'mlruns' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name(s["suite"])
+    parent = client.search_runs(
+        [exp.experiment_id],
+        "tags.`harness.role` = 'suite'",
+        order_by=["attributes.start_time DESC"],
+    )[0]
+    path = client.download_artifacts(parent.info.run_id, "ledger.json", str(tmp_path))
+    table = json.loads(Path(path).read_text(encoding="utf-8"))
+    rows = [dict(zip(table["columns"], r, strict=True)) for r in table["data"]]
+    verdicts = s["guard"]["verdicts"]
+    assert {r["hypothesis"] for r in rows} == set(verdicts)
+    for key, v in verdicts.items():
+        own = [r for r in rows if r["hypothesis"] == key]
+        assert [r["run_id"] for r in own] == [first["run_id"], s["run_id"]], key
+        assert {r["metric"] for r in own} == {v["hypothesis"]["metric"]}, own
+        assert {r["variant"] for r in own} == {v["hypothesis"]["candidate"]}
+        then = first["guard"]["verdicts"][key]
+        assert [r["verdict"] for r in own] == [then["verdict"], v["verdict"]], own
+        assert own[0]["delta"] == pytest.approx(then["delta"]["value"], abs=1e-6)
+        assert own[1]["delta"] == pytest.approx(v["delta"]["value"])
+    # The two hypotheses on ft-mini: one in points of macro-F1, one in dollars a month.
+    ft = {r["metric"] for r in rows if r["variant"] == "ft-mini"}
+    assert ft == {"macro_f1", "net_monthly_value"}
 
 
 def test_records_carry_input_and_expected(flagship):

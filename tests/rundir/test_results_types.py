@@ -75,6 +75,19 @@ def test_family_fingerprint_sees_every_hypothesis():
             "guard.verdicts.ft.verdict: Input should be 'pass', 'fail', 'inconclusive' or "
             "'abandon'",
         ),
+        # A variant's figures are typed: a hand-edited or foreign figure is named, not read.
+        (
+            {**V1_SINGLE, "variants": {"ft": {"n_calls": "many"}}},
+            "variants.ft.n_calls: Input should be a valid integer",
+        ),
+        (
+            {**V1_SINGLE, "variants": {"ft": {"metrics": {"accuracy": {"value": 0.9, "lo": 1}}}}},
+            "variants.ft.metrics.accuracy.lo: Extra inputs are not permitted",
+        ),
+        (
+            {**V1_SINGLE, "variants": {"ft": {"delta": {"accuracy": {"ci_low": "wide"}}}}},
+            "variants.ft.delta.accuracy.ci_low: Input should be a valid number",
+        ),
     ],
 )
 def test_foreign_newer_or_broken_files_name_the_file_and_the_fix(tmp_path, data, message):

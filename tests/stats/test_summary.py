@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from scipy.stats import norm
 from sklearn.metrics import f1_score
 
 from harness.data.dataset import load_dataset
@@ -151,6 +152,9 @@ def test_all_errors_variant(tmp_path):
     assert c["n_errors"] == 10 and c["error_rate"] == 1.0
     assert c["metrics"]["accuracy"]["value"] == 0.0 and c["metrics"]["macro_f1"]["value"] == 0.0
     assert c["metrics"]["format_compliance"]["value"] == 0.0
+    # No answered call: no cost figure (never $0, the cheapest variant).
+    assert c["cost_per_request"] is None and c["cost_usd"] is None
+    assert c["metrics"]["cost_per_1k"]["value"] is None
     assert c["delta"]["accuracy"]["value"] == pytest.approx(
         -summarize(suite, data, {"base": base}, {})["variants"]["base"]["metrics"]["accuracy"][
             "value"
@@ -204,3 +208,26 @@ def test_property_permutation_invariant_and_perfect_gap(tmp_path, seed, p):
     assert d["ci_low"] <= 1 - base_acc <= d["ci_high"]
     if base_acc < 1:
         assert d["ci_low"] < d["ci_high"]
+
+
+def test_a_floored_interval_stays_within_the_rates_possible_range(tmp_path):
+    """All-right baseline vs all-wrong candidate: every bootstrap resample gives −100 pts, so
+    the degenerate floor widens it by z²/(n + z²) = 10.1 pts at 24 examples and 90% — but a
+    difference of two rates cannot be below −100 pts: [−100.0, −89.9], not [−110.1, −89.9]."""
+    from harness.stats.numbers import with_ci
+
+    suite, data = make_suite(tmp_path, n=24)
+    right = records_for(suite, data, [[e.target] for e in data.test])
+    wrong = [[next(x for x in LABELS if x != e.target)] for e in data.test]
+    s = summarize(suite, data, {"base": right, "cand": records_for(suite, data, wrong)}, {})
+    d = s["variants"]["cand"]["delta"]["macro_f1"]
+    z = norm.ppf(1 - (1 - 0.9) / 2)  # the guard's confidence on macro_f1
+    half = z**2 / (24 + z**2)
+    assert d["degenerate"] is True and d["value"] == pytest.approx(-1.0)
+    assert d["confidence"] == 0.9
+    assert (d["ci_low"], d["ci_high"]) == pytest.approx((-1.0, -1.0 + half), abs=1e-6)
+    assert with_ci(d, "macro_f1", delta=True) == "−100.0 pts [−100.0, −89.9]"
+    # Each variant's own figure stays within 0–100%.
+    for v in s["variants"].values():
+        m = v["metrics"]["macro_f1"]
+        assert 0.0 <= m["ci_low"] <= m["value"] <= m["ci_high"] <= 1.0

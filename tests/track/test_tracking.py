@@ -434,11 +434,13 @@ def _first_view_through_rest(url, exp, by_name, pid, summary):
     assert rows == [
         {
             "variant": "ft-mini",
+            "hypothesis": "ft-mini",
             "iteration": 1,
             "run_id": "20261120-101500-cd34",
             "model": "openai/ft:gpt-4o-mini:acme::x0",
             "training_usd": 8.0,
             "metric": "macro_f1",
+            "baseline": summary["baseline"],
             "delta": -0.012,
             "delta_ci_low": -0.09,
             "delta_ci_high": 0.066,
@@ -446,11 +448,13 @@ def _first_view_through_rest(url, exp, by_name, pid, summary):
         },
         {
             "variant": "ft-mini",
+            "hypothesis": "ft-mini",
             "iteration": 2,
             "run_id": "20261125-132501-ab12",
             "model": "openai/ft:gpt-4o-mini:acme::x1",
             "training_usd": 12.0,
             "metric": "macro_f1",
+            "baseline": summary["baseline"],
             "delta": 0.031,
             "delta_ci_low": -0.049,
             "delta_ci_high": 0.111,
