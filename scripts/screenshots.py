@@ -85,10 +85,13 @@ def _evaluation_view(page, url: str, path: Path) -> None:
     _close_assistant(page)
     page.locator("input[value=ARTIFACT]").evaluate("e => e.closest('label').click()")
     time.sleep(5)
-    with contextlib.suppress(Exception):  # the parent's ledger.json may be the one shown
+    try:  # it opens on the first table it finds: the parent's ledger.json
         page.get_by_text("Table:", exact=False).first.click(timeout=10_000)
-        page.get_by_text(TABLE_FILE, exact=True).last.click(timeout=5_000)
+        page.get_by_role("option", name=TABLE_FILE).click(timeout=5_000)
+        page.get_by_role("option", name="ledger.json").click(timeout=5_000)
         page.keyboard.press("Escape")
+    except Exception as e:  # still take it: the picture shows what is wrong
+        print(f"  ({path.name}: could not pick {TABLE_FILE}: {type(e).__name__})")
     time.sleep(8)
     page.screenshot(path=str(path))
     print(f"  {path}")

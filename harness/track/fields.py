@@ -287,16 +287,16 @@ def example_table(run, name: str):
     rows = []
     for r in run.records.get(name) or []:
         ex = run.examples.get(r.get("id"), {})
-        # MLflow's evaluation view (runs table, third mode) groups rows by the first column and
-        # compares the second run by run: the input, and each variant's answer marked right/wrong.
+        # MLflow's evaluation view (the runs table's third mode) groups rows by `input` and
+        # compares `output` run by run: there, each variant's answer marked right or wrong.
         row = {
             "input": _text(ex.get("input")),
-            "answer": _answer(r),
+            "output": _answer(r),
             "expected": _text(ex.get("expected")),
             "correct": _correct(r),
             "id": r.get("id"),
             "repeat": r.get("repeat", 0),
-            "output": r.get("output"),
+            "raw_output": r.get("output"),
             "parsed": _text(r.get("parsed")),
             "score": example_score(r),
             "reason": reason_text(r),

@@ -153,8 +153,9 @@ def _log(client, exp_id: str, run, created: list[str]) -> int:
         c_tags.update({MLFLOW_PARENT_RUN_ID: pid, "harness.run_id": harness_run_id})
         # The UI expands a parent whose children are evaluation runs: the first view shows them.
         c_tags[RUN_TYPE_TAG] = "evaluation"
-        if name in verdicts:
-            c_tags["harness.verdict"] = verdicts[name]
+        verdict = readable.variant_verdict(s, name, verdicts)
+        if verdict:
+            c_tags["harness.verdict"] = verdict
         # The UI lists newest first: staggered start times keep the suite's order (baseline on top).
         c_start = (start or now) + len(run.variants) - i
         child = client.create_run(

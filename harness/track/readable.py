@@ -19,8 +19,13 @@ SPENT_TAG = "spent"
 WOULD_COST_TAG = "would cost"
 
 
-def delta_tag(metric: str) -> str:
-    return f"Δ {metric}"
+def delta_tag(summary: dict[str, Any], metric: str) -> str:
+    """ "Δ macro_f1 vs gpt-4o": the baseline in the header keeps the column narrow."""
+    return f"Δ {metric} vs {summary.get('baseline')}"
+
+
+def net_tag(summary: dict[str, Any]) -> str:
+    return f"{NET_TAG} vs {summary.get('baseline')}"
 
 
 def tag_keys(summary: dict[str, Any]) -> list[str]:
@@ -28,34 +33,46 @@ def tag_keys(summary: dict[str, Any]) -> list[str]:
     dollars a month when `value:` is set, then spent beside would-cost."""
     keys: list[str] = []
     for m in guard_metrics(summary):
-        keys += [m, delta_tag(m)]
+        keys += [m, delta_tag(summary, m)]
     if _vs_baseline(summary):
-        keys.append(NET_TAG)
+        keys.append(net_tag(summary))
     return [*keys, SPENT_TAG, WOULD_COST_TAG]
+
+
+def variant_verdict(summary: dict[str, Any], name: str, verdicts: dict[str, str]) -> str | None:
+    """A variant row's verdict: its hypothesis's, or each of its hypotheses' by metric
+    ("macro_f1: inconclusive · net_monthly_value: fail") when a guard list tests it twice."""
+    from harness.results import hypotheses_of  # not at the tracking child's start
+
+    if name in verdicts:
+        return verdicts[name]
+    own = [h for h in hypotheses_of(summary) if h.get("candidate") == name and h["key"] in verdicts]
+    if len(own) == 1:
+        return verdicts[own[0]["key"]]
+    return " · ".join(f"{h.get('metric')}: {verdicts[h['key']]}" for h in own) or None
 
 
 def tag_widths(summary: dict[str, Any]) -> dict[str, int]:
     """The readable columns (`tag_keys`) with a width in pixels that shows their text whole."""
-    widths = {NET_TAG: 330, SPENT_TAG: 100, WOULD_COST_TAG: 110}
-    return {k: widths.get(k, 250 if k.startswith("Δ ") else 190) for k in tag_keys(summary)}
+    widths = {net_tag(summary): 250, SPENT_TAG: 90, WOULD_COST_TAG: 100}
+    return {k: widths.get(k, 190 if k.startswith("Δ ") else 160) for k in tag_keys(summary)}
 
 
 def variant_tags(summary: dict[str, Any], name: str) -> dict[str, str]:
-    """One variant's readable figures: "96.7% [94.4%, 98.5%]", "−1.3 pts [−3.9, +1.3] vs gpt-4o",
-    "−$10,490/month [−$31,824, +$10,843] vs gpt-4o", "$0.0036"."""
+    """One variant's readable figures: "96.7% [94.4%, 98.5%]", "−1.3 pts [−3.9, +1.3]",
+    "−$10,490/month [−$31,824, +$10,843]", "$0.0036"."""
     v = _variant(summary, name)
-    baseline = summary.get("baseline")
     tags: dict[str, str] = {}
     for m in guard_metrics(summary):
         entry = (_figure(v, "metrics") or {}).get(m)
         if _has_value(entry):
             tags[m] = with_ci(_plain(entry), m)
         d = (_figure(v, "delta") or {}).get(m)
-        if name != baseline and _has_value(d):
-            tags[delta_tag(m)] = f"{with_ci(_plain(d), m, delta=True)} vs {baseline}"
+        if name != summary.get("baseline") and _has_value(d):
+            tags[delta_tag(summary, m)] = with_ci(_plain(d), m, delta=True)
     net = _vs_baseline(summary).get(name)
     if _has_value(net):
-        tags[NET_TAG] = f"{with_ci(_plain(net), NET_MONTHLY_VALUE, delta=True)} vs {baseline}"
+        tags[net_tag(summary)] = with_ci(_plain(net), NET_MONTHLY_VALUE, delta=True)
     tags[SPENT_TAG] = money(_figure(v, "spent_usd"))
     tags[WOULD_COST_TAG] = money(_figure(v, "cost_usd"))
     return tags

@@ -71,23 +71,33 @@ def test_readable_figures_beside_the_raw_metrics(flagship):
     m, d = v["metrics"]["macro_f1"], v["delta"]["macro_f1"]
     tags, metrics = ft.data.tags, ft.data.metrics
     assert tags["macro_f1"] == f"{_pct(m['value'])} [{_pct(m['ci_low'])}, {_pct(m['ci_high'])}]"
-    assert tags["Δ macro_f1"] == (
-        f"{_pts(d['value'], unit=True)} [{_pts(d['ci_low'])}, {_pts(d['ci_high'])}] vs gpt-4o"
+    assert tags["Δ macro_f1 vs gpt-4o"] == (
+        f"{_pts(d['value'], unit=True)} [{_pts(d['ci_low'])}, {_pts(d['ci_high'])}]"
     )
     assert metrics["macro_f1"] == pytest.approx(m["value"])  # the number stays for sorting
     net = s["value"]["vs_baseline"]["ft-mini"]
     assert metrics["net_monthly_value"] == pytest.approx(net["value"])
     assert metrics["net_monthly_value_ci_low"] == pytest.approx(net["ci_low"])
-    assert tags["net/month"].endswith("vs gpt-4o") and "/month [" in tags["net/month"]
-    sign = "+" if net["value"] >= 0 else "−"
-    assert tags["net/month"].startswith(f"{sign}${abs(net['value']):,.0f}/month")
+    text = tags["net/month vs gpt-4o"]
+    sign = lambda x: "+" if x >= 0 else "−"  # noqa: E731
+    assert text == "{}${:,.0f}/month [{}${:,.0f}, {}${:,.0f}]".format(
+        *(f(net[k]) for k in ("value", "ci_low", "ci_high") for f in (sign, abs))
+    )
     # Spent beside would-cost, as numbers and as dollars.
     assert metrics["spent_usd"] == pytest.approx(v["spent_usd"])
     assert metrics["cost_usd"] == pytest.approx(v["cost_usd"])
     assert tags["spent"].startswith("$") and tags["would cost"].startswith("$")
     # The baseline has no Δ and no dollars against itself.
     base = children["gpt-4o"].data.tags
-    assert "macro_f1" in base and "Δ macro_f1" not in base and "net/month" not in base
+    assert "macro_f1" in base and "Δ macro_f1 vs gpt-4o" not in base
+    assert "net/month vs gpt-4o" not in base
+    # A variant under two hypotheses shows both verdicts, by metric; one under one its own.
+    assert tags["harness.verdict"] == " · ".join(
+        f"{m}: {s['guard']['verdicts'][f'ft-mini vs gpt-4o ({m})']['verdict']}"
+        for m in ("macro_f1", "net_monthly_value")
+    )
+    few = s["guard"]["verdicts"]["few-shot-mini"]["verdict"]
+    assert children["few-shot-mini"].data.tags["harness.verdict"] == few
     for t in (*tags.values(), *base.values()):
         assert "None" not in t
 
@@ -99,14 +109,14 @@ def test_first_view_opens_on_the_guard_metric_readable(flagship):
     assert cols[:7] == [
         "tags.`harness.verdict`",
         "tags.`macro_f1`",
-        "tags.`Δ macro_f1`",
-        "tags.`net/month`",
+        "tags.`Δ macro_f1 vs gpt-4o`",
+        "tags.`net/month vs gpt-4o`",
         "tags.`spent`",
         "tags.`would cost`",
         "params.`model`",
     ]
     assert "metrics.`accuracy`" not in cols  # every hypothesis is on macro_f1
-    assert view["columnWidths"]["tags.`net/month`"] >= 300
+    assert view["columnWidths"]["tags.`net/month vs gpt-4o`"] >= 250
     for col in cols[1:6]:
         assert col.split("`")[1] in children["ft-mini"].data.tags
 
@@ -149,8 +159,10 @@ def test_per_example_table_compares_answers_run_by_run(flagship, tmp_path):
     assert set(ft.index[~ft["correct"].astype(bool)]) == wrong and wrong
     for i in wrong:
         assert ft.loc[i, "parsed"] != ft.loc[i, "expected"]
-        assert ft.loc[i, "answer"] == f"✗ {ft.loc[i, 'parsed']}"
+        assert ft.loc[i, "output"] == f"✗ {ft.loc[i, 'parsed']}"
     right = next(i for i in ft.index if i not in wrong)
-    assert ft.loc[right, "answer"] == f"✓ {ft.loc[right, 'expected']}"
+    assert ft.loc[right, "output"] == f"✓ {ft.loc[right, 'expected']}"
     # The evaluation view groups by the first column and compares the second, run by run.
-    assert list(ft.columns[:2]) == ["input", "answer"] and ft.index.name == "id"
+    assert list(ft.columns[:2]) == ["input", "output"] and ft.index.name == "id"
+    raw = {r["id"]: r["output"] for r in records}
+    assert all(ft.loc[i, "raw_output"] == raw[i] for i in ft.index)  # the model's own text

@@ -177,6 +177,7 @@ def test_per_example_table_and_dataset(logged, tmp_path):
         "input",
         "expected",
         "output",
+        "raw_output",
         "parsed",
         "score",
         "reason",
@@ -383,7 +384,7 @@ def _first_view_through_rest(url, exp, by_name, pid, summary):
     assert view["selectedColumns"] == [
         "tags.`harness.verdict`",
         "tags.`macro_f1`",  # the readable figures: 80.0% [68.0%, 92.0%]
-        "tags.`Δ macro_f1`",
+        "tags.`Δ macro_f1 vs zero-shot`",
         "tags.`spent`",
         "tags.`would cost`",
         "params.`model`",
