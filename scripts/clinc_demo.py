@@ -29,6 +29,12 @@ MISS = {"gpt-4o": 0.02, "ft:gpt-4o-mini-2024-07-18:acme::clinc10": 0.05, "gpt-4o
 
 
 def main() -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        return run(Path(tmp))
+
+
+def run(tmp: Path) -> int:
+    """The demo run into `tmp` (runs/ and mlflow.db kept there: scripts/screenshots.py)."""
     test = ROOT / "data" / "clinc150-banking" / "test.csv"
     with open(test, newline="", encoding="utf-8") as f:
         truth = {row["text"]: row["intent"] for row in csv.DictReader(f)}
@@ -43,7 +49,7 @@ def main() -> int:
         return json.dumps({"intent": right})
 
     raw = yaml.safe_load((ROOT / "suites" / "clinc-banking.yaml").read_text(encoding="utf-8"))
-    with FakeOpenAI(answer) as server, tempfile.TemporaryDirectory() as tmp:
+    with FakeOpenAI(answer) as server:
         raw["defaults"]["api_base"] = server.url
         for split in ("test", "train"):
             raw["data"][split] = str(ROOT / "data" / "clinc150-banking" / f"{split}.csv")

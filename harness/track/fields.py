@@ -12,6 +12,7 @@ from typing import Any
 
 from harness.score.record import example_score, reason_text
 from harness.stats import summary as stats_summary
+from harness.track import readable
 from harness.track.store import ROLE_TAG
 
 # ---------------------------------------------------------------- what gets logged (pure)
@@ -19,6 +20,17 @@ from harness.track.store import ROLE_TAG
 
 def parent_fields(run) -> tuple[dict[str, str], dict[str, float], dict[str, str]]:  # noqa: C901
     """Params, metrics and tags of the suite-level parent run."""
+    from harness.results import hypotheses_of  # not at the tracking child's start
+
+    s = run.summary
+    hyps = hypotheses_of(s)
+    metrics = _parent_metrics(s, bool(hyps))
+    tags = _parent_tags(run)
+    tags.update(readable.suite_tags(s, metrics["spent_usd"], metrics["cost_usd"]))
+    return _parent_params(run, hyps), metrics, tags
+
+
+def _parent_params(run, hyps: list[dict[str, Any]]) -> dict[str, str]:
     s = run.summary
     params: dict[str, str] = {
         "suite_hash": str(s.get("suite_hash")),
@@ -29,39 +41,47 @@ def parent_fields(run) -> tuple[dict[str, str], dict[str, float], dict[str, str]
     }
     for path, digest in (s.get("data_hashes") or {}).items():
         params[_key(f"data_hash.{path}")] = str(digest)
-    from harness.results import hypotheses_of  # not at the tracking child's start
-
-    hyps = hypotheses_of(s)
     single = isinstance(s.get("hypothesis"), dict) and "hypotheses" not in s["hypothesis"]
     for h in hyps:  # a single guard keeps its keys; a list names each hypothesis
         prefix = "hypothesis" if single else f"hypothesis.{h['key']}"
         for k in ("metric", "test", "margin", "confidence") + (() if single else ("baseline",)):
             params[_key(f"{prefix}.{k}")] = str(h.get(k))
+    return params
 
+
+def _parent_metrics(s: dict[str, Any], guarded: bool) -> dict[str, float]:
     metrics: dict[str, float] = {}
-    total_cost = 0.0
+    total_cost = total_spent = 0.0
     for name, v in (s.get("variants") or {}).items():
         for m, val in (v.get("metrics") or {}).items():
             if isinstance(val, dict) and _finite(val.get("value")):
                 metrics[_key(f"{name}.{m}")] = float(val["value"])
-        for hyp_metric in stats_summary.guard_metrics(s) if hyps else []:
+        for hyp_metric in stats_summary.guard_metrics(s) if guarded else []:
             d = (v.get("delta") or {}).get(hyp_metric)
             if d and _finite(d.get("value")):
                 metrics[_key(f"{name}.delta_{hyp_metric}")] = float(d["value"])
         if _finite(v.get("cost_usd")):
             metrics[_key(f"{name}.cost_usd")] = float(v["cost_usd"])
             total_cost += float(v["cost_usd"])
+        if _finite(v.get("spent_usd")):
+            metrics[_key(f"{name}.spent_usd")] = float(v["spent_usd"])
+            total_spent += float(v["spent_usd"])
     metrics["total_cost_usd"] = total_cost  # the variants' calls; the judge's is apart
-    # The runs table's cost column is the children's `cost_usd`: the parent row shows the total.
+    # The runs table's cost columns are the children's `cost_usd` (would cost, uncached) and
+    # `spent_usd` (the calls sent): the parent row shows the totals.
     metrics["cost_usd"] = total_cost
+    metrics["spent_usd"] = total_spent
     judge = s.get("judge") if isinstance(s.get("judge"), dict) else {}
     for k in ("cost_usd", "calls", "cached_calls", "errors", "tokens_in", "tokens_out"):
         if _finite(judge.get(k)):
             metrics[f"judge_{k}"] = float(judge[k])
     if _finite(s.get("exit_code")):
         metrics["exit_code"] = float(s["exit_code"])
+    return metrics
 
-    verdicts = _verdicts(s)
+
+def _parent_tags(run) -> dict[str, str]:
+    s = run.summary
     tags = {
         ROLE_TAG: "suite",
         "harness.suite": run.suite_name,
@@ -70,7 +90,7 @@ def parent_fields(run) -> tuple[dict[str, str], dict[str, float], dict[str, str]
         "harness.lineage": str(s.get("lineage")),
         "harness.hypothesis": json.dumps(s.get("hypothesis")),
         "harness.ledger_entry": json.dumps(s.get("ledger_entry", {}), default=str),
-        "harness.verdicts": json.dumps(verdicts),
+        "harness.verdicts": json.dumps(_verdicts(s)),
         "harness.exit_code": str(s.get("exit_code")),
         "mlflow.note.content": _note(s),
     }
@@ -87,7 +107,7 @@ def parent_fields(run) -> tuple[dict[str, str], dict[str, float], dict[str, str]
     commit = git_commit(_suite_dir(run))
     if commit:
         tags["mlflow.source.git.commit"] = commit
-    return params, metrics, tags
+    return tags
 
 
 def variant_fields(run, name: str) -> tuple[dict[str, str], dict[str, float], dict[str, str]]:
@@ -115,6 +135,7 @@ def variant_fields(run, name: str) -> tuple[dict[str, str], dict[str, float], di
         metrics.update(_ci_metrics(f"delta_{m}", d, _CI_PARTS + (("p_value", "_p_value"),)))
     for k in (
         "cost_usd",
+        "spent_usd",
         "tokens_in",
         "tokens_out",
         "n_calls",
@@ -132,8 +153,10 @@ def variant_fields(run, name: str) -> tuple[dict[str, str], dict[str, float], di
     for k, val in judge_child_metrics(judge.get(name) or {}).items():
         metrics.setdefault(k, val)  # a declared metric's own value (with its CI) comes first
     metrics.update(retrieval_child_metrics(v.get("retrieval") or {}))
+    metrics.update(readable.value_metrics(run.summary, name))
 
     tags = {ROLE_TAG: "variant", "harness.suite": run.suite_name, "harness.variant": name}
+    tags.update(readable.variant_tags(run.summary, name))
     if v.get("kind"):
         tags["harness.kind"] = str(v["kind"])
     return params, metrics, tags
@@ -267,12 +290,16 @@ def example_table(run, name: str):
     rows = []
     for r in run.records.get(name) or []:
         ex = run.examples.get(r.get("id"), {})
+        # MLflow's evaluation view (the runs table's third mode) groups rows by `input` and
+        # compares `output` run by run: there, each variant's answer marked right or wrong.
         row = {
+            "input": _text(ex.get("input")),
+            "output": _answer(r),
+            "expected": _text(ex.get("expected")),
+            "correct": _correct(r),
             "id": r.get("id"),
             "repeat": r.get("repeat", 0),
-            "input": _text(ex.get("input")),
-            "expected": _text(ex.get("expected")),
-            "output": r.get("output"),
+            "raw_output": r.get("output"),
             "parsed": _text(r.get("parsed")),
             "score": example_score(r),
             "reason": reason_text(r),
@@ -302,6 +329,21 @@ def example_table(run, name: str):
             row["retrieved_sources"] = json.dumps([p.get("source") for p in passages])
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _correct(record: dict[str, Any]) -> bool | None:
+    """Right or wrong, where the task scores it so (an error is wrong); None for graded scores."""
+    if record.get("error"):
+        return False
+    c = (record.get("scores") or {}).get("correct")
+    return bool(c) if isinstance(c, (int, float)) else None
+
+
+def _answer(record: dict[str, Any]) -> str | None:
+    """The answer as the comparison shows it: "✓ transfer", "✗ routing", "✗ error: timeout"."""
+    text = f"error: {record['error']}" if record.get("error") else _text(record.get("parsed"))
+    mark = {True: "✓ ", False: "✗ ", None: ""}[_correct(record)]
+    return f"{mark}{text}" if text is not None else None
 
 
 def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:

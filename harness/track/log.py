@@ -18,6 +18,7 @@ from typing import Any
 
 from harness.errors import TrackingError
 from harness.rundir.reader import RunFiles, load_run
+from harness.track import readable
 from harness.track.fields import (
     LEDGER_FILE,
     _ms,
@@ -132,7 +133,8 @@ def _log(client, exp_id: str, run, created: list[str]) -> int:
     now = int(time.time() * 1000)
     verdicts = _verdicts(s, labelled=True)  # what the runs table shows people
     # The columns the UI link opens with follow this run's headline metric.
-    client.set_experiment_tag(exp_id, VIEW_TAG, first_view(headline_metrics(s)))
+    view = first_view(headline_metrics(s), readable.tag_widths(s))
+    client.set_experiment_tag(exp_id, VIEW_TAG, view)
 
     parent = client.create_run(exp_id, start_time=start, run_name=harness_run_id)
     pid = parent.info.run_id
@@ -151,8 +153,9 @@ def _log(client, exp_id: str, run, created: list[str]) -> int:
         c_tags.update({MLFLOW_PARENT_RUN_ID: pid, "harness.run_id": harness_run_id})
         # The UI expands a parent whose children are evaluation runs: the first view shows them.
         c_tags[RUN_TYPE_TAG] = "evaluation"
-        if name in verdicts:
-            c_tags["harness.verdict"] = verdicts[name]
+        verdict = readable.variant_verdict(s, name, verdicts)
+        if verdict:
+            c_tags["harness.verdict"] = verdict
         # The UI lists newest first: staggered start times keep the suite's order (baseline on top).
         c_start = (start or now) + len(run.variants) - i
         child = client.create_run(

@@ -240,17 +240,21 @@ VIEW_KEY = "harness"
 VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
 
 
-def first_view(metric_keys: list[str]) -> str:
-    """The shared view's JSON: the verdict, the model, the headline metrics and the cost, each
-    column wide enough for its name (delta_x_ci_low and delta_x_ci_high must not look alike)."""
+def first_view(metric_keys: list[str], tag_widths: dict[str, int] | None = None) -> str:
+    """The shared view's JSON: the verdict, the readable figures (tags in % and $, each with
+    its width), the model, the headline metrics and the costs, each column wide enough for its
+    name (delta_x_ci_low and delta_x_ci_high must not look alike)."""
+    tag_widths = tag_widths or {}
     columns = [
         "tags.`harness.verdict`",
+        *(f"tags.`{k}`" for k in tag_widths),
         "params.`model`",
-        *(f"metrics.`{k}`" for k in [*metric_keys, "cost_usd"]),
+        *(f"metrics.`{k}`" for k in [*metric_keys, "cost_usd", "spent_usd"]),
     ]
     # The UI applies widths only to the columns it is told the order of.
     order = ["attributes.`Run Name`", *columns]
     widths = {c: max(120, 8 * len(c.split("`")[1]) + 36) for c in order}
+    widths.update({f"tags.`{k}`": w for k, w in tag_widths.items()})
     widths["attributes.`Run Name`"] = 170
     widths["params.`model`"] = 250  # fine-tuned ids are long: openai/ft:gpt-4o-mini:acme::x3
     return json.dumps(

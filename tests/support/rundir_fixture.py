@@ -158,6 +158,7 @@ def make_run_dir(
             "error_rate": n_err / n,
             "cached_calls": 0,
             "cost_usd": sum(r["cost_usd"] for r in recs),
+            "spent_usd": sum(r["cost_usd"] for r in recs),  # nothing cached
             "tokens_in": 80 * n,
             "tokens_out": 8 * n,
             # As stats.summary writes them: percentiles of the answered calls' latency.

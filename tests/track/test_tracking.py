@@ -177,6 +177,7 @@ def test_per_example_table_and_dataset(logged, tmp_path):
         "input",
         "expected",
         "output",
+        "raw_output",
         "parsed",
         "score",
         "reason",
@@ -382,6 +383,10 @@ def _first_view_through_rest(url, exp, by_name, pid, summary):
     view = json.loads(tags["mlflow.sharedViewState.harness"])
     assert view["selectedColumns"] == [
         "tags.`harness.verdict`",
+        "tags.`macro_f1`",  # the readable figures: 80.0% [68.0%, 92.0%]
+        "tags.`Δ macro_f1 vs zero-shot`",
+        "tags.`spent`",
+        "tags.`would cost`",
         "params.`model`",
         "metrics.`macro_f1`",  # the guard's metric, its interval and the paired Δ
         "metrics.`macro_f1_ci_low`",
@@ -390,6 +395,7 @@ def _first_view_through_rest(url, exp, by_name, pid, summary):
         "metrics.`delta_macro_f1_ci_low`",
         "metrics.`delta_macro_f1_ci_high`",
         "metrics.`cost_usd`",
+        "metrics.`spent_usd`",
     ]
     ft = by_name["ft-mini"]
     ft_metrics = {m["key"]: m["value"] for m in ft["data"]["metrics"]}
@@ -406,6 +412,13 @@ def _first_view_through_rest(url, exp, by_name, pid, summary):
     assert ft_tags["harness.verdict"] == "inconclusive"
     assert ft_tags["mlflow.runType"] == "evaluation"  # the UI expands the parent on first visit
     assert ft_tags["harness.variant"] == "ft-mini"
+    for col in view["selectedColumns"]:  # every readable column is filled on a variant row
+        kind, key = col.split(".", 1)
+        if kind == "tags" and key != "`harness.verdict`":
+            assert key.strip("`") in ft_tags, col
+    m = summary["variants"]["ft-mini"]["metrics"]["macro_f1"]
+    pct = [f"{m[k] * 100:.1f}%" for k in ("value", "ci_low", "ci_high")]
+    assert ft_tags["macro_f1"] == f"{pct[0]} [{pct[1]}, {pct[2]}]"
     # The parent row: the verdicts, the sentence as its description, the total cost.
     parent = by_name["20261125-132501-ab12"]
     p_tags = {t["key"]: t["value"] for t in parent["data"]["tags"]}
