@@ -68,14 +68,20 @@ def last_line(log: Path) -> str:
     return lines[-1].strip()[:300] if lines else "it printed nothing"
 
 
-def _die_with_parent() -> None:
-    # Linux: the kernel sends SIGTERM to the server if harness dies without stopping it (kill -9),
-    # so no server outlives its run. Runs in the child between fork and exec.
-    if sys.platform == "linux":
-        import ctypes
+def _death_signal():
+    """The child's pre-exec step on Linux: the kernel sends it SIGTERM when the thread that
+    started it dies (harness killed with -9 included), so no server outlives its run. Resolved
+    here in the parent: between fork and exec the child may not import (another thread of the
+    parent may have held the import lock at the fork)."""
+    if sys.platform != "linux":
+        return None
+    import ctypes
 
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return lambda: prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 @dataclass
@@ -114,7 +120,7 @@ class Server:
                 stdout=out,
                 stderr=out,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 (no threads hold locks it takes)
+                preexec_fn=_death_signal(),
             )
         self.log = log
 

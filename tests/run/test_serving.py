@@ -19,6 +19,8 @@ from harness.errors import ProviderError
 from harness.run import RunOptions, run_suite
 
 ROOT = Path(__file__).resolve().parents[2]
+# Large enough that the adapter changes answers: the test can tell it was applied.
+SCALE = 0.15
 pytestmark = pytest.mark.local_model
 
 SUITE = """
@@ -64,8 +66,8 @@ def write_adapter(folder: Path, seed: int = 0) -> None:
     writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, 8.0)
     for i in range(30):
         for name, rows in (("attn_q", 576), ("attn_v", 192)):
-            a = rng.standard_normal((8, 576)) * 0.05
-            b = rng.standard_normal((rows, 8)) * 0.05
+            a = rng.standard_normal((8, 576)) * SCALE
+            b = rng.standard_normal((rows, 8)) * SCALE
             writer.add_tensor(f"blk.{i}.{name}.weight.lora_a", a.astype("float32"))
             writer.add_tensor(f"blk.{i}.{name}.weight.lora_b", b.astype("float32"))
     close_gguf(writer)
@@ -174,7 +176,11 @@ def test_a_server_that_never_becomes_healthy_is_an_error_naming_its_log(
     models, tmp_path, monkeypatch
 ):
     procs = _started(monkeypatch)
-    hang = [sys.executable, "-c", "print('loading the model', flush=True); import time; time.sleep(600)"]
+    hang = [
+        sys.executable,
+        "-c",
+        "print('loading the model', flush=True); import time; time.sleep(600)",
+    ]
     monkeypatch.setattr(local_server.LlamaCppServer, "command", lambda self: hang)
     monkeypatch.setenv("HARNESS_SERVER_TIMEOUT_S", "2")
     with pytest.raises(ProviderError) as err:
