@@ -147,10 +147,13 @@ def file_type(path: Path) -> str:
         import gguf
     except ImportError:
         return "?"
-    reader = gguf.GGUFReader(str(path))
-    field = reader.fields.get(gguf.Keys.General.FILE_TYPE)
-    if field is not None:
-        name = gguf.LlamaFileType(int(field.contents())).name
-        return name.removeprefix("MOSTLY_").removeprefix("ALL_")
-    types = {t.tensor_type.name for t in reader.tensors}
+    try:
+        reader = gguf.GGUFReader(str(path))
+        field = reader.fields.get(gguf.Keys.General.FILE_TYPE)
+        if field is not None:
+            name = gguf.LlamaFileType(int(field.contents())).name
+            return name.removeprefix("MOSTLY_").removeprefix("ALL_")
+        types = {t.tensor_type.name for t in reader.tensors}
+    except (OSError, ValueError, KeyError, IndexError):
+        return "?"  # an unreadable file: the server says what is wrong with it
     return "/".join(sorted(types)) or "?"
