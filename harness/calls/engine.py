@@ -489,7 +489,14 @@ class Engine:
         served = local_server.endpoint_for(spec.model)
         if served is not None:  # a trained model whose server harness started
             async with served.slot():
-                return served.finish(await self._attempt(served.spec(spec)))
+                try:
+                    return served.finish(await self._attempt(served.spec(spec)))
+                except Exception:
+                    crash = served.crashed()
+                    if crash is None:
+                        raise
+                    self._crash = crash
+                    raise crash from None
         await self._throttle(spec)
         local = needs_local_provider(spec.model)
         if self.lean and not local:

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from harness.errors import ProviderError
+from harness.errors import LocalModelCrashed, ProviderError
 from harness.types import CallSpec
 
 SERVE_ENV = "HARNESS_LOCAL_SERVE"  # "server" (default) or "in-process": the worker pool instead
@@ -216,6 +216,20 @@ class Endpoint:
     body_defaults: dict[str, Any] = field(default_factory=dict)  # the server's own fields
     grammar_as_body: bool = False  # llama.cpp's server: the schema goes as its GBNF `grammar`
     max_in_flight: int = 1  # llama.cpp's server answers one request at a time
+    server: Server | None = None  # the process behind it: a failed call asks whether it died
+
+    def crashed(self) -> LocalModelCrashed | None:
+        """The server's death, when a call failed because it is gone (the run stops: every
+        later call would fail the same way)."""
+        proc = self.server.process if self.server is not None else None
+        if proc is None or proc.poll() is None:
+            return None
+        code = proc.returncode
+        how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited ({code})"
+        return LocalModelCrashed(
+            f"the {self.engine} answering {self.model_id} {how} while serving — "
+            f"{last_line(self.server.log)} (log: {self.server.log})"
+        )
 
     def spec(self, spec: CallSpec) -> CallSpec:
         """The call as the server takes it; price zero as for the in-process model."""

@@ -119,6 +119,7 @@ def _server(served: Served) -> tuple[Server, Endpoint]:
             precision=f"dtype {vllm.dtype}" + (" + LoRA adapter" if vllm.adapter else ""),
             defaults=dict(DEFAULTS),
             max_in_flight=64,  # vLLM batches the requests it holds
+            server=vllm,
         )
     server = LlamaCppServer(
         name=name, gguf=served.gguf, lora=served.lora, n_ctx=N_CTX, threads=n_threads()
@@ -132,6 +133,7 @@ def _server(served: Served) -> tuple[Server, Endpoint]:
         defaults=dict(DEFAULTS),
         body_defaults=dict(LLAMA_CPP_BODY),
         grammar_as_body=True,
+        server=server,
     )
 
 
