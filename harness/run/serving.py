@@ -73,7 +73,9 @@ class Servers:
         the summary (engine, precision, log)."""
         notes = []
         for model_id in self.models:
-            if model_id in self.running:
+            # Running already: this run's, or the outer run's (the forgetting check is a run
+            # inside the run; a second vLLM on the same GPU would not fit).
+            if model_id in self.running or local_server.endpoint_for(model_id) is not None:
                 continue
             served = resolve(model_id)
             server, endpoint = _server(served)

@@ -302,3 +302,22 @@ def test_a_vllm_job_is_served_by_vllm_through_the_same_lifecycle(tmp_path, monke
     note = next(n for n in out.summary["notes"] if "answered by" in n)
     assert note.startswith("local/ft-vjob: answered by the vLLM server that harness started at")
     assert "(dtype bfloat16 + LoRA adapter)" in note
+
+
+def test_a_run_inside_a_run_reuses_the_outer_runs_server(tmp_path, monkeypatch):
+    """The forgetting check runs a suite inside the run: it calls the server already up (a second
+    vLLM would not fit beside the first on its GPU), and leaves stopping it to the outer run."""
+    from harness.run.serving import Servers
+
+    outer = local_server.Endpoint(
+        model_id="local/ft-x", litellm_model="openai/ft-x", api_base="http://127.0.0.1:9/v1",
+        engine="llama.cpp server",
+    )  # fmt: skip
+    local_server.register(outer)
+    try:
+        inner = Servers(["local/ft-x"])
+        assert inner.start(tmp_path) == [] and inner.running == {}
+        inner.stop()
+        assert local_server.endpoint_for("local/ft-x") is outer
+    finally:
+        local_server.unregister("local/ft-x")
