@@ -321,3 +321,31 @@ def test_a_run_inside_a_run_reuses_the_outer_runs_server(tmp_path, monkeypatch):
         assert local_server.endpoint_for("local/ft-x") is outer
     finally:
         local_server.unregister("local/ft-x")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_server_does_not_outlive_a_harness_killed_with_sigkill(tmp_path):
+    script = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from harness.calls.local_server import LlamaCppServer\n"
+        "s = LlamaCppServer(name='ft-x')\n"
+        "s.start(Path(sys.argv[1]), command=[sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+        "print(s.process.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    harness = subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path / "x.log")],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    pid = int(harness.stdout.readline())
+    assert not _gone(pid)
+    harness.kill()
+    harness.wait()
+    deadline = time.monotonic() + 10
+    while not _gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _gone(pid)
