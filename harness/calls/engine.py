@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness._util.text import strip_controls
-from harness.calls import clock, transport
+from harness.calls import clock, local_server, transport
 from harness.calls._litellm import (
     import_litellm,
     needs_local_provider,
@@ -410,7 +410,10 @@ class Engine:
             # Every variant's route before the first call: nothing is in flight while litellm
             # builds a request to catch (see `_route`).
             for _, spec in items:
-                if not needs_local_provider(spec.model):
+                served = local_server.endpoint_for(spec.model)
+                if served is not None:
+                    await self._route(served.spec(spec))
+                elif not needs_local_provider(spec.model):
                     await self._route(spec)
         todo = iter(items)
 
@@ -483,6 +486,17 @@ class Engine:
         return result
 
     async def _attempt(self, spec: CallSpec) -> CallResult:
+        served = local_server.endpoint_for(spec.model)
+        if served is not None:  # a trained model whose server harness started
+            async with served.slot():
+                try:
+                    return served.finish(await self._attempt(served.spec(spec)))
+                except Exception:
+                    crash = served.crashed()
+                    if crash is None:
+                        raise
+                    self._crash = crash
+                    raise crash from None
         await self._throttle(spec)
         local = needs_local_provider(spec.model)
         if self.lean and not local:

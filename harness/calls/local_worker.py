@@ -40,6 +40,9 @@ _SAMPLING = (
     "frequency_penalty",
 )
 DEFAULT_MAX_TOKENS = 256  # a schema-constrained answer closes long before this
+# What a request gets when the suite sets no value (greedy: the answers are reproducible);
+# harness.calls.local_server sends the same to a started server, whose own defaults differ.
+DEFAULTS = {"temperature": 0.0, "max_tokens": DEFAULT_MAX_TOKENS}
 
 
 @functools.lru_cache(maxsize=32)
@@ -50,18 +53,22 @@ def _grammar(schema_json: str):
     return LlamaGrammar.from_json_schema(schema_json, verbose=False)
 
 
-def grammar_for(response_format: Any):
-    """A llama.cpp grammar for an OpenAI-style response_format (None: unconstrained text)."""
+def schema_of(response_format: Any) -> dict | None:
+    """The JSON Schema an OpenAI-style response_format asks for (None: unconstrained text)."""
     if not isinstance(response_format, dict):
         return None
     kind = response_format.get("type")
     if kind == "json_schema":
-        schema = (response_format.get("json_schema") or {}).get("schema") or {"type": "object"}
-    elif kind == "json_object":
-        schema = response_format.get("schema") or {"type": "object"}
-    else:
-        return None
-    return _grammar(json.dumps(schema, sort_keys=True))
+        return (response_format.get("json_schema") or {}).get("schema") or {"type": "object"}
+    if kind == "json_object":
+        return response_format.get("schema") or {"type": "object"}
+    return None
+
+
+def grammar_for(response_format: Any):
+    """A llama.cpp grammar for an OpenAI-style response_format (None: unconstrained text)."""
+    schema = schema_of(response_format)
+    return None if schema is None else _grammar(json.dumps(schema, sort_keys=True))
 
 
 def _text(content: Any) -> str:
@@ -89,8 +96,7 @@ class Model:
 
     def generate(self, messages: list[dict], params: dict) -> dict:
         kwargs = {k: params[k] for k in _SAMPLING if params.get(k) is not None}
-        kwargs.setdefault("temperature", 0.0)
-        kwargs.setdefault("max_tokens", DEFAULT_MAX_TOKENS)
+        kwargs = {**DEFAULTS, **kwargs}
         grammar = grammar_for(params.get("response_format"))
         chat = [
             {"role": m.get("role", "user"), "content": _text(m.get("content"))} for m in messages

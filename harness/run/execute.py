@@ -15,6 +15,7 @@ from harness.calls.engine import Engine
 from harness.calls.local_processes import prestart as prestart_local_workers
 from harness.calls.pool import WorkerPool, default_workers
 from harness.run.plan import Job, rate_limits
+from harness.run.serving import Servers, check_servable, served_models
 from harness.types import CallResult
 
 # Below this many calls one process keeps up and worker start-up would not pay for itself.
@@ -27,6 +28,12 @@ class PoolSlot:
     def __init__(self, workers: int | None):
         self.workers = workers
         self.pool = None
+        self.servers = Servers([])  # the trained local models' inference servers
+
+    def serve(self, run_dir: Path) -> list[str]:
+        """Start the servers of the trained local models before their first call; their notes
+        (engine, precision, log) for the summary. `close` stops them."""
+        return self.servers.start(run_dir)
 
     def start(self, selected, concurrency: int, limit: int | None) -> None:
         """Worker processes for remote models, started before the data loads and the prompts
@@ -34,9 +41,15 @@ class PoolSlot:
         of their own (harness.calls.local_processes), started here for the same reason.
         """
         workers = self.workers
-        local = sorted({v.model for v in selected if needs_local_provider(v.model)})
-        if local:
+        self.servers = Servers(served_models(selected))
+        check_servable(self.servers.models)
+        local = sorted(
+            {v.model for v in selected if needs_local_provider(v.model)} - set(self.servers.models)
+        )
+        if local or self.servers.models:
             # llama.cpp's own worker processes: loading the models overlaps the litellm import.
+            # (A started server's calls go from this process too: its endpoint is registered
+            # here.)
             prestart_local_workers(tuple(local))
             return
         if workers == 0:
@@ -55,8 +68,11 @@ class PoolSlot:
             self.pool = None
 
     def close(self, *, now: bool = False) -> None:
-        if self.pool is not None:
-            self.pool.close(now=now)
+        try:
+            if self.pool is not None:
+                self.pool.close(now=now)
+        finally:
+            self.servers.stop()
 
     @property
     def facts(self):

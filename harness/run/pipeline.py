@@ -340,6 +340,7 @@ class _Run:
                     jobs, hits, cache, self.sink, run.path, poll_s=self.opts.batch_poll_s
                 )
             else:
+                self.trained += self.pool.serve(run.path)  # trained models' servers (notes)
                 sent = send(
                     jobs,
                     hits,

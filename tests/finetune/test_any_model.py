@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 from harness.calls import local_processes, local_trained
 from harness.cli import main
-from harness.errors import SuiteError
+from harness.errors import ProviderError, SuiteError
 from harness.finetune.local import backend
 from harness.finetune.local.job import STATE, write_json_atomic
 
@@ -140,7 +140,9 @@ def test_the_server_is_started_health_checked_and_stopped(tmp_path):
     assert proc.poll() is not None and not server.healthy()
     dead = VllmServer(base="unused", name="ft-y")
     dead.start(tmp_path / "dead.log", command=[sys.executable, "-c", "print('CUDA out of memory')"])
-    with pytest.raises(SuiteError, match=r"vLLM exited with status 0 before it served — CUDA out"):
+    with pytest.raises(
+        ProviderError, match=r"vLLM exited with status 0 before it served — CUDA out"
+    ):
         dead.wait_healthy(timeout_s=30)
 
 

@@ -186,6 +186,7 @@ class FakeOpenAI:
         app.router.add_post("/openai/deployments/{deployment}/chat/completions", self._chat)
         app.router.add_post("/v1/embeddings", self._embeddings)
         app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/health", self._models)  # vLLM's health path: 200 once it serves
         self.files.routes(app)
         self.fine_tuning.routes(app)
         app.router.add_get("/stats", self._stats)  # request counts, for tests driving a subprocess
@@ -387,6 +388,10 @@ class FakeOpenAI:
                     "outcomes": dict(self.outcomes),
                     "uploads": len(self.files.uploads),
                     "jobs": len(self.fine_tuning.created),
+                    # The last chat request's body, for tests driving a subprocess.
+                    "last_body": (
+                        json.loads(self.raw_requests[-1]["body"]) if self.raw_requests else None
+                    ),
                 }
             )
 
