@@ -135,6 +135,7 @@ def lineage(name: str, history: list[dict], current: dict, jobs: list[dict] | No
     a model trained but superseded before any run evaluated it is an iteration, and it and the
     failed jobs no run charged are spend — the same count in `ledger`, `finetune` and `run`.
     """
+    same = retrained_models(jobs or [])
     entries = _entries(name, history, current)
     this = current.get("variants", {}).get(name)
 
@@ -160,11 +161,13 @@ def lineage(name: str, history: list[dict], current: dict, jobs: list[dict] | No
             else:
                 trained = float(trained or 0.0)
                 training += trained
+        # A lost model trained again is the iteration it replaces (its training still paid).
+        iteration = same.get(e.get("model"), e.get("model"))
         if excluded:
             # Its iteration still counts toward max_iterations (the attempt was made); its Δ,
             # pass or abandon count for nothing.
-            if e.get("model") not in models:
-                models.append(e.get("model"))
+            if iteration not in models:
+                models.append(iteration)
             continue
         if e.get("judged") is False:  # every call failed: its spend counts, it is no iteration
             continue
@@ -180,8 +183,8 @@ def lineage(name: str, history: list[dict], current: dict, jobs: list[dict] | No
                 "hypotheses": e.get("hypotheses"),  # None: a run from before they were kept
             }
         )
-        if e.get("model") not in models:
-            models.append(e.get("model"))
+        if iteration not in models:
+            models.append(iteration)
         d = e.get("delta")
         same_metric = e.get("metric", le.get("metric")) == (
             (this or {}).get("metric", current.get("metric"))
@@ -227,6 +230,23 @@ def _entries(name: str, history: list[dict], current: dict) -> list[tuple]:
     if this:
         entries.append((current, this, None, True, False))
     return entries
+
+
+def retrained_models(jobs: list[dict]) -> dict[str, str]:
+    """{model id: the model id of the iteration it belongs to} for models trained again because
+    the earlier one was lost from this disk (a job's `retrain_of`), following chains of them."""
+    model_of = {j["job_id"]: j.get("model_id") for j in jobs if j.get("job_id")}
+    parent = {j["job_id"]: j["retrain_of"] for j in jobs if j.get("retrain_of")}
+    out: dict[str, str] = {}
+    for job_id in parent:
+        first = job_id
+        for _ in range(len(parent)):  # bounded: a damaged store's cycle cannot hang the ledger
+            if first not in parent or parent[first] not in model_of:
+                break
+            first = parent[first]
+        if model_of.get(job_id) and model_of.get(first) and first != job_id:
+            out[model_of[job_id]] = model_of[first]
+    return out
 
 
 def _ci(delta: dict | None) -> list[float] | None:

@@ -89,6 +89,36 @@ def test_lineage_sums_by_hand():
     assert led["passed_before"] is False
 
 
+def test_a_lost_model_trained_again_after_a_run_is_its_iteration_not_a_new_one():
+    """Evaluated m1 was deleted and trained again (job j2, `retrain_of` j1) as m2, evaluated in
+    turn; then the settings changed and j3 trained m3. Iterations: m1 (m2 is m1 again) and m3;
+    every job's training is paid once."""
+    jobs = [
+        {"job_id": "j1", "status": "succeeded", "model_id": "m1", "cost_usd": 30.0},
+        {
+            "job_id": "j2",
+            "status": "succeeded",
+            "model_id": "m2",
+            "cost_usd": 28.0,
+            "retrain_of": "j1",
+        },
+        {"job_id": "j3", "status": "succeeded", "model_id": "m3", "cost_usd": 10.0},
+    ]
+    history = [
+        past_run("r1", model="m1", training=30.0, eval_cost=1.0, delta=0.01),
+        past_run("r2", model="m2", training=28.0, eval_cost=1.0, delta=0.01),
+    ]
+    led = lineage("ft", history, {"metric": "macro_f1", "variants": {}}, jobs)
+    assert led["iterations"] == 2 and led["models"] == ["m1", "m3"]
+    assert led["training_usd"] == pytest.approx(30 + 28 + 10)
+    assert [row["model"] for row in led["history"]] == ["m1", "m2"]  # what each run evaluated
+    assert limit_reached(led, 2, None) == "2 of 2 iterations"
+    # A retrain of a retrain is still the first model's iteration.
+    jobs.insert(2, {"job_id": "j4", "status": "succeeded", "model_id": "m4", "retrain_of": "j2"})
+    current = {"metric": "macro_f1", "variants": {"ft": {"model": "m4", "training_usd": 5.0}}}
+    assert lineage("ft", history, current, jobs)["models"] == ["m1", "m3"]
+
+
 def test_best_delta_ignores_other_metrics_and_pass_is_remembered():
     hyp = {"metric": "accuracy", "test": "superiority", "margin": 0.05, "confidence": 0.95}
     history = [

@@ -11,6 +11,7 @@ the vLLM command line and its start / health / stop cycle, what a killed trainer
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -328,6 +329,20 @@ guard: {{metric: accuracy, margin: 0.1, candidate: lora, max_iterations: 1}}
     )
     assert "already trained" in again.output
     assert (models / f"ft-{job}" / "adapter.gguf").is_file()
+    # Weights gone too: trained again as the same iteration (max_iterations 1 allows it), and a
+    # judged run of the new model id counts it as that iteration, not a second one.
+    shutil.rmtree(models / f"ft-{job}")
+    retrained = runner.invoke(main, ["finetune", str(suite), "--poll-interval", "0.5"])
+    assert retrained.exit_code == 0, retrained.output
+    assert "is gone from this disk — training it again" in retrained.output
+    ran = runner.invoke(main, ["run", str(suite), "--json"])
+    verdict = json.loads(ran.stdout)["guard"]["verdicts"]["lora"]
+    led = verdict["ledger"]
+    assert led["iterations"] == 1 and led["models"] == [f"local/ft-{job}"], led
+    assert verdict["limit"] == "1 of 1 iterations"  # not "2 of 1"
+    ledger = runner.invoke(main, ["ledger", str(suite)]).output
+    line = next(ln for ln in ledger.splitlines() if ln.startswith("lora: "))
+    assert line.startswith("lora: 1 iteration(s), $0.0"), ledger
 
 
 @pytest.mark.local_model

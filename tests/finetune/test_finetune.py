@@ -492,3 +492,40 @@ def test_a_superseded_model_counts_in_run_ledger_and_finetune(
     assert refused.output == "Error: ft has used 2 of 2 iterations (max_iterations) — no new job.\n"
     shown = CliRunner().invoke(main, ["ledger", str(suite)])
     assert "ft: 2 iteration(s)" in shown.output
+
+
+def test_a_model_retrained_after_a_run_is_the_next_iteration(openai_server, isolated_cwd, fake_key):
+    """finetune → run → finetune with changed hyper-parameters → run: two iterations, the two
+    models in training order, each job's cost charged once, in `run`, `finetune` and `ledger`."""
+    server = openai_server(answer)
+    guard = "{metric: accuracy, margin: 0.1, max_iterations: 3, budget_usd: 5}"
+    suite = write_suite(isolated_cwd, server.url, guard=guard)
+    assert _finetune(suite).exit_code == 0
+    first_run = CliRunner().invoke(main, ["run", str(suite), "--json"], catch_exceptions=False)
+    led = json.loads(first_run.stdout)["guard"]["verdicts"]["ft"]["ledger"]
+    store = JobStore("runs", suite_lineage(load_suite(suite)))
+    assert led["iterations"] == 1 and led["models"] == [store.jobs("ft")[0]["model_id"]]
+
+    retrained = "{provider: openai, base_model: openai/gpt-4o-mini-2024-07-18, epochs: 3, "
+    retrained += f"seed: 1, validation: 0.25, price_per_1m: {PRICE}}}"
+    write_suite(isolated_cwd, server.url, guard=guard, finetune=retrained)
+    again = _finetune(suite)
+    assert again.exit_code == 0, again.output
+    jobs = store.jobs("ft")
+    assert [j["status"] for j in jobs] == ["succeeded", "succeeded"]
+    first, second = (j["model_id"] for j in jobs)
+    costs = [j["cost_usd"] for j in jobs]
+    assert first != second
+
+    second_run = CliRunner().invoke(main, ["run", str(suite), "--json"], catch_exceptions=False)
+    summary = json.loads(second_run.stdout)
+    assert summary["ledger_entry"]["variants"]["ft"]["model"] == second
+    led = summary["guard"]["verdicts"]["ft"]["ledger"]
+    assert led["iterations"] == 2 and led["models"] == [first, second]
+    assert led["training_usd"] == pytest.approx(round(sum(costs), 6))
+    assert [row["model"] for row in led["history"]] == [first, second]
+
+    shown = CliRunner().invoke(main, ["ledger", str(suite)])
+    assert shown.exit_code == 0, shown.output
+    print(shown.output)
+    assert "ft: 2 iteration(s)" in shown.output

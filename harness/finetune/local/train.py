@@ -255,49 +255,39 @@ def _callback(folder: Path, events: Events):
     return Report()
 
 
-def train(folder: Path, events: Events) -> dict[str, Any]:
-    import torch
-    from datasets import Dataset
-    from transformers import set_seed
-    from trl import SFTConfig, SFTTrainer
-
-    job = read_json(folder / JOB)
-    opts = LocalOptions.model_validate(job["options"])
-    set_seed(opts.seed)
-    device = pick_device(opts.device)
+def _check_method(opts: LocalOptions, device: str) -> None:
     if opts.method == "qlora" and device != "cuda":
         raise ValueError(
             "finetune.method: qlora loads the base in 4 bits with bitsandbytes, which needs a "
             "CUDA device — use method: lora on this machine"
         )
-    precision = pick_precision(opts.precision, device)
-    events.add("message", message=f"loading {opts.base_model}")
-    tok, model = load_base(opts, device, precision)
-    serving.check_servable(opts, model.config)
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    train_rows = read_lines(Path(job["train_path"]), on_torn="stop")
-    val_rows = read_lines(Path(job["val_path"]), on_torn="stop") if job.get("val_path") else []
-    if not train_rows:
-        raise ValueError(f"{job['train_path']} has no training examples")
 
-    peft_config = None
-    if opts.method in ("lora", "qlora"):
-        from peft import LoraConfig
 
-        peft_config = LoraConfig(
-            r=opts.lora_r,
-            lora_alpha=opts.lora_alpha,
-            lora_dropout=opts.lora_dropout,
-            target_modules=opts.target_modules,
-            bias="none",
-            task_type="CAUSAL_LM",
-        )
-    steps_per_epoch = -(-len(train_rows) // opts.batch_size)
-    total_steps = steps_per_epoch * opts.epochs
-    if opts.max_steps:
-        total_steps = min(total_steps, opts.max_steps)
-    config = SFTConfig(
+def _peft_config(opts: LocalOptions):
+    """peft's LoRA config for lora / qlora; None for a full fine-tune."""
+    if opts.method not in ("lora", "qlora"):
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=opts.lora_r,
+        lora_alpha=opts.lora_alpha,
+        lora_dropout=opts.lora_dropout,
+        target_modules=opts.target_modules,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+
+
+def _total_steps(opts: LocalOptions, n_train: int) -> int:
+    total = -(-n_train // opts.batch_size) * opts.epochs
+    return min(total, opts.max_steps) if opts.max_steps else total
+
+
+def _sft_config(folder: Path, opts: LocalOptions, device: str, precision: str, validate: bool):
+    from trl import SFTConfig
+
+    return SFTConfig(
         output_dir=str(folder / CHECKPOINTS),
         num_train_epochs=opts.epochs,
         max_steps=opts.max_steps or -1,
@@ -320,7 +310,7 @@ def train(folder: Path, events: Events) -> dict[str, Any]:
         max_length=opts.max_length,
         completion_only_loss=True,
         logging_steps=1,
-        eval_strategy="epoch" if val_rows else "no",
+        eval_strategy="epoch" if validate else "no",
         save_strategy="steps" if opts.save_steps else "epoch",
         save_steps=opts.save_steps or 500,
         save_total_limit=1,
@@ -329,13 +319,62 @@ def train(folder: Path, events: Events) -> dict[str, Any]:
         disable_tqdm=True,
         dataloader_num_workers=0,
     )
+
+
+def _save_trained(folder: Path, opts: LocalOptions, model, tok) -> None:
+    """The trained weights (a transformers model or a peft adapter); the checkpoints were only
+    for resuming."""
+    if opts.method == "full":
+        model.save_pretrained(str(folder / HF_MODEL))
+        tok.save_pretrained(str(folder / HF_MODEL))
+    else:
+        model.save_pretrained(str(folder / HF_ADAPTER))
+    shutil.rmtree(folder / CHECKPOINTS, ignore_errors=True)
+
+
+def _verify_answers(opts: LocalOptions, tok, model, rows: list[dict]) -> list[dict]:
+    """The training-time greedy answers to the first verify_examples rows' prompts."""
+    import torch
+
+    with torch.no_grad():
+        return [
+            {
+                "messages": r["messages"][:-1],
+                "answer": greedy(tok, model, r["messages"][:-1], opts.max_new_tokens),
+            }
+            for r in rows[: opts.verify_examples]
+        ]
+
+
+def train(folder: Path, events: Events) -> dict[str, Any]:
+    import torch
+    from datasets import Dataset
+    from transformers import set_seed
+    from trl import SFTTrainer
+
+    job = read_json(folder / JOB)
+    opts = LocalOptions.model_validate(job["options"])
+    set_seed(opts.seed)
+    device = pick_device(opts.device)
+    _check_method(opts, device)
+    precision = pick_precision(opts.precision, device)
+    events.add("message", message=f"loading {opts.base_model}")
+    tok, model = load_base(opts, device, precision)
+    serving.check_servable(opts, model.config)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    train_rows = read_lines(Path(job["train_path"]), on_torn="stop")
+    val_rows = read_lines(Path(job["val_path"]), on_torn="stop") if job.get("val_path") else []
+    if not train_rows:
+        raise ValueError(f"{job['train_path']} has no training examples")
+    total_steps = _total_steps(opts, len(train_rows))
     trainer = SFTTrainer(
         model=model,
-        args=config,
+        args=_sft_config(folder, opts, device, precision, validate=bool(val_rows)),
         train_dataset=Dataset.from_list(_pairs(train_rows)),
         eval_dataset=Dataset.from_list(_pairs(val_rows)) if val_rows else None,
         processing_class=tok,
-        peft_config=peft_config,
+        peft_config=_peft_config(opts),
         callbacks=[_callback(folder, events)],
     )
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
@@ -363,16 +402,8 @@ def train(folder: Path, events: Events) -> dict[str, Any]:
         raise Cancelled
     if not PRIMARY:
         return {}
-    state = trainer.state
     model = trainer.model
-    if opts.method == "full":
-        model.save_pretrained(str(folder / HF_MODEL))
-        tok.save_pretrained(str(folder / HF_MODEL))
-    else:
-        model.save_pretrained(str(folder / HF_ADAPTER))
-    # The checkpoints were for resuming; the trained weights are kept above.
-    shutil.rmtree(folder / CHECKPOINTS, ignore_errors=True)
-
+    _save_trained(folder, opts, model, tok)
     # A 4-bit (QLoRA) base cannot move to the CPU: the adapter is read back onto the f32 base.
     kept = None if opts.method == "qlora" else model
     file, n, served_precision = serving.materialise(folder, opts, model=kept, tok=tok)
@@ -381,21 +412,12 @@ def train(folder: Path, events: Events) -> dict[str, Any]:
         # The 4-bit base computes differently from the F32 one llama.cpp serves: the
         # training-time answers are those of the served weights only without it.
         model = serving.merged_cpu(folder, opts)
-    checks = (val_rows or train_rows)[: opts.verify_examples]
-    with torch.no_grad():
-        verify = [
-            {
-                "messages": r["messages"][:-1],
-                "answer": greedy(tok, model, r["messages"][:-1], opts.max_new_tokens),
-            }
-            for r in checks
-        ]
-    write_lines_atomic(folder / VERIFY, verify)
+    write_lines_atomic(folder / VERIFY, _verify_answers(opts, tok, model, val_rows or train_rows))
     return {
         "file": file,
         "method": opts.method,
-        "trained_tokens": int(state.num_input_tokens_seen or 0),
-        "steps": state.global_step,
+        "trained_tokens": int(trainer.state.num_input_tokens_seen or 0),
+        "steps": trainer.state.global_step,
         "precision": precision,
         "served_precision": served_precision,
     }
