@@ -190,7 +190,7 @@ class Decision:
         return summary
 
 
-def decide(  # noqa: C901
+def decide(
     suite,
     summary: dict[str, Any],
     history: list[dict] | None = None,

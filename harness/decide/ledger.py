@@ -124,7 +124,7 @@ def unknown_training_text(led: dict) -> str:
     return f"; training cost of {', '.join(unknown)} unknown (no price)"
 
 
-def lineage(name: str, history: list[dict], current: dict, jobs: list[dict] | None = None) -> dict:  # noqa: C901
+def lineage(name: str, history: list[dict], current: dict, jobs: list[dict] | None = None) -> dict:
     """Fold the entries of `name` from earlier runs (oldest first) and this run's entry.
 
     `current` is this run's `ledger_entry(...)`. Returns iterations, the distinct model ids in

@@ -7,7 +7,7 @@ from harness.decide.ledger import lineage, spend_text, usd
 from harness.stats.numbers import signed as _signed
 
 
-def ledger_lines(  # noqa: C901
+def ledger_lines(
     suite, history: list[dict], lineage_key: str | None, jobs: list[dict] | None = None
 ) -> list[str]:
     """`jobs` are the lineage's fine-tuning jobs (harness.finetune.records), shown after the runs."""

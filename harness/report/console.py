@@ -19,7 +19,7 @@ from harness.stats.numbers import exit_text, with_ci
 from harness.stats.numbers import money as usd
 
 
-def print_summary(  # noqa: C901
+def print_summary(
     summary: dict[str, Any],
     variants: list[str],
     run_dir: Path,

@@ -18,7 +18,7 @@ from harness.track.store import ROLE_TAG
 # ---------------------------------------------------------------- what gets logged (pure)
 
 
-def parent_fields(run) -> tuple[dict[str, str], dict[str, float], dict[str, str]]:  # noqa: C901
+def parent_fields(run) -> tuple[dict[str, str], dict[str, float], dict[str, str]]:
     """Params, metrics and tags of the suite-level parent run."""
     from harness.results import hypotheses_of  # not at the tracking child's start
 
