@@ -24,7 +24,7 @@ from harness.errors import HarnessError, TrackingError
 from harness.finetune.local.backend import TRAIN_EXTRA, TRAIN_INSTALL
 from harness.score.judge.config import configs
 from harness.suite import Suite, load_suite
-from harness.track.store import _probe, check_uri
+from harness.track.store import check_uri, probe_tracking_server
 from harness.track.store import tracking_uri as resolve_uri
 
 # CPU features a build may use that some machines or hypervisors don't run: a build with any of
@@ -89,7 +89,7 @@ def tracking(uri: str) -> Section:
 def _store_answers(uri: str) -> Line:
     if uri.startswith(("http://", "https://")):
         try:
-            _probe(uri)
+            probe_tracking_server(uri)
         except TrackingError as e:
             return Line("answers", "no", problem=f"{e} — start it, or unset MLFLOW_TRACKING_URI")
         return Line("answers", "yes (the server answered /health)")

@@ -61,7 +61,7 @@ def parent_fields(run) -> tuple[dict[str, str], dict[str, float], dict[str, str]
     if _finite(s.get("exit_code")):
         metrics["exit_code"] = float(s["exit_code"])
 
-    verdicts = _verdicts(s)
+    verdicts = verdicts_of(s)
     tags = {
         ROLE_TAG: "suite",
         "harness.suite": run.suite_name,
@@ -79,7 +79,7 @@ def parent_fields(run) -> tuple[dict[str, str], dict[str, float], dict[str, str]
         tags["harness.protocol"] = str(protocol.get("fingerprint"))
         amended = [f"{a['key']}: {a['old']} → {a['new']}" for a in protocol.get("amendments") or []]
         tags["harness.amendments"] = json.dumps(amended, ensure_ascii=False)[:5000]
-    verdicts = _verdicts(s, labelled=True)
+    verdicts = verdicts_of(s, labelled=True)
     if verdicts:  # the verdict column of the first view, on the parent row too
         tags["harness.verdict"] = ", ".join(f"{n}: {v}" for n, v in verdicts.items())
     for name, verdict in verdicts.items():
@@ -126,8 +126,8 @@ def variant_fields(run, name: str) -> tuple[dict[str, str], dict[str, float], di
         if _finite(v.get(k)):
             metrics[k] = float(v[k])
     for q in (50, 95):  # the summary's figures, unless the suite declares the metric itself
-        if f"latency_p{q}" not in metrics and _finite(v.get(f"latency_p{q}_ms")):
-            metrics[f"latency_p{q}_ms"] = float(v[f"latency_p{q}_ms"])
+        if f"latency_p{q}" not in metrics and _finite(v.get(f"latency_p{q}iso_to_ms")):
+            metrics[f"latency_p{q}iso_to_ms"] = float(v[f"latency_p{q}iso_to_ms"])
     judge = (run.summary.get("judge") or {}).get("variants") or {}
     for k, val in judge_child_metrics(judge.get(name) or {}).items():
         metrics.setdefault(k, val)  # a declared metric's own value (with its CI) comes first
@@ -267,10 +267,10 @@ def example_table(run, name: str):
         row = {
             "id": r.get("id"),
             "repeat": r.get("repeat", 0),
-            "input": _text(ex.get("input")),
-            "expected": _text(ex.get("expected")),
+            "input": json_text(ex.get("input")),
+            "expected": json_text(ex.get("expected")),
             "output": r.get("output"),
-            "parsed": _text(r.get("parsed")),
+            "parsed": json_text(r.get("parsed")),
             "score": example_score(r),
             "reason": reason_text(r),
             "latency_ms": r.get("latency_ms"),
@@ -335,7 +335,7 @@ def _suite_dir(run) -> Path:
     return run.suite_origin.parent if run.suite_origin else run.path
 
 
-def _verdicts(s: dict[str, Any], labelled: bool = False) -> dict[str, str]:
+def verdicts_of(s: dict[str, Any], labelled: bool = False) -> dict[str, str]:
     """Each hypothesis's verdict: as the ledger reads it back (`harness.verdicts`), or
     `labelled` as every surface names it for people (an amended pass is not counted)."""
     from harness.stats.numbers import verdict_label  # not at the tracking child's start
@@ -367,7 +367,7 @@ def _note(s: dict[str, Any]) -> str:
     return "\n".join(lines) or f"harness run {s.get('run_id', '')} of suite {s.get('suite', '')}"
 
 
-def _ms(iso: Any) -> int | None:
+def iso_to_ms(iso: Any) -> int | None:
     if not isinstance(iso, str):
         return None
     try:
@@ -391,7 +391,7 @@ def _key(k: str) -> str:
     return k.replace("..", "._")
 
 
-def _quote(s: str) -> str:
+def quote_filter_value(s: str) -> str:
     return s.replace("'", "\\'")
 
 
@@ -400,13 +400,13 @@ def _param_value(v: Any) -> str:
     return text[:6000]
 
 
-def _text(v: Any) -> str | None:
+def json_text(v: Any) -> str | None:
     if v is None or isinstance(v, str):
         return v
     return json.dumps(v, ensure_ascii=False, sort_keys=True, default=str)
 
 
-def _loads(text: str | None, default):
+def loads_or(text: str | None, default):
     if not text:
         return default
     try:
