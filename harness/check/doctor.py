@@ -109,7 +109,10 @@ def _store_answers(uri: str) -> Line:
                 "no",
                 problem=f"{path} is not a readable MLflow store ({e}) — move it aside and run again",
             )
-        return Line("answers", f"yes ({runs} runs in {path})")
+        # "3 runs" after one quickstart read as a miscount: MLflow nests a run per variant.
+        return Line(
+            "answers", f"yes ({runs} MLflow runs in {path}: one per harness run, one per variant)"
+        )
     try:
         check_uri(uri)  # what `run` refuses before its first call (foo://bar, a file store)
     except HarnessError as e:
