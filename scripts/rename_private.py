@@ -19,9 +19,11 @@ resolve by hand) before anything is written.
 from __future__ import annotations
 
 import ast
+import io
 import re
 import subprocess
 import sys
+import tokenize
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,6 +96,56 @@ def bare(name: str) -> re.Pattern[str]:
     return re.compile(rf"(?<![\w.]){re.escape(name)}\b")
 
 
+def literal_spans(text: str) -> list[tuple[int, int]]:
+    """Character spans of string literals, less the `{expressions}` of f-strings: a name there is
+    text (`f"latency_p{q}_ms"` holds no `_ms`), and is never renamed."""
+    starts = [0]
+    for line in text.splitlines(keepends=True):
+        starts.append(starts[-1] + len(line))
+    spans = []
+    middle = getattr(tokenize, "FSTRING_MIDDLE", None)  # Python ≥ 3.12 splits f-strings
+    for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+        if tok.type not in (tokenize.STRING, middle):
+            continue
+        a = starts[tok.start[0] - 1] + tok.start[1]
+        b = starts[tok.end[0] - 1] + tok.end[1]
+        prefix = re.match(r"[A-Za-z]*", tok.string).group(0).lower()
+        if tok.type == tokenize.STRING and "f" in prefix:
+            depth, i, lit_start = 0, a, a
+            while i < b:
+                two = text[i : i + 2]
+                if depth == 0 and two in ("{{", "}}"):
+                    i += 2
+                    continue
+                if text[i] == "{":
+                    if depth == 0:
+                        spans.append((lit_start, i))
+                    depth += 1
+                elif text[i] == "}" and depth:
+                    depth -= 1
+                    if depth == 0:
+                        lit_start = i + 1
+                i += 1
+            spans.append((lit_start, b))
+        else:
+            spans.append((a, b))
+    return spans
+
+
+def sub_code(pattern: re.Pattern[str] | str, repl: str, text: str) -> str:
+    """`re.sub` outside string literals (f-string expressions count as code)."""
+    pattern = re.compile(pattern) if isinstance(pattern, str) else pattern
+    if not pattern.search(text):
+        return text
+    spans = literal_spans(text)
+
+    def keep_literals(m: re.Match[str]) -> str:
+        inside = any(a <= m.start() < b for a, b in spans)
+        return m.group(0) if inside else m.expand(repl)
+
+    return pattern.sub(keep_literals, text)
+
+
 def rename_file(path: Path) -> str | None:
     """The file's new text, or None when nothing changes."""
     text = path.read_text(encoding="utf-8")
@@ -119,14 +171,17 @@ def rename_file(path: Path) -> str | None:
     for mod, old, new in RENAMES:
         defines = here == mod
         imports = old in imported.get(mod, set())
-        if (defines or imports) and bare(old).search(new_text):
+        renamed = sub_code(bare(old), new, new_text) if defines or imports else new_text
+        if renamed != new_text:
             if imports and not defines and old in own:
                 raise Conflict(f"{path}: imports {mod}.{old} and also defines its own {old}")
             if bare(new).search(new_text):
                 raise Conflict(f"{path}: {new} (new name of {mod}.{old}) is already used here")
-            new_text = bare(old).sub(new, new_text)
+            new_text = renamed
         for alias in aliases.get(mod, set()):
-            new_text = re.sub(rf"(?<![\w.]){re.escape(alias)}\.{old}\b", f"{alias}.{new}", new_text)
+            pattern = rf"(?<![\w.]){re.escape(alias)}\.{old}\b"
+            new_text = sub_code(pattern, f"{alias}.{new}", new_text)
+        # The dotted path is explicit enough to rename in strings too (monkeypatch targets).
         new_text = re.sub(rf"\b{re.escape(mod)}\.{old}\b", f"{mod}.{new}", new_text)
     for mod, name in ALIASES:
         line = re.compile(rf"^from {re.escape(mod)} import {name} as _{name}\n", re.M)
@@ -134,7 +189,7 @@ def rename_file(path: Path) -> str | None:
             if bare(name).search(line.sub("", new_text)):
                 raise Conflict(f"{path}: {name} is already used here; drop `as _{name}` by hand")
             new_text = line.sub(f"from {mod} import {name}\n", new_text)
-            new_text = bare(f"_{name}").sub(name, new_text)
+            new_text = sub_code(bare(f"_{name}"), name, new_text)
     return new_text if new_text != text else None
 
 

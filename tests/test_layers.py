@@ -95,3 +95,22 @@ def test_the_rename_script_has_nothing_left_to_rename():
         text=True,
     )
     assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+
+
+def test_the_rename_script_renames_code_never_text():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "rename_private", ROOT / "scripts" / "rename_private.py"
+    )
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    source = (
+        'x = _ms(a) + v[f"latency_p{q}_ms"] + f"{_ms(b)!r} {{_ms}}"  # _ms here is code\n'
+        'y = "_ms"\n'
+    )
+    assert script.sub_code(script.bare("_ms"), "iso_to_ms", source) == (
+        'x = iso_to_ms(a) + v[f"latency_p{q}_ms"] + f"{iso_to_ms(b)!r} {{_ms}}"  '
+        "# iso_to_ms here is code\n"
+        'y = "_ms"\n'
+    )

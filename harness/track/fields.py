@@ -126,8 +126,8 @@ def variant_fields(run, name: str) -> tuple[dict[str, str], dict[str, float], di
         if _finite(v.get(k)):
             metrics[k] = float(v[k])
     for q in (50, 95):  # the summary's figures, unless the suite declares the metric itself
-        if f"latency_p{q}" not in metrics and _finite(v.get(f"latency_p{q}iso_to_ms")):
-            metrics[f"latency_p{q}iso_to_ms"] = float(v[f"latency_p{q}iso_to_ms"])
+        if f"latency_p{q}" not in metrics and _finite(v.get(f"latency_p{q}_ms")):
+            metrics[f"latency_p{q}_ms"] = float(v[f"latency_p{q}_ms"])
     judge = (run.summary.get("judge") or {}).get("variants") or {}
     for k, val in judge_child_metrics(judge.get(name) or {}).items():
         metrics.setdefault(k, val)  # a declared metric's own value (with its CI) comes first
