@@ -8,7 +8,10 @@ A page marks a block with the command that prints it:
 
 `--slow` on the marker (`<!-- output --slow: harness run suites/quickstart-finetune.yaml -->`)
 marks a command that calls the local model or trains it (minutes of CPU): it is rerun only with
-`--slow`. Commands run from the repository root, as a reader runs them.
+`--slow`. Commands run from the repository root, as a reader runs them. `<latest>` in a path
+stands for the newest entry of its folder (a run id, which sorts by time), so
+`harness diagnose runs/quickstart-finetune/<latest>` diagnoses the run an earlier block made; the
+block shows the id it resolved to, as a reader would type it.
 
     PYTHONPATH=$PWD python scripts/gen_docs_outputs.py            # the cheap ones
     PYTHONPATH=$PWD python scripts/gen_docs_outputs.py --slow     # and the local-model ones
@@ -31,7 +34,22 @@ BLOCK = re.compile(
 )
 
 
+def resolve(cmd: str) -> str:
+    """`<latest>` → the newest entry of the folder before it (run ids start with their time)."""
+
+    def newest(m: re.Match) -> str:
+        folder = ROOT / m["folder"]
+        runs = folder.iterdir() if folder.is_dir() else ()
+        entries = sorted(p.name for p in runs if p.is_dir() and p.name[:1].isdigit())
+        if not entries:
+            raise SystemExit(f"{cmd}: {m['folder']} is empty — an earlier block should create it")
+        return f"{m['folder']}/{entries[-1]}"
+
+    return re.sub(r"(?P<folder>[\w./-]+)/<latest>", newest, cmd)
+
+
 def run(cmd: str) -> str:
+    cmd = resolve(cmd)
     args = shlex.split(cmd)
     argv = [sys.executable, "-m", "harness.cli", *args[1:]] if args[0] == "harness" else args
     # As at a terminal: no plain progress lines (a terminal's bars are gone when a command ends).

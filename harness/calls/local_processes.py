@@ -87,7 +87,7 @@ def resolve(model_id: str = MODEL_ID) -> Served:
     )
 
 
-def _cores(cgroup: str | os.PathLike = "/sys/fs/cgroup", affinity: int | None = None) -> int:
+def usable_cores(cgroup: str | os.PathLike = "/sys/fs/cgroup", affinity: int | None = None) -> int:
     """The cores this process may use: those it may run on, bounded by its container's CPU
     quota (cgroup v2 `cpu.max`, v1 `cpu.cfs_quota_us`), which the affinity does not show — a
     2-CPU container on a 64-core host sees 64."""
@@ -148,7 +148,7 @@ def n_threads() -> int:
 def n_workers() -> int:
     """Worker processes answering at once: HARNESS_LOCAL_WORKERS, else as many as the cores hold
     at n_threads() each, at most 2 (each holds the model: ~150 MB)."""
-    return _positive_env(WORKERS_ENV) or max(1, min(MAX_WORKERS, _cores() // n_threads()))
+    return _positive_env(WORKERS_ENV) or max(1, min(MAX_WORKERS, usable_cores() // n_threads()))
 
 
 def rebuild_command() -> str:

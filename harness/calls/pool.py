@@ -35,9 +35,9 @@ def default_workers(concurrency: int, cpus: int | None = None) -> int:
     """One worker per core this process may run on, up to the concurrency: a 16-core runner
     drives a fast server with 16 senders, and no worker is left without a call in flight."""
     if cpus is None:
-        from harness.calls.local_processes import _cores
+        from harness.calls.local_processes import usable_cores
 
-        cpus = _cores()  # a container's or taskset's share of the cores, not the host's
+        cpus = usable_cores()  # a container's or taskset's share of the cores, not the host's
     return max(1, min(cpus, concurrency))
 
 

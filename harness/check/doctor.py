@@ -24,7 +24,7 @@ from harness.errors import HarnessError, TrackingError
 from harness.finetune.local.backend import TRAIN_EXTRA, TRAIN_INSTALL
 from harness.score.judge.config import configs
 from harness.suite import Suite, load_suite
-from harness.track.store import _probe, check_uri
+from harness.track.store import check_uri, probe_tracking_server
 from harness.track.store import tracking_uri as resolve_uri
 
 # CPU features a build may use that some machines or hypervisors don't run: a build with any of
@@ -89,7 +89,7 @@ def tracking(uri: str) -> Section:
 def _store_answers(uri: str) -> Line:
     if uri.startswith(("http://", "https://")):
         try:
-            _probe(uri)
+            probe_tracking_server(uri)
         except TrackingError as e:
             return Line("answers", "no", problem=f"{e} — start it, or unset MLFLOW_TRACKING_URI")
         return Line("answers", "yes (the server answered /health)")
@@ -109,7 +109,10 @@ def _store_answers(uri: str) -> Line:
                 "no",
                 problem=f"{path} is not a readable MLflow store ({e}) — move it aside and run again",
             )
-        return Line("answers", f"yes ({runs} runs in {path})")
+        # "3 runs" after one quickstart read as a miscount: MLflow nests a run per variant.
+        return Line(
+            "answers", f"yes ({runs} MLflow runs in {path}: one per harness run, one per variant)"
+        )
     try:
         check_uri(uri)  # what `run` refuses before its first call (foo://bar, a file store)
     except HarnessError as e:

@@ -64,9 +64,16 @@ def power_lines(suite: Suite, n_test: int) -> list[Line]:
         if row.n is None:
             lines.append((WARN, name, row.why_not or "cannot be sized"))
             continue
-        level = f" at Holm's α/{len(hyps)}" if len(hyps) > 1 and suite.correction == "holm" else ""
-        if (h.max_iterations or 1) > 1:  # each iteration passes at α / max_iterations
-            level += f" at α/{h.max_iterations} per iteration (max_iterations {h.max_iterations})"
+        holm = len(hyps) if len(hyps) > 1 and suite.correction == "holm" else 1
+        its = h.max_iterations or 1  # each iteration passes at α / max_iterations
+        if holm > 1 and its > 1:
+            level = f" at Holm's α/{holm}, split over {its} iterations (α/{holm * its} each)"
+        elif holm > 1:
+            level = f" at Holm's α/{holm}"
+        elif its > 1:
+            level = f" at α/{its} per iteration (max_iterations {its})"
+        else:
+            level = ""
         need = f"margin {h.margin:g} needs ≥ {row.n} test examples{level}; you have {n_test}"
         if n_test >= row.n:
             lines.append(

@@ -33,7 +33,7 @@ from harness.decide.rule import (
     reuse_iterations,
     threshold_of,
 )
-from harness.decide.sentence import _num, _p, headline, sentence
+from harness.decide.sentence import headline, p_phrase, sentence, suite_number
 from harness.results import family_fingerprint, figures_of
 
 # ---------------------------------------------------------------- moved goalposts
@@ -52,10 +52,10 @@ def weakening(registered: dict, current: dict) -> list[str]:
         # once the test itself changed, any margin change is part of the new hypothesis.
         easier = cm < rm if current.get("test") == "superiority" else cm > rm
         if easier or current.get("test") != registered.get("test"):
-            changes.append(f"margin: {_num(rm)} → {_num(cm)}")
+            changes.append(f"margin: {suite_number(rm)} → {suite_number(cm)}")
     rc, cc = registered.get("confidence"), current.get("confidence")
     if rc is not None and cc is not None and cc < rc:
-        changes.append(f"confidence: {_num(rc)} → {_num(cc)}")
+        changes.append(f"confidence: {suite_number(rc)} → {suite_number(cc)}")
     return changes
 
 
@@ -328,7 +328,7 @@ def _reuse_note(v: dict[str, Any], reuse: int) -> str:
     return (
         f" Test-set reuse: up to {reuse} iterations are selected on these test "
         f"examples, so each is tested at one-sided α = {level * reuse:.4g}/{reuse} = "
-        f"{level:.4g} (p {_p(v['holm']['p_value'])})."
+        f"{level:.4g} (p {p_phrase(v['holm']['p_value'])})."
     )
 
 

@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field
 
 from harness._util.jsonl import write_json_atomic
 from harness.data.lineage import protocol_path, read_protocol
-from harness.decide.sentence import _num
+from harness.decide.sentence import suite_number
 from harness.suite.secrets import redact
 
 STRICTER, AMENDMENT = "stricter", "amendment"
@@ -47,7 +47,7 @@ class Terms(BaseModel):
     def text(self) -> str:
         return (
             f"{self.candidate} vs {self.baseline}, {self.test} on {self.metric}, margin "
-            f"{_num(self.margin)}, confidence {_num(self.confidence)}"
+            f"{suite_number(self.margin)}, confidence {suite_number(self.confidence)}"
         )
 
 
@@ -358,13 +358,13 @@ def _hypotheses(reg: list[Terms], cur: list[Terms], out: list[Amendment]) -> Non
             continue
         if c.margin != r.margin:
             harder = c.margin > r.margin if c.test == "superiority" else c.margin < r.margin
-            out.append(_one(f"{k} margin", _num(r.margin), _num(c.margin), harder))
+            out.append(_one(f"{k} margin", suite_number(r.margin), suite_number(c.margin), harder))
         if c.confidence != r.confidence:
             out.append(
                 _one(
                     f"{k} confidence",
-                    _num(r.confidence),
-                    _num(c.confidence),
+                    suite_number(r.confidence),
+                    suite_number(c.confidence),
                     c.confidence > r.confidence,
                 )
             )

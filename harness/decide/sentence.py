@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from harness.decide.ledger import unknown_training_text, usd
 from harness.decide.rule import ABANDON, FAIL, INCONCLUSIVE, PASS
-from harness.stats.numbers import dollars, p_value
-from harness.stats.numbers import signed as _signed
+from harness.stats.numbers import dollars, p_value, signed
 from harness.suite import NET_MONTHLY_VALUE
 
 # How metric names read in a sentence.
@@ -21,7 +20,7 @@ _NAMES = {
 }
 
 
-def _p(p: float | None) -> str:
+def p_phrase(p: float | None) -> str:
     """ "= 0.0123" or "< 0.001", to follow "p"."""
     text = p_value(p)
     return text if text.startswith("<") else f"= {text}"
@@ -31,7 +30,7 @@ def metric_label(metric: str) -> str:
     return _NAMES.get(metric, metric.replace("_", " "))
 
 
-def _num(x: float) -> str:
+def suite_number(x: float) -> str:
     """A margin or confidence as written in a suite: 0.20, 0.03, 0.025."""
     return f"{x:.2f}" if round(x, 2) == x else f"{x:g}"
 
@@ -104,11 +103,11 @@ def _family_note(holm_: dict) -> str:
     if holm_.get("correction") == "none":
         return (
             f" (no correction across {holm_['m']} hypotheses (correction: none): tested at "
-            f"one-sided α = {holm_['alpha']:.4g}, p {_p(holm_['p_value'])})"
+            f"one-sided α = {holm_['alpha']:.4g}, p {p_phrase(holm_['p_value'])})"
         )
     return (
         f" (Holm across {holm_['m']} hypotheses: tested at one-sided "
-        f"α = {holm_['alpha']:.4g}, p {_p(holm_['p_value'])})"
+        f"α = {holm_['alpha']:.4g}, p {p_phrase(holm_['p_value'])})"
     )
 
 
@@ -132,11 +131,11 @@ def sentence(name: str, baseline: str, v: dict, guard) -> str:
     else:
         ci = ""
         if d.get("ci_low") is not None and d.get("ci_high") is not None:
-            ci = f" [{_signed(d['ci_low'], metric)}, {_signed(d['ci_high'], metric)}]"
-        head = f"{name}: {_signed(d['value'], metric, unit=True)} {label}{ci} vs {baseline}"
+            ci = f" [{signed(d['ci_low'], metric)}, {signed(d['ci_high'], metric)}]"
+        head = f"{name}: {signed(d['value'], metric, unit=True)} {label}{ci} vs {baseline}"
         if metric == NET_MONTHLY_VALUE and "api_saving_usd" in d:
             head = f"{value_sentence(name, baseline, d)}"
-    thr = _signed(d["threshold"], metric)
+    thr = signed(d["threshold"], metric)
     superiority = guard.test == "superiority"
     target = f"target {thr}" if superiority else f"no worse than {thr}"
     status = v["status"]  # the rule's outcome before the ledger could turn it into abandon
@@ -166,7 +165,7 @@ def sentence(name: str, baseline: str, v: dict, guard) -> str:
             f"{unknown_training_text(led)})"
         )
         if led.get("best_delta") is not None:
-            text += f", best so far {_signed(led['best_delta'], metric, unit=True)}"
+            text += f", best so far {signed(led['best_delta'], metric, unit=True)}"
         text += "."
     else:
         its = (

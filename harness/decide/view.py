@@ -4,7 +4,7 @@ verdicts, exclusions), and each guarded variant's folded ledger."""
 from __future__ import annotations
 
 from harness.decide.ledger import lineage, spend_text, usd
-from harness.stats.numbers import signed as _signed
+from harness.stats.numbers import signed
 
 
 def ledger_lines(
@@ -28,7 +28,7 @@ def ledger_lines(
         mine = [j for j in jobs or [] if j.get("variant") == name]
         led = lineage(name, history, {"metric": metric_of[name], "variants": {}}, mine)
         best = (
-            _signed(led["best_delta"], metric_of[name], unit=True)
+            signed(led["best_delta"], metric_of[name], unit=True)
             if led["best_delta"] is not None
             else "—"
         )
@@ -76,7 +76,7 @@ def _run_lines(suite, run: dict) -> list[str]:
             continue
         delta = e.get("delta")
         m = e.get("metric", le.get("metric"))
-        shown = _signed(delta, m, unit=True) if delta is not None and m else "—"
+        shown = signed(delta, m, unit=True) if delta is not None and m else "—"
         spend = float(e.get("training_usd") or 0) + float(e.get("eval_cost_usd") or 0)
         priced = "" if e.get("training_usd", 0) is not None else " + training cost unknown"
         lines.append(

@@ -158,7 +158,10 @@ def _advice(
             if facts.schema and not facts.constrained
             else "a format-focused prompt (state the labels and the answer format)"
         )
-        return text + (f"; {fixers} already fixes the specification errors" if fixers else "")
+        # Said only where there are such errors: "few-shot already fixes" 0 errors misleads.
+        spec = shares.get("specification")
+        fixes = fixers and spec is not None and spec.count > 0
+        return text + (f"; {fixers} already fixes the specification errors" if fixes else "")
     if key == "rag":
         text = "give the model the facts at inference time" + (
             f" ({', '.join(v.name for v in ev.rag)} already does)" if ev.rag else ""

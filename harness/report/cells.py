@@ -19,36 +19,36 @@ def as_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
 
 
-def _money(x: Any, v: dict[str, Any]) -> str:
+def md_money(x: Any, v: dict[str, Any]) -> str:
     """A variant's dollars, marked when some of its calls have no price."""
     k = v.get("unpriced_calls")
-    return _num(x, "cost") + (f" (partial: {k} unpriced)" if k and x is not None else "")
+    return md_num(x, "cost") + (f" (partial: {k} unpriced)" if k and x is not None else "")
 
 
-def _num(x: Any, metric: str = "") -> str:
+def md_num(x: Any, metric: str = "") -> str:
     return value(x, metric)
 
 
-def _ci(m: dict[str, Any] | None, metric: str, *, delta: bool = False) -> str:
+def md_ci(m: dict[str, Any] | None, metric: str, *, delta: bool = False) -> str:
     return with_ci(m, metric, delta=delta)
 
 
-def _cell(value: Any) -> str:
+def md_cell(value: Any) -> str:
     """A table cell: one line, cut at CELL_CHARS, escaped."""
     text = as_text(value).replace("\r", " ").replace("\n", " ")
     if len(text) > CELL_CHARS:
         text = text[: CELL_CHARS - 1] + "…"
-    return _inline(text)
+    return md_inline(text)
 
 
-def _inline(value: Any) -> str:
+def md_inline(value: Any) -> str:
     """One line of text, escaped but whole (verdict sentences are never cut)."""
     text = as_text(value).replace("\r", " ").replace("\n", " ")
     # Pipes end a table cell; backticks/asterisks would turn model output into formatting.
     return re.sub(r"([|\\`*_\[\]<>])", r"\\\1", text)
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+def md_table(header: list[str], rows: list[list[str]]) -> list[str]:
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(r) + " |" for r in rows]
     return out + [""]

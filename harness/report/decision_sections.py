@@ -12,7 +12,7 @@ from typing import Any
 
 from harness.decide.costs import cost_per_request, cost_ratio
 from harness.decide.history import hypothesis_history
-from harness.report.cells import _cell, _inline, _table
+from harness.report.cells import md_cell, md_inline, md_table
 from harness.results import figures_of
 from harness.rundir.reader import RunFiles
 from harness.score.record import example_score, judge_text, retrieved_text
@@ -44,10 +44,10 @@ def iteration_history(s: dict[str, Any]) -> list[str]:
                 [
                     str(h["iteration"] or "–"),
                     f"`{h['run_id']}` (this run)" if h["this_run"] else f"`{h['run_id']}`",
-                    _cell(h["model"]),
+                    md_cell(h["model"]),
                     money(h["training_usd"]),
-                    _inline(text),
-                    _cell(h["verdict"] or "–"),
+                    md_inline(text),
+                    md_cell(h["verdict"] or "–"),
                 ]
             )
         if not lines:
@@ -56,13 +56,13 @@ def iteration_history(s: dict[str, Any]) -> list[str]:
         baseline = history[0]["baseline"]
         about = f"{metric} vs {baseline}" if baseline else metric
         lines += [
-            f"**{_inline(key)}** ({_inline(about)}): {led.get('iterations')} iteration(s), "
+            f"**{md_inline(key)}** ({md_inline(about)}): {led.get('iterations')} iteration(s), "
             f"{money(led.get('training_usd'))} training + {money(led.get('eval_usd'))} "
             f"evaluation = {money(led.get('spent_usd'))} spent",
             "",
         ]
         header = ["iteration", "run", "model", "training", f"Δ {metric} [CI]", "verdict"]
-        lines += _table(header, rows)
+        lines += md_table(header, rows)
     return lines
 
 
@@ -91,11 +91,11 @@ def costs_at_volume(s: dict[str, Any], monthly: float | None) -> list[str]:
     header = ["variant", "cost / request", "× baseline"]
     if monthly:
         header.append(f"monthly at {monthly:,.0f} requests")
-    lines = ["## Cost per request", ""] + _table(header, rows)
+    lines = ["## Cost per request", ""] + md_table(header, rows)
     for name, cpr, ratio in dearer:
         lines.append(
-            f"- **no break-even for {_inline(name)}**: the candidate costs more per request "
-            f"than `{_inline(baseline)}` ({money(cpr)} vs {money(base_cpr)}, {_ratio(ratio)})"
+            f"- **no break-even for {md_inline(name)}**: the candidate costs more per request "
+            f"than `{md_inline(baseline)}` ({money(cpr)} vs {money(base_cpr)}, {_ratio(ratio)})"
             + (
                 f"; it adds {money((cpr - base_cpr) * monthly)} a month at {monthly:,.0f} requests"
                 if monthly
@@ -130,9 +130,9 @@ def training_costs(s: dict[str, Any]) -> list[str]:
         wall = job.get("wall_s")
         rows.append(
             [
-                f"**{_inline(name)}**",
+                f"**{md_inline(name)}**",
                 where,
-                _cell(job.get("method")),
+                md_cell(job.get("method")),
                 "–" if job.get("trained_tokens") is None else f"{job['trained_tokens']:,}",
                 "–" if wall is None else f"{wall / 60:.1f} min",
                 price,
@@ -140,14 +140,14 @@ def training_costs(s: dict[str, Any]) -> list[str]:
             ]
         )
     header = ["variant", "trained by", "method", "trained tokens", "wall-clock", "price", "cost"]
-    lines = ["## Training cost", "", *_table(header, rows)]
+    lines = ["## Training cost", "", *md_table(header, rows)]
     for name, t in trained.items():
         job = t.get("job") or {}
         if job.get("device"):
             gpu = f", {job['gpu_hours']:.4g} GPU-hours" if job.get("gpu_hours") else ""
             served = f"; served at {job['served_precision']}" if job.get("served_precision") else ""
             lines.append(
-                f"- **{_inline(name)}** trained on {job['device']} in "
+                f"- **{md_inline(name)}** trained on {job['device']} in "
                 f"{job.get('precision') or '?'}{gpu}{served}."
             )
     providers = [
@@ -162,7 +162,7 @@ def training_costs(s: dict[str, Any]) -> list[str]:
                 continue
             at = job["trained_tokens"] * pjob["price_per_1m"] / 1e6
             lines.append(
-                f"- **{_inline(name)}** at {_inline(pname)}'s price ({money(pjob['price_per_1m'])}"
+                f"- **{md_inline(name)}** at {md_inline(pname)}'s price ({money(pjob['price_per_1m'])}"
                 f" / 1M trained tokens): {money(at)} for its {job['trained_tokens']:,} trained "
                 "tokens (counted by its own tokenizer)."
             )
@@ -191,16 +191,16 @@ def plot_gaps(s: dict[str, Any], metric: str | None) -> list[str]:
         v = figures_of(raw)
         if v.n_calls and not v.answered:
             out.append(
-                f"- `{_inline(name)}` is not in the cost/quality plot: all of its {v.n_calls} "
+                f"- `{md_inline(name)}` is not in the cost/quality plot: all of its {v.n_calls} "
                 "calls failed — no answer, so no cost or quality figure"
             )
         elif cost_per_request(v) is None:
             out.append(
-                f"- `{_inline(name)}` is not in the cost/quality plot: none of its "
+                f"- `{md_inline(name)}` is not in the cost/quality plot: none of its "
                 f"{v.n_calls} calls has a price — set `pricing:` on the variant"
             )
         elif v.metric(metric).value is None:
-            out.append(f"- `{_inline(name)}` is not in the cost/quality plot: no {metric} value")
+            out.append(f"- `{md_inline(name)}` is not in the cost/quality plot: no {metric} value")
     return out + [""] if out else []
 
 
@@ -229,7 +229,7 @@ def disagreements(run: RunFiles) -> list[str]:
             continue
         if not lines:
             lines += [
-                f"## Where the candidates and the baseline `{_inline(baseline)}` disagree",
+                f"## Where the candidates and the baseline `{md_inline(baseline)}` disagree",
                 "",
             ]
         for title, group in (
@@ -239,18 +239,18 @@ def disagreements(run: RunFiles) -> list[str]:
             group.sort(key=lambda t: (-t[0], str(t[1].get("id"))))
             if not group:
                 continue
-            lines += [f"### {_inline(title)} ({len(group)})", ""]
+            lines += [f"### {md_inline(title)} ({len(group)})", ""]
             shown = group[:DISAGREEMENTS_SHOWN]
             extra = record_extras([r for _, r, _ in shown])
             rows = []
             for _, r, b in shown:
                 rows.append(
                     example_cells(run, r)
-                    + [_cell(_got(b)), f"{value(example_score(r))} / {value(example_score(b))}"]
-                    + [_cell(f(r)) for f in extra.values()]
+                    + [md_cell(_got(b)), f"{value(example_score(r))} / {value(example_score(b))}"]
+                    + [md_cell(f(r)) for f in extra.values()]
                 )
             header = ["id", "input", "expected", f"{name} got", f"{baseline} got", "score"]
-            lines += _table([_inline(h) for h in [*header, *extra]], rows)
+            lines += md_table([md_inline(h) for h in [*header, *extra]], rows)
     return lines
 
 
@@ -266,7 +266,12 @@ def record_extras(records: list[dict[str, Any]]) -> dict[str, Any]:
 def example_cells(run: RunFiles, r: dict[str, Any]) -> list[str]:
     """id, input, expected (re-read from the data) and what the model gave, as table cells."""
     ex = run.examples.get(r.get("id"), {})
-    return [_cell(r.get("id")), _cell(ex.get("input")), _cell(ex.get("expected")), _cell(_got(r))]
+    return [
+        md_cell(r.get("id")),
+        md_cell(ex.get("input")),
+        md_cell(ex.get("expected")),
+        md_cell(_got(r)),
+    ]
 
 
 def _got(r: dict[str, Any]) -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from harness.diagnose import read
 from harness.diagnose import render as R
-from harness.report.cells import _inline, _table
+from harness.report.cells import md_inline, md_table
 from harness.rundir.reader import RunFiles
 
 
@@ -12,12 +12,14 @@ def diagnosis_section(run: RunFiles) -> list[str]:
     d = read(run.path)
     if d is None:
         return []
-    lines = [f"## Diagnosis of `{d['variant']}`", "", _inline(R.headline(d)), ""]
-    lines += _table(["cause", "errors", "share [95% CI]", "evidence"], _escaped(R.cause_rows(d)))
-    lines += [_inline(R.recommendation_text(d)), ""]
-    lines += _table(["approach", "addresses", "investment", "don't"], _escaped(R.approach_rows(d)))
+    lines = [f"## Diagnosis of `{d['variant']}`", "", md_inline(R.headline(d)), ""]
+    lines += md_table(["cause", "errors", "share [95% CI]", "evidence"], _escaped(R.cause_rows(d)))
+    lines += [md_inline(R.recommendation_text(d)), ""]
+    lines += md_table(
+        ["approach", "addresses", "investment", "don't"], _escaped(R.approach_rows(d))
+    )
     return lines
 
 
 def _escaped(rows: list[list[str]]) -> list[list[str]]:
-    return [[_inline(c) for c in r] for r in rows]
+    return [[md_inline(c) for c in r] for r in rows]

@@ -8,7 +8,7 @@ from typing import Any
 
 from harness.decide.costs import cost_per_request
 from harness.decide.sections import decision_lines, guard_fingerprint, hypothesis_lines
-from harness.report.cells import _cell, _ci, _inline, _money, _num, _table, as_text
+from harness.report.cells import as_text, md_cell, md_ci, md_inline, md_money, md_num, md_table
 from harness.report.decision_sections import (
     costs_at_volume,
     disagreements,
@@ -19,7 +19,7 @@ from harness.report.decision_sections import (
     training_costs,
 )
 from harness.report.diagnosis_section import diagnosis_section
-from harness.report.stage_sections import _judge, _retrieval
+from harness.report.stage_sections import judge_section, retrieval_section
 from harness.report.value_section import value_lines
 from harness.results import Summary, VariantFigures, figures_of
 from harness.rundir.reader import RunFiles
@@ -86,17 +86,19 @@ def render_markdown(run: RunFiles, plot_paths: list[Path]) -> str:
     delta_rows = []
     for name, v in variants.items():
         for m, d in (v.get("delta") or {}).items():
-            delta_rows.append([f"**{name}**", m, _ci(d, m, delta=True), p_value(d.get("p_value"))])
+            delta_rows.append(
+                [f"**{name}**", m, md_ci(d, m, delta=True), p_value(d.get("p_value"))]
+            )
     if delta_rows:
         lines += [f"## Differences vs baseline `{baseline}` (paired, same examples)", ""]
-        lines += _table(["variant", "metric", "Δ [95% CI]", "p"], delta_rows)
+        lines += md_table(["variant", "metric", "Δ [95% CI]", "p"], delta_rows)
 
     lines += training_costs(s)
     lines += _break_even(s)
     lines += value_lines(s)
     lines += costs_at_volume(s, (run.suite.get("volume") or {}).get("monthly_requests"))
-    lines += _judge(s)
-    lines += _retrieval(s)
+    lines += judge_section(s)
+    lines += retrieval_section(s)
 
     gaps = plot_gaps(s, primary_metric(s))
     if plot_paths or gaps:
@@ -132,16 +134,16 @@ def _comparison(variants: dict[str, Any], metrics: list[str], baseline: Any) -> 
             errors += " (" + ", ".join(f"{k}: {n}" for k, n in v.errors_by_reason.items()) + ")"
         unpriced = {"unpriced_calls": v.unpriced_calls}
         rows.append(
-            [label, _cell(v.kind), _cell(v.model)]
-            + [_ci((raw.get("metrics") or {}).get(m), m) for m in metrics]
+            [label, md_cell(v.kind), md_cell(v.model)]
+            + [md_ci((raw.get("metrics") or {}).get(m), m) for m in metrics]
             + [
-                _num(v.spent_usd, "cost"),
-                _money(v.cost_usd, unpriced),
-                _money(cost_per_1k(v), unpriced),
-                _cell(errors),
+                md_num(v.spent_usd, "cost"),
+                md_money(v.cost_usd, unpriced),
+                md_money(cost_per_1k(v), unpriced),
+                md_cell(errors),
             ]
         )
-    lines += _table(header, rows)
+    lines += md_table(header, rows)
     lines += ["Values with [95% CI]; rates in percent, their differences in points (pts).", ""]
     return lines
 
@@ -170,7 +172,7 @@ def _hypothesis(s: Summary) -> list[str]:
             f"**This run's hypothesis** (weaker — it does not count for the ledger): "
             f"{cur.get('test')} on `{cur.get('metric')}`, margin {cur.get('margin')}, "
             f"confidence {cur.get('confidence')}; changed: "
-            f"{_inline('; '.join(str(c) for c in moved.get('changes') or []))}.",
+            f"{md_inline('; '.join(str(c) for c in moved.get('changes') or []))}.",
             "",
         ]
     return lines
@@ -193,9 +195,9 @@ def _verdicts(s: dict[str, Any]) -> list[str]:
         verdict = verdict_label(v) if isinstance(v, dict) else v  # a flagged pass says so
         sentence = v.get("sentence", "") if isinstance(v, dict) else ""
         # The sentence is the product: never cut it (unlike table cells).
-        lines.append(f"- **{name} — {verdict}**: {_inline(sentence)}")
+        lines.append(f"- **{name} — {verdict}**: {md_inline(sentence)}")
         for flag in (v.get("flags") or []) if isinstance(v, dict) else []:
-            lines.append(f"  - ⚠ {_inline(flag)}: {FLAG_TEXT.get(flag, flag)}")
+            lines.append(f"  - ⚠ {md_inline(flag)}: {FLAG_TEXT.get(flag, flag)}")
     lines += _goalposts(guard.get("moved_goalposts"))
     lines.append(f"\n{exit_text(s.get('exit_code', '?'))}")
     return lines + [""]
@@ -206,17 +208,17 @@ def _notes(*groups: list[str]) -> list[str]:
     notes = [n for g in groups for n in g]
     if not notes:
         return []
-    return ["**Notes**", "", *(f"- {_inline(n)}" for n in notes), ""]
+    return ["**Notes**", "", *(f"- {md_inline(n)}" for n in notes), ""]
 
 
 def _goalposts(moved: Any) -> list[str]:
     if not moved:
         return []
     if not isinstance(moved, dict):
-        return [f"- **moved goalposts**: {_inline(as_text(moved))}"]
+        return [f"- **moved goalposts**: {md_inline(as_text(moved))}"]
     changes = "; ".join(str(c) for c in moved.get("changes") or []) or "the hypothesis changed"
     text = (
-        f"- **moved goalposts**: {_inline(changes)} — registered in run "
+        f"- **moved goalposts**: {md_inline(changes)} — registered in run "
         f"`{moved.get('registered_run_id')}`, weakened after the failing run "
         f"`{moved.get('after_failing_run_id')}`"
     )
@@ -252,7 +254,7 @@ def _break_even(s: dict[str, Any]) -> list[str]:
         [f"**{name}**"] + [_be_num(k, v.get(k)) for k in BREAK_EVEN_COLUMNS]
         for name, v in rows.items()
     ]
-    return lines + _table(["variant", *BREAK_EVEN_COLUMNS.values()], table)
+    return lines + md_table(["variant", *BREAK_EVEN_COLUMNS.values()], table)
 
 
 def _worst(run: RunFiles) -> list[str]:
@@ -278,13 +280,13 @@ def _worst(run: RunFiles) -> list[str]:
         for r in worst:
             rows.append(
                 example_cells(run, r)
-                + [_num(example_score(r))]
-                + [_cell(f(r)) for f in extra.values()]
-                + [_cell(reason_text(r))]
+                + [md_num(example_score(r))]
+                + [md_cell(f(r)) for f in extra.values()]
+                + [md_cell(reason_text(r))]
             )
         lines += [f"### {name}", ""]
         header = ["id", "input", "expected", "got", "score", *extra, "reason"]
-        lines += _table(header, rows)
+        lines += md_table(header, rows)
     if not any_rows:
         shown = [n for n in run.variants if n not in compared]
         if compared and shown:  # the candidates' misses are in the disagreements above

@@ -13,7 +13,7 @@ MAX_F1_CLASSES = 30
 MAX_CONFUSION_CLASSES = 20
 
 
-def _pyplot():
+def load_pyplot():
     import matplotlib
 
     matplotlib.use("Agg")  # no display on CI machines; must precede pyplot
@@ -26,7 +26,7 @@ def _save(fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    _pyplot().close(fig)
+    load_pyplot().close(fig)
     return path
 
 
@@ -39,7 +39,7 @@ def cost_quality(points: list[dict[str, Any]], metric: str, path: Path) -> Path 
     points = [p for p in points if p.get("value") is not None and p.get("cost_per_1k") is not None]
     if not points:
         return None
-    plt = _pyplot()
+    plt = load_pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for p in points:
         lo = p["value"] - p["ci_low"] if p.get("ci_low") is not None else 0
@@ -77,7 +77,7 @@ def per_class_f1(per_class: dict[str, dict[str, dict[str, float]]], path: Path) 
     labels = sorted({lab for v in variants for lab in per_class[v]})
     if not variants or not labels or len(labels) > MAX_F1_CLASSES:
         return None
-    plt = _pyplot()
+    plt = load_pyplot()
     fig, ax = plt.subplots(
         figsize=(8, max(3.0, 0.35 * len(labels) * max(1, len(variants)) ** 0.5 + 1))
     )
@@ -107,7 +107,7 @@ def confusion(
     y_pred = [p if p in labels else "(other)" for p in y_pred]
     if "(other)" in y_pred:
         shown.append("(other)")
-    plt = _pyplot()
+    plt = load_pyplot()
     size = 3 + 0.4 * len(shown)
     fig, ax = plt.subplots(figsize=(size, size))
     ConfusionMatrixDisplay.from_predictions(
@@ -132,7 +132,7 @@ def break_even(summary: dict[str, Any], path: Path) -> Path | None:
     import matplotlib.ticker
     import numpy as np
 
-    plt = _pyplot()
+    plt = load_pyplot()
     baseline = summary.get("baseline") or "baseline"
     rows = rows_by_name.values()
     # Three times the latest break-even keeps every crossing readable (a month of traffic can

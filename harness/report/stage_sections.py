@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.report.cells import _ci, _inline, _num, _table
+from harness.report.cells import md_ci, md_inline, md_num, md_table
 
 
 def _kappa(agreement: dict, which: str) -> str | None:
@@ -23,9 +23,9 @@ def _pct(x: Any) -> str | None:
 # The judge table's columns: header -> cell of one variant's summary["judge"]["variants"] entry
 # (None: not measured; a column with no value in any row is left out).
 JUDGE_COLUMNS = {
-    "judge [95% CI]": lambda j: _ci(j["judge"], "judge") if "judge" in j else None,
+    "judge [95% CI]": lambda j: md_ci(j["judge"], "judge") if "judge" in j else None,
     "preference (win rate) [95% CI]": lambda j: (
-        _ci(j["preference"], "preference") if "preference" in j else None
+        md_ci(j["preference"], "preference") if "preference" in j else None
     ),
     "wins / losses / ties": lambda j: (
         f"{j['wins']} / {j['losses']} / {j['ties_or_split']}" if "wins" in j else None
@@ -34,7 +34,7 @@ JUDGE_COLUMNS = {
     "κ repeats": lambda j: _kappa(j.get("agreement"), "repeats"),
     "κ second judge": lambda j: _kappa(j.get("agreement"), "second_model"),
     "style consistency": lambda j: (
-        _ci(j["style_consistency"], "style_consistency") if "style_consistency" in j else None
+        md_ci(j["style_consistency"], "style_consistency") if "style_consistency" in j else None
     ),
     "unscored": lambda j: (
         str(j.get("unscored", 0) + j.get("unscored_preference", 0))
@@ -44,13 +44,13 @@ JUDGE_COLUMNS = {
 }
 
 
-def _judge(s: dict[str, Any]) -> list[str]:
+def judge_section(s: dict[str, Any]) -> list[str]:
     """The judge stage (summary["judge"]): its own cost and calls, agreement, position bias."""
     j = s.get("judge")
     if not isinstance(j, dict) or not j.get("calls") and not j.get("variants"):
         return []
     models = ", ".join(f"`{m}`" for m in j.get("models") or []) or "–"
-    cost = _num(j.get("cost_usd"), "cost") if j.get("cost_usd") is not None else "unknown"
+    cost = md_num(j.get("cost_usd"), "cost") if j.get("cost_usd") is not None else "unknown"
     lines = ["## Judge (LLM-as-judge; its cost is not in the variants' cost)", ""]
     facts = (
         f"judge model(s): {models}; {j.get('calls', 0)} calls ({j.get('cached_calls', 0)} "
@@ -59,7 +59,7 @@ def _judge(s: dict[str, Any]) -> list[str]:
     )
     if j.get("errors_by_reason"):
         reasons = ", ".join(f"{k}: {n}" for k, n in j["errors_by_reason"].items())
-        facts += f" Errors: {_inline(reasons)} — an unscored answer is left out of the metric,"
+        facts += f" Errors: {md_inline(reasons)} — an unscored answer is left out of the metric,"
         facts += " never counted as a pass."
     lines += [facts, ""]
     per_variant = {k: v for k, v in (j.get("variants") or {}).items() if isinstance(v, dict)}
@@ -72,7 +72,7 @@ def _judge(s: dict[str, Any]) -> list[str]:
             + [c[h] if c[h] is not None else "–" for h in shown]
             for name, c in cells.items()
         ]
-        lines += _table(["variant", *shown], rows)
+        lines += md_table(["variant", *shown], rows)
         notes = []
         if "judge [95% CI]" in shown:
             notes.append("judge scores are fractions (pass/fail: pass rate; 1-5: (s − 1) / 4)")
@@ -92,7 +92,7 @@ def _judge(s: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _retrieval(s: dict[str, Any]) -> list[str]:
+def retrieval_section(s: dict[str, Any]) -> list[str]:
     """Retrieval quality of RAG variants whose data names gold passages."""
     rows = []
     for name, v in (s.get("variants") or {}).items():
@@ -106,10 +106,10 @@ def _retrieval(s: dict[str, Any]) -> list[str]:
                 f"**{name}**",
                 str(r.get("k", "–")),
                 str(r.get("n", "–")),
-                _num(r.get("recall_at_k")),
-                _num(r.get("mrr")),
-                f"{_num(hit.get('value'))} (n={hit.get('n', 0)})",
-                f"{_num(miss.get('value'))} (n={miss.get('n', 0)})",
+                md_num(r.get("recall_at_k")),
+                md_num(r.get("mrr")),
+                f"{md_num(hit.get('value'))} (n={hit.get('n', 0)})",
+                f"{md_num(miss.get('value'))} (n={miss.get('n', 0)})",
             ]
         )
     if not rows:
@@ -124,7 +124,7 @@ def _retrieval(s: dict[str, Any]) -> list[str]:
         "accuracy, gold missed",
     ]
     lines = ["## Retrieval (gold passages named by the data)", ""]
-    lines += _table(header, rows)
+    lines += md_table(header, rows)
     return lines + [
         "A gap between the two accuracy columns says how much the answers depend on retrieval.",
         "",

@@ -7,7 +7,7 @@ from typing import Any
 
 from harness.decide.sections import reconcile
 from harness.decide.sentence import value_sentence
-from harness.report.cells import _inline, _table
+from harness.report.cells import md_inline, md_table
 from harness.results import as_summary
 from harness.stats.numbers import dollars
 
@@ -33,7 +33,7 @@ def value_lines(s: dict[str, Any]) -> list[str]:
     for name, v in (value.get("variants") or {}).items():
         if v is None:
             why = not_valued.get(name) or "cost unknown (no priced call)"
-            rows.append([f"**{name}**", _inline(f"not valued: {why}"), "", "", "", ""])
+            rows.append([f"**{name}**", md_inline(f"not valued: {why}"), "", "", "", ""])
             continue
         rows.append(
             [
@@ -45,11 +45,13 @@ def value_lines(s: dict[str, Any]) -> list[str]:
                 f"{v['error_rate']:.1%}",
             ]
         )
-    lines += _table(["variant", "monthly cost", "API", "errors", "training", "error rate"], rows)
+    lines += md_table(["variant", "monthly cost", "API", "errors", "training", "error rate"], rows)
     baseline = str(s.get("baseline"))
     for name, d in (value.get("vs_baseline") or {}).items():
         if d is not None and d.get("value") is not None:
-            lines.append(f"- {_inline(value_sentence(name, baseline, d) + verdict_note(s, name))}")
+            lines.append(
+                f"- {md_inline(value_sentence(name, baseline, d) + verdict_note(s, name))}"
+            )
     return [*lines, ""]
 
 

@@ -15,8 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from harness.score.registry import validate_suite
-from harness.stats.numbers import signed as _signed
-from harness.stats.numbers import with_ci
+from harness.stats.numbers import signed, with_ci
 from harness.suite import Suite, Variant, load_suite
 from harness.suite.model import SuiteFile
 from harness.suite.resolve import resolve
@@ -105,7 +104,7 @@ def check_forgetting(
             "ci_high": (verdict.get("delta") or {}).get("ci_high"),
             "note": (
                 f"forgetting: {v.name} vs its base {v.base_model} on {derived.name} "
-                f"({guard.metric}, no worse than {_signed(-guard.margin, guard.metric, unit=True)}): "
+                f"({guard.metric}, no worse than {signed(-guard.margin, guard.metric, unit=True)}): "
                 f"{verdict['verdict']} — Δ "
                 + (interval if delta is not None else "—")
                 + f" (run {outcome.run_id})"

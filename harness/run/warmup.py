@@ -30,7 +30,7 @@ def prewarm_post_run(summary: bool = True) -> None:
                 import scipy.stats  # noqa: F401
                 import sklearn.metrics  # noqa: F401
 
-            plots._pyplot()  # the Agg backend, chosen before pyplot loads
+            plots.load_pyplot()  # the Agg backend, chosen before pyplot loads
         except Exception:  # only a head start: the steps import (and report) for real later
             pass
 

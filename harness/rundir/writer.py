@@ -195,6 +195,10 @@ def resolved_doc(suite) -> dict[str, Any]:
     variants = []
     for v in suite.variants:
         dumped = v.model_dump(mode="json", exclude_none=True)
+        if dumped.get("finetune") is not None:
+            # Its `finetune:<name>` model is a placeholder the loader refuses as typed; loading
+            # the file sets it again (a report of such a run lost its inputs and answers).
+            dumped.pop("model", None)
         variants.append(
             {
                 k: val

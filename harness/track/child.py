@@ -153,7 +153,7 @@ def _import_mlflow() -> None:
 
 
 def main() -> None:
-    store._mlflow_env()
+    store.set_mlflow_env()
     # stdout carries the one answer line: whatever else prints (MLflow's "View run" links, a
     # library's notice) goes to stderr, so it can never be taken for the answer.
     answer_out = os.fdopen(os.dup(1), "w", encoding="utf-8")

@@ -90,7 +90,7 @@ def _parent_tags(run) -> dict[str, str]:
         "harness.lineage": str(s.get("lineage")),
         "harness.hypothesis": json.dumps(s.get("hypothesis")),
         "harness.ledger_entry": json.dumps(s.get("ledger_entry", {}), default=str),
-        "harness.verdicts": json.dumps(_verdicts(s)),
+        "harness.verdicts": json.dumps(verdicts_of(s)),
         "harness.exit_code": str(s.get("exit_code")),
         "mlflow.note.content": _note(s),
     }
@@ -99,7 +99,7 @@ def _parent_tags(run) -> dict[str, str]:
         tags["harness.protocol"] = str(protocol.get("fingerprint"))
         amended = [f"{a['key']}: {a['old']} → {a['new']}" for a in protocol.get("amendments") or []]
         tags["harness.amendments"] = json.dumps(amended, ensure_ascii=False)[:5000]
-    verdicts = _verdicts(s, labelled=True)
+    verdicts = verdicts_of(s, labelled=True)
     if verdicts:  # the verdict column of the first view, on the parent row too
         tags["harness.verdict"] = ", ".join(f"{n}: {v}" for n, v in verdicts.items())
     for name, verdict in verdicts.items():
@@ -293,14 +293,14 @@ def example_table(run, name: str):
         # MLflow's evaluation view (the runs table's third mode) groups rows by `input` and
         # compares `output` run by run: there, each variant's answer marked right or wrong.
         row = {
-            "input": _text(ex.get("input")),
+            "input": json_text(ex.get("input")),
             "output": _answer(r),
-            "expected": _text(ex.get("expected")),
+            "expected": json_text(ex.get("expected")),
             "correct": _correct(r),
             "id": r.get("id"),
             "repeat": r.get("repeat", 0),
             "raw_output": r.get("output"),
-            "parsed": _text(r.get("parsed")),
+            "parsed": json_text(r.get("parsed")),
             "score": example_score(r),
             "reason": reason_text(r),
             "latency_ms": r.get("latency_ms"),
@@ -341,7 +341,7 @@ def _correct(record: dict[str, Any]) -> bool | None:
 
 def _answer(record: dict[str, Any]) -> str | None:
     """The answer as the comparison shows it: "✓ transfer", "✗ routing", "✗ error: timeout"."""
-    text = f"error: {record['error']}" if record.get("error") else _text(record.get("parsed"))
+    text = f"error: {record['error']}" if record.get("error") else json_text(record.get("parsed"))
     mark = {True: "✓ ", False: "✗ ", None: ""}[_correct(record)]
     return f"{mark}{text}" if text is not None else None
 
@@ -380,7 +380,7 @@ def _suite_dir(run) -> Path:
     return run.suite_origin.parent if run.suite_origin else run.path
 
 
-def _verdicts(s: dict[str, Any], labelled: bool = False) -> dict[str, str]:
+def verdicts_of(s: dict[str, Any], labelled: bool = False) -> dict[str, str]:
     """Each hypothesis's verdict: as the ledger reads it back (`harness.verdicts`), or
     `labelled` as every surface names it for people (an amended pass is not counted)."""
     from harness.stats.numbers import verdict_label  # not at the tracking child's start
@@ -412,7 +412,7 @@ def _note(s: dict[str, Any]) -> str:
     return "\n".join(lines) or f"harness run {s.get('run_id', '')} of suite {s.get('suite', '')}"
 
 
-def _ms(iso: Any) -> int | None:
+def iso_to_ms(iso: Any) -> int | None:
     if not isinstance(iso, str):
         return None
     try:
@@ -436,7 +436,7 @@ def _key(k: str) -> str:
     return k.replace("..", "._")
 
 
-def _quote(s: str) -> str:
+def quote_filter_value(s: str) -> str:
     return s.replace("'", "\\'")
 
 
@@ -445,13 +445,13 @@ def _param_value(v: Any) -> str:
     return text[:6000]
 
 
-def _text(v: Any) -> str | None:
+def json_text(v: Any) -> str | None:
     if v is None or isinstance(v, str):
         return v
     return json.dumps(v, ensure_ascii=False, sort_keys=True, default=str)
 
 
-def _loads(text: str | None, default):
+def loads_or(text: str | None, default):
     if not text:
         return default
     try:

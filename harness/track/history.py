@@ -10,8 +10,8 @@ from typing import Any
 
 from harness.decide.history import PastRun
 from harness.errors import TrackingError
-from harness.track.fields import _loads
-from harness.track.store import ROLE_TAG, _client, tracking_uri
+from harness.track.fields import loads_or
+from harness.track.store import ROLE_TAG, tracking_client, tracking_uri
 
 
 @dataclass
@@ -45,7 +45,7 @@ def history(suite_name: str, tracking_uri: str, lineage: str | None = None) -> l
     dict|None, "ledger_entry": dict, "verdicts": {variant: verdict}, "suite"}. [] for a new suite.
     """
     try:
-        client = _client(tracking_uri)
+        client = tracking_client(tracking_uri)
         exp = client.get_experiment_by_name(suite_name)
         found = exp is not None and exp.lifecycle_stage != "deleted"
         if lineage:
@@ -86,9 +86,9 @@ def _runs(client, experiment_ids: list[str], where: str | None = None) -> list[d
                     "run_id": tags.get("harness.run_id", r.info.run_name),
                     "mlflow_run_id": r.info.run_id,
                     "start_time": r.info.start_time,
-                    "hypothesis": _loads(tags.get("harness.hypothesis"), None),
-                    "ledger_entry": _loads(tags.get("harness.ledger_entry"), {}) or {},
-                    "verdicts": _loads(tags.get("harness.verdicts"), {}) or {},
+                    "hypothesis": loads_or(tags.get("harness.hypothesis"), None),
+                    "ledger_entry": loads_or(tags.get("harness.ledger_entry"), {}) or {},
+                    "verdicts": loads_or(tags.get("harness.verdicts"), {}) or {},
                     "suite": tags.get("harness.suite"),
                     "protocol": tags.get("harness.protocol"),
                     "lineage": tags.get("harness.lineage"),

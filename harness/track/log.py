@@ -21,24 +21,24 @@ from harness.rundir.reader import RunFiles, load_run
 from harness.track import readable
 from harness.track.fields import (
     LEDGER_FILE,
-    _ms,
-    _quote,
-    _text,
-    _verdicts,
     example_table,
     headline_metrics,
+    iso_to_ms,
+    json_text,
     ledger_table,
     parent_fields,
+    quote_filter_value,
     run_name,
     variant_fields,
+    verdicts_of,
 )
 from harness.track.store import (
     PUSH_LATER,
     TABLE_FILE,
     VIEW_TAG,
-    _client,
-    _experiment_id,
+    ensure_experiment,
     first_view,
+    tracking_client,
 )
 
 RUN_TYPE_TAG = "mlflow.runType"
@@ -70,7 +70,7 @@ class PendingLog:
     end: int
 
     def finish(self) -> str:
-        with _store_errors(self.tracking_uri, self.run_dir):
+        with store_errors(self.tracking_uri, self.run_dir):
             _log_artifacts(self.client, self.parent_id, self.run_dir)
             self.client.set_terminated(self.parent_id, status="FINISHED", end_time=self.end)
         return self.parent_id
@@ -87,10 +87,12 @@ def begin_log(run_dir: str | Path | RunFiles, tracking_uri: str) -> PendingLog:
     rendered (harness.track.child)."""
     run = run_dir if isinstance(run_dir, RunFiles) else load_run(run_dir)
     run_dir = run.path
-    with _store_errors(tracking_uri, run_dir):
-        client = _client(tracking_uri)  # first, so an unreachable store fails before any work
-    with _store_errors(tracking_uri, run_dir):
-        exp_id = _experiment_id(client, run.suite_name, tracking_uri)
+    with store_errors(tracking_uri, run_dir):
+        client = tracking_client(
+            tracking_uri
+        )  # first, so an unreachable store fails before any work
+    with store_errors(tracking_uri, run_dir):
+        exp_id = ensure_experiment(client, run.suite_name, tracking_uri)
         _delete_previous(client, exp_id, str(run.summary.get("run_id", run_dir.name)))
         created: list[str] = []
         end = _log(client, exp_id, run, created)
@@ -98,7 +100,7 @@ def begin_log(run_dir: str | Path | RunFiles, tracking_uri: str) -> PendingLog:
 
 
 @contextmanager
-def _store_errors(tracking_uri: str, run_dir: Path):
+def store_errors(tracking_uri: str, run_dir: Path):
     """Any failure of the store becomes a TrackingError that says how to push the run later."""
     try:
         yield
@@ -114,7 +116,9 @@ def _store_errors(tracking_uri: str, run_dir: Path):
 
 def _delete_previous(client, exp_id: str, run_id: str) -> None:
     old = client.search_runs(
-        [exp_id], filter_string=f"tags.`harness.run_id` = '{_quote(run_id)}'", max_results=1000
+        [exp_id],
+        filter_string=f"tags.`harness.run_id` = '{quote_filter_value(run_id)}'",
+        max_results=1000,
     )
     for r in old:
         client.delete_run(r.info.run_id)
@@ -128,10 +132,10 @@ def _log(client, exp_id: str, run, created: list[str]) -> int:
 
     s = run.summary
     harness_run_id = str(s.get("run_id", run.path.name))
-    start = _ms(s.get("started_at"))
-    end = _ms(s.get("finished_at")) or int(time.time() * 1000)
+    start = iso_to_ms(s.get("started_at"))
+    end = iso_to_ms(s.get("finished_at")) or int(time.time() * 1000)
     now = int(time.time() * 1000)
-    verdicts = _verdicts(s, labelled=True)  # what the runs table shows people
+    verdicts = verdicts_of(s, labelled=True)  # what the runs table shows people
     # The columns the UI link opens with follow this run's headline metric.
     view = first_view(headline_metrics(s), readable.tag_widths(s))
     client.set_experiment_tag(exp_id, VIEW_TAG, view)
@@ -215,8 +219,8 @@ def _dataset_input(run):
         rows = [
             {
                 "id": i,
-                "input": _text(run.examples[i]["input"]),
-                "expected": _text(run.examples[i]["expected"]),
+                "input": json_text(run.examples[i]["input"]),
+                "expected": json_text(run.examples[i]["expected"]),
             }
             for i in ids
         ]

@@ -72,7 +72,7 @@ def _check_not_file_store(uri: str) -> None:
         )
 
 
-def _mlflow_env() -> None:
+def set_mlflow_env() -> None:
     # setdefault keeps a user's explicit setting.
     # An unreachable server would otherwise be retried for minutes (7 retries, backoff x2);
     # the runner must carry on quickly.
@@ -96,7 +96,7 @@ def prewarm() -> threading.Thread:
     """
 
     def load():
-        _mlflow_env()
+        set_mlflow_env()
         try:
             import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
             from mlflow import MlflowClient  # noqa: F401
@@ -127,8 +127,8 @@ def _quiet_logs() -> None:
             logger.setLevel(logging.WARNING)
 
 
-def _client(uri: str):
-    _mlflow_env()
+def tracking_client(uri: str):
+    set_mlflow_env()
     from mlflow import MlflowClient
 
     _quiet_logs()
@@ -147,7 +147,7 @@ def _client(uri: str):
             client.search_experiments(max_results=1)
         return client
     if uri.startswith(("http://", "https://")):
-        _probe(uri)
+        probe_tracking_server(uri)
     return MlflowClient(tracking_uri=uri)
 
 
@@ -167,7 +167,7 @@ def _store_lock(db: Path):
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
-def _probe(uri: str) -> None:
+def probe_tracking_server(uri: str) -> None:
     """Fail in seconds, not minutes, when an MLflow server does not answer."""
     import urllib.error
     import urllib.request
@@ -183,7 +183,7 @@ def _probe(uri: str) -> None:
         raise TrackingError(f"tracking server {uri} is unreachable ({reason})") from None
 
 
-def _experiment_id(client, name: str, uri: str) -> str:
+def ensure_experiment(client, name: str, uri: str) -> str:
     exp = client.get_experiment_by_name(name)
     root = artifact_root(uri)
     if exp is not None:
@@ -314,7 +314,7 @@ def ui_env() -> dict[str, str]:
     """Environment of `harness ui`: MLflow's background job workers (GenAI scorers: 7 extra
     processes that outlive a SIGTERM) are off unless the user turns them on; browsing runs
     doesn't need them."""
-    _mlflow_env()
+    set_mlflow_env()
     return {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
 
 

@@ -282,14 +282,14 @@ def test_one_worker_per_core_up_to_the_concurrency():
 def test_a_containers_cpu_quota_bounds_the_cores(tmp_path, files, cores):
     # A 2-CPU container on a 64-core host sees 64 cores in its affinity: 32 workers (each with
     # litellm loaded) would share 2 CPUs.
-    from harness.calls.local_processes import _cores
+    from harness.calls.local_processes import usable_cores
 
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
     here = len(os.sched_getaffinity(0))
-    assert _cores(cgroup=tmp_path) == (here if cores is None else min(here, cores))
-    assert _cores(cgroup=tmp_path, affinity=64) == (64 if cores is None else cores)
+    assert usable_cores(cgroup=tmp_path) == (here if cores is None else min(here, cores))
+    assert usable_cores(cgroup=tmp_path, affinity=64) == (64 if cores is None else cores)
 
 
 @linux_only

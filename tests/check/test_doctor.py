@@ -124,7 +124,10 @@ def test_tracking_store_states(tmp_path, no_local, isolated_cwd):
     with sqlite3.connect(db) as con:
         con.execute("create table runs (id text)")
         con.execute("insert into runs values ('a')")
-    assert "answers           yes (1 runs in" in invoke().output
+    assert (
+        f"answers           yes (1 MLflow runs in {db}: one per harness run, one per variant)\n"
+        in invoke().output
+    )
 
 
 def test_unreachable_tracking_server_is_not_ready(no_local, isolated_cwd):

@@ -1,5 +1,6 @@
 import json
 import math
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -9,6 +10,8 @@ from harness.check.readiness import power_lines, readiness_lines
 from harness.cli import main
 from harness.data.dataset import load_dataset
 from harness.suite import load_suite
+
+ROOT = Path(__file__).resolve().parents[2]
 
 LABELS = ["card_arrival", "pin_blocked", "age_limit"]
 
@@ -118,6 +121,18 @@ def test_a_ready_suite_passes_every_line(tmp_path):
         "have 1100 "
         "(80% power when the true Δ is a margin beyond the threshold)"
     )
+
+
+def test_holm_and_iterations_read_as_one_level():
+    # Holm's α/2 and α/3 per iteration read "at α/2 at α/3" before: one level, α/6, is what is used.
+    suite = load_suite(ROOT / "suites" / "quickstart-finetune.yaml")
+    lines = {name: detail for _, name, detail in power_lines(suite, 60)}
+    assert lines["power for lora vs zero-shot"] == (
+        "margin 0.1 needs ≥ 303 test examples at Holm's α/2, split over 3 iterations (α/6 each); "
+        "you have 60 — add test examples or expect an inconclusive verdict"
+    )
+    z = norm.ppf(1 - 0.025 / 6) + norm.ppf(0.8)  # the one-sided level `harness plan` prints
+    assert math.ceil((z * 0.5 / 0.1) ** 2) == 303
 
 
 def test_missing_prerequisites_warn_with_a_fix(tmp_path):

@@ -362,6 +362,14 @@ def test_a_causes_evidence_names_only_the_variants_that_show_that_cause(tmp_path
     assert spec["fixed_by"] == ["few-shot", "rag", "big"]  # diagnosis.json keeps every fixer
 
 
+def test_prompt_advice_credits_few_shot_only_with_specification_errors(tmp_path):
+    # The tutorial's baseline: every error a format error, few-shot fixing none of them.
+    d = diagnose(load_run(make_planted_run(tmp_path, _plan({"format": 6}, right=30))))
+    assert {c["cause"]: c["count"] for c in d["causes"]}["specification"] == 0
+    advice = next(a["advice"] for a in d["approaches"] if a["approach"] == "prompt")
+    assert advice == "a format-focused prompt (state the labels and the answer format)"
+
+
 def test_prompt_advice_offers_constrained_output_only_where_the_suite_can_use_it(tmp_path):
     """The planted suite declares no output_schema: `response_format: output_schema` would fail
     its check, so the advice is a format-focused prompt."""

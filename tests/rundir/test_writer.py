@@ -39,6 +39,25 @@ def testresolved_suite_has_hashes_run_options_and_reloads(tmp_path, suite_and_da
     assert len(load_dataset(rebuilt).test) == 6
 
 
+def test_the_resolved_suite_of_a_finetune_variant_reloads(tmp_path):
+    variants = (
+        "\n  - name: zero-shot\n  - name: lora\n    kind: fine-tuned\n"
+        "    base_model: local/smollm2\n    finetune: {provider: local, method: lora}\n"
+    )
+    suite = load_suite(write_suite(tmp_path, "http://127.0.0.1:9/v1", n=6, variants=variants))
+    run = create_run(
+        tmp_path / "runs", suite, load_dataset(suite), variants=["zero-shot"], limit=None
+    )
+    doc = yaml.safe_load((run.path / "suite.yaml").read_text())
+    from harness.rundir.reader import RunFiles
+
+    rebuilt = resolved_suite(RunFiles(path=run.path, summary={}, suite=doc, records={}))
+    assert [(v.name, v.model) for v in rebuilt.variants] == [
+        ("zero-shot", "openai/fake-model"),
+        ("lora", "finetune:lora"),
+    ]
+
+
 def test_writer_appends_lines_and_close_flushes(tmp_path, suite_and_data):
     suite, data = suite_and_data
     run = create_run(tmp_path / "runs", suite, data, variants=["zero-shot"], limit=None)

@@ -649,7 +649,7 @@ def test_mlflow_info_lines_are_quiet_warnings_are_not(tmp_path, capsys, monkeypa
     monkeypatch.delenv("MLFLOW_LOGGING_LEVEL", raising=False)
     _configure_mlflow_loggers("mlflow")  # as a fresh `import mlflow` leaves them: mlflow at INFO
     assert logging.getLogger("mlflow").level == logging.INFO
-    client = store._client(_sqlite(tmp_path))  # a new store: MLflow creates its tables
+    client = store.tracking_client(_sqlite(tmp_path))  # a new store: MLflow creates its tables
     client.search_experiments()
     logging.getLogger("mlflow.store.db.utils").warning("a real warning")
     logging.getLogger("alembic.runtime.migration").error("a real error")
@@ -661,7 +661,7 @@ def test_mlflow_info_lines_are_quiet_warnings_are_not(tmp_path, capsys, monkeypa
     # A user who asks for MLflow's INFO lines keeps them.
     monkeypatch.setenv("MLFLOW_LOGGING_LEVEL", "INFO")
     monkeypatch.setattr(logging.getLogger("mlflow"), "level", logging.INFO)
-    store._client(_sqlite(tmp_path))
+    store.tracking_client(_sqlite(tmp_path))
     assert logging.getLogger("mlflow").level == logging.INFO
 
 

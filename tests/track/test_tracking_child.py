@@ -110,12 +110,12 @@ def _wait_for_parent(uri: str, timeout: float = 300.0):
     # 2-core CI machine took more than 60 s. Opened as harness opens it (under the store's lock):
     # a bare MlflowClient here creates and migrates the store itself, racing the child's creation
     # of it (the two-first-runs race), and the child then logged nothing.
-    from harness.track.store import _client
+    from harness.track.store import tracking_client
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            client = _client(uri)
+            client = tracking_client(uri)
             exp = client.get_experiment_by_name("quickstart")
             runs = (
                 client.search_runs(
