@@ -46,9 +46,14 @@ def _fingerprint(source: str) -> str:
     return h.hexdigest()[:16]
 
 
+# Bumped when the writer changes what a base's GGUF holds: a base converted by an older writer
+# (v1 typed <|im_start|> as plain text) is converted again rather than reused.
+WRITER_VERSION = 2
+
+
 def base_gguf_path(source: str, models_root: Path) -> Path:
     name = Path(source.rstrip("/")).name or "model"
-    return models_root / BASES_DIR / f"{name}-{_fingerprint(source)}-f32.gguf"
+    return models_root / BASES_DIR / f"{name}-{_fingerprint(source)}-f32-v{WRITER_VERSION}.gguf"
 
 
 def check_convertible(config) -> None:
@@ -115,6 +120,13 @@ def _tokenizer(writer, tok, work: Path) -> None:
         tokens.append(text)
         scores.append(score)
         types.append(kind)
+    # Added tokens that are also in the BPE vocabulary (SmolLM2's <|im_start|>, <|im_end|>) come
+    # out NORMAL: llama.cpp would then read "<|im_start|>" in a chat prompt as plain text, and the
+    # served model would see another prompt than the one it was trained on. Typed as the
+    # tokenizer says, as llama.cpp's own converter does: special → CONTROL, else USER_DEFINED.
+    for i, added in tok.added_tokens_decoder.items():
+        if i < len(types):
+            types[i] = gguf.TokenType.CONTROL if added.special else gguf.TokenType.USER_DEFINED
     writer.add_tokenizer_model("gpt2")
     writer.add_tokenizer_pre(_pre_tokenizer(tokens))
     writer.add_token_list(tokens)
