@@ -63,6 +63,12 @@ CREATE TABLE IF NOT EXISTS responses (
 
 def cache_key(spec: CallSpec) -> str:
     payload = {f.name: getattr(spec, f.name) for f in fields(spec) if f.name not in NOT_IN_KEY}
+    if spec.model.startswith("local/"):
+        # The same model id can be served from another file (a GGUF written again): its
+        # answers are keyed by what was served, not only by the name.
+        from harness.calls.local_processes import served_identity
+
+        payload["served"] = served_identity(spec.model)
     canonical = json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import importlib.metadata
 import importlib.util
 import json
@@ -23,7 +24,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from harness.calls.hf_gguf import HF_PREFIX, ensure_base_gguf, hf_source
+from harness.calls.hf_gguf import HF_PREFIX, base_gguf_path, ensure_base_gguf, hf_source
 from harness.calls.local_server import SERVE_ENV
 from harness.calls.local_trained import TRAINED_PREFIX, Served, models_dir, resolve_trained
 from harness.errors import LocalModelCrashed, SuiteError
@@ -85,6 +86,32 @@ def resolve(model_id: str = MODEL_ID) -> Served:
         f"transformers LLaMA models ({PROVIDER}/{HF_PREFIX}<directory or id>, at F32) and models "
         f"trained by `harness finetune` ({PROVIDER}/{TRAINED_PREFIX}<job id>)"
     )
+
+
+@functools.lru_cache(maxsize=64)
+def served_identity(model_id: str) -> str | None:
+    """What a local model's answers are computed from, for the response cache's key: each served
+    file's name and size, and the modification time of files written here (a trained model's
+    GGUF written again after a writer fix, or re-materialised, must not reuse the answers the old
+    file gave; a `local/hf:` base's converted file is named by its source and writer version).
+    None when the model cannot be resolved: its call then fails with its own error."""
+    try:
+        if model_id.startswith(f"{PROVIDER}/{HF_PREFIX}"):
+            return base_gguf_path(hf_source(model_id), models_dir()).name  # not converted here
+        served = resolve(model_id)
+    except SuiteError:
+        return None
+    parts = []
+    for path in (served.gguf, served.lora):
+        if path is None:
+            continue
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        written_here = models_dir().resolve() in path.resolve().parents
+        parts.append(f"{path.name}:{st.st_size}" + (f":{st.st_mtime_ns}" if written_here else ""))
+    return "|".join(parts)
 
 
 def usable_cores(cgroup: str | os.PathLike = "/sys/fs/cgroup", affinity: int | None = None) -> int:

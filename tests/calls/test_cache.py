@@ -152,3 +152,33 @@ def test_a_cache_from_before_run_ids_is_upgraded_in_place(tmp_path):
     assert second.get_many(["k2"], own_run="r")["k2"].cached is False
     first.close()
     second.close()
+
+
+def test_a_local_model_written_again_does_not_reuse_the_old_files_answers(tmp_path, monkeypatch):
+    # The same id `local/ft-<job>` served from a GGUF written again (a writer fix, a deleted file
+    # re-materialised) must miss the cache: the old file's answers are another model's.
+    import os
+
+    from harness.calls import local_processes, local_trained
+    from harness.calls.cache import cache_key
+    from harness.types import CallSpec
+
+    monkeypatch.setenv(local_trained.MODELS_ENV, str(tmp_path))
+    folder = tmp_path / "ft-job1"
+    folder.mkdir()
+    (folder / "model.gguf").write_bytes(b"first")
+    local_trained.write_manifest(folder, "full", local_processes.model_path(), "model.gguf")
+    spec = CallSpec(model="local/ft-job1", messages=[{"role": "user", "content": "hi"}])
+    base = CallSpec(model="local/smollm2", messages=spec.messages)
+    local_processes.served_identity.cache_clear()
+    before, base_before = cache_key(spec), cache_key(base)
+    assert cache_key(spec) == before  # stable while the file is the same
+    (folder / "model.gguf").write_bytes(b"second")
+    os.utime(folder / "model.gguf", ns=(1, 1))
+    local_processes.served_identity.cache_clear()
+    assert cache_key(spec) != before
+    assert cache_key(base) == base_before  # the shipped base is keyed by its name and size
+    # A model that cannot be resolved still gets a key (its call fails with its own error).
+    missing = CallSpec(model="local/ft-nojob", messages=spec.messages)
+    assert len(cache_key(missing)) == 64
+    local_processes.served_identity.cache_clear()
