@@ -99,5 +99,5 @@ def test_a_retrieval_method_is_one_registered_class(
         assert [p["id"] for p in r["retrieved"]] == [want], question
     # Unregistered, the suite refuses the name with the list of methods.
     RETRIEVAL_METHODS.remove("keyword")
-    with pytest.raises(SuiteError, match="expected one of 'bm25', 'tfidf' or 'embedding'"):
+    with pytest.raises(SuiteError, match="expected one of 'bm25', 'tfidf', 'embedding' or 'gold'"):
         load_suite(path)
