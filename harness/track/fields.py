@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from harness.score.record import example_score, reason_text
+from harness.score.record import example_score, reason_text, right_score
 from harness.stats import summary as stats_summary
 from harness.track import readable
 from harness.track.store import ROLE_TAG
@@ -332,11 +332,11 @@ def example_table(run, name: str):
 
 
 def _correct(record: dict[str, Any]) -> bool | None:
-    """Right or wrong, where the task scores it so (an error is wrong); None for graded scores."""
-    if record.get("error"):
-        return False
-    c = (record.get("scores") or {}).get("correct")
-    return bool(c) if isinstance(c, (int, float)) else None
+    """Right or wrong by the task's own 0/1 score (classification's `correct`, extraction's
+    `exact_record`, `exact_match`: `right_score`, as diagnose reads it; an error is wrong);
+    None for graded scores."""
+    score = right_score(record)
+    return None if score is None else score >= 1.0
 
 
 def _answer(record: dict[str, Any]) -> str | None:
