@@ -26,7 +26,13 @@ def parent_fields(run) -> tuple[dict[str, str], dict[str, float], dict[str, str]
     hyps = hypotheses_of(s)
     metrics = _parent_metrics(s, bool(hyps))
     tags = _parent_tags(run)
-    tags.update(readable.suite_tags(s, metrics["spent_usd"], metrics["cost_usd"]))
+    # A run none of whose variants has a figure reads "–", as its children do (not $0).
+    figures = [v for v in (s.get("variants") or {}).values() if isinstance(v, dict)]
+    spent, cost = (
+        metrics[k] if any(_finite(v.get(k)) for v in figures) else None
+        for k in ("spent_usd", "cost_usd")
+    )
+    tags.update(readable.suite_tags(s, spent, cost))
     return _parent_params(run, hyps), metrics, tags
 
 

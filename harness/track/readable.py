@@ -78,8 +78,11 @@ def variant_tags(summary: dict[str, Any], name: str) -> dict[str, str]:
     return tags
 
 
-def suite_tags(summary: dict[str, Any], spent: float, would_cost: float) -> dict[str, str]:
-    """The parent row: what the whole run spent beside what it would have cost uncached."""
+def suite_tags(
+    summary: dict[str, Any], spent: float | None, would_cost: float | None
+) -> dict[str, str]:
+    """The parent row: what the whole run spent beside what it would have cost uncached (None:
+    no variant has that figure)."""
     return {SPENT_TAG: money(spent), WOULD_COST_TAG: money(would_cost)}
 
 
