@@ -32,6 +32,13 @@ def right_score(record: dict[str, Any]) -> float | None:
     return None
 
 
+def given_answer(record: dict[str, Any]) -> Any:
+    """What the model answered: the parsed answer, else its raw output, else the error."""
+    if record.get("error") is not None:
+        return f"error: {record['error']}"
+    return record.get("parsed") if record.get("parsed") is not None else record.get("output")
+
+
 def reason_text(record: dict[str, Any]) -> str:
     if record.get("error"):
         return f"error: {record['error']}"

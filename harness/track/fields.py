@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from harness.score.record import example_score, reason_text, right_score
+from harness.score.record import example_score, given_answer, reason_text, right_score
 from harness.stats import summary as stats_summary
 from harness.track import readable
 from harness.track.store import ROLE_TAG
@@ -347,7 +347,7 @@ def _correct(record: dict[str, Any]) -> bool | None:
 
 def _answer(record: dict[str, Any]) -> str | None:
     """The answer as the comparison shows it: "✓ transfer", "✗ routing", "✗ error: timeout"."""
-    text = f"error: {record['error']}" if record.get("error") else json_text(record.get("parsed"))
+    text = json_text(given_answer(record))  # as report.md's tables show it
     mark = {True: "✓ ", False: "✗ ", None: ""}[_correct(record)]
     return f"{mark}{text}" if text is not None else None
 

@@ -60,3 +60,20 @@ def test_generation_with_exact_match_is_marked_and_a_graded_text_is_not():
     ]
     assert t.loc["a", "correct"] == True and t.loc["b", "correct"] == False  # noqa: E712
     assert t.loc["c", "correct"] is None and t.loc["d", "correct"] == False  # noqa: E712
+
+
+def test_an_answer_outside_the_labels_shows_what_the_model_wrote():
+    """An unparseable answer (no label found) compares as the model's own text, marked wrong,
+    as report.md's tables show it — not as an empty cell."""
+    examples = {"a": {"input": "where is my card?", "expected": "card_arrival"}}
+    records = [
+        {
+            "id": "a",
+            "output": "Sorry | I can't help",
+            "parsed": None,
+            "scores": {"correct": 0.0, "format_ok": 0.0},
+        },
+    ]
+    t = _table(records, examples)
+    assert t.loc["a", "output"] == "✗ Sorry | I can't help"
+    assert t.loc["a", "correct"] == False  # noqa: E712
