@@ -98,7 +98,7 @@ def _parent_tags(run) -> dict[str, str]:
         "harness.ledger_entry": json.dumps(s.get("ledger_entry", {}), default=str),
         "harness.verdicts": json.dumps(verdicts_of(s)),
         "harness.exit_code": str(s.get("exit_code")),
-        "mlflow.note.content": _note(s),
+        "mlflow.note.content": _cut_tag(_note(s)),
     }
     protocol = s.get("protocol") or {}
     if protocol:  # the registered protocol's fingerprint and what this run amended (issue 27)
@@ -416,6 +416,22 @@ def _note(s: dict[str, Any]) -> str:
         if isinstance(v, dict) and v.get("sentence"):
             lines.append(f"- **{name}** ({verdict_label(v)}): {v['sentence']}")
     return "\n".join(lines) or f"harness run {s.get('run_id', '')} of suite {s.get('suite', '')}"
+
+
+# MLflow keeps this many characters of a tag's value (mlflow.utils.validation, not imported at
+# the tracking child's start); past it, it cuts with a warning quoting the text, or refuses the
+# whole batch (MLFLOW_TRUNCATE_LONG_VALUES=false, or a server configured so).
+MAX_TAG_CHARS = 8000
+_CUT = "… (cut at MLflow's 8,000 characters: the whole text is in report.md)"
+
+
+def _cut_tag(text: str) -> str:
+    """A text tag (the run's description) within MLflow's limit, cut at a line when it can be."""
+    if len(text) <= MAX_TAG_CHARS:
+        return text
+    head = text[: MAX_TAG_CHARS - len(_CUT) - 1]
+    line_end = head.rfind("\n")
+    return (head[:line_end] if line_end > MAX_TAG_CHARS // 2 else head) + "\n" + _CUT
 
 
 def iso_to_ms(iso: Any) -> int | None:
