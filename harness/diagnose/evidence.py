@@ -15,10 +15,8 @@ from typing import Any
 from harness.errors import SuiteError
 from harness.rundir.reader import RunFiles
 from harness.score.metrics import cost_figures
+from harness.score.record import RIGHT_SCORES, right_score
 from harness.suite.kinds import KINDS
-
-# The per-record 0/1 score that says right or wrong, by the task that writes it.
-RIGHT_SCORES = ("correct", "exact_record", "exact_match")
 
 
 @dataclass(frozen=True)
@@ -82,17 +80,6 @@ class VariantInfo:
     @property
     def trained(self) -> bool:
         return KINDS[self.kind].trained if self.kind in KINDS else False
-
-
-def right_score(record: dict[str, Any]) -> float | None:
-    """The record's right/wrong score; None when the task scores neither (e.g. a judged text)."""
-    if record.get("error"):
-        return 0.0
-    scores = record.get("scores") or {}
-    for key in RIGHT_SCORES:
-        if isinstance(scores.get(key), (int, float)):
-            return float(scores[key])
-    return None
 
 
 def to_call(record: dict[str, Any], task: str) -> Call | None:

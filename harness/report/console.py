@@ -135,9 +135,10 @@ def variant_table(summary: dict[str, Any], variants: list[str]) -> Table:
 
 
 def money(x: float | None, s: VariantFigures) -> str:
-    """A variant's dollars; "unknown" without any price, and the count when some calls have none."""
+    """A variant's dollars; "unknown" without any price, and the count when some calls have none;
+    "–" when no call was answered (there is nothing to price: report.md reads the same)."""
     if x is None:
-        return "unknown"
+        return "–" if s.n_calls and s.answered <= 0 else "unknown"
     k = s.unpriced_calls
     return usd(x) + (f" ({k} unpriced)" if k else "")
 

@@ -15,7 +15,7 @@ from harness.decide.history import hypothesis_history
 from harness.report.cells import md_cell, md_inline, md_table
 from harness.results import figures_of
 from harness.rundir.reader import RunFiles
-from harness.score.record import example_score, judge_text, retrieved_text
+from harness.score.record import example_score, given_answer, judge_text, retrieved_text
 from harness.stats.numbers import money, signed, value
 
 DISAGREEMENTS_SHOWN = 5
@@ -246,7 +246,10 @@ def disagreements(run: RunFiles) -> list[str]:
             for _, r, b in shown:
                 rows.append(
                     example_cells(run, r)
-                    + [md_cell(_got(b)), f"{value(example_score(r))} / {value(example_score(b))}"]
+                    + [
+                        md_cell(given_answer(b)),
+                        f"{value(example_score(r))} / {value(example_score(b))}",
+                    ]
                     + [md_cell(f(r)) for f in extra.values()]
                 )
             header = ["id", "input", "expected", f"{name} got", f"{baseline} got", "score"]
@@ -270,12 +273,5 @@ def example_cells(run: RunFiles, r: dict[str, Any]) -> list[str]:
         md_cell(r.get("id")),
         md_cell(ex.get("input")),
         md_cell(ex.get("expected")),
-        md_cell(_got(r)),
+        md_cell(given_answer(r)),
     ]
-
-
-def _got(r: dict[str, Any]) -> Any:
-    """What the model answered: the parsed answer, else its raw output, else the error."""
-    if r.get("error") is not None:
-        return f"error: {r['error']}"
-    return r.get("parsed") if r.get("parsed") is not None else r.get("output")

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
+# The per-record 0/1 score that says right or wrong, by the task that writes it.
+RIGHT_SCORES = ("correct", "exact_record", "exact_match")
+
 
 def example_score(record: dict[str, Any]) -> float:
     """One number per record for ranking: `correct` when scored, else the mean score; errors 0."""
@@ -16,6 +19,24 @@ def example_score(record: dict[str, Any]) -> float:
     if "correct" in scores:
         return float(scores["correct"])
     return sum(scores.values()) / len(scores) if scores else 0.0
+
+
+def right_score(record: dict[str, Any]) -> float | None:
+    """The record's right/wrong score; None when the task scores neither (e.g. a judged text)."""
+    if record.get("error"):
+        return 0.0
+    scores = record.get("scores") or {}
+    for key in RIGHT_SCORES:
+        if isinstance(scores.get(key), (int, float)):
+            return float(scores[key])
+    return None
+
+
+def given_answer(record: dict[str, Any]) -> Any:
+    """What the model answered: the parsed answer, else its raw output, else the error."""
+    if record.get("error") is not None:
+        return f"error: {record['error']}"
+    return record.get("parsed") if record.get("parsed") is not None else record.get("output")
 
 
 def reason_text(record: dict[str, Any]) -> str:

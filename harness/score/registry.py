@@ -69,6 +69,9 @@ class MetricDef:
     options: type[BaseModel] | None = None  # its `- name: {...}` options; None: takes none
     check: Check | None = None  # rules beyond the options' model (e.g. needs output_schema)
     needs: tuple[str, ...] = ()  # "target": compares with data.target
+    # The possible range of its value (None: unbounded): a quality metric is a rate in [0, 1]
+    # unless it says otherwise (a cosine similarity: [−1, 1]); intervals are cut to it.
+    bounds: tuple[float, float] | None = (0.0, 1.0)
 
 
 REGISTRY: dict[str, MetricDef] = {}
@@ -84,8 +87,11 @@ def metric(
     options: type[BaseModel] | None = None,
     check: Check | None = None,
     needs: tuple[str, ...] = (),
+    bounds: tuple[float, float] | None = (0.0, 1.0),
 ):
     """Register `fn(table, **args)` under `name` (the decorator is the registration line).
+    `bounds`: the possible range of a quality metric's value (a rate's [0, 1] unless given;
+    an operational figure, `quality=False`, is unbounded).
 
     Built-ins register exactly like a plugin would: importing their module runs the decorator
     (harness/score/__init__.py imports the built-in modules)."""
@@ -102,6 +108,7 @@ def metric(
             options,
             check,
             needs,
+            bounds if quality else None,
         )
         return fn
 
@@ -116,6 +123,18 @@ def is_quality(name: str) -> bool:
     """A quality (rate) metric, shown as points; unknown names count as quality (old runs)."""
     m = lookup(name)
     return m.quality if m is not None else True
+
+
+def figure_bounds(name: str, *, difference: bool = False) -> tuple[float, float] | None:
+    """The possible range of a figure of metric `name` (None: unbounded): its value's, or with
+    `difference` a difference of two values' (a rate's ±1, a cosine's ±2). An unknown name
+    counts as a rate, as `is_quality` reads it."""
+    m = lookup(name)
+    bounds = m.bounds if m is not None else (0.0, 1.0)
+    if bounds is None or not difference:
+        return bounds
+    lo, hi = bounds
+    return (lo - hi, hi - lo)
 
 
 def entry_name(entry: Any) -> tuple[str, dict]:

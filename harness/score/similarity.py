@@ -163,7 +163,7 @@ def _cosines(cfg: dict, outputs: list[str], references: list[str]) -> list[float
     return [float(x) for x in (a * b).sum(axis=1)]
 
 
-@M.metric("embedding_cosine", needs=("target",), check=check_args)
+@M.metric("embedding_cosine", needs=("target",), check=check_args, bounds=(-1.0, 1.0))
 def embedding_cosine(table: Table, **_) -> M.Decomposed | None:
     """Mean cosine similarity of output and reference embeddings (any litellm embedding model)."""
     return mean_score(table, "embedding_cosine")

@@ -122,7 +122,7 @@ def _metric_row(mdef, ra, rb, paired: bool, confidence: float, B: int, seed: int
     if isinstance(ra, M.Decomposed) and isinstance(rb, M.Decomposed) and row["value"] is not None:
         # Same examples in the same (id) order; the per-class columns may differ.
         interval = P.paired_interval if paired else P.independent_interval
-        bounds = P.RATE_DIFFERENCE if mdef.quality else None
+        bounds = M.figure_bounds(mdef.name, difference=True)
         d = interval(ra, rb, confidence=confidence, B=B, seed=seed, bounds=bounds)
         row.update(
             ci_low=d["ci_low"], ci_high=d["ci_high"], p_value=d["p_value"], interval=d["interval"]

@@ -31,7 +31,6 @@ NEWCOMBE = "newcombe-paired"  # Newcombe (1998) method 10, the paired score inte
 NEWCOMBE_INDEPENDENT = "newcombe-independent"  # Newcombe (1998) method 10, independent samples
 BOOTSTRAP = "bootstrap"
 
-RATE = (0.0, 1.0)  # a quality metric's possible range: a rate (shown 0–100%)
 RATE_DIFFERENCE = (-1.0, 1.0)  # the difference of two rates (−100 to +100 pts)
 
 
@@ -208,7 +207,7 @@ def floor_degenerate(
 def clip_interval(d: dict[str, Any], bounds: tuple[float, float] | None) -> dict[str, Any]:
     """`d`'s interval cut to the possible range of its figure (`bounds`; None: unbounded). A
     floored interval of a rate difference of −100 pts would otherwise read [−113.8, −86.2]:
-    bounds it can never reach. RATE_DIFFERENCE for a difference of two rates, RATE for one."""
+    bounds it can never reach. A metric's own range: harness.score.registry.figure_bounds."""
     lo, hi = d.get("ci_low"), d.get("ci_high")
     if bounds is None or lo is None or hi is None:
         return d

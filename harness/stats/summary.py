@@ -271,13 +271,7 @@ def _with_ci(name: str, result, confidence: float, B: int, seed: int) -> dict:
             lo, hi = S.bootstrap_ci(
                 result.stats, result.combine, confidence=confidence, B=B, seed=seed
             )
-    return P.clip_interval({"value": value, "ci_low": lo, "ci_high": hi}, _bounds(name, P.RATE))
-
-
-def _bounds(name: str, rate: tuple[float, float]) -> tuple[float, float] | None:
-    """The possible range of a figure of metric `name`: a quality metric is a rate in [0, 1]
-    (`rate`: P.RATE for its value, P.RATE_DIFFERENCE for a difference); others are unbounded."""
-    return rate if M.is_quality(name) else None
+    return P.clip_interval({"value": value, "ci_low": lo, "ci_high": hi}, M.figure_bounds(name))
 
 
 def _deltas(entries, ta: Table, tb: Table, targets, labels, ci_conf, B, seed) -> dict:
@@ -303,7 +297,7 @@ def _deltas(entries, ta: Table, tb: Table, targets, labels, ci_conf, B, seed) ->
                     confidence=ci_conf[name],
                     B=B,
                     seed=seed,
-                    bounds=_bounds(name, P.RATE_DIFFERENCE),
+                    bounds=M.figure_bounds(name, difference=True),
                 )
                 entry.update({k: v for k, v in d.items() if k != "value"})
             if name == "accuracy":

@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from harness.score.record import example_score, reason_text
+from harness.score.record import example_score, given_answer, reason_text, right_score
 from harness.stats import summary as stats_summary
 from harness.track import readable
 from harness.track.store import ROLE_TAG
@@ -26,7 +26,13 @@ def parent_fields(run) -> tuple[dict[str, str], dict[str, float], dict[str, str]
     hyps = hypotheses_of(s)
     metrics = _parent_metrics(s, bool(hyps))
     tags = _parent_tags(run)
-    tags.update(readable.suite_tags(s, metrics["spent_usd"], metrics["cost_usd"]))
+    # A run none of whose variants has a figure reads "–", as its children do (not $0).
+    figures = [v for v in (s.get("variants") or {}).values() if isinstance(v, dict)]
+    spent, cost = (
+        metrics[k] if any(_finite(v.get(k)) for v in figures) else None
+        for k in ("spent_usd", "cost_usd")
+    )
+    tags.update(readable.suite_tags(s, spent, cost))
     return _parent_params(run, hyps), metrics, tags
 
 
@@ -92,7 +98,7 @@ def _parent_tags(run) -> dict[str, str]:
         "harness.ledger_entry": json.dumps(s.get("ledger_entry", {}), default=str),
         "harness.verdicts": json.dumps(verdicts_of(s)),
         "harness.exit_code": str(s.get("exit_code")),
-        "mlflow.note.content": _note(s),
+        "mlflow.note.content": _cut_tag(_note(s)),
     }
     protocol = s.get("protocol") or {}
     if protocol:  # the registered protocol's fingerprint and what this run amended (issue 27)
@@ -332,16 +338,16 @@ def example_table(run, name: str):
 
 
 def _correct(record: dict[str, Any]) -> bool | None:
-    """Right or wrong, where the task scores it so (an error is wrong); None for graded scores."""
-    if record.get("error"):
-        return False
-    c = (record.get("scores") or {}).get("correct")
-    return bool(c) if isinstance(c, (int, float)) else None
+    """Right or wrong by the task's own 0/1 score (classification's `correct`, extraction's
+    `exact_record`, `exact_match`: `right_score`, as diagnose reads it; an error is wrong);
+    None for graded scores."""
+    score = right_score(record)
+    return None if score is None else score >= 1.0
 
 
 def _answer(record: dict[str, Any]) -> str | None:
     """The answer as the comparison shows it: "✓ transfer", "✗ routing", "✗ error: timeout"."""
-    text = f"error: {record['error']}" if record.get("error") else json_text(record.get("parsed"))
+    text = json_text(given_answer(record))  # as report.md's tables show it
     mark = {True: "✓ ", False: "✗ ", None: ""}[_correct(record)]
     return f"{mark}{text}" if text is not None else None
 
@@ -410,6 +416,22 @@ def _note(s: dict[str, Any]) -> str:
         if isinstance(v, dict) and v.get("sentence"):
             lines.append(f"- **{name}** ({verdict_label(v)}): {v['sentence']}")
     return "\n".join(lines) or f"harness run {s.get('run_id', '')} of suite {s.get('suite', '')}"
+
+
+# MLflow keeps this many characters of a tag's value (mlflow.utils.validation, not imported at
+# the tracking child's start); past it, it cuts with a warning quoting the text, or refuses the
+# whole batch (MLFLOW_TRUNCATE_LONG_VALUES=false, or a server configured so).
+MAX_TAG_CHARS = 8000
+_CUT = "… (cut at MLflow's 8,000 characters: the whole text is in report.md)"
+
+
+def _cut_tag(text: str) -> str:
+    """A text tag (the run's description) within MLflow's limit, cut at a line when it can be."""
+    if len(text) <= MAX_TAG_CHARS:
+        return text
+    head = text[: MAX_TAG_CHARS - len(_CUT) - 1]
+    line_end = head.rfind("\n")
+    return (head[:line_end] if line_end > MAX_TAG_CHARS // 2 else head) + "\n" + _CUT
 
 
 def iso_to_ms(iso: Any) -> int | None:

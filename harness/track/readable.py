@@ -41,7 +41,8 @@ def tag_keys(summary: dict[str, Any]) -> list[str]:
 
 def variant_verdict(summary: dict[str, Any], name: str, verdicts: dict[str, str]) -> str | None:
     """A variant row's verdict: its hypothesis's, or each of its hypotheses' by metric
-    ("macro_f1: inconclusive · net_monthly_value: fail") when a guard list tests it twice."""
+    ("macro_f1: inconclusive · net_monthly_value: fail") when a guard list tests it twice —
+    by metric and baseline ("macro_f1 vs gpt-4o: pass") when two share the metric."""
     from harness.results import hypotheses_of  # not at the tracking child's start
 
     if name in verdicts:
@@ -49,7 +50,13 @@ def variant_verdict(summary: dict[str, Any], name: str, verdicts: dict[str, str]
     own = [h for h in hypotheses_of(summary) if h.get("candidate") == name and h["key"] in verdicts]
     if len(own) == 1:
         return verdicts[own[0]["key"]]
-    return " · ".join(f"{h.get('metric')}: {verdicts[h['key']]}" for h in own) or None
+    shared = len({h.get("metric") for h in own}) < len(own)
+    labels = [
+        f"{h.get('metric')} vs {h.get('baseline')}" if shared else h.get("metric") for h in own
+    ]
+    return (
+        " · ".join(f"{x}: {verdicts[h['key']]}" for x, h in zip(labels, own, strict=True)) or None
+    )
 
 
 def tag_widths(summary: dict[str, Any]) -> dict[str, int]:
@@ -78,8 +85,11 @@ def variant_tags(summary: dict[str, Any], name: str) -> dict[str, str]:
     return tags
 
 
-def suite_tags(summary: dict[str, Any], spent: float, would_cost: float) -> dict[str, str]:
-    """The parent row: what the whole run spent beside what it would have cost uncached."""
+def suite_tags(
+    summary: dict[str, Any], spent: float | None, would_cost: float | None
+) -> dict[str, str]:
+    """The parent row: what the whole run spent beside what it would have cost uncached (None:
+    no variant has that figure)."""
     return {SPENT_TAG: money(spent), WOULD_COST_TAG: money(would_cost)}
 
 

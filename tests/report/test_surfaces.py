@@ -195,6 +195,10 @@ guard: {metric: macro_f1, test: non-inferiority, margin: 0.05, applies_to: [o-mi
     pr_row = next(line for line in out["comment"].splitlines() if line.startswith("| o-mini |"))
     assert _cells(pr_row)[3] == "–", pr_row
     assert "0.00×" not in out["comment"] and "0.00×" not in out["report.md"]
+    # The terminal's table says the same: nothing spent, no would-cost figure — not "unknown"
+    # (which means "no price": o-mini has one).
+    term = next(line for line in out["terminal"].splitlines() if line.startswith("│ o-mini"))
+    assert [c.strip() for c in term.strip("│").split("│")][-2:] == ["$0", "–"], term
 
 
 def _cells(line: str) -> list[str]:

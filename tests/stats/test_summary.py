@@ -231,3 +231,25 @@ def test_a_floored_interval_stays_within_the_rates_possible_range(tmp_path):
     for v in s["variants"].values():
         m = v["metrics"]["macro_f1"]
         assert 0.0 <= m["ci_low"] <= m["value"] <= m["ci_high"] <= 1.0
+
+
+def test_a_cosine_keeps_its_own_range_minus_one_to_one(tmp_path):
+    """embedding_cosine is a similarity in [−1, 1], not a rate: a negative mean keeps its
+    interval around it (not cut to [0, 0], the point outside its own interval), and a
+    difference of two cosines may pass −100 pts (its range is ±2)."""
+    suite, data = make_suite(
+        tmp_path, n=24, metrics="[macro_f1, {embedding_cosine: {model: openai/emb}}]"
+    )
+    right = [[e.target] for e in data.test]
+    recs = {"base": records_for(suite, data, right), "cand": records_for(suite, data, right)}
+    for i, r in enumerate(recs["cand"]):
+        r["scores"]["embedding_cosine"] = -0.2 if i % 2 else -0.4
+    for r in recs["base"]:
+        r["scores"]["embedding_cosine"] = 0.9
+    s = summarize(suite, data, recs, {})
+    m = s["variants"]["cand"]["metrics"]["embedding_cosine"]
+    assert m["value"] == pytest.approx(-0.3)
+    assert -0.4 < m["ci_low"] < -0.3 < m["ci_high"] < -0.2
+    d = s["variants"]["cand"]["delta"]["embedding_cosine"]
+    assert d["value"] == pytest.approx(-1.2)
+    assert d["ci_low"] < -1.2 < d["ci_high"] < -1.0
