@@ -305,10 +305,13 @@ def accept(registered: Protocol, current: Protocol, why: str, changes: list[Amen
     }
     # The registered baseline scores stay the reference while the baseline is the same one.
     same_baseline = registered.baseline == current.baseline
+    # Registered now, by `harness register`: run_id only names the run whose baseline scores
+    # are kept (a changed baseline is scored by the next run, which registers nothing).
     return current.model_copy(
         update={
             "lineage": registered.lineage,
-            "run_id": registered.run_id,
+            "by_register": True,
+            "run_id": registered.run_id if same_baseline else None,
             "accepted": [*registered.accepted, record],
             "baseline_scores": {
                 k: s for k, s in registered.baseline_scores.items() if k in set(current.examples)

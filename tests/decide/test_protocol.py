@@ -590,3 +590,24 @@ def test_save_first_without_hard_links_still_keeps_the_first(tmp_path, monkeypat
     assert save_first(tmp_path / "runs", second).run_id == "run-1"
     assert load(tmp_path / "runs", "lin").run_id == "run-1"
     assert sorted(p.name for p in (tmp_path / "runs" / ".protocol").iterdir()) == ["lin.json"]
+
+
+def test_an_amended_protocol_is_registered_by_register_not_by_the_run_that_rescored_it(
+    tmp_path, openai_server, fake_key
+):
+    # The tutorial's path: another suite's run registered the lineage, `register --amend`
+    # accepted a changed baseline, and the next run scored it. That run registered nothing.
+    s = Story(tmp_path, openai_server)
+    _, _, first = s.run("fake-ft-v1")
+    path = s.write("fake-ft-v1", base_extra="\n    system: 'JSON.'")
+    res = s.cli("register", path, "--runs-dir", s.runs, "--amend", "--why", "a shorter prompt")
+    assert res.exit_code == 0, res.output
+    amended = next(line for line in res.output.splitlines() if line.startswith("protocol "))
+    assert " registered by harness register at " in amended, res.output
+    code, out, second = s.run("fake-ft-v1", base_extra="\n    system: 'JSON.'")
+    assert amendments(out) == [], out
+    shown = s.cli("register", path, "--runs-dir", s.runs).output
+    assert f" registered by harness register (baseline scored by run {second['run_id']}) at " in (
+        shown
+    ), shown
+    assert f"registered by run {second['run_id']}" not in shown
