@@ -611,3 +611,29 @@ def test_an_amended_protocol_is_registered_by_register_not_by_the_run_that_resco
         shown
     ), shown
     assert f"registered by run {second['run_id']}" not in shown
+
+
+def test_a_protocol_gone_with_its_runs_folder_is_an_amendment_register_can_accept(
+    tmp_path, openai_server, fake_key
+):
+    # runs/ moved aside, MLflow kept, the baseline dearer: the runs MLflow holds recorded the
+    # old protocol. `harness register` says so and `--amend` is the way on (it used to register
+    # the new one silently, and then say "nothing changed" while every run stayed flagged).
+    s = Story(tmp_path, openai_server)
+    _, _, first = s.run("fake-ft-v1")
+    s.runs.rename(tmp_path / "runs-old")
+    path = s.write("fake-ft-v1", base_price=20.0)
+    track = ("--runs-dir", s.runs, "--tracking-uri", s.tracking)
+    res = s.cli("register", path, *track)
+    old = first["protocol"]["fingerprint"]
+    assert res.exit_code == 1, res.output
+    assert f"amendment: protocol: {old} (recorded by run {first['run_id']}) → replaced by " in (
+        res.output
+    )
+    code, out, _ = s.run("fake-ft-v1", acc=0.6, base_price=20.0)
+    assert code == 1 and any(n.startswith("protocol amendment") for n in amendments(out)), out
+    res = s.cli("register", path, *track, "--amend", "--why", "a fresh start")
+    assert res.exit_code == 0, res.output
+    code, out, _ = s.run("fake-ft-v1", acc=0.6, base_price=20.0)
+    assert code == 0 and amendments(out) == [], out
+    assert "Protocol amended by hand at " in verdict_line(out)
