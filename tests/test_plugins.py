@@ -145,8 +145,8 @@ def test_without_the_plugin_the_suite_is_refused_with_the_known_names(tmp_path, 
     result = harness_cli("check", suite, cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr == (
-        f"Error: {suite}:21:46: variants[1].retrieval.method: expected one of 'bm25', 'tfidf' "
-        "or 'embedding' (got 'keyword')\n"
+        f"Error: {suite}:21:46: variants[1].retrieval.method: expected one of 'bm25', 'tfidf', "
+        "'embedding' or 'gold' (got 'keyword')\n"
     )
     # With the retrieval method fixed, the metric is the next thing refused, with the known ones.
     suite.write_text(suite.read_text().replace("method: keyword", "method: bm25"))
