@@ -637,3 +637,16 @@ def test_a_protocol_gone_with_its_runs_folder_is_an_amendment_register_can_accep
     code, out, _ = s.run("fake-ft-v1", acc=0.6, base_price=20.0)
     assert code == 0 and amendments(out) == [], out
     assert "Protocol amended by hand at " in verdict_line(out)
+
+
+def test_check_names_the_other_suite_that_registered_the_lineage(tmp_path, openai_server, fake_key):
+    # The tutorial's suite after the quickstart: same test set, another suite's registration.
+    s = Story(tmp_path, openai_server)
+    _, _, first = s.run("fake-ft-v1")
+    path = s.write("fake-ft-v1", name="another", base_price=20.0)
+    res = s.cli("check", path, "--runs-dir", s.runs)
+    fp = first["protocol"]["fingerprint"]
+    assert (
+        f"  ! protocol: amendment to the protocol {fp} registered by suite test-suite: price of "
+        "zero-shot ($ per 1M in/out): 10/10 → 20/20"
+    ) in res.output, res.output
