@@ -109,11 +109,17 @@ def _add_protocol(report: CheckReport, runs_dir: str | Path) -> None:
     amended = [a for a in changes if a.kind == AMENDMENT]
     if not amended:
         report.add(PASS, "protocol", f"matches the registered protocol {registered.fingerprint()}")
+    # Another suite on the same test set registered it (the lineage is the test set's): say which.
+    whose = (
+        f"the protocol {registered.fingerprint()} registered by suite {registered.suite}"
+        if registered.suite != report.suite.name
+        else f"the registered protocol {registered.fingerprint()}"
+    )
     for a in amended:
         report.add(
             WARN,
             "protocol",
-            f"amendment to the registered protocol {registered.fingerprint()}: {a.line()} — a "
+            f"amendment to {whose}: {a.line()} — a "
             'pass under it is flagged until `harness register SUITE.yaml --amend --why "…"` '
             "accepts it",
         )

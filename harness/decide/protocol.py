@@ -294,21 +294,33 @@ def save_first(runs_dir, protocol: Protocol) -> Protocol:
     return protocol
 
 
-def accept(registered: Protocol, current: Protocol, why: str, changes: list[Amendment]) -> Protocol:
+def accept(
+    registered: Protocol,
+    current: Protocol,
+    why: str,
+    changes: list[Amendment],
+    replaced: list[str] | None = None,
+) -> Protocol:
     """`harness register --amend --why`: the current protocol becomes the lineage's, the
-    accepted changes recorded (and named on every later verdict)."""
-    record = {
+    accepted changes recorded (and named on every later verdict). `replaced`: fingerprints
+    earlier runs recorded whose protocol file is gone, accepted as replaced."""
+    record: dict[str, Any] = {
         "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "why": why.strip(),
         "changes": [a.line() for a in changes],
         "from": registered.fingerprint(),
     }
+    if replaced:
+        record["replaced"] = replaced
     # The registered baseline scores stay the reference while the baseline is the same one.
     same_baseline = registered.baseline == current.baseline
+    # Registered now, by `harness register`: run_id only names the run whose baseline scores
+    # are kept (a changed baseline is scored by the next run, which registers nothing).
     return current.model_copy(
         update={
             "lineage": registered.lineage,
-            "run_id": registered.run_id,
+            "by_register": True,
+            "run_id": registered.run_id if same_baseline else None,
             "accepted": [*registered.accepted, record],
             "baseline_scores": {
                 k: s for k, s in registered.baseline_scores.items() if k in set(current.examples)
@@ -520,6 +532,33 @@ def drift(
     return _mean(old), float(low), float(high), new, len(shared)
 
 
+def recorded_protocols(
+    history: list[dict] | None, lineage: str, run_id: str | None = None
+) -> dict[str, str]:
+    """{protocol fingerprint: the first run that recorded it} of the lineage's counted runs
+    (summary.json, MLflow tags): the protocol file is only a file, so what the ledger recorded
+    says whether it was replaced."""
+    recorded: dict[str, str] = {}
+    for r in history or []:
+        fp = r.get("protocol")
+        if (
+            fp
+            and r.get("lineage") == lineage
+            and r.get("run_id") != run_id
+            and (r.get("ledger_entry") or {}).get("limit") is None
+        ):
+            recorded.setdefault(str(fp), str(r.get("run_id")))
+    return recorded
+
+
+def replaced_protocols(registered: Protocol, recorded: dict[str, str]) -> list[tuple[str, str]]:
+    """Recorded fingerprints the registered protocol neither is nor accepted as replaced."""
+    known = {registered.fingerprint()}
+    for a in registered.accepted:
+        known.update([a.get("from"), *(a.get("replaced") or [])])
+    return [(fp, r) for fp, r in recorded.items() if fp not in known]
+
+
 def review(
     suite,
     runs_dir,
@@ -556,16 +595,7 @@ def review(
     # The fingerprints earlier counted runs were judged under (summary.json, MLflow tags): the
     # protocol file is only a file, so what the ledger recorded says whether it was replaced.
     # Only this lineage's runs: the history also holds the suite's runs on other test sets.
-    recorded: dict[str, str] = {}
-    for r in history or []:
-        fp = r.get("protocol")
-        if (
-            fp
-            and r.get("lineage") == lineage
-            and r.get("run_id") != run_id
-            and (r.get("ledger_entry") or {}).get("limit") is None
-        ):
-            recorded.setdefault(str(fp), str(r.get("run_id")))
+    recorded = recorded_protocols(history, lineage, run_id)
     if registered is None and counted:
         won = save_first(runs_dir, current)
         registered = None if won is current else won  # another run registered it first
@@ -598,8 +628,7 @@ def review(
     out["fingerprint"] = registered.fingerprint()
     out["family"] = [h.key for h in registered.hypotheses]
     out["accepted"] = registered.accepted
-    known = {registered.fingerprint(), *(a.get("from") for a in registered.accepted)}
-    edited = [(fp, r) for fp, r in recorded.items() if fp not in known]
+    edited = replaced_protocols(registered, recorded)
     if edited:
         fp, first = edited[-1]
         out["amendments"].append(
@@ -686,43 +715,64 @@ def against_registered(suite, runs_dir) -> tuple[str, Protocol, Protocol | None]
 
 
 def register(
-    suite, runs_dir, *, amend: bool = False, why: str | None = None
+    suite,
+    runs_dir,
+    *,
+    amend: bool = False,
+    why: str | None = None,
+    history: list[dict] | None = None,
 ) -> tuple[list[str], int]:
     """`harness register SUITE.yaml [--amend --why "…"]`: (lines to print, exit code).
 
     Registers the suite's protocol when its lineage has none; shows what differs from the
     registered one otherwise; with --amend, accepts the differences (recorded with the reason,
-    named on every later verdict). Exit 1: amendments left unaccepted."""
+    named on every later verdict). `history`: the lineage's earlier runs, whose recorded
+    protocol fingerprints show a protocol file deleted or replaced (an amendment too). Exit 1:
+    amendments left unaccepted."""
     from harness.errors import SuiteError
 
     if amend and not (why or "").strip():
         raise SuiteError('--amend: say why with --why "…" (it is named on every later verdict)')
     lineage, current, registered = against_registered(suite, runs_dir)
+    head: list[str] = []  # a fresh registration's lines
+    fresh = False
     if registered is None:
         current = current.model_copy(update={"by_register": True})
         won = save_first(runs_dir, current)
-        if won is current:
-            path = protocol_path(runs_dir, lineage)
-            return [f"registered the protocol of lineage {lineage} in {path}:", *current.lines()], 0
-        registered = won
-    changes = amendments(registered, current)
+        path = protocol_path(runs_dir, lineage)
+        head = [f"registered the protocol of lineage {lineage} in {path}:", *current.lines()]
+        registered, fresh = won, won is current
+    replaced = replaced_protocols(registered, recorded_protocols(history, lineage))
+    if fresh and not replaced:
+        return head, 0
+    changes = [
+        _one(
+            "protocol",
+            f"{fp} (recorded by run {first})",
+            f"replaced by {registered.fingerprint()} in {protocol_path(runs_dir, lineage)}",
+            False,
+        )
+        for fp, first in replaced
+    ] + amendments(registered, current)
     amended = [a for a in changes if a.kind == AMENDMENT]
     lines = [f"{a.kind}: {a.line()}" for a in changes]
     if not amended:
-        head = "no amendment: " + (
+        said = "no amendment: " + (
             "stricter changes need no registration" if changes else "nothing changed"
         )
-        return [f"lineage {lineage}: {head}", *lines, *registered.lines()], 0
+        return [f"lineage {lineage}: {said}", *lines, *registered.lines()], 0
     if not amend:
         return [
+            *head,
             f"lineage {lineage}: {len(amended)} amendment(s) to the registered protocol "
             f"{registered.fingerprint()}:",
             *lines,
             'a pass under them is flagged until accepted: harness register SUITE.yaml --amend --why "…"',
         ], 1
-    accepted = accept(registered, current, why or "", amended)
+    accepted = accept(registered, current, why or "", amended, [fp for fp, _ in replaced])
     path = save(runs_dir, accepted)
     return [
+        *head,
         f"lineage {lineage}: accepted {len(amended)} amendment(s) ({why.strip()}) in {path}; "
         "every later verdict names them:",
         *lines,

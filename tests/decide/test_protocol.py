@@ -590,3 +590,63 @@ def test_save_first_without_hard_links_still_keeps_the_first(tmp_path, monkeypat
     assert save_first(tmp_path / "runs", second).run_id == "run-1"
     assert load(tmp_path / "runs", "lin").run_id == "run-1"
     assert sorted(p.name for p in (tmp_path / "runs" / ".protocol").iterdir()) == ["lin.json"]
+
+
+def test_an_amended_protocol_is_registered_by_register_not_by_the_run_that_rescored_it(
+    tmp_path, openai_server, fake_key
+):
+    # The tutorial's path: another suite's run registered the lineage, `register --amend`
+    # accepted a changed baseline, and the next run scored it. That run registered nothing.
+    s = Story(tmp_path, openai_server)
+    _, _, first = s.run("fake-ft-v1")
+    path = s.write("fake-ft-v1", base_extra="\n    system: 'JSON.'")
+    res = s.cli("register", path, "--runs-dir", s.runs, "--amend", "--why", "a shorter prompt")
+    assert res.exit_code == 0, res.output
+    amended = next(line for line in res.output.splitlines() if line.startswith("protocol "))
+    assert " registered by harness register at " in amended, res.output
+    code, out, second = s.run("fake-ft-v1", base_extra="\n    system: 'JSON.'")
+    assert amendments(out) == [], out
+    shown = s.cli("register", path, "--runs-dir", s.runs).output
+    assert f" registered by harness register (baseline scored by run {second['run_id']}) at " in (
+        shown
+    ), shown
+    assert f"registered by run {second['run_id']}" not in shown
+
+
+def test_a_protocol_gone_with_its_runs_folder_is_an_amendment_register_can_accept(
+    tmp_path, openai_server, fake_key
+):
+    # runs/ moved aside, MLflow kept, the baseline dearer: the runs MLflow holds recorded the
+    # old protocol. `harness register` says so and `--amend` is the way on (it used to register
+    # the new one silently, and then say "nothing changed" while every run stayed flagged).
+    s = Story(tmp_path, openai_server)
+    _, _, first = s.run("fake-ft-v1")
+    s.runs.rename(tmp_path / "runs-old")
+    path = s.write("fake-ft-v1", base_price=20.0)
+    track = ("--runs-dir", s.runs, "--tracking-uri", s.tracking)
+    res = s.cli("register", path, *track)
+    old = first["protocol"]["fingerprint"]
+    assert res.exit_code == 1, res.output
+    assert f"amendment: protocol: {old} (recorded by run {first['run_id']}) → replaced by " in (
+        res.output
+    )
+    code, out, _ = s.run("fake-ft-v1", acc=0.6, base_price=20.0)
+    assert code == 1 and any(n.startswith("protocol amendment") for n in amendments(out)), out
+    res = s.cli("register", path, *track, "--amend", "--why", "a fresh start")
+    assert res.exit_code == 0, res.output
+    code, out, _ = s.run("fake-ft-v1", acc=0.6, base_price=20.0)
+    assert code == 0 and amendments(out) == [], out
+    assert "Protocol amended by hand at " in verdict_line(out)
+
+
+def test_check_names_the_other_suite_that_registered_the_lineage(tmp_path, openai_server, fake_key):
+    # The tutorial's suite after the quickstart: same test set, another suite's registration.
+    s = Story(tmp_path, openai_server)
+    _, _, first = s.run("fake-ft-v1")
+    path = s.write("fake-ft-v1", name="another", base_price=20.0)
+    res = s.cli("check", path, "--runs-dir", s.runs)
+    fp = first["protocol"]["fingerprint"]
+    assert (
+        f"  ! protocol: amendment to the protocol {fp} registered by suite test-suite: price of "
+        "zero-shot ($ per 1M in/out): 10/10 → 20/20"
+    ) in res.output, res.output
