@@ -83,8 +83,7 @@ def finetune(suite_path: str | Path, opts: FinetuneOptions) -> FinetuneOutcome:
     store = JobStore(opts.runs_dir, key)
     backend = make_backend(spec)
     watch = _Watch(store, backend, opts, _resume_command(suite_path, spec.variant, opts))
-    latest = store.latest(spec.variant)
-    active = latest if latest and latest.get("status") not in TERMINAL else None
+    active = _active(store, spec, suite)
     if opts.cancel:
         if active is None:
             raise SuiteError(f"{spec.variant} has no queued or running job to cancel")
@@ -96,8 +95,8 @@ def finetune(suite_path: str | Path, opts: FinetuneOptions) -> FinetuneOutcome:
     # the limits, the job's creation and its record. Another `harness finetune` of the lineage
     # waits, then watches this job instead of creating one more.
     with store.lock():
-        latest = store.latest(spec.variant)
-        if latest and latest.get("status") not in TERMINAL:
+        latest = _active(store, spec, suite)
+        if latest is not None:
             opts.echo(f"resuming job {latest['job_id']} ({latest['status']}) — no new job created")
             record = latest
         else:
@@ -130,6 +129,19 @@ def finetune(suite_path: str | Path, opts: FinetuneOptions) -> FinetuneOutcome:
             )
             record = _create(suite, spec, store, prepared, estimate, cap, opts, backend, retrain_of)
     return watch.until_done(record)
+
+
+def _active(store: JobStore, spec: FinetuneSpec, suite: Suite) -> dict[str, Any] | None:
+    """The variant's latest queued or running job when it trains what the suite now asks for:
+    two suites on one test file share a job store (its lineage), and a variant of the same name
+    on another base model, method, hyper-parameters or train split is not this one's job."""
+    for job in reversed(store.jobs(spec.variant)):
+        if job.get("status") in TERMINAL:
+            continue
+        before = job.get("train_sha256")
+        if job.get("settings") == spec.settings() and before in (None, train_split_hash(suite)):
+            return job
+    return None
 
 
 def _create(

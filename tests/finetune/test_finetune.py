@@ -529,3 +529,41 @@ def test_a_model_retrained_after_a_run_is_the_next_iteration(openai_server, isol
     assert shown.exit_code == 0, shown.output
     print(shown.output)
     assert "ft: 2 iteration(s)" in shown.output
+
+
+@pytest.mark.timeout(180)  # watching the other suite's hanging job would never end
+def test_a_running_job_of_another_base_model_is_not_resumed(openai_server, isolated_cwd, fake_key):
+    """Two suites on the same test file share a job store (its lineage is the test data's hash):
+    a second suite's `ft` on another base model must not watch the first suite's running job
+    as its own (issue 31) — it trains its own, and the first job is left as it was."""
+    server = openai_server(answer, finetune_lives=["hang", "succeeded"])
+    suite = write_suite(isolated_cwd, server.url)
+    cmd = [sys.executable, "-m", "harness.cli", "finetune", str(suite), "--poll-interval", "0.2"]
+    proc = subprocess.Popen(cmd, cwd=isolated_cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    store = JobStore("runs", suite_lineage(load_suite(suite)))
+    deadline = time.monotonic() + 120
+    while not store.jobs() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert [j["status"] for j in store.jobs()] == ["queued"]
+
+    other = write_suite(
+        isolated_cwd / "other",
+        server.url,
+        finetune="{provider: openai, base_model: openai/gpt-4.1-mini-2025-04-14, epochs: 2, "
+        f"seed: 1, validation: 0.25, price_per_1m: {PRICE}}}",
+    )
+    assert suite_lineage(load_suite(other)) == store.lineage  # the same test file's hash
+    result = _finetune(other)
+    assert result.exit_code == 0, result.output
+    assert "resuming job" not in result.output
+    assert "created job ftjob-000002 (openai, openai/gpt-4.1-mini-2025-04-14)" in result.output
+    jobs = {j["job_id"]: j for j in store.jobs("ft")}
+    assert jobs["ftjob-000001"]["status"] == "queued"  # the first suite's, untouched
+    assert jobs["ftjob-000002"]["status"] == "succeeded"
+    assert server.fine_tuning.jobs["ftjob-000002"]["model"] == "gpt-4.1-mini-2025-04-14"
+
+    # The first suite still resumes its own job, and --cancel reaches only its own.
+    cancelled = _finetune(suite, "--cancel")
+    assert cancelled.output == "cancel requested for job ftjob-000001: cancelled\n"
