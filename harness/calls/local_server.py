@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from harness.errors import LocalModelCrashed, ProviderError
+from harness.errors import LocalModelCrashed, ProviderError, ServerCrashed
 from harness.types import CallSpec
 
 SERVE_ENV = "HARNESS_LOCAL_SERVE"  # "server" (default) or "in-process": the worker pool instead
@@ -226,7 +226,7 @@ class Endpoint:
             return None
         code = proc.returncode
         how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited ({code})"
-        return LocalModelCrashed(
+        return ServerCrashed(
             f"the {self.engine} answering {self.model_id} {how} while serving — "
             f"{last_line(self.server.log)} (log: {self.server.log})"
         )

@@ -256,8 +256,8 @@ class _Run:
                 say=self.phases.say,
             )
         except LocalModelCrashed as e:  # a local judge: its finished judgements are kept too
-            raise LocalModelCrashed(
-                f"{e}. Every variant's answers are saved in {run_dir.path}; after the rebuild, "
+            raise type(e)(
+                f"{e}. Every variant's answers are saved in {run_dir.path}; {e.fix_first}, "
                 "finish the judging with: "
                 + resume_command(self.suite_path, run_dir.run_id, self.opts.runs_dir)
             ) from None
@@ -353,8 +353,8 @@ class _Run:
                 )
         except LocalModelCrashed as e:
             writer.flush()  # the count in the message is what is on disk
-            raise LocalModelCrashed(
-                f"{e}. {writer.written} results are saved in {run.path}; after the rebuild, "
+            raise type(e)(
+                f"{e}. {writer.written} results are saved in {run.path}; {e.fix_first}, "
                 "finish the run with: "
                 + resume_command(self.suite_path, run.run_id, self.opts.runs_dir)
             ) from None

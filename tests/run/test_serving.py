@@ -349,3 +349,63 @@ def test_a_server_does_not_outlive_a_harness_killed_with_sigkill(tmp_path):
     while not _gone(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _gone(pid)
+
+
+def _stand_in_vllm_job(tmp_path: Path, monkeypatch, *, answer: str = '{"intent": "card_arrival"}'):
+    """A job served by vLLM whose server is the test's OpenAI-compatible one (no GPU here)."""
+    pytest.importorskip("llama_cpp")
+    from harness.finetune.local import vllm
+
+    folder = tmp_path / "models" / "ft-vjob"
+    (folder / "adapter").mkdir(parents=True)
+    (folder / "adapter" / "adapter_config.json").write_text("{}")
+    options = {"base_model": str(tmp_path / "qwen"), "serve": "vllm"}
+    (folder / "job.json").write_text(json.dumps({"job_id": "vjob", "options": options}))
+    (folder / "model.json").write_text(
+        json.dumps({"kind": "vllm", "file": "adapter", "job_id": "vjob"})
+    )
+    monkeypatch.setenv(local_trained.MODELS_ENV, str(tmp_path / "models"))
+    server = ROOT / "tests" / "support" / "openai_server.py"
+    monkeypatch.setattr(
+        vllm.VllmServer,
+        "command",
+        lambda self: [sys.executable, str(server), "--port", str(self.port), "--answer", answer],
+    )
+    return _started(monkeypatch)
+
+
+def test_a_server_that_dies_mid_run_says_so_not_to_rebuild_llama_cpp(tmp_path, monkeypatch):
+    """A started server killed while serving (out of memory, say): the run stops with exit 3, how
+    it died and its log, and how to finish the run — not the pipeline's advice for a crashed
+    llama.cpp build ("after the rebuild"), which a server's death has nothing to do with."""
+    procs = _stand_in_vllm_job(tmp_path, monkeypatch)
+    finish = local_server.Endpoint.finish
+    answered = []
+
+    def dies_after_two_answers(self, result):
+        answered.append(result)
+        if len(answered) == 2:
+            os.killpg(self.server.process.pid, signal.SIGKILL)
+            self.server.process.wait()
+        return finish(self, result)
+
+    monkeypatch.setattr(local_server.Endpoint, "finish", dies_after_two_answers)
+    with pytest.raises(local_server.LocalModelCrashed) as err:
+        run_suite(
+            _suite(tmp_path, "ft-vjob"),
+            RunOptions(
+                limit=6, no_cache=True, runs_dir=tmp_path / "runs", variants=["tuned"],
+                concurrency=1,
+            ),
+        )  # fmt: skip
+    message = str(err.value)
+    assert err.value.exit_code == 3
+    assert "rebuild" not in message, message
+    assert re.fullmatch(
+        r"the vLLM server answering local/ft-vjob was killed by SIGKILL while serving — .+ "
+        r"\(log: .*/servers/ft-vjob\.log\)\. 2 results are saved in .*; once what its log "
+        r"shows is fixed, finish the run with: harness run .*suite\.yaml --resume \S+ "
+        r"--runs-dir .*runs",
+        message,
+    )
+    assert procs[0].poll() is not None
