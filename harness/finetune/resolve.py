@@ -15,6 +15,7 @@ from harness.finetune.records import (
     JobStore,
     iteration_cost,
     job_cost_text,
+    self_check,
     suite_lineage,
     train_split_hash,
 )
@@ -56,6 +57,13 @@ def resolve_trained(
             )
         job = done[-1]
         notes += _stale(suite, v.name, job, specs[v.name])
+        short = self_check(job)
+        if short is not None:
+            notes.append(
+                f"{v.name}: WARNING — the served model {job['model_id']} gave the training-time "
+                f"greedy answer on only {short[0]} of {short[1]} examples when job {job['job_id']} "
+                "checked it: this run may not evaluate the trained model"
+            )
         cost = iteration_cost(jobs, job["job_id"])
         training = Training(cost_usd=cost, job=training_job(job))
         replaced[v.name] = v.model_copy(

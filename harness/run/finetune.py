@@ -35,6 +35,7 @@ from harness.finetune.records import (
     JobStore,
     iteration_cost,
     job_cost_text,
+    self_check,
     suite_lineage,
     train_split_hash,
 )
@@ -466,6 +467,14 @@ class _Watch:
                 ),
             ]
             lines += [f"  checkpoint step {c['step']}: {c['model_id']}" for c in state.checkpoints]
+            short = self_check(state.to_dict())
+            if short is not None:
+                lines.append(
+                    f"  WARNING: the served model {state.model_id} gives the training-time greedy "
+                    f"answer on only {short[0]} of {short[1]} examples — it is not answering as "
+                    "the trained model did (a conversion or serving fault), so an evaluation of "
+                    "it is not the trained model's"
+                )
             lines.append(f"  next: `harness run` evaluates {record['variant']} as this model")
             code = 0
         elif state.status == "failed":
