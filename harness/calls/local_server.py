@@ -128,9 +128,21 @@ class Server:
         try:
             root = self.api_base.removesuffix("/v1")
             with urllib.request.urlopen(f"{root}{self.health_path}", timeout=2) as r:
-                return r.status == 200
+                return r.status == 200 and self.serves_own_model(r.read())
         except (urllib.error.URLError, OSError):
             return False
+
+    def serves_own_model(self, body: bytes) -> bool:
+        """Whether what answered is this server: the port may have been taken between the pick
+        and the bind (another run's server), and a stranger's 200 would send the run's calls to
+        another model. /v1/models lists the model by name; vLLM's /health says nothing."""
+        if self.health_path != "/v1/models":
+            return True
+        try:
+            listed = {m.get("id") for m in json.loads(body).get("data") or []}
+        except (ValueError, AttributeError):
+            return False
+        return self.name in listed
 
     def wait_healthy(self, timeout_s: float = 900.0) -> None:
         """Until the health path answers 200; ProviderError (exit 3) with the log's last line

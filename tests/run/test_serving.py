@@ -409,3 +409,26 @@ def test_a_server_that_dies_mid_run_says_so_not_to_rebuild_llama_cpp(tmp_path, m
         message,
     )
     assert procs[0].poll() is not None
+
+
+def test_another_process_on_the_servers_port_does_not_pass_its_health_check(tmp_path):
+    """Two runs at once pick their ports apart, but a port can be taken between the pick and the
+    server's bind (another run's server, anything): what answers there must be the model this
+    server serves, or the run's calls would go to another model without a word."""
+    stranger = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "support" / "openai_server.py")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        port = int(stranger.stdout.readline().strip().rsplit(":", 1)[1].split("/")[0])
+        server = local_server.LlamaCppServer(name="ft-mine", port=port)
+        server.start(
+            tmp_path / "ft-mine.log", command=[sys.executable, "-c", "import time; time.sleep(60)"]
+        )
+        with pytest.raises(ProviderError, match=r"did not answer /v1/models within 2 s"):
+            server.wait_healthy(timeout_s=2)
+        assert server.process is None  # stopped
+    finally:
+        stranger.kill()
+        stranger.wait()
