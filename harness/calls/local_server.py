@@ -40,6 +40,7 @@ from harness.types import CallSpec
 
 SERVE_ENV = "HARNESS_LOCAL_SERVE"  # "server" (default) or "in-process": the worker pool instead
 SERVER_DEPS = ("fastapi", "uvicorn", "sse_starlette", "starlette_context", "pydantic_settings")
+SERVER_KEY = "no-key"  # what a started server is sent as its key: it checks none
 ZERO_PRICE = {"input_per_1m": 0.0, "output_per_1m": 0.0}
 
 
@@ -255,6 +256,9 @@ class Endpoint:
                 response_format = None
         if body:
             params["extra_body"] = body
+        # Harness's own server takes no key; without one litellm would send the environment's
+        # OPENAI_API_KEY (or HOSTED_VLLM_API_KEY) to whatever listens on the port.
+        params["api_key"] = SERVER_KEY
         return replace(
             spec,
             model=self.litellm_model,

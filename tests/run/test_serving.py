@@ -294,6 +294,7 @@ def test_a_vllm_job_is_served_by_vllm_through_the_same_lifecycle(tmp_path, monke
     assert cmd[cmd.index("--lora-modules") + 1] == f"ft-vjob={folder / 'adapter'}"
     assert cmd[cmd.index("--dtype") + 1] == "bfloat16"
     body = stats[0]["last_body"]
+    assert "api_key" not in body  # the placeholder key goes as the header, not in the body
     # The adapter's name, the suite's params, and the schema as vLLM's own response_format.
     assert body["model"] == "ft-vjob" and body["temperature"] == 0 and body["max_tokens"] == 32
     assert body["response_format"]["type"] == "json_schema" and "grammar" not in body
@@ -432,3 +433,30 @@ def test_another_process_on_the_servers_port_does_not_pass_its_health_check(tmp_
     finally:
         stranger.kill()
         stranger.wait()
+
+
+def test_the_users_provider_key_is_not_sent_to_a_started_server(openai_server, monkeypatch):
+    """A trained model's server is reached as `openai/<name>`, and litellm would send it the
+    OPENAI_API_KEY of the environment: harness's own server needs no key, and whatever listens on
+    that port must not be handed the user's secret."""
+    import asyncio
+
+    from harness.calls.engine import Engine
+    from harness.types import CallSpec
+
+    secret = "sk-live-users-real-key-0123456789"
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+    server = openai_server('{"intent": "card_arrival"}')
+    endpoint = local_server.Endpoint(
+        model_id="local/ft-key", litellm_model="openai/ft-key", api_base=server.url,
+        engine="llama.cpp server",
+    )  # fmt: skip
+    local_server.register(endpoint)
+    try:
+        spec = CallSpec(model="local/ft-key", messages=[{"role": "user", "content": "hi"}])
+        result = asyncio.run(Engine().call(spec))
+    finally:
+        local_server.unregister("local/ft-key")
+    assert result.error is None and result.output == '{"intent": "card_arrival"}'
+    sent = [v for r in server.raw_requests for _, v in r["headers"]]
+    assert sent and not any(secret.encode() in v for v in sent)
