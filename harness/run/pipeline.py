@@ -340,7 +340,7 @@ class _Run:
                     jobs, hits, cache, self.sink, run.path, poll_s=self.opts.batch_poll_s
                 )
             else:
-                self.trained += self.pool.serve(run.path)  # trained models' servers (notes)
+                self.trained += self.serve(run, writer)  # trained models' servers (notes)
                 sent = send(
                     jobs,
                     hits,
@@ -367,6 +367,18 @@ class _Run:
                 + resume_command(self.suite_path, run.run_id, self.opts.runs_dir)
             )
         return sent
+
+    def serve(self, run: RunDir, writer: ResultsWriter) -> list[str]:
+        """The trained models' servers, started; a Ctrl-C while one loads (minutes for a 7B)
+        ends the run as any interrupted run, with the command that resumes it."""
+        try:
+            return self.pool.serve(run.path)
+        except KeyboardInterrupt:
+            raise RunInterrupted(
+                "interrupted while starting the servers of the trained models — "
+                f"{writer.written} results saved in {run.path}. Resume with: "
+                + resume_command(self.suite_path, run.run_id, self.opts.runs_dir)
+            ) from None
 
     def forgetting(self, outcome: RunOutcome) -> None:
         """Trained variants with `forgetting:` against their base on the out-of-domain suite; a

@@ -460,3 +460,29 @@ def test_the_users_provider_key_is_not_sent_to_a_started_server(openai_server, m
     assert result.error is None and result.output == '{"intent": "card_arrival"}'
     sent = [v for r in server.raw_requests for _, v in r["headers"]]
     assert sent and not any(secret.encode() in v for v in sent)
+
+
+def test_ctrl_c_while_the_server_starts_stops_it_and_says_how_to_resume(
+    models, tmp_path, monkeypatch
+):
+    """A 7B takes minutes to load: a Ctrl-C then stops the server, and the run ends as any
+    interrupted run does — with the command that resumes it, not a bare "interrupted"."""
+    from harness.errors import RunInterrupted
+
+    procs = _started(monkeypatch)
+    sleeper = [sys.executable, "-c", "import time; time.sleep(600)"]
+    monkeypatch.setattr(local_server.LlamaCppServer, "command", lambda self: sleeper)
+
+    def ctrl_c(self, timeout_s=0):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(local_server.Server, "wait_healthy", ctrl_c)
+    suite = _suite(tmp_path)
+    with pytest.raises(RunInterrupted) as err:
+        run_suite(suite, RunOptions(limit=2, no_cache=True, runs_dir=tmp_path / "runs"))
+    assert re.fullmatch(
+        r"interrupted while starting the servers of the trained models — 0 results saved in "
+        rf".*/runs/served/\S+\. Resume with: harness run {suite} --resume \S+ --runs-dir .*runs",
+        str(err.value),
+    )
+    assert procs[0].poll() is not None
