@@ -567,3 +567,28 @@ def test_a_running_job_of_another_base_model_is_not_resumed(openai_server, isola
     # The first suite still resumes its own job, and --cancel reaches only its own.
     cancelled = _finetune(suite, "--cancel")
     assert cancelled.output == "cancel requested for job ftjob-000001: cancelled\n"
+
+
+def test_each_suite_on_a_shared_test_file_evaluates_its_own_trained_model(
+    openai_server, isolated_cwd, fake_key
+):
+    """Two suites on one test file, each with an `ft` variant on another base model: each
+    `harness run` evaluates the model trained for its own `finetune:` block, not whichever job
+    of that name succeeded last (the other suite's, on the other base model)."""
+    server = openai_server(answer)
+    suite = write_suite(isolated_cwd, server.url)
+    other = write_suite(
+        isolated_cwd / "other",
+        server.url,
+        finetune="{provider: openai, base_model: openai/gpt-4.1-mini-2025-04-14, epochs: 2, "
+        f"seed: 1, validation: 0.25, price_per_1m: {PRICE}}}",
+    )
+    assert _finetune(suite).exit_code == 0
+    assert _finetune(other).exit_code == 0
+    store = JobStore("runs", suite_lineage(load_suite(suite)))
+    mine, theirs = (j["model_id"] for j in store.jobs("ft"))
+    assert "gpt-4.1-mini" in theirs and "gpt-4.1-mini" not in mine
+    run = CliRunner().invoke(main, ["run", str(suite), "--json"], catch_exceptions=False)
+    summary = json.loads(run.stdout)
+    assert summary["ledger_entry"]["variants"]["ft"]["model"] == mine
+    assert not any("settings changed" in n for n in summary["notes"])
