@@ -439,3 +439,27 @@ def test_a_served_model_that_does_not_answer_as_trained_is_flagged(tmp_path, mon
         "lora: WARNING — the served model local/ft-x gave the training-time greedy answer on only "
         "0 of 4 examples when job x checked it: this run may not evaluate the trained model"
     ) in notes
+
+
+def test_doctor_names_the_engine_that_serves_a_trained_model(tmp_path, monkeypatch):
+    """A job served by vLLM is on disk as its kept weights: `harness doctor` says vLLM serves it,
+    as `harness run` will start it, not llama.cpp."""
+    from harness.check.doctor import trained_models
+    from harness.finetune.records import JobStore, suite_lineage
+
+    models = tmp_path / "models"
+    folder = models / "ft-vjob"
+    (folder / "adapter").mkdir(parents=True)
+    (folder / "adapter" / "adapter_config.json").write_text("{}")
+    write_json_atomic(folder / JOB, {"job_id": "vjob", "options": {"serve": "vllm"}})
+    write_json_atomic(folder / "model.json", {"kind": "vllm", "file": "adapter", "job_id": "vjob"})
+    monkeypatch.setenv(local_trained.MODELS_ENV, str(models))
+    suite = _suite_with(tmp_path, "{provider: local}")
+    store = JobStore(tmp_path / "runs", suite_lineage(suite))
+    store.append(
+        {"job_id": "vjob", "variant": "lora", "status": "succeeded", "model_id": "local/ft-vjob"}
+    )
+    section = trained_models(suite, tmp_path / "runs")
+    assert [(line.label, line.value) for line in section.lines] == [
+        ("lora", "local/ft-vjob: on disk, served by vLLM")
+    ]
