@@ -197,11 +197,10 @@ def test_an_iteration_over_max_iterations_is_refused(openai_server, isolated_cwd
     assert len(server.fine_tuning.created) == 1 and len(server.files.uploads) == 2
 
 
-def test_a_killed_watch_resumes_the_same_job(openai_server, isolated_cwd, fake_key):
-    server = openai_server(answer)
-    suite = write_suite(isolated_cwd, server.url)
+def _killed_watch(suite: Path, cwd: Path) -> JobStore:
+    """`harness finetune` killed (-9) once its job is recorded: the job store it left."""
     cmd = [sys.executable, "-m", "harness.cli", "finetune", str(suite), "--poll-interval", "2"]
-    proc = subprocess.Popen(cmd, cwd=isolated_cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     store = JobStore("runs", suite_lineage(load_suite(suite)))
     deadline = time.monotonic() + 120
     while not store.jobs() and time.monotonic() < deadline:
@@ -209,6 +208,13 @@ def test_a_killed_watch_resumes_the_same_job(openai_server, isolated_cwd, fake_k
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert [j["status"] for j in store.jobs()] == ["queued"]
+    return store
+
+
+def test_a_killed_watch_resumes_the_same_job(openai_server, isolated_cwd, fake_key):
+    server = openai_server(answer)
+    suite = write_suite(isolated_cwd, server.url)
+    store = _killed_watch(suite, isolated_cwd)
 
     result = _finetune(suite)
     assert result.exit_code == 0, result.output
@@ -538,15 +544,7 @@ def test_a_running_job_of_another_base_model_is_not_resumed(openai_server, isola
     as its own (issue 31) — it trains its own, and the first job is left as it was."""
     server = openai_server(answer, finetune_lives=["hang", "succeeded"])
     suite = write_suite(isolated_cwd, server.url)
-    cmd = [sys.executable, "-m", "harness.cli", "finetune", str(suite), "--poll-interval", "0.2"]
-    proc = subprocess.Popen(cmd, cwd=isolated_cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    store = JobStore("runs", suite_lineage(load_suite(suite)))
-    deadline = time.monotonic() + 120
-    while not store.jobs() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert [j["status"] for j in store.jobs()] == ["queued"]
+    store = _killed_watch(suite, isolated_cwd)
 
     other = write_suite(
         isolated_cwd / "other",
