@@ -50,6 +50,16 @@ class ProviderError(HarnessError):
 class LocalModelCrashed(ProviderError):
     """The local model's native code died (a signal in its worker process); the run stops (exit 3)."""
 
+    # What to do before `--resume`: a worker's death is a llama-cpp-python build's fault.
+    fix_first = "after the rebuild"
+
+
+class ServerCrashed(LocalModelCrashed):
+    """An inference server harness started (llama.cpp's, vLLM's) died while serving (exit 3): out
+    of memory, a broken model file — its log says which, not a llama-cpp-python build."""
+
+    fix_first = "once what its log shows is fixed"
+
 
 class TrackingError(HarnessError):
     """The tracking store could not be used."""

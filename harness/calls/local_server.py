@@ -35,11 +35,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from harness.errors import LocalModelCrashed, ProviderError
+from harness.errors import LocalModelCrashed, ProviderError, ServerCrashed
 from harness.types import CallSpec
 
 SERVE_ENV = "HARNESS_LOCAL_SERVE"  # "server" (default) or "in-process": the worker pool instead
 SERVER_DEPS = ("fastapi", "uvicorn", "sse_starlette", "starlette_context", "pydantic_settings")
+SERVER_KEY = "no-key"  # what a started server is sent as its key: it checks none
 ZERO_PRICE = {"input_per_1m": 0.0, "output_per_1m": 0.0}
 
 
@@ -128,9 +129,21 @@ class Server:
         try:
             root = self.api_base.removesuffix("/v1")
             with urllib.request.urlopen(f"{root}{self.health_path}", timeout=2) as r:
-                return r.status == 200
+                return r.status == 200 and self.serves_own_model(r.read())
         except (urllib.error.URLError, OSError):
             return False
+
+    def serves_own_model(self, body: bytes) -> bool:
+        """Whether what answered is this server: the port may have been taken between the pick
+        and the bind (another run's server), and a stranger's 200 would send the run's calls to
+        another model. /v1/models lists the model by name; vLLM's /health says nothing."""
+        if self.health_path != "/v1/models":
+            return True
+        try:
+            listed = {m.get("id") for m in json.loads(body).get("data") or []}
+        except (ValueError, AttributeError):
+            return False
+        return self.name in listed
 
     def wait_healthy(self, timeout_s: float = 900.0) -> None:
         """Until the health path answers 200; ProviderError (exit 3) with the log's last line
@@ -226,7 +239,7 @@ class Endpoint:
             return None
         code = proc.returncode
         how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited ({code})"
-        return LocalModelCrashed(
+        return ServerCrashed(
             f"the {self.engine} answering {self.model_id} {how} while serving — "
             f"{last_line(self.server.log)} (log: {self.server.log})"
         )
@@ -243,6 +256,9 @@ class Endpoint:
                 response_format = None
         if body:
             params["extra_body"] = body
+        # Harness's own server takes no key; without one litellm would send the environment's
+        # OPENAI_API_KEY (or HOSTED_VLLM_API_KEY) to whatever listens on the port.
+        params["api_key"] = SERVER_KEY
         return replace(
             spec,
             model=self.litellm_model,

@@ -280,8 +280,9 @@ def trained_models(suite: Suite, runs_dir: str | Path) -> Section | None:
             s.lines.append(Line(v.name, "not trained yet — harness finetune"))
             continue
         try:
-            local_processes.resolve(job["model_id"])
-            s.lines.append(Line(v.name, f"{job['model_id']}: on disk, served by llama.cpp"))
+            engine = local_processes.resolve(job["model_id"]).engine
+            served_by = "vLLM" if engine == "vllm" else engine
+            s.lines.append(Line(v.name, f"{job['model_id']}: on disk, served by {served_by}"))
             continue
         except HarnessError:
             pass

@@ -43,6 +43,10 @@ class JobState:
     gpu_hours: float | None = None
     precision: str | None = None
     served_precision: str | None = None
+    # A self-hosted job's self-check: of verify_total prompts, how many the served model
+    # answered as the trained weights did at training time.
+    verify_matched: int | None = None
+    verify_total: int | None = None
 
     @property
     def done(self) -> bool:

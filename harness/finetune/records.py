@@ -123,6 +123,16 @@ def job_cost_text(job: dict[str, Any], cost: float | None) -> str:
     return text
 
 
+def self_check(job: dict[str, Any]) -> tuple[int, int] | None:
+    """(matched, total) when a self-hosted job's served model gave the training-time greedy
+    answer on fewer of its self-check prompts than all: the model a run evaluates may not be the
+    one trained (a conversion or serving fault). None when it matched them all, or never checked."""
+    matched, total = job.get("verify_matched"), job.get("verify_total")
+    if matched is None or not total or matched >= total:
+        return None
+    return matched, total
+
+
 def unevaluated(jobs: list[dict[str, Any]], evaluated: set) -> tuple[list[str], float]:
     """(models, dollars) the ledger's runs have not seen: models trained but superseded before a
     run evaluated them, and what they cost with the failed or cancelled jobs since the model

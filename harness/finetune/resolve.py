@@ -15,6 +15,7 @@ from harness.finetune.records import (
     JobStore,
     iteration_cost,
     job_cost_text,
+    self_check,
     suite_lineage,
     train_split_hash,
 )
@@ -54,8 +55,15 @@ def resolve_trained(
                 f"{v.name} has no trained model: {state} — run `harness finetune "
                 f"{suite.display_path} --variant {v.name}`, or leave it out with --variant"
             )
-        job = done[-1]
+        job = _trained_for(done, specs[v.name], train_split_hash(suite))
         notes += _stale(suite, v.name, job, specs[v.name])
+        short = self_check(job)
+        if short is not None:
+            notes.append(
+                f"{v.name}: WARNING — the served model {job['model_id']} gave the training-time "
+                f"greedy answer on only {short[0]} of {short[1]} examples when job {job['job_id']} "
+                "checked it: this run may not evaluate the trained model"
+            )
         cost = iteration_cost(jobs, job["job_id"])
         training = Training(cost_usd=cost, job=training_job(job))
         replaced[v.name] = v.model_copy(
@@ -101,6 +109,18 @@ def resolve_trained(
         update["spec"] = suite.spec.model_copy(update={"guard": guard})
         update["raw"] = {**suite.raw, "guard": {**suite.raw["guard"], "applies_to": applies_to}}
     return suite.model_copy(update=update), expand(selected), notes
+
+
+def _trained_for(done: list[dict], spec, train_sha: str | None) -> dict:
+    """The latest succeeded job trained as the suite now says (settings and train split): two
+    suites on one test file share a job store, and a variant of the same name there may be
+    another suite's, on another base model. None such: the latest, with `_stale`'s notes."""
+    same = [
+        j
+        for j in done
+        if j.get("settings") == spec.settings() and j.get("train_sha256") in (None, train_sha)
+    ]
+    return (same or done)[-1]
 
 
 def _stale(suite: Suite, name: str, job: dict, spec) -> list[str]:

@@ -35,6 +35,7 @@ from harness.finetune.records import (
     JobStore,
     iteration_cost,
     job_cost_text,
+    self_check,
     suite_lineage,
     train_split_hash,
 )
@@ -83,8 +84,7 @@ def finetune(suite_path: str | Path, opts: FinetuneOptions) -> FinetuneOutcome:
     store = JobStore(opts.runs_dir, key)
     backend = make_backend(spec)
     watch = _Watch(store, backend, opts, _resume_command(suite_path, spec.variant, opts))
-    latest = store.latest(spec.variant)
-    active = latest if latest and latest.get("status") not in TERMINAL else None
+    active = _active(store, spec, suite)
     if opts.cancel:
         if active is None:
             raise SuiteError(f"{spec.variant} has no queued or running job to cancel")
@@ -96,8 +96,8 @@ def finetune(suite_path: str | Path, opts: FinetuneOptions) -> FinetuneOutcome:
     # the limits, the job's creation and its record. Another `harness finetune` of the lineage
     # waits, then watches this job instead of creating one more.
     with store.lock():
-        latest = store.latest(spec.variant)
-        if latest and latest.get("status") not in TERMINAL:
+        latest = _active(store, spec, suite)
+        if latest is not None:
             opts.echo(f"resuming job {latest['job_id']} ({latest['status']}) — no new job created")
             record = latest
         else:
@@ -130,6 +130,19 @@ def finetune(suite_path: str | Path, opts: FinetuneOptions) -> FinetuneOutcome:
             )
             record = _create(suite, spec, store, prepared, estimate, cap, opts, backend, retrain_of)
     return watch.until_done(record)
+
+
+def _active(store: JobStore, spec: FinetuneSpec, suite: Suite) -> dict[str, Any] | None:
+    """The variant's latest queued or running job when it trains what the suite now asks for:
+    two suites on one test file share a job store (its lineage), and a variant of the same name
+    on another base model, method, hyper-parameters or train split is not this one's job."""
+    for job in reversed(store.jobs(spec.variant)):
+        if job.get("status") in TERMINAL:
+            continue
+        before = job.get("train_sha256")
+        if job.get("settings") == spec.settings() and before in (None, train_split_hash(suite)):
+            return job
+    return None
 
 
 def _create(
@@ -454,6 +467,14 @@ class _Watch:
                 ),
             ]
             lines += [f"  checkpoint step {c['step']}: {c['model_id']}" for c in state.checkpoints]
+            short = self_check(state.to_dict())
+            if short is not None:
+                lines.append(
+                    f"  WARNING: the served model {state.model_id} gives the training-time greedy "
+                    f"answer on only {short[0]} of {short[1]} examples — it is not answering as "
+                    "the trained model did (a conversion or serving fault), so an evaluation of "
+                    "it is not the trained model's"
+                )
             lines.append(f"  next: `harness run` evaluates {record['variant']} as this model")
             code = 0
         elif state.status == "failed":

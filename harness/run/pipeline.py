@@ -256,8 +256,8 @@ class _Run:
                 say=self.phases.say,
             )
         except LocalModelCrashed as e:  # a local judge: its finished judgements are kept too
-            raise LocalModelCrashed(
-                f"{e}. Every variant's answers are saved in {run_dir.path}; after the rebuild, "
+            raise type(e)(
+                f"{e}. Every variant's answers are saved in {run_dir.path}; {e.fix_first}, "
                 "finish the judging with: "
                 + resume_command(self.suite_path, run_dir.run_id, self.opts.runs_dir)
             ) from None
@@ -340,7 +340,7 @@ class _Run:
                     jobs, hits, cache, self.sink, run.path, poll_s=self.opts.batch_poll_s
                 )
             else:
-                self.trained += self.pool.serve(run.path)  # trained models' servers (notes)
+                self.trained += self.serve(run, writer)  # trained models' servers (notes)
                 sent = send(
                     jobs,
                     hits,
@@ -353,8 +353,8 @@ class _Run:
                 )
         except LocalModelCrashed as e:
             writer.flush()  # the count in the message is what is on disk
-            raise LocalModelCrashed(
-                f"{e}. {writer.written} results are saved in {run.path}; after the rebuild, "
+            raise type(e)(
+                f"{e}. {writer.written} results are saved in {run.path}; {e.fix_first}, "
                 "finish the run with: "
                 + resume_command(self.suite_path, run.run_id, self.opts.runs_dir)
             ) from None
@@ -367,6 +367,18 @@ class _Run:
                 + resume_command(self.suite_path, run.run_id, self.opts.runs_dir)
             )
         return sent
+
+    def serve(self, run: RunDir, writer: ResultsWriter) -> list[str]:
+        """The trained models' servers, started; a Ctrl-C while one loads (minutes for a 7B)
+        ends the run as any interrupted run, with the command that resumes it."""
+        try:
+            return self.pool.serve(run.path)
+        except KeyboardInterrupt:
+            raise RunInterrupted(
+                "interrupted while starting the servers of the trained models — "
+                f"{writer.written} results saved in {run.path}. Resume with: "
+                + resume_command(self.suite_path, run.run_id, self.opts.runs_dir)
+            ) from None
 
     def forgetting(self, outcome: RunOutcome) -> None:
         """Trained variants with `forgetting:` against their base on the out-of-domain suite; a

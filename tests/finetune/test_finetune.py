@@ -197,11 +197,10 @@ def test_an_iteration_over_max_iterations_is_refused(openai_server, isolated_cwd
     assert len(server.fine_tuning.created) == 1 and len(server.files.uploads) == 2
 
 
-def test_a_killed_watch_resumes_the_same_job(openai_server, isolated_cwd, fake_key):
-    server = openai_server(answer)
-    suite = write_suite(isolated_cwd, server.url)
+def _killed_watch(suite: Path, cwd: Path) -> JobStore:
+    """`harness finetune` killed (-9) once its job is recorded: the job store it left."""
     cmd = [sys.executable, "-m", "harness.cli", "finetune", str(suite), "--poll-interval", "2"]
-    proc = subprocess.Popen(cmd, cwd=isolated_cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     store = JobStore("runs", suite_lineage(load_suite(suite)))
     deadline = time.monotonic() + 120
     while not store.jobs() and time.monotonic() < deadline:
@@ -209,6 +208,13 @@ def test_a_killed_watch_resumes_the_same_job(openai_server, isolated_cwd, fake_k
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert [j["status"] for j in store.jobs()] == ["queued"]
+    return store
+
+
+def test_a_killed_watch_resumes_the_same_job(openai_server, isolated_cwd, fake_key):
+    server = openai_server(answer)
+    suite = write_suite(isolated_cwd, server.url)
+    store = _killed_watch(suite, isolated_cwd)
 
     result = _finetune(suite)
     assert result.exit_code == 0, result.output
@@ -529,3 +535,58 @@ def test_a_model_retrained_after_a_run_is_the_next_iteration(openai_server, isol
     assert shown.exit_code == 0, shown.output
     print(shown.output)
     assert "ft: 2 iteration(s)" in shown.output
+
+
+@pytest.mark.timeout(180)  # watching the other suite's hanging job would never end
+def test_a_running_job_of_another_base_model_is_not_resumed(openai_server, isolated_cwd, fake_key):
+    """Two suites on the same test file share a job store (its lineage is the test data's hash):
+    a second suite's `ft` on another base model must not watch the first suite's running job
+    as its own (issue 31) — it trains its own, and the first job is left as it was."""
+    server = openai_server(answer, finetune_lives=["hang", "succeeded"])
+    suite = write_suite(isolated_cwd, server.url)
+    store = _killed_watch(suite, isolated_cwd)
+
+    other = write_suite(
+        isolated_cwd / "other",
+        server.url,
+        finetune="{provider: openai, base_model: openai/gpt-4.1-mini-2025-04-14, epochs: 2, "
+        f"seed: 1, validation: 0.25, price_per_1m: {PRICE}}}",
+    )
+    assert suite_lineage(load_suite(other)) == store.lineage  # the same test file's hash
+    result = _finetune(other)
+    assert result.exit_code == 0, result.output
+    assert "resuming job" not in result.output
+    assert "created job ftjob-000002 (openai, openai/gpt-4.1-mini-2025-04-14)" in result.output
+    jobs = {j["job_id"]: j for j in store.jobs("ft")}
+    assert jobs["ftjob-000001"]["status"] == "queued"  # the first suite's, untouched
+    assert jobs["ftjob-000002"]["status"] == "succeeded"
+    assert server.fine_tuning.jobs["ftjob-000002"]["model"] == "gpt-4.1-mini-2025-04-14"
+
+    # The first suite still resumes its own job, and --cancel reaches only its own.
+    cancelled = _finetune(suite, "--cancel")
+    assert cancelled.output == "cancel requested for job ftjob-000001: cancelled\n"
+
+
+def test_each_suite_on_a_shared_test_file_evaluates_its_own_trained_model(
+    openai_server, isolated_cwd, fake_key
+):
+    """Two suites on one test file, each with an `ft` variant on another base model: each
+    `harness run` evaluates the model trained for its own `finetune:` block, not whichever job
+    of that name succeeded last (the other suite's, on the other base model)."""
+    server = openai_server(answer)
+    suite = write_suite(isolated_cwd, server.url)
+    other = write_suite(
+        isolated_cwd / "other",
+        server.url,
+        finetune="{provider: openai, base_model: openai/gpt-4.1-mini-2025-04-14, epochs: 2, "
+        f"seed: 1, validation: 0.25, price_per_1m: {PRICE}}}",
+    )
+    assert _finetune(suite).exit_code == 0
+    assert _finetune(other).exit_code == 0
+    store = JobStore("runs", suite_lineage(load_suite(suite)))
+    mine, theirs = (j["model_id"] for j in store.jobs("ft"))
+    assert "gpt-4.1-mini" in theirs and "gpt-4.1-mini" not in mine
+    run = CliRunner().invoke(main, ["run", str(suite), "--json"], catch_exceptions=False)
+    summary = json.loads(run.stdout)
+    assert summary["ledger_entry"]["variants"]["ft"]["model"] == mine
+    assert not any("settings changed" in n for n in summary["notes"])

@@ -386,3 +386,80 @@ def test_a_misspelt_local_key_is_refused_with_its_line(tmp_path):
         f"{tmp_path / 'ft.yaml'}:36:44: variants[2].finetune.lora_rank: Extra inputs are not "
         "permitted (provider local)"
     )
+
+
+def test_a_served_model_that_does_not_answer_as_trained_is_flagged(tmp_path, monkeypatch):
+    """The self-check (the served model's greedy answers vs transformers' at training time) at 0
+    of 4 (issue 31): the job still succeeds (its model exists and was paid for), but its record,
+    `harness finetune`'s output and `harness run`'s notes say loudly that the served model is not
+    answering as the trained one did — a user would otherwise evaluate another model."""
+    from harness.finetune.local import train
+    from harness.finetune.records import JobStore, suite_lineage
+    from harness.finetune.resolve import resolve_trained
+    from harness.run.finetune import FinetuneOptions, _Watch
+
+    models = tmp_path / "models"
+    monkeypatch.setenv(local_trained.MODELS_ENV, str(models))
+    folder = models / "ft-x"
+    folder.mkdir(parents=True)
+    write_json_atomic(folder / JOB, {"job_id": "x", "options": {"price_per_hour": PRICE}})
+    write_json_atomic(folder / STATE, {"status": "queued", "created_at": time.time()})
+    verify = [{"messages": [{"role": "user", "content": f"q{i}"}], "answer": "A"} for i in range(4)]
+
+    def trained(folder, events):  # what train() leaves: the weights' files and their answers
+        (folder / "verify.jsonl").write_text("".join(json.dumps(v) + "\n" for v in verify))
+        return {"file": "adapter.gguf", "trained_tokens": 10, "steps": 1, "precision": "fp32",
+                "served_precision": "F32"}  # fmt: skip
+
+    monkeypatch.setattr(train, "train", trained)
+    monkeypatch.setattr(train, "served_answers", lambda model_id, v, n: ["B"] * len(v))
+    monkeypatch.setattr(train.signal, "signal", lambda *a: None)  # pytest's handlers stay
+    assert train.main(folder) == 0
+
+    suite = _suite_with(tmp_path, "{provider: local}")
+    store = JobStore(tmp_path / "runs", suite_lineage(suite, tmp_path / "runs"))
+    record = store.append(
+        {"job_id": "x", "variant": "lora", "provider": "local", "status": "queued"}
+    )
+    said: list[str] = []
+    opts = FinetuneOptions(runs_dir=tmp_path / "runs", poll_interval=0, echo=said.append)
+    out = _Watch(store, backend.LocalBackend(None), opts, "harness finetune ...").until_done(record)
+    assert out.exit_code == 0
+    warning = (
+        "  WARNING: the served model local/ft-x gives the training-time greedy answer on only 0 "
+        "of 4 examples — it is not answering as the trained model did (a conversion or serving "
+        "fault), so an evaluation of it is not the trained model's"
+    )
+    assert warning in said
+    job = store.latest("lora")
+    assert (job["status"], job["verify_matched"], job["verify_total"]) == ("succeeded", 0, 4)
+
+    _, _, notes = resolve_trained(suite, suite.variants, tmp_path / "runs")
+    assert (
+        "lora: WARNING — the served model local/ft-x gave the training-time greedy answer on only "
+        "0 of 4 examples when job x checked it: this run may not evaluate the trained model"
+    ) in notes
+
+
+def test_doctor_names_the_engine_that_serves_a_trained_model(tmp_path, monkeypatch):
+    """A job served by vLLM is on disk as its kept weights: `harness doctor` says vLLM serves it,
+    as `harness run` will start it, not llama.cpp."""
+    from harness.check.doctor import trained_models
+    from harness.finetune.records import JobStore, suite_lineage
+
+    models = tmp_path / "models"
+    folder = models / "ft-vjob"
+    (folder / "adapter").mkdir(parents=True)
+    (folder / "adapter" / "adapter_config.json").write_text("{}")
+    write_json_atomic(folder / JOB, {"job_id": "vjob", "options": {"serve": "vllm"}})
+    write_json_atomic(folder / "model.json", {"kind": "vllm", "file": "adapter", "job_id": "vjob"})
+    monkeypatch.setenv(local_trained.MODELS_ENV, str(models))
+    suite = _suite_with(tmp_path, "{provider: local}")
+    store = JobStore(tmp_path / "runs", suite_lineage(suite))
+    store.append(
+        {"job_id": "vjob", "variant": "lora", "status": "succeeded", "model_id": "local/ft-vjob"}
+    )
+    section = trained_models(suite, tmp_path / "runs")
+    assert [(line.label, line.value) for line in section.lines] == [
+        ("lora", "local/ft-vjob: on disk, served by vLLM")
+    ]

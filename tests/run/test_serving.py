@@ -294,6 +294,7 @@ def test_a_vllm_job_is_served_by_vllm_through_the_same_lifecycle(tmp_path, monke
     assert cmd[cmd.index("--lora-modules") + 1] == f"ft-vjob={folder / 'adapter'}"
     assert cmd[cmd.index("--dtype") + 1] == "bfloat16"
     body = stats[0]["last_body"]
+    assert "api_key" not in body  # the placeholder key goes as the header, not in the body
     # The adapter's name, the suite's params, and the schema as vLLM's own response_format.
     assert body["model"] == "ft-vjob" and body["temperature"] == 0 and body["max_tokens"] == 32
     assert body["response_format"]["type"] == "json_schema" and "grammar" not in body
@@ -349,3 +350,139 @@ def test_a_server_does_not_outlive_a_harness_killed_with_sigkill(tmp_path):
     while not _gone(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _gone(pid)
+
+
+def _stand_in_vllm_job(tmp_path: Path, monkeypatch, *, answer: str = '{"intent": "card_arrival"}'):
+    """A job served by vLLM whose server is the test's OpenAI-compatible one (no GPU here)."""
+    pytest.importorskip("llama_cpp")
+    from harness.finetune.local import vllm
+
+    folder = tmp_path / "models" / "ft-vjob"
+    (folder / "adapter").mkdir(parents=True)
+    (folder / "adapter" / "adapter_config.json").write_text("{}")
+    options = {"base_model": str(tmp_path / "qwen"), "serve": "vllm"}
+    (folder / "job.json").write_text(json.dumps({"job_id": "vjob", "options": options}))
+    (folder / "model.json").write_text(
+        json.dumps({"kind": "vllm", "file": "adapter", "job_id": "vjob"})
+    )
+    monkeypatch.setenv(local_trained.MODELS_ENV, str(tmp_path / "models"))
+    server = ROOT / "tests" / "support" / "openai_server.py"
+    monkeypatch.setattr(
+        vllm.VllmServer,
+        "command",
+        lambda self: [sys.executable, str(server), "--port", str(self.port), "--answer", answer],
+    )
+    return _started(monkeypatch)
+
+
+def test_a_server_that_dies_mid_run_says_so_not_to_rebuild_llama_cpp(tmp_path, monkeypatch):
+    """A started server killed while serving (out of memory, say): the run stops with exit 3, how
+    it died and its log, and how to finish the run — not the pipeline's advice for a crashed
+    llama.cpp build ("after the rebuild"), which a server's death has nothing to do with."""
+    procs = _stand_in_vllm_job(tmp_path, monkeypatch)
+    finish = local_server.Endpoint.finish
+    answered = []
+
+    def dies_after_two_answers(self, result):
+        answered.append(result)
+        if len(answered) == 2:
+            os.killpg(self.server.process.pid, signal.SIGKILL)
+            self.server.process.wait()
+        return finish(self, result)
+
+    monkeypatch.setattr(local_server.Endpoint, "finish", dies_after_two_answers)
+    with pytest.raises(local_server.LocalModelCrashed) as err:
+        run_suite(
+            _suite(tmp_path, "ft-vjob"),
+            RunOptions(
+                limit=6, no_cache=True, runs_dir=tmp_path / "runs", variants=["tuned"],
+                concurrency=1,
+            ),
+        )  # fmt: skip
+    message = str(err.value)
+    assert err.value.exit_code == 3
+    assert "rebuild" not in message, message
+    assert re.fullmatch(
+        r"the vLLM server answering local/ft-vjob was killed by SIGKILL while serving — .+ "
+        r"\(log: .*/servers/ft-vjob\.log\)\. 2 results are saved in .*; once what its log "
+        r"shows is fixed, finish the run with: harness run .*suite\.yaml --resume \S+ "
+        r"--runs-dir .*runs",
+        message,
+    )
+    assert procs[0].poll() is not None
+
+
+def test_another_process_on_the_servers_port_does_not_pass_its_health_check(tmp_path):
+    """Two runs at once pick their ports apart, but a port can be taken between the pick and the
+    server's bind (another run's server, anything): what answers there must be the model this
+    server serves, or the run's calls would go to another model without a word."""
+    stranger = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "support" / "openai_server.py")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        port = int(stranger.stdout.readline().strip().rsplit(":", 1)[1].split("/")[0])
+        server = local_server.LlamaCppServer(name="ft-mine", port=port)
+        server.start(
+            tmp_path / "ft-mine.log", command=[sys.executable, "-c", "import time; time.sleep(60)"]
+        )
+        with pytest.raises(ProviderError, match=r"did not answer /v1/models within 2 s"):
+            server.wait_healthy(timeout_s=2)
+        assert server.process is None  # stopped
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+def test_the_users_provider_key_is_not_sent_to_a_started_server(openai_server, monkeypatch):
+    """A trained model's server is reached as `openai/<name>`, and litellm would send it the
+    OPENAI_API_KEY of the environment: harness's own server needs no key, and whatever listens on
+    that port must not be handed the user's secret."""
+    import asyncio
+
+    from harness.calls.engine import Engine
+    from harness.types import CallSpec
+
+    secret = "sk-live-users-real-key-0123456789"
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+    server = openai_server('{"intent": "card_arrival"}')
+    endpoint = local_server.Endpoint(
+        model_id="local/ft-key", litellm_model="openai/ft-key", api_base=server.url,
+        engine="llama.cpp server",
+    )  # fmt: skip
+    local_server.register(endpoint)
+    try:
+        spec = CallSpec(model="local/ft-key", messages=[{"role": "user", "content": "hi"}])
+        result = asyncio.run(Engine().call(spec))
+    finally:
+        local_server.unregister("local/ft-key")
+    assert result.error is None and result.output == '{"intent": "card_arrival"}'
+    sent = [v for r in server.raw_requests for _, v in r["headers"]]
+    assert sent and not any(secret.encode() in v for v in sent)
+
+
+def test_ctrl_c_while_the_server_starts_stops_it_and_says_how_to_resume(
+    models, tmp_path, monkeypatch
+):
+    """A 7B takes minutes to load: a Ctrl-C then stops the server, and the run ends as any
+    interrupted run does — with the command that resumes it, not a bare "interrupted"."""
+    from harness.errors import RunInterrupted
+
+    procs = _started(monkeypatch)
+    sleeper = [sys.executable, "-c", "import time; time.sleep(600)"]
+    monkeypatch.setattr(local_server.LlamaCppServer, "command", lambda self: sleeper)
+
+    def ctrl_c(self, timeout_s=0):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(local_server.Server, "wait_healthy", ctrl_c)
+    suite = _suite(tmp_path)
+    with pytest.raises(RunInterrupted) as err:
+        run_suite(suite, RunOptions(limit=2, no_cache=True, runs_dir=tmp_path / "runs"))
+    assert re.fullmatch(
+        r"interrupted while starting the servers of the trained models — 0 results saved in "
+        rf".*/runs/served/\S+\. Resume with: harness run {suite} --resume \S+ --runs-dir .*runs",
+        str(err.value),
+    )
+    assert procs[0].poll() is not None

@@ -330,6 +330,8 @@ def poll(job_id: str) -> JobState:
         gpu_hours=state.get("gpu_hours"),
         precision=state.get("precision"),
         served_precision=state.get("served_precision"),
+        verify_matched=state.get("verify_matched"),
+        verify_total=state.get("verify_total"),
     )
 
 

@@ -509,7 +509,9 @@ def main(folder: Path) -> int:
             verify_matched=same,
             verify_total=len(verify),
         )
-        return finish("succeeded", **done)
+        # Recorded with the job: a served model that does not answer as the trained one did is
+        # flagged by `harness finetune` and `harness run` (harness.finetune.records.self_check).
+        return finish("succeeded", **done, verify_matched=same, verify_total=len(verify))
     except Cancelled:
         events.add("message", message="cancelled")
         return finish("cancelled")
