@@ -14,6 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from harness.errors import SuiteError
+
 PROTOCOL_DIR = ".protocol"  # runs/.protocol/<lineage>.json: each lineage's registered protocol
 # "Mostly overlaps": at least this share of the registered examples are in the new test set, and
 # of the new test set's examples are registered ones.
@@ -41,11 +43,31 @@ def read_protocol(runs_dir: str | Path | None, lineage: str | None) -> dict | No
     """A lineage's registered protocol as stored (a JSON mapping), or None."""
     if runs_dir is None or lineage is None:
         return None
+    path = protocol_path(runs_dir, lineage)
     try:
-        data = json.loads(protocol_path(runs_dir, lineage).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        text = path.read_text(encoding="utf-8")
+    except (FileNotFoundError, NotADirectoryError):
         return None
-    return data if isinstance(data, dict) else None
+    except OSError as e:
+        raise unreadable_protocol(path, e.strerror or str(e)) from None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise unreadable_protocol(path, "not JSON") from None
+    if not isinstance(data, dict):
+        raise unreadable_protocol(path, "not a protocol")
+    return data
+
+
+def unreadable_protocol(path: Path, why: str) -> SuiteError:
+    """A protocol file that exists but cannot be read is never taken for "none registered": the
+    run would register afresh over it (its limits, iterations and spend freed)."""
+    return SuiteError(
+        f"{why} — the lineage's registered protocol cannot be read; restore the file (from a "
+        "backup or version control), or move it aside to register the lineage afresh (the runs "
+        "it registered then name the replaced protocol as an amendment)",
+        file=str(path),
+    )
 
 
 def overlap(registered: list[str], current: list[str]) -> float:

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from harness._util.jsonl import write_json_atomic
-from harness.data.lineage import protocol_path, read_protocol
+from harness.data.lineage import PROTOCOL_DIR, protocol_path, read_protocol, unreadable_protocol
 from harness.decide.sentence import suite_number
 from harness.suite.secrets import redact
 
@@ -259,7 +259,19 @@ def build(
 
 def load(runs_dir, lineage: str | None) -> Protocol | None:
     data = read_protocol(runs_dir, lineage)
-    return Protocol.model_validate(data) if data else None
+    if data is None:
+        return None
+    try:
+        return Protocol.model_validate(data)
+    except ValidationError:
+        raise unreadable_protocol(protocol_path(runs_dir, str(lineage)), "not a protocol") from None
+
+
+def check_readable(runs_dir) -> None:
+    """Every registered protocol a run's conclusion may read (to find its lineage) reads back:
+    checked before the first call, not after the run has paid for them."""
+    for path in sorted((Path(runs_dir) / PROTOCOL_DIR).glob("*.json")):
+        load(runs_dir, path.stem)
 
 
 def save(runs_dir, protocol: Protocol) -> Path:

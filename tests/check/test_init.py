@@ -158,7 +158,6 @@ def test_init_keeps_a_credential_in_the_url_out_of_the_suite(tmp_path, url, show
     assert suite["defaults"]["api_base"] == "https://h/v1?key=${env:MY_KEY}"
 
 
-
 @pytest.mark.parametrize(
     "url",
     [

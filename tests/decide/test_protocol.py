@@ -590,3 +590,42 @@ def test_save_first_without_hard_links_still_keeps_the_first(tmp_path, monkeypat
     assert save_first(tmp_path / "runs", second).run_id == "run-1"
     assert load(tmp_path / "runs", "lin").run_id == "run-1"
     assert sorted(p.name for p in (tmp_path / "runs" / ".protocol").iterdir()) == ["lin.json"]
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        ('{"lineage": ', "not JSON"),
+        ('{"lineage": 3}', "not a protocol"),
+        ("[1, 2]", "not a protocol"),
+    ],
+)
+def test_an_unreadable_protocol_file_is_named_never_replaced_or_a_traceback(
+    tmp_path, openai_server, fake_key, content, why
+):
+    # A torn or hand-broken runs/.protocol file read as "none registered": `register` said it
+    # registered the lineage (writing nothing), `check` and `ledger` were silent, and a wrong
+    # shape was a pydantic traceback — after the run's calls.
+    s = Story(tmp_path, openai_server)
+    _, _, first = s.run("fake-ft-v1")
+    path = s.runs / ".protocol" / f"{first['lineage']}.json"
+    path.write_text(content)
+    suite = s.write("fake-ft-v2")
+    calls = s.server.requests
+    expected = (
+        f"Error: {path}: {why} — the lineage's registered protocol cannot be read; restore the "
+        "file (from a backup or version control), or move it aside to register the lineage "
+        "afresh (the runs it registered then name the replaced protocol as an amendment)"
+    )
+    for args in (
+        ["register", suite, "--runs-dir", s.runs],
+        ["check", suite, "--runs-dir", s.runs],
+        ["ledger", suite, "--runs-dir", s.runs, "--tracking-uri", s.tracking],
+        ["run", suite, "--runs-dir", s.runs, "--tracking-uri", s.tracking],
+    ):
+        res = s.cli(*args)
+        assert res.exit_code == 2, (args[0], res.output, res.exception)
+        assert expected in res.output.splitlines(), (args[0], res.output)
+        assert path.read_text() == content
+    assert s.server.requests == calls  # the run stopped before any call
+    assert len(list((s.runs / "test-suite").glob("*/summary.json"))) == 1
