@@ -278,3 +278,41 @@ def test_method_gold_without_data_gold_is_exit_2_at_check(tmp_path):
     assert "method: gold hands each example its gold passages, named by `data.gold` — set " in (
         result.output
     )
+
+
+def test_gold_ids_matching_no_document_stop_before_any_call(openai_server, fake_key, tmp_path):
+    # A data.gold id naming no document of the corpus (a typo, another naming) was handed an
+    # empty context: the probe's examples stayed wrong and read as "not knowledge".
+    server = openai_server(knows_only_with_the_passage)
+    suite = write_suite(tmp_path, server.url, n=12, variants=RAG)
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "arrival.md").write_text("A new card arrives within five days.")
+    (tmp_path / "docs" / "lost.md").write_text(LOST_PASSAGE)
+    (tmp_path / "docs" / "rates.md").write_text("Our exchange rate is the market rate.")
+    gold = {"card_arrival": "arrival", "lost_or_stolen_card": "lost-card", "exchange_rate": "rates"}
+    test = tmp_path / "data" / "test.csv"
+    rows = test.read_text().splitlines()
+    test.write_text(
+        "\n".join([rows[0] + ",gold"] + [f"{r},{gold[r.rsplit(',', 1)[1]]}" for r in rows[1:]])
+        + "\n"
+    )
+    suite.write_text(
+        suite.read_text().replace("  target: category\n", "  target: category\n  gold: gold\n")
+    )
+    ran = invoke("run", suite, "--runs-dir", tmp_path / "runs")
+    assert ran.exit_code == 0, ran.output
+    calls = server.requests
+    run_dir = next((tmp_path / "runs" / "test-suite").iterdir())
+    result = invoke("diagnose", run_dir, "--probe", "gold", "--yes", "--no-log")
+    assert result.exit_code == 2, result.output
+    assert (
+        "gold id 'lost-card' names no document of the corpus (3 "
+        "documents, e.g. 'arrival.md') — name each gold passage by its document's id, file "
+        "name or file stem"
+    ) in result.output, result.output
+    assert server.requests == calls
+    # The same at `harness run` with `retrieval.method: gold`.
+    suite.write_text(suite.read_text().replace("method: bm25", "method: gold"))
+    ran = invoke("run", suite, "--runs-dir", tmp_path / "runs")
+    assert ran.exit_code == 2 and "gold id 'lost-card' names no document" in ran.output, ran.output
+    assert server.requests == calls
