@@ -679,6 +679,26 @@ def amendment_lines(protocol: dict[str, Any] | None) -> list[str]:
 # ---------------------------------------------------------------- harness register
 
 
+def registered_by(registered: Protocol, suite) -> str:
+    """ " (registered by suite X)" when another suite on the same test set registered the
+    lineage: its amendments are to that suite's terms, not to anything this suite said."""
+    return f" (registered by suite {registered.suite})" if registered.suite != suite.name else ""
+
+
+def missing_registration(runs_dir, lineage: str) -> tuple[str, str] | None:
+    """(fingerprint, run id) of the run that registered `lineage` when its protocol file is
+    gone: the next counted run registers afresh and flags it (review), said before by check."""
+    for path in sorted(Path(runs_dir).glob("*/*/summary.json")):
+        try:
+            s = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        p = s.get("protocol") if isinstance(s, dict) else None
+        if isinstance(p, dict) and s.get("lineage") == lineage and p.get("registered_now"):
+            return str(p.get("fingerprint")), str(s.get("run_id"))
+    return None
+
+
 def against_registered(suite, runs_dir) -> tuple[str, Protocol, Protocol | None]:
     """(lineage, the suite's protocol as it reads now, the lineage's registered one or None),
     read without a model call or a write (`harness register` and `harness check`)."""
@@ -728,7 +748,7 @@ def register(
     if not amend:
         return [
             f"lineage {lineage}: {len(amended)} amendment(s) to the registered protocol "
-            f"{registered.fingerprint()}:",
+            f"{registered.fingerprint()}{registered_by(registered, suite)}:",
             *lines,
             'a pass under them is flagged until accepted: harness register SUITE.yaml --amend --why "…"',
         ], 1

@@ -629,3 +629,36 @@ def test_an_unreadable_protocol_file_is_named_never_replaced_or_a_traceback(
         assert path.read_text() == content
     assert s.server.requests == calls  # the run stopped before any call
     assert len(list((s.runs / "test-suite").glob("*/summary.json"))) == 1
+
+
+def test_check_and_register_name_another_suites_registration(tmp_path, openai_server, fake_key):
+    # Two suites on one test set share a lineage: the second suite's "amendments" are to the
+    # first suite's registration, which `run` said and `check` / `register` did not.
+    s = Story(tmp_path, openai_server)
+    _, _, first = s.run("fake-ft-v1")
+    fp, lineage = first["protocol"]["fingerprint"], first["lineage"]
+    path = s.write("fake-ft-v1", name="other-suite", margin=0.05)
+    res = s.cli("check", path, "--runs-dir", s.runs)
+    assert (
+        f"  ! protocol: amendment to the registered protocol {fp} (registered by suite "
+        "test-suite): hypothesis ft margin: 0.03 → 0.05 — a pass under it is flagged until "
+        '`harness register SUITE.yaml --amend --why "…"` accepts it'
+    ) in res.output.splitlines(), res.output
+    res = s.cli("register", path, "--runs-dir", s.runs)
+    assert res.output.splitlines()[0] == (
+        f"lineage {lineage}: 1 amendment(s) to the registered protocol {fp} (registered by "
+        "suite test-suite):"
+    )
+
+
+def test_check_names_a_deleted_protocol_file_before_any_call(tmp_path, openai_server, fake_key):
+    s = Story(tmp_path, openai_server)
+    _, _, first = s.run("fake-ft-v1")
+    path = s.runs / ".protocol" / f"{first['lineage']}.json"
+    path.unlink()
+    res = s.cli("check", s.write("fake-ft-v1"), "--runs-dir", s.runs)
+    assert (
+        f"  ! protocol: amendment to the registered protocol {first['protocol']['fingerprint']} "
+        f"(registered in run {first['run_id']}): missing from {path} — the next run registers "
+        "afresh and its pass is flagged; restore the file to continue the registered protocol"
+    ) in res.output.splitlines(), res.output
