@@ -332,9 +332,20 @@ class _Run:
                 + " before the first answer…"
             )
         totals = {v.name: len(dataset.test) * v.repeats for v in self.selected}
+        # Sequential looks send in parts: each part's progress counts on from the earlier ones.
+        before = getattr(self, "sent_before", None) or {v: set() for v in done}
         progress = Progress(
-            totals, done, console=self.opts.console, enabled=self.opts.show_progress
+            totals,
+            {v: done[v] | before.get(v, set()) for v in done},
+            console=self.opts.console,
+            enabled=self.opts.show_progress,
+            started=getattr(self, "sending_since", None),
         )
+        self.sending_since = progress.started
+        self.sent_before = {
+            v: before.get(v, set()) | {(j.example.id, j.repeat) for j in jobs if j.variant == v}
+            for v in done
+        }
         self.sink = RecordSink(
             scorer=make_scorer(self.suite, dataset), writer=writer, progress=progress
         )
