@@ -662,3 +662,19 @@ def test_check_names_a_deleted_protocol_file_before_any_call(tmp_path, openai_se
         f"(registered in run {first['run_id']}): missing from {path} — the next run registers "
         "afresh and its pass is flagged; restore the file to continue the registered protocol"
     ) in res.output.splitlines(), res.output
+
+
+def test_concurrent_saves_of_one_protocol_never_crash(tmp_path):
+    # Two runs after `harness register` both give the registration its baseline scores (a plain
+    # save): with one shared temp name, the slower one's rename found its file gone.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from harness.decide.protocol import build, load, save
+    from harness.suite import load_suite
+
+    suite = load_suite(write_suite(tmp_path, "http://127.0.0.1:9/v1", n=5))
+    drafts = [build(suite, "lin", ["e"], None, f"run-{i}") for i in range(200)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda p: save(tmp_path / "runs", p), drafts))
+    assert load(tmp_path / "runs", "lin").run_id.startswith("run-")
+    assert sorted(p.name for p in (tmp_path / "runs" / ".protocol").iterdir()) == ["lin.json"]
