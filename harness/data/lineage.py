@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -98,19 +99,25 @@ def find_lineage(
     if best is not None and share >= OVERLAP:
         return best, share
     # A lineage whose protocol file is gone is still known by the run that registered it.
+    for s in registering_runs(runs_dir):
+        if read_protocol(runs_dir, s["lineage"]) is not None:
+            continue  # already weighed above
+        o = overlap(s["protocol"]["examples"], current)
+        if o > share:
+            best, share = s["lineage"], o
+    if best is not None and share >= OVERLAP:
+        return best, share if best != test_hash else None
+    return test_hash, None
+
+
+def registering_runs(runs_dir: str | Path) -> Iterator[dict[str, Any]]:
+    """The summary.json of each run that registered its lineage (it keeps the registered
+    examples): what still names a lineage whose protocol file is gone."""
     for path in sorted(Path(runs_dir).glob("*/*/summary.json")):
         try:
             s = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
         p = s.get("protocol") if isinstance(s, dict) else None
-        if not isinstance(p, dict) or not p.get("examples") or not s.get("lineage"):
-            continue
-        if read_protocol(runs_dir, s["lineage"]) is not None:
-            continue  # already weighed above
-        o = overlap(p["examples"], current)
-        if o > share:
-            best, share = s["lineage"], o
-    if best is not None and share >= OVERLAP:
-        return best, share if best != test_hash else None
-    return test_hash, None
+        if isinstance(p, dict) and p.get("examples") and s.get("lineage"):
+            yield s

@@ -24,7 +24,13 @@ from urllib.parse import urlparse
 from pydantic import BaseModel, Field, ValidationError
 
 from harness._util.jsonl import write_json_atomic
-from harness.data.lineage import PROTOCOL_DIR, protocol_path, read_protocol, unreadable_protocol
+from harness.data.lineage import (
+    PROTOCOL_DIR,
+    protocol_path,
+    read_protocol,
+    registering_runs,
+    unreadable_protocol,
+)
 from harness.decide.sentence import suite_number
 from harness.suite.secrets import redact
 
@@ -688,14 +694,9 @@ def registered_by(registered: Protocol, suite) -> str:
 def missing_registration(runs_dir, lineage: str) -> tuple[str, str] | None:
     """(fingerprint, run id) of the run that registered `lineage` when its protocol file is
     gone: the next counted run registers afresh and flags it (review), said before by check."""
-    for path in sorted(Path(runs_dir).glob("*/*/summary.json")):
-        try:
-            s = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        p = s.get("protocol") if isinstance(s, dict) else None
-        if isinstance(p, dict) and s.get("lineage") == lineage and p.get("registered_now"):
-            return str(p.get("fingerprint")), str(s.get("run_id"))
+    for s in registering_runs(runs_dir):
+        if s["lineage"] == lineage:
+            return str(s["protocol"].get("fingerprint")), str(s.get("run_id"))
     return None
 
 
