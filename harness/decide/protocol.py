@@ -731,6 +731,14 @@ def register(
     if amend and not (why or "").strip():
         raise SuiteError('--amend: say why with --why "…" (it is named on every later verdict)')
     lineage, current, registered = against_registered(suite, runs_dir)
+    gone = missing_registration(runs_dir, lineage) if registered is None else None
+    if gone:
+        # Registered afresh, every later run would flag it: its runs recorded the deleted one.
+        return [
+            f"lineage {lineage}: its protocol {gone[0]} (registered in run {gone[1]}) is missing "
+            f"from {protocol_path(runs_dir, lineage)} — restore the file; a registration "
+            "written now would be flagged on every later run"
+        ], 1
     if registered is None:
         current = current.model_copy(update={"by_register": True})
         won = save_first(runs_dir, current)

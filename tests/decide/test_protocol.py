@@ -678,3 +678,20 @@ def test_concurrent_saves_of_one_protocol_never_crash(tmp_path):
         list(pool.map(lambda p: save(tmp_path / "runs", p), drafts))
     assert load(tmp_path / "runs", "lin").run_id.startswith("run-")
     assert sorted(p.name for p in (tmp_path / "runs" / ".protocol").iterdir()) == ["lin.json"]
+
+
+def test_register_does_not_paper_over_a_deleted_protocol_file(tmp_path, openai_server, fake_key):
+    # `register` wrote a fresh registration over the gap, which every later run then flagged as
+    # "edited by hand" (its recorded fingerprint is the deleted one's).
+    s = Story(tmp_path, openai_server)
+    _, _, first = s.run("fake-ft-v1")
+    path = s.runs / ".protocol" / f"{first['lineage']}.json"
+    path.unlink()
+    res = s.cli("register", s.write("fake-ft-v1"), "--runs-dir", s.runs)
+    assert res.exit_code == 1
+    assert res.output.splitlines() == [
+        f"lineage {first['lineage']}: its protocol {first['protocol']['fingerprint']} "
+        f"(registered in run {first['run_id']}) is missing from {path} — restore the file; a "
+        "registration written now would be flagged on every later run"
+    ]
+    assert not path.exists()
