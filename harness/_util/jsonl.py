@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any, Literal
 
@@ -68,9 +69,15 @@ def write_lines_atomic(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def write_json_atomic(path: Path, value: Any) -> None:
-    """Replace `path` with `value` as indented JSON (a reader never sees half a file)."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(
-        json.dumps(value, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8"
-    )
-    os.replace(tmp, path)
+    """Replace `path` with `value` as indented JSON (a reader never sees half a file). The temp
+    file is this writer's own: two processes saving one file (two runs giving a registered
+    protocol its baseline scores) must not rename each other's."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        tmp.write_text(
+            json.dumps(value, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8"
+        )
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -9,7 +9,13 @@ from pathlib import Path
 from harness.check.hygiene import DEFAULT_NEAR_DUP_THRESHOLD, check_hygiene
 from harness.check.readiness import FAIL, PASS, WARN, power_lines, readiness_lines
 from harness.data.dataset import Dataset, load_dataset
-from harness.decide.protocol import AMENDMENT, against_registered, amendments
+from harness.data.lineage import protocol_path
+from harness.decide.protocol import (
+    AMENDMENT,
+    against_registered,
+    amendments,
+    missing_registration,
+)
 from harness.finetune.backends import finetune_spec
 from harness.plugins import load_plugins
 from harness.prompt.templates import validate_templates
@@ -102,8 +108,18 @@ def check_suite(
 def _add_protocol(report: CheckReport, runs_dir: str | Path) -> None:
     """The suite against its lineage's registered protocol: an edit `harness run` would flag
     (a dropped test row, a dearer baseline, a new margin) is said before anything is spent."""
-    _, current, registered = against_registered(report.suite, runs_dir)
+    lineage, current, registered = against_registered(report.suite, runs_dir)
     if registered is None:  # the first counted run (or `harness register`) registers it
+        gone = missing_registration(runs_dir, lineage)
+        if gone:
+            report.add(
+                WARN,
+                "protocol",
+                f"amendment to the registered protocol {gone[0]} (registered in run {gone[1]}): "
+                f"missing from {protocol_path(runs_dir, lineage)} — the next run registers "
+                "afresh and its pass is flagged; restore the file to continue the registered "
+                "protocol",
+            )
         return
     changes = amendments(registered, current)
     amended = [a for a in changes if a.kind == AMENDMENT]

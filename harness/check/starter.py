@@ -20,7 +20,7 @@ from typing import Any
 
 from harness.data.dataset import read_table
 from harness.errors import SuiteError
-from harness.suite.secrets import ENV_REF, redact_text, url_secrets
+from harness.suite.secrets import ENV_REF, redact_text, url_secrets, url_userinfo
 
 # Column names that usually hold the expected answer / a record id, in order of preference.
 TARGET_NAMES = (
@@ -130,7 +130,15 @@ def starter_suite(
     api_base: str | None = None,
 ) -> Path:
     """Write the starting suite for `data` to `out` (relative paths start at `out`'s folder)."""
-    literal = ENV_REF.sub("", api_base or "").replace("://@", "://")  # references are fine
+    if api_base and url_userinfo(api_base):
+        # Even as `${env:…}`: the OpenAI client sends no user:password from a URL, and the
+        # suite loader refuses one (harness.suite.variants).
+        raise SuiteError(
+            f"--api-base {redact_text(api_base)}: a user:password@ in the URL is not sent by the "
+            "OpenAI client (the suite would not load) — pass the URL without it, and the key in "
+            "the written suite as `defaults.params.api_key: ${env:NAME}`"
+        )
+    literal = ENV_REF.sub("", api_base or "")  # references are fine
     if api_base and url_secrets(literal):
         # A suite is a file people commit: a key in the URL would be kept in git for good.
         raise SuiteError(

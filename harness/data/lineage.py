@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from harness.errors import SuiteError
 
 PROTOCOL_DIR = ".protocol"  # runs/.protocol/<lineage>.json: each lineage's registered protocol
 # "Mostly overlaps": at least this share of the registered examples are in the new test set, and
@@ -41,11 +44,31 @@ def read_protocol(runs_dir: str | Path | None, lineage: str | None) -> dict | No
     """A lineage's registered protocol as stored (a JSON mapping), or None."""
     if runs_dir is None or lineage is None:
         return None
+    path = protocol_path(runs_dir, lineage)
     try:
-        data = json.loads(protocol_path(runs_dir, lineage).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        text = path.read_text(encoding="utf-8")
+    except (FileNotFoundError, NotADirectoryError):
         return None
-    return data if isinstance(data, dict) else None
+    except OSError as e:
+        raise unreadable_protocol(path, e.strerror or str(e)) from None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise unreadable_protocol(path, "not JSON") from None
+    if not isinstance(data, dict):
+        raise unreadable_protocol(path, "not a protocol")
+    return data
+
+
+def unreadable_protocol(path: Path, why: str) -> SuiteError:
+    """A protocol file that exists but cannot be read is never taken for "none registered": the
+    run would register afresh over it (its limits, iterations and spend freed)."""
+    return SuiteError(
+        f"{why} — the lineage's registered protocol cannot be read; restore the file (from a "
+        "backup or version control), or move it aside to register the lineage afresh (the runs "
+        "it registered then name the replaced protocol as an amendment)",
+        file=str(path),
+    )
 
 
 def overlap(registered: list[str], current: list[str]) -> float:
@@ -76,19 +99,25 @@ def find_lineage(
     if best is not None and share >= OVERLAP:
         return best, share
     # A lineage whose protocol file is gone is still known by the run that registered it.
+    for s in registering_runs(runs_dir):
+        if read_protocol(runs_dir, s["lineage"]) is not None:
+            continue  # already weighed above
+        o = overlap(s["protocol"]["examples"], current)
+        if o > share:
+            best, share = s["lineage"], o
+    if best is not None and share >= OVERLAP:
+        return best, share if best != test_hash else None
+    return test_hash, None
+
+
+def registering_runs(runs_dir: str | Path) -> Iterator[dict[str, Any]]:
+    """The summary.json of each run that registered its lineage (it keeps the registered
+    examples): what still names a lineage whose protocol file is gone."""
     for path in sorted(Path(runs_dir).glob("*/*/summary.json")):
         try:
             s = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
         p = s.get("protocol") if isinstance(s, dict) else None
-        if not isinstance(p, dict) or not p.get("examples") or not s.get("lineage"):
-            continue
-        if read_protocol(runs_dir, s["lineage"]) is not None:
-            continue  # already weighed above
-        o = overlap(p["examples"], current)
-        if o > share:
-            best, share = s["lineage"], o
-    if best is not None and share >= OVERLAP:
-        return best, share if best != test_hash else None
-    return test_hash, None
+        if isinstance(p, dict) and p.get("examples") and s.get("lineage"):
+            yield s

@@ -21,10 +21,16 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from harness._util.jsonl import write_json_atomic
-from harness.data.lineage import protocol_path, read_protocol
+from harness.data.lineage import (
+    PROTOCOL_DIR,
+    protocol_path,
+    read_protocol,
+    registering_runs,
+    unreadable_protocol,
+)
 from harness.decide.sentence import suite_number
 from harness.suite.secrets import redact
 
@@ -259,7 +265,19 @@ def build(
 
 def load(runs_dir, lineage: str | None) -> Protocol | None:
     data = read_protocol(runs_dir, lineage)
-    return Protocol.model_validate(data) if data else None
+    if data is None:
+        return None
+    try:
+        return Protocol.model_validate(data)
+    except ValidationError:
+        raise unreadable_protocol(protocol_path(runs_dir, str(lineage)), "not a protocol") from None
+
+
+def check_readable(runs_dir) -> None:
+    """Every registered protocol a run's conclusion may read (to find its lineage) reads back:
+    checked before the first call, not after the run has paid for them."""
+    for path in sorted((Path(runs_dir) / PROTOCOL_DIR).glob("*.json")):
+        load(runs_dir, path.stem)
 
 
 def save(runs_dir, protocol: Protocol) -> Path:
@@ -696,6 +714,21 @@ def amendment_lines(protocol: dict[str, Any] | None) -> list[str]:
 # ---------------------------------------------------------------- harness register
 
 
+def registered_by(registered: Protocol, suite) -> str:
+    """ " (registered by suite X)" when another suite on the same test set registered the
+    lineage: its amendments are to that suite's terms, not to anything this suite said."""
+    return f" (registered by suite {registered.suite})" if registered.suite != suite.name else ""
+
+
+def missing_registration(runs_dir, lineage: str) -> tuple[str, str] | None:
+    """(fingerprint, run id) of the run that registered `lineage` when its protocol file is
+    gone: the next counted run registers afresh and flags it (review), said before by check."""
+    for s in registering_runs(runs_dir):
+        if s["lineage"] == lineage:
+            return str(s["protocol"].get("fingerprint")), str(s.get("run_id"))
+    return None
+
+
 def against_registered(suite, runs_dir) -> tuple[str, Protocol, Protocol | None]:
     """(lineage, the suite's protocol as it reads now, the lineage's registered one or None),
     read without a model call or a write (`harness register` and `harness check`)."""
@@ -765,7 +798,7 @@ def register(
         return [
             *head,
             f"lineage {lineage}: {len(amended)} amendment(s) to the registered protocol "
-            f"{registered.fingerprint()}:",
+            f"{registered.fingerprint()}{registered_by(registered, suite)}:",
             *lines,
             'a pass under them is flagged until accepted: harness register SUITE.yaml --amend --why "…"',
         ], 1

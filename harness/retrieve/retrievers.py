@@ -98,11 +98,24 @@ class GoldRetriever(Retriever):
 
     name = GOLD_METHOD
 
-    def __init__(self, chunks: list[Chunk], k: int):
-        self.chunks, self.k = chunks, k
+    def __init__(self, chunks: list[Chunk], k: int, fail: Callable[[str], SuiteError]):
+        self.chunks, self.k, self._fail = chunks, k, fail
+        self._names: set[str] = set()  # every name a gold id may give a document by
+        for c in chunks:
+            self._names |= matches_gold({"id": c.id, "source": c.source}, None)
 
     def retrieve(self, example) -> list[dict]:
         golds = gold_ids(getattr(example, "gold", None))
+        unknown = sorted(golds - self._names)
+        if unknown:
+            # Handed an empty context, the example would read as "knowledge does not help".
+            sources = list(dict.fromkeys(Path(str(c.source)).name for c in self.chunks))
+            raise self._fail(
+                f"example {example.id}: gold id {unknown[0]!r} names no document of the corpus "
+                f"({len(sources)} documents"
+                + (f", e.g. {sources[0]!r}" if sources else "")
+                + ") — name each gold passage by its document's id, file name or file stem"
+            )
         out: list[dict] = []
         for c in self.chunks:
             if len(out) == self.k:
@@ -247,7 +260,7 @@ def build_retriever(
         load_corpus(suite, variant), spec.chunk.size, spec.chunk.overlap, spec.chunk.unit
     )
     if spec.method == GOLD_METHOD:
-        return GoldRetriever(chunks, spec.k)
+        return GoldRetriever(chunks, spec.k, lambda msg: suite.fail(msg, ("data", "gold")))
     if say is not None:
         say(f"{variant.name}: {spec.method} index over {len(chunks):,} chunks…")
     index = index_for(chunks, spec, variant, Path(runs_dir))

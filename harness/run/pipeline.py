@@ -21,6 +21,7 @@ from harness.calls._litellm import needs_local_provider
 from harness.calls.batch import check_batchable
 from harness.calls.engine import check_credentials
 from harness.data.dataset import Dataset, load_dataset
+from harness.decide.protocol import check_readable
 from harness.errors import LocalModelCrashed, RunInterrupted, SuiteError
 from harness.finetune.resolve import check_resumed_models, resolve_trained
 from harness.plugins import load_plugins
@@ -271,6 +272,9 @@ class _Run:
             validate_templates(self.suite)
             self.phases.say("loading the data…")
             dataset = load_dataset(self.suite, self.limit)
+            # The conclusion reads the registered protocols (the lineage): a broken one stops
+            # the run here, not after its calls.
+            check_readable(self.opts.runs_dir)
             if self.resumed is not None:
                 check_same_suite(self.resumed, self.suite)
                 check_same_data(self.resumed, dataset)
@@ -328,9 +332,20 @@ class _Run:
                 + " before the first answer…"
             )
         totals = {v.name: len(dataset.test) * v.repeats for v in self.selected}
+        # Sequential looks send in parts: each part's progress counts on from the earlier ones.
+        before = getattr(self, "sent_before", None) or {v: set() for v in done}
         progress = Progress(
-            totals, done, console=self.opts.console, enabled=self.opts.show_progress
+            totals,
+            {v: done[v] | before.get(v, set()) for v in done},
+            console=self.opts.console,
+            enabled=self.opts.show_progress,
+            started=getattr(self, "sending_since", None),
         )
+        self.sending_since = progress.started
+        self.sent_before = {
+            v: before.get(v, set()) | {(j.example.id, j.repeat) for j in jobs if j.variant == v}
+            for v in done
+        }
         self.sink = RecordSink(
             scorer=make_scorer(self.suite, dataset), writer=writer, progress=progress
         )

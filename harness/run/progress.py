@@ -6,6 +6,7 @@ an overall line with ETA and spend, retries shown as they happen. When stderr is
 
 from __future__ import annotations
 
+import math
 import os
 import time
 
@@ -28,9 +29,11 @@ def plain_every() -> float:
     """Seconds between plain progress lines off a terminal (0: none)."""
     raw = os.environ.get(EVERY_ENV, "").strip()
     try:
-        return max(float(raw), 0.0) if raw else DEFAULT_EVERY_S
+        every = float(raw) if raw else DEFAULT_EVERY_S
     except ValueError:
         return DEFAULT_EVERY_S
+    # No time is >= nan: kept, it would turn the line off without a word.
+    return DEFAULT_EVERY_S if math.isnan(every) else max(every, 0.0)
 
 
 def _clock(seconds: float) -> str:
@@ -53,7 +56,15 @@ class Phases:
 class Progress:
     """Per-variant done/total, errors, retries and spend; an overall line with ETA and spend."""
 
-    def __init__(self, totals: dict[str, int], done: dict[str, set], *, console=None, enabled=None):
+    def __init__(
+        self,
+        totals: dict[str, int],
+        done: dict[str, set],
+        *,
+        console=None,
+        enabled=None,
+        started: float | None = None,
+    ):
         self.console = console or Console(stderr=True)
         self.enabled = self.console.is_terminal if enabled is None else enabled
         self.counts = {
@@ -66,7 +77,9 @@ class Progress:
         self._totals = totals
         # Off a terminal, unless the caller chose (show_progress): a plain line now and then.
         self._every = plain_every() if enabled is None and not self.enabled else 0.0
-        self._started = self._last = time.monotonic()
+        # `started`: when an earlier part of the same sending began (sequential looks).
+        self._last = time.monotonic()
+        self.started = self._last if started is None else started
         if not self.enabled:
             return
         self._bar = RichProgress(
@@ -123,7 +136,7 @@ class Progress:
         share = f" ({done / total:.0%})" if total else ""
         return (
             f"harness: {done}/{total} calls{share}, {errors} errors, {retries} retries, "
-            f"${cost:.4f} spent, {_clock(now - self._started)} elapsed"
+            f"${cost:.4f} spent, {_clock(now - self.started)} elapsed"
         )
 
     def shown_retries(self, variant: str) -> int:

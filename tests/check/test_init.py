@@ -135,7 +135,6 @@ def test_init_never_writes_the_suite_over_its_data_file_even_with_force(tmp_path
             "https://proxy.example/v1?key=sk-live-0123456789abcdef",
             "https://proxy.example/v1?key=***",
         ),
-        ("https://bob:hunter2@proxy.example/v1", "https://***@proxy.example/v1"),
     ],
 )
 def test_init_keeps_a_credential_in_the_url_out_of_the_suite(tmp_path, url, shown):
@@ -157,3 +156,38 @@ def test_init_keeps_a_credential_in_the_url_out_of_the_suite(tmp_path, url, show
     assert ok.exit_code == 0, ok.output
     suite = yaml.safe_load((tmp_path / "t.yaml").read_text())
     assert suite["defaults"]["api_base"] == "https://h/v1?key=${env:MY_KEY}"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://bob:${env:PROXY_PASS}@proxy.example/v1",
+        "https://${env:PROXY_USER}:${env:PROXY_PASS}@proxy.example/v1",
+        "https://${env:PROXY_TOKEN}@proxy.example/v1",
+        "https://bob@proxy.example/v1",
+        "https://bob:hunter2@proxy.example/v1",
+    ],
+)
+def test_init_refuses_url_userinfo_even_referenced(tmp_path, url):
+    # The OpenAI client sends no user:password from a URL, so the suite loader refuses any: init
+    # advised "${env:MY_KEY} in its place in the URL" (a suite that then failed to load), and
+    # with a reference there wrote that suite and failed on it.
+    data = tmp_path / "tickets.jsonl"
+    data.write_text("".join(f'{{"text": "q{i}", "label": "{"ab"[i % 2]}"}}\n' for i in range(8)))
+    res = invoke("init", data, "--out", tmp_path / "t.yaml", "--api-base", url)
+    assert res.exit_code == 2
+    assert res.output == (
+        "Error: --api-base https://***@proxy.example/v1: a user:password@ in the URL is not "
+        "sent by the OpenAI client (the suite would not load) — pass the URL without it, and "
+        "the key in the written suite as `defaults.params.api_key: ${env:NAME}`\n"
+    )
+    assert "hunter2" not in res.output and not (tmp_path / "t.yaml").exists()
+
+
+def test_init_refuses_a_literal_key_beside_a_reference(tmp_path):
+    data = tmp_path / "tickets.jsonl"
+    data.write_text("".join(f'{{"text": "q{i}", "label": "{"ab"[i % 2]}"}}\n' for i in range(8)))
+    url = "https://proxy.example/v1?api-key=abc123&x=${env:X}"
+    res = invoke("init", data, "--out", tmp_path / "t.yaml", "--api-base", url)
+    assert res.exit_code == 2 and "carries a credential" in res.output, res.output
+    assert not (tmp_path / "t.yaml").exists()

@@ -650,3 +650,108 @@ def test_check_names_the_other_suite_that_registered_the_lineage(tmp_path, opena
         f"  ! protocol: amendment to the protocol {fp} registered by suite test-suite: price of "
         "zero-shot ($ per 1M in/out): 10/10 → 20/20"
     ) in res.output, res.output
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        ('{"lineage": ', "not JSON"),
+        ('{"lineage": 3}', "not a protocol"),
+        ("[1, 2]", "not a protocol"),
+    ],
+)
+def test_an_unreadable_protocol_file_is_named_never_replaced_or_a_traceback(
+    tmp_path, openai_server, fake_key, content, why
+):
+    # A torn or hand-broken runs/.protocol file read as "none registered": `register` said it
+    # registered the lineage (writing nothing), `check` and `ledger` were silent, and a wrong
+    # shape was a pydantic traceback — after the run's calls.
+    s = Story(tmp_path, openai_server)
+    _, _, first = s.run("fake-ft-v1")
+    path = s.runs / ".protocol" / f"{first['lineage']}.json"
+    path.write_text(content)
+    suite = s.write("fake-ft-v2")
+    calls = s.server.requests
+    expected = (
+        f"Error: {path}: {why} — the lineage's registered protocol cannot be read; restore the "
+        "file (from a backup or version control), or move it aside to register the lineage "
+        "afresh (the runs it registered then name the replaced protocol as an amendment)"
+    )
+    for args in (
+        ["register", suite, "--runs-dir", s.runs],
+        ["check", suite, "--runs-dir", s.runs],
+        ["ledger", suite, "--runs-dir", s.runs, "--tracking-uri", s.tracking],
+        ["run", suite, "--runs-dir", s.runs, "--tracking-uri", s.tracking],
+    ):
+        res = s.cli(*args)
+        assert res.exit_code == 2, (args[0], res.output, res.exception)
+        assert expected in res.output.splitlines(), (args[0], res.output)
+        assert path.read_text() == content
+    assert s.server.requests == calls  # the run stopped before any call
+    assert len(list((s.runs / "test-suite").glob("*/summary.json"))) == 1
+
+
+def test_check_and_register_name_another_suites_registration(tmp_path, openai_server, fake_key):
+    # Two suites on one test set share a lineage: the second suite's "amendments" are to the
+    # first suite's registration, which `run` said and `check` / `register` did not.
+    s = Story(tmp_path, openai_server)
+    _, _, first = s.run("fake-ft-v1")
+    fp, lineage = first["protocol"]["fingerprint"], first["lineage"]
+    path = s.write("fake-ft-v1", name="other-suite", margin=0.05)
+    res = s.cli("check", path, "--runs-dir", s.runs)
+    assert (
+        f"  ! protocol: amendment to the registered protocol {fp} (registered by suite "
+        "test-suite): hypothesis ft margin: 0.03 → 0.05 — a pass under it is flagged until "
+        '`harness register SUITE.yaml --amend --why "…"` accepts it'
+    ) in res.output.splitlines(), res.output
+    res = s.cli("register", path, "--runs-dir", s.runs)
+    assert res.output.splitlines()[0] == (
+        f"lineage {lineage}: 1 amendment(s) to the registered protocol {fp} (registered by "
+        "suite test-suite):"
+    )
+
+
+def test_check_names_a_deleted_protocol_file_before_any_call(tmp_path, openai_server, fake_key):
+    s = Story(tmp_path, openai_server)
+    _, _, first = s.run("fake-ft-v1")
+    path = s.runs / ".protocol" / f"{first['lineage']}.json"
+    path.unlink()
+    res = s.cli("check", s.write("fake-ft-v1"), "--runs-dir", s.runs)
+    assert (
+        f"  ! protocol: amendment to the registered protocol {first['protocol']['fingerprint']} "
+        f"(registered in run {first['run_id']}): missing from {path} — the next run registers "
+        "afresh and its pass is flagged; restore the file to continue the registered protocol"
+    ) in res.output.splitlines(), res.output
+
+
+def test_concurrent_saves_of_one_protocol_never_crash(tmp_path):
+    # Two runs after `harness register` both give the registration its baseline scores (a plain
+    # save): with one shared temp name, the slower one's rename found its file gone.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from harness.decide.protocol import build, load, save
+    from harness.suite import load_suite
+
+    suite = load_suite(write_suite(tmp_path, "http://127.0.0.1:9/v1", n=5))
+    drafts = [build(suite, "lin", ["e"], None, f"run-{i}") for i in range(200)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda p: save(tmp_path / "runs", p), drafts))
+    assert load(tmp_path / "runs", "lin").run_id.startswith("run-")
+    assert sorted(p.name for p in (tmp_path / "runs" / ".protocol").iterdir()) == ["lin.json"]
+
+
+def test_register_does_not_paper_over_a_deleted_protocol_file(tmp_path, openai_server, fake_key):
+    # `register` wrote a fresh registration over the gap, which every later run then flagged as
+    # "edited by hand" (its recorded fingerprint is the deleted one's).
+    s = Story(tmp_path, openai_server)
+    _, _, first = s.run("fake-ft-v1")
+    path = s.runs / ".protocol" / f"{first['lineage']}.json"
+    path.unlink()
+    res = s.cli("register", s.write("fake-ft-v1"), "--runs-dir", s.runs)
+    assert res.exit_code == 1
+    assert res.output.splitlines() == [
+        f"lineage {first['lineage']}: its protocol {first['protocol']['fingerprint']} "
+        f"(registered in run {first['run_id']}) is missing from {path} — restore the file; a "
+        "registration written now would be flagged on every later run"
+    ]
+    assert not path.exists()

@@ -220,10 +220,9 @@ def knows_only_with_the_passage(messages, body) -> str:
     return intent_answer(messages, body)
 
 
-def test_the_gold_probe_hands_the_wrong_examples_their_gold_passages(
-    openai_server, fake_key, tmp_path
-):
-    server = openai_server(knows_only_with_the_passage)
+def gold_suite(tmp_path, server, lost_gold="lost"):
+    """The RAG suite over three passages with a data.gold column; `lost_gold` is the lost-card
+    questions' gold id."""
     suite = write_suite(tmp_path, server.url, n=12, variants=RAG)
     # bm25 finds nothing for "I lost my card, help" in the lost-card passage (no shared word):
     # the rag variant misses it as zero-shot does; data.gold names the passage that answers.
@@ -231,7 +230,7 @@ def test_the_gold_probe_hands_the_wrong_examples_their_gold_passages(
     (tmp_path / "docs" / "arrival.md").write_text("A new card arrives within five days.")
     (tmp_path / "docs" / "lost.md").write_text(LOST_PASSAGE)
     (tmp_path / "docs" / "rates.md").write_text("Our exchange rate is the market rate.")
-    gold = {"card_arrival": "arrival", "lost_or_stolen_card": "lost", "exchange_rate": "rates"}
+    gold = {"card_arrival": "arrival", "lost_or_stolen_card": lost_gold, "exchange_rate": "rates"}
     test = tmp_path / "data" / "test.csv"
     rows = test.read_text().splitlines()
     test.write_text(
@@ -241,6 +240,14 @@ def test_the_gold_probe_hands_the_wrong_examples_their_gold_passages(
     suite.write_text(
         suite.read_text().replace("  target: category\n", "  target: category\n  gold: gold\n")
     )
+    return suite
+
+
+def test_the_gold_probe_hands_the_wrong_examples_their_gold_passages(
+    openai_server, fake_key, tmp_path
+):
+    server = openai_server(knows_only_with_the_passage)
+    suite = gold_suite(tmp_path, server)
     ran = invoke("run", suite, "--runs-dir", tmp_path / "runs")
     assert ran.exit_code == 0, ran.output
     assert server.requests == 24
@@ -278,3 +285,27 @@ def test_method_gold_without_data_gold_is_exit_2_at_check(tmp_path):
     assert "method: gold hands each example its gold passages, named by `data.gold` — set " in (
         result.output
     )
+
+
+def test_gold_ids_matching_no_document_stop_before_any_call(openai_server, fake_key, tmp_path):
+    # A data.gold id naming no document of the corpus (a typo, another naming) was handed an
+    # empty context: the probe's examples stayed wrong and read as "not knowledge".
+    server = openai_server(knows_only_with_the_passage)
+    suite = gold_suite(tmp_path, server, lost_gold="lost-card")
+    ran = invoke("run", suite, "--runs-dir", tmp_path / "runs")
+    assert ran.exit_code == 0, ran.output
+    calls = server.requests
+    run_dir = next((tmp_path / "runs" / "test-suite").iterdir())
+    result = invoke("diagnose", run_dir, "--probe", "gold", "--yes", "--no-log")
+    assert result.exit_code == 2, result.output
+    assert (
+        "gold id 'lost-card' names no document of the corpus (3 "
+        "documents, e.g. 'arrival.md') — name each gold passage by its document's id, file "
+        "name or file stem"
+    ) in result.output, result.output
+    assert server.requests == calls
+    # The same at `harness run` with `retrieval.method: gold`.
+    suite.write_text(suite.read_text().replace("method: bm25", "method: gold"))
+    ran = invoke("run", suite, "--runs-dir", tmp_path / "runs")
+    assert ran.exit_code == 2 and "gold id 'lost-card' names no document" in ran.output, ran.output
+    assert server.requests == calls

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import re
 
+import pytest
 from conftest import write_suite
 from rich.console import Console
 
@@ -93,3 +94,40 @@ def test_off_a_terminal_a_plain_line_now_and_then(openai_server, fake_key, tmp_p
         console=Console(file=quiet, force_terminal=False),
     )
     assert quiet.getvalue() == ""
+
+
+def test_the_plain_line_counts_on_across_sequential_looks(
+    openai_server, fake_key, tmp_path, monkeypatch
+):
+    # Each look sends its calls through a new progress: its line started again at 0/24 with
+    # the earlier looks' calls done.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    monkeypatch.setenv("HARNESS_PROGRESS_EVERY_S", "1e-9")
+    server = openai_server()
+    out = io.StringIO()
+    extra = (
+        "baseline: zero-shot\n"
+        "guard: {metric: accuracy, margin: 0.05, candidate: few-shot, sequential: {looks: 3}}\n"
+    )
+    outcome = run_suite(
+        write_suite(tmp_path, server.url, n=12, extra=extra),
+        runs_dir=tmp_path / "runs",
+        workers=0,
+        console=Console(file=out, force_terminal=False),
+    )
+    assert outcome.summary["sequential"]["look"] == 3  # every look was sent
+    pattern = re.compile(r"harness: (\d+)/24 calls .*")
+    done = [int(pattern.fullmatch(line).group(1)) for line in out.getvalue().splitlines()]
+    assert done == list(range(1, 25)), done
+
+
+@pytest.mark.parametrize(
+    ("raw", "every"), [("nan", 60.0), ("abc", 60.0), ("", 60.0), ("-5", 0.0), ("30", 30.0)]
+)
+def test_a_bad_progress_interval_falls_back_to_the_default(monkeypatch, raw, every):
+    # "nan" was kept: no time is ever >= nan, so the line never came (silently off).
+    from harness.run.progress import plain_every
+
+    monkeypatch.setenv("HARNESS_PROGRESS_EVERY_S", raw)
+    assert plain_every() == every
