@@ -769,13 +769,19 @@ def register(
     lineage, current, registered = against_registered(suite, runs_dir)
     head: list[str] = []  # a fresh registration's lines
     fresh = False
+    recorded = recorded_protocols(history, lineage)
+    # A deleted file: the run that registered it keeps its fingerprint (runs/), whether or not
+    # MLflow's history is at hand — registered afresh silently, every later run would flag it.
+    gone = missing_registration(runs_dir, lineage) if registered is None else None
+    if gone:
+        recorded.setdefault(*gone)
     if registered is None:
         current = current.model_copy(update={"by_register": True})
         won = save_first(runs_dir, current)
         path = protocol_path(runs_dir, lineage)
         head = [f"registered the protocol of lineage {lineage} in {path}:", *current.lines()]
         registered, fresh = won, won is current
-    replaced = replaced_protocols(registered, recorded_protocols(history, lineage))
+    replaced = replaced_protocols(registered, recorded)
     if fresh and not replaced:
         return head, 0
     changes = [

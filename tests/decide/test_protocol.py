@@ -700,8 +700,8 @@ def test_check_and_register_name_another_suites_registration(tmp_path, openai_se
     path = s.write("fake-ft-v1", name="other-suite", margin=0.05)
     res = s.cli("check", path, "--runs-dir", s.runs)
     assert (
-        f"  ! protocol: amendment to the registered protocol {fp} (registered by suite "
-        "test-suite): hypothesis ft margin: 0.03 → 0.05 — a pass under it is flagged until "
+        f"  ! protocol: amendment to the protocol {fp} registered by suite test-suite: "
+        "hypothesis ft margin: 0.03 → 0.05 — a pass under it is flagged until "
         '`harness register SUITE.yaml --amend --why "…"` accepts it'
     ) in res.output.splitlines(), res.output
     res = s.cli("register", path, "--runs-dir", s.runs)
@@ -740,18 +740,33 @@ def test_concurrent_saves_of_one_protocol_never_crash(tmp_path):
     assert sorted(p.name for p in (tmp_path / "runs" / ".protocol").iterdir()) == ["lin.json"]
 
 
-def test_register_does_not_paper_over_a_deleted_protocol_file(tmp_path, openai_server, fake_key):
-    # `register` wrote a fresh registration over the gap, which every later run then flagged as
-    # "edited by hand" (its recorded fingerprint is the deleted one's).
+def test_register_over_a_deleted_protocol_file(tmp_path, openai_server, fake_key):
+    # The same protocol registered again is the same protocol (same fingerprint): later runs
+    # read clean. Another one in its place is an amendment the runs' records name, which
+    # `--amend` accepts openly (restoring the file is the other way out).
     s = Story(tmp_path, openai_server)
     _, _, first = s.run("fake-ft-v1")
     path = s.runs / ".protocol" / f"{first['lineage']}.json"
     path.unlink()
     res = s.cli("register", s.write("fake-ft-v1"), "--runs-dir", s.runs)
-    assert res.exit_code == 1
-    assert res.output.splitlines() == [
-        f"lineage {first['lineage']}: its protocol {first['protocol']['fingerprint']} "
-        f"(registered in run {first['run_id']}) is missing from {path} — restore the file; a "
-        "registration written now would be flagged on every later run"
-    ]
-    assert not path.exists()
+    assert res.exit_code == 0, res.output
+    code, out, again = s.run("fake-ft-v2", acc=0.6)
+    assert again["protocol"]["fingerprint"] == first["protocol"]["fingerprint"]
+    assert amendments(out) == [] and code == 0, out
+    path.unlink()
+    res = s.cli("register", s.write("fake-ft-v2", margin=0.05), "--runs-dir", s.runs)
+    assert res.exit_code == 1, res.output
+    assert (
+        f"amendment: protocol: {first['protocol']['fingerprint']} (recorded by run "
+        f"{first['run_id']}) → replaced by "
+    ) in res.output, res.output
+    res = s.cli(
+        "register",
+        s.write("fake-ft-v2", margin=0.05),
+        "--runs-dir",
+        s.runs,
+        "--amend",
+        "--why",
+        "file lost, margin widened on purpose",
+    )
+    assert res.exit_code == 0, res.output
