@@ -8,7 +8,10 @@ A page marks a block with the command that prints it:
 
 `--slow` on the marker (`<!-- output --slow: harness run suites/quickstart-finetune.yaml -->`)
 marks a command that calls the local model or trains it (minutes of CPU): it is rerun only with
-`--slow`. Commands run from the repository root, as a reader runs them. `<latest>` in a path
+`--slow`. The slow ones run from the repository root, as a reader runs them (regenerate them on a
+fresh checkout: they make the runs the later blocks read). The cheap ones run in a scratch copy
+of the checkout without its runs/, mlruns/ and models/, so what your own runs left there (a
+registered protocol that `harness check` would report) does not change them. `<latest>` in a path
 stands for the newest entry of its folder (a run id, which sorts by time), so
 `harness diagnose runs/quickstart-finetune/<latest>` diagnoses the run an earlier block made; the
 block shows the id it resolved to, as a reader would type it.
@@ -25,6 +28,7 @@ import re
 import shlex
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,7 +52,19 @@ def resolve(cmd: str) -> str:
     return re.sub(r"(?P<folder>[\w./-]+)/<latest>", newest, cmd)
 
 
-def run(cmd: str) -> str:
+# What a reader's own runs leave in the checkout: kept out of the cheap commands' scratch copy.
+STATE = {"runs", "mlruns", "models", ".git"}
+
+
+def scratch_copy(into: Path) -> Path:
+    """The checkout as links, without its run state."""
+    for entry in ROOT.iterdir():
+        if entry.name not in STATE:
+            (into / entry.name).symlink_to(entry)
+    return into
+
+
+def run(cmd: str, cwd: Path = ROOT) -> str:
     cmd = resolve(cmd)
     args = shlex.split(cmd)
     argv = [sys.executable, "-m", "harness.cli", *args[1:]] if args[0] == "harness" else args
@@ -60,32 +76,41 @@ def run(cmd: str) -> str:
         "NO_COLOR": "1",
         "HARNESS_PROGRESS_EVERY_S": "0",
     }
-    proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True)
-    text = (proc.stdout + proc.stderr).rstrip().replace(f"{ROOT}/", "")  # as run from the checkout
+    proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
+    text = (proc.stdout + proc.stderr).rstrip()
+    for where in {cwd, ROOT}:
+        text = text.replace(f"{where}/", "")  # as run from the checkout
     return f"```console\n$ {cmd}\n{text}\n(exit {proc.returncode})\n```\n"
 
 
 def main() -> int:
     slow, check = "--slow" in sys.argv, "--check" in sys.argv
-    differs = []
-    for page in sorted(DOCS.rglob("*.md")):
-        text = page.read_text(encoding="utf-8")
-
-        def replace(m: re.Match, page: Path = page) -> str:
-            if m["slow"] and not slow:
-                return m.group(0)
-            body = run(m["cmd"])
-            if body != m["body"]:
-                differs.append(f"{page.relative_to(ROOT)}: {m['cmd']}")
-            return f"<!-- output{m['slow'] or ''}: {m['cmd']} -->\n{body}<!-- /output -->"
-
-        new = BLOCK.sub(replace, text)
-        if new != text and not check:
-            page.write_text(new, encoding="utf-8")
+    differs: list[str] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        scratch = scratch_copy(Path(tmp))
+        for page in sorted(DOCS.rglob("*.md")):
+            rewrite(page, scratch, slow, check, differs)
     if check and differs:
         print("outputs differ — rerun scripts/gen_docs_outputs.py:", *differs, sep="\n  ")
         return 1
     return 0
+
+
+def rewrite(page: Path, scratch: Path, slow: bool, check: bool, differs: list[str]) -> None:
+    """Rerun `page`'s blocks (the slow ones only with --slow); write it unless --check."""
+    text = page.read_text(encoding="utf-8")
+
+    def replace(m: re.Match) -> str:
+        if m["slow"] and not slow:
+            return m.group(0)
+        body = run(m["cmd"], ROOT if m["slow"] else scratch)
+        if body != m["body"]:
+            differs.append(f"{page.relative_to(ROOT)}: {m['cmd']}")
+        return f"<!-- output{m['slow'] or ''}: {m['cmd']} -->\n{body}<!-- /output -->"
+
+    new = BLOCK.sub(replace, text)
+    if new != text and not check:
+        page.write_text(new, encoding="utf-8")
 
 
 if __name__ == "__main__":

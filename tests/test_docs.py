@@ -195,6 +195,22 @@ def test_the_shown_outputs_of_cheap_commands_are_current():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_the_cheap_outputs_do_not_read_a_readers_own_runs(tmp_path):
+    # README: run the quickstart, then the tests. The quickstart registers a protocol in runs/
+    # that `harness check` of the tutorial's suite would report: the cheap blocks run in a copy
+    # of the checkout without runs/, mlruns/ and models/.
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gen", ROOT / "scripts" / "gen_docs_outputs.py")
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    copy = gen.scratch_copy(tmp_path)
+    names = {p.name for p in copy.iterdir()}
+    assert {"suites", "data", "harness", "docs"} <= names
+    assert not names & {"runs", "mlruns", "models", ".git"}
+    assert (copy / "suites").resolve() == ROOT / "suites"
+
+
 def test_every_file_a_run_writes_is_documented(openai_server, fake_key, isolated_cwd):
     from harness.run import RunOptions, run_suite
 
