@@ -5,31 +5,17 @@ from __future__ import annotations
 
 import pytest
 
-from harness.calls import local_processes
-
 
 @pytest.fixture(scope="module")
 def written(tmp_path_factory):
     """A 2-layer LLaMA with random weights and SmolLM2's tokenizer, and its F32 GGUF."""
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     pytest.importorskip("llama_cpp")
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from tiny_llama import tiny_llama
 
     from harness.calls.hf_gguf import write_llama_gguf
 
-    gguf_file = local_processes.model_path()
-    tok = AutoTokenizer.from_pretrained(str(gguf_file.parent), gguf_file=gguf_file.name)
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        tie_word_embeddings=True,
-    )
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(config).eval()
+    tok, model = tiny_llama()
     path = tmp_path_factory.mktemp("gguf") / "model.gguf"
     write_llama_gguf(path, model, tok)
     return model, tok, path

@@ -153,29 +153,14 @@ def test_the_server_is_started_health_checked_and_stopped(tmp_path):
 @pytest.fixture(scope="module")
 def tiny_llama(tmp_path_factory):
     """A 2-layer LLaMA with random weights and SmolLM2's tokenizer, saved as a model dir."""
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     pytest.importorskip("trl")
     pytest.importorskip("llama_cpp")
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from tiny_llama import tiny_llama as build
 
-    gguf_file = local_processes.model_path()
-    tok = AutoTokenizer.from_pretrained(str(gguf_file.parent), gguf_file=gguf_file.name)
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
-        tie_word_embeddings=True,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"),
-        pad_token_id=tok.pad_token_id,
-    )
-    torch.manual_seed(0)
+    tok, model = build()
     folder = tmp_path_factory.mktemp("tiny-llama") / "tiny-llama"
-    LlamaForCausalLM(config).save_pretrained(str(folder))
+    model.save_pretrained(str(folder))
     tok.save_pretrained(str(folder))
     return folder
 
